@@ -1,0 +1,139 @@
+"""What goes into a turn and what comes out: inbound message, outbound messages, conversation state."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict, replace
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a contact, already parsed from the channel's payload.
+
+    kind: "text" (typed text, or a template quick-reply's text), "button" (reply button pressed),
+    "list" (list row picked), or "other" (image, audio, sticker, location, reaction, unknown…).
+    For "button"/"list", reply_id is the id we sent and text is the title the user saw.
+    """
+
+    contact: str
+    message_id: str
+    text: str | None = None
+    kind: str = "text"
+    reply_id: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A reply button or a list row."""
+
+    id: str
+    title: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to send. Plain text when buttons and options are empty.
+
+    buttons -> WhatsApp reply buttons (at most 3); options -> a WhatsApp list (at most 10 rows),
+    list_button is the label of the button that opens the list.
+    """
+
+    to: str
+    text: str
+    buttons: tuple[Choice, ...] = ()
+    options: tuple[Choice, ...] = ()
+    list_button: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Outbound":
+        return cls(
+            to=d["to"],
+            text=d["text"],
+            buttons=tuple(Choice(**c) for c in d.get("buttons") or ()),
+            options=tuple(Choice(**c) for c in d.get("options") or ()),
+            list_button=d.get("list_button"),
+        )
+
+
+ACTIVE, ENDED, EXPIRED = "active", "ended", "expired"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The state of one contact's conversation between turns. JSON-able through as_dict/from_dict.
+
+    vars holds only JSON values (str, int, bool, None, lists, dicts): amounts are Decimal strings.
+    step is the step waiting for an answer (an ask step) while status is active.
+    """
+
+    contact: str
+    flow: str
+    version: int
+    step: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    status: str = ACTIVE
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    def evolve(self, **changes: Any) -> "Conversation":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("started_at", "updated_at", "expires_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Conversation":
+        d = dict(d)
+        for k in ("started_at", "updated_at", "expires_at"):
+            if d.get(k):
+                d[k] = datetime.fromisoformat(d[k])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    """A record of one action the turn ran (for logs, tests and the audit event log)."""
+
+    step: str
+    name: str
+    params: dict
+    idempotency_key: str
+    outcome: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth logging that happened during a turn (undefined variable, step limit, …)."""
+
+    level: str  # "info" | "warning" | "error"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What a turn produced.
+
+    conversation is the state to store: status active (waiting at an ask step), ended or expired.
+    It is None only when the message started no flow and no conversation existed (the default reply).
+    """
+
+    conversation: Conversation | None
+    outbound: list[Outbound]
+    actions: list[ActionCall] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)

@@ -1,0 +1,136 @@
+"""The flow language as frozen dataclasses: what a checked YAML flow becomes.
+
+A flow file (one flow per file):
+
+    flow: omari_payment                 # unique name: lowercase letters, digits, underscores
+    title: Omari Mobile Payment
+    triggers: [pay, payment]            # whole-message match, any case, surrounding space/punctuation ignored
+    start: ask_reference                # optional; default: the first step
+    cancel:                             # optional; defaults shown
+      words: [cancel, stop]
+      say: "Okay, cancelled. Send menu to start again."
+      step: on_cancel                   # optional: a step to run on cancel (e.g. to void a payment)
+    menu: menu                          # the word that returns to the main menu from any question
+    expire:                             # optional: after this long without a message the conversation expires
+      after: 10m                        # s, m, h, d
+      say: "This payment timed out."
+      step: on_expire                   # optional: a step to run when it expires
+    steps:
+      <name>:                           # the kind is the key the step carries, exactly one of:
+        say: "Hello {{ name }}"         #   send a message, then go on (next)
+        ask: "Your phone number?"       #   send a question and wait for the answer
+        action: booking.lookup          #   call a registered action
+        flow: omari_payment             #   hand over to another flow (its start step)
+        end: "Goodbye"                  #   end the conversation, optionally with a message (end: true)
+                                        #   a step with only `next:` is a branch step
+      # ask fields: save, expect, buttons | options (+ list_button), retry, attempts (default 3), on_fail
+      # action fields: with (params, may be templates), save, on {outcome: step}, next (default route)
+      # every kind but end/flow: next: <step> | [{if: "<jinja expression>", goto: <step>}, …, {goto: <step>}]
+
+expect: phone_zw | amount | otp | integer | yes_no | text, or a mapping with one of
+    {amount: {min: "0.01", max: "{{ booking.balance_due }}"}}, {integer: {min: 1, max: 10}},
+    {regex: "^BK-"}, {choice: [a, b, c]}, {otp: {min_length: 4, max_length: 8}}, {text: {max_length: 200}}
+buttons/options: a mapping id -> title (options: title or {title, description}), or a list of titles
+    (ids are then the titles, lowercased). The answer may be the id, the title in any case, or its number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Mapping
+
+from .messages import Choice
+
+STEP_KINDS = ("say", "ask", "action", "flow", "end", "branch")
+DEFAULT_CANCEL_WORDS = ("cancel", "stop")
+DEFAULT_CANCEL_MESSAGE = "Okay, I have stopped here. Send *menu* to see what I can do."
+DEFAULT_MENU_WORD = "menu"
+DEFAULT_ATTEMPTS = 3
+DEFAULT_REPLY = "Sorry, I did not understand that. Send *menu* to see what I can do."
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way onward: go to `goto` when `when` (a Jinja expression) is true; when None, always."""
+
+    goto: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """An input check: a built-in kind with its arguments (min/max may be templates)."""
+
+    kind: str  # phone_zw | amount | otp | integer | yes_no | regex | choice | text
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a flow. Fields not used by its kind stay at their defaults."""
+
+    name: str
+    kind: str  # one of STEP_KINDS
+    text: str | None = None  # say/ask/end message (a template)
+    save: str | None = None  # ask: variable for the answer; action: variable for the result data
+    expect: Expect | None = None
+    buttons: tuple[Choice, ...] = ()
+    options: tuple[Choice, ...] = ()
+    list_button: str | None = None
+    retry: str | None = None  # ask: re-prompt (a template); default: built from the check
+    attempts: int = DEFAULT_ATTEMPTS
+    on_fail: str | None = None  # ask: step when attempts run out; default: end politely
+    action: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # action `with:`
+    on: Mapping[str, str] = field(default_factory=dict)  # action outcome -> step
+    target_flow: str | None = None  # flow: hand over to this flow
+    next: tuple[Route, ...] = ()
+    line: int = 0
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A checked flow, ready to run."""
+
+    name: str
+    title: str
+    steps: Mapping[str, Step]
+    start: str
+    triggers: tuple[str, ...] = ()
+    cancel_words: tuple[str, ...] = DEFAULT_CANCEL_WORDS
+    cancel_message: str = DEFAULT_CANCEL_MESSAGE
+    cancel_step: str | None = None
+    menu_word: str = DEFAULT_MENU_WORD
+    expire_after: timedelta | None = None
+    expire_message: str | None = None
+    expire_step: str | None = None
+    version: int = 0
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class FlowSet:
+    """Every loaded flow, by name and version. `latest` runs new conversations; running ones stay on
+    the version they started with.
+    """
+
+    versions: Mapping[str, Mapping[int, Flow]]
+    default_reply: str = DEFAULT_REPLY
+    menu_flow: str | None = "main_menu"
+
+    def latest(self, name: str) -> Flow | None:
+        by_version = self.versions.get(name)
+        return by_version[max(by_version)] if by_version else None
+
+    def get(self, name: str, version: int | None = None) -> Flow | None:
+        if version is None:
+            return self.latest(name)
+        return (self.versions.get(name) or {}).get(version) or self.latest(name)
+
+    @classmethod
+    def of(cls, flows: list[Flow], **kw: Any) -> "FlowSet":
+        versions: dict[str, dict[int, Flow]] = {}
+        for f in flows:
+            versions.setdefault(f.name, {})[f.version] = f
+        return cls(versions=versions, **kw)

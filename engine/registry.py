@@ -1,0 +1,159 @@
+"""The action registry: developers register named handlers with their contract next to the code.
+
+    from engine.registry import action, ActionContext, Result
+
+    @action("booking.lookup", params={"type": "object", "required": ["reference"], ...},
+            outcomes=["found", "not_found", "paid_in_full"], templates=["reference"])
+    def lookup(ctx: ActionContext, params: dict) -> Result:
+        ...
+        return Result("found", {"reference": ..., "balance_due": "300.00"})
+
+The engine renders templated parameters, validates them against the schema, then calls the handler with
+an ActionContext. What a handler returns as data must be JSON-able (it is saved into conversation vars).
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping
+
+import jsonschema
+
+from .problems import EngineError
+
+ENTRY_POINT_GROUP = "convoflow.actions"
+
+
+class RegistryError(EngineError):
+    """A registration broke the rules (duplicate name, bad name, bad schema)."""
+
+
+class ActionFailed(EngineError):
+    """A handler could not do its job for a reason that is not an outcome (a bug, a dead database)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a handler returns: one of its declared outcomes, plus JSON-able data to save."""
+
+    outcome: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a handler gets besides its parameters.
+
+    idempotency_key is stable for one (conversation, inbound message, step): running the action again with
+    the same key must return the stored result instead of acting twice.
+    services holds what the host injects (database, O'mari client, settings…); pure tests pass {}.
+    """
+
+    clock: Callable[[], datetime]
+    new_id: Callable[[], str]
+    idempotency_key: str
+    contact: str
+    log: logging.Logger
+    services: Mapping[str, Any] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[ActionContext, dict], Result]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A registered action and its contract."""
+
+    name: str
+    handler: Handler
+    params: dict
+    outcomes: tuple[str, ...]
+    templates: tuple[str, ...]  # parameter names whose values may be Jinja templates
+    description: str = ""
+
+    def check_params(self, params: dict) -> list[str]:
+        """Plain-words problems with params against the schema (empty when fine)."""
+        validator = jsonschema.Draft202012Validator(self.params)
+        return [_describe(e) for e in sorted(validator.iter_errors(params), key=lambda e: list(e.path))]
+
+
+def _describe(err: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in err.absolute_path)
+    if err.validator == "required":
+        return err.message.replace("is a required property", "is required")
+    if err.validator == "additionalProperties":
+        return err.message
+    return f"'{where}': {err.message}" if where else err.message
+
+
+class ActionRegistry:
+    """Named action handlers. A second registration of a name raises; tests may build a fresh registry."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ActionSpec] = {}
+
+    def action(
+        self,
+        name: str,
+        *,
+        params: dict | None = None,
+        outcomes: list[str] | tuple[str, ...] = ("ok",),
+        templates: list[str] | tuple[str, ...] | None = None,
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: register the handler under `name` ("namespace.name") with its contract."""
+
+        def register(fn: Handler) -> Handler:
+            self.register(
+                ActionSpec(
+                    name=name,
+                    handler=fn,
+                    params=params or {"type": "object"},
+                    outcomes=tuple(outcomes),
+                    templates=tuple(templates) if templates is not None else tuple((params or {}).get("properties", {})),
+                    description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                )
+            )
+            return fn
+
+        return register
+
+    def register(self, spec: ActionSpec) -> None:
+        if "." not in spec.name or spec.name.startswith(".") or spec.name.endswith("."):
+            raise RegistryError(f"action name '{spec.name}' must look like 'namespace.name'")
+        if spec.name in self._specs:
+            raise RegistryError(f"action '{spec.name}' is registered twice")
+        if not spec.outcomes:
+            raise RegistryError(f"action '{spec.name}' declares no outcomes")
+        try:
+            jsonschema.Draft202012Validator.check_schema(spec.params)
+        except jsonschema.SchemaError as e:
+            raise RegistryError(f"action '{spec.name}' has an invalid params schema: {e.message}") from None
+        self._specs[spec.name] = spec
+
+    def get(self, name: str) -> ActionSpec | None:
+        return self._specs.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def suggest(self, name: str) -> str | None:
+        close = difflib.get_close_matches(name, self._specs, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def load_entry_points(self) -> None:
+        """Import modules named in the `convoflow.actions` entry-point group; their decorators register."""
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+
+
+# The process-wide registry that `actions/` modules register into.
+registry = ActionRegistry()
+action = registry.action

@@ -1,0 +1,139 @@
+"""Peewee models. Money is integer minor units (cents) plus a currency code; Decimal in Python.
+
+Timestamps are naive UTC datetimes.
+"""
+from __future__ import annotations
+
+import peewee as pw
+
+from .db import database
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Contact(BaseModel):
+    key = pw.CharField(max_length=128, unique=True)  # WhatsApp user_id when present, else wa_id
+    wa_id = pw.CharField(max_length=32, null=True)
+    profile_name = pw.CharField(max_length=256, null=True)
+    created_at = pw.DateTimeField()
+    last_seen_at = pw.DateTimeField(null=True)
+
+
+class FlowVersion(BaseModel):
+    name = pw.CharField(max_length=64)
+    version = pw.IntegerField()
+    content_hash = pw.CharField(max_length=64)
+    source = pw.TextField()
+    file = pw.CharField(max_length=512)
+    loaded_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("name", "version"), True),)
+
+
+class Session(BaseModel):
+    """One contact's conversation; one row per contact (the live one), rewritten each turn."""
+
+    contact = pw.ForeignKeyField(Contact, unique=True, on_delete="CASCADE")
+    flow = pw.CharField(max_length=64, null=True)
+    flow_version = pw.IntegerField(null=True)
+    step = pw.CharField(max_length=128, null=True)
+    vars = pw.TextField(default="{}")  # JSON
+    attempts = pw.IntegerField(default=0)
+    status = pw.CharField(max_length=16, default="ended", index=True)  # active | ended | expired
+    started_at = pw.DateTimeField(null=True)
+    updated_at = pw.DateTimeField(null=True)
+    expires_at = pw.DateTimeField(null=True, index=True)
+
+
+class InboxMessage(BaseModel):
+    channel_message_id = pw.CharField(max_length=256, unique=True)
+    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE")
+    payload = pw.TextField()  # JSON: the parsed Inbound (and the raw channel message)
+    sent_at = pw.DateTimeField()  # the channel's timestamp: order of handling within a contact
+    received_at = pw.DateTimeField()
+    processed_at = pw.DateTimeField(null=True)
+    error = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("processed_at", "contact", "sent_at"), False),)
+
+
+class OutboxMessage(BaseModel):
+    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE")
+    payload = pw.TextField()  # JSON: Outbound.as_dict()
+    status = pw.CharField(max_length=16, default="pending")  # pending | sent | failed
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField()
+    channel_message_id = pw.CharField(max_length=256, null=True)  # the wamid returned
+    delivery_status = pw.CharField(max_length=16, null=True)  # sent | delivered | read | failed
+    error = pw.TextField(null=True)
+    created_at = pw.DateTimeField()
+    sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("status", "next_attempt_at"), False),)
+
+
+class Booking(BaseModel):
+    reference = pw.CharField(max_length=64)
+    reference_key = pw.CharField(max_length=64, unique=True)  # reference upper-cased and stripped
+    customer = pw.CharField(max_length=256)
+    tour = pw.CharField(max_length=256)
+    currency = pw.CharField(max_length=3, default="USD")
+    total_minor = pw.BigIntegerField()
+    paid_minor = pw.BigIntegerField(default=0)
+    payment_status = pw.CharField(max_length=8, default="UNPAID")  # UNPAID | PARTIAL | PAID
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+class PaymentTransaction(BaseModel):
+    reference = pw.CharField(max_length=36, unique=True)  # our UUID, sent to O'mari
+    booking = pw.ForeignKeyField(Booking, backref="transactions", on_delete="RESTRICT")
+    contact_key = pw.CharField(max_length=128, null=True)
+    msisdn = pw.CharField(max_length=12)
+    amount_minor = pw.BigIntegerField()
+    currency = pw.CharField(max_length=3)
+    wallet = pw.CharField(max_length=32)  # what the customer picked: ecocash | onemoney | zimswitch
+    channel = pw.CharField(max_length=8)  # the API channel: WEB | POS
+    status = pw.CharField(max_length=12, index=True)
+    otp_reference = pw.CharField(max_length=64, null=True)
+    otp_attempts = pw.IntegerField(default=0)
+    payment_reference = pw.CharField(max_length=128, null=True)
+    debit_reference = pw.CharField(max_length=128, null=True)
+    response_code = pw.CharField(max_length=16, null=True)
+    error_message = pw.TextField(null=True)
+    idempotency_key = pw.CharField(max_length=256, unique=True)
+    status_history = pw.TextField(default="[]")  # JSON list of {status, at}
+    applied_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+    completed_at = pw.DateTimeField(null=True)
+
+
+class ActionResult(BaseModel):
+    """The stored result of an action call, so a repeated call with the same key does not act twice."""
+
+    idempotency_key = pw.CharField(max_length=256, unique=True)
+    action = pw.CharField(max_length=128)
+    outcome = pw.CharField(max_length=64)
+    data = pw.TextField(default="null")  # JSON
+    created_at = pw.DateTimeField()
+
+
+class Event(BaseModel):
+    """Audit log: turns' events, payment status changes, operator actions."""
+
+    at = pw.DateTimeField(index=True)
+    kind = pw.CharField(max_length=64)
+    contact_key = pw.CharField(max_length=128, null=True)
+    subject = pw.CharField(max_length=128, null=True)  # e.g. a transaction reference
+    detail = pw.TextField(default="{}")  # JSON, never a secret
+
+
+ALL_MODELS = [Contact, FlowVersion, Session, InboxMessage, OutboxMessage, Booking, PaymentTransaction, ActionResult, Event]
