@@ -1,0 +1,43 @@
+"""What the host gives a turn: the action registry, a clock, an id generator, services and a logger.
+
+The engine does no I/O of its own: everything with a side effect comes in here, so tests run turns
+with a fake clock and no database.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from .registry import ActionContext, ActionRegistry, ActionSpec, Result, registry as default_registry
+
+Invoke = Callable[[ActionSpec, dict, ActionContext], Result]
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the one time convention of the project."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def call_handler(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
+    """The default way to run an action: call its handler directly (no stored results)."""
+    return spec.handler(actx, params)
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """Injected services for one turn.
+
+    invoke runs one action; the host replaces it with one that returns the stored result for an
+    idempotency key already seen (storage.turns), so a redelivered message never acts twice.
+    """
+
+    registry: ActionRegistry = default_registry
+    clock: Callable[[], datetime] = utcnow
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    services: Mapping[str, Any] = field(default_factory=dict)
+    log: logging.Logger = logging.getLogger("convoflow.engine")
+    invoke: Invoke = call_handler
+    max_steps: int = 50
