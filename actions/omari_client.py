@@ -1,0 +1,214 @@
+"""The O'mari Merchant API client (v1.2.0): `/auth`, `/request`, `/query/{reference}`, `/void`.
+
+Every call answers an OmariResult whose outcome is one of:
+
+- ``success``: HTTP 2xx, ``error`` is false and ``responseCode`` is ``"000"`` (the vendor's rule);
+- ``failed``: O'mari answered clearly and said no (any other readable JSON object);
+- ``unknown``: the answer never arrived or cannot be read (timeout, connection error, HTTP 5xx, a body
+  that is not a JSON object). For `/request` the money may have moved: the caller leaves the transaction
+  PENDING and `/query` settles it later.
+
+Amounts travel as JSON numbers with two decimals (``"amount": 3.50``) written straight from the Decimal,
+never through a float. The merchant key, the OTP and full phone numbers never reach a log line or an
+exception's text.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+import requests
+
+SUCCESS, FAILED, UNKNOWN = "success", "failed", "unknown"
+CENT = Decimal("0.01")
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+
+log = logging.getLogger("convoflow.omari")
+
+
+class OmariConfigError(ValueError):
+    """The client cannot be built: a missing base URL or merchant key (the message never shows the key)."""
+
+
+@dataclass(frozen=True)
+class OmariResult:
+    """One O'mari answer, reduced to what the payment code decides on.
+
+    message/response_code are O'mari's own words when it answered; for an unknown outcome message says
+    what went wrong on the way (e.g. "timed out after 30 s") and response_code is None.
+    """
+
+    outcome: str  # success | failed | unknown
+    http_status: int | None = None
+    response_code: str | None = None
+    message: str | None = None
+    otp_reference: str | None = None
+    payment_reference: str | None = None
+    debit_reference: str | None = None
+    status: str | None = None  # /query: O'mari's status word, e.g. "Success"
+    amount: Decimal | None = None  # /query
+    currency: str | None = None  # /query
+    created: str | None = None  # /query: O'mari's local time, no zone
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == SUCCESS
+
+
+def mask_msisdn(msisdn: str | None) -> str:
+    """`263771234567` -> `2637****4567`: enough to tell numbers apart in a log, not enough to call."""
+    if not msisdn:
+        return ""
+    digits = str(msisdn)
+    if len(digits) <= 8:
+        return "*" * len(digits)
+    return f"{digits[:4]}{'*' * (len(digits) - 8)}{digits[-4:]}"
+
+
+def encode_body(fields: Mapping[str, Any]) -> bytes:
+    """A flat JSON object where Decimals become numbers with exactly two decimals (`3.50`), no float."""
+    parts = []
+    for key, value in fields.items():
+        if isinstance(value, Decimal):
+            if not value.is_finite():
+                raise ValueError(f"field '{key}' is not a finite amount")
+            literal = format(value.quantize(CENT), "f")
+        else:
+            literal = json.dumps(value)
+        parts.append(f"{json.dumps(key)}: {literal}")
+    return ("{" + ", ".join(parts) + "}").encode("utf-8")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() else None
+
+
+class OmariClient:
+    """A requests.Session bound to one O'mari environment and merchant key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        merchant_key: str,
+        *,
+        session: requests.Session | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        clock=time.monotonic,
+    ) -> None:
+        if not base_url:
+            raise OmariConfigError("OMARI_API_BASE_URL is not set")
+        if not merchant_key:
+            raise OmariConfigError("OMARI_MERCHANT_KEY is not set")
+        self.base_url = base_url.rstrip("/")
+        self._key = merchant_key
+        self.session = session or requests.Session()
+        self.timeout = (connect_timeout, read_timeout)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"OmariClient(base_url={self.base_url!r})"
+
+    @classmethod
+    def from_settings(cls, settings, *, session: requests.Session | None = None) -> "OmariClient":
+        """Build the client from Settings (OMARI_API_BASE_URL, OMARI_MERCHANT_KEY)."""
+        return cls(settings.omari_api_base_url or "", settings.omari_merchant_key or "", session=session)
+
+    # ── the four calls ───────────────────────────────────────────────────────────────────────────────
+
+    def auth(self, msisdn: str, reference: str, amount: Decimal, currency: str, channel: str) -> OmariResult:
+        """POST /auth: start a payment; O'mari texts the customer an OTP. Success carries otp_reference."""
+        if not isinstance(amount, Decimal):
+            raise TypeError("amount must be a Decimal")
+        body = {"msisdn": msisdn, "reference": reference, "amount": amount, "currency": currency, "channel": channel}
+        return self._call("POST", "/auth", body, msisdn=msisdn)
+
+    def request(self, msisdn: str, reference: str, otp: str) -> OmariResult:
+        """POST /request: complete the payment with the OTP; msisdn must be the one /auth used."""
+        return self._call("POST", "/request", {"msisdn": msisdn, "reference": reference, "otp": otp}, msisdn=msisdn)
+
+    def query(self, reference: str) -> OmariResult:
+        """GET /query/{reference}: what O'mari knows about one of our transactions."""
+        return self._call("GET", f"/query/{requests.utils.quote(reference, safe='')}", None)
+
+    def void(self, reference: str) -> OmariResult:
+        """POST /void: cancel a transaction (Postman collection only; its answer is not documented)."""
+        return self._call("POST", "/void", {"reference": reference})
+
+    # ── plumbing ─────────────────────────────────────────────────────────────────────────────────────
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None, msisdn: str | None = None) -> OmariResult:
+        headers = {"X-Merchant-Key": self._key, "Accept": "application/json"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = encode_body(body)
+        started = self._clock()
+        status: int | None = None
+        try:
+            response = self.session.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            result = OmariResult(UNKNOWN, message=f"no answer within the timeout ({self.timeout[0]:g} s connect, {self.timeout[1]:g} s read)")
+        except requests.ConnectionError:
+            result = OmariResult(UNKNOWN, message="could not connect to O'mari")
+        except requests.RequestException as e:
+            # The exception's text may echo the request; keep only its type.
+            result = OmariResult(UNKNOWN, message=f"request failed ({type(e).__name__})")
+        else:
+            status = response.status_code
+            result = self._read(response)
+        log.info(
+            "omari %s %s status=%s responseCode=%s outcome=%s msisdn=%s duration_ms=%.0f",
+            method,
+            "/query/{reference}" if path.startswith("/query/") else path,
+            status if status is not None else "-",
+            result.response_code or "-",
+            result.outcome,
+            mask_msisdn(msisdn) or "-",
+            (self._clock() - started) * 1000,
+        )
+        return result
+
+    @staticmethod
+    def _read(response: requests.Response) -> OmariResult:
+        status = response.status_code
+        if status >= 500:
+            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status}")
+        try:
+            payload = json.loads(response.content or b"", parse_float=Decimal)
+        except ValueError:
+            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with a body that is not JSON")
+        if not isinstance(payload, dict):
+            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with JSON that is not an object")
+        code = _text(payload.get("responseCode"))
+        ok = 200 <= status < 300 and payload.get("error") is False and code == "000"
+        return OmariResult(
+            SUCCESS if ok else FAILED,
+            http_status=status,
+            response_code=code,
+            message=_text(payload.get("message")) or (None if ok else f"HTTP {status}"),
+            otp_reference=_text(payload.get("otpReference")),
+            payment_reference=_text(payload.get("paymentReference")),
+            debit_reference=_text(payload.get("debitReference")),
+            status=_text(payload.get("status")),
+            amount=_decimal(payload.get("amount")),
+            currency=_text(payload.get("currency")),
+            created=_text(payload.get("created")),
+        )
