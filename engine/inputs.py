@@ -251,7 +251,7 @@ CHECKS: Mapping[str, Callable[..., Checked]] = {
     "text": text,
 }
 
-# Argument names each check takes, and which of them may be templates rendered at run time.
+# Argument names each check takes.
 ARGUMENTS: Mapping[str, tuple[str, ...]] = {
     "phone_zw": (),
     "amount": ("min", "max"),
@@ -262,6 +262,10 @@ ARGUMENTS: Mapping[str, tuple[str, ...]] = {
     "choice": ("choices",),
     "text": ("max_length",),
 }
+
+# Arguments that may be templates, rendered over the conversation's vars before the check runs
+# (e.g. max: "{{ booking.balance_due }}"). A regex pattern is never rendered: `\d{4}` is not a template.
+TEMPLATE_ARGUMENTS = frozenset({"min", "max", "min_length", "max_length"})
 
 
 def check(kind: str, answer: str, args: Mapping[str, Any] | None = None) -> Checked:
@@ -276,4 +280,4 @@ def check(kind: str, answer: str, args: Mapping[str, Any] | None = None) -> Chec
         raise CheckArgsError(f"{kind}: {e}") from None
 
 
-__all__ = ["Checked", "CheckArgsError", "CHECKS", "ARGUMENTS", "check", *CHECKS]
+__all__ = ["Checked", "CheckArgsError", "CHECKS", "ARGUMENTS", "TEMPLATE_ARGUMENTS", "check", *CHECKS]

@@ -1,0 +1,123 @@
+"""Lookups the runner needs on every turn, computed once per FlowSet / Flow object.
+
+Flows are frozen after loading, so what can be derived from them (normalised triggers, the answers each
+ask step accepts) is built on first use and kept for as long as that object lives. Keyed on the object
+itself (by identity): a reloaded flow set is a new object and gets fresh lookups.
+"""
+from __future__ import annotations
+
+import unicodedata
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Generic, Mapping, TypeVar
+
+from .messages import Choice
+from .model import Flow, FlowSet
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class per_object(Generic[K, V]):
+    """Cache build(obj) by the identity of obj, dropped when obj is garbage-collected.
+
+    Flow and FlowSet hold dicts, so they are not hashable; identity is also the right key (two equal
+    flow sets loaded twice are cheap to index twice).
+    """
+
+    def __init__(self, build: Callable[[K], V]) -> None:
+        self._build = build
+        self._entries: dict[int, tuple[weakref.ref, V]] = {}
+
+    def __call__(self, obj: K) -> V:
+        entry = self._entries.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        value = self._build(obj)
+        key = id(obj)
+        entries = self._entries
+        entries[key] = (weakref.ref(obj, lambda _ref: entries.pop(key, None)), value)
+        return value
+
+
+def normalise(text: str | None) -> str:
+    """A message as triggers and command words compare it: any case, inner runs of space collapsed,
+    surrounding space and punctuation dropped. Emoji and inner punctuation stay ("make-payment", "👋").
+    """
+    if not text:
+        return ""
+    folded = " ".join(text.split()).casefold()
+    start, end = 0, len(folded)
+    while start < end and _edge(folded[start]):
+        start += 1
+    while end > start and _edge(folded[end - 1]):
+        end -= 1
+    return folded[start:end]
+
+
+def _edge(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch).startswith("P")
+
+
+@dataclass(frozen=True)
+class FlowSetLookups:
+    """Which flow a whole message starts: its triggers, and the menu flow's menu word."""
+
+    triggers: Mapping[str, str]  # normalised phrase -> flow name
+
+
+def _index_flowset(flows: FlowSet) -> FlowSetLookups:
+    triggers: dict[str, str] = {}
+    # Sorted so that a phrase two flows claim (a validation error) still resolves the same way each time.
+    for name in sorted(flows.versions):
+        flow = flows.latest(name)
+        for phrase in flow.triggers:
+            triggers.setdefault(normalise(phrase), name)
+    menu = flows.latest(flows.menu_flow) if flows.menu_flow else None
+    if menu is not None:
+        triggers[normalise(menu.menu_word)] = menu.name
+    return FlowSetLookups(triggers=triggers)
+
+
+flowset_lookups: per_object[FlowSet, FlowSetLookups] = per_object(_index_flowset)
+
+
+@dataclass(frozen=True)
+class FlowLookups:
+    """Per ask step with buttons/options: every accepted answer (id, title, 1-based number) -> choice id."""
+
+    choices: Mapping[str, Mapping[str, str]]  # step name -> normalised answer -> choice id
+    choice_ids: Mapping[str, frozenset[str]]  # step name -> the ids a button/list reply may carry
+    cancel_words: frozenset[str]
+    menu_word: str
+
+
+def _answers(choices: tuple[Choice, ...]) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    # Numbers first, titles then ids override: a button titled "2" means that button, not the second one.
+    for number, c in enumerate(choices, start=1):
+        answers[str(number)] = c.id
+    for c in choices:
+        answers[normalise(c.title)] = c.id
+    for c in choices:
+        answers[normalise(c.id)] = c.id
+    return answers
+
+
+def _index_flow(flow: Flow) -> FlowLookups:
+    choices: dict[str, dict[str, str]] = {}
+    ids: dict[str, frozenset[str]] = {}
+    for name, step in flow.steps.items():
+        offered = step.buttons or step.options
+        if offered:
+            choices[name] = _answers(offered)
+            ids[name] = frozenset(c.id for c in offered)
+    return FlowLookups(
+        choices=choices,
+        choice_ids=ids,
+        cancel_words=frozenset(normalise(w) for w in flow.cancel_words),
+        menu_word=normalise(flow.menu_word),
+    )
+
+
+flow_lookups: per_object[Flow, FlowLookups] = per_object(_index_flow)
