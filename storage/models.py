@@ -48,6 +48,14 @@ class Session(BaseModel):
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
     expires_at = pw.DateTimeField(null=True, index=True)
+    # The claim (lease) that serialises one contact's turns without holding a database lock across an
+    # action's HTTP call: see storage/sessions.py.
+    claimed_by = pw.CharField(max_length=128, null=True)
+    claimed_until = pw.DateTimeField(null=True)
+
+    class Meta:
+        # `flows list` and load_flowset() count active conversations per flow version from the index alone.
+        indexes = ((("status", "flow", "flow_version"), False),)
 
 
 class InboxMessage(BaseModel):
@@ -63,13 +71,19 @@ class InboxMessage(BaseModel):
         indexes = ((("processed_at", "contact", "sent_at"), False),)
 
 
+# Workers look for the oldest unprocessed message; a partial index keeps that lookup the size of the
+# backlog, not of the millions of processed rows kept for audit.
+InboxMessage.add_index(InboxMessage.index(InboxMessage.sent_at, name="inbox_message_pending").where(
+    InboxMessage.processed_at.is_null()))
+
+
 class OutboxMessage(BaseModel):
     contact = pw.ForeignKeyField(Contact, on_delete="CASCADE")
     payload = pw.TextField()  # JSON: Outbound.as_dict()
     status = pw.CharField(max_length=16, default="pending")  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
-    channel_message_id = pw.CharField(max_length=256, null=True)  # the wamid returned
+    channel_message_id = pw.CharField(max_length=256, null=True, index=True)  # the wamid returned; receipts find rows by it
     delivery_status = pw.CharField(max_length=16, null=True)  # sent | delivered | read | failed
     error = pw.TextField(null=True)
     created_at = pw.DateTimeField()
@@ -132,7 +146,7 @@ class Event(BaseModel):
     at = pw.DateTimeField(index=True)
     kind = pw.CharField(max_length=64)
     contact_key = pw.CharField(max_length=128, null=True)
-    subject = pw.CharField(max_length=128, null=True)  # e.g. a transaction reference
+    subject = pw.CharField(max_length=128, null=True, index=True)  # e.g. a transaction reference
     detail = pw.TextField(default="{}")  # JSON, never a secret
 
 

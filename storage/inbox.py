@@ -1,0 +1,89 @@
+"""The inbox: every message a channel received, unique on the channel's message id.
+
+A redelivered message stops at the unique id. Rows are handled one contact at a time in the channel's
+timestamp order (sent_at, then id) and marked processed in the same transaction that saves the turn.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .db import execute, is_postgres
+from .models import InboxMessage
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    contact_id: int
+    channel_message_id: str
+    payload: dict[str, Any]
+    sent_at: datetime
+    processed: bool
+
+
+_ADD = (
+    'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
+    'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
+)
+_COLUMNS = '"id", "contact_id", "channel_message_id", "payload", "sent_at", "processed_at"'
+
+
+def _row(r: tuple) -> InboxRow:
+    return InboxRow(r[0], r[1], r[2], json.loads(r[3]), InboxMessage.sent_at.python_value(r[4]), r[5] is not None)
+
+
+def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
+        received_at: datetime) -> tuple[InboxRow, bool]:
+    """Store a received message; returns (the row, True) or, for a message id seen before, (that row, False)."""
+    body = json.dumps(payload, separators=(",", ":"), default=str)
+    inserted = execute(_ADD, (channel_message_id, contact_id, body, sent_at, received_at)).fetchone()
+    if inserted:
+        return InboxRow(inserted[0], contact_id, channel_message_id, payload, sent_at, False), True
+    existing = execute(f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "channel_message_id" = ?',
+                       (channel_message_id,)).fetchone()
+    return _row(existing), False
+
+
+def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
+    """Call inside the transaction that saves the turn."""
+    execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
+
+
+def record_error(row_id: int, error: str) -> None:
+    """Note why handling a row failed; it stays unprocessed so it is tried again once its claim runs out."""
+    execute('UPDATE "inbox_message" SET "error" = ? WHERE "id" = ? AND "processed_at" IS NULL', (error[:2000], row_id))
+
+
+def oldest_pending(contact_id: int) -> InboxRow | None:
+    """The contact's next message to handle (index on processed_at, contact, sent_at)."""
+    r = execute(
+        f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "processed_at" IS NULL AND "contact_id" = ? '
+        'ORDER BY "sent_at", "id" LIMIT 1', (contact_id,)).fetchone()
+    return _row(r) if r else None
+
+
+def pending_contacts(now: datetime, limit: int = 10) -> list[int]:
+    """Contacts with the oldest unprocessed messages whose session nobody holds a live claim on.
+
+    Call inside the write transaction that then claims one of them. On PostgreSQL the candidate inbox rows
+    are locked with SKIP LOCKED, so concurrent workers pick different contacts instead of queueing.
+    """
+    sql = (
+        'SELECT i."contact_id" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = i."contact_id" '
+        'WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
+        'ORDER BY i."sent_at", i."id" LIMIT ?'
+    )
+    if is_postgres():
+        sql += " FOR UPDATE OF i SKIP LOCKED"
+    seen: dict[int, None] = {}
+    for (contact_id,) in execute(sql, (now, limit)).fetchall():
+        seen.setdefault(contact_id)
+    return list(seen)
+
+
+def backlog() -> int:
+    """Unprocessed messages (for metrics), counted on the partial index of pending rows."""
+    return execute('SELECT COUNT(*) FROM "inbox_message" WHERE "processed_at" IS NULL').fetchone()[0]

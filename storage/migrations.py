@@ -1,0 +1,134 @@
+"""Schema migrations: an ordered list of named steps, each applied once and recorded in `schema_migrations`.
+
+`upgrade(db)` applies what is missing and returns the names it applied; running it again applies nothing.
+Two processes upgrading at once are serialised: on SQLite by `BEGIN IMMEDIATE` (the second waits on the
+busy timeout, then finds everything applied), on PostgreSQL by a transaction-scoped advisory lock. DDL
+is transactional on both, so a failed migration leaves nothing half done and is not recorded.
+
+Rules for a new migration (append to MIGRATIONS, never edit or reorder a shipped one):
+- the first migration creates every table and index from the models as they are at the time it runs, so
+  on a fresh database a later migration can find its change already there: write later steps so they
+  skip what exists (`_add_columns`, `_add_index` below do);
+- change the model (add a field, never rename one) and add a migration that makes the same change to an
+  existing database through playhouse.migrate's SchemaMigrator.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from .db import is_postgres, utcnow, write_transaction
+from .models import ALL_MODELS, Event
+
+# A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
+_LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
+
+UPGRADE_HINT = "run `flows db upgrade`"
+
+
+class SchemaError(RuntimeError):
+    """The database has no schema, or an older one than this code needs."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[peewee.Database, SchemaMigrator], None]
+    description: str
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    name: str
+    description: str
+    applied_at: datetime | None  # None: not applied yet
+
+
+def _initial(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    db.create_tables(ALL_MODELS, safe=True)
+
+
+def _add_index(db: peewee.Database, migrator: SchemaMigrator, table: str, columns: tuple[str, ...], unique=False):
+    name = f"{table}_{'_'.join(columns)}"
+    if name not in {ix.name for ix in db.get_indexes(table)}:
+        migrator.add_index(table, columns, unique).run()
+
+
+def _add_columns(db: peewee.Database, migrator: SchemaMigrator, model: type[peewee.Model], *names: str) -> None:
+    """Add the model's fields `names` to its table where they are missing (kept for later migrations)."""
+    table = model._meta.table_name
+    existing = {c.name for c in db.get_columns(table)}
+    for name in names:
+        field = model._meta.fields[name]
+        if field.column_name not in existing:
+            migrator.add_column(table, field.column_name, field).run()
+
+
+def _event_subject_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    _add_index(db, migrator, Event._meta.table_name, ("subject",))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial", _initial, "every table and index"),
+    Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
+)
+
+
+class SchemaMigration(peewee.Model):
+    name = peewee.CharField(max_length=128, primary_key=True)
+    applied_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "schema_migrations"
+
+
+def _lock(db: peewee.Database) -> None:
+    if is_postgres(db):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+
+
+def upgrade(db: peewee.Database, now: Callable[[], datetime] | None = None) -> list[str]:
+    """Apply every migration not applied yet, in order, under a lock; return the names applied."""
+    clock = now or utcnow
+    with SchemaMigration.bind_ctx(db):
+        with write_transaction(db):
+            _lock(db)
+            db.create_tables([SchemaMigration], safe=True)
+            applied = {m.name for m in SchemaMigration.select(SchemaMigration.name)}
+            migrator = SchemaMigrator.from_database(db)
+            done = []
+            for migration in MIGRATIONS:
+                if migration.name in applied:
+                    continue
+                migration.apply(db, migrator)
+                SchemaMigration.create(name=migration.name, applied_at=clock())
+                done.append(migration.name)
+    return done
+
+
+def status(db: peewee.Database) -> list[MigrationStatus]:
+    """Every known migration with when it was applied (None when pending)."""
+    applied = _applied(db)
+    return [MigrationStatus(m.name, m.description, applied.get(m.name)) for m in MIGRATIONS]
+
+
+def _applied(db: peewee.Database) -> dict[str, datetime]:
+    if not db.table_exists(SchemaMigration._meta.table_name):
+        return {}
+    with SchemaMigration.bind_ctx(db):
+        return {m.name: m.applied_at for m in SchemaMigration.select()}
+
+
+def check(db: peewee.Database) -> None:
+    """Raise SchemaError unless every migration is applied (commands other than upgrade call this)."""
+    applied = _applied(db)
+    if not applied:
+        raise SchemaError(f"the database has no convoflow schema yet: {UPGRADE_HINT}")
+    pending = [m.name for m in MIGRATIONS if m.name not in applied]
+    if pending:
+        raise SchemaError(f"the database schema is behind ({len(pending)} migration(s) pending): {UPGRADE_HINT}")

@@ -1,0 +1,139 @@
+"""Conversation sessions and the claim that serialises one contact's turns.
+
+Why a claim and not a lock: a turn may run actions that call O'mari for up to 40 s. Holding a database
+lock that long would stall every other writer on SQLite and pin a connection and a row lock on
+PostgreSQL. So a turn runs in three parts:
+
+1. claim — one short write transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the row lock that
+   `INSERT … ON CONFLICT DO UPDATE` takes, which is the lock `SELECT … FOR UPDATE` would take, in one
+   round trip). The session row is created when missing and, in the same statement, marked
+   `claimed_by = <token>`, `claimed_until = now + lease` unless another live claim holds it. The
+   statement returns the session state, so loading it costs nothing more.
+2. the turn — outside any transaction: the engine, actions, HTTP calls.
+3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
+   claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
+   finds no row the claim was lost (the lease ran out and another worker took over): the transaction is
+   rolled back and ClaimLost raised, so a stale worker never overwrites newer state.
+
+A worker that dies mid-turn leaves its claim behind; the lease (LEASE, longer than the 40 s action
+timeout plus margin) lets another worker take the contact once it runs out, and the inbox row is still
+unprocessed, so the message is handled again — actions return their stored results for the same
+idempotency key, so nothing is paid twice. A second worker for a claimed contact either waits
+(handle_message polls with a growing pause, bounded) or moves on to another contact (process_inbox).
+The claim token is unique per claim (worker id plus a random part) so two claims by one worker differ.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .db import execute
+from .models import Session
+
+LEASE = timedelta(seconds=120)
+
+_STATE_COLUMNS = ("flow", "flow_version", "step", "vars", "attempts", "status", "started_at", "updated_at",
+                  "expires_at")
+_RETURNING = ", ".join(f'"{c}"' for c in ("id", *_STATE_COLUMNS))
+
+_CLAIM = (
+    'INSERT INTO "session" ("contact_id", "vars", "attempts", "status", "claimed_by", "claimed_until") '
+    "VALUES (?, '{}', 0, 'ended', ?, ?) "
+    'ON CONFLICT ("contact_id") DO UPDATE SET "claimed_by" = excluded."claimed_by", '
+    '"claimed_until" = excluded."claimed_until" '
+    'WHERE "session"."claimed_until" IS NULL OR "session"."claimed_until" < ? '
+    f"RETURNING {_RETURNING}"
+)
+
+_SAVE = (
+    'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
+    '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "claimed_by" = NULL, "claimed_until" = NULL '
+    'WHERE "id" = ? AND "claimed_by" = ?'
+)
+
+_RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
+
+_DUE = (
+    'SELECT s."id", s."contact_id", c."key" FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" '
+    "WHERE s.\"status\" = 'active' AND s.\"expires_at\" <= ? "
+    'AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) ORDER BY s."expires_at" LIMIT ?'
+)
+
+
+class ClaimLost(RuntimeError):
+    """The claim ran out and another worker took the contact before this turn saved: its work is dropped."""
+
+
+class ContactBusy(RuntimeError):
+    """Another worker holds the contact's claim and did not release it in time."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held claim on one contact's session, with the state as it was when claimed."""
+
+    session_id: int
+    contact_id: int
+    token: str
+    state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
+
+
+def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
+    state = dict(zip(_STATE_COLUMNS, row[1:]))
+    state["vars"] = json.loads(state["vars"] or "{}")
+    for name in ("started_at", "updated_at", "expires_at"):
+        state[name] = Session._meta.fields[name].python_value(state[name])
+    return row[0], state
+
+
+def try_claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEASE) -> Claim | None:
+    """Claim the contact's session (creating it when missing) unless a live claim holds it.
+
+    Call inside a write transaction; the claim is visible to others once it commits.
+    """
+    row = execute(_CLAIM, (contact_id, token, now + lease, now)).fetchone()
+    if row is None:
+        return None
+    session_id, state = _decode(row)
+    return Claim(session_id, contact_id, token, state)
+
+
+def save_and_release(claim: Claim, state: dict[str, Any]) -> None:
+    """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours.
+
+    Call inside the write transaction that also writes the outbox and marks the inbox row processed.
+    """
+    params = [state.get(c) for c in _STATE_COLUMNS]
+    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"), sort_keys=True)
+    params[4] = state.get("attempts") or 0
+    cursor = execute(_SAVE, (*params, claim.session_id, claim.token))
+    if cursor.rowcount != 1:
+        raise ClaimLost(f"the claim on session {claim.session_id} ran out before the turn saved")
+
+
+def release(claim: Claim) -> None:
+    """Give the claim back without changing the state (a redelivered message, nothing to do)."""
+    execute(_RELEASE, (claim.session_id, claim.token))
+
+
+def due_for_expiry(now: datetime, limit: int = 100) -> list[tuple[int, int, str]]:
+    """(session id, contact id, contact key) of active sessions past expires_at and not claimed."""
+    return [tuple(r) for r in execute(_DUE, (now, now, limit)).fetchall()]
+
+
+def get_state(contact_key: str) -> dict[str, Any] | None:
+    """The stored state of a contact's session (None when the contact never wrote)."""
+    row = execute(
+        f'SELECT s.{_RETURNING.replace(", ", ", s.")} FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" '
+        'WHERE c."key" = ?', (contact_key,)).fetchone()
+    return _decode(row)[1] if row else None
+
+
+def active_counts() -> dict[tuple[str, int], int]:
+    """How many conversations are active on each (flow, version), from the (status, flow, version) index."""
+    rows = execute(
+        'SELECT "flow", "flow_version", COUNT(*) FROM "session" WHERE "status" = \'active\' '
+        'GROUP BY "flow", "flow_version"').fetchall()
+    return {(flow, version): n for flow, version, n in rows}
