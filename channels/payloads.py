@@ -1,0 +1,344 @@
+"""WhatsApp Cloud API payloads: webhook bodies in, message JSON out.
+
+Parsing turns one webhook body into the contacts it names, the user messages it carries (as Inbound) and
+the delivery receipts for what we sent. Every entry, change, message and status is handled; an item that
+cannot be used (no id, no sender) is skipped with a log line rather than failing the whole delivery, so
+one odd item never makes Meta retry the others for days.
+
+Rendering turns an Outbound into one or more Cloud API message bodies. WhatsApp refuses a message that
+breaks a limit, so nothing is sent as-is over a limit, and nothing is cut silently:
+- a text body over 4,096 characters is split into several text messages (at a paragraph, line or word
+  boundary when there is one), sent in order — no words are lost;
+- an interactive body over 1,024 characters is split the same way: the leading parts go first as text
+  messages and the buttons or list ride on the last part;
+- titles, labels, descriptions and ids have no room to split: they are cut to the limit (titles end with
+  "…") with a logged warning. `flows validate` warns about these before a flow ever runs.
+- more than 3 reply buttons are sent as a list; more than 10 list rows keep the first 10 (warning).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from engine.messages import Choice, Inbound, Outbound
+
+log = logging.getLogger("convoflow.whatsapp")
+
+TEXT_MAX = 4096
+INTERACTIVE_BODY_MAX = 1024
+BUTTON_TITLE_MAX = 20
+BUTTON_ID_MAX = 256
+MAX_BUTTONS = 3
+LIST_BUTTON_MAX = 20
+SECTION_TITLE_MAX = 24
+ROW_TITLE_MAX = 24
+ROW_ID_MAX = 200
+ROW_DESCRIPTION_MAX = 72
+MAX_ROWS = 10
+DEFAULT_LIST_BUTTON = "Choose"
+EMPTY_BODY = "Please choose:"  # an interactive message must have a body; used only when the flow gave none
+
+# A business-scoped user id: country code, a dot, then letters and digits (e.g. "US.13491208655302741918").
+_BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]+$")
+
+
+class PayloadError(ValueError):
+    """A webhook body that is not JSON or not a WhatsApp payload; the message is a short reason."""
+
+
+@dataclass(frozen=True)
+class ContactInfo:
+    """Who wrote: key is the user_id when Meta sent one, else the wa_id."""
+
+    key: str
+    wa_id: str | None = None
+    profile_name: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReceipt:
+    """A delivery receipt for a message we sent (never user input)."""
+
+    wamid: str
+    status: str  # sent | delivered | read | failed (or whatever Meta adds)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """One user message: the parsed Inbound and the raw item as Meta sent it."""
+
+    inbound: Inbound
+    raw: dict
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Everything one webhook body carried."""
+
+    contacts: tuple[ContactInfo, ...]
+    messages: tuple[Received, ...]
+    statuses: tuple[StatusReceipt, ...]
+
+
+def _dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x: Any) -> list:
+    return x if isinstance(x, list) else []
+
+
+def _str(x: Any) -> str | None:
+    """A non-empty string from a JSON value (ids sometimes arrive as numbers), else None."""
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, (str, int)):
+        s = str(x).strip()
+        return s or None
+    return None
+
+
+def _timestamp(x: Any) -> datetime | None:
+    """Meta's unix seconds (a string) as a naive UTC datetime; None when unreadable."""
+    try:
+        return datetime.fromtimestamp(int(str(x)), timezone.utc).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    """Parse a webhook body. Raises PayloadError when it is not JSON or not a WhatsApp payload."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise PayloadError("body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise PayloadError("not a WhatsApp payload: body is not an object")
+    if doc.get("object") != "whatsapp_business_account":
+        raise PayloadError("not a WhatsApp payload: object is not 'whatsapp_business_account'")
+    if not isinstance(doc.get("entry"), list):
+        raise PayloadError("not a WhatsApp payload: no entry list")
+
+    contacts: dict[str, ContactInfo] = {}
+    messages: list[Received] = []
+    statuses: list[StatusReceipt] = []
+    for entry in _list(doc["entry"]):
+        for change in _list(_dict(entry).get("changes")):
+            change = _dict(change)
+            if change.get("field") != "messages":
+                continue  # account updates, template reviews…: not conversation traffic
+            value = _dict(change.get("value"))
+            people = [_contact(c) for c in _list(value.get("contacts"))]
+            people = [p for p in people if p is not None]
+            for p in people:
+                contacts[p.key] = p
+            for item in _list(value.get("messages")):
+                received = _message(_dict(item), people)
+                if received is not None:
+                    messages.append(received)
+            for item in _list(value.get("statuses")):
+                receipt = _status(_dict(item))
+                if receipt is not None:
+                    statuses.append(receipt)
+            for err in _list(value.get("errors")):
+                err = _dict(err)
+                log.warning("webhook reported an error: code=%s %s", err.get("code"), err.get("title"))
+    for r in messages:
+        # A message whose sender was not in contacts[] still needs a contact row.
+        contacts.setdefault(r.inbound.contact, ContactInfo(key=r.inbound.contact, wa_id=_str(r.raw.get("from"))))
+    return Webhook(tuple(contacts.values()), tuple(messages), tuple(statuses))
+
+
+def _contact(c: Any) -> ContactInfo | None:
+    c = _dict(c)
+    wa_id, user_id = _str(c.get("wa_id")), _str(c.get("user_id"))
+    key = user_id or wa_id
+    if key is None:
+        return None
+    name = _str(_dict(c.get("profile")).get("name"))
+    return ContactInfo(key=key[:128], wa_id=wa_id[:32] if wa_id else None, profile_name=name[:256] if name else None)
+
+
+def _sender(m: dict, people: list[ContactInfo]) -> str | None:
+    """The contact key of a message's sender: its user_id when known, else its wa_id / from."""
+    sender_wa, sender_user = _str(m.get("from")), _str(m.get("from_user_id"))
+    if sender_user:
+        return sender_user[:128]
+    for p in people:
+        if sender_wa and p.wa_id == sender_wa:
+            return p.key
+    if len(people) == 1 and sender_wa is None:
+        return people[0].key
+    return sender_wa[:128] if sender_wa else None
+
+
+def _message(m: dict, people: list[ContactInfo]) -> Received | None:
+    message_id = _str(m.get("id"))
+    contact = _sender(m, people)
+    if message_id is None or contact is None:
+        log.warning("webhook message skipped: it has no %s", "id" if message_id is None else "sender")
+        return None
+    kind, text, reply_id = "other", None, None
+    mtype = m.get("type")
+    if mtype == "text":
+        kind, text = "text", _text(_dict(m.get("text")).get("body"))
+    elif mtype == "interactive":
+        inter = _dict(m.get("interactive"))
+        reply = _dict(inter.get(inter.get("type"))) if inter.get("type") in ("button_reply", "list_reply") else None
+        if reply is not None:
+            kind = "button" if inter["type"] == "button_reply" else "list"
+            reply_id, text = _str(reply.get("id")), _text(reply.get("title"))
+    elif mtype == "button":  # a template's quick-reply: its text is what the user "said"
+        button = _dict(m.get("button"))
+        kind, text, reply_id = "text", _text(button.get("text")), _str(button.get("payload"))
+    inbound = Inbound(
+        contact=contact,
+        message_id=message_id[:256],
+        text=text,
+        kind=kind,
+        reply_id=reply_id,
+        timestamp=_timestamp(m.get("timestamp")),
+    )
+    return Received(inbound, m)
+
+
+def _text(x: Any) -> str:
+    return x if isinstance(x, str) else ""
+
+
+def _status(s: dict) -> StatusReceipt | None:
+    wamid, status = _str(s.get("id")), _str(s.get("status"))
+    if wamid is None or status is None:
+        return None
+    errors = [_dict(e) for e in _list(s.get("errors"))]
+    error = "; ".join(f"{e.get('code')} {e.get('title') or e.get('message') or ''}".strip() for e in errors) or None
+    return StatusReceipt(wamid=wamid, status=status[:16], error=error)
+
+
+def inbox_payload(received: Received) -> dict:
+    """The inbox row's payload: the Inbound's fields (timestamp as ISO text) plus the raw item as `raw`."""
+    i = received.inbound
+    return {
+        "contact": i.contact,
+        "message_id": i.message_id,
+        "text": i.text,
+        "kind": i.kind,
+        "reply_id": i.reply_id,
+        "timestamp": i.timestamp.isoformat() if i.timestamp else None,
+        "raw": received.raw,
+    }
+
+
+# ── Outbound → Cloud API ────────────────────────────────────────────────────────────────────────────
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split text into parts of at most `limit` characters, at a paragraph, line or word break when one
+    falls in the second half of a part; no character is dropped except the break itself."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            at = window.rfind(sep)
+            if at >= limit // 2:
+                cut, skip = at, len(sep)
+                break
+        if cut < 0:
+            cut, skip = limit, 0
+        parts.append(rest[:cut])
+        rest = rest[cut + skip:]
+    parts.append(rest)
+    return parts
+
+
+def _cut(value: str, limit: int, what: str, ellipsis: bool = True) -> str:
+    if len(value) <= limit:
+        return value
+    short = value[: limit - 1] + "…" if ellipsis else value[:limit]
+    log.warning("whatsapp: %s longer than %d characters was cut: %r -> %r", what, limit, value, short)
+    return short
+
+
+def recipient_fields(to: str) -> dict:
+    """Address a message: a phone number goes in `to`, a business-scoped user id in `recipient`."""
+    return {"recipient": to} if _BSUID.match(to) else {"to": to}
+
+
+def _envelope(to: str) -> dict:
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", **recipient_fields(to)}
+
+
+def _text_message(to: str, body: str) -> dict:
+    return {**_envelope(to), "type": "text", "text": {"preview_url": False, "body": body}}
+
+
+def _unique_titles(choices: list[Choice], limit: int, what: str) -> list[str]:
+    """Titles cut to the limit; two that became equal get a number so WhatsApp accepts them."""
+    titles: list[str] = []
+    for c in choices:
+        title = _cut(c.title, limit, what) or c.id[:limit] or "-"
+        n = 2
+        base = title
+        while title in titles:
+            suffix = f" {n}"
+            title = base[: limit - len(suffix)] + suffix
+            n += 1
+        if title != base:
+            log.warning("whatsapp: %s %r made unique as %r", what, base, title)
+        titles.append(title)
+    return titles
+
+
+def to_cloud_api(out: Outbound, to: str | None = None) -> list[dict]:
+    """The Cloud API bodies that deliver `out`, in sending order (usually one). `to` overrides out.to
+    (the sender passes the contact's phone number when it knows one)."""
+    to = to or out.to
+    choices = list(out.buttons) or list(out.options)
+    if not choices:
+        if not out.text:
+            log.warning("whatsapp: an empty text message to a contact was not sent")
+            return []
+        parts = split_text(out.text, TEXT_MAX)
+        if len(parts) > 1:
+            log.warning("whatsapp: a text of %d characters was split into %d messages", len(out.text), len(parts))
+        return [_text_message(to, p) for p in parts]
+
+    parts = split_text(out.text, INTERACTIVE_BODY_MAX) if out.text else [EMPTY_BODY]
+    if len(parts) > 1:
+        log.warning("whatsapp: an interactive body of %d characters was split into %d messages", len(out.text), len(parts))
+    leading = [_text_message(to, p) for p in parts[:-1]]
+    body = {"text": parts[-1]}
+    if out.buttons and len(out.buttons) <= MAX_BUTTONS:
+        titles = _unique_titles(choices, BUTTON_TITLE_MAX, "button title")
+        buttons = [
+            {"type": "reply", "reply": {"id": _cut(c.id, BUTTON_ID_MAX, "button id", ellipsis=False), "title": t}}
+            for c, t in zip(choices, titles)
+        ]
+        interactive = {"type": "button", "body": body, "action": {"buttons": buttons}}
+    else:
+        if out.buttons:
+            log.warning("whatsapp: %d reply buttons (at most %d) were sent as a list", len(choices), MAX_BUTTONS)
+        if len(choices) > MAX_ROWS:
+            log.warning(
+                "whatsapp: a list of %d rows keeps the first %d; dropped: %s",
+                len(choices), MAX_ROWS, ", ".join(c.title for c in choices[MAX_ROWS:]),
+            )
+            choices = choices[:MAX_ROWS]
+        titles = _unique_titles(choices, ROW_TITLE_MAX, "list row title")
+        rows = []
+        for c, t in zip(choices, titles):
+            row = {"id": _cut(c.id, ROW_ID_MAX, "list row id", ellipsis=False), "title": t}
+            if c.description:
+                row["description"] = _cut(c.description, ROW_DESCRIPTION_MAX, "list row description")
+            rows.append(row)
+        label = _cut(out.list_button or DEFAULT_LIST_BUTTON, LIST_BUTTON_MAX, "list button label")
+        section = {"title": _cut(label, SECTION_TITLE_MAX, "list section title"), "rows": rows}
+        interactive = {"type": "list", "body": body, "action": {"button": label, "sections": [section]}}
+    return leading + [{**_envelope(to), "type": "interactive", "interactive": interactive}]
