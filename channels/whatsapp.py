@@ -1,0 +1,154 @@
+"""The WhatsApp webhook: a Flask app that checks, parses and stores what Meta sends, and answers at once.
+
+The request path does one thing: in one transaction it records the contacts, inserts each message into
+the inbox (unique on the WhatsApp message id, so a redelivery changes nothing) and records delivery
+receipts on the outbox rows they name. Conversations run later in the workers (channels/worker.py):
+no turn and no O'mari call ever happens inside a webhook request, so Meta gets its 200 in milliseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import datetime
+from typing import Callable
+
+from flask import Flask, Response, request
+
+from engine.context import utcnow
+from storage import inbox
+from storage.contacts import upsert_contact
+from storage.db import database, write_transaction
+from storage.models import OutboxMessage
+from storage.settings import Settings
+
+from .metrics import Metrics, database_gauges
+from .payloads import PayloadError, Webhook, inbox_payload, parse_webhook
+
+log = logging.getLogger("convoflow.whatsapp")
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches up to a few hundred items; anything far larger is not Meta
+
+# Receipts arrive unordered; a later "delivered" must not overwrite "read".
+_STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+def signature_ok(secret: str, body: bytes, header: str) -> bool:
+    """True when header is `sha256=<hex HMAC-SHA256 of body under secret>` (constant-time compare)."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
+    """Record one webhook's contacts, messages and receipts in one transaction. Returns (new, duplicate)."""
+    if not hook.messages and not hook.statuses:
+        return 0, 0
+    new = dup = 0
+    with write_transaction():
+        # Sorted: two requests naming the same contacts or messages lock them in the same order.
+        ids = {
+            c.key: upsert_contact(c.key, now, wa_id=c.wa_id, profile_name=c.profile_name)
+            for c in sorted(hook.contacts, key=lambda c: c.key)
+        }
+        for r in sorted(hook.messages, key=lambda r: r.inbound.message_id):
+            i = r.inbound
+            _, inserted = inbox.add(ids[i.contact], i.message_id, inbox_payload(r), i.timestamp or now, now)
+            new, dup = new + inserted, dup + (not inserted)
+        if hook.statuses:
+            _record_statuses(hook)
+    return new, dup
+
+
+def _record_statuses(hook: Webhook) -> None:
+    latest: dict[str, tuple[str, str | None]] = {}
+    for s in hook.statuses:
+        prev = latest.get(s.wamid)
+        if prev is None or _STATUS_RANK.get(s.status, 0) >= _STATUS_RANK.get(prev[0], 0):
+            latest[s.wamid] = (s.status, s.error)
+    rows = OutboxMessage.select(OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status).where(
+        OutboxMessage.channel_message_id.in_(list(latest))
+    )
+    for row in rows:
+        status, error = latest[row.channel_message_id]
+        if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(row.delivery_status or "", 0):
+            continue
+        changes = {OutboxMessage.delivery_status: status}
+        if error:
+            changes[OutboxMessage.error] = f"delivery failed: {error}"
+            log.warning("whatsapp: message %s was not delivered: %s", row.id, error)
+        OutboxMessage.update(changes).where(OutboxMessage.id == row.id).execute()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    on_inbox: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Flask:
+    """The webhook app. The database must already be open (storage.db.open_database).
+
+    on_inbox is called after new messages are committed (the in-process workers wake up at once instead
+    of waiting for their next poll).
+    """
+    if not settings.whatsapp_app_secret or not settings.whatsapp_verify_token:
+        raise ValueError("the webhook needs WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN")
+    app = Flask("convoflow")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    metrics = metrics or Metrics()
+    metrics.gauges_from(database_gauges)
+    secret, verify_token = settings.whatsapp_app_secret, settings.whatsapp_verify_token
+
+    def refuse(status: int, reason: str) -> Response:
+        metrics.webhook_rejected.inc(reason=str(status))
+        log.warning("webhook refused (%d %s) from %s", status, reason, request.remote_addr)
+        return Response(reason + "\n", status=status, mimetype="text/plain")
+
+    @app.get("/webhook")
+    def verify() -> Response:
+        token = request.args.get("hub.verify_token", "")
+        if request.args.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            token.encode("utf-8", "replace"), verify_token.encode()
+        ):
+            log.info("webhook verified by Meta")
+            return Response(request.args.get("hub.challenge", ""), status=200, mimetype="text/plain")
+        return refuse(403, "verification failed")
+
+    @app.post("/webhook")
+    def receive() -> Response:
+        body = request.get_data(cache=False)
+        header = request.headers.get("X-Hub-Signature-256")
+        if not header:
+            return refuse(401, "missing X-Hub-Signature-256")
+        if not signature_ok(secret, body, header):
+            return refuse(403, "bad signature")
+        try:
+            hook = parse_webhook(body)
+        except PayloadError as e:
+            return refuse(400, str(e))
+        new, dup = store_webhook(hook, clock())
+        if new:
+            metrics.messages_in.inc(new)
+            if on_inbox is not None:
+                on_inbox()
+        if dup:
+            metrics.duplicates.inc(dup)
+        for s in hook.statuses:
+            metrics.statuses.inc(status=s.status)
+        return Response("OK", status=200, mimetype="text/plain")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            database.execute_sql("SELECT 1")
+        except Exception as e:  # any database failure means "not healthy"; say which kind, never the URL
+            log.error("health check: database unreachable (%s)", type(e).__name__)
+            return Response("database unreachable\n", status=503, mimetype="text/plain")
+        return Response("ok\n", status=200, mimetype="text/plain")
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        return Response(metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
+
+    app.extensions["convoflow.metrics"] = metrics
+    return app

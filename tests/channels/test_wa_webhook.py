@@ -1,0 +1,108 @@
+"""The webhook over real HTTP on loopback: signature, parsing, inbox, receipts, health and metrics."""
+from __future__ import annotations
+
+import json
+import logging
+
+from storage.models import Contact, InboxMessage, OutboxMessage
+
+import whatsapp_fakes as wa
+
+from datetime import datetime
+
+
+def post(http, url, doc=None, raw: bytes | None = None, signature: str | None = "sign"):
+    body = raw if raw is not None else wa.body_of(doc)
+    headers = {"Content-Type": "application/json"}
+    if signature == "sign":
+        headers["X-Hub-Signature-256"] = wa.sign(body)
+    elif signature is not None:
+        headers["X-Hub-Signature-256"] = signature
+    return http.post(url + "/webhook", data=body, headers=headers, timeout=10)
+
+
+def test_meta_verification_handshake(webhook, http):
+    ok = http.get(webhook + "/webhook", params={"hub.mode": "subscribe", "hub.verify_token": wa.VERIFY_TOKEN,
+                                                "hub.challenge": "1158201444"})
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    bad = http.get(webhook + "/webhook", params={"hub.mode": "subscribe", "hub.verify_token": "nope",
+                                                 "hub.challenge": "1158201444"})
+    assert bad.status_code == 403 and "1158201444" not in bad.text
+
+
+def test_a_signed_message_is_stored_in_the_inbox_with_its_contact(webhook, http):
+    item = wa.text("263771234567", "pay")
+    r = post(http, webhook, wa.envelope([item], [wa.contact("263771234567", "Tendai")]))
+    assert (r.status_code, r.text) == (200, "OK")
+    row = InboxMessage.get()
+    assert row.channel_message_id == item["id"] and row.processed_at is None
+    assert json.loads(row.payload)["text"] == "pay"
+    assert row.sent_at == datetime(2025, 11, 24, 16, 0)
+    assert (row.contact.key, row.contact.wa_id, row.contact.profile_name) == ("263771234567", "263771234567", "Tendai")
+
+
+def test_missing_signature_is_401_and_stores_nothing(webhook, http, caplog):
+    with caplog.at_level(logging.WARNING, "convoflow.whatsapp"):
+        r = post(http, webhook, wa.envelope([wa.text("263771234567", "pay")]), signature=None)
+    assert r.status_code == 401
+    assert InboxMessage.select().count() == 0 and Contact.select().count() == 0
+    assert "missing X-Hub-Signature-256" in caplog.text
+
+
+def test_wrong_signature_is_403_and_stores_nothing(webhook, http):
+    doc = wa.envelope([wa.text("263771234567", "pay")], [wa.contact("263771234567")])
+    r = post(http, webhook, doc, signature=wa.sign(wa.body_of(doc), secret="someone-else"))
+    assert r.status_code == 403
+    tampered = wa.body_of(doc).replace(b"pay", b"PAY")
+    r = post(http, webhook, raw=tampered, signature=wa.sign(wa.body_of(doc)))
+    assert r.status_code == 403
+    r = post(http, webhook, doc, signature="sha256=zz\u00e9")
+    assert r.status_code == 403
+    assert InboxMessage.select().count() == 0 and Contact.select().count() == 0
+
+
+def test_garbage_and_foreign_bodies_are_400_with_a_reason(webhook, http, caplog):
+    with caplog.at_level(logging.WARNING, "convoflow.whatsapp"):
+        r = post(http, webhook, raw=b"\x00garbage{")
+        assert (r.status_code, r.text.strip()) == (400, "body is not JSON")
+        r = post(http, webhook, raw=b'{"object": "page", "entry": []}')
+        assert r.status_code == 400 and "not a WhatsApp payload" in r.text
+    assert "webhook refused (400 body is not JSON)" in caplog.text
+    assert InboxMessage.select().count() == 0
+
+
+def test_the_same_message_delivered_twice_and_five_times_is_stored_once(webhook, http):
+    once = wa.text("263771234567", "pay")
+    doc = wa.envelope([once], [wa.contact("263771234567")])
+    assert [post(http, webhook, doc).status_code for _ in range(2)] == [200, 200]
+    five = wa.text("263771234567", "menu")
+    doc5 = wa.envelope([five], [wa.contact("263771234567")])
+    assert [post(http, webhook, doc5).status_code for _ in range(5)] == [200] * 5
+    assert sorted(m for (m,) in InboxMessage.select(InboxMessage.channel_message_id).tuples()) == sorted([once["id"], five["id"]])
+    assert Contact.select().count() == 1
+
+
+def test_delivery_receipts_are_recorded_on_the_outbox_row_not_as_input(webhook, http):
+    contact = Contact.create(key="263771234567", wa_id="263771234567", created_at=datetime(2026, 1, 1))
+    now = datetime(2026, 1, 1)
+    row = OutboxMessage.create(contact=contact, payload="{}", status="sent", next_attempt_at=now, created_at=now,
+                               channel_message_id="wamid.out.7")
+    for state in ("sent", "read", "delivered"):  # unordered: the late "delivered" must not undo "read"
+        assert post(http, webhook, wa.envelope(statuses=[wa.status("wamid.out.7", state)])).status_code == 200
+    assert OutboxMessage.get_by_id(row.id).delivery_status == "read"
+    failed = wa.status("wamid.out.7", "failed", errors=[{"code": 131047, "title": "Re-engagement message"}])
+    post(http, webhook, wa.envelope(statuses=[failed]))
+    row = OutboxMessage.get_by_id(row.id)
+    assert row.delivery_status == "failed" and "131047" in row.error
+    assert InboxMessage.select().count() == 0
+
+
+def test_health_and_metrics(webhook, http):
+    assert http.get(webhook + "/healthz").text == "ok\n"
+    post(http, webhook, wa.envelope([wa.text("263771234567", "hi")], [wa.contact("263771234567")]))
+    post(http, webhook, raw=b"nope", signature=None)
+    text = http.get(webhook + "/metrics").text
+    assert "convoflow_messages_in_total 1" in text
+    assert 'convoflow_webhook_rejected_total{reason="401"} 1' in text
+    assert "convoflow_inbox_backlog 1" in text
+    assert "# TYPE convoflow_turn_latency_seconds histogram" in text
