@@ -36,6 +36,22 @@ def db(request, tmp_path):
     database.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def blank_db(request, tmp_path):
+    """A database with no schema at all (for migration tests); its URL is in `.url`."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'blank.db'}"
+        database = open_database(url)
+    else:
+        if not PG_URL:
+            pytest.skip(PG_SKIP)
+        url = PG_URL
+        database = _fresh_postgres()
+    database.url = url
+    yield database
+    database.close()
+
+
 @pytest.fixture
 def sqlite_db(tmp_path):
     """A fresh SQLite file database only (for tests that do not need both)."""

@@ -1,0 +1,292 @@
+"""The persisted turn path every channel uses (WhatsApp workers, `flows chat`, the demo).
+
+One turn, whatever the channel:
+
+1. claim (one short write transaction): upsert the contact, record the message in the inbox (unique on
+   its id), claim the contact's session row and read its state — see storage/sessions.py for the
+   claim/lease design;
+2. run the engine turn outside any transaction (actions may call O'mari for up to 40 s); actions go
+   through `stored_invoke`, so a message handled again returns the stored result instead of acting twice;
+3. save (one write transaction): the new session state, the outbound messages as outbox rows in order,
+   the inbox row marked processed, the turn's events, and the claim released.
+
+A failure in step 2 or 3 (a crash, a bug, a lost claim) leaves the inbox row unprocessed and the claim in
+place until its lease runs out; then a worker handles the message again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from engine.context import TurnContext, call_handler
+from engine.messages import ACTIVE, Conversation, Inbound, TurnResult
+from engine.model import Flow, FlowSet
+from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
+from engine.runner import expire, run_turn
+from storage import events, flowstore, inbox, outbox, sessions
+from storage.contacts import upsert_contact
+from storage.db import execute, write_transaction
+from storage.events import EventRecord
+from storage.models import ActionResult
+
+log = logging.getLogger("convoflow.turns")
+
+# How long handle_message waits for another worker to release a contact before giving up: a little more
+# than the lease, so a claim left by a crashed process is taken over rather than reported busy.
+WAIT = sessions.LEASE.total_seconds() + 10
+
+_parsed: dict[tuple[str, int, str], Flow] = {}
+_parsed_lock = threading.Lock()
+
+
+class FlowsNotLoaded(RuntimeError):
+    """Stored flows that no longer load (an action they use is gone); the message lists the problems."""
+
+
+# ── flows ────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def load_flowset(registry: ActionRegistry | None = None) -> FlowSet:
+    """The flows to run: the latest stored version of each flow plus every older version an active
+    conversation is still on. Parsed flows are cached by (name, version, content hash), so reloading
+    (the workers do it periodically) parses only what changed.
+
+    A stored version that no longer loads is left out with a logged warning (its conversations then
+    continue on the latest version); when the latest version of a flow fails, FlowsNotLoaded is raised.
+    """
+    from engine.load import load_text  # the loader pulls in jsonschema and the flow schema: only when needed
+
+    flows: list[Flow] = []
+    failed: list[str] = []
+    latest = {r.name: r.version for r in flowstore.latest_versions()}
+    for row in flowstore.versions_in_use():
+        key = (row.name, row.version, row.content_hash)
+        flow = _parsed.get(key)
+        if flow is None:
+            flow, problems = load_text(flowstore.source(row.name, row.version), row.file, registry=registry,
+                                       version=row.version)
+            errors = [p for p in problems if p.severity == "error"]
+            if flow is None or errors:
+                message = f"flow '{row.name}' version {row.version} no longer loads: " + "; ".join(map(str, errors))
+                log.warning(message)
+                if latest.get(row.name) == row.version:
+                    failed.append(message)
+                continue
+            with _parsed_lock:
+                _parsed[key] = flow
+        flows.append(flow)
+    if failed:
+        raise FlowsNotLoaded("\n".join(failed))
+    return FlowSet.of(flows)
+
+
+# ── actions ──────────────────────────────────────────────────────────────────────────────────────────
+
+
+def stored_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
+    """TurnContext.invoke for persisted turns: the stored result when this idempotency key ran before,
+    otherwise run the handler and store its result at once (committed before the turn goes on, so a
+    crash later in the turn cannot make the action run twice).
+    """
+    key = actx.idempotency_key
+    row = execute('SELECT "outcome", "data" FROM "action_result" WHERE "idempotency_key" = ?', (key,)).fetchone()
+    if row is not None:
+        return Result(row[0], json.loads(row[1]))
+    result = call_handler(spec, params, actx)
+    execute(
+        'INSERT INTO "action_result" ("idempotency_key", "action", "outcome", "data", "created_at") '
+        'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("idempotency_key") DO NOTHING',
+        (key, spec.name, result.outcome, json.dumps(result.data, separators=(",", ":"), default=str), actx.clock()))
+    return result
+
+
+def stored_result(idempotency_key: str) -> Result | None:
+    """The stored result of an action call (for tests and operators)."""
+    row = ActionResult.get_or_none(ActionResult.idempotency_key == idempotency_key)
+    return Result(row.outcome, json.loads(row.data)) if row else None
+
+
+# ── messages in and out ─────────────────────────────────────────────────────────────────────────────
+
+
+def inbound_payload(inbound: Inbound) -> dict[str, Any]:
+    """The inbox row's payload for a message: the Inbound's fields (channels may add "raw")."""
+    return {
+        "contact": inbound.contact,
+        "message_id": inbound.message_id,
+        "text": inbound.text,
+        "kind": inbound.kind,
+        "reply_id": inbound.reply_id,
+        "timestamp": inbound.timestamp.isoformat() if inbound.timestamp else None,
+    }
+
+
+def inbound_from_payload(payload: dict[str, Any]) -> Inbound:
+    stamp = payload.get("timestamp")
+    return Inbound(
+        contact=payload["contact"],
+        message_id=payload["message_id"],
+        text=payload.get("text"),
+        kind=payload.get("kind") or "text",
+        reply_id=payload.get("reply_id"),
+        timestamp=datetime.fromisoformat(stamp) if stamp else None,
+    )
+
+
+def _conversation(contact: str, state: dict[str, Any]) -> Conversation | None:
+    if state["flow"] is None or state["step"] is None:
+        return None
+    return Conversation(contact=contact, flow=state["flow"], version=state["flow_version"] or 0, step=state["step"],
+                        vars=state["vars"], attempts=state["attempts"] or 0, status=state["status"],
+                        started_at=state["started_at"], updated_at=state["updated_at"],
+                        expires_at=state["expires_at"])
+
+
+def _state(conversation: Conversation | None, before: dict[str, Any]) -> dict[str, Any]:
+    if conversation is None:
+        return before
+    return {
+        "flow": conversation.flow,
+        "flow_version": conversation.version,
+        "step": conversation.step,
+        "vars": conversation.vars,
+        "attempts": conversation.attempts,
+        "status": conversation.status,
+        "started_at": conversation.started_at,
+        "updated_at": conversation.updated_at,
+        "expires_at": conversation.expires_at if conversation.status == ACTIVE else None,
+    }
+
+
+def _token(worker_id: str | None) -> str:
+    who = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    return f"{who}:{uuid.uuid4().hex[:12]}"
+
+
+def _persistent(ctx: TurnContext) -> TurnContext:
+    """Persisted turns store action results: swap the default invoker for stored_invoke."""
+    return replace(ctx, invoke=stored_invoke) if ctx.invoke is call_handler else ctx
+
+
+def _save(claim: sessions.Claim, contact: str, result: TurnResult, inbox_id: int | None, ctx: TurnContext) -> None:
+    now = ctx.clock()
+    with write_transaction():
+        sessions.save_and_release(claim, _state(result.conversation, claim.state))
+        outbox.enqueue(claim.contact_id, [message.as_dict() for message in result.outbound], now)
+        if inbox_id is not None:
+            inbox.mark_processed(inbox_id, now)
+        events.record_many(
+            EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events)
+
+
+# ── the turn ─────────────────────────────────────────────────────────────────────────────────────────
+
+
+def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_name: str | None = None, *,
+                   wa_id: str | None = None, worker_id: str | None = None, wait: float = WAIT) -> TurnResult:
+    """Record the message in the inbox and run its turn now, persisted (see the module docstring).
+
+    Waits (up to `wait` seconds) while another worker holds the contact. A message id already processed
+    changes nothing and returns no outbound messages. Raises sessions.ContactBusy when the wait runs out.
+    """
+    ctx = _persistent(ctx)
+    now = ctx.clock()
+    token = _token(worker_id)
+    with write_transaction():
+        contact_id = upsert_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
+        row, _ = inbox.add(contact_id, inbound.message_id, inbound_payload(inbound), inbound.timestamp or now, now)
+        claim = sessions.try_claim(contact_id, token, now)
+    if claim is None:
+        claim = _wait_for_claim(contact_id, token, ctx, wait)
+    if row.processed:
+        sessions.release(claim)
+        return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
+    result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
+    _save(claim, inbound.contact, result, row.id, ctx)
+    return result
+
+
+def _wait_for_claim(contact_id: int, token: str, ctx: TurnContext, wait: float) -> sessions.Claim:
+    deadline = time.monotonic() + wait
+    pause = 0.0005
+    while True:
+        # Jitter: waiters on one contact should not wake in lockstep and collide again.
+        time.sleep(pause * (0.5 + random.random()))
+        with write_transaction():
+            claim = sessions.try_claim(contact_id, token, ctx.clock())
+        if claim is not None:
+            return claim
+        if time.monotonic() >= deadline:
+            raise sessions.ContactBusy(f"contact {contact_id} stayed claimed by another worker for {wait:.0f} s")
+        pause = min(pause * 2, 0.05)
+
+
+def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id: str | None = None) -> int:
+    """Handle up to `limit` unprocessed inbox messages, each contact's oldest first, skipping contacts
+    another worker holds; returns how many were handled. Safe to run in many threads and processes.
+    """
+    ctx = _persistent(ctx)
+    done = 0
+    while done < limit:
+        token = _token(worker_id)
+        taken = _claim_next(token, ctx.clock())
+        if taken is None:
+            break
+        claim, row, contact = taken
+        try:
+            inbound = inbound_from_payload(row.payload)
+            result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
+            _save(claim, contact, result, row.id, ctx)
+        except Exception as error:
+            # The row stays unprocessed and the claim stays until its lease runs out: the message is
+            # tried again later, not in a tight loop.
+            inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+            raise
+        done += 1
+    return done
+
+
+def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
+    with write_transaction():
+        for contact_id in inbox.pending_contacts(now):
+            claim = sessions.try_claim(contact_id, token, now)
+            if claim is None:
+                continue
+            row = inbox.oldest_pending(contact_id)
+            if row is None:  # handled by someone else between the two reads
+                sessions.release(claim)
+                continue
+            contact = execute('SELECT "key" FROM "contact" WHERE "id" = ?', (contact_id,)).fetchone()[0]
+            return claim, row, contact
+    return None
+
+
+def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, limit: int = 100) -> int:
+    """Expire active conversations past their expires_at (through the same claim), queue the expiry
+    messages; returns how many expired.
+    """
+    ctx = _persistent(ctx)
+    now = now or ctx.clock()
+    done = 0
+    for _session_id, contact_id, contact in sessions.due_for_expiry(now, limit):
+        with write_transaction():
+            claim = sessions.try_claim(contact_id, _token(None), now)
+        if claim is None:
+            continue
+        conversation = _conversation(contact, claim.state)
+        if conversation is None or not conversation.active or conversation.expires_at is None \
+                or conversation.expires_at > now:
+            sessions.release(claim)  # a turn moved it on between the query and the claim
+            continue
+        _save(claim, contact, expire(flows, conversation, ctx), None, ctx)
+        done += 1
+    return done

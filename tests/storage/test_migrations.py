@@ -1,0 +1,56 @@
+"""Schema migrations: applied once, recorded, safe to run twice and from two processes at once."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from storage import migrations
+from storage.migrations import MIGRATIONS, SchemaError, check, status, upgrade
+
+ALL = [m.name for m in MIGRATIONS]
+
+
+def test_upgrade_applies_every_migration_once_and_status_says_so(blank_db):
+    assert [s.applied_at for s in status(blank_db)] == [None] * len(ALL)
+    assert upgrade(blank_db) == ALL
+    assert upgrade(blank_db) == []
+    rows = status(blank_db)
+    assert [r.name for r in rows] == ALL and all(r.applied_at is not None for r in rows)
+    check(blank_db)
+
+
+def test_commands_on_a_database_without_schema_are_told_to_upgrade(blank_db):
+    with pytest.raises(SchemaError, match="run `flows db upgrade`"):
+        check(blank_db)
+
+
+def test_a_later_migration_runs_on_a_database_that_has_only_the_first(blank_db):
+    upgrade(blank_db)
+    # Put the database back to how a release with only the first migration left it.
+    blank_db.execute_sql('DROP INDEX "event_subject"')
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0002_event_subject_index'")
+    with pytest.raises(SchemaError, match="1 migration"):
+        check(blank_db)
+    assert upgrade(blank_db) == ["0002_event_subject_index"]
+    assert "event_subject" in {ix.name for ix in blank_db.get_indexes("event")}
+
+
+def test_two_processes_upgrading_at_once_apply_each_migration_exactly_once(blank_db, tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        from storage.db import open_database
+        from storage.migrations import upgrade
+        print(",".join(upgrade(open_database(sys.argv[1]))))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen([sys.executable, "-c", script, blank_db.url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
+    applied = [name for out, _ in outputs for name in out.strip().split(",") if name]
+    assert sorted(applied) == sorted(ALL)
+    assert len(migrations.status(blank_db)) == len(ALL)
