@@ -1,0 +1,212 @@
+"""The flow file's shape: schemas/flow.schema.json, applied one step kind at a time.
+
+The schema file serves editors too, so it describes every kind. Checking uses it differently: each
+step's kind is read from the key it carries (`say`, `ask`, `action`, `flow`, `end`, or only `next` for a
+branch), then the step is checked against that kind's definition alone. One `oneOf` over every kind would
+answer "is not valid under any of the given schemas"; this names the field the author wrote.
+jsonschema's errors are turned into plain words at the place in the file they are about.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from pathlib import Path as FilePath
+from typing import Any, Iterator
+
+import jsonschema
+
+from .problems import Problem
+from .yaml_source import Path, Source
+
+SCHEMA_FILE = FilePath(__file__).resolve().parent.parent / "schemas" / "flow.schema.json"
+KIND_KEYS = ("say", "ask", "action", "flow", "end")
+BRANCH = "branch"
+
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping (name: value lines)",
+    "null": "empty",
+}
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    """The flow schema as written in schemas/flow.schema.json."""
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _validators() -> dict[str, jsonschema.Draft202012Validator]:
+    """One compiled validator for the flow's top level and one per step kind, built once per process."""
+    root = schema()
+    top = dict(root)
+    top["properties"] = dict(root["properties"])
+    # Steps are checked one by one against their own kind; the top level only checks the mapping itself.
+    top["properties"]["steps"] = {k: v for k, v in root["properties"]["steps"].items() if k != "additionalProperties"}
+    validators = {"top": jsonschema.Draft202012Validator(top)}
+    for kind in (*KIND_KEYS, BRANCH):
+        validators[kind] = jsonschema.Draft202012Validator(
+            {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{kind}"}
+        )
+    return validators
+
+
+@lru_cache(maxsize=1)
+def _fields_by_kind() -> dict[str, tuple[str, ...]]:
+    defs = schema()["$defs"]
+    return {kind: tuple(defs[kind]["properties"]) for kind in (*KIND_KEYS, BRANCH)}
+
+
+def suggest(word: str, choices: Any) -> str:
+    """' — did you mean 'x'?' when a known word is close to what was written, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def step_kind(step: dict) -> tuple[str | None, list[str]]:
+    """The kind a step's keys say it is, and every kind key it carries (more than one is a mistake)."""
+    kinds = [k for k in KIND_KEYS if k in step]
+    if len(kinds) == 1:
+        return kinds[0], kinds
+    if not kinds and "next" in step:
+        return BRANCH, kinds
+    return None, kinds
+
+
+def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str]]:
+    """Check the shape of a parsed flow.
+
+    Returns the problems, each step's kind (None when it cannot be told) and the names of the steps
+    whose shape is right (the semantic checks look only at those).
+    """
+    data = source.data
+    problems = [source.problem(path, "error", code, msg, key=key)
+                for path, code, msg, key in _explain(_validators()["top"], data, (), "")]
+    kinds: dict[str, str | None] = {}
+    sound: set[str] = set()
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, dict):
+        return problems, kinds, sound
+    for name, step in steps.items():
+        path = ("steps", name)
+        if not isinstance(step, dict):
+            kinds[name] = None
+            problems.append(source.problem(path, "error", "field.type",
+                                           f"step '{name}' must be a mapping of fields, e.g. 'say: Hello'"))
+            continue
+        kind, found = step_kind(step)
+        kinds[name] = kind
+        if kind is None and not found:
+            typo = next((f" ('{key}' looks like '{close[0]}')" for key in step
+                         if (close := difflib.get_close_matches(str(key), (*KIND_KEYS, "next"), n=1, cutoff=0.6))), "")
+            problems.append(source.problem(path, "error", "step.kind_missing",
+                                           f"step '{name}' does not say what it does: give it one of "
+                                           f"say, ask, action, flow or end{typo}", key=True))
+            continue
+        if kind is None:
+            problems.append(source.problem(path + (found[1],), "error", "step.kind_ambiguous",
+                                           f"step '{name}' has both '{found[0]}' and '{found[1]}': a step does one "
+                                           f"thing, so split it into two steps joined by 'next'", key=True))
+            continue
+        errors = list(_explain(_validators()[kind], step, path, f"step '{name}': ", kind=kind))
+        problems.extend(source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors)
+        if not errors:
+            sound.add(name)
+    return problems, kinds, sound
+
+
+def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Path, prefix: str,
+             kind: str | None = None) -> Iterator[tuple[Path, str, str, bool]]:
+    """jsonschema errors as (path, code, plain message, point at the key?)."""
+    for err in validator.iter_errors(instance):
+        path = base + tuple(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            for extra in sorted(k for k in err.instance if k not in known):
+                yield path + (extra,), "field.unknown", prefix + _unknown_field(extra, known, path, base, kind), True
+            continue
+        if "propertyNames" in err.schema_path:
+            name = err.instance
+            yield path + (name,), "field.invalid", f"{prefix}step name '{name}' {err.schema.get('patternErrorMessage', 'is not allowed')}", True
+            continue
+        code, message = plain_words(err, _label(path, base))
+        if err.validator == "dependentRequired":
+            # Point at the field that needs the missing one: that is the line the author just wrote.
+            yield path + (next(k for k in err.validator_value if k in err.instance),), code, prefix + message, True
+            continue
+        yield path, code, prefix + message, False
+
+
+def _unknown_field(extra: str, known: list[str], path: Path, base: Path, kind: str | None) -> str:
+    where = f"'{_label(path, base)}'" if path != base else (f"a {kind} step" if kind else "a flow")
+    message = f"'{extra}' is not a field of {where}"
+    if path == base and kind:
+        owners = [k for k, fields in _fields_by_kind().items() if extra in fields and k != kind]
+        if owners:
+            return message + f" (only {' and '.join(owners)} steps have it)"
+    return message + (suggest(extra, known) or f"; known fields: {', '.join(known)}")
+
+
+def _label(path: Path, base: Path) -> str:
+    """The name the author wrote for path: 'attempts', or 'item 2 of triggers'."""
+    rel = path[len(base):] if path[: len(base)] == base else path
+    if not rel:
+        return base[-1] if base else "the flow"
+    last = rel[-1]
+    if isinstance(last, int):
+        parent = next((p for p in reversed(rel[:-1]) if isinstance(p, str)), base[-1] if base else "the list")
+        return f"item {last + 1} of {parent}"
+    return str(last)
+
+
+def _types(value: Any) -> str:
+    names = value if isinstance(value, list) else [value]
+    return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+
+
+def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
+    """(code, message) for one jsonschema error, in the words of someone editing YAML."""
+    v, value, schema_ = err.validator, err.validator_value, err.schema
+    subject = label if label.startswith("item ") or label == "the flow" else f"'{label}'"
+    if "errorMessage" in schema_:
+        return "field.invalid", f"{subject} {schema_['errorMessage']}"
+    if v == "type":
+        return "field.type", f"{subject} must be {_types(value)}"
+    if v == "required":
+        missing = [r for r in value if not isinstance(err.instance, dict) or r not in err.instance]
+        return "field.required", f"{subject} needs '{missing[0] if missing else value[0]}'"
+    if v == "dependentRequired":
+        pairs = [(k, need) for k, needs in value.items() if k in err.instance for need in needs if need not in err.instance]
+        k, need = pairs[0] if pairs else next(iter(value.items()))
+        return "field.required", f"'{k}' only works together with '{need}'"
+    if v == "enum":
+        return "field.invalid", f"{subject} must be one of {', '.join(map(str, value))}{suggest(err.instance, value)}"
+    if v == "const":
+        return "field.invalid", f"{subject} must be {json.dumps(value)}"
+    if v == "pattern":
+        return "field.invalid", f"{subject} {schema_.get('patternErrorMessage', 'does not look right')}"
+    if v == "minLength":
+        return "field.invalid", f"{subject} must not be empty" if value == 1 else f"{subject} must be at least {value} characters"
+    if v == "maxLength":
+        return "field.invalid", f"{subject} must be at most {value} characters"
+    if v in ("minItems", "minProperties"):
+        return "field.invalid", f"{subject} must not be empty" if value == 1 else f"{subject} needs at least {value} entries"
+    if v in ("maxItems", "maxProperties"):
+        if value == 0:
+            return "field.invalid", f"{subject} takes no settings"
+        if value == 1 and label == "expect":
+            return "field.invalid", f"{subject} must name one check only, e.g. 'expect: amount'"
+        return "field.invalid", f"{subject} can have at most {value} entries"
+    if v == "minimum":
+        return "field.invalid", f"{subject} must be at least {value}"
+    if v == "maximum":
+        return "field.invalid", f"{subject} must be at most {value}"
+    return "field.invalid", f"{subject}: {err.message}"
+
+
+__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "SCHEMA_FILE"]

@@ -1,0 +1,199 @@
+"""Loading flows: YAML text to checked Flow objects, with every problem located at file:line:col.
+
+    flow, problems = load_text(text, "flows/pay.yaml", registry)     # one file
+    report = load_paths(["flows/"], registry)                         # many, checked together
+    if report.ok: FlowSet.of(report.flows)
+
+Neither raises for bad input: a file that cannot be read, is not UTF-8, is not YAML or is not a flow
+becomes problems. A flow with any error is left out (None / not in report.flows); warnings do not stop it.
+Checks that need every flow (unique names and triggers, hand-overs, variables saved in another flow)
+run only in load_paths.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path as FilePath
+from typing import Any, Iterable
+
+from .messages import Choice
+from .model import DEFAULT_ATTEMPTS, DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Expect, Flow, Route, Step
+from .problems import Problem
+from .registry import ActionRegistry
+from .registry import registry as default_registry
+from .validate import FileFacts, check_file, check_set, parse_duration, undefined_variables
+from .whatsapp_limits import choices_of
+from .yaml_source import Source, decode, parse
+
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The flows that loaded, every problem found, and each loaded flow's file and text (for storing)."""
+
+    flows: list[Flow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
+    source = parse(text, file)
+    if source.data is None:
+        return FileFacts(source=source, problems=list(source.problems))
+    facts = check_file(source, registry if registry is not None else default_registry)
+    facts.problems[:0] = source.problems
+    return facts
+
+
+def load_text(text: str, file: str, registry: ActionRegistry | None = None, version: int = 0) -> tuple[Flow | None, list[Problem]]:
+    """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
+    facts = _facts(text, file, registry)
+    facts.problems.extend(undefined_variables(facts, facts.saves))
+    problems = sorted(facts.problems)
+    if facts.has_errors:
+        return None, problems
+    return build_flow(facts.source, facts.kinds, version), problems
+
+
+def flow_files(paths: Iterable[str]) -> list[str]:
+    """paths with each directory replaced by the *.yaml / *.yml files in it, sorted by name."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files.extend(str(p) for p in sorted(FilePath(path).iterdir()) if p.suffix in FLOW_SUFFIXES and p.is_file())
+        else:
+            files.append(str(path))
+    return files
+
+
+def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> LoadReport:
+    """Load every flow file under paths and check them together (names, triggers, hand-overs, variables)."""
+    all_facts: list[FileFacts] = []
+    texts: dict[str, str] = {}
+    problems: list[Problem] = []
+    files = flow_files(paths)
+    for file in files:
+        try:
+            raw = FilePath(file).read_bytes()
+        except OSError as e:
+            problems.append(Problem(file, 1, 1, "error", "file.unreadable", f"cannot read this file: {e.strerror or e}"))
+            continue
+        text, decode_problems = decode(raw, file)
+        if text is None:
+            problems.extend(decode_problems)
+            continue
+        texts[file] = text
+        all_facts.append(_facts(text, file, registry))
+    problems.extend(check_set(all_facts))
+    for facts in all_facts:
+        problems.extend(facts.problems)
+    failed = {p.file for p in problems if p.severity == "error"}
+    flows: list[Flow] = []
+    sources: dict[str, tuple[str, str]] = {}
+    for facts in all_facts:
+        file = facts.source.file
+        if file not in failed:
+            flow = build_flow(facts.source, facts.kinds, 0)
+            flows.append(flow)
+            sources[flow.name] = (file, texts[file])
+    return LoadReport(flows=flows, problems=sorted(problems), sources=sources, files=files)
+
+
+# ── building the model from a checked document ─────────────────────────────────────────────────────
+
+
+def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Flow:
+    """The Flow a checked document describes (only called when it has no errors)."""
+    data = source.data
+    steps = {name: _step(name, kinds[name] or "", spec, source) for name, spec in data["steps"].items()}
+    cancel = data.get("cancel") or {}
+    expire = data.get("expire") or {}
+    after = parse_duration(expire["after"]) if "after" in expire else None
+    return Flow(
+        name=data["flow"],
+        title=data.get("title") or data["flow"].replace("_", " ").capitalize(),
+        steps=steps,
+        start=data.get("start") or next(iter(steps)),
+        triggers=tuple(data.get("triggers") or ()),
+        cancel_words=tuple(cancel.get("words", DEFAULT_CANCEL_WORDS)),
+        cancel_message=cancel.get("say", DEFAULT_CANCEL_MESSAGE),
+        cancel_step=cancel.get("step"),
+        menu_word=data.get("menu", DEFAULT_MENU_WORD),
+        expire_after=timedelta(seconds=after) if after else None,
+        expire_message=expire.get("say"),
+        expire_step=expire.get("step"),
+        version=version,
+        file=source.file,
+    )
+
+
+def _step(name: str, kind: str, spec: dict, source: Source) -> Step:
+    line, col = source.where(("steps", name), key=True)
+    common: dict[str, Any] = {"name": name, "kind": kind, "line": line, "col": col, "next": _routes(spec.get("next"))}
+    if kind == "say":
+        return Step(text=spec["say"], **common)
+    if kind == "end":
+        return Step(text=spec["end"] if isinstance(spec["end"], str) else None, **common)
+    if kind == "flow":
+        return Step(target_flow=spec["flow"], **common)
+    if kind == "action":
+        return Step(action=spec["action"], params=dict(spec.get("with") or {}), save=spec.get("save"),
+                    on=dict(spec.get("on") or {}), **common)
+    if kind == "ask":
+        return Step(
+            text=spec["ask"],
+            save=spec.get("save"),
+            expect=_expect(spec.get("expect")),
+            buttons=_choices(spec.get("buttons")),
+            options=_choices(spec.get("options")),
+            list_button=spec.get("list_button"),
+            retry=spec.get("retry"),
+            attempts=spec.get("attempts", DEFAULT_ATTEMPTS),
+            on_fail=spec.get("on_fail"),
+            **common,
+        )
+    return Step(**common)
+
+
+def _routes(value: Any) -> tuple[Route, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (Route(goto=value),)
+    return tuple(Route(goto=r["goto"], when=r.get("if")) for r in value)
+
+
+def _choices(value: Any) -> tuple[Choice, ...]:
+    return tuple(Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value))
+
+
+def _expect(value: Any) -> Expect | None:
+    """The check as engine.inputs takes it: regex -> {pattern, ignore_case}, choice -> {choices}."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Expect(kind=value)
+    (kind, args), = value.items()
+    if kind == "regex":
+        return Expect(kind, {"pattern": args} if isinstance(args, str) else dict(args))
+    if kind == "choice":
+        return Expect(kind, {"choices": tuple(args)} if isinstance(args, list) else {"choices": tuple(args["choices"])})
+    return Expect(kind, dict(args or {}))
+
+
+__all__ = ["LoadReport", "load_text", "load_paths", "flow_files", "build_flow"]

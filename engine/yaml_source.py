@@ -1,0 +1,241 @@
+"""YAML text to plain Python objects, keeping where the author wrote every key and value.
+
+PyYAML's loader throws positions away, so this composes the node graph with the safe loader and
+converts it by hand, recording a 1-based (line, col) for each value and each mapping key under its JSON
+path (a tuple of keys and list indexes). On the way it refuses what a loader would silently accept:
+a key written twice (the loader keeps the last), tags, and recursive aliases.
+
+Scalars follow YAML 1.2 rather than PyYAML's 1.1 rules, because flow authors write words: `yes`, `no`,
+`on` and `off` stay text (a button titled Yes must not become `True`, a key `on:` must stay "on"),
+`10:30` stays text (1.1 reads it as the number 630), and dates stay text.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .problems import Problem
+
+Path = tuple  # of str keys and int indexes
+_TAG = "tag:yaml.org,2002:"
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_SPECIAL_FLOATS = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
+_SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp"))
+_MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
+_MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
+
+# PyYAML's wording for the mistakes authors make most, in words they can act on.
+_PLAIN_SYNTAX = (
+    ("mapping values are not allowed here", "a ':' is not allowed here: put text that contains ': ' in quotes, or check the indentation of the line before"),
+    ("found character '\\t' that cannot start any token", "a tab is not allowed here: indent with spaces"),
+    ("could not find expected ':'", "expected 'name: value' here: check the indentation, or close the quotes opened above"),
+    ("found unexpected end of stream", "the file ends in the middle of a quoted text: close the quotes"),
+    ("expected a single document in the stream", "a file holds one flow: remove the second '---'"),
+    ("found undefined alias", "this '*name' refers to an '&name' that is not defined above"),
+)
+
+
+@dataclass
+class Source:
+    """One parsed file: its data (None when it could not be read) and where everything is."""
+
+    file: str
+    data: Any = None
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)  # path -> where its value starts
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)  # path -> where its key is written
+    problems: list[Problem] = field(default_factory=list)
+
+    def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Where path is written (its key when key=True and it has one), else its nearest written parent."""
+        path = tuple(path)
+        while True:
+            if key and path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+
+    def problem(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> Problem:
+        line, col = self.where(path, key=key)
+        return Problem(self.file, line, col, severity, code, message)
+
+
+def _at(mark: yaml.Mark | None) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _offset_to_line_col(text: str, offset: int) -> tuple[int, int]:
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def decode(raw: bytes, file: str) -> tuple[str | None, list[Problem]]:
+    """Bytes of a file to text; a file that is not UTF-8 becomes one problem where the bad byte is."""
+    try:
+        return raw.decode("utf-8-sig"), []
+    except UnicodeDecodeError as e:
+        good = raw[: e.start].decode("utf-8", errors="replace")
+        line, col = _offset_to_line_col(good, len(good))
+        return None, [
+            Problem(file, line, col, "error", "yaml.encoding",
+                    f"this file is not UTF-8 text (byte 0x{raw[e.start]:02x} here): save it as UTF-8")
+        ]
+
+
+def _syntax_message(e: yaml.MarkedYAMLError) -> str:
+    problem = e.problem or str(e)
+    for raw, plain in _PLAIN_SYNTAX:
+        if problem.startswith(raw):
+            return plain
+    context = f" ({e.context})" if e.context else ""
+    return f"YAML syntax: {problem}{context}"
+
+
+def parse(text: str, file: str) -> Source:
+    """Compose text and convert it; every problem found is in the returned Source."""
+    source = Source(file)
+    if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", "the file is empty: a flow needs at least 'flow:' and 'steps:'"))
+        return source
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as e:
+        line, col = _offset_to_line_col(text, e.position)
+        char = e.character if isinstance(e.character, str) else chr(e.character)
+        source.problems.append(Problem(file, line, col, "error", "yaml.bad_character",
+                                       f"the character {char!r} cannot be used in a flow file: remove it"))
+        return source
+    except yaml.MarkedYAMLError as e:
+        line, col = _at(e.problem_mark or e.context_mark)
+        source.problems.append(Problem(file, line, col, "error", "yaml.syntax", _syntax_message(e)))
+        return source
+    except yaml.YAMLError as e:
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}"))
+        return source
+    except RecursionError:
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.too_deep", "the file is nested too deeply to be a flow"))
+        return source
+    if root is None:
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", "the file is empty: a flow needs at least 'flow:' and 'steps:'"))
+        return source
+    if not isinstance(root, MappingNode):
+        line, col = _at(root.start_mark)
+        source.problems.append(Problem(file, line, col, "error", "yaml.not_mapping",
+                                       "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"))
+        return source
+    converter = _Converter(source)
+    source.data = converter.convert(root, (), 0)
+    return source
+
+
+class _Converter:
+    """Node graph to plain objects, recording marks and problems as it goes."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.nodes = 0
+        self.active: set[int] = set()  # ids of nodes on the current path, to catch recursive aliases
+        self.stopped = False
+
+    def fail(self, node: Node, code: str, message: str) -> None:
+        line, col = _at(node.start_mark)
+        self.source.problems.append(Problem(self.source.file, line, col, "error", code, message))
+
+    def convert(self, node: Node, path: Path, depth: int) -> Any:
+        self.source.values.setdefault(path, _at(node.start_mark))
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            if not self.stopped:
+                self.stopped = True
+                self.fail(node, "yaml.too_large", "this file expands to too much data to be a flow (check the '*' aliases)")
+            return None
+        if depth > _MAX_DEPTH:
+            self.fail(node, "yaml.too_deep", "this is nested too deeply to be part of a flow")
+            return None
+        if isinstance(node, ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.active:
+            self.fail(node, "yaml.recursive", "this '*' alias refers to itself")
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != _TAG + "seq":
+                    self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
+                return [self.convert(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+            return self.mapping(node, path, depth)
+        finally:
+            self.active.discard(id(node))
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag, value = node.tag, node.value
+        if tag == _TAG + "str" or (node.style is not None and tag in _SCALAR_TAGS):
+            return value
+        if tag == _TAG + "null":
+            return None
+        if tag == _TAG + "bool":
+            return {"true": True, "false": False}.get(value.lower(), value)
+        if tag == _TAG + "int":
+            return int(value) if _INT.fullmatch(value) else value
+        if tag == _TAG + "float":
+            if value.lower() in _SPECIAL_FLOATS:
+                return _SPECIAL_FLOATS[value.lower()]
+            return float(value) if _FLOAT.fullmatch(value) else value
+        if tag == _TAG + "timestamp":
+            return value
+        self.fail(node, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
+        return value
+
+    def mapping(self, node: MappingNode, path: Path, depth: int) -> dict:
+        if node.tag != _TAG + "map":
+            self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
+        result: dict[str, Any] = {}
+        first_seen: dict[str, int] = {}
+        merged: list[tuple[Node, Node]] = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+                merged.extend(self._merge_sources(value_node))
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self.fail(key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping")
+                continue
+            key = key_node.value
+            if key in first_seen:
+                line, col = _at(key_node.start_mark)
+                self.source.problems.append(Problem(
+                    self.source.file, line, col, "error", "yaml.duplicate_key",
+                    f"'{key}' is written twice here (first on line {first_seen[key]}): only one can be kept, remove or rename one"))
+                continue
+            first_seen[key] = key_node.start_mark.line + 1
+            self.source.keys[path + (key,)] = _at(key_node.start_mark)
+            result[key] = self.convert(value_node, path + (key,), depth + 1)
+        # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
+        for key_node, value_node in merged:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _TAG + "merge":
+                continue
+            key = key_node.value
+            if key not in result:
+                self.source.keys[path + (key,)] = _at(key_node.start_mark)
+                result[key] = self.convert(value_node, path + (key,), depth + 1)
+        return result
+
+    def _merge_sources(self, node: Node) -> list[tuple[Node, Node]]:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        pairs: list[tuple[Node, Node]] = []
+        for src in sources:
+            if isinstance(src, MappingNode):
+                pairs.extend(src.value)
+            else:
+                self.fail(src, "yaml.bad_merge", "'<<' must be followed by a '*name' alias of a mapping")
+        return pairs
+
+
+__all__ = ["Source", "parse", "decode"]
