@@ -1,0 +1,349 @@
+"""`omari.*` actions: take a payment from an O'mari wallet in a conversation.
+
+    initiate:                       # commits the transaction, then /auth: O'mari texts the customer an OTP
+      action: omari.initiate
+      with: {booking: "{{ booking.reference }}", amount: "{{ amount }}", wallet: "{{ wallet }}", msisdn: "{{ phone }}"}
+      save: payment                 # {{ payment.reference }}, {{ payment.otp_reference }}
+      on: {otp_sent: ask_otp, failed: auth_failed, pending: being_confirmed}
+    confirm:                        # /request with the OTP; success applies the payment to the booking
+      action: omari.confirm
+      with: {reference: "{{ payment.reference }}", otp: "{{ confirmation }}"}
+      save: confirmation            # replaces the typed OTP with the result in the step that used it
+      on: {success: paid, wrong_otp: wrong_code, failed: payment_failed, pending: being_confirmed, expired: too_late}
+    on_cancel:
+      action: omari.cancel
+      with: {reference: "{{ payment.reference }}"}
+
+Where the OTP goes: the ask step saves the typed code, omari.confirm receives it as its `otp` parameter
+(marked writeOnly, so the engine keeps it out of the recorded action call) and the confirm step saves its
+result into the same variable, so the code is gone from the conversation before the turn is stored —
+whatever the outcome. No OTP is logged, stored in a transaction row, or put in an exception.
+
+Idempotency, on its own and beneath the turn path's stored results: the same idempotency key never calls
+/auth or /request twice. omari.initiate finds its transaction by the key (a unique column); omari.confirm
+notes each /request attempt under its key (the payment's audit trail) before calling, and answers a
+repeat from the transaction's state; a note without an outcome means the earlier call died midway, so
+the money may have moved: the transaction becomes PENDING for `flows payments reconcile`.
+
+Wrong OTP: a /request refused with code 055 lets the customer try again, 3 tries in all (our decision;
+O'mari documents neither the codes nor retries, and the sandbox refuses the 3rd wrong OTP with 075).
+Any other refusal fails the payment at once.
+"""
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal, InvalidOperation
+
+from engine.registry import ActionContext, ActionFailed, Result, action
+from storage import payments
+from storage.bookings import find_booking
+from storage.money import format_amount, from_minor
+
+from .booking import booking_data
+from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult
+
+WALLETS = ("ecocash", "onemoney", "zimswitch")
+OTP_TRIES = 3
+WRONG_OTP_CODES = frozenset({"055"})
+
+# Customer wording for O'mari's codes. The codes are unconfirmed (see the API notes): they choose words,
+# never what happens to money.
+WORDING = {
+    "005": "O'mari declined the payment.",
+    "012": "O'mari could not match this payment.",
+    "013": "O'mari did not accept the amount.",
+    "051": "There is not enough money in the wallet.",
+    "054": "The code has expired.",
+    "055": "The code was not accepted.",
+    "061": "The amount is above the wallet's limit.",
+    "075": "Too many wrong codes were entered.",
+    "091": "O'mari timed out.",
+    "096": "O'mari is having a problem.",
+}
+DEFAULT_WORDING = "O'mari could not take the payment."
+
+
+def _client(ctx: ActionContext) -> OmariClient:
+    client = ctx.services.get("omari")
+    if client is None:
+        raise ActionFailed("no O'mari client in the services (services['omari'])")
+    return client
+
+
+def _api_channel(ctx: ActionContext) -> str:
+    settings = ctx.services.get("settings")
+    return getattr(settings, "omari_channel", None) or "WEB"
+
+
+def _wording(code: str | None) -> str:
+    return WORDING.get(code or "", DEFAULT_WORDING)
+
+
+def _amount(row) -> str:
+    return format_amount(from_minor(row.amount_minor))
+
+
+def payment_data(row) -> dict:
+    """What a flow may show about a payment (never the msisdn in full, never an OTP)."""
+    return {
+        "reference": row.reference,
+        "status": row.status,
+        "amount": _amount(row),
+        "currency": row.currency,
+        "wallet": row.wallet,
+        "otp_reference": row.otp_reference,
+        "payment_reference": row.payment_reference,
+        "code": row.response_code,
+        "message": _wording(row.response_code) if row.status == payments.FAILED else None,
+        "attempts_left": max(OTP_TRIES - row.otp_attempts, 0),
+    }
+
+
+# ── omari.initiate ───────────────────────────────────────────────────────────────────────────────────
+
+
+@action(
+    "omari.initiate",
+    params={
+        "type": "object",
+        "properties": {
+            "booking": {"type": "string", "minLength": 1, "description": "the booking reference"},
+            "amount": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "description": "what the customer typed, e.g. 50.00"},
+            "wallet": {"enum": list(WALLETS), "description": "the button the customer picked"},
+            "msisdn": {"type": "string", "pattern": r"^2637\d{8}$", "description": "the payer's number, 2637XXXXXXXX"},
+        },
+        "required": ["booking", "amount", "wallet", "msisdn"],
+        "additionalProperties": False,
+    },
+    outcomes=["otp_sent", "failed", "pending"],
+)
+def initiate(ctx: ActionContext, params: dict) -> Result:
+    """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
+    existing = payments.by_idempotency_key(ctx.idempotency_key)
+    if existing is not None:
+        return _initiate_replay(existing, ctx)
+
+    booking = find_booking(params["booking"])
+    if booking is None:
+        return Result("failed", {"reference": None, "code": None, "message": f"There is no booking {params['booking'].strip()}."})
+    try:
+        amount = Decimal(params["amount"])
+    except InvalidOperation:
+        return Result("failed", {"reference": None, "code": None, "message": "That is not an amount."})
+    due = payments.balance_due(booking)
+    if not (Decimal("0") < amount <= due):
+        # The flow checks the range when the customer types; the balance may have changed since.
+        return Result("failed", {"reference": None, "code": None,
+                                 "message": f"The amount must be between 0.01 and {format_amount(due)} {booking.currency}."})
+
+    now = ctx.clock()
+    # O'mari wants a UUID, unique per transaction; it is also what the customer and the operator quote.
+    row, created = payments.create(
+        booking,
+        reference=str(uuid.uuid4()),
+        idempotency_key=ctx.idempotency_key,
+        msisdn=params["msisdn"],
+        amount=amount,
+        wallet=params["wallet"],
+        channel=_api_channel(ctx),
+        contact_key=ctx.contact,
+        now=now,
+    )
+    if not created:
+        return _initiate_replay(row, ctx)
+
+    answer = _client(ctx).auth(row.msisdn, row.reference, amount, row.currency, row.channel)
+    return _initiate_answered(row, answer, ctx)
+
+
+def _initiate_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
+    now = ctx.clock()
+    if answer.outcome == SUCCESS:
+        row = payments.transition(row.reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
+                                  otp_reference=answer.otp_reference, response_code=answer.response_code)
+    elif answer.outcome == FAILED:
+        row = payments.transition(row.reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
+                                  response_code=answer.response_code, error_message=answer.message)
+    else:
+        row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=now,
+                                  error_message=answer.message)
+    return _initiate_replay(row, ctx)
+
+
+def _initiate_replay(row, ctx: ActionContext) -> Result:
+    """The outcome a transaction's state stands for, for a repeated call with the same key."""
+    row = payments.get(row.reference)
+    if row.status == payments.INITIATED:
+        # The earlier call died between our commit and O'mari's answer: /auth may have gone out.
+        row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),
+                                  error_message="interrupted before O'mari answered /auth") or payments.get(row.reference)
+    data = payment_data(row)
+    if row.status in (payments.OTP_SENT, payments.SUCCESS):
+        return Result("otp_sent", data)
+    if row.status == payments.PENDING:
+        return Result("pending", data)
+    if data["message"] is None:
+        data["message"] = DEFAULT_WORDING
+    return Result("failed", data)
+
+
+# ── omari.confirm ────────────────────────────────────────────────────────────────────────────────────
+
+
+@action(
+    "omari.confirm",
+    params={
+        "type": "object",
+        "properties": {
+            "reference": {"type": "string", "minLength": 1, "description": "the payment's reference (payment.reference)"},
+            "otp": {"type": "string", "pattern": r"^\d{4,8}$", "writeOnly": True, "description": "the code O'mari texted"},
+        },
+        "required": ["reference", "otp"],
+        "additionalProperties": False,
+    },
+    outcomes=["success", "wrong_otp", "failed", "pending", "expired"],
+)
+def confirm(ctx: ActionContext, params: dict) -> Result:
+    """Complete the payment with the OTP (/request, same msisdn as /auth); success pays the booking."""
+    row = payments.get(params["reference"])
+    if row is None:
+        return Result("failed", {"reference": params["reference"], "code": None, "message": "There is no such payment."})
+    key = ctx.idempotency_key
+    attempt = payments.request_attempt(row.reference, key)
+    if attempt is not None:
+        return _confirm_replay(row.reference, ctx, interrupted="outcome" not in attempt)
+    if row.status != payments.OTP_SENT:
+        return _confirm_replay(row.reference, ctx)
+
+    now = ctx.clock()
+    if now - row.created_at > payments.OTP_LIFETIME:
+        payments.transition(row.reference, payments.EXPIRED, from_statuses=[payments.OTP_SENT], now=now,
+                            error_message="no OTP within the OTP lifetime")
+        return _confirm_replay(row.reference, ctx)
+    if payments.claim_request(row.reference, key, now=now) is None:
+        return _confirm_replay(row.reference, ctx)
+
+    answer = _client(ctx).request(row.msisdn, row.reference, params["otp"])
+    result = _confirm_answered(row, answer, ctx)
+    payments.finish_request(row.reference, key, result.outcome)
+    return result
+
+
+def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
+    now = ctx.clock()
+    reference = row.reference
+    if answer.outcome == SUCCESS:
+        payments.record_success(reference, now=now, payment_reference=answer.payment_reference,
+                                debit_reference=answer.debit_reference, response_code=answer.response_code,
+                                error_message=None)
+    elif answer.outcome == FAILED and answer.response_code in WRONG_OTP_CODES:
+        counted = payments.count_otp_refused(reference, now=now, response_code=answer.response_code, message=answer.message)
+        if counted is not None and counted.otp_attempts < OTP_TRIES:
+            return Result("wrong_otp", payment_data(counted))
+        payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
+                            response_code=answer.response_code, error_message=f"wrong OTP {OTP_TRIES} times")
+    elif answer.outcome == FAILED:
+        payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
+                            response_code=answer.response_code, error_message=answer.message)
+    else:
+        payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=now,
+                            error_message=answer.message)
+    return _confirm_replay(reference, ctx)
+
+
+def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = False) -> Result:
+    """The outcome the transaction's state stands for. interrupted: an earlier /request under this key
+    never recorded its answer, so the money may have moved.
+    """
+    if interrupted:
+        payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=ctx.clock(),
+                            error_message="interrupted before O'mari answered /request")
+    row = payments.get(reference)
+    data = payment_data(row)
+    if row.status == payments.SUCCESS:
+        booking = row.booking
+        data |= {"booking": booking_data(booking), "balance_due": booking_data(booking)["balance_due"]}
+        return Result("success", data)
+    if row.status == payments.OTP_SENT:
+        return Result("wrong_otp", data)
+    if row.status in (payments.PENDING, payments.INITIATED):
+        return Result("pending", data)
+    if row.status == payments.EXPIRED:
+        return Result("expired", data)
+    if data["message"] is None:
+        data["message"] = "The payment was cancelled." if row.status == payments.CANCELLED else DEFAULT_WORDING
+    return Result("failed", data)
+
+
+# ── omari.cancel ─────────────────────────────────────────────────────────────────────────────────────
+
+
+@action(
+    "omari.cancel",
+    params={
+        "type": "object",
+        "properties": {
+            "reference": {"type": "string", "description": "the payment's reference; empty when none was started"},
+        },
+        "required": ["reference"],
+        "additionalProperties": False,
+    },
+    outcomes=["cancelled", "pending", "paid"],
+)
+def cancel(ctx: ActionContext, params: dict) -> Result:
+    """The customer gave up: mark the payment CANCELLED, then ask O'mari to void it (best effort).
+
+    A payment whose outcome is unknown (PENDING) is not cancelled — the money may have moved — and a paid
+    one stays paid; both say so through their outcome.
+    """
+    reference = params["reference"].strip()
+    row = payments.get(reference) if reference else None
+    if row is None:
+        return Result("cancelled", {"reference": reference or None, "status": None})
+    if row.status == payments.SUCCESS:
+        return Result("paid", payment_data(row))
+    if row.status == payments.PENDING:
+        return Result("pending", payment_data(row))
+    changed = payments.transition(row.reference, payments.CANCELLED, from_statuses=[payments.INITIATED, payments.OTP_SENT],
+                                  now=ctx.clock(), error_message="cancelled by the customer")
+    if changed is not None:
+        answer = _client(ctx).void(row.reference)
+        if answer.outcome != SUCCESS:
+            ctx.log.info("omari void of %s not confirmed (%s): the OTP simply expires", row.reference,
+                         answer.response_code or answer.outcome)
+    return Result("cancelled", payment_data(payments.get(row.reference)))
+
+
+# ── omari.expire ─────────────────────────────────────────────────────────────────────────────────────
+
+
+@action(
+    "omari.expire",
+    params={
+        "type": "object",
+        "properties": {
+            "reference": {"type": "string", "description": "the payment's reference; empty when none was started"},
+        },
+        "required": ["reference"],
+        "additionalProperties": False,
+    },
+    outcomes=["expired", "pending", "paid"],
+)
+def expire(ctx: ActionContext, params: dict) -> Result:
+    """The conversation timed out waiting for the OTP: mark the payment EXPIRED and void it (best effort).
+
+    For a flow's `expire: step:`. As with omari.cancel, a PENDING or paid payment is left as it is.
+    """
+    reference = params["reference"].strip()
+    row = payments.get(reference) if reference else None
+    if row is None:
+        return Result("expired", {"reference": reference or None, "status": None})
+    if row.status == payments.SUCCESS:
+        return Result("paid", payment_data(row))
+    if row.status == payments.PENDING:
+        return Result("pending", payment_data(row))
+    changed = payments.transition(row.reference, payments.EXPIRED, from_statuses=[payments.INITIATED, payments.OTP_SENT],
+                                  now=ctx.clock(), error_message="no OTP within the time allowed")
+    if changed is not None:
+        _client(ctx).void(row.reference)
+    return Result("expired", payment_data(payments.get(row.reference)))
