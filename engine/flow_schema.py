@@ -123,8 +123,14 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
 def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Path, prefix: str,
              kind: str | None = None) -> Iterator[tuple[Path, str, str, bool]]:
     """jsonschema errors as (path, code, plain message, point at the key?)."""
+    required_seen: set[Path] = set()
     for err in validator.iter_errors(instance):
         path = base + tuple(err.absolute_path)
+        if err.validator == "required":
+            # jsonschema reports each missing field apart; one line naming them all reads better.
+            if path in required_seen:
+                continue
+            required_seen.add(path)
         if err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {}))
             for extra in sorted(k for k in err.instance if k not in known):
@@ -164,6 +170,11 @@ def _label(path: Path, base: Path) -> str:
     return str(last)
 
 
+def _and(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
 def _types(value: Any) -> str:
     names = value if isinstance(value, list) else [value]
     return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
@@ -178,8 +189,8 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     if v == "type":
         return "field.type", f"{subject} must be {_types(value)}"
     if v == "required":
-        missing = [r for r in value if not isinstance(err.instance, dict) or r not in err.instance]
-        return "field.required", f"{subject} needs '{missing[0] if missing else value[0]}'"
+        missing = [r for r in value if not isinstance(err.instance, dict) or r not in err.instance] or value
+        return "field.required", f"{subject} needs {_and(missing)}"
     if v == "dependentRequired":
         pairs = [(k, need) for k, needs in value.items() if k in err.instance for need in needs if need not in err.instance]
         k, need = pairs[0] if pairs else next(iter(value.items()))
@@ -209,4 +220,4 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     return "field.invalid", f"{subject}: {err.message}"
 
 
-__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "SCHEMA_FILE"]
+__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "SCHEMA_FILE"]

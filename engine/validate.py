@@ -231,6 +231,8 @@ class _FileChecker:
                 if not is_template(text):
                     continue
                 if spec is not None and key not in spec.templates:
+                    if key not in (spec.params.get("properties") or {}):
+                        continue  # an unknown parameter: params_schema says so, once
                     self.add(value_path, "error", "action.param_not_template",
                              f"{label}: '{key}' of action '{spec.name}' is sent exactly as written, so it cannot "
                              f"hold a template ({{{{ … }}}})")
@@ -239,13 +241,17 @@ class _FileChecker:
 
     def params_schema(self, spec: ActionSpec, params: dict, path: Path, label: str) -> None:
         templated = {k for k, v in params.items() if k in spec.templates and any(is_template(t) for _, t in _strings(v, ()))}
+        required_seen: set[Path] = set()
         for err in _params_validator(spec).iter_errors(params):
             where = tuple(err.absolute_path)
             if where and where[0] in templated:
                 continue  # its value is only known when the conversation runs
             if err.validator == "required":
-                missing = [r for r in err.validator_value if r not in err.instance]
-                message = f"action '{spec.name}' needs '{missing[0]}' in 'with'" if missing else err.message
+                if where in required_seen:
+                    continue  # jsonschema reports each missing parameter apart; one line names them all
+                required_seen.add(where)
+                missing = [r for r in err.validator_value if r not in err.instance] or list(err.validator_value)
+                message = f"action '{spec.name}' needs {' and '.join(repr(m) for m in missing)} in 'with'"
             elif err.validator == "additionalProperties":
                 known = list(err.schema.get("properties", {}))
                 extras = [k for k in err.instance if k not in known]
