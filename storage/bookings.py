@@ -241,14 +241,16 @@ def import_csv(source: TextIO | str, now: datetime | None = None, max_problems: 
     return count
 
 
+
 def add_to_paid(booking_id: int, amount_minor: int, now: datetime) -> Booking:
-    """Add a payment to a booking's amount paid in one row-locked statement (no lost update between two
-    payers) and set its status; call inside the transaction that records the payment.
+    """Add a payment to a booking's amount paid in one statement, which takes the row's write lock, so two
+    payers never lose an update; sets UNPAID/PARTIAL/PAID. Call inside the transaction that records the
+    payment (storage.payments.record_success does).
     """
+    paid = Booking.paid_minor + amount_minor
     Booking.update(
-        paid_minor=Booking.paid_minor + amount_minor,
-        payment_status=peewee.Case(None, [((Booking.paid_minor + amount_minor) >= Booking.total_minor, PAID),
-                                          ((Booking.paid_minor + amount_minor) > 0, PARTIAL)], UNPAID),
+        paid_minor=paid,
+        payment_status=peewee.Case(None, [(paid >= Booking.total_minor, PAID), (paid > 0, PARTIAL)], UNPAID),
         updated_at=now,
     ).where(Booking.id == booking_id).execute()
     return Booking.get_by_id(booking_id)

@@ -1,0 +1,78 @@
+"""Helpers for the persisted-turn tests: a counting flow on its own action registry, a movable clock."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from itertools import count
+
+from engine.context import TurnContext
+from engine.messages import Inbound
+from engine.registry import ActionRegistry, Result
+from storage import flowstore
+
+START = datetime(2026, 11, 26, 9, 0, 0)
+
+COUNTER = """\
+flow: counter
+title: Counter
+triggers: [count]
+expire:
+  after: 10m
+  say: "Timed out at {{ n }}."
+steps:
+  first:
+    action: test.increment
+    with: {n: "0"}
+    save: n
+    next: wait
+  wait:
+    ask: "n={{ n }}"
+    save: answer
+    next: bump
+  bump:
+    action: test.increment
+    with: {n: "{{ n }}"}
+    save: n
+    next: wait
+"""
+
+
+class Clock:
+    """A clock the test moves by hand (thread-safe enough: it only changes between phases of a test)."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def counter_registry(calls: list | None = None) -> ActionRegistry:
+    """A registry with `test.increment` (n -> n + 1); every real call is appended to `calls`."""
+    registry = ActionRegistry()
+
+    @registry.action("test.increment", params={"type": "object", "properties": {"n": {"type": "string"}},
+                                              "required": ["n"]}, outcomes=["ok"])
+    def increment(ctx, params):
+        if calls is not None:
+            calls.append(ctx.idempotency_key)
+        return Result("ok", int(params["n"]) + 1)
+
+    return registry
+
+
+def store_counter(clock, source: str = COUNTER) -> None:
+    flowstore.store("counter", source, "flows/counter.yaml", clock())
+
+
+_ids = count(1)
+
+
+def message(contact: str, text: str, at: datetime | None = None, message_id: str | None = None) -> Inbound:
+    return Inbound(contact=contact, message_id=message_id or f"wamid.{next(_ids)}", text=text, timestamp=at)
+
+
+def context(registry: ActionRegistry, clock) -> TurnContext:
+    return TurnContext(registry=registry, clock=clock)

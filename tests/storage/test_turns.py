@@ -1,0 +1,246 @@
+"""The persisted turn path on both databases: state, outbox, inbox, claims, versions, expiry, concurrency."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from channels import turns
+from engine.context import TurnContext, utcnow
+from engine.messages import ACTIVE, EXPIRED
+from storage import flowstore, inbox, outbox, payments, sessions
+from storage.bookings import add_booking, find_booking
+from storage.contacts import upsert_contact
+from storage.models import InboxMessage, OutboxMessage, Session
+from storage_kit import COUNTER, Clock, context, counter_registry, message, store_counter
+
+
+def texts(contact: str) -> list[str]:
+    contact_id = upsert_contact(contact, utcnow())
+    return [p["text"] for p in outbox.for_contact(contact_id)]
+
+
+def test_a_conversation_is_saved_between_turns_and_its_replies_queued_in_order(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows = turns.load_flowset(registry)
+    ctx = context(registry, clock)
+
+    turns.handle_message(message("263771111111", "count"), flows, ctx, profile_name="Tendai")
+    result = turns.handle_message(message("263771111111", "again"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["n=2"]
+    state = sessions.get_state("263771111111")
+    assert (state["flow"], state["flow_version"], state["step"], state["status"]) == ("counter", 1, "wait", ACTIVE)
+    assert state["vars"]["n"] == 2
+    assert texts("263771111111") == ["n=1", "n=2"]
+    assert InboxMessage.select().where(InboxMessage.processed_at.is_null()).count() == 0
+    assert Session.get().claimed_by is None
+
+
+def test_a_redelivered_message_changes_nothing(db):
+    clock = Clock()
+    calls: list[str] = []
+    registry = counter_registry(calls)
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    again = message("c1", "hello", message_id="wamid.same")
+    turns.handle_message(again, flows, ctx)
+    second = turns.handle_message(again, flows, ctx)
+
+    assert second.outbound == []
+    assert texts("c1") == ["n=1", "n=2"]
+    assert sessions.get_state("c1")["vars"]["n"] == 2
+    assert len(calls) == 2
+
+
+def test_running_conversations_stay_on_their_version_and_new_ones_get_the_latest(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    ctx = context(registry, clock)
+    turns.handle_message(message("old", "count"), turns.load_flowset(registry), ctx)
+
+    assert flowstore.store("counter", COUNTER.replace("n={{ n }}", "now {{ n }}"), "flows/counter.yaml",
+                           clock()).status == flowstore.UPDATED
+    flows = turns.load_flowset(registry)
+    assert sorted(flows.versions["counter"]) == [1, 2]
+
+    turns.handle_message(message("old", "more"), flows, ctx)
+    turns.handle_message(message("new", "count"), flows, ctx)
+    assert texts("old") == ["n=1", "n=2"]
+    assert texts("new") == ["now 1"]
+    assert flowstore.active_by_version() == {("counter", 1): 1, ("counter", 2): 1}
+
+
+def test_an_idle_conversation_expires_through_the_claim_and_gets_its_expiry_message(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("idle", "count"), flows, ctx)
+    turns.handle_message(message("busy", "count"), flows, ctx)
+
+    clock.advance(minutes=5)
+    turns.handle_message(message("busy", "still here"), flows, ctx)
+    assert turns.expire_due(ctx, flows) == 0
+    clock.advance(minutes=6)
+    assert turns.expire_due(ctx, flows) == 1
+
+    assert sessions.get_state("idle")["status"] == EXPIRED
+    assert texts("idle") == ["n=1", "Timed out at 1."]
+    assert sessions.get_state("busy")["status"] == ACTIVE
+    assert turns.expire_due(ctx, flows) == 0
+
+
+def test_workers_take_each_contacts_messages_in_timestamp_order(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    now = clock()
+    # Arrived in reverse order: the channel's timestamps decide.
+    for contact, texts_in in (("a", ["count", "x", "y"]), ("b", ["count", "z"])):
+        contact_id = upsert_contact(contact, now)
+        for i, text in reversed(list(enumerate(texts_in))):
+            msg = message(contact, text, at=now + timedelta(seconds=i))
+            inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, now)
+
+    assert turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 5
+    assert turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 0
+    assert texts("a") == ["n=1", "n=2", "n=3"]
+    assert texts("b") == ["n=1", "n=2"]
+    assert inbox.backlog() == 0
+
+
+def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_acts_twice(db, monkeypatch):
+    clock = Clock()
+    calls: list[str] = []
+    registry = counter_registry(calls)
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    contact_id = upsert_contact("c1", clock())
+    msg = message("c1", "next", at=clock())
+    inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+
+    def die(*args, **kwargs):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(sessions, "save_and_release", die)
+    with pytest.raises(RuntimeError, match="worker died"):
+        turns.process_inbox(ctx, flows, worker_id="w1")
+    monkeypatch.undo()
+
+    row = InboxMessage.get(InboxMessage.channel_message_id == msg.message_id)
+    assert row.processed_at is None and "worker died" in row.error
+    claim = Session.get()
+    assert claim.claimed_by.startswith("w1:") and claim.claimed_until > clock()
+    assert len(calls) == 2  # the action ran before the crash; its result is stored
+
+    clock.advance(seconds=60)
+    assert turns.process_inbox(ctx, flows, worker_id="w2") == 0  # the lease still holds
+    clock.advance(seconds=sessions.LEASE.total_seconds())
+    assert turns.process_inbox(ctx, flows, worker_id="w2") == 1
+    assert texts("c1") == ["n=1", "n=2"]
+    assert len(calls) == 2  # the second run used the stored result
+    assert InboxMessage.get_by_id(row.id).processed_at is not None
+
+
+def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    contact_id = upsert_contact("c1", clock())
+    stale = sessions.try_claim(contact_id, "slow-worker", clock())
+    clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
+    turns.handle_message(message("c1", "meanwhile"), flows, ctx)
+
+    with pytest.raises(sessions.ClaimLost):
+        with turns.write_transaction():
+            sessions.save_and_release(stale, {**stale.state, "step": "first"})
+    assert sessions.get_state("c1")["vars"]["n"] == 2
+
+
+@pytest.mark.slow
+def test_eight_threads_sending_to_one_contact_lose_no_update(db):
+    registry = counter_registry()
+    store_counter(utcnow)
+    flows = turns.load_flowset(registry)
+    ctx = TurnContext(registry=registry)
+    turns.handle_message(message("263770000001", "count"), flows, ctx)
+    threads, per_thread, errors = 8, 200, []
+
+    def send(t: int) -> None:
+        try:
+            for i in range(per_thread):
+                turns.handle_message(message("263770000001", f"t{t}-{i}"), flows, ctx, worker_id=f"t{t}")
+        except Exception as error:  # reported below: an assertion in a thread would be lost
+            errors.append(error)
+        finally:
+            db.close()
+
+    workers = [threading.Thread(target=send, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert errors == []
+    total = 1 + threads * per_thread
+    assert sessions.get_state("263770000001")["vars"]["n"] == total
+    assert sorted(texts("263770000001"), key=lambda t: int(t[2:])) == [f"n={i}" for i in range(1, total + 1)]
+    assert InboxMessage.select().where(InboxMessage.processed_at.is_null()).count() == 0
+
+
+@pytest.mark.slow
+def test_two_contacts_paying_the_same_booking_at_once_end_with_the_exact_sum(db):
+    add_booking("BK-SHARED", "Tendai", "Falls", "1000.00", now=utcnow())
+    booking = find_booking("bk-shared")
+    amounts = {"263771111111": [Decimal("1.01")] * 40, "263772222222": [Decimal("2.50")] * 40}
+    errors = []
+
+    def pay(msisdn: str) -> None:
+        try:
+            for i, amount in enumerate(amounts[msisdn]):
+                reference = f"{msisdn}-{i}"
+                payments.create(booking, reference=reference, idempotency_key=f"key-{reference}", msisdn=msisdn,
+                                amount=amount, wallet="ecocash", channel="WEB", contact_key=msisdn, now=utcnow())
+                payments.record_success(reference, now=utcnow())
+        except Exception as error:
+            errors.append(error)
+        finally:
+            db.close()
+
+    workers = [threading.Thread(target=pay, args=(m,)) for m in amounts]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert errors == []
+    after = find_booking("BK-SHARED")
+    assert after.paid_minor == 40 * 101 + 40 * 250
+    assert after.payment_status == "PARTIAL"
+
+
+def test_outbox_offers_one_contacts_messages_one_at_a_time_in_order(db):
+    now = utcnow()
+    a, b = upsert_contact("a", now), upsert_contact("b", now)
+    outbox.enqueue(a, [{"to": "a", "text": "1"}, {"to": "a", "text": "2"}], now)
+    outbox.enqueue(b, [{"to": "b", "text": "3"}], now)
+    with turns.write_transaction():
+        first = outbox.due(now)
+    assert [r.payload["text"] for r in first] == ["1", "3"]
+    outbox.mark_sent(first[0].id, "wamid.1", now)
+    assert [r.payload["text"] for r in outbox.due(now)] == ["2", "3"]
+    outbox.retry_later(first[1].id, now + timedelta(seconds=30), "429")
+    assert [r.payload["text"] for r in outbox.due(now)] == ["2"]
+    assert outbox.record_delivery("wamid.1", "delivered") == 1
+    assert OutboxMessage.get_by_id(first[0].id).delivery_status == "delivered"
+    assert json.loads(OutboxMessage.get_by_id(first[1].id).payload)["text"] == "3"
