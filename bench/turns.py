@@ -1,0 +1,126 @@
+"""In-memory turns per second through a 10-step flow: templates, input checks, buttons, a branch and a
+no-op action, on one core. Goal: >= 10,000 turns/s.
+
+    python bench/turns.py [--conversations 4000] [--runs 7]
+
+Each conversation is 5 turns: the trigger, an amount, a button number, a refused local phone number (a
+re-prompt) and a good one. Prints every run, then the median and the spread (min-max).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import datetime
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.context import TurnContext  # noqa: E402
+from engine.load import load_text  # noqa: E402
+from engine.messages import Inbound  # noqa: E402
+from engine.model import FlowSet  # noqa: E402
+from engine.registry import ActionRegistry, Result  # noqa: E402
+from engine.runner import run_turn  # noqa: E402
+
+FLOW = """\
+flow: bench_pay
+title: Bench payment
+triggers: [pay]
+steps:
+  greet:
+    say: "Hello {{ contact }}, let us take your payment."
+    next: lookup
+  lookup:
+    action: bench.noop
+    with: {reference: "BK-{{ contact[-4:] }}"}
+    save: booking
+    next: ask_amount
+  ask_amount:
+    ask: "Balance due: {{ booking.balance_due | money }}. How much would you like to pay?"
+    expect: {amount: {min: "0.01", max: "{{ booking.balance_due }}"}}
+    save: amount
+    next: ask_channel
+  ask_channel:
+    ask: "Choose how you will pay {{ amount | money }}."
+    buttons: {ecocash: Ecocash, onemoney: OneMoney, zimswitch: ZimSwitch}
+    save: channel
+    next: ask_phone
+  ask_phone:
+    ask: "Which {{ channel }} number will pay?"
+    expect: phone_zw
+    save: phone
+    next: check
+  check:
+    next:
+      - if: amount | float > 100
+        goto: big
+      - goto: small
+  big:
+    say: "That is a big one: {{ amount | money }}."
+    next: confirm
+  small:
+    say: "Paying {{ amount | money }}."
+    next: confirm
+  confirm:
+    action: bench.noop
+    with: {reference: "{{ booking.reference }}", amount: "{{ amount }}"}
+    save: receipt
+    next: done
+  done:
+    end: "Paid {{ amount | money }} for {{ booking.reference }} by {{ channel }} from {{ phone }}."
+"""
+
+MESSAGES = ["pay", "150", "2", "0771234567", "263771234567"]
+
+
+def build() -> tuple[FlowSet, TurnContext]:
+    registry = ActionRegistry()
+
+    @registry.action("bench.noop", params={"type": "object", "properties": {"reference": {"type": "string"},
+                                                                          "amount": {"type": "string"}}},
+                     outcomes=["ok"])
+    def noop(ctx, params):
+        return Result("ok", {"reference": params["reference"], "balance_due": "300.00"})
+
+    flow, problems = load_text(FLOW, "bench_pay.yaml", registry)
+    if flow is None:
+        raise SystemExit("\n".join(map(str, problems)))
+    now = datetime(2026, 11, 26, 12, 0)
+    return FlowSet.of([flow]), TurnContext(registry=registry, clock=lambda: now, new_id=lambda: "id")
+
+
+def run_once(flows: FlowSet, ctx: TurnContext, conversations: int) -> tuple[int, float]:
+    turns = 0
+    started = time.perf_counter()
+    for c in range(conversations):
+        contact = f"26377{c:07d}"
+        conversation = None
+        for n, text in enumerate(MESSAGES):
+            result = run_turn(flows, conversation, Inbound(contact, f"m{c}-{n}", text), ctx)
+            conversation = result.conversation
+            turns += 1
+        if conversation.status != "ended" or not result.outbound[-1].text.startswith("Paid $150.00"):
+            raise SystemExit(f"the bench flow did not finish as expected: {result}")
+    return turns, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--conversations", type=int, default=4000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    flows, ctx = build()
+    run_once(flows, ctx, 200)  # warm the template and lookup caches
+    rates = []
+    for i in range(args.runs):
+        turns, seconds = run_once(flows, ctx, args.conversations)
+        rates.append(turns / seconds)
+        print(f"run {i + 1}: {turns} turns in {seconds:.3f} s = {turns / seconds:,.0f} turns/s")
+    print(f"median {statistics.median(rates):,.0f} turns/s (spread {min(rates):,.0f}-{max(rates):,.0f}, "
+          f"{args.runs} runs of {args.conversations} conversations x {len(MESSAGES)} turns; goal >= 10,000/s)")
+
+
+if __name__ == "__main__":
+    main()
