@@ -196,10 +196,11 @@ def serve(host: str, port: int, workers: int, sandbox: bool) -> None:
 
     settings = _channel_setup(sandbox, http=True)
     _stop_on_sigterm()
-    ready = lambda url: click.echo(  # noqa: E731
-        f"convoflow serving {url}/webhook with {workers} worker thread(s){' on the O' + chr(39) + 'mari sandbox' if sandbox else ''}",
-        err=True,
-    )
+    payments = " (payments on the O'mari sandbox)" if sandbox else ""
+
+    def ready(url: str) -> None:
+        click.echo(f"convoflow serving {url}/webhook with {workers} worker thread(s){payments}", err=True)
+
     try:
         run(settings, host=host, port=port, workers=workers, sandbox=sandbox, sms=_sandbox_sms, ready=ready)
     except (NoFlowsLoaded, FlowsNotLoaded, OSError) as e:

@@ -152,3 +152,37 @@ def create_app(
 
     app.extensions["convoflow.metrics"] = metrics
     return app
+
+
+HTTP_THREADS = 8  # waitress threads: each request is one short transaction, so a few threads keep 2 cores busy
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    sandbox: bool,
+    sms: Callable[[str, str], None] | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run `flows serve` until KeyboardInterrupt or SystemExit in the calling thread (the CLI turns
+    SIGTERM into SystemExit): the webhook on waitress plus `workers` turn threads and the sender.
+    The database must be open and upgraded; settings already checked (channels.worker.check_settings).
+    """
+    from waitress.server import create_server
+
+    from .worker import start_workers
+
+    metrics = Metrics()
+    background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics, sms=sms) if workers else None
+    try:
+        app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None)
+        server = create_server(app, host=host, port=port, threads=HTTP_THREADS, ident="convoflow")
+        if ready is not None:
+            ready(f"http://{host}:{server.effective_port}")
+        server.run()  # returns after KeyboardInterrupt / SystemExit, once waitress has shut its threads
+    finally:
+        if background is not None:
+            background.stop()

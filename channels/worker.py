@@ -1,0 +1,248 @@
+"""The background work of a convoflow process: turn threads, the sender and the housekeeping sweep.
+
+- N turn threads call channels.turns.process_inbox one message at a time (so each turn's latency is
+  measured). The persisted turn path takes care of one-contact-at-a-time and timestamp order; several
+  threads and several processes (PostgreSQL) share the inbox.
+- One sender thread delivers the outbox (channels/sender.py).
+- One housekeeping thread expires idle conversations (channels.turns.expire_due) and picks up flows
+  loaded with `flows load` while the process runs.
+
+Idle threads wait on an event with a timeout: the webhook (same process) and the turn threads wake them
+at once, the timeout is the poll for work written by other processes. stop() lets each thread finish
+what it is doing (a turn, a send round) and returns within a bound.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from peewee import fn
+
+from engine.context import TurnContext
+from storage.models import FlowVersion
+from storage.settings import Settings, SettingsError
+
+from .metrics import Metrics
+from .sender import Sender
+
+log = logging.getLogger("convoflow.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    threads: int = 2
+    poll_interval: float = 0.5  # seconds an idle thread waits for a wake-up before looking again
+    error_pause: float = 1.0  # after an unexpected error, so a persistent fault does not spin
+    housekeeping_interval: float = 15.0  # expiry sweep and flow reload check
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class NoFlowsLoaded(RuntimeError):
+    """The database holds no flows: every message would get the default reply."""
+
+
+class Workers:
+    """Runs the turn threads, the sender and the housekeeping sweep until stop()."""
+
+    def __init__(
+        self,
+        services: Mapping[str, Any],
+        *,
+        sender: Sender | None,
+        metrics: Metrics | None = None,
+        options: WorkerOptions = WorkerOptions(),
+        context: Callable[[Mapping[str, Any]], TurnContext] | None = None,
+    ) -> None:
+        from channels import turns
+
+        self._turns = turns
+        self.services = services
+        self.sender = sender
+        self.metrics = metrics or (sender.metrics if sender else Metrics())
+        self.options = options
+        self.ctx = (context or _default_context)(services)
+        self._stop = threading.Event()
+        self._inbox_wake = threading.Event()
+        self._outbox_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._flows_lock = threading.Lock()
+        self._flows_signature: tuple | None = None
+        self.flows = None
+
+    # ── control ────────────────────────────────────────────────────────────────────────────────────
+
+    def start(self) -> None:
+        self.refresh_flows()
+        for i in range(self.options.threads):
+            self._spawn(f"convoflow-turns-{i}", self._turn_loop, f"{self.options.worker_id}:{i}")
+        if self.sender is not None:
+            self._spawn("convoflow-sender", self._sender_loop)
+        self._spawn("convoflow-housekeeping", self._housekeeping_loop)
+        log.info("workers started: %d turn threads%s", self.options.threads, " and the sender" if self.sender else "")
+
+    def wake(self) -> None:
+        """New inbox rows were committed (the webhook calls this)."""
+        self._inbox_wake.set()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ask every thread to finish its current piece of work; True when all ended within timeout."""
+        self._stop.set()
+        self._inbox_wake.set()
+        self._outbox_wake.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("workers still busy at shutdown: %s", ", ".join(alive))
+        if self.sender is not None:
+            self.sender.close()
+        return not alive
+
+    def _spawn(self, name: str, target: Callable, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ── loops ──────────────────────────────────────────────────────────────────────────────────────
+
+    def _turn_loop(self, worker_id: str) -> None:
+        while not self._stop.is_set():
+            # Cleared before looking: a wake-up that lands during the look makes the wait return at once.
+            self._inbox_wake.clear()
+            try:
+                done = self.run_turn(worker_id)
+            except Exception:
+                log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
+                self.metrics.turn_errors.inc()
+                self._stop.wait(self.options.error_pause)
+                continue
+            if not done:
+                self._inbox_wake.wait(self.options.poll_interval)
+
+    def run_turn(self, worker_id: str) -> int:
+        """Handle at most one inbox message; returns how many were handled (0 or 1)."""
+        started = time.perf_counter()
+        done = self._turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id)
+        if done:
+            self.metrics.turn_latency.observe(time.perf_counter() - started)
+            self.metrics.turns.inc(done)
+            self._outbox_wake.set()
+        return done
+
+    def _sender_loop(self) -> None:
+        assert self.sender is not None
+        while not self._stop.is_set():
+            self._outbox_wake.clear()
+            try:
+                sent = self.sender.run_once()
+            except Exception:
+                log.exception("sender: unexpected error; unsent messages stay in the outbox")
+                self._stop.wait(self.options.error_pause)
+                continue
+            if not sent:
+                self._outbox_wake.wait(self.options.poll_interval)
+
+    def _housekeeping_loop(self) -> None:
+        while not self._stop.wait(self.options.housekeeping_interval):
+            try:
+                self.refresh_flows()
+                expired = self._turns.expire_due(self.ctx, self.flows)
+                if expired:
+                    log.info("expired %d idle conversations", expired)
+                    self._outbox_wake.set()
+            except Exception:
+                log.exception("housekeeping: unexpected error")
+
+    def refresh_flows(self) -> None:
+        """Reload the flow set when `flows load` stored a new version since the last look."""
+        signature = FlowVersion.select(fn.COUNT(FlowVersion.id), fn.MAX(FlowVersion.id)).tuples().get()
+        if not signature[0]:
+            raise NoFlowsLoaded("no flows are loaded in this database: run `flows load` first")
+        with self._flows_lock:
+            if signature == self._flows_signature:
+                return
+            self.flows = self._turns.load_flowset()
+            self._flows_signature = signature
+        log.info("flows loaded: %d stored versions", signature[0])
+
+
+def _default_context(services: Mapping[str, Any]) -> TurnContext:
+    """A turn context whose actions see the services and never act twice for one idempotency key."""
+    from channels import turns
+
+    return TurnContext(services=services, invoke=turns.stored_invoke, log=logging.getLogger("convoflow.engine"))
+
+
+def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
+    """Raise SettingsError naming the first missing or inconsistent setting (never showing a secret).
+
+    http: the process serves the webhook (needs the app secret and the verify token).
+    sandbox: payments go to the built-in O'mari sandbox instead of the real API.
+    """
+    required = ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"]
+    if http:
+        required = ["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", *required]
+    for name in required:
+        if not getattr(settings, name.lower()):
+            raise SettingsError(f"{name} is not set (see docs/deploying.md)")
+    if not settings.whatsapp_phone_number_id.isdigit():
+        raise SettingsError("WHATSAPP_PHONE_NUMBER_ID must be the number's id from Meta (digits only)")
+    if not settings.whatsapp_api_url.startswith(("https://", "http://")):
+        raise SettingsError("WHATSAPP_API_URL must start with https:// (e.g. https://graph.facebook.com/v21.0)")
+    if sandbox:
+        if settings.omari_merchant_key:
+            raise SettingsError("OMARI_MERCHANT_KEY is set but --sandbox was given: payments would not reach O'mari; "
+                                "drop one of them")
+        return
+    if not settings.omari_merchant_key:
+        raise SettingsError("OMARI_MERCHANT_KEY is not set: refusing to start without it (give --sandbox to use "
+                            "the built-in O'mari sandbox)")
+    if not settings.omari_api_base_url:
+        raise SettingsError("OMARI_API_BASE_URL is not set while OMARI_MERCHANT_KEY is")
+
+
+def build_services(settings: Settings, *, sandbox: bool, sms: Callable[[str, str], None] | None = None) -> dict:
+    """The services actions receive: {"omari": client, "settings": settings}. With sandbox the client
+    talks to the in-process O'mari sandbox, whose OTP "texts" go to `sms` (msisdn, text)."""
+    if sandbox:
+        from actions.omari_sandbox import OmariSandbox
+
+        client = OmariSandbox(sms=sms).client()
+    else:
+        from actions.omari_client import OmariClient
+
+        client = OmariClient.from_settings(settings)
+    return {"omari": client, "settings": settings}
+
+
+def start_workers(
+    settings: Settings,
+    *,
+    sandbox: bool,
+    threads: int,
+    metrics: Metrics,
+    sms: Callable[[str, str], None] | None = None,
+) -> Workers:
+    """Everything a `flows serve` or `flows worker` process runs besides HTTP, started."""
+    import actions
+
+    actions.load_all()
+    sender = Sender(settings, metrics=metrics)
+    workers = Workers(
+        build_services(settings, sandbox=sandbox, sms=sms),
+        sender=sender,
+        metrics=metrics,
+        options=WorkerOptions(threads=threads),
+    )
+    try:
+        workers.start()
+    except Exception:
+        sender.close()
+        raise
+    return workers
