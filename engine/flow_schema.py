@@ -149,7 +149,8 @@ def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Pa
 
 
 def _unknown_field(extra: str, known: list[str], path: Path, base: Path, kind: str | None) -> str:
-    where = f"'{_label(path, base)}'" if path != base else (f"a {kind} step" if kind else "a flow")
+    article = "an" if kind and kind[0] in "aeiou" else "a"
+    where = f"'{_label(path, base)}'" if path != base else (f"{article} {kind} step" if kind else "a flow")
     message = f"'{extra}' is not a field of {where}"
     if path == base and kind:
         owners = [k for k, fields in _fields_by_kind().items() if extra in fields and k != kind]

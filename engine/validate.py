@@ -211,8 +211,8 @@ class _FileChecker:
         for outcome in on:
             if outcome not in spec.outcomes:
                 self.add(base + ("on", outcome), "error", "action.unknown_outcome",
-                         f"{label}: action '{spec.name}' never returns '{outcome}'"
-                         f"{flow_schema.suggest(outcome, spec.outcomes) or ''}; it returns {', '.join(spec.outcomes)}",
+                         f"{label}: action '{spec.name}' never returns '{outcome}' (it returns "
+                         f"{', '.join(spec.outcomes)}){flow_schema.suggest(outcome, spec.outcomes)}",
                          key=True)
         if "next" in step:
             return
@@ -240,12 +240,14 @@ class _FileChecker:
                 self.template(value_path, text, label)
 
     def params_schema(self, spec: ActionSpec, params: dict, path: Path, label: str) -> None:
-        templated = {k for k, v in params.items() if k in spec.templates and any(is_template(t) for _, t in _strings(v, ()))}
+        # A templated value is judged when the conversation runs (or, where the action takes no template,
+        # by action.param_not_template already).
+        templated = {k for k, v in params.items() if any(is_template(t) for _, t in _strings(v, ()))}
         required_seen: set[Path] = set()
         for err in _params_validator(spec).iter_errors(params):
             where = tuple(err.absolute_path)
             if where and where[0] in templated:
-                continue  # its value is only known when the conversation runs
+                continue
             if err.validator == "required":
                 if where in required_seen:
                     continue  # jsonschema reports each missing parameter apart; one line names them all
@@ -260,7 +262,7 @@ class _FileChecker:
                              f"{label}: action '{spec.name}' takes no '{extra}'{flow_schema.suggest(extra, known)}", key=True)
                 continue
             else:
-                message = flow_schema.plain_words(err, str(where[-1]) if where else "with")[1]
+                message = _param_words(err, str(where[-1]) if where else "with")
             self.add(path + where, "error", "action.bad_params", f"{label}: {message}")
 
     def dead_end(self, name: str, step: dict, consequence: str) -> None:
@@ -289,7 +291,13 @@ class _FileChecker:
                      f"stops with an apology; end the list with '- goto: <step>'", key=True)
 
     def expression(self, path: Path, source: str, label: str) -> None:
-        self._report_template(path, inspect_expression(source), label, "condition")
+        info = inspect_expression(source)
+        if info.error is not None and "{{" in source:
+            bare = " ".join(source.replace("{{", "").replace("}}", "").split())
+            self.add(path, "error", "template.syntax",
+                     f"{label}: a condition is written without {{{{ }}}}, e.g. if: {bare}")
+            return
+        self._report_template(path, info, label, "condition")
 
     def template(self, path: Path, text: str, label: str, *, text_limit: int | None = None) -> None:
         if text_limit is not None:
@@ -317,10 +325,10 @@ class _FileChecker:
     # ── the step graph ─────────────────────────────────────────────────────────────────────────────
 
     def reachability(self) -> None:
-        if not self.steps:
-            return
+        if not self.steps or any(name not in self.sound for name in self.steps):
+            return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
         start = self.data.get("start")
-        roots = [start if isinstance(start, str) else next(iter(self.steps))]
+        roots = [start if isinstance(start, str) and start in self.steps else next(iter(self.steps))]
         for section in ("cancel", "expire"):
             settings = self.data.get(section)
             if isinstance(settings, dict) and isinstance(settings.get("step"), str):
@@ -384,6 +392,15 @@ def _strings(value: Any, path: Path) -> Iterable[tuple[Path, str]]:
             yield from _strings(v, path + (i,))
 
 
+def _param_words(err: jsonschema.ValidationError, label: str) -> str:
+    """Plain words for a parameter that breaks its action's schema; actions' patterns carry no prose."""
+    if err.validator == "pattern":
+        return f"'{label}' is '{err.instance}', which is not in the form the action needs ({err.validator_value})"
+    if err.validator == "type" and isinstance(err.instance, int | float) and "string" in str(err.validator_value):
+        return f"'{label}' must be text: put {err.instance} in quotes"
+    return flow_schema.plain_words(err, label)[1]
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -428,8 +445,8 @@ def undefined_variables(facts: FileFacts, known: set[str]) -> list[Problem]:
         seen.add((use.name, use.line, use.col))
         hint = flow_schema.suggest(use.name, known | BUILTIN_VARS)
         problems.append(Problem(facts.source.file, use.line, use.col, "warning", "template.undefined",
-                                f"{use.where}: no step saves '{use.name}'{hint}; when this runs the conversation "
-                                f"would stop with an apology"))
+                                f"{use.where}: no step saves '{use.name}', so this would stop the conversation "
+                                f"with an apology{hint}"))
     return problems
 
 

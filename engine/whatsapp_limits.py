@@ -49,6 +49,11 @@ def choices_of(value: Any) -> list[tuple[Any, str, str, str | None]]:
     return found
 
 
+def _name(key: Any) -> str:
+    """A choice as the author knows it: its id when written as a mapping, else its position."""
+    return str(key + 1) if isinstance(key, int) else f"'{key}'"
+
+
 def _title_path(base: Path, key: Any, choice: Any) -> Path:
     return base + (key, "title") if isinstance(choice, dict) else base + (key,)
 
@@ -76,7 +81,7 @@ def _choices(value: Any, path: Path, label: str, noun: str, most: int, title_lim
         hint = " (use options for a list of up to 10)" if noun == "button" else " (split the list over two questions)"
         yield (path, "error", f"whatsapp.too_many_{plural}",
                f"{label} has {len(choices)} {plural}; WhatsApp shows at most {most}{hint}")
-    seen: dict[str, str] = {}
+    seen: dict[str, Any] = {}
     raw = value if isinstance(value, dict) else dict(enumerate(value or ()))
     for key, choice_id, title, description in choices:
         title_path = _title_path(path, key, raw[key])
@@ -94,10 +99,10 @@ def _choices(value: Any, path: Path, label: str, noun: str, most: int, title_lim
         same = normalise(title)
         if same in seen:
             yield (title_path, "error", f"whatsapp.duplicate_{noun}_title",
-                   f"{label}: two {plural} are titled '{title}' (the other is '{seen[same]}'): a typed answer "
-                   f"could not tell them apart")
+                   f"{label}: {noun} {_name(key)} has the same title as {noun} {_name(seen[same])} ('{title}', "
+                   f"ignoring case and punctuation): a typed answer could not tell them apart")
         else:
-            seen[same] = str(key)
+            seen[same] = key
 
 
 __all__ = ["check_step_limits", "choices_of", "MAX_INTERACTIVE_BODY", "MAX_TEXT_BODY"]

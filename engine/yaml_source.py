@@ -132,7 +132,9 @@ def parse(text: str, file: str) -> Source:
                                        "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"))
         return source
     converter = _Converter(source)
-    source.data = converter.convert(root, (), 0)
+    data = converter.convert(root, (), 0)
+    # Past the size guard the data is cut short, and checking it would only add confusing problems.
+    source.data = None if converter.stopped else data
     return source
 
 
