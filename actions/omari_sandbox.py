@@ -106,7 +106,12 @@ class OmariSandbox:
         sms: Callable[[str, str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        fixed_otp: str | None = None,
     ) -> None:
+        """fixed_otp: send this code on every /auth instead of a random one (scripted demos)."""
+        if fixed_otp is not None and not re.fullmatch(r"\d{4,8}", fixed_otp):
+            raise ValueError("fixed_otp must be 4 to 8 digits")
+        self.fixed_otp = fixed_otp
         self.merchant_key = merchant_key
         self.sms = sms
         self.clock = clock
@@ -228,7 +233,7 @@ class OmariSandbox:
         if msisdn.endswith("0005"):
             return _refuse("005", "Do not honour")
         now = self.clock()
-        otp = f"{self.rng.randrange(10**6):06d}"
+        otp = self.fixed_otp or f"{self.rng.randrange(10**6):06d}"
         otp_reference = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
         self.payments[reference] = SandboxPayment(
             reference=reference, msisdn=msisdn, amount=amount, currency=currency, channel=channel,
