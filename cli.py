@@ -85,17 +85,17 @@ def _summary(files: int, errors: int, warnings: int) -> str:
 def chat(flow: str | None, contact: str) -> None:
     """Talk to the flows in this terminal, with the same runner WhatsApp uses.
 
-    Flows come from $FLOWS_DIR (default flows/) and conversations are kept in memory. FLOW starts that
+    Flows come from $FLOWS_DIR (default flows/): changed files are stored as new flow versions in
+    DATABASE_URL (schema upgraded when needed), and conversations are kept there too. FLOW starts that
     flow directly; otherwise send a trigger phrase or `menu`. Buttons and list options are numbered: send
     the number, the title or the id. When standard input is not a terminal, each line is one message:
 
         printf 'pay\\nBK-1\\n' | flows chat
     """
     import actions
-    from channels.terminal import MemoryTurns, chat_loop
+    from channels.terminal import chat_loop
     from engine.context import TurnContext
     from engine.load import load_paths
-    from engine.model import FlowSet
     from engine.registry import registry
     from storage.settings import Settings
 
@@ -110,30 +110,414 @@ def chat(flow: str | None, contact: str) -> None:
     if not report.flows:
         click.echo(f"no flow files (*.yaml, *.yml) in {settings.flows_dir}", err=True)
         sys.exit(1)
-    flows = FlowSet.of(report.flows)
+    # Persisted like every channel (issue 3): the files are stored as flow versions when they changed,
+    # and the conversation lives in DATABASE_URL, so a chat can be left and picked up again.
+    from channels import turns as persisted
+    from storage.db import utcnow
+    from storage.flowstore import store
+
+    _database(upgrade=True)
+    for name, (file, text) in sorted(report.sources.items()):
+        store(name, text, file, utcnow())
+    flows = persisted.load_flowset(registry)
     if flow is not None and flows.latest(flow) is None:
         import difflib
 
         close = difflib.get_close_matches(flow, list(flows.versions), n=1)
         hint = f" — did you mean '{close[0]}'?" if close else f" (flows: {', '.join(sorted(flows.versions))})"
         raise click.UsageError(f"no flow named '{flow}'{hint}")
-    turns = MemoryTurns(flows, TurnContext(registry=registry, services={"settings": settings}))
+    ctx = TurnContext(registry=registry, services={"settings": settings}, invoke=persisted.stored_invoke)
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo(f"Chatting as {contact} with the flows in {settings.flows_dir}. Ctrl-D to leave.\n")
     chat_loop(
-        turns,
+        lambda inbound: persisted.handle_message(inbound, flows, ctx),
         contact,
         sys.stdin,
         sys.stdout,
         interactive=interactive,
-        opening=(lambda: turns.start(contact, flow)) if flow else None,
+        opening=(lambda: persisted.start_flow(contact, flow, flows, ctx)) if flow else None,
         events=sys.stderr,
     )
 
 # ── flows db / flows load / flows list / flows bookings (issue 3: storage) ──────────────────────────
+#
+# Which commands change the schema: `flows db upgrade`, and `flows load` (and the demo), which upgrade
+# first because loading flows into a new database is how one starts. Every other command leaves the
+# schema alone and, when it is missing or behind, exits 1 with "run `flows db upgrade`".
+
+
+def _database(upgrade: bool = False) -> list[str]:
+    """Open DATABASE_URL, then upgrade its schema (upgrade=True: returns the migrations applied) or check it
+    is current. Any failure: one line on stderr and exit 1.
+    """
+    from storage.db import open_database
+    from storage.migrations import SchemaError, check
+    from storage.migrations import upgrade as upgrade_schema
+    from storage.settings import Settings, SettingsError
+
+    try:
+        db = open_database(Settings.from_env().database_url)
+        if upgrade:
+            return upgrade_schema(db)
+        check(db)
+        return []
+    except (SettingsError, SchemaError, ValueError) as e:  # ValueError: a URL that is neither sqlite nor postgres
+        click.echo(f"flows: {e}", err=True)
+    except Exception as e:  # unreachable server, unwritable file: say which, never the URL (it may hold a password)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        click.echo(f"flows: cannot use the database ({reason}): check DATABASE_URL", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Create, migrate and inspect the database schema (DATABASE_URL, default sqlite:///convoflow.db)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the schema or apply the migrations it lacks. Safe to run again, and from two places at once."""
+    from storage.migrations import MIGRATIONS
+
+    applied = _database(upgrade=True)
+    for name in applied:
+        click.echo(f"applied {name}")
+    if not applied:
+        click.echo(f"the schema is up to date ({len(MIGRATIONS)} migrations applied)")
+
+
+@db.command("status")
+def db_status() -> None:
+    """List every migration and when it was applied (or that it is pending)."""
+    from storage.db import open_database
+    from storage.migrations import status
+    from storage.settings import Settings
+
+    try:
+        rows = status(open_database(Settings.from_env().database_url))
+    except Exception as e:
+        click.echo(f"flows: cannot use the database ({type(e).__name__}): check DATABASE_URL", err=True)
+        sys.exit(1)
+    for row in rows:
+        when = f"applied {row.applied_at:%Y-%m-%d %H:%M:%S} UTC" if row.applied_at else "pending"
+        click.echo(f"{row.name:<28} {when:<32} {row.description}")
+    pending = sum(1 for row in rows if row.applied_at is None)
+    if pending:
+        click.echo(f"{pending} pending: run `flows db upgrade`")
+
+
+def _load_flows(paths: list[str]) -> list:
+    """Check the flow files with every check of `flows validate` and store new or changed ones as new
+    versions. Prints problems like validate; on any error stores nothing and exits 1.
+    """
+    import actions
+    from engine.load import load_paths
+    from storage.db import utcnow
+    from storage.flowstore import store
+
+    actions.load_all()
+    report = load_paths(paths)
+    for problem in report.problems:
+        click.echo(str(problem))
+    if not report.ok:
+        click.echo(f"{_summary(len(report.files), len(report.errors), len(report.warnings))}: nothing loaded")
+        sys.exit(1)
+    if not report.flows:
+        click.echo(f"no flow files (*.yaml, *.yml) in {', '.join(paths)}: nothing loaded")
+        sys.exit(1)
+    _database(upgrade=True)
+    now = utcnow()
+    return [store(name, text, file, now) for name, (file, text) in sorted(report.sources.items())]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
+def load(paths: tuple[str, ...]) -> None:
+    """Store flows in the database so `flows serve` and `flows chat` run them.
+
+    PATHS are flow files or directories; default: $FLOWS_DIR or flows/. Runs every check of `flows
+    validate`: any error loads nothing (exit 1). A changed flow becomes a new version (conversations
+    already running stay on theirs); an unchanged one is left alone. Creates or upgrades the schema first.
+    """
+    from storage.settings import Settings
+
+    for stored in _load_flows(list(paths) or [Settings.from_env().flows_dir]):
+        click.echo(f"{stored.name:<24} v{stored.version:<4} {stored.status}")
+
+
+@main.command("list")
+def list_flows() -> None:
+    """Each stored flow: its latest version, its triggers and the active conversations per version."""
+    import actions
+    from engine.load import load_text
+    from storage.flowstore import active_by_version, latest_versions, source
+
+    _database()
+    actions.load_all()
+    active = active_by_version()
+    rows = latest_versions()
+    if not rows:
+        click.echo("no flows loaded: run `flows load`")
+        return
+    for row in rows:
+        flow, _ = load_text(source(row.name, row.version), row.file, version=row.version)
+        triggers = ", ".join(flow.triggers) if flow is not None else "(does not load: see `flows validate`)"
+        counts = sorted((version, n) for (name, version), n in active.items() if name == row.name)
+        running = ", ".join(f"v{version}: {n}" for version, n in counts) or "none"
+        click.echo(f"{row.name:<24} v{row.version:<4} triggers: {triggers or '-'}   active: {running}")
+
+
+@main.group()
+def bookings() -> None:
+    """Add, import, list and show the bookings customers pay for."""
+
+
+def _booking_line(b) -> str:
+    from storage.bookings import as_dict
+
+    d = as_dict(b)
+    return (f"{d['reference']:<28} {d['payment_status']:<8} {d['currency']} total {d['total_amount']:>10}  "
+            f"paid {d['amount_paid']:>10}  due {d['balance_due']:>10}  {d['customer']} — {d['tour']}")
+
+
+@bookings.command("add")
+@click.argument("reference")
+@click.option("--customer", required=True, help="The customer's name.")
+@click.option("--tour", required=True, help="The tour booked.")
+@click.option("--total", required=True, help="The total price, e.g. 300 or 300.00.")
+@click.option("--paid", default="0", show_default=True, help="Already paid.")
+@click.option("--currency", type=click.Choice(["USD", "ZWG"], case_sensitive=False), default="USD", show_default=True)
+def bookings_add(reference: str, customer: str, tour: str, total: str, paid: str, currency: str) -> None:
+    """Add one booking (its REFERENCE is unique, ignoring case)."""
+    from storage.bookings import BookingError, add_booking
+
+    _database()
+    try:
+        booking = add_booking(reference, customer, tour, total, paid=paid, currency=currency.upper())
+    except BookingError as e:
+        click.echo(f"flows: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"added {_booking_line(booking)}")
+
+
+@bookings.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+def bookings_import(file) -> None:
+    """Import bookings from a CSV FILE with the header reference,customer,tour,total,paid,currency.
+
+    All or nothing: a bad row is reported by its line number and nothing is imported (exit 1).
+    """
+    from storage.bookings import BookingImportError, import_csv
+
+    _database()
+    try:
+        count = import_csv(file)
+    except BookingImportError as e:
+        for problem in e.problems:
+            click.echo(f"{file.name}:{problem.line}: {problem.message}", err=True)
+        click.echo(f"{file.name}: {len(e.problems)} bad row(s): nothing imported", err=True)
+        sys.exit(1)
+    click.echo(f"imported {count} booking{'s' if count != 1 else ''} from {file.name}")
+
+
+@bookings.command("list")
+@click.option("--status", type=click.Choice(["UNPAID", "PARTIAL", "PAID"], case_sensitive=False),
+              help="Only bookings with this payment status.")
+def bookings_list(status: str | None) -> None:
+    """Every booking, by reference."""
+    from storage.bookings import list_bookings
+
+    _database()
+    shown = 0
+    for booking in list_bookings(status.upper() if status else None):
+        click.echo(_booking_line(booking))
+        shown += 1
+    if not shown:
+        click.echo("no bookings")
+
+
+@bookings.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (amounts as strings with two decimals).")
+def bookings_show(reference: str, as_json: bool) -> None:
+    """One booking by REFERENCE (any case, surrounding space ignored)."""
+    import json
+
+    from storage.bookings import as_dict, find_booking
+
+    _database()
+    booking = find_booking(reference)
+    if booking is None:
+        click.echo(f"flows: no booking with reference '{reference.strip()}'", err=True)
+        sys.exit(1)
+    d = as_dict(booking)
+    if as_json:
+        click.echo(json.dumps(d, indent=2, ensure_ascii=False))
+        return
+    for key in ("reference", "customer", "tour", "currency", "total_amount", "amount_paid", "balance_due",
+                "payment_status"):
+        click.echo(f"{key.replace('_', ' ') + ':':<16} {d[key]}")
 
 # ── flows payments / flows demo (issue 4: O'mari payments) ───────────────────────────────────────────
+
+DEMO_BOOKING = ("BK-SLYKER-TECH-20251023", "Slyker Tech", "Victoria Falls 3-day safari", "300.00")
+DEMO_CONTACT = "263771234567"
+PAYMENT_STATUSES = ("INITIATED", "OTP_SENT", "SUCCESS", "FAILED", "PENDING", "CANCELLED", "EXPIRED")
+
+
+@main.group()
+def payments() -> None:
+    """O'mari payments: list them, show one, settle the unfinished ones (reconcile)."""
+
+
+@payments.command("list")
+@click.option("--status", type=click.Choice(PAYMENT_STATUSES, case_sensitive=False), help="Only payments in this status.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, amounts as \"50.00\" strings.")
+def payments_list(status: str | None, limit: int | None, as_json: bool) -> None:
+    """Payments, newest first."""
+    import json
+
+    from storage import payments as store
+
+    _database()
+    rows = [store.as_dict(row) for row in store.list_payments(status, limit)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no payments" + (f" with status {status.upper()}" if status else ""))
+        return
+    for p in rows:
+        click.echo(f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
+                   f"{p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}".rstrip())
+
+
+@payments.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, amounts as \"50.00\" strings.")
+def payments_show(reference: str, as_json: bool) -> None:
+    """One payment by its reference (our UUID): its fields and its status history."""
+    import json
+
+    from storage import payments as store
+
+    _database()
+    row = store.get(reference)
+    if row is None:
+        click.echo(f"flows: no payment with reference '{reference.strip()}' (see `flows payments list`)", err=True)
+        sys.exit(1)
+    p = store.as_dict(row)
+    if as_json:
+        click.echo(json.dumps(p, indent=2, ensure_ascii=False))
+        return
+    for key, value in p.items():
+        if key != "status_history":
+            click.echo(f"{key + ':':<19}{'' if value is None else value}")
+    click.echo("history:")
+    for entry in p["status_history"]:
+        click.echo(f"  {entry['at']}  {entry['status']}")
+
+
+@payments.command("reconcile")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Settle at most this many (oldest first).")
+def payments_reconcile(limit: int | None) -> None:
+    """Ask O'mari (/query) about PENDING payments and OTP_SENT ones past the 10-minute OTP lifetime.
+
+    Paid ones become SUCCESS and are applied to their booking once; refused ones FAILED (a stale OTP_SENT:
+    EXPIRED); the customer is told through the outbox. No answer: left for the next run. Safe from cron,
+    twice at once, and after a crash. Exit 0 when it ran (even if some payments stay unsettled).
+    """
+    import logging
+
+    from actions.omari_client import OmariClient, OmariConfigError
+    from actions.reconcile import reconcile
+    from storage import payments as store
+    from storage.db import utcnow
+    from storage.settings import Settings, SettingsError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _database()
+    try:
+        client = OmariClient.from_settings(Settings.from_env())
+    except (OmariConfigError, SettingsError) as e:
+        click.echo(f"flows: {e}: reconcile needs the O'mari API (see docs/operations.md)", err=True)
+        sys.exit(1)
+    report = reconcile(client, now=utcnow(), limit=limit)
+    for s in report.settlements:
+        change = f"{s.before} → {s.after}" if s.after != s.before else f"{s.before} (unchanged)"
+        told = "  customer told" if s.notified else ""
+        click.echo(f"{s.reference}  {change:<22} {s.note}{told}")
+    click.echo(f"{len(report.settlements)} checked: {report.count(store.SUCCESS)} paid, {report.count(store.FAILED)} failed, "
+               f"{report.count(store.EXPIRED)} expired, {report.unchanged} unchanged")
+
+
+@main.command()
+@click.option("--contact", default=DEMO_CONTACT, show_default=True, metavar="ID", help="The phone number you chat as.")
+@click.option("--otp", metavar="CODE", help="Make the sandbox send this code every time (for scripts), e.g. 123456.")
+def demo(contact: str, otp: str | None) -> None:
+    """Pay for a demo booking in this terminal: no WhatsApp, no O'mari account needed.
+
+    Upgrades the database (DATABASE_URL, default sqlite:///convoflow.db), loads the shipped flows, adds the
+    demo booking BK-SLYKER-TECH-20251023 ($300.00) when missing, and opens the chat on the built-in O'mari
+    sandbox, which "texts" the one-time code to this terminal. Scriptable: with standard input not a
+    terminal, each line is one message; --otp fixes the code so a script can type it:
+
+        printf 'pay\\nBK-SLYKER-TECH-20251023\\n50\\n1\\n263771234567\\n123456\\n' | flows demo --otp 123456
+    """
+    from pathlib import Path
+
+    from actions.omari_sandbox import OmariSandbox
+    from channels import turns as persisted
+    from channels.terminal import chat_loop
+    from engine.context import TurnContext
+    from engine.registry import registry
+    from engine.templates import money
+    from storage import payments as store
+    from storage.bookings import BookingExists, add_booking, find_booking
+    from storage.settings import Settings
+
+    settings = Settings.from_env()
+    shipped = Path(__file__).resolve().parent / "flows"
+    loaded = _load_flows([str(shipped)])
+    try:
+        add_booking(*DEMO_BOOKING)
+    except BookingExists:
+        pass
+    booking = find_booking(DEMO_BOOKING[0])
+    flows = persisted.load_flowset(registry)
+
+    def sms(msisdn: str, text: str) -> None:
+        from actions.omari_sandbox import sms_line
+
+        click.echo(sms_line(msisdn, text))
+
+    if otp is not None and not (otp.isdigit() and 4 <= len(otp) <= 8):
+        raise click.BadParameter("a code is 4 to 8 digits", param_hint="--otp")
+    services = {"omari": OmariSandbox(sms=sms, fixed_otp=otp).client(), "settings": settings}
+    ctx = TurnContext(registry=registry, services=services, invoke=persisted.stored_invoke)
+    due = money(store.balance_due(booking), booking.currency)
+    click.echo(
+        "convoflow demo: the O'mari payment conversation, in this terminal.\n"
+        f"  database  {settings.database_url.split('://', 1)[0]} (schema upgraded); flows: "
+        + ", ".join(f"{s.name} v{s.version}" for s in loaded) + "\n"
+        f"  booking   {booking.reference}, {booking.tour}: balance due {due}\n"
+        "  payments  go to the built-in O'mari sandbox: nothing leaves this machine. When a payment starts,\n"
+        "            the sandbox \"texts\" the one-time code here, on a line starting [O'mari sandbox SMS …].\n"
+        f"Try: pay → {booking.reference} → 50 → 1 (Ecocash) → {DEMO_CONTACT} → the code from the SMS line.\n"
+        "Send cancel to stop a payment, menu for the menu"
+        + (", Ctrl-D to leave.\n" if sys.stdin.isatty() else ".\n")
+    )
+    chat_loop(
+        lambda inbound: persisted.handle_message(inbound, flows, ctx),
+        contact,
+        sys.stdin,
+        sys.stdout,
+        interactive=sys.stdin.isatty(),
+        events=sys.stderr,
+    )
+
 
 # ── flows serve / flows worker (issue 5: WhatsApp channel) ───────────────────────────────────────────
 
