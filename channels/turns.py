@@ -31,7 +31,7 @@ from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Conversation, Inbound, TurnResult
 from engine.model import Flow, FlowSet
 from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
-from engine.runner import expire, run_turn
+from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, outbox, sessions
 from storage.contacts import upsert_contact
 from storage.db import execute, write_transaction
@@ -212,6 +212,28 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
         return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
     result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
     _save(claim, inbound.contact, result, row.id, ctx)
+    return result
+
+
+def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None,
+               wait: float = WAIT) -> TurnResult:
+    """Open a flow for a contact directly (`flows chat FLOW`), persisted like a turn; raises KeyError for
+    an unknown flow.
+    """
+    ctx = _persistent(ctx)
+    now = ctx.clock()
+    token = _token(worker_id)
+    with write_transaction():
+        contact_id = upsert_contact(contact, now)
+        claim = sessions.try_claim(contact_id, token, now)
+    if claim is None:
+        claim = _wait_for_claim(contact_id, token, ctx, wait)
+    try:
+        result = start(flows, contact, flow_name, ctx, message_id=f"start-{uuid.uuid4().hex}")
+    except KeyError:
+        sessions.release(claim)
+        raise
+    _save(claim, contact, result, None, ctx)
     return result
 
 
