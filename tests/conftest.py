@@ -24,13 +24,14 @@ def _fresh_postgres():
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request, tmp_path):
-    """A fresh database with the full schema, on SQLite and on PostgreSQL."""
+    """A fresh database with the full schema, on SQLite and on PostgreSQL; its URL is in `.url`."""
     if request.param == "sqlite":
         database = open_database(f"sqlite:///{tmp_path / 'test.db'}")
     else:
         if not PG_URL:
             pytest.skip(PG_SKIP)
         database = _fresh_postgres()
+    database.url = f"sqlite:///{tmp_path / 'test.db'}" if request.param == "sqlite" else PG_URL
     upgrade(database)
     yield database
     database.close()
