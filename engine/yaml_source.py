@@ -123,7 +123,7 @@ def parse(text: str, file: str) -> Source:
     except RecursionError:
         source.problems.append(Problem(file, 1, 1, "error", "yaml.too_deep", "the file is nested too deeply to be a flow"))
         return source
-    if root is None:
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _TAG + "null" and not root.value):
         source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", "the file is empty: a flow needs at least 'flow:' and 'steps:'"))
         return source
     if not isinstance(root, MappingNode):

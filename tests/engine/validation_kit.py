@@ -41,7 +41,7 @@ def validation_registry() -> ActionRegistry:
             "additionalProperties": False,
         },
         outcomes=["otp_sent", "failed", "pending"],
-        templates=["booking", "amount", "msisdn"],
+        templates=["booking", "amount", "wallet", "msisdn"],
     )(_unused)
     r.action(
         "omari.confirm",

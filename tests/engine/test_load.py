@@ -1,0 +1,164 @@
+"""Loading flows: positions, YAML pitfalls, the model a valid file becomes, and reading many files."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pytest
+
+from engine.load import load_paths, load_text
+from engine.messages import Choice
+from engine.model import DEFAULT_CANCEL_WORDS, Expect, FlowSet, Route
+from engine.yaml_source import parse
+from validation_kit import FIXTURES, validation_registry
+
+
+def test_fixture_flows_load_into_the_model():
+    report = load_paths([str(FIXTURES)], validation_registry())
+    assert report.problems == []
+    flows = {f.name: f for f in report.flows}
+    pay = flows["omari_payment"]
+    assert pay.title == "Omari Mobile Payment"
+    assert pay.start == "ask_reference"
+    assert pay.triggers == ("pay", "payment", "make payment", "omari payment")
+    assert pay.expire_after == timedelta(minutes=10)
+    assert pay.cancel_step == "void" and pay.expire_step == "void"
+    ask_amount = pay.steps["ask_amount"]
+    assert ask_amount.kind == "ask"
+    assert ask_amount.expect == Expect("amount", {"min": "0.01", "max": "{{ booking.balance_due }}"})
+    assert ask_amount.on_fail == "give_up" and ask_amount.save == "amount" and ask_amount.attempts == 3
+    assert pay.steps["ask_channel"].buttons == (
+        Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney"), Choice("zimswitch", "ZimSwitch"))
+    assert pay.steps["check_big"].kind == "branch"
+    assert pay.steps["check_big"].next == (Route("confirm_big", "amount | float >= 1000"), Route("initiate"))
+    initiate = pay.steps["initiate"]
+    assert initiate.action == "omari.initiate" and initiate.save == "payment"
+    assert initiate.on == {"otp_sent": "ask_otp", "failed": "payment_failed", "pending": "pending"}
+    assert pay.steps["stopped"].kind == "end" and pay.steps["stopped"].text is None
+    assert pay.steps["ask_otp"].expect == Expect("otp", {"min_length": 4, "max_length": 8})
+    assert (pay.steps["ask_amount"].line, pay.steps["ask_amount"].col) == (27, 3)
+    menu = flows["main_menu"]
+    assert menu.steps["to_payment"].target_flow == "omari_payment"
+    assert menu.steps["choose"].options[0] == Choice("pay", "Pay for a booking", "Pay with Ecocash, OneMoney or ZimSwitch")
+    assert menu.steps["ask_reference"].expect == Expect("regex", {"pattern": "^[A-Za-z]{2}-[A-Za-z0-9-]+$"})
+    assert menu.cancel_words == DEFAULT_CANCEL_WORDS and menu.menu_word == "menu"
+    assert set(report.sources) == {"main_menu", "omari_payment"}
+    file, text = report.sources["omari_payment"]
+    assert file.endswith("omari_payment.yaml") and text.startswith("# yaml-language-server")
+    assert FlowSet.of(report.flows).latest("omari_payment") is pay
+
+
+def test_load_text_sets_version_and_file_and_defaults():
+    flow, problems = load_text("flow: hi\nsteps:\n  hello:\n    end: Hi\n", "hi.yaml", validation_registry(), version=7)
+    assert problems == []
+    assert (flow.version, flow.file, flow.title, flow.start) == (7, "hi.yaml", "Hi", "hello")
+    assert flow.expire_after is None and flow.triggers == ()
+
+
+def test_yaml_1_1_words_stay_words():
+    text = (
+        "flow: words\n"
+        "triggers: [yes, 'no', on, 10:30, 2024-01-01]\n"
+        "steps:\n"
+        "  pick:\n"
+        "    ask: Sure?\n"
+        "    buttons: {yes: Yes, no: No, off: Off}\n"
+        "    expect: {choice: [y, n]}\n"
+        "    save: sure\n"
+        "    next: bye\n"
+        "  bye: {end: true}\n"
+    )
+    flow, problems = load_text(text, "words.yaml", validation_registry())
+    assert problems == []
+    assert flow.triggers == ("yes", "no", "on", "10:30", "2024-01-01")
+    assert [(c.id, c.title) for c in flow.steps["pick"].buttons] == [("yes", "Yes"), ("no", "No"), ("off", "Off")]
+    assert flow.steps["pick"].expect == Expect("choice", {"choices": ("y", "n")})
+
+
+def test_list_buttons_get_lowercased_titles_as_ids():
+    text = "flow: b\nsteps:\n  pick:\n    ask: Go?\n    buttons: [Yes Please, No]\n    save: go\n    next: bye\n  bye: {end: true}\n"
+    flow, _ = load_text(text, "b.yaml", validation_registry())
+    assert flow.steps["pick"].buttons == (Choice("yes please", "Yes Please"), Choice("no", "No"))
+
+
+def test_positions_of_keys_and_values_are_one_based():
+    source = parse("flow: x\nsteps:\n  hello:\n    say:   Hi\n", "x.yaml")
+    assert source.where(("steps", "hello", "say")) == (4, 12)
+    assert source.where(("steps", "hello", "say"), key=True) == (4, 5)
+    assert source.where(("steps", "hello", "missing")) == (4, 5)  # falls back to the nearest parent's value
+    assert source.where(("nothing",)) == (1, 1)
+
+
+def test_merge_keys_fill_in_what_the_mapping_does_not_write():
+    text = (
+        "flow: merged\n"
+        "steps:\n"
+        "  first: &ask {ask: 'Your number?', expect: phone_zw, save: msisdn, next: bye}\n"
+        "  second:\n"
+        "    <<: *ask\n"
+        "    save: other\n"
+        "  bye: {end: true}\n"
+    )
+    flow, problems = load_text(text, "m.yaml", validation_registry())
+    assert [p.code for p in problems] == ["step.unreachable"]
+    assert flow.steps["second"].save == "other" and flow.steps["second"].expect == Expect("phone_zw")
+
+
+def test_warnings_do_not_stop_a_flow_but_errors_do():
+    warned, problems = load_text("flow: w\nsteps:\n  hello:\n    say: Hi {{ nme }}\n", "w.yaml", validation_registry())
+    assert warned is not None and {p.code for p in problems} == {"template.undefined", "step.dead_end"}
+    broken, problems = load_text("flow: w\nsteps:\n  hello:\n    say: Hi\n    next: nowhere\n", "w.yaml", validation_registry())
+    assert broken is None and [p.code for p in problems] == ["step.unknown_target"]
+
+
+def test_variables_saved_by_another_loaded_flow_are_known(tmp_path):
+    (tmp_path / "menu.yaml").write_text(
+        "flow: main_menu\nsteps:\n  ask_name:\n    ask: Name?\n    save: name\n    next: go\n  go:\n    flow: greet\n")
+    (tmp_path / "greet.yaml").write_text("flow: greet\nsteps:\n  hello:\n    end: 'Hi {{ name }}'\n")
+    alone, problems = load_text((tmp_path / "greet.yaml").read_text(), "greet.yaml", validation_registry())
+    assert [p.code for p in problems] == ["template.undefined"]
+    report = load_paths([str(tmp_path)], validation_registry())
+    assert report.problems == [] and sorted(f.name for f in report.flows) == ["greet", "main_menu"]
+
+
+def test_only_yaml_files_of_a_directory_are_read(tmp_path):
+    (tmp_path / "a.yml").write_text("flow: a\nsteps:\n  hello: {end: true}\n")
+    (tmp_path / "notes.txt").write_text("not a flow")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("flow: b\nsteps:\n  hello: {end: true}\n")
+    report = load_paths([str(tmp_path)], validation_registry())
+    assert report.files == [str(tmp_path / "a.yml")] and [f.name for f in report.flows] == ["a"]
+
+
+def test_a_file_that_cannot_be_read_is_a_located_problem(tmp_path):
+    missing = tmp_path / "gone.yaml"
+    os.symlink(tmp_path / "nowhere", missing)
+    report = load_paths([str(missing)], validation_registry())
+    assert not report.ok
+    [problem] = report.problems
+    assert (problem.file, problem.line, problem.col, problem.code) == (str(missing), 1, 1, "file.unreadable")
+
+
+def test_a_byte_order_mark_is_fine(tmp_path):
+    (tmp_path / "bom.yaml").write_bytes("\ufeffflow: bom\nsteps:\n  hello: {end: Hi}\n".encode("utf-8"))
+    report = load_paths([str(tmp_path)], validation_registry())
+    assert report.ok and report.flows[0].name == "bom"
+
+
+def test_problems_are_sorted_by_file_line_and_column(tmp_path):
+    (tmp_path / "b.yaml").write_text("flow: b\nsteps:\n  x:\n    say: '{{ a }'\n    next: y\n")
+    (tmp_path / "a.yaml").write_text("flow: a\ntitel: A\nsteps:\n  x:\n    say: hi\n    next: nope\n")
+    report = load_paths([str(tmp_path)], validation_registry())
+    keys = [(p.file, p.line, p.col) for p in report.problems]
+    assert keys == sorted(keys) and len(keys) == 4
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n", "---\n...\n"])
+def test_empty_files(text):
+    flow, problems = load_text(text, "e.yaml", validation_registry())
+    assert flow is None and [(p.line, p.col, p.code) for p in problems] == [(1, 1, "yaml.empty")]
+
+
+def test_default_registry_is_used_when_none_is_given():
+    flow, problems = load_text("flow: r\nsteps:\n  go:\n    action: no_such.thing\n    next: bye\n  bye: {end: true}\n", "r.yaml")
+    assert flow is None and [p.code for p in problems] == ["action.unknown"]
