@@ -159,7 +159,9 @@ def integer(text: str, min: Any = None, max: Any = None) -> Checked:
     low, high = _int_arg("integer", "min", min), _int_arg("integer", "max", max)
     stripped = text.strip()
     if not _INTEGER.fullmatch(stripped):
-        return _fail(_integer_problem(low, high) if low is not None or high is not None else "Please send a whole number, like 3.")
+        if low is None and high is None:
+            return _fail("Please send a whole number, like 3.")
+        return _fail(_integer_problem(low, high))
     value = int(stripped)
     if (low is not None and value < low) or (high is not None and value > high):
         return _fail(_integer_problem(low, high))

@@ -88,13 +88,14 @@ def memory_turns() -> MemoryTurns:
 
 
 def test_buttons_are_shown_numbered():
-    message = Outbound("2637", "Choose how you will pay.", buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney")))
+    message = Outbound("2637", "Choose how you will pay.",
+                       buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney")))
     assert render_outbound(message) == "Choose how you will pay.\n1. Ecocash\n2. OneMoney"
 
 
 def test_list_options_are_shown_numbered_with_descriptions_and_the_list_label():
-    message = Outbound("2637", "Which tour?", options=(Choice("t1", "Victoria Falls", "Full day"), Choice("t2", "Hwange")),
-                       list_button="Tours")
+    message = Outbound("2637", "Which tour?", list_button="Tours",
+                       options=(Choice("t1", "Victoria Falls", "Full day"), Choice("t2", "Hwange")))
     assert render_outbound(message) == "Which tour?\n[Tours]\n1. Victoria Falls — Full day\n2. Hwange"
 
 
@@ -103,7 +104,8 @@ def test_list_options_are_shown_numbered_with_descriptions_and_the_list_label():
 
 def test_a_scripted_chat_prints_a_transcript():
     out = io.StringIO()
-    handled = chat_loop(memory_turns(), "263771234567", io.StringIO("pay\nBK-1\n\n600\n50\n3\n"), out, interactive=False)
+    script = io.StringIO("pay\nBK-1\n\n600\n50\n3\n")
+    handled = chat_loop(memory_turns(), "263771234567", script, out, interactive=False)
     assert handled == 5
     assert out.getvalue() == (
         "> pay\nYour booking reference?\n\n"

@@ -49,7 +49,8 @@ def run(turn: "Turn", step: Step) -> str | None:
     templated = spec.templates
     params = {k: (turn.render_value(v) if k in templated else v) for k, v in step.params.items()}
     if not validator_for(spec).is_valid(params):
-        raise turn.abort("action.params", f"action '{spec.name}': " + "; ".join(spec.check_params(params)))
+        problems = _hide_secrets(spec, params, "; ".join(spec.check_params(params)))
+        raise turn.abort("action.params", f"action '{spec.name}': {problems}")
 
     n = turn.calls.get(step.name, 0) + 1
     turn.calls[step.name] = n
@@ -88,6 +89,15 @@ def run(turn: "Turn", step: Step) -> str | None:
         return turn.route(step)
     raise turn.abort("action.unhandled_outcome",
                      f"action '{spec.name}' returned '{result.outcome}', which the step does not handle")
+
+
+def _hide_secrets(spec: ActionSpec, params: dict, message: str) -> str:
+    """Schema messages quote the failing value: an OTP must not reach the logs that way."""
+    for name in secrets_of(spec):
+        value = params.get(name)
+        if isinstance(value, str) and value:
+            message = message.replace(value, REDACTED)
+    return message
 
 
 def _redact(spec: ActionSpec, params: dict) -> dict:

@@ -118,7 +118,8 @@ def action_chat(handler, params=None, schema=None, outcomes=("ok",), templates=N
 def test_only_template_params_are_rendered_and_the_rest_pass_as_written():
     seen = []
     chat = action_chat(lambda ctx, p: (seen.append(p), Result("ok"))[1],
-                       params={"who": "{{ contact }}", "raw": "{{ contact }}", "nested": {"a": ["{{ 1 + 1 }}"]}, "n": 3},
+                       params={"who": "{{ contact }}", "raw": "{{ contact }}", "nested": {"a": ["{{ 1 + 1 }}"]},
+                               "n": 3},
                        schema={"type": "object", "properties": {"who": {}, "raw": {}, "nested": {}, "n": {}}},
                        templates=["who", "nested"])
     chat.say("go")
@@ -203,7 +204,12 @@ def test_the_action_context_carries_the_turns_services():
 def test_the_same_step_called_twice_in_a_turn_gets_distinct_keys():
     keys = []
     reg = ActionRegistry()
-    reg.action("t.count", outcomes=["ok"])(lambda ctx, p: (keys.append(ctx.idempotency_key), Result("ok", len(keys)))[1])
+
+    @reg.action("t.count", outcomes=["ok"])
+    def count(ctx, params):
+        keys.append(ctx.idempotency_key)
+        return Result("ok", len(keys))
+
     f = flow("f", step("act", "action", action="t.count", save="n", next=[("n < 3", "act"), (None, "e")]),
              step("e", "end", text="{{ n }}"), triggers=("go",))
     assert Chat(FlowSet.of([f]), registry=reg).say("go") == ["3"]
@@ -243,3 +249,11 @@ def test_an_ask_step_waits_with_attempts_reset():
     assert chat.conversation.attempts == 1
     assert chat.say("5") == ["Again?"]
     assert (chat.conversation.step, chat.conversation.attempts, chat.conversation.status) == ("q2", 0, ACTIVE)
+
+
+def test_a_write_only_param_that_breaks_the_schema_is_not_quoted_in_the_event():
+    schema = {"type": "object", "properties": {"otp": {"type": "string", "pattern": "^[0-9]{4,8}$", "writeOnly": True}}}
+    chat = action_chat(lambda ctx, p: Result("ok"), params={"otp": "{{ contact }}x"}, schema=schema)
+    result = chat.send("go")
+    assert codes(result) == ["action.params"]
+    assert "263771234567x" not in result.events[0].message and "***" in result.events[0].message
