@@ -137,7 +137,7 @@ class OmariSandbox:
     def last_otp(self, msisdn: str | None = None) -> str | None:
         """The OTP of the newest payment (for that msisdn): what the customer would read on their phone."""
         with self._lock:
-            for payment in sorted(self.payments.values(), key=lambda p: p.otp_sent_at, reverse=True):
+            for payment in reversed(list(self.payments.values())):  # newest /auth last
                 if msisdn is None or payment.msisdn == msisdn:
                     return payment.otp
         return None

@@ -1,0 +1,115 @@
+"""The payment conversation harness: the shipped flows stored and loaded like `flows load` does, the
+persisted turn path (channels/turns.handle_message), real storage and the in-process O'mari sandbox, all
+on one movable clock.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import count
+from pathlib import Path
+
+import actions
+from actions.omari_sandbox import OmariSandbox
+from channels import turns
+from channels.terminal import render_outbound
+from engine.context import TurnContext
+from engine.load import load_paths
+from engine.messages import Inbound, Outbound
+from engine.registry import registry
+from storage import flowstore, outbox, payments
+from storage.bookings import add_booking, find_booking
+from storage.models import Contact, PaymentTransaction, Session
+from storage.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+START = datetime(2026, 11, 26, 9, 0, 0)
+PHONE = "263771234567"
+REF = "BK-SLYKER-TECH-20251023"
+TOUR = "Victoria Falls 3-day safari"
+
+
+class Clock:
+    """One clock for the turns, the actions and the sandbox; tests move it by hand."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def store_shipped_flows(now: datetime) -> None:
+    actions.load_all()
+    report = load_paths([str(REPO / "flows")], registry)
+    assert report.ok, [str(p) for p in report.problems]
+    for name, (file, text) in report.sources.items():
+        flowstore.store(name, text, file, now)
+
+
+class Shop:
+    """A booking, the shipped flows, the sandbox and a customer's phone."""
+
+    def __init__(self, total: str = "300.00", paid: str | None = None) -> None:
+        self.clock = Clock()
+        self.sandbox = OmariSandbox(clock=self.clock)
+        store_shipped_flows(self.clock())
+        add_booking(REF, "Tendai Moyo", TOUR, total, paid)
+        self.flows = turns.load_flowset(registry)
+        self.settings = Settings(omari_channel="WEB")
+        self.ctx = TurnContext(registry=registry, clock=self.clock,
+                               services={"omari": self.sandbox.client(), "settings": self.settings})
+        self._ids = count(1)
+
+    def send(self, text: str | None = None, *, kind: str = "text", reply_id: str | None = None,
+             message_id: str | None = None, contact: str = PHONE) -> list[Outbound]:
+        """One message from the customer through the persisted turn path; the replies it brought."""
+        inbound = Inbound(contact=contact, message_id=message_id or f"wamid.{next(self._ids)}", text=text,
+                          kind=kind, reply_id=reply_id, timestamp=self.clock())
+        return turns.handle_message(inbound, self.flows, self.ctx).outbound
+
+    def say(self, text: str, **kw) -> str:
+        """Send text; all replies as the customer reads them (buttons numbered), blank-line separated."""
+        return "\n\n".join(render_outbound(o) for o in self.send(text, **kw))
+
+    def pay_until_otp(self, amount: str = "50", wallet: str = "1", phone: str = PHONE) -> str:
+        for text in ("pay", REF, amount, wallet):
+            self.say(text)
+        return self.say(phone)
+
+    def expire_due(self) -> int:
+        return turns.expire_due(self.ctx, self.flows, self.clock())
+
+    # ── what the customer and the operator can see ─────────────────────────────────────────────────────
+
+    def booking(self):
+        return find_booking(REF)
+
+    def paid(self) -> Decimal:
+        from storage.money import from_minor
+
+        return from_minor(self.booking().paid_minor)
+
+    def transactions(self) -> list[PaymentTransaction]:
+        return list(PaymentTransaction.select().order_by(PaymentTransaction.id))
+
+    def transaction(self) -> PaymentTransaction:
+        rows = self.transactions()
+        assert len(rows) == 1, f"expected one transaction, found {len(rows)}"
+        return rows[0]
+
+    def statuses(self, row: PaymentTransaction | None = None) -> list[str]:
+        return [h["status"] for h in payments.history(payments.get((row or self.transaction()).reference))]
+
+    def session_status(self, contact: str = PHONE) -> str:
+        return Session.select().join(Contact).where(Contact.key == contact).get().status
+
+    def session_vars(self, contact: str = PHONE) -> str:
+        return Session.select().join(Contact).where(Contact.key == contact).get().vars
+
+    def outbox_texts(self, contact: str = PHONE) -> list[str]:
+        contact_id = Contact.get(Contact.key == contact).id
+        return [p["text"] for p in outbox.for_contact(contact_id)]
