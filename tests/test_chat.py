@@ -71,6 +71,7 @@ def flows_dir(tmp_path, monkeypatch):
     (d / "main_menu.yaml").write_text(MENU)
     (d / "pay.yaml").write_text(PAY)
     monkeypatch.setenv("FLOWS_DIR", str(d))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'chat.db'}")
     monkeypatch.chdir(tmp_path)
     return d
 
