@@ -314,7 +314,10 @@ def _triggered(flows: FlowSet, inbound: Inbound) -> Flow | None:
 
 
 def start(flows: FlowSet, contact: str, flow_name: str, ctx: TurnContext, message_id: str = "start") -> TurnResult:
-    """Open flow_name at its start step for contact, as if one of its triggers had been sent."""
+    """Open flow_name at its start step for contact, as if one of its triggers had been sent.
+
+    Raises KeyError when the flow set has no such flow (the caller names it to the user).
+    """
     flow = flows.latest(flow_name)
     if flow is None:
         raise KeyError(flow_name)
