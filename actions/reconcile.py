@@ -6,6 +6,7 @@ Candidates are PENDING transactions (an answer was lost) and OTP_SENT ones older
 - paid (`responseCode` "000" and `status` "Success", or no status but a payment reference) → SUCCESS, and
   the amount is applied to the booking once;
 - still waiting for the OTP (`status` "Pending") → EXPIRED once the OTP lifetime has passed, else left;
+  `status` "Expired" → EXPIRED;
 - any other status (Failed, Voided, Expired, …), or a clear refusal (`error` true with HTTP 2xx or 404,
   e.g. 025 not found) → FAILED, or EXPIRED for a stale OTP_SENT;
 - no readable answer (timeout, 5xx, not JSON), or a refusal of our request itself (HTTP 400/401/403/429:
@@ -98,6 +99,8 @@ def settle(row: PaymentTransaction, answer: OmariResult, *, now: datetime, otp_l
         if now - row.created_at <= otp_lifetime:
             return unchanged("O'mari is still waiting for the OTP")
         to_status, reason = payments.EXPIRED, "no OTP within the OTP lifetime"
+    elif answer.outcome == SUCCESS and status_word == "expired":
+        to_status, reason = payments.EXPIRED, "O'mari reports the OTP expired"
     elif answer.outcome == SUCCESS:
         to_status = payments.EXPIRED if before == payments.OTP_SENT else payments.FAILED
         reason = f"O'mari reports the payment as {answer.status or 'not paid'}"
