@@ -6,7 +6,6 @@ called and event codes.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
