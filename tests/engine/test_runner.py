@@ -389,3 +389,16 @@ def test_conversation_round_trips_through_its_dict(chat):
     chat.say("pay")
     chat.say("BK-1")
     assert Conversation.from_dict(chat.conversation.as_dict()) == chat.conversation
+
+
+def test_the_same_message_handled_twice_gives_the_same_turn_and_keys(chat):
+    """A redelivered message (same id) must reach the actions with the same idempotency keys."""
+    from engine.messages import Inbound
+    from engine.runner import run_turn
+
+    chat.say("pay")
+    inbound = Inbound(chat.contact, "wamid.again", "BK-1")
+    first = run_turn(chat.flows, chat.conversation, inbound, chat.ctx)
+    second = run_turn(chat.flows, chat.conversation, inbound, chat.ctx)
+    assert first == second
+    assert [a.idempotency_key for a in first.actions] == ["263771234567:wamid.again:find:1"]
