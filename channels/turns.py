@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.context import TurnContext, call_handler
-from engine.messages import ACTIVE, Conversation, Inbound, TurnResult
+from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
 from engine.model import Flow, FlowSet
 from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
 from engine.runner import expire, run_turn, start
@@ -167,6 +167,15 @@ def _state(conversation: Conversation | None, before: dict[str, Any]) -> dict[st
     }
 
 
+def _outbound_dict(message: Outbound) -> dict[str, Any]:
+    """Outbound.as_dict() without dataclasses.asdict's deep copy (a tenth of the cost, on every turn)."""
+    def choices(items: tuple[Choice, ...]) -> list[dict[str, Any]]:
+        return [{"id": c.id, "title": c.title, "description": c.description} for c in items]
+
+    return {"to": message.to, "text": message.text, "buttons": choices(message.buttons),
+            "options": choices(message.options), "list_button": message.list_button}
+
+
 def _token(worker_id: str | None) -> str:
     who = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     return f"{who}:{uuid.uuid4().hex[:12]}"
@@ -181,7 +190,7 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, inbox_id: int
     now = ctx.clock()
     with write_transaction():
         sessions.save_and_release(claim, _state(result.conversation, claim.state))
-        outbox.enqueue(claim.contact_id, [message.as_dict() for message in result.outbound], now)
+        outbox.enqueue(claim.contact_id, [_outbound_dict(message) for message in result.outbound], now)
         if inbox_id is not None:
             inbox.mark_processed(inbox_id, now)
         events.record_many(

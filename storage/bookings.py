@@ -14,7 +14,7 @@ from typing import Iterator, TextIO
 
 import peewee
 
-from .db import utcnow, write_transaction
+from .db import is_postgres, utcnow, write_transaction
 from .models import Booking
 from .money import CURRENCIES, MoneyError, format_amount, from_minor, parse_amount, to_minor
 
@@ -22,6 +22,7 @@ UNPAID, PARTIAL, PAID = "UNPAID", "PARTIAL", "PAID"
 CSV_COLUMNS = ("reference", "customer", "tour", "total", "paid", "currency")
 _REQUIRED_COLUMNS = ("reference", "customer", "tour", "total")
 _BATCH = 500
+_FIND_SQL = {pg: f'SELECT * FROM "booking" WHERE "reference_key" = {"%s" if pg else "?"}' for pg in (False, True)}
 
 
 class BookingError(ValueError):
@@ -65,7 +66,8 @@ def find_booking(reference: str) -> Booking | None:
     key = reference_key(reference)
     if not key:
         return None
-    return Booking.get_or_none(Booking.reference_key == key)
+    # A lookup runs on most payment turns: fixed SQL skips building the query each time.
+    return next(iter(Booking.raw(_FIND_SQL[is_postgres()], key)), None)
 
 
 @dataclass(frozen=True)
