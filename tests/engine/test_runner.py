@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from engine.messages import ACTIVE, ENDED, EXPIRED, Conversation
+from engine.messages import ACTIVE, ENDED, EXPIRED, Conversation, Inbound
 from engine.model import FlowSet
 from engine.registry import ActionRegistry, Result
-from engine.runner import expire, start
+from engine.runner import expire, run_turn, start
 
 from flowkit import Chat, codes, flow, step, texts
 
@@ -393,9 +393,6 @@ def test_conversation_round_trips_through_its_dict(chat):
 
 def test_the_same_message_handled_twice_gives_the_same_turn_and_keys(chat):
     """A redelivered message (same id) must reach the actions with the same idempotency keys."""
-    from engine.messages import Inbound
-    from engine.runner import run_turn
-
     chat.say("pay")
     inbound = Inbound(chat.contact, "wamid.again", "BK-1")
     first = run_turn(chat.flows, chat.conversation, inbound, chat.ctx)
