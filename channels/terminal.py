@@ -14,6 +14,7 @@ the line is echoed ("> pay") before its replies, so a scripted chat reads as a t
 """
 from __future__ import annotations
 
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
@@ -64,6 +65,28 @@ class MemoryTurns:
         return result
 
 
+def _line_reader(input_stream: TextIO, output_stream: TextIO, interactive: bool) -> Callable[[], str | None]:
+    """A function returning the next line, or None at the end of input.
+
+    At a real terminal, input() with readline gives the person line editing and history; other streams
+    (pipes, tests) are read line by line, with the prompt written by hand when interactive.
+    """
+    if interactive and input_stream is sys.stdin and output_stream is sys.stdout:
+        try:
+            import readline  # noqa: F401  (imported for its side effect on input())
+        except ImportError:
+            pass
+        return lambda: input(PROMPT)
+
+    def read() -> str | None:
+        if interactive:
+            output_stream.write(PROMPT)
+            output_stream.flush()
+        return input_stream.readline() or None
+
+    return read
+
+
 def new_message_id() -> str:
     return f"chat-{uuid.uuid4().hex}"
 
@@ -95,16 +118,14 @@ def chat_loop(
 
     if opening is not None:
         show(opening())
+    read = _line_reader(input_stream, output_stream, interactive)
     handled = 0
     while True:
-        if interactive:
-            output_stream.write(PROMPT)
-            output_stream.flush()
         try:
-            line = input_stream.readline()
-        except KeyboardInterrupt:
+            line = read()
+        except (KeyboardInterrupt, EOFError):
             break
-        if not line:
+        if line is None:
             break
         text = line.rstrip("\r\n")
         if not text.strip():
