@@ -54,7 +54,7 @@ def _fail(problem: str) -> Checked:
 
 _PHONE_NOISE = re.compile(r"[\s\-.()]+")
 _PHONE_OK = re.compile(r"2637\d{8}", re.ASCII)
-_PHONE_LOCAL = re.compile(r"07\d{8}", re.ASCII)
+_PHONE_LOCAL = re.compile(r"0?(7\d{8})", re.ASCII)
 PHONE_FORM = "Please send the number in the form 2637XXXXXXXX, e.g. 263771234567."
 
 
@@ -68,9 +68,10 @@ def phone_zw(text: str) -> Checked:
         digits = digits[2:]
     if _PHONE_OK.fullmatch(digits):
         return Checked(digits)
-    if _PHONE_LOCAL.fullmatch(digits):
+    local = _PHONE_LOCAL.fullmatch(digits)
+    if local:
         # Show their own number in the form we need: they only have to drop the 0 and add 263.
-        return _fail(f"Please send the number in the form 2637XXXXXXXX, e.g. 263{digits[1:]}.")
+        return _fail(f"Please send the number in the form 2637XXXXXXXX, e.g. 263{local.group(1)}.")
     return _fail(PHONE_FORM)
 
 

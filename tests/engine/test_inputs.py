@@ -54,6 +54,7 @@ PROBLEMS = [
     ("phone_zw", "0771234567", {}, "Please send the number in the form 2637XXXXXXXX, e.g. 263771234567."),
     ("phone_zw", "077 123 4567", {}, "Please send the number in the form 2637XXXXXXXX, e.g. 263771234567."),
     ("phone_zw", "0782223333", {}, "Please send the number in the form 2637XXXXXXXX, e.g. 263782223333."),
+    ("phone_zw", "78 222 3333", {}, "Please send the number in the form 2637XXXXXXXX, e.g. 263782223333."),
     ("phone_zw", "26377123456", {}, "Please send the number in the form 2637XXXXXXXX, e.g. 263771234567."),
     ("phone_zw", "2637712345678", {}, "2637XXXXXXXX"),
     ("phone_zw", "263241234567", {}, "2637XXXXXXXX"),
