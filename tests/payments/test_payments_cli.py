@@ -1,0 +1,117 @@
+"""`flows payments list|show|reconcile` and `flows demo`, run as the operator runs them (click's runner,
+DATABASE_URL in the environment), on payments made through real conversations.
+"""
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from storage.bookings import find_booking
+
+from payment_kit import PHONE, REF, Shop
+
+ISSUE_FIELDS = {"reference", "booking", "msisdn", "amount", "currency", "wallet", "channel", "status", "otp_reference",
+                "payment_reference", "debit_reference", "response_code", "error_message", "created_at", "updated_at"}
+
+
+@pytest.fixture
+def url(db):
+    if db.__class__.__name__.startswith("Sqlite"):
+        return f"sqlite:///{db.database}"
+    return os.environ["TEST_DATABASE_URL"]
+
+
+def flows(url: str, *args: str, input: str | None = None, **env: str):
+    env = {"DATABASE_URL": url, "OMARI_API_BASE_URL": "", "OMARI_MERCHANT_KEY": "", **env}
+    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def two_payments(url):
+    shop = Shop()
+    shop.pay_until_otp(amount="50")
+    shop.say(shop.sandbox.last_otp(PHONE))
+    shop.pay_until_otp(amount="20")
+    shop.say("cancel")
+    return shop
+
+
+def test_list_json_holds_the_issue_fields_with_amounts_as_strings(url, two_payments):
+    result = flows(url, "payments", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["status"], r["amount"]) for r in rows] == [("CANCELLED", "20.00"), ("SUCCESS", "50.00")]
+    for row in rows:
+        assert ISSUE_FIELDS <= set(row)
+        assert row["booking"] == REF and row["msisdn"] == PHONE and row["currency"] == "USD"
+
+
+def test_list_filters_by_status(url, two_payments):
+    rows = json.loads(flows(url, "payments", "list", "--status", "success", "--json").stdout)
+    assert [r["status"] for r in rows] == ["SUCCESS"]
+    text = flows(url, "payments", "list", "--status", "CANCELLED").stdout
+    assert "CANCELLED" in text and "20.00 USD" in text and "SUCCESS" not in text
+    assert flows(url, "payments", "list", "--status", "PENDING").stdout.strip() == "no payments with status PENDING"
+
+
+def test_show_one_payment(url, two_payments):
+    paid = two_payments.transactions()[0]
+    shown = json.loads(flows(url, "payments", "show", paid.reference.upper(), "--json").stdout)
+    assert shown["reference"] == paid.reference and shown["amount"] == "50.00"
+    assert shown["payment_reference"] == paid.payment_reference
+    assert [h["status"] for h in shown["status_history"]] == ["INITIATED", "OTP_SENT", "SUCCESS"]
+    text = flows(url, "payments", "show", paid.reference).stdout
+    assert f"payment_reference: {paid.payment_reference}" in text and "OTP_SENT" in text
+
+
+def test_show_an_unknown_payment_exits_1(url, two_payments):
+    result = flows(url, "payments", "show", "no-such-payment")
+    assert result.exit_code == 1
+    assert "no payment with reference 'no-such-payment'" in result.stderr
+
+
+def test_reconcile_settles_a_pending_payment_over_http(url):
+    shop = Shop()
+    shop.pay_until_otp(amount="50")
+    shop.sandbox.inject("request", "timeout_after")
+    shop.say(shop.sandbox.last_otp(PHONE))
+    with shop.sandbox.serve("127.0.0.1", 0) as base_url:
+        env = {"OMARI_API_BASE_URL": base_url, "OMARI_MERCHANT_KEY": shop.sandbox.merchant_key}
+        first = flows(url, "payments", "reconcile", **env)
+        again = flows(url, "payments", "reconcile", **env)
+    assert first.exit_code == 0, first.output
+    assert "PENDING → SUCCESS" in first.stdout and "customer told" in first.stdout
+    assert "1 checked: 1 paid, 0 failed, 0 expired, 0 unchanged" in first.stdout
+    assert again.stdout.strip() == "0 checked: 0 paid, 0 failed, 0 expired, 0 unchanged"
+    assert Decimal(find_booking(REF).paid_minor) / 100 == Decimal("50.00")
+    assert shop.sandbox.merchant_key not in first.output
+
+
+def test_reconcile_without_the_api_configured_exits_1(url):
+    Shop()
+    result = flows(url, "payments", "reconcile")
+    assert result.exit_code == 1 and "OMARI_API_BASE_URL is not set" in result.stderr
+
+
+def test_demo_pays_the_demo_booking_from_a_script(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n123456\n"
+    result = flows(url, "demo", "--otp", "123456", input=script)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "balance due $300.00" in out
+    assert "[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is 123456" in out
+    assert "Payment successful" in out and "New balance: $250.00" in out
+
+    again = flows(url, "demo", input="")
+    assert again.exit_code == 0 and "balance due $250.00" in again.stdout  # same booking, not a second one
+
+
+def test_demo_refuses_a_code_that_is_not_digits(tmp_path):
+    result = flows(f"sqlite:///{tmp_path / 'demo.db'}", "demo", "--otp", "12ab", input="")
+    assert result.exit_code == 2 and "4 to 8 digits" in result.stderr
