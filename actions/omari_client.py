@@ -75,8 +75,9 @@ def encode_body(fields: Mapping[str, Any]) -> bytes:
     parts = []
     for key, value in fields.items():
         if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise ValueError(f"field '{key}' is not a finite amount")
+            if not value.is_finite() or value != value.quantize(CENT):
+                # Never round money on the way out: the amount charged is the amount the customer typed.
+                raise ValueError(f"field '{key}' is not an amount with at most two decimals")
             literal = format(value.quantize(CENT), "f")
         else:
             literal = json.dumps(value)

@@ -132,6 +132,8 @@ def test_encode_body_never_goes_through_float():
     assert body == b'{"amount": 1234567890123.10, "reference": "r"}'
     with pytest.raises(ValueError):
         encode_body({"amount": Decimal("NaN")})
+    with pytest.raises(ValueError, match="at most two decimals"):
+        encode_body({"amount": Decimal("5.001")})  # never rounded on the way out
     with pytest.raises(TypeError):
         OmariClient("http://x", "k").auth(MSISDN, "r", 3.5, "USD", "WEB")
 
