@@ -48,12 +48,27 @@ def _validators() -> dict[str, jsonschema.Draft202012Validator]:
     top["properties"] = dict(root["properties"])
     # Steps are checked one by one against their own kind; the top level only checks the mapping itself.
     top["properties"]["steps"] = {k: v for k, v in root["properties"]["steps"].items() if k != "additionalProperties"}
-    validators = {"top": jsonschema.Draft202012Validator(top)}
+    defs = root["$defs"]
+    # References are written out in place: following a $ref costs more than checking what it points to,
+    # and a 1,000-step flow follows tens of thousands of them.
+    validators = {"top": jsonschema.Draft202012Validator(_inline(top, defs))}
     for kind in (*KIND_KEYS, BRANCH):
-        validators[kind] = jsonschema.Draft202012Validator(
-            {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{kind}"}
-        )
+        validators[kind] = jsonschema.Draft202012Validator(_inline(defs[kind], defs))
     return validators
+
+
+def _inline(node: Any, defs: dict) -> Any:
+    """node with every local {"$ref": "#/$defs/x"} replaced by x itself (the schema has no cycles)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            merged = {**_inline(defs[ref.removeprefix("#/$defs/")], defs),
+                      **{k: _inline(v, defs) for k, v in node.items() if k != "$ref"}}
+            return merged
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,16 @@ from jinja2.parser import Parser
 from .templates import env
 
 _TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+# Most message templates only print variables: `{{ booking.balance_due | money }}`. Those are read with a
+# regex, which is ~20x cheaper than Jinja's parser; anything else (arguments, operators, blocks) is parsed.
+_SIMPLE_TAG = re.compile(
+    r"\{\{-?\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[\s*(?:\d+|'[\w ]*')\s*\])*)"
+    r"((?:\s*\|\s*[A-Za-z_]\w*)*)\s*-?\}\}"
+)
+_FILTER_NAME = re.compile(r"[A-Za-z_]\w*")
+# Words Jinja reads as operators or constants, not variables: a tag holding one is left to the parser.
+_NOT_NAMES = frozenset({"and", "or", "not", "in", "is", "if", "else", "elif", "for", "true", "false", "none",
+                        "True", "False", "None", "recursive", "import", "with", "without", "context", "as"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,9 @@ def literal_text(text: str) -> str:
 @lru_cache(maxsize=8192)
 def inspect_template(source: str) -> TemplateInfo:
     """Parse a message template."""
+    simple = _read_simple(source)
+    if simple is not None:
+        return simple
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as e:
@@ -60,6 +73,26 @@ def inspect_expression(source: str) -> TemplateInfo:
     except TemplateSyntaxError as e:
         return TemplateInfo(error=e.message or "syntax error", error_line=e.lineno or 1)
     return _describe(nodes.Template([nodes.Output([expr])]))
+
+
+def _read_simple(source: str) -> TemplateInfo | None:
+    """The TemplateInfo of a template made of text and plain `{{ name.path | filter }}` tags, else None."""
+    names: set[str] = set()
+    filters: set[str] = set()
+    end = 0
+    for match in _SIMPLE_TAG.finditer(source):
+        if "{" in source[end:match.start()] or "}" in source[end:match.start()]:
+            return None
+        name = match.group(1)
+        if name in _NOT_NAMES:
+            return None
+        names.add(name)
+        filters.update(_FILTER_NAME.findall(match.group(3)))
+        end = match.end()
+    if "{" in source[end:] or "}" in source[end:]:
+        return None
+    unknown = tuple(sorted(f for f in filters if f not in env.filters))
+    return TemplateInfo(names=frozenset(names - set(env.globals)), unknown_filters=unknown)
 
 
 def _describe(tree: nodes.Node) -> TemplateInfo:
