@@ -1,0 +1,95 @@
+"""The pieces under `flows validate`: the schema editors load, template reading, durations, literal text."""
+from __future__ import annotations
+
+import random
+
+import jsonschema
+import pytest
+
+from engine import template_check
+from engine.flow_schema import KIND_KEYS, schema
+from engine.model import STEP_KINDS
+from engine.templates import env
+from engine.template_check import inspect_expression, inspect_template, literal_text
+from engine.validate import parse_duration
+from engine.yaml_source import parse
+from validation_kit import BROKEN, FIXTURES, SHIPPED
+
+VALID = [*sorted(FIXTURES.glob("*.yaml")), *sorted(SHIPPED.glob("*.yaml")), BROKEN / "valid_tricky.yaml"]
+
+
+def test_the_schema_is_draft_2020_12_and_describes_every_step_kind():
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert set(STEP_KINDS) == {*KIND_KEYS, "branch"} and all(k in schema()["$defs"] for k in STEP_KINDS)
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_an_editor_using_the_schema_accepts_valid_flows(path):
+    data = parse(path.read_text(encoding="utf-8"), path.name).data
+    assert list(jsonschema.Draft202012Validator(schema()).iter_errors(data)) == []
+
+
+@pytest.mark.parametrize("case", ["field_unknown", "field_type", "field_invalid", "step_kind_ambiguous", "field_required_route"])
+def test_an_editor_using_the_schema_flags_broken_shapes(case):
+    data = parse((BROKEN / f"{case}.yaml").read_text(encoding="utf-8"), case).data
+    assert list(jsonschema.Draft202012Validator(schema()).iter_errors(data)) != []
+
+
+def _jinja(source: str):
+    return template_check._describe(env.parse(source))
+
+
+SIMPLE = [
+    "Hi {{ contact }}", "{{ booking.balance_due | money }} due", "{{ a[0].b | upper|lower }}", "{{- x -}}",
+    "{{ a['k'] }} and {{ b }}", "{{ x | mony }}", "{{ range }}", "plain text", "{{x}}{{y.z}}",
+]
+NOT_SIMPLE = ["{{ x }", "{{ x | default('n') }}", "a } b {{ x }}", "{% if x %}y{% endif %}", "{{ none }}",
+              "{{ x + 1 }}", "{# note #}{{ x }}", "{{ true }}", "{{ a.0 }}"]
+
+
+@pytest.mark.parametrize("source", SIMPLE)
+def test_simple_templates_are_read_as_jinja_reads_them(source):
+    assert template_check._read_simple(source) == _jinja(source)
+
+
+@pytest.mark.parametrize("source", NOT_SIMPLE)
+def test_other_templates_go_to_the_jinja_parser(source):
+    assert template_check._read_simple(source) is None
+
+
+def test_random_templates_read_the_same_by_both_paths():
+    rng = random.Random(7)
+    pieces = ["{{ ", " }}", "name", "booking", ".balance", "[0]", " | money", " | upper", "|", "{", "}", " text ",
+              "{{", "}}", "'q'", "none", "-", "{%", "%}", "\n", "x", "1", "+", "(", ")"]
+    agreed = 0
+    for _ in range(3000):
+        source = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 10)))
+        fast = template_check._read_simple(source)
+        if fast is None:
+            continue
+        assert fast == _jinja(source), source
+        agreed += 1
+    assert agreed > 300
+
+
+def test_template_errors_and_names():
+    assert inspect_template("{{ x }").error
+    assert inspect_template("Hi\n{{ x }").error_line == 2
+    assert inspect_template("{% for p in payments %}{{ p.amount }}{% endfor %}").names == {"payments"}
+    assert inspect_template("{% set total = amount %}{{ total }}").names == {"amount"}
+    assert inspect_expression("amount | float > 100 and wallet == 'ecocash'").names == {"amount", "wallet"}
+    assert inspect_expression("amount >").error
+    assert "after the condition" in inspect_expression("a b").error
+    assert inspect_expression("x is odd and y is bigg").unknown_tests == ("bigg",)
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("10m", 600), ("2h", 7200), ("1d", 86400), (" 5 m ", 300),
+                                          ("10 minutes", None), ("0m", None), ("1.5h", None), ("m", None), ("10", None)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_literal_text_drops_template_tags():
+    assert literal_text("Pay {{ amount | money }} now{% if x %}!{% endif %}{# note #}") == "Pay  now!"
+    assert literal_text("no tags") == "no tags"
