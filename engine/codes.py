@@ -45,10 +45,12 @@ CODES: dict[str, Code] = {
     "save.reserved": Code("error", "`save` uses a name convoflow sets itself (contact).", "Save into another name."),
     # Flows together
     "flow.bad_duration": Code("error", "`expire.after` is not a duration.", "Write a number then s, m, h or d: 30s, 10m, 2h, 1d."),
+    "flow.closing_question": Code("warning", "The cancel or expiry step leads to a question; nobody can answer while the conversation closes, so it stops there.", "Route the cancel/expiry step to actions, messages and an end only."),
     "flow.duplicate_name": Code("error", "Two files use the same flow name.", "Rename one flow (`flow:`)."),
     "flow.duplicate_trigger": Code("error", "Two flows claim the same trigger (compared ignoring case, surrounding space and punctuation).", "Keep the trigger in one flow only."),
     "flow.unknown_flow": Code("error", "A `flow:` step hands over to a flow that is not loaded.", "Fix the name, or validate the other flow's file together with this one."),
     # Questions
+    "ask.expect_with_choices": Code("warning", "A question with buttons or options also has `expect`, which is never used: the answer is one of the choices.", "Remove `expect`."),
     "ask.buttons_and_options": Code("error", "A step has both buttons and options.", "Keep buttons (up to 3) or options (up to 10), not both."),
     "expect.bad_regex": Code("error", "The regex of an `expect: {regex: …}` check does not compile.", "Fix the pattern (the message says where it breaks)."),
     "expect.bad_number": Code("error", "A min, max, min_length or max_length that is neither a number nor a template.", "Write a number, e.g. \"10\" or \"0.01\"."),

@@ -162,6 +162,10 @@ class _FileChecker:
             self.add(*problem)
         if "expect" in step:
             self.expect(step["expect"], base + ("expect",), label)
+            if has_choices:
+                self.add(base + ("expect",), "warning", "ask.expect_with_choices",
+                         f"{label}: with buttons or options the answer is one of them, so 'expect' is never used; "
+                         f"remove it", key=True)
         self.dead_end(name, step, "the conversation ends once the answer is saved")
 
     def expect(self, expect: Any, path: Path, label: str) -> None:
@@ -328,25 +332,36 @@ class _FileChecker:
         if not self.steps or any(name not in self.sound for name in self.steps):
             return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
         start = self.data.get("start")
-        roots = [start if isinstance(start, str) and start in self.steps else next(iter(self.steps))]
-        for section in ("cancel", "expire"):
+        seen = self._reach(start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
+        for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
-            if isinstance(settings, dict) and isinstance(settings.get("step"), str):
-                roots.append(settings["step"])
+            root = settings.get("step") if isinstance(settings, dict) else None
+            if not isinstance(root, str) or root not in self.steps:
+                continue
+            closing = self._reach(root)
+            seen |= closing
+            questions = [n for n in self.steps if n in closing and self.kinds.get(n) == "ask"]
+            if questions:
+                self.add((section, "step"), "warning", "flow.closing_question",
+                         f"the {section} step '{root}' leads to the question '{questions[0]}', but nobody can "
+                         f"answer while the conversation is being {doing}: it stops there")
+        for name in self.steps:
+            if name not in seen:
+                self.add(("steps", name), "warning", "step.unreachable",
+                         f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it", key=True)
+
+
+    def _reach(self, root: str) -> set[str]:
+        """Every step a conversation can walk to from root (root included)."""
         seen: set[str] = set()
-        todo = [r for r in roots if r in self.steps]
+        todo = [root]
         while todo:
             name = todo.pop()
             if name in seen:
                 continue
             seen.add(name)
-            step = self.steps[name]
-            if isinstance(step, dict):
-                todo.extend(t for _, t in _targets(step, ()) if t in self.steps and t not in seen)
-        for name in self.steps:
-            if name not in seen:
-                self.add(("steps", name), "warning", "step.unreachable",
-                         f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it", key=True)
+            todo.extend(t for _, t in _targets(self.steps[name], ()) if t in self.steps and t not in seen)
+        return seen
 
 
 def _targets(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
