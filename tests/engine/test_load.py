@@ -63,8 +63,11 @@ def test_yaml_1_1_words_stay_words():
         "  pick:\n"
         "    ask: Sure?\n"
         "    buttons: {yes: Yes, no: No, off: Off}\n"
-        "    expect: {choice: [y, n]}\n"
         "    save: sure\n"
+        "    next: size\n"
+        "  size:\n"
+        "    ask: Size?\n"
+        "    expect: {choice: [y, n]}\n"
         "    next: bye\n"
         "  bye: {end: true}\n"
     )
@@ -72,7 +75,7 @@ def test_yaml_1_1_words_stay_words():
     assert problems == []
     assert flow.triggers == ("yes", "no", "on", "10:30", "2024-01-01")
     assert [(c.id, c.title) for c in flow.steps["pick"].buttons] == [("yes", "Yes"), ("no", "No"), ("off", "Off")]
-    assert flow.steps["pick"].expect == Expect("choice", {"choices": ("y", "n")})
+    assert flow.steps["size"].expect == Expect("choice", {"choices": ("y", "n")})
 
 
 def test_list_buttons_get_lowercased_titles_as_ids():
