@@ -453,6 +453,18 @@ def payments_reconcile(limit: int | None) -> None:
                f"{report.count(store.EXPIRED)} expired, {report.unchanged} unchanged")
 
 
+def sandbox_services(settings, fixed_otp: str | None = None) -> dict:
+    """Action services for a terminal chat: O'mari is the in-process sandbox, whose OTP texts are printed
+    on stdout among the replies ("[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is …").
+    """
+    from actions.omari_sandbox import OmariSandbox, sms_line
+
+    def sms(msisdn: str, text: str) -> None:
+        click.echo(sms_line(msisdn, text))
+
+    return {"omari": OmariSandbox(sms=sms, fixed_otp=fixed_otp).client(), "settings": settings}
+
+
 @main.command()
 @click.option("--contact", default=DEMO_CONTACT, show_default=True, metavar="ID", help="The phone number you chat as.")
 @click.option("--otp", metavar="CODE", help="Make the sandbox send this code every time (for scripts), e.g. 123456.")
@@ -468,7 +480,6 @@ def demo(contact: str, otp: str | None) -> None:
     """
     from pathlib import Path
 
-    from actions.omari_sandbox import OmariSandbox
     from channels import turns as persisted
     from channels.terminal import chat_loop
     from engine.context import TurnContext
@@ -488,14 +499,9 @@ def demo(contact: str, otp: str | None) -> None:
     booking = find_booking(DEMO_BOOKING[0])
     flows = persisted.load_flowset(registry)
 
-    def sms(msisdn: str, text: str) -> None:
-        from actions.omari_sandbox import sms_line
-
-        click.echo(sms_line(msisdn, text))
-
     if otp is not None and not (otp.isdigit() and 4 <= len(otp) <= 8):
         raise click.BadParameter("a code is 4 to 8 digits", param_hint="--otp")
-    services = {"omari": OmariSandbox(sms=sms, fixed_otp=otp).client(), "settings": settings}
+    services = sandbox_services(settings, fixed_otp=otp)
     ctx = TurnContext(registry=registry, services=services, invoke=persisted.stored_invoke)
     due = money(store.balance_due(booking), booking.currency)
     click.echo(
