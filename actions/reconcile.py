@@ -1,7 +1,8 @@
 """Reconcile: settle the payments whose outcome we do not know by asking O'mari (`GET /query/{reference}`).
 
-Candidates are PENDING transactions (an answer was lost) and OTP_SENT ones older than the OTP lifetime
-(the customer never typed the code, or the conversation died). For each, O'mari's answer decides:
+Candidates are PENDING transactions (an answer was lost), OTP_SENT ones older than the OTP lifetime
+(the customer never typed the code, or the conversation died) and INITIATED ones as old (a process died
+right after committing the row). For each, O'mari's answer decides:
 
 - paid (`responseCode` "000" and `status` "Success", or no status but a payment reference) → SUCCESS, and
   the amount is applied to the booking once;

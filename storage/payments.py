@@ -305,14 +305,16 @@ def list_payments(status: str | None = None, limit: int | None = None) -> list[P
 
 def reconcile_candidates(now: datetime, otp_lifetime: timedelta = OTP_LIFETIME) -> list[PaymentTransaction]:
     """PENDING transactions, and OTP_SENT ones whose OTP has outlived its lifetime (the OTP is sent right
-    after the row is created, so created_at stands for the time it was sent). Oldest first.
+    after the row is created, so created_at stands for the time it was sent), and INITIATED ones as old
+    (a process died between committing the row and recording O'mari's answer, and nobody retried).
+    Oldest first.
     """
     stale = now - otp_lifetime
     return list(
         PaymentTransaction.select()
         .where(
             (PaymentTransaction.status == PENDING)
-            | ((PaymentTransaction.status == OTP_SENT) & (PaymentTransaction.created_at < stale))
+            | (PaymentTransaction.status.in_([OTP_SENT, INITIATED]) & (PaymentTransaction.created_at < stale))
         )
         .order_by(PaymentTransaction.created_at, PaymentTransaction.id)
     )

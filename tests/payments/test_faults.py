@@ -235,3 +235,19 @@ def test_a_crash_after_auth_never_calls_auth_twice(shop):
     assert shop.sandbox.calls == ["auth"]
     assert shop.transaction().status == "PENDING"
     assert BEING_CONFIRMED in reply
+
+
+def test_reconcile_finishes_a_payment_left_initiated_by_a_crash_nobody_retried(shop):
+    for text in ("pay", REF, "50", "1"):
+        shop.say(text)
+    saved = shop.ctx
+    shop.ctx = saved.__class__(registry=saved.registry, clock=shop.clock,
+                               services={"omari": CrashAfter(shop.sandbox.client(), "auth"), "settings": shop.settings})
+    with pytest.raises(Crash):
+        shop.say(PHONE)
+    shop.ctx = saved
+    assert settle(shop).settlements == []  # too young: its /auth may still be in flight
+    shop.clock.advance(minutes=11)
+    report = settle(shop)
+    assert [(s.before, s.after) for s in report.settlements] == [("INITIATED", "EXPIRED")]
+    assert shop.paid() == Decimal("0.00")
