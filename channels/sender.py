@@ -6,7 +6,7 @@ How a row leaves:
    next_attempt_at forward by a lease; no database lock is held during the HTTP calls. On PostgreSQL the
    claim uses FOR UPDATE SKIP LOCKED so several processes share the outbox without taking the same row.
 2. Send (no transaction): POST each message; different contacts in parallel, one contact's in order.
-3. Record (one short transaction per contact): the returned wamid and "sent"; or a retry time with
+3. Record (one short transaction per round): the returned wamid and "sent"; or a retry time with
    exponential back-off; or "failed" with the reason.
 
 A process killed between 2 and 3 leaves the row pending: when the lease runs out it is sent again. The
@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +31,7 @@ from peewee import SQL, fn
 from engine.context import utcnow
 from engine.messages import Outbound
 from storage import outbox
-from storage.db import is_postgres, write_transaction
+from storage.db import execute, is_postgres, write_transaction
 from storage.models import Contact, OutboxMessage
 from storage.settings import Settings
 
@@ -42,6 +43,11 @@ log = logging.getLogger("convoflow.sender")
 # Graph error codes worth another try: throughput (130429), too many messages to one user (131056),
 # service trouble (131016, 131000). Anything else in a 4xx is our fault or the user's: retrying won't help.
 RETRY_CODES = frozenset({130429, 131056, 131016, 131000})
+# The two statements of every round, as plain SQL: a round records up to a few hundred rows.
+_SENT = ('UPDATE "outbox_message" SET "status" = \'sent\', "channel_message_id" = ?, "sent_at" = ?, '
+         '"attempts" = "attempts" + 1, "error" = NULL WHERE "id" = ?')
+_RELEASE = 'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" = ?'
+MAX_PER_CONTACT = 3  # rows of one contact per round, so one slow contact does not hold a round for long
 WINDOW_CLOSED = 131047  # more than 24 h since the user last wrote: only an approved template may be sent
 
 
@@ -130,7 +136,10 @@ class Sender:
         by_contact: dict[str, list[Claimed]] = {}
         for row in claimed:
             by_contact.setdefault(row.contact_key, []).append(row)
-        return sum(self._pool.map(self._send_contact, by_contact.values()))
+        outcomes = [o for contact in self._pool.map(self._send_contact, by_contact.values()) for o in contact]
+        # One transaction for the round: concurrent small commits would only queue on the database lock.
+        self._record(outcomes)
+        return sum(1 for _, a in outcomes if a is not None)
 
     def claim(self) -> list[Claimed]:
         """Lease the next rows to send (see the module docstring)."""
@@ -154,31 +163,39 @@ class Sender:
                 return []
             # Only the holder of a contact's oldest pending row may take its later rows: for everyone
             # else they are blocked by that row, so this needs no further lock.
-            rows = list(
+            rows = []
+            taken: dict[str, int] = {}
+            for row in (
                 O.select(O.id, O.payload, O.attempts, Contact.key, Contact.wa_id)
                 .join(Contact)
                 .where(O.contact.in_(contacts) & (O.status == "pending") & (O.next_attempt_at <= now))
                 .order_by(O.id)
                 .tuples()
-            )
+            ):
+                # A bounded run per contact keeps a round (all timeouts in a row) well inside the lease.
+                if taken.get(row[3], 0) < MAX_PER_CONTACT:
+                    taken[row[3]] = taken.get(row[3], 0) + 1
+                    rows.append(row)
             O.update(next_attempt_at=now + timedelta(seconds=self.policy.lease)).where(
                 O.id.in_([r[0] for r in rows])
             ).execute()
         return [Claimed(id=i, contact_key=key, to=wa_id or key, payload=p, attempts=a) for i, p, a, key, wa_id in rows]
 
-    def _send_contact(self, rows: list[Claimed]) -> int:
-        """Send one contact's rows in order; stop at the first that does not go through."""
+    def _send_contact(self, rows: list[Claimed]) -> list[tuple[Claimed, Attempt | None]]:
+        """Send one contact's rows in order; stop at the first that does not go through (None: not tried)."""
         outcomes: list[tuple[Claimed, Attempt | None]] = []
         stopped = False
+        # Past half the lease, leave the rest for the next round rather than risk a second sender.
+        deadline = time.monotonic() + self.policy.lease / 2
         for row in rows:
+            stopped = stopped or time.monotonic() > deadline
             if stopped:
                 outcomes.append((row, None))
                 continue
             attempt = self.deliver(row)
             outcomes.append((row, attempt))
             stopped = not attempt.ok
-        self._record(outcomes)
-        return sum(1 for _, a in outcomes if a is not None)
+        return outcomes
 
     # ── HTTP ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -239,9 +256,9 @@ class Sender:
         with write_transaction():
             for row, attempt in outcomes:
                 if attempt is None:  # not tried because an earlier message to this contact did not go
-                    OutboxMessage.update(next_attempt_at=now).where(OutboxMessage.id == row.id).execute()
+                    execute(_RELEASE, (now, row.id))
                 elif attempt.ok:
-                    outbox.mark_sent(row.id, attempt.wamid, now)
+                    execute(_SENT, (attempt.wamid, now, row.id))
                 elif attempt.retry and row.attempts + 1 < self.policy.max_attempts:
                     delay = self.policy.delay(row.attempts + 1, self.jitter())
                     outbox.retry_later(row.id, now + timedelta(seconds=delay), attempt.reason or "")
