@@ -121,7 +121,7 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
     existing = payments.by_idempotency_key(ctx.idempotency_key)
     if existing is not None:
-        return _initiate_replay(existing, ctx)
+        return _initiate_replay(existing.reference, ctx)
 
     booking = find_booking(params["booking"])
     if booking is None:
@@ -150,29 +150,30 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
         now=now,
     )
     if not created:
-        return _initiate_replay(row, ctx)
+        return _initiate_replay(row.reference, ctx)
 
     answer = _client(ctx).auth(row.msisdn, row.reference, amount, row.currency, row.channel)
-    return _initiate_answered(row, answer, ctx)
+    _initiate_answered(row.reference, answer, ctx)
+    return _initiate_replay(row.reference, ctx)
 
 
-def _initiate_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
+def _initiate_answered(reference: str, answer: OmariResult, ctx: ActionContext) -> None:
+    """Record /auth's answer on the INITIATED transaction."""
     now = ctx.clock()
     if answer.outcome == SUCCESS:
-        row = payments.transition(row.reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
-                                  otp_reference=answer.otp_reference, response_code=answer.response_code)
+        payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
+                            otp_reference=answer.otp_reference, response_code=answer.response_code)
     elif answer.outcome == FAILED:
-        row = payments.transition(row.reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
-                                  response_code=answer.response_code, error_message=answer.message)
+        payments.transition(reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
+                            response_code=answer.response_code, error_message=answer.message)
     else:
-        row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=now,
-                                  error_message=answer.message)
-    return _initiate_replay(row, ctx)
+        payments.transition(reference, payments.PENDING, from_statuses=[payments.INITIATED], now=now,
+                            error_message=answer.message)
 
 
-def _initiate_replay(row, ctx: ActionContext) -> Result:
-    """The outcome a transaction's state stands for, for a repeated call with the same key."""
-    row = payments.get(row.reference)
+def _initiate_replay(reference: str, ctx: ActionContext) -> Result:
+    """The outcome the transaction's state stands for (also the answer to a repeated call with its key)."""
+    row = payments.get(reference)
     if row.status == payments.INITIATED:
         # The earlier call died between our commit and O'mari's answer: /auth may have gone out.
         row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),

@@ -295,7 +295,8 @@ def finish_request(reference: str, idempotency_key: str, outcome: str) -> None:
 
 def list_payments(status: str | None = None, limit: int | None = None) -> list[PaymentTransaction]:
     """Newest first, optionally only one status."""
-    query = PaymentTransaction.select().order_by(PaymentTransaction.created_at.desc(), PaymentTransaction.id.desc())
+    query = (PaymentTransaction.select(PaymentTransaction, Booking).join(Booking)
+             .order_by(PaymentTransaction.created_at.desc(), PaymentTransaction.id.desc()))
     if status:
         query = query.where(PaymentTransaction.status == status.upper())
     if limit:
@@ -324,7 +325,7 @@ def as_dict(row: PaymentTransaction) -> dict:
     """The JSON form `flows payments list|show --json` prints (amounts as "50.00" strings)."""
     return {
         "reference": row.reference,
-        "booking": Booking.get_by_id(row.booking_id).reference,
+        "booking": row.booking.reference,
         "msisdn": row.msisdn,
         "amount": format_amount(from_minor(row.amount_minor)),
         "currency": row.currency,
