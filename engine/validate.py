@@ -20,7 +20,7 @@ from .lookups import normalise
 from .problems import Problem
 from .registry import ActionRegistry, ActionSpec
 from .templates import env
-from .template_check import inspect_expression, inspect_template, is_template, literal_text
+from .template_check import TemplateInfo, inspect_expression, inspect_template, is_template, literal_text
 from .whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits
 from .yaml_source import Path, Source
 
@@ -85,9 +85,12 @@ class _FileChecker:
 
     def run(self) -> FileFacts:
         self.flow_settings()
-        for name in self.steps:
+        for name, step in self.steps.items():
             if name in self.sound:
-                self.step(name, self.steps[name])
+                self.step(name, step)
+            elif isinstance(step, dict) and isinstance(step.get("save"), str):
+                # Still a variable the author means to have: no "nobody saves it" warnings for it elsewhere.
+                self.facts.saves.add(step["save"])
         self.reachability()
         return self.facts
 
@@ -278,7 +281,7 @@ class _FileChecker:
     # ── targets, conditions, templates ─────────────────────────────────────────────────────────────
 
     def target(self, path: Path, target: str, label: str) -> None:
-        if target not in self.steps:
+        if self.steps and target not in self.steps:  # no steps at all is reported once, by the schema
             self.add(path, "error", "step.unknown_target",
                      f"{label}: there is no step '{target}'{flow_schema.suggest(target, self.steps)}")
 
@@ -313,7 +316,7 @@ class _FileChecker:
         if is_template(text):
             self._report_template(path, inspect_template(text), label, "template")
 
-    def _report_template(self, path: Path, info: Any, label: str, what: str) -> None:
+    def _report_template(self, path: Path, info: TemplateInfo, label: str, what: str) -> None:
         if info.error is not None:
             line_note = f" (line {info.error_line} of the text)" if info.error_line > 1 else ""
             self.add(path, "error", "template.syntax", f"{label}: the {what} does not parse: {info.error}{line_note}")
