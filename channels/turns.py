@@ -2,16 +2,20 @@
 
 One turn, whatever the channel:
 
-1. claim (one short write transaction): upsert the contact, record the message in the inbox (unique on
-   its id), claim the contact's session row and read its state — see storage/sessions.py for the
-   claim/lease design;
+1. claim: one statement (its own short transaction) that creates the contact's session row if missing,
+   claims it and returns its state — see storage/sessions.py for the claim/lease design; a worker
+   claims inside the transaction that picks its inbox row;
 2. run the engine turn outside any transaction (actions may call O'mari for up to 40 s); actions go
    through `stored_invoke`, so a message handled again returns the stored result instead of acting twice;
 3. save (one write transaction): the new session state, the outbound messages as outbox rows in order,
-   the inbox row marked processed, the turn's events, and the claim released.
+   the inbox row marked processed (handle_message inserts it processed: one write, not two), the turn's
+   events, and the claim released.
 
-A failure in step 2 or 3 (a crash, a bug, a lost claim) leaves the inbox row unprocessed and the claim in
-place until its lease runs out; then a worker handles the message again.
+For a worker (process_inbox), a failure in step 2 or 3 (a crash, a bug, a lost claim) leaves the inbox row
+unprocessed and the claim in place until its lease runs out; then a worker handles the message again.
+handle_message is for callers that hold the message themselves (`flows chat`, tests, the demo): when it
+raises, nothing about the turn was saved and the caller decides; a channel that must not lose a message
+stores it in the inbox first and lets process_inbox run it.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ from engine.model import Flow, FlowSet
 from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
 from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, outbox, sessions
-from storage.contacts import upsert_contact
+from storage.contacts import contact_id as find_contact
+from storage.contacts import touch
 from storage.db import execute, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
@@ -43,6 +48,9 @@ log = logging.getLogger("convoflow.turns")
 # How long handle_message waits for another worker to release a contact before giving up: a little more
 # than the lease, so a claim left by a crashed process is taken over rather than reported busy.
 WAIT = sessions.LEASE.total_seconds() + 10
+
+# How many times a worker looks again for a contact after losing a race for one, before it rests.
+_PICK_TRIES = 5
 
 _parsed: dict[tuple[str, int, str], Flow] = {}
 _parsed_lock = threading.Lock()
@@ -186,13 +194,23 @@ def _persistent(ctx: TurnContext) -> TurnContext:
     return replace(ctx, invoke=stored_invoke) if ctx.invoke is call_handler else ctx
 
 
-def _save(claim: sessions.Claim, contact: str, result: TurnResult, inbox_id: int | None, ctx: TurnContext) -> None:
+def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnContext, *, inbox_id: int | None = None,
+          received: Inbound | None = None, wa_id: str | None = None, profile_name: str | None = None) -> None:
+    """The turn's one write transaction: state + claim released, outbox rows, the inbox row processed
+    (inbox_id: a worker's row; received: a message handled as it arrived), events.
+    """
     now = ctx.clock()
     with write_transaction():
-        sessions.save_and_release(claim, _state(result.conversation, claim.state))
-        outbox.enqueue(claim.contact_id, [_outbound_dict(message) for message in result.outbound], now)
+        # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
+        # two never wait on each other in a cycle.
         if inbox_id is not None:
             inbox.mark_processed(inbox_id, now)
+        if received is not None:
+            inbox.add_processed(claim.contact_id, received.message_id, inbound_payload(received),
+                                received.timestamp or now, now)
+            touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
+        sessions.save_and_release(claim, _state(result.conversation, claim.state))
+        outbox.enqueue(claim.contact_id, [_outbound_dict(message) for message in result.outbound], now)
         events.record_many(
             EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events)
 
@@ -202,7 +220,8 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, inbox_id: int
 
 def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_name: str | None = None, *,
                    wa_id: str | None = None, worker_id: str | None = None, wait: float = WAIT) -> TurnResult:
-    """Record the message in the inbox and run its turn now, persisted (see the module docstring).
+    """Run one message's turn now, persisted (see the module docstring), and record it in the inbox as
+    processed in the same transaction that saves the turn.
 
     Waits (up to `wait` seconds) while another worker holds the contact. A message id already processed
     changes nothing and returns no outbound messages. Raises sessions.ContactBusy when the wait runs out.
@@ -210,17 +229,14 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     ctx = _persistent(ctx)
     now = ctx.clock()
     token = _token(worker_id)
-    with write_transaction():
-        contact_id = upsert_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
-        row, _ = inbox.add(contact_id, inbound.message_id, inbound_payload(inbound), inbound.timestamp or now, now)
-        claim = sessions.try_claim(contact_id, token, now)
-    if claim is None:
-        claim = _wait_for_claim(contact_id, token, ctx, wait)
-    if row.processed:
+    contact_id = find_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
+    claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
+    # Checked under the claim: whoever handled this id before us for this contact has committed.
+    if inbox.is_processed(inbound.message_id):
         sessions.release(claim)
         return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
     result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
-    _save(claim, inbound.contact, result, row.id, ctx)
+    _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
     return result
 
 
@@ -232,17 +248,14 @@ def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *
     ctx = _persistent(ctx)
     now = ctx.clock()
     token = _token(worker_id)
-    with write_transaction():
-        contact_id = upsert_contact(contact, now)
-        claim = sessions.try_claim(contact_id, token, now)
-    if claim is None:
-        claim = _wait_for_claim(contact_id, token, ctx, wait)
+    contact_id = find_contact(contact, now)
+    claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
     try:
         result = start(flows, contact, flow_name, ctx, message_id=f"start-{uuid.uuid4().hex}")
     except KeyError:
         sessions.release(claim)
         raise
-    _save(claim, contact, result, None, ctx)
+    _save(claim, contact, result, ctx)
     return result
 
 
@@ -252,8 +265,7 @@ def _wait_for_claim(contact_id: int, token: str, ctx: TurnContext, wait: float) 
     while True:
         # Jitter: waiters on one contact should not wake in lockstep and collide again.
         time.sleep(pause * (0.5 + random.random()))
-        with write_transaction():
-            claim = sessions.try_claim(contact_id, token, ctx.clock())
+        claim = sessions.try_claim(contact_id, token, ctx.clock())
         if claim is not None:
             return claim
         if time.monotonic() >= deadline:
@@ -276,7 +288,7 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
         try:
             inbound = inbound_from_payload(row.payload)
             result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
-            _save(claim, contact, result, row.id, ctx)
+            _save(claim, contact, result, ctx, inbox_id=row.id)
         except Exception as error:
             # The row stays unprocessed and the claim stays until its lease runs out: the message is
             # tried again later, not in a tight loop.
@@ -287,8 +299,19 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
 
 
 def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
-    with write_transaction():
-        for contact_id in inbox.pending_contacts(now):
+    """Claim the contact with the oldest unprocessed message nobody holds, and take that message.
+
+    One claim attempt per transaction: on PostgreSQL a failed `ON CONFLICT DO UPDATE … WHERE` still locks
+    the session row, so a transaction that went on to try a second contact could wait on a worker that
+    waits on it (a deadlock). Losing the race is rare (the query already skips claimed contacts), so
+    looking again in a fresh transaction costs little.
+    """
+    for _ in range(_PICK_TRIES):
+        with write_transaction():
+            candidates = inbox.pending_contacts(now, limit=1)
+            if not candidates:
+                return None
+            contact_id = candidates[0]
             claim = sessions.try_claim(contact_id, token, now)
             if claim is None:
                 continue
@@ -309,8 +332,7 @@ def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, li
     now = now or ctx.clock()
     done = 0
     for _session_id, contact_id, contact in sessions.due_for_expiry(now, limit):
-        with write_transaction():
-            claim = sessions.try_claim(contact_id, _token(None), now)
+        claim = sessions.try_claim(contact_id, _token(None), now)
         if claim is None:
             continue
         conversation = _conversation(contact, claim.state)
@@ -318,6 +340,6 @@ def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, li
                 or conversation.expires_at > now:
             sessions.release(claim)  # a turn moved it on between the query and the claim
             continue
-        _save(claim, contact, expire(flows, conversation, ctx), None, ctx)
+        _save(claim, contact, expire(flows, conversation, ctx), ctx)
         done += 1
     return done

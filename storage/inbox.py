@@ -47,6 +47,29 @@ def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_
     return _row(existing), False
 
 
+def is_processed(channel_message_id: str) -> bool:
+    """Whether a message with this id was handled already (a redelivery)."""
+    row = execute('SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ?',
+                  (channel_message_id,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+_ADD_PROCESSED = (
+    'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
+    '"processed_at") VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ("channel_message_id") DO UPDATE SET '
+    '"processed_at" = excluded."processed_at" WHERE "inbox_message"."processed_at" IS NULL'
+)
+
+
+def add_processed(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
+                  at: datetime) -> None:
+    """Record a message handled as it arrived (one write instead of insert-then-update); a row already
+    stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
+    """
+    body = json.dumps(payload, separators=(",", ":"), default=str)
+    execute(_ADD_PROCESSED, (channel_message_id, contact_id, body, sent_at, at, at))
+
+
 def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
     """Call inside the transaction that saves the turn."""
     execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
@@ -65,7 +88,7 @@ def oldest_pending(contact_id: int) -> InboxRow | None:
     return _row(r) if r else None
 
 
-def pending_contacts(now: datetime, limit: int = 10) -> list[int]:
+def pending_contacts(now: datetime, limit: int = 1) -> list[int]:
     """Contacts with the oldest unprocessed messages whose session nobody holds a live claim on.
 
     Call inside the write transaction that then claims one of them. On PostgreSQL the candidate inbox rows

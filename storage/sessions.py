@@ -4,11 +4,14 @@ Why a claim and not a lock: a turn may run actions that call O'mari for up to 40
 lock that long would stall every other writer on SQLite and pin a connection and a row lock on
 PostgreSQL. So a turn runs in three parts:
 
-1. claim — one short write transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the row lock that
-   `INSERT … ON CONFLICT DO UPDATE` takes, which is the lock `SELECT … FOR UPDATE` would take, in one
-   round trip). The session row is created when missing and, in the same statement, marked
-   `claimed_by = <token>`, `claimed_until = now + lease` unless another live claim holds it. The
-   statement returns the session state, so loading it costs nothing more.
+1. claim — one short write transaction, in fact one statement: `INSERT … ON CONFLICT (contact_id) DO
+   UPDATE SET claimed_by = <token>, claimed_until = now + lease WHERE the current claim is empty or
+   ran out RETURNING <state>`. It creates the session row when missing (what `INSERT … ON CONFLICT DO
+   NOTHING` would) and takes the row lock `SELECT … FOR UPDATE` would take (PostgreSQL), or the
+   database write lock for its duration (SQLite, like `BEGIN IMMEDIATE`), in one round trip; it returns
+   no row when another live claim holds the contact, and the state otherwise, so loading it costs
+   nothing more. Workers run it inside the `BEGIN IMMEDIATE` / `FOR UPDATE SKIP LOCKED` transaction
+   that picks their inbox row.
 2. the turn — outside any transaction: the engine, actions, HTTP calls.
 3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
    claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
@@ -91,7 +94,8 @@ def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
 def try_claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEASE) -> Claim | None:
     """Claim the contact's session (creating it when missing) unless a live claim holds it.
 
-    Call inside a write transaction; the claim is visible to others once it commits.
+    One statement: run alone it is its own transaction (on SQLite it takes the write lock for its
+    duration, like BEGIN IMMEDIATE); a worker runs it inside the transaction that picks its inbox row.
     """
     row = execute(_CLAIM, (contact_id, token, now + lease, now)).fetchone()
     if row is None:

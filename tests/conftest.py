@@ -34,7 +34,14 @@ def db(request, tmp_path):
     database.url = f"sqlite:///{tmp_path / 'test.db'}" if request.param == "sqlite" else PG_URL
     upgrade(database)
     yield database
+    _close(database)
+
+
+def _close(database) -> None:
+    """Close this thread's connection and, for a pool, every idle one: each test opens a new pool."""
     database.close()
+    if hasattr(database, "close_all"):
+        database.close_all()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -50,7 +57,7 @@ def blank_db(request, tmp_path):
         database = _fresh_postgres()
     database.url = url
     yield database
-    database.close()
+    _close(database)
 
 
 @pytest.fixture

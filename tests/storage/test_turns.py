@@ -14,7 +14,7 @@ from engine.messages import ACTIVE, EXPIRED
 from storage import flowstore, inbox, outbox, payments, sessions
 from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
-from storage.models import InboxMessage, OutboxMessage, Session
+from storage.models import Contact, InboxMessage, OutboxMessage, Session
 from storage_kit import COUNTER, Clock, context, counter_registry, message, store_counter
 
 
@@ -244,3 +244,46 @@ def test_outbox_offers_one_contacts_messages_one_at_a_time_in_order(db):
     assert outbox.record_delivery("wamid.1", "delivered") == 1
     assert OutboxMessage.get_by_id(first[0].id).delivery_status == "delivered"
     assert json.loads(OutboxMessage.get_by_id(first[1].id).payload)["text"] == "3"
+
+
+@pytest.mark.slow
+def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(db):
+    registry = counter_registry()
+    store_counter(utcnow)
+    flows = turns.load_flowset(registry)
+    ctx = TurnContext(registry=registry)
+    start = utcnow()
+    contacts = [f"26377{i:07d}" for i in range(12)]
+    per_contact = 8
+    for contact in contacts:
+        contact_id = upsert_contact(contact, start)
+        for i in range(per_contact):
+            msg = message(contact, "count" if i == 0 else f"answer {i}", at=start + timedelta(seconds=i))
+            inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, start)
+    handled, errors = [], []
+
+    def work(w: int) -> None:
+        try:
+            for _ in range(200):  # bounded: stops once the inbox is empty
+                n = turns.process_inbox(ctx, flows, limit=5, worker_id=f"w{w}")
+                handled.append(n)
+                if n == 0 and inbox.backlog() == 0:
+                    break
+        except Exception as error:
+            errors.append(error)
+        finally:
+            db.close()
+
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert errors == []
+    assert sum(handled) == len(contacts) * per_contact
+    for contact in contacts:
+        assert texts(contact) == [f"n={i}" for i in range(1, per_contact + 1)]
+        assert sessions.get_state(contact)["vars"]["answer"] == f"answer {per_contact - 1}"
+        rows = (InboxMessage.select().join(Contact).where(Contact.key == contact).order_by(InboxMessage.sent_at))
+        processed = [r.processed_at for r in rows]
+        assert None not in processed and processed == sorted(processed)
