@@ -243,3 +243,30 @@ def test_two_customers_paying_one_booking_are_both_counted(db):
     shop.say(shop.sandbox.last_otp(PHONE))
     assert shop.paid() == Decimal("80.00")
     assert [r.status for r in shop.transactions()] == ["SUCCESS", "SUCCESS"]
+
+
+def test_also_a_code_typed_after_the_otp_lifetime_is_refused_without_charging(shop):
+    shop.pay_until_otp()
+    shop.clock.advance(minutes=6)
+    assert "2 tries left" in shop.say("111111")  # a reply keeps the conversation alive …
+    shop.clock.advance(minutes=5)
+    reply = shop.say(shop.sandbox.last_otp(PHONE))  # … but the code itself is 11 minutes old
+    assert "The code has expired" in reply
+    assert shop.transaction().status == "EXPIRED" and shop.paid() == Decimal("0.00")
+    assert shop.sandbox.calls == ["auth", "request"]
+
+
+def test_a_zwg_booking_is_paid_in_zwg(db):
+    shop = Shop()
+    add_booking("BK-ZWG-1", "Rudo", "Hwange day trip", "1500.00", currency="ZWG")
+    shop.say("pay")
+    assert "Balance due: ZWG 1,500.00" in shop.say("bk-zwg-1")
+    assert "between ZWG 0.01 and ZWG 1,500.00" in shop.say("2000")
+    shop.say("250")
+    shop.say("3")
+    shop.say(PHONE)
+    done = shop.say(shop.sandbox.last_otp(PHONE))
+    assert "Amount: ZWG 250.00" in done and "New balance: ZWG 1,250.00" in done
+    row = shop.transaction()
+    assert row.currency == "ZWG" and row.wallet == "zimswitch"
+    assert shop.sandbox.payments[row.reference].currency == "ZWG"
