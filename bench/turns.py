@@ -4,7 +4,8 @@ no-op action, on one core. Goal: >= 10,000 turns/s.
     python bench/turns.py [--conversations 4000] [--runs 7]
 
 Each conversation is 5 turns: the trigger, an amount, a button number, a refused local phone number (a
-re-prompt) and a good one. Prints every run, then the median and the spread (min-max).
+re-prompt) and a good one. Prints every run, then the median and the spread (min-max), per CPU-second
+of this process (what one core does, even on a busy machine) and per wall-clock second.
 """
 from __future__ import annotations
 
@@ -91,9 +92,10 @@ def build() -> tuple[FlowSet, TurnContext]:
     return FlowSet.of([flow]), TurnContext(registry=registry, clock=lambda: now, new_id=lambda: "id")
 
 
-def run_once(flows: FlowSet, ctx: TurnContext, conversations: int) -> tuple[int, float]:
+def run_once(flows: FlowSet, ctx: TurnContext, conversations: int) -> tuple[int, float, float]:
+    """Returns (turns, wall seconds, CPU seconds of this process)."""
     turns = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for c in range(conversations):
         contact = f"26377{c:07d}"
         conversation = None
@@ -103,7 +105,7 @@ def run_once(flows: FlowSet, ctx: TurnContext, conversations: int) -> tuple[int,
             turns += 1
         if conversation.status != "ended" or not result.outbound[-1].text.startswith("Paid $150.00"):
             raise SystemExit(f"the bench flow did not finish as expected: {result}")
-    return turns, time.perf_counter() - started
+    return turns, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def main() -> None:
@@ -113,13 +115,19 @@ def main() -> None:
     args = parser.parse_args()
     flows, ctx = build()
     run_once(flows, ctx, 200)  # warm the template and lookup caches
-    rates = []
+    rates, cpu_rates = [], []
     for i in range(args.runs):
-        turns, seconds = run_once(flows, ctx, args.conversations)
+        turns, seconds, cpu = run_once(flows, ctx, args.conversations)
         rates.append(turns / seconds)
-        print(f"run {i + 1}: {turns} turns in {seconds:.3f} s = {turns / seconds:,.0f} turns/s")
-    print(f"median {statistics.median(rates):,.0f} turns/s (spread {min(rates):,.0f}-{max(rates):,.0f}, "
-          f"{args.runs} runs of {args.conversations} conversations x {len(MESSAGES)} turns; goal >= 10,000/s)")
+        cpu_rates.append(turns / cpu)
+        print(f"run {i + 1}: {turns} turns in {seconds:.3f} s wall, {cpu:.3f} s CPU = {turns / seconds:,.0f} turns/s "
+              f"wall, {turns / cpu:,.0f} turns per CPU-second")
+    print(f"{args.runs} runs of {args.conversations} conversations x {len(MESSAGES)} turns (goal >= 10,000/s on one core)")
+    # Wall time includes waiting for the CPU when other processes share the machine; CPU time is what
+    # one core spent on the turns, the figure the goal is about.
+    print(f"median {statistics.median(cpu_rates):,.0f} turns per CPU-second "
+          f"(spread {min(cpu_rates):,.0f}-{max(cpu_rates):,.0f})")
+    print(f"median {statistics.median(rates):,.0f} turns/s wall clock (spread {min(rates):,.0f}-{max(rates):,.0f})")
 
 
 if __name__ == "__main__":
