@@ -262,8 +262,8 @@ def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = Fals
     row = payments.get(reference)
     data = payment_data(row)
     if row.status == payments.SUCCESS:
-        booking = row.booking
-        data |= {"booking": booking_data(booking), "balance_due": booking_data(booking)["balance_due"]}
+        booking = booking_data(row.booking)
+        data |= {"booking": booking, "balance_due": booking["balance_due"]}
         return Result("success", data)
     if row.status == payments.OTP_SENT:
         return Result("wrong_otp", data)

@@ -40,14 +40,6 @@ FINAL = frozenset({SUCCESS, FAILED, CANCELLED, EXPIRED})
 OTP_LIFETIME = timedelta(minutes=10)
 
 
-class PaymentError(Exception):
-    """A payment operation that cannot proceed; the message is safe to show an operator."""
-
-
-class PaymentNotFound(PaymentError):
-    """No transaction with that reference."""
-
-
 @dataclass(frozen=True)
 class Applied:
     """What recording a success did: whether this call added the money, and the booking afterwards."""
@@ -129,13 +121,6 @@ def by_idempotency_key(key: str) -> PaymentTransaction | None:
 def get(reference: str) -> PaymentTransaction | None:
     """The transaction with our reference (surrounding space and case ignored: UUIDs are lowercase)."""
     return PaymentTransaction.get_or_none(PaymentTransaction.reference == (reference or "").strip().lower())
-
-
-def require(reference: str) -> PaymentTransaction:
-    row = get(reference)
-    if row is None:
-        raise PaymentNotFound(f"no payment with reference '{reference.strip()}'")
-    return row
 
 
 def history(row: PaymentTransaction) -> list[dict]:
