@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 
 from actions.reconcile import reconcile
-from storage import payments
 from storage.sessions import LEASE
 
 from payment_kit import PHONE, REF, Shop
