@@ -126,7 +126,8 @@ def chat(flow: str | None, contact: str) -> None:
         close = difflib.get_close_matches(flow, list(flows.versions), n=1)
         hint = f" — did you mean '{close[0]}'?" if close else f" (flows: {', '.join(sorted(flows.versions))})"
         raise click.UsageError(f"no flow named '{flow}'{hint}")
-    ctx = TurnContext(registry=registry, services={"settings": settings}, invoke=persisted.stored_invoke)
+    # Payments in a terminal chat go to the built-in O'mari sandbox (DESIGN.md), its OTP texts printed here.
+    ctx = TurnContext(registry=registry, services=sandbox_services(settings), invoke=persisted.stored_invoke)
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo(f"Chatting as {contact} with the flows in {settings.flows_dir}. Ctrl-D to leave.\n")
