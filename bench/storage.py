@@ -98,7 +98,7 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb())
 
 
 # ── PostgreSQL ───────────────────────────────────────────────────────────────────────────────────────
@@ -300,8 +300,8 @@ def _index_ddl(db) -> list[tuple[str, str]]:
     tables = ("contact", "session", "inbox_message")
     if is_postgres(db):
         rows = db.execute_sql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND "
-                              "tablename IN ('contact', 'session', 'inbox_message') AND indexname NOT LIKE '%_pkey'")
-        return list(rows.fetchall())
+                              "tablename IN ('contact', 'session', 'inbox_message')")
+        return [(name, ddl) for name, ddl in rows.fetchall() if not name.endswith("_pkey")]
     placeholders = ", ".join("?" * len(tables))
     return list(db.execute_sql(f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                                f"AND tbl_name IN ({placeholders})", tables).fetchall())
@@ -325,7 +325,7 @@ def bulk_load(db, sessions: int, inbox_rows: int) -> float:
         for i in range(sessions):
             active = i % 10 == 0  # one in ten still waiting for an answer, expiring far in the future
             yield (i + 1, i + 1, "bench_payment", 1, "ask_amount" if active else "done",
-                   '{"reference":"BK-00001"}', "active" if active else "ended", base, base,
+                   '{"reference":"BK-00001"}', 0, "active" if active else "ended", base, base,
                    active_until if active else None)
 
     def inbox_rows_() -> Iterator[tuple]:
@@ -340,8 +340,8 @@ def bulk_load(db, sessions: int, inbox_rows: int) -> float:
 
     inserts = [
         ('"contact" ("id", "key", "created_at", "last_seen_at")', contacts),
-        ('"session" ("id", "contact_id", "flow", "flow_version", "step", "vars", "status", "started_at", '
-         '"updated_at", "expires_at")', session_rows),
+        ('"session" ("id", "contact_id", "flow", "flow_version", "step", "vars", "attempts", "status", '
+         '"started_at", "updated_at", "expires_at")', session_rows),
         ('"inbox_message" ("id", "channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
          '"processed_at")', inbox_rows_),
     ]
