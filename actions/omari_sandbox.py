@@ -9,7 +9,8 @@ It is a small Flask (WSGI) app used two ways:
   recorded through a real HTTP exchange.
 
 Each successful `/auth` makes a 6-digit OTP and "texts" it through the `sms` callback (the terminal
-prints it, e.g. ``[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is 123456 …``).
+prints it, e.g. ``[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is 123456 …``); `fixed_otp`
+makes it send the same code every time, so a scripted `flows demo --otp 123456` can type it.
 
 What the vendor documents is followed as written: paths, fields, the success rule (2xx, ``error`` false,
 ``responseCode`` "000"), ``otpReference``, ``paymentReference``, ``debitReference``, the /query fields.
