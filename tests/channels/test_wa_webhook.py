@@ -106,3 +106,10 @@ def test_health_and_metrics(webhook, http):
     assert 'convoflow_webhook_rejected_total{reason="401"} 1' in text
     assert "convoflow_inbox_backlog 1" in text
     assert "# TYPE convoflow_turn_latency_seconds histogram" in text
+
+
+def test_an_oversized_body_is_refused_and_stores_nothing(webhook, http):
+    big = wa.body_of(wa.envelope([wa.text("263771234567", "x" * (4 * 1024 * 1024))], [wa.contact("263771234567")]))
+    r = post(http, webhook, raw=big)
+    assert r.status_code == 413
+    assert InboxMessage.select().count() == 0
