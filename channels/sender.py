@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-import requests
+import urllib3
 from peewee import SQL, fn
 
 from engine.context import utcnow
@@ -114,17 +113,23 @@ class Sender:
             if not value:
                 raise SenderConfigError(f"{name} is not set: the sender cannot reach the WhatsApp Cloud API")
         self._url = f"{settings.whatsapp_api_url}/{settings.whatsapp_phone_number_id}/messages"
-        self._auth = f"Bearer {settings.whatsapp_access_token}"
+        # urllib3 rather than requests: the same connection pooling at about a third of the CPU per call,
+        # which is most of the sender's cost. One keep-alive connection per sending thread.
+        self._http = urllib3.PoolManager(
+            maxsize=parallel,
+            headers={"Authorization": f"Bearer {settings.whatsapp_access_token}", "Content-Type": "application/json"},
+        )
+        self._timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.policy = policy
         self.jitter = jitter
         self.batch = batch
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="convoflow-send")
-        self._local = threading.local()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._http.clear()
 
     # ── one round ──────────────────────────────────────────────────────────────────────────────────
 
@@ -199,14 +204,6 @@ class Sender:
 
     # ── HTTP ───────────────────────────────────────────────────────────────────────────────────────
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update({"Authorization": self._auth, "Content-Type": "application/json"})
-            self._local.session = session
-        return session
-
     def deliver(self, row: Claimed) -> Attempt:
         """Post the Cloud API messages for one outbox row, in order. The last part's wamid is kept."""
         try:
@@ -223,30 +220,32 @@ class Sender:
 
     def _post(self, message: dict) -> Attempt:
         try:
-            resp = self._session().post(
+            resp = self._http.request(
+                "POST",
                 self._url,
-                data=json.dumps(message, ensure_ascii=False).encode(),
-                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                body=json.dumps(message, ensure_ascii=False).encode(),
+                timeout=self._timeout,
+                retries=False,  # our own back-off decides; a blind resend could deliver twice
             )
-        except requests.RequestException as e:
+        except urllib3.exceptions.HTTPError as e:
             # The exception text may carry the URL but never the headers, so naming its type is enough.
             return Attempt(ok=False, retry=True, reason=f"no answer from the Graph API ({type(e).__name__})")
         try:
-            doc = resp.json()
+            doc = json.loads(resp.data)
         except ValueError:
             doc = {}
         doc = doc if isinstance(doc, dict) else {}
-        if 200 <= resp.status_code < 300:
+        if 200 <= resp.status < 300:
             ids = [m.get("id") for m in doc.get("messages") or [] if isinstance(m, dict)]
             return Attempt(ok=True, wamid=ids[0] if ids else None)
         err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
         code = err.get("code") if isinstance(err.get("code"), int) else None
         detail = (err.get("error_data") or {}).get("details") if isinstance(err.get("error_data"), dict) else None
         text = str(err.get("message") or resp.reason or "")[:300]
-        reason = f"HTTP {resp.status_code}" + (f", code {code}" if code is not None else "") + (f": {text}" if text else "")
+        reason = f"HTTP {resp.status}" + (f", code {code}" if code is not None else "") + (f": {text}" if text else "")
         if detail:
             reason += f" ({str(detail)[:200]})"
-        retry = resp.status_code == 429 or resp.status_code >= 500 or code in RETRY_CODES or err.get("is_transient") is True
+        retry = resp.status == 429 or resp.status >= 500 or code in RETRY_CODES or err.get("is_transient") is True
         return Attempt(ok=False, retry=retry, code=code, reason=reason)
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────

@@ -154,7 +154,7 @@ def test_a_stand_in_that_is_down_is_retried(db, settings, clock):
         cid = queue("263771234567", "hello")
         down.run_once()
         (row,) = rows(cid)
-        assert row.status == "pending" and row.error == "no answer from the Graph API (ConnectionError)"
+        assert row.status == "pending" and row.error.startswith("no answer from the Graph API (")
     finally:
         down.close()
 
