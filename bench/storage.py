@@ -275,8 +275,9 @@ def summary(label: str, rates: list[float]) -> str:
 
 def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, runs: int) -> None:
     ours, bare = [], []
-    flows = seed(fresh(url))
-    persisted_turns(flows, range(contacts))  # warm-up: template and flow caches, not counted
+    warm = fresh(url)
+    persisted_turns(seed(warm), range(contacts))  # warm-up: template and flow caches, not counted
+    warm.close()
     for run in range(runs):
         # Alternate which goes first so neither always gets the warmer cache.
         order = [("ours", ours), ("floor", bare)] if run % 2 == 0 else [("floor", bare), ("ours", ours)]
