@@ -215,3 +215,29 @@ def serve(
     finally:
         if background is not None:
             background.stop()
+
+
+def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:
+    """The app for another WSGI server (gunicorn on Linux): settings from the environment, checked; the
+    database opened and its schema checked; `workers` turn threads and the sender started in this
+    process. Raises SettingsError / SchemaError / NoFlowsLoaded like `flows serve` refuses to start.
+
+        gunicorn -w 1 --threads 8 -b 127.0.0.1:8080 'channels.whatsapp:create_from_env(workers=2)'
+    """
+    import atexit
+
+    from storage.db import open_database
+    from storage.migrations import check
+
+    from .worker import check_settings, start_workers
+
+    settings = Settings.from_env()
+    check_settings(settings, http=True, sandbox=sandbox)
+    check(open_database(settings.database_url))
+    metrics = Metrics()
+    background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics) if workers else None
+    app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None)
+    if background is not None:
+        atexit.register(background.stop)
+        app.extensions["convoflow.workers"] = background
+    return app

@@ -92,3 +92,21 @@ def test_flows_serve_answers_meta_and_stops_on_sigterm(sqlite_db, graph, tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_app_factory_for_gunicorn_runs_the_same_service(sqlite_db, graph, monkeypatch):
+    from channels.whatsapp import create_from_env
+
+    store_flows(os.path.join(FLOWS, "greet.yaml"))
+    for name, value in {**GOOD, "DATABASE_URL": f"sqlite:///{sqlite_db.database}", "WHATSAPP_API_URL": graph.url}.items():
+        monkeypatch.setenv(name, value)
+    app = create_from_env(workers=1, sandbox=True)
+    server = wa.ServerThread(app)
+    try:
+        body = wa.body_of(wa.envelope([wa.text("263771234567", "hi")], [wa.contact("263771234567")]))
+        assert requests.post(server.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)}).status_code == 200
+        graph.wait_for(1)
+        assert graph.texts_to("263771234567") == ["What is your name?"]
+    finally:
+        app.extensions["convoflow.workers"].stop()
+        server.close()
