@@ -79,7 +79,8 @@ def _fields_by_kind() -> dict[str, tuple[str, ...]]:
 
 def suggest(word: str, choices: Any) -> str:
     """' — did you mean 'x'?' when a known word is close to what was written, else ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    # 0.75: close enough for typos (titel, nxt, refrence), far enough to not offer 'payment' for 'amount'.
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
@@ -186,7 +187,8 @@ def _label(path: Path, base: Path) -> str:
     return str(last)
 
 
-def _and(names: list[str]) -> str:
+def and_list(names: list[str]) -> str:
+    """'a', 'a' and 'b', 'a', 'b' and 'c'."""
     quoted = [f"'{n}'" for n in names]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
@@ -206,7 +208,7 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
         return "field.type", f"{subject} must be {_types(value)}"
     if v == "required":
         missing = [r for r in value if not isinstance(err.instance, dict) or r not in err.instance] or value
-        return "field.required", f"{subject} needs {_and(missing)}"
+        return "field.required", f"{subject} needs {and_list(missing)}"
     if v == "dependentRequired":
         pairs = [(k, need) for k, needs in value.items() if k in err.instance for need in needs if need not in err.instance]
         k, need = pairs[0] if pairs else next(iter(value.items()))
@@ -236,4 +238,4 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     return "field.invalid", f"{subject}: {err.message}"
 
 
-__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "SCHEMA_FILE"]
+__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "and_list", "SCHEMA_FILE"]

@@ -260,7 +260,7 @@ class _FileChecker:
                     continue  # jsonschema reports each missing parameter apart; one line names them all
                 required_seen.add(where)
                 missing = [r for r in err.validator_value if r not in err.instance] or list(err.validator_value)
-                message = f"action '{spec.name}' needs {' and '.join(repr(m) for m in missing)} in 'with'"
+                message = f"action '{spec.name}' needs {flow_schema.and_list(missing)} in 'with'"
             elif err.validator == "additionalProperties":
                 known = list(err.schema.get("properties", {}))
                 extras = [k for k in err.instance if k not in known]
@@ -299,8 +299,8 @@ class _FileChecker:
 
     def expression(self, path: Path, source: str, label: str) -> None:
         info = inspect_expression(source)
-        if info.error is not None and "{{" in source:
-            bare = " ".join(source.replace("{{", "").replace("}}", "").split())
+        bare = " ".join(source.replace("{{", "").replace("}}", "").split())
+        if info.error is not None and "{{" in source and bare and inspect_expression(bare).error is None:
             self.add(path, "error", "template.syntax",
                      f"{label}: a condition is written without {{{{ }}}}, e.g. if: {bare}")
             return
