@@ -46,7 +46,10 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
         if not os.path.isdir(default):
             raise click.UsageError(f"no flows directory '{default}': give flow files or set FLOWS_DIR")
         paths = (default,)
-    actions.load_all()
+    try:
+        actions.load_all()
+    except Exception as e:  # a broken action module or plug-in: say which, without a traceback
+        raise click.ClickException(f"could not load the actions: {type(e).__name__}: {e}") from None
     report = load_paths(list(paths))
     failed = not report.ok or (strict and bool(report.warnings))
     if output == "json":

@@ -117,3 +117,17 @@ def test_real_actions_are_known(tmp_path):
 def test_the_fixture_flows_pass_against_the_real_actions():
     result = run(str(FIXTURES))
     assert result.exit_code == 0, result.output
+
+
+def test_a_broken_action_module_is_one_line_not_a_traceback(flows_dir, monkeypatch):
+    import actions
+    from engine.registry import RegistryError
+
+    def broken() -> None:
+        raise RegistryError("action 'omari.initiate' is registered twice")
+
+    monkeypatch.setattr(actions, "load_all", broken)
+    (flows_dir / "hello.yaml").write_text(GOOD)
+    result = run(str(flows_dir))
+    assert result.exit_code == 1
+    assert result.output == "Error: could not load the actions: RegistryError: action 'omari.initiate' is registered twice\n"
