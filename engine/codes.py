@@ -42,6 +42,7 @@ CODES: dict[str, Code] = {
     "step.unreachable": Code("warning", "No route leads to this step, so it never runs.", "Route to it from another step, or delete it."),
     "step.dead_end": Code("warning", "A say, ask or action step has no `next`: the conversation stops there without saying so.", "Add `next: <step>`, or finish with an `end:` step."),
     "step.no_default_route": Code("warning", "Every route in a `next` list has a condition; when none holds the conversation stops with an apology.", "End the list with a plain `- goto: <step>`."),
+    "step.endless_loop": Code("error", "Steps that only lead to each other, with no question on the way: the conversation would go round until the step limit stops it with an apology.", "Route one of the steps to a question (`ask`) or an `end`."),
     "save.reserved": Code("error", "`save` uses a name convoflow sets itself (contact).", "Save into another name."),
     # Flows together
     "flow.bad_duration": Code("error", "`expire.after` is not a duration.", "Write a number then s, m, h or d: 30s, 10m, 2h, 1d."),

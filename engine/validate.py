@@ -92,6 +92,7 @@ class _FileChecker:
                 # Still a variable the author means to have: no "nobody saves it" warnings for it elsewhere.
                 self.facts.saves.add(step["save"])
         self.reachability()
+        self.endless_loops()
         return self.facts
 
     # ── flow-level settings ────────────────────────────────────────────────────────────────────────
@@ -354,6 +355,34 @@ class _FileChecker:
                          f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it", key=True)
 
 
+    def endless_loops(self) -> None:
+        """Steps that go round in a circle with no question and no way out: the step limit would stop them."""
+        if not self.steps or any(name not in self.sound for name in self.steps):
+            return
+        exits: dict[str, set[str] | None] = {}  # step -> where it may go; None when it may stop or leave
+        for name, step in self.steps.items():
+            targets = {t for _, t in _targets(step, ())}
+            if self.kinds[name] in ("ask", "end", "flow") or not targets or not targets <= set(self.steps):
+                exits[name] = None
+            elif isinstance(step.get("next"), list) and all("if" in r for r in step["next"]):
+                exits[name] = None  # no default route: when no condition holds the walk stops
+            elif self.kinds[name] == "action" and "next" not in step and not self._routes_every_outcome(step):
+                exits[name] = None  # an outcome without a route stops the walk
+            else:
+                exits[name] = targets
+        for loop in _closed_groups(exits):
+            first = min(loop, key=list(self.steps).index)
+            circle = (f"step '{first}' only leads to itself" if len(loop) == 1 else
+                      f"steps {flow_schema.and_list(sorted(loop, key=list(self.steps).index))} only lead to each other")
+            self.add(("steps", first), "error", "step.endless_loop",
+                     f"{circle}, with no question and no way out: the conversation would go round until it is "
+                     f"stopped with an apology. Route {'it' if len(loop) == 1 else 'one of them'} to a question "
+                     f"or an end", key=True)
+
+    def _routes_every_outcome(self, step: dict) -> bool:
+        spec = self.registry.get(step["action"])
+        return spec is not None and all(o in (step.get("on") or {}) for o in spec.outcomes)
+
     def _reach(self, root: str) -> set[str]:
         """Every step a conversation can walk to from root (root included)."""
         seen: set[str] = set()
@@ -383,6 +412,54 @@ def _targets(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
                 yield base + ("on", outcome), target
     if isinstance(step.get("on_fail"), str):
         yield base + ("on_fail",), step["on_fail"]
+
+
+def _closed_groups(exits: dict[str, set[str] | None]) -> list[set[str]]:
+    """Groups of steps that only lead to each other (strongly connected, every target inside the group).
+
+    Tarjan's algorithm, written without recursion: a generated flow may chain thousands of steps.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+    for root in exits:
+        if root in index or exits[root] is None:
+            continue
+        work = [(root, iter(sorted(exits[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if exits.get(child) is None:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(exits[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                closed = all(exits[m] is not None and exits[m] <= group for m in group)
+                if closed and (len(group) > 1 or node in (exits[node] or ())):
+                    groups.append(group)
+    return groups
 
 
 def _choice_texts(step: dict, base: Path) -> Iterable[tuple[Path, str]]:

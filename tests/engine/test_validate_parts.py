@@ -93,3 +93,15 @@ def test_durations(text, seconds):
 def test_literal_text_drops_template_tags():
     assert literal_text("Pay {{ amount | money }} now{% if x %}!{% endif %}{# note #}") == "Pay  now!"
     assert literal_text("no tags") == "no tags"
+
+
+def test_closed_groups_find_only_loops_with_no_way_out():
+    from engine.validate import _closed_groups
+
+    chain = {f"s{i}": {f"s{i + 1}"} for i in range(5000)}  # deeper than Python's recursion limit
+    chain["s5000"] = {"s4999"}
+    chain["exit"] = None
+    chain["a"] = {"b"}
+    chain["b"] = {"a", "exit"}  # can leave through exit: not endless
+    chain["self"] = {"self"}
+    assert sorted(map(sorted, _closed_groups(chain))) == [["s4999", "s5000"], ["self"]]
