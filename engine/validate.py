@@ -360,9 +360,10 @@ class _FileChecker:
         if not self.steps or any(name not in self.sound for name in self.steps):
             return
         exits: dict[str, set[str] | None] = {}  # step -> where it may go; None when it may stop or leave
+        names = set(self.steps)
         for name, step in self.steps.items():
             targets = {t for _, t in _targets(step, ())}
-            if self.kinds[name] in ("ask", "end", "flow") or not targets or not targets <= set(self.steps):
+            if self.kinds[name] in ("ask", "end", "flow") or not targets or not targets <= names:
                 exits[name] = None
             elif isinstance(step.get("next"), list) and all("if" in r for r in step["next"]):
                 exits[name] = None  # no default route: when no condition holds the walk stops
