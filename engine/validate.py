@@ -21,6 +21,7 @@ from .problems import Problem
 from .registry import ActionRegistry, ActionSpec
 from .templates import env
 from .template_check import TemplateInfo, inspect_expression, inspect_template, is_template, literal_text
+from .flow_graph import closed_groups, reachable, targets
 from .whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits
 from .yaml_source import Path, Source
 
@@ -129,7 +130,7 @@ class _FileChecker:
         kind = self.kinds[name]
         base = ("steps", name)
         label = f"step '{name}'"
-        for route_path, target in _targets(step, base):
+        for route_path, target in targets(step, base):
             self.target(route_path, target, label)
         self.conditions(step, base, label)
         if isinstance(step.get("save"), str):
@@ -336,13 +337,13 @@ class _FileChecker:
         if not self.steps or any(name not in self.sound for name in self.steps):
             return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
         start = self.data.get("start")
-        seen = self._reach(start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
+        seen = reachable(self.steps, start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
         for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
             root = settings.get("step") if isinstance(settings, dict) else None
             if not isinstance(root, str) or root not in self.steps:
                 continue
-            closing = self._reach(root)
+            closing = reachable(self.steps, root)
             seen |= closing
             questions = [n for n in self.steps if n in closing and self.kinds.get(n) == "ask"]
             if questions:
@@ -362,16 +363,16 @@ class _FileChecker:
         exits: dict[str, set[str] | None] = {}  # step -> where it may go; None when it may stop or leave
         names = set(self.steps)
         for name, step in self.steps.items():
-            targets = {t for _, t in _targets(step, ())}
-            if self.kinds[name] in ("ask", "end", "flow") or not targets or not targets <= names:
+            goes_to = {t for _, t in targets(step, ())}
+            if self.kinds[name] in ("ask", "end", "flow") or not goes_to or not goes_to <= names:
                 exits[name] = None
             elif isinstance(step.get("next"), list) and all("if" in r for r in step["next"]):
                 exits[name] = None  # no default route: when no condition holds the walk stops
             elif self.kinds[name] == "action" and "next" not in step and not self._routes_every_outcome(step):
                 exits[name] = None  # an outcome without a route stops the walk
             else:
-                exits[name] = targets
-        for loop in _closed_groups(exits):
+                exits[name] = goes_to
+        for loop in closed_groups(exits):
             first = min(loop, key=list(self.steps).index)
             circle = (f"step '{first}' only leads to itself" if len(loop) == 1 else
                       f"steps {flow_schema.and_list(sorted(loop, key=list(self.steps).index))} only lead to each other")
@@ -383,84 +384,6 @@ class _FileChecker:
     def _routes_every_outcome(self, step: dict) -> bool:
         spec = self.registry.get(step["action"])
         return spec is not None and all(o in (step.get("on") or {}) for o in spec.outcomes)
-
-    def _reach(self, root: str) -> set[str]:
-        """Every step a conversation can walk to from root (root included)."""
-        seen: set[str] = set()
-        todo = [root]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            todo.extend(t for _, t in _targets(self.steps[name], ()) if t in self.steps and t not in seen)
-        return seen
-
-
-def _targets(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
-    """Every step name this step may go to, with where it is written. Tolerates a step of the wrong shape."""
-    routes = step.get("next")
-    if isinstance(routes, str):
-        yield base + ("next",), routes
-    elif isinstance(routes, list):
-        for i, route in enumerate(routes):
-            if isinstance(route, dict) and isinstance(route.get("goto"), str):
-                yield base + ("next", i, "goto"), route["goto"]
-    on = step.get("on")
-    if isinstance(on, dict):
-        for outcome, target in on.items():
-            if isinstance(target, str):
-                yield base + ("on", outcome), target
-    if isinstance(step.get("on_fail"), str):
-        yield base + ("on_fail",), step["on_fail"]
-
-
-def _closed_groups(exits: dict[str, set[str] | None]) -> list[set[str]]:
-    """Groups of steps that only lead to each other (strongly connected, every target inside the group).
-
-    Tarjan's algorithm, written without recursion: a generated flow may chain thousands of steps.
-    """
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    groups: list[set[str]] = []
-    for root in exits:
-        if root in index or exits[root] is None:
-            continue
-        work = [(root, iter(sorted(exits[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if exits.get(child) is None:
-                    continue
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(exits[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                group = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.add(member)
-                    if member == node:
-                        break
-                closed = all(exits[m] is not None and exits[m] <= group for m in group)
-                if closed and (len(group) > 1 or node in (exits[node] or ())):
-                    groups.append(group)
-    return groups
 
 
 def _choice_texts(step: dict, base: Path) -> Iterable[tuple[Path, str]]:

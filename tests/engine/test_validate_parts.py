@@ -96,7 +96,7 @@ def test_literal_text_drops_template_tags():
 
 
 def test_closed_groups_find_only_loops_with_no_way_out():
-    from engine.validate import _closed_groups
+    from engine.flow_graph import closed_groups
 
     chain = {f"s{i}": {f"s{i + 1}"} for i in range(5000)}  # deeper than Python's recursion limit
     chain["s5000"] = {"s4999"}
@@ -104,4 +104,4 @@ def test_closed_groups_find_only_loops_with_no_way_out():
     chain["a"] = {"b"}
     chain["b"] = {"a", "exit"}  # can leave through exit: not endless
     chain["self"] = {"self"}
-    assert sorted(map(sorted, _closed_groups(chain))) == [["s4999", "s5000"], ["self"]]
+    assert sorted(map(sorted, closed_groups(chain))) == [["s4999", "s5000"], ["self"]]
