@@ -201,7 +201,8 @@ class ServerThread:
     def close(self) -> None:
         from waitress import wasyncore
 
-        self.server.close()
-        wasyncore.close_all(self.server._map)
+        # Close every socket inside the server's own loop thread (closing them from here races its select);
+        # the loop ends once its map is empty.
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self._thread.join(5)
         self.server.task_dispatcher.shutdown()
