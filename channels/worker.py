@@ -151,13 +151,19 @@ class Workers:
     def _housekeeping_loop(self) -> None:
         while not self._stop.wait(self.options.housekeeping_interval):
             try:
-                self.refresh_flows()
-                expired = self._turns.expire_due(self.ctx, self.flows)
-                if expired:
-                    log.info("expired %d idle conversations", expired)
-                    self._outbox_wake.set()
+                self.sweep()
             except Exception:
                 log.exception("housekeeping: unexpected error")
+
+    def sweep(self) -> int:
+        """Pick up newly loaded flows and expire idle conversations (their expiry messages go to the
+        outbox); returns how many conversations expired."""
+        self.refresh_flows()
+        expired = self._turns.expire_due(self.ctx, self.flows)
+        if expired:
+            log.info("expired %d idle conversations", expired)
+            self._outbox_wake.set()
+        return expired
 
     def refresh_flows(self) -> None:
         """Reload the flow set when `flows load` stored a new version since the last look."""

@@ -1,0 +1,78 @@
+"""The worker's housekeeping and stop: idle conversations expire with their message sent, new flow
+versions are picked up, and stop() returns promptly."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from channels import turns
+from channels.worker import WorkerOptions, Workers, _default_context
+from engine.context import utcnow
+
+import whatsapp_fakes as wa
+from channel_harness import FLOWS, Channel, store_flows
+
+
+class Later:
+    """A clock that can be moved forward: expiry is tested by moving time, not by waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self):
+        return utcnow() + self.offset
+
+
+@pytest.fixture
+def clock():
+    return Later()
+
+
+@pytest.fixture
+def channel(db, settings, clock):
+    store_flows(os.path.join(FLOWS, "timed.yaml"))
+    ch = Channel(settings)
+    ch.workers.ctx = replace(_default_context({"settings": settings}), clock=clock)
+    ch.sender.clock = clock
+    ch.start()
+    yield ch
+    ch.close()
+
+
+def test_an_idle_conversation_expires_with_its_message(channel, graph, clock):
+    channel.say("263771234567", wa.text("263771234567", "quiz"))
+    graph.wait_for(1)
+    assert channel.workers.sweep() == 0
+    clock.offset = timedelta(minutes=11)
+    assert channel.workers.sweep() == 1
+    graph.wait_for(2)
+    assert graph.texts_to("263771234567") == ["What is 6 times 7?", "Time is up: send quiz to try again."]
+    assert channel.workers.sweep() == 0
+
+
+def test_a_newly_loaded_flow_version_is_picked_up(channel, graph):
+    before = channel.workers.flows
+    channel.workers.sweep()
+    assert channel.workers.flows is before  # nothing new: not reloaded
+    with open(os.path.join(FLOWS, "timed.yaml"), encoding="utf-8") as f:
+        source = f.read().replace("What is 6 times 7?", "What is 7 times 6?")
+    from storage import flowstore
+
+    flowstore.store("timed", source, "timed.yaml", utcnow())
+    channel.workers.sweep()
+    channel.say("263771234567", wa.text("263771234567", "quiz"))
+    graph.wait_for(1)
+    assert graph.texts_to("263771234567") == ["What is 7 times 6?"]
+
+
+def test_stop_returns_promptly_when_idle(db, settings):
+    store_flows(os.path.join(FLOWS, "timed.yaml"))
+    workers = Workers({"settings": settings}, sender=None, options=WorkerOptions(threads=3, poll_interval=5))
+    workers.start()
+    started = time.monotonic()
+    assert workers.stop(timeout=10) is True
+    assert time.monotonic() - started < 2  # the idle waits are woken, not waited out
