@@ -208,6 +208,9 @@ def serve(
     background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics, sms=sms) if workers else None
     try:
         app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None)
+        # waitress warns "Task queue depth is N" whenever a request waits for a thread: under a burst from
+        # Meta that is every request, and the log line would cost more than the request itself.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         server = create_server(app, host=host, port=port, threads=HTTP_THREADS, ident="convoflow")
         if ready is not None:
             ready(f"http://{host}:{server.effective_port}")
