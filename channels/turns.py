@@ -27,9 +27,10 @@ import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
@@ -235,9 +236,22 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     if inbox.is_processed(inbound.message_id):
         sessions.release(claim)
         return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
-    result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
-    _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
+    with _released_on_stop(claim):
+        result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
+        _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
     return result
+
+
+@contextmanager
+def _released_on_stop(claim: sessions.Claim) -> Iterator[None]:
+    """Ctrl-C or SIGTERM mid-turn is a clean stop, not a crash: give the claim back at once so the contact
+    is not held for the rest of the lease. (After a committed save the release matches no row.)
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        sessions.release(claim)
+        raise
 
 
 def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None,
@@ -286,13 +300,17 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
             break
         claim, row, contact = taken
         try:
-            inbound = inbound_from_payload(row.payload)
-            result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
-            _save(claim, contact, result, ctx, inbox_id=row.id)
+            with _released_on_stop(claim):
+                inbound = inbound_from_payload(row.payload)
+                result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
+                _save(claim, contact, result, ctx, inbox_id=row.id)
         except Exception as error:
             # The row stays unprocessed and the claim stays until its lease runs out: the message is
             # tried again later, not in a tight loop.
-            inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+            try:
+                inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+            except Exception:  # the database itself failed: the original error is the one to report
+                log.warning("could not note the error on inbox row %s", row.id)
             raise
         done += 1
     return done

@@ -287,3 +287,23 @@ def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(
         rows = (InboxMessage.select().join(Contact).where(Contact.key == contact).order_by(InboxMessage.sent_at))
         processed = [r.processed_at for r in rows]
         assert None not in processed and processed == sorted(processed)
+
+
+def test_a_stop_mid_turn_gives_the_claim_back_at_once(db, monkeypatch):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(turns, "run_turn", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        turns.handle_message(message("c1", "interrupted"), flows, ctx)
+    monkeypatch.undo()
+
+    assert Session.get().claimed_by is None
+    turns.handle_message(message("c1", "again"), flows, ctx, wait=0)
+    assert texts("c1") == ["n=1", "n=2"]
