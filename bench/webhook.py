@@ -217,7 +217,8 @@ def main() -> None:
             targets.append(("PostgreSQL", pg))
         else:
             print("PostgreSQL: skipped (set TEST_DATABASE_URL, e.g. inside `bash .ci/run`'s cluster)")
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.threads} client threads; "
+    print(f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work on the machine "
+          f"shares them), Python {sys.version.split()[0]}, {args.threads} client threads; "
           f"acks: {args.acks} POSTs/run, end-to-end: {args.messages} messages from {args.contacts} contacts/run")
     graph = wa.GraphStandIn()
     try:
@@ -228,7 +229,7 @@ def main() -> None:
                 acks.append(a), p50.append(l50), p99.append(l99)
                 m, r = bench_e2e(url, graph, args.messages, args.contacts, args.threads, run)
                 e2e.append(m), rss.append(r)
-            print(f"\n{name}")
+            print(f"\n{name} (load average {os.getloadavg()[0]:.1f} at the end)")
             print("  " + summary("webhook acks", acks, "acks/s"))
             print("  " + summary("ack latency p50", p50, "ms", "{:.2f}"))
             print("  " + summary("ack latency p99", p99, "ms", "{:.2f}"))
