@@ -11,7 +11,8 @@ PostgreSQL. So a turn runs in three parts:
    database write lock for its duration (SQLite, like `BEGIN IMMEDIATE`), in one round trip; it returns
    no row when another live claim holds the contact, and the state otherwise, so loading it costs
    nothing more. Workers run it inside the `BEGIN IMMEDIATE` / `FOR UPDATE SKIP LOCKED` transaction
-   that picks their inbox row.
+   that picks their inbox row. On PostgreSQL a claim's commit does not wait for the disk
+   (claim_transaction): only the save has to be durable.
 2. the turn — outside any transaction: the engine, actions, HTTP calls.
 3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
    claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
@@ -28,11 +29,12 @@ The claim token is unique per claim (worker id plus a random part) so two claims
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 
-from .db import execute
+from .db import execute, is_postgres, write_transaction
 from .models import Session
 
 LEASE = timedelta(seconds=120)
@@ -102,6 +104,27 @@ def try_claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEA
         return None
     session_id, state = _decode(row)
     return Claim(session_id, contact_id, token, state)
+
+
+@contextmanager
+def claim_transaction() -> Iterator[None]:
+    """The write transaction a claim is taken in. On PostgreSQL its commit does not wait for the WAL to
+    reach the disk (synchronous_commit off for this transaction only; others still see it at once): a
+    claim is soft state, and one lost in a server crash only means the turn's save finds its token gone
+    (ClaimLost) and the message is handled again, with the stored action results.
+    """
+    with write_transaction():
+        if is_postgres():
+            execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+def claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEASE) -> Claim | None:
+    """try_claim in a transaction of its own (on SQLite the one statement is that transaction)."""
+    if not is_postgres():
+        return try_claim(contact_id, token, now, lease)
+    with claim_transaction():
+        return try_claim(contact_id, token, now, lease)
 
 
 def save_and_release(claim: Claim, state: dict[str, Any]) -> None:
