@@ -35,6 +35,8 @@ log = logging.getLogger("convoflow.worker")
 
 @dataclass(frozen=True)
 class WorkerOptions:
+    """How many turn threads, and the waits that keep idle threads cheap."""
+
     threads: int = 2
     poll_interval: float = 0.5  # seconds an idle thread waits for a wake-up before looking again
     error_pause: float = 1.0  # after an unexpected error, so a persistent fault does not spin
@@ -56,7 +58,6 @@ class Workers:
         sender: Sender | None,
         metrics: Metrics | None = None,
         options: WorkerOptions = WorkerOptions(),
-        context: Callable[[Mapping[str, Any]], TurnContext] | None = None,
     ) -> None:
         from channels import turns
 
@@ -65,7 +66,7 @@ class Workers:
         self.sender = sender
         self.metrics = metrics or (sender.metrics if sender else Metrics())
         self.options = options
-        self.ctx = (context or _default_context)(services)
+        self.ctx = turn_context(services)  # replaceable: tests give it a clock they can move
         self._stop = threading.Event()
         self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
@@ -178,7 +179,7 @@ class Workers:
         log.info("flows loaded: %d stored versions", signature[0])
 
 
-def _default_context(services: Mapping[str, Any]) -> TurnContext:
+def turn_context(services: Mapping[str, Any]) -> TurnContext:
     """A turn context whose actions see the services and never act twice for one idempotency key."""
     from channels import turns
 

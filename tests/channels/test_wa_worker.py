@@ -9,8 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from channels import turns
-from channels.worker import WorkerOptions, Workers, _default_context
+from channels.worker import WorkerOptions, Workers, turn_context
 from engine.context import utcnow
 
 import whatsapp_fakes as wa
@@ -36,7 +35,7 @@ def clock():
 def channel(db, settings, clock):
     store_flows(os.path.join(FLOWS, "timed.yaml"))
     ch = Channel(settings)
-    ch.workers.ctx = replace(_default_context({"settings": settings}), clock=clock)
+    ch.workers.ctx = replace(turn_context({"settings": settings}), clock=clock)
     ch.sender.clock = clock
     ch.start()
     yield ch
