@@ -1,12 +1,12 @@
 """Outbox delivery through the WhatsApp Cloud API, with retries, back-off and per-contact order.
 
 How a row leaves:
-1. Claim (one short transaction): the oldest pending, due row of each contact that has no older pending
-   row — so one contact's messages leave in order — plus that contact's later due rows. Claiming moves
-   next_attempt_at forward by a lease; no database lock is held during the HTTP calls. On PostgreSQL the
-   claim uses FOR UPDATE SKIP LOCKED so several processes share the outbox without taking the same row.
-2. Send (no transaction): POST each message; different contacts in parallel, one contact's in order.
-3. Record (one short transaction per round): the returned wamid and "sent"; or a retry time with
+1. Claim (one UPDATE … RETURNING): the oldest pending, due row of each contact that has no older pending
+   row — so one contact's messages leave in order, one per round. Claiming moves next_attempt_at forward
+   by a lease; no database lock is held during the HTTP calls. On PostgreSQL the candidates are taken
+   with FOR UPDATE SKIP LOCKED, so several processes share the outbox without taking the same row.
+2. Send (no transaction): POST each message; different contacts in parallel.
+3. Record (one UPDATE for every row sent): the returned wamid and "sent"; or a retry time with
    exponential back-off; or "failed" with the reason.
 
 A process killed between 2 and 3 leaves the row pending: when the lease runs out it is sent again. The
@@ -18,20 +18,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
 import urllib3
-from peewee import SQL, fn
 
 from engine.context import utcnow
 from engine.messages import Outbound
 from storage import outbox
-from storage.db import execute, is_postgres, write_transaction
-from storage.models import Contact, OutboxMessage
+from storage.db import execute, is_postgres
 from storage.settings import Settings
 
 from .metrics import Metrics
@@ -42,11 +39,24 @@ log = logging.getLogger("convoflow.sender")
 # Graph error codes worth another try: throughput (130429), too many messages to one user (131056),
 # service trouble (131016, 131000). Anything else in a 4xx is our fault or the user's: retrying won't help.
 RETRY_CODES = frozenset({130429, 131056, 131016, 131000})
-# The two statements of every round, as plain SQL: a round records up to a few hundred rows.
-_SENT = ('UPDATE "outbox_message" SET "status" = \'sent\', "channel_message_id" = ?, "sent_at" = ?, '
-         '"attempts" = "attempts" + 1, "error" = NULL WHERE "id" = ?')
-_RELEASE = 'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" = ?'
-MAX_PER_CONTACT = 3  # rows of one contact per round, so one slow contact does not hold a round for long
+# A round is two statements out and one back, written as SQL that both databases run.
+# Claim: lease the first pending, due row of each contact whose earlier rows are all sent or failed (so
+# one contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so
+# two senders never take the same row; the UPDATE then moves them out of reach for the lease.
+_CLAIM = (
+    'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
+    'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
+    'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
+    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
+    'RETURNING "id", "payload", "attempts", "contact_id"'
+)
+# Record: every row the Graph API accepted, with its wamid, in one statement.
+_SENT = (
+    'WITH v ("id", "wamid") AS (VALUES {values}) '
+    'UPDATE "outbox_message" SET "status" = \'sent\', '
+    '"channel_message_id" = (SELECT v."wamid" FROM v WHERE v."id" = "outbox_message"."id"), '
+    '"sent_at" = ?, "attempts" = "attempts" + 1, "error" = NULL WHERE "id" IN (SELECT "id" FROM v)'
+)
 WINDOW_CLOSED = 131047  # more than 24 h since the user last wrote: only an approved template may be sent
 
 
@@ -134,73 +144,33 @@ class Sender:
     # ── one round ──────────────────────────────────────────────────────────────────────────────────
 
     def run_once(self) -> int:
-        """Claim due rows, send them and record the outcomes. Returns how many rows were attempted."""
+        """Claim due rows, send them (different contacts in parallel) and record the outcomes. Returns how
+        many rows were attempted."""
         claimed = self.claim()
-        if not claimed:
-            return 0
-        by_contact: dict[str, list[Claimed]] = {}
-        for row in claimed:
-            by_contact.setdefault(row.contact_key, []).append(row)
-        outcomes = [o for contact in self._pool.map(self._send_contact, by_contact.values()) for o in contact]
-        # One transaction for the round: concurrent small commits would only queue on the database lock.
-        self._record(outcomes)
-        return sum(1 for _, a in outcomes if a is not None)
+        if claimed:
+            self._record(list(zip(claimed, self._pool.map(self.deliver, claimed))))
+        return len(claimed)
 
     def claim(self) -> list[Claimed]:
-        """Lease the next rows to send (see the module docstring)."""
+        """Lease the next rows to send: the oldest pending, due row of each contact with no older pending
+        row (see the module docstring). Two statements, no explicit transaction: the UPDATE is atomic."""
         now = self.clock()
-        O = OutboxMessage
-        older = O.alias()
-        blocked = older.select(SQL("1")).where(
-            (older.contact == O.contact) & (older.status == "pending") & (older.id < O.id)
-        )
-        firsts = (
-            O.select(O.id, O.contact)
-            .where((O.status == "pending") & (O.next_attempt_at <= now) & ~fn.EXISTS(blocked))
-            .order_by(O.id)
-            .limit(self.batch)
-        )
-        if is_postgres():
-            firsts = firsts.for_update(skip_locked=True)
-        with write_transaction():
-            contacts = [c for _, c in firsts.tuples()]
-            if not contacts:
-                return []
-            # Only the holder of a contact's oldest pending row may take its later rows: for everyone
-            # else they are blocked by that row, so this needs no further lock.
-            rows = []
-            taken: dict[str, int] = {}
-            for row in (
-                O.select(O.id, O.payload, O.attempts, Contact.key, Contact.wa_id)
-                .join(Contact)
-                .where(O.contact.in_(contacts) & (O.status == "pending") & (O.next_attempt_at <= now))
-                .order_by(O.id)
-                .tuples()
-            ):
-                # A bounded run per contact keeps a round (all timeouts in a row) well inside the lease.
-                if taken.get(row[3], 0) < MAX_PER_CONTACT:
-                    taken[row[3]] = taken.get(row[3], 0) + 1
-                    rows.append(row)
-            O.update(next_attempt_at=now + timedelta(seconds=self.policy.lease)).where(
-                O.id.in_([r[0] for r in rows])
-            ).execute()
-        return [Claimed(id=i, contact_key=key, to=wa_id or key, payload=p, attempts=a) for i, p, a, key, wa_id in rows]
-
-    def _send_contact(self, rows: list[Claimed]) -> list[tuple[Claimed, Attempt | None]]:
-        """Send one contact's rows in order; stop at the first that does not go through (None: not tried)."""
-        outcomes: list[tuple[Claimed, Attempt | None]] = []
-        stopped = False
-        # Past half the lease, leave the rest for the next round rather than risk a second sender.
-        deadline = time.monotonic() + self.policy.lease / 2
-        for row in rows:
-            stopped = stopped or time.monotonic() > deadline
-            if stopped:
-                outcomes.append((row, None))
-                continue
-            attempt = self.deliver(row)
-            outcomes.append((row, attempt))
-            stopped = not attempt.ok
-        return outcomes
+        sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
+        rows = execute(sql, (now + timedelta(seconds=self.policy.lease), now, self.batch)).fetchall()
+        if not rows:
+            return []
+        marks = ", ".join(["?"] * len(rows))
+        contacts = {
+            cid: (key, wa_id)
+            for cid, key, wa_id in execute(
+                f'SELECT "id", "key", "wa_id" FROM "contact" WHERE "id" IN ({marks})', [r[3] for r in rows]
+            ).fetchall()
+        }
+        claimed = []
+        for row_id, payload, attempts, contact_id in sorted(rows):
+            key, wa_id = contacts[contact_id]
+            claimed.append(Claimed(id=row_id, contact_key=key, to=wa_id or key, payload=payload, attempts=attempts))
+        return claimed
 
     # ── HTTP ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -250,32 +220,32 @@ class Sender:
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
-    def _record(self, outcomes: list[tuple[Claimed, Attempt | None]]) -> None:
+    def _record(self, outcomes: list[tuple[Claimed, Attempt]]) -> None:
+        """Write a round's outcomes: the sent rows in one statement, the rest one by one (rare)."""
         now = self.clock()
-        with write_transaction():
-            for row, attempt in outcomes:
-                if attempt is None:  # not tried because an earlier message to this contact did not go
-                    execute(_RELEASE, (now, row.id))
-                elif attempt.ok:
-                    execute(_SENT, (attempt.wamid, now, row.id))
-                elif attempt.retry and row.attempts + 1 < self.policy.max_attempts:
-                    delay = self.policy.delay(row.attempts + 1, self.jitter())
-                    outbox.retry_later(row.id, now + timedelta(seconds=delay), attempt.reason or "")
-                    log.warning(
-                        "send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
-                        row.id, row.attempts + 1, delay, attempt.reason,
-                    )
-                else:
-                    outbox.mark_failed(row.id, attempt.reason or "")
-                    why = f"gave up after {row.attempts + 1} attempts" if attempt.retry else "not retryable"
-                    note = (
-                        " — the 24-hour window is closed: only an approved template can reach this contact"
-                        if attempt.code == WINDOW_CLOSED else ""
-                    )
-                    log.error("send of outbox message %s failed, %s: %s%s", row.id, why, attempt.reason, note)
+        sent = [(row.id, attempt.wamid) for row, attempt in outcomes if attempt.ok]
+        if sent:
+            values = ", ".join(["(?, ?)"] * len(sent))
+            execute(_SENT.format(values=values), [x for pair in sent for x in pair] + [now])
         for row, attempt in outcomes:
-            if attempt is None:
+            if attempt.ok:
                 continue
+            if attempt.retry and row.attempts + 1 < self.policy.max_attempts:
+                delay = self.policy.delay(row.attempts + 1, self.jitter())
+                outbox.retry_later(row.id, now + timedelta(seconds=delay), attempt.reason or "")
+                log.warning(
+                    "send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
+                    row.id, row.attempts + 1, delay, attempt.reason,
+                )
+            else:
+                outbox.mark_failed(row.id, attempt.reason or "")
+                why = f"gave up after {row.attempts + 1} attempts" if attempt.retry else "not retryable"
+                note = (
+                    " — the 24-hour window is closed: only an approved template can reach this contact"
+                    if attempt.code == WINDOW_CLOSED else ""
+                )
+                log.error("send of outbox message %s failed, %s: %s%s", row.id, why, attempt.reason, note)
+        for row, attempt in outcomes:
             if attempt.ok:
                 self.metrics.messages_out.inc()
             else:
