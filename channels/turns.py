@@ -231,7 +231,7 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     now = ctx.clock()
     token = _token(worker_id)
     contact_id = find_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
-    claim = sessions.claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
+    claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
     # Checked under the claim: whoever handled this id before us for this contact has committed.
     if inbox.is_processed(inbound.message_id):
         sessions.release(claim)
@@ -263,7 +263,7 @@ def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *
     now = ctx.clock()
     token = _token(worker_id)
     contact_id = find_contact(contact, now)
-    claim = sessions.claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
+    claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
     try:
         result = start(flows, contact, flow_name, ctx, message_id=f"start-{uuid.uuid4().hex}")
     except KeyError:
@@ -279,7 +279,7 @@ def _wait_for_claim(contact_id: int, token: str, ctx: TurnContext, wait: float) 
     while True:
         # Jitter: waiters on one contact should not wake in lockstep and collide again.
         time.sleep(pause * (0.5 + random.random()))
-        claim = sessions.claim(contact_id, token, ctx.clock())
+        claim = sessions.try_claim(contact_id, token, ctx.clock())
         if claim is not None:
             return claim
         if time.monotonic() >= deadline:
@@ -325,7 +325,7 @@ def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxR
     looking again in a fresh transaction costs little.
     """
     for _ in range(_PICK_TRIES):
-        with sessions.claim_transaction():
+        with write_transaction():
             candidates = inbox.pending_contacts(now, limit=1)
             if not candidates:
                 return None
@@ -350,7 +350,7 @@ def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, li
     now = now or ctx.clock()
     done = 0
     for _session_id, contact_id, contact in sessions.due_for_expiry(now, limit):
-        claim = sessions.claim(contact_id, _token(None), now)
+        claim = sessions.try_claim(contact_id, _token(None), now)
         if claim is None:
             continue
         conversation = _conversation(contact, claim.state)

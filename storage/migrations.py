@@ -23,7 +23,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from .db import is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Event
+from .models import ALL_MODELS, Event, OutboxMessage
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -73,9 +73,16 @@ def _event_subject_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
     _add_index(db, migrator, Event._meta.table_name, ("subject",))
 
 
+def _outbox_pending_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # A partial index (WHERE status = 'pending'), which SchemaMigrator.add_index cannot express: the
+    # model's own index definition, created only when missing.
+    OutboxMessage._schema.create_indexes(safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
+    Migration("0003_outbox_pending_index", _outbox_pending_index, "senders find each contact's next message fast"),
 )
 
 

@@ -11,8 +11,8 @@ PostgreSQL. So a turn runs in three parts:
    database write lock for its duration (SQLite, like `BEGIN IMMEDIATE`), in one round trip; it returns
    no row when another live claim holds the contact, and the state otherwise, so loading it costs
    nothing more. Workers run it inside the `BEGIN IMMEDIATE` / `FOR UPDATE SKIP LOCKED` transaction
-   that picks their inbox row. On PostgreSQL a claim's commit does not wait for the disk
-   (claim_transaction): only the save has to be durable.
+   that picks their inbox row. On PostgreSQL a claim's commit does not wait for the disk: only the save
+   has to be durable.
 2. the turn — outside any transaction: the engine, actions, HTTP calls.
 3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
    claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
@@ -29,12 +29,11 @@ The claim token is unique per claim (worker id plus a random part) so two claims
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
-from .db import execute, is_postgres, write_transaction
+from .db import execute, is_postgres
 from .models import Session
 
 LEASE = timedelta(seconds=120)
@@ -43,14 +42,21 @@ _STATE_COLUMNS = ("flow", "flow_version", "step", "vars", "attempts", "status", 
                   "expires_at")
 _RETURNING = ", ".join(f'"{c}"' for c in ("id", *_STATE_COLUMNS))
 
-_CLAIM = (
-    'INSERT INTO "session" ("contact_id", "vars", "attempts", "status", "claimed_by", "claimed_until") '
-    "VALUES (?, '{}', 0, 'ended', ?, ?) "
+_CLAIM_TAIL = (
     'ON CONFLICT ("contact_id") DO UPDATE SET "claimed_by" = excluded."claimed_by", '
     '"claimed_until" = excluded."claimed_until" '
     'WHERE "session"."claimed_until" IS NULL OR "session"."claimed_until" < ? '
     f"RETURNING {_RETURNING}"
 )
+_CLAIM_COLUMNS = 'INSERT INTO "session" ("contact_id", "vars", "attempts", "status", "claimed_by", "claimed_until") '
+_CLAIM = {
+    False: _CLAIM_COLUMNS + "VALUES (?, '{}', 0, 'ended', ?, ?) " + _CLAIM_TAIL,
+    # PostgreSQL: the claim's transaction commits without waiting for the WAL flush (set_config(…, true)
+    # is local to the transaction, and the setting is read at commit), in the same single round trip.
+    True: _CLAIM_COLUMNS + "SELECT ?, '{}', 0, 'ended', ?, ? "
+                           "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
+          + _CLAIM_TAIL,
+}
 
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
@@ -98,33 +104,15 @@ def try_claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEA
 
     One statement: run alone it is its own transaction (on SQLite it takes the write lock for its
     duration, like BEGIN IMMEDIATE); a worker runs it inside the transaction that picks its inbox row.
+    On PostgreSQL that transaction's commit does not wait for the disk: a claim is soft state, and one
+    lost in a server crash only means the save finds its token gone (ClaimLost) and the message is
+    handled again, with the stored action results.
     """
-    row = execute(_CLAIM, (contact_id, token, now + lease, now)).fetchone()
+    row = execute(_CLAIM[is_postgres()], (contact_id, token, now + lease, now)).fetchone()
     if row is None:
         return None
     session_id, state = _decode(row)
     return Claim(session_id, contact_id, token, state)
-
-
-@contextmanager
-def claim_transaction() -> Iterator[None]:
-    """The write transaction a claim is taken in. On PostgreSQL its commit does not wait for the WAL to
-    reach the disk (synchronous_commit off for this transaction only; others still see it at once): a
-    claim is soft state, and one lost in a server crash only means the turn's save finds its token gone
-    (ClaimLost) and the message is handled again, with the stored action results.
-    """
-    with write_transaction():
-        if is_postgres():
-            execute("SET LOCAL synchronous_commit TO OFF")
-        yield
-
-
-def claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEASE) -> Claim | None:
-    """try_claim in a transaction of its own (on SQLite the one statement is that transaction)."""
-    if not is_postgres():
-        return try_claim(contact_id, token, now, lease)
-    with claim_transaction():
-        return try_claim(contact_id, token, now, lease)
 
 
 def save_and_release(claim: Claim, state: dict[str, Any]) -> None:
