@@ -276,75 +276,49 @@ def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = Fals
     return Result("failed", data)
 
 
-# ── omari.cancel ─────────────────────────────────────────────────────────────────────────────────────
+# ── omari.cancel / omari.expire ──────────────────────────────────────────────────────────────────────
 
-
-@action(
-    "omari.cancel",
-    params={
-        "type": "object",
-        "properties": {
-            "reference": {"type": "string", "description": "the payment's reference; empty when none was started"},
-        },
-        "required": ["reference"],
-        "additionalProperties": False,
+_REFERENCE_ONLY = {
+    "type": "object",
+    "properties": {
+        "reference": {"type": "string", "description": "the payment's reference; empty when none was started"},
     },
-    outcomes=["cancelled", "pending", "paid"],
-)
-def cancel(ctx: ActionContext, params: dict) -> Result:
-    """The customer gave up: mark the payment CANCELLED, then ask O'mari to void it (best effort).
+    "required": ["reference"],
+    "additionalProperties": False,
+}
 
-    A payment whose outcome is unknown (PENDING) is not cancelled — the money may have moved — and a paid
-    one stays paid; both say so through their outcome.
+
+def _stop(ctx: ActionContext, params: dict, status: str, outcome: str, reason: str) -> Result:
+    """End a payment the customer will not finish (CANCELLED or EXPIRED), then void it at O'mari.
+
+    A payment whose outcome is unknown (PENDING) is left alone — the money may have moved — and a paid one
+    stays paid; both say so through their outcome. The void is best effort: an OTP left unused expires.
     """
     reference = params["reference"].strip()
     row = payments.get(reference) if reference else None
     if row is None:
-        return Result("cancelled", {"reference": reference or None, "status": None})
+        return Result(outcome, {"reference": reference or None, "status": None})
     if row.status == payments.SUCCESS:
         return Result("paid", payment_data(row))
     if row.status == payments.PENDING:
         return Result("pending", payment_data(row))
-    changed = payments.transition(row.reference, payments.CANCELLED, from_statuses=[payments.INITIATED, payments.OTP_SENT],
-                                  now=ctx.clock(), error_message="cancelled by the customer")
+    changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
+                                  now=ctx.clock(), error_message=reason)
     if changed is not None:
         answer = _client(ctx).void(row.reference)
         if answer.outcome != SUCCESS:
             ctx.log.info("omari void of %s not confirmed (%s): the OTP simply expires", row.reference,
                          answer.response_code or answer.outcome)
-    return Result("cancelled", payment_data(payments.get(row.reference)))
+    return Result(outcome, payment_data(payments.get(row.reference)))
 
 
-# ── omari.expire ─────────────────────────────────────────────────────────────────────────────────────
+@action("omari.cancel", params=_REFERENCE_ONLY, outcomes=["cancelled", "pending", "paid"])
+def cancel(ctx: ActionContext, params: dict) -> Result:
+    """The customer gave up: mark the payment CANCELLED and void it at O'mari."""
+    return _stop(ctx, params, payments.CANCELLED, "cancelled", "cancelled by the customer")
 
 
-@action(
-    "omari.expire",
-    params={
-        "type": "object",
-        "properties": {
-            "reference": {"type": "string", "description": "the payment's reference; empty when none was started"},
-        },
-        "required": ["reference"],
-        "additionalProperties": False,
-    },
-    outcomes=["expired", "pending", "paid"],
-)
+@action("omari.expire", params=_REFERENCE_ONLY, outcomes=["expired", "pending", "paid"])
 def expire(ctx: ActionContext, params: dict) -> Result:
-    """The conversation timed out waiting for the OTP: mark the payment EXPIRED and void it (best effort).
-
-    For a flow's `expire: step:`. As with omari.cancel, a PENDING or paid payment is left as it is.
-    """
-    reference = params["reference"].strip()
-    row = payments.get(reference) if reference else None
-    if row is None:
-        return Result("expired", {"reference": reference or None, "status": None})
-    if row.status == payments.SUCCESS:
-        return Result("paid", payment_data(row))
-    if row.status == payments.PENDING:
-        return Result("pending", payment_data(row))
-    changed = payments.transition(row.reference, payments.EXPIRED, from_statuses=[payments.INITIATED, payments.OTP_SENT],
-                                  now=ctx.clock(), error_message="no OTP within the time allowed")
-    if changed is not None:
-        _client(ctx).void(row.reference)
-    return Result("expired", payment_data(payments.get(row.reference)))
+    """No OTP came in time (a flow's `expire: step:`): mark the payment EXPIRED and void it at O'mari."""
+    return _stop(ctx, params, payments.EXPIRED, "expired", "no OTP within the time allowed")
