@@ -67,7 +67,8 @@ def find_booking(reference: str) -> Booking | None:
     if not key:
         return None
     # A lookup runs on most payment turns: fixed SQL skips building the query each time.
-    return next(iter(Booking.raw(_FIND_SQL[is_postgres()], key)), None)
+    found = list(Booking.raw(_FIND_SQL[is_postgres()], key))  # read to the end: no cursor left open
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
