@@ -29,7 +29,9 @@ log = logging.getLogger("convoflow.whatsapp")
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches up to a few hundred items; anything far larger is not Meta
 
-_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden"}
+_STATUS_LINES = {
+    200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 503: "503 Service Unavailable",
+}
 
 # Receipts arrive unordered; a later "delivered" must not overwrite "read".
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -116,7 +118,12 @@ def create_app(
             hook = parse_webhook(body)
         except PayloadError as e:
             return refused(400, str(e), remote)
-        new, dup = store_webhook(hook, clock())
+        try:
+            new, dup = store_webhook(hook, clock())
+        except Exception as e:  # the database is down or broken: Meta retries anything that is not a 200
+            log.error("webhook could not store a delivery (%s: %s); Meta will deliver it again", type(e).__name__, e)
+            metrics.webhook_rejected.inc(reason="503")
+            return 503, "could not store the delivery, try again"
         if new:
             metrics.messages_in.inc(new)
             if on_inbox is not None:

@@ -113,3 +113,12 @@ def test_an_oversized_body_is_refused_and_stores_nothing(webhook, http):
     r = post(http, webhook, raw=big)
     assert r.status_code == 413
     assert InboxMessage.select().count() == 0
+
+
+def test_a_broken_database_answers_503_so_meta_delivers_again(webhook, http, db, caplog):
+    db.execute_sql('DROP TABLE "inbox_message"')
+    with caplog.at_level(logging.ERROR, "convoflow.whatsapp"):
+        r = post(http, webhook, wa.envelope([wa.text("263771234567", "pay")], [wa.contact("263771234567")]))
+    assert r.status_code == 503
+    assert "Meta will deliver it again" in caplog.text
+    assert Contact.select().count() == 0  # the transaction was rolled back as a whole
