@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -36,6 +37,7 @@ from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
 from engine.model import Flow, FlowSet
 from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
+from engine.registry import registry as default_registry
 from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, outbox, sessions
 from storage.contacts import contact_id as find_contact
@@ -53,7 +55,9 @@ WAIT = sessions.LEASE.total_seconds() + 10
 # How many times a worker looks again for a contact after losing a race for one, before it rests.
 _PICK_TRIES = 5
 
-_parsed: dict[tuple[str, int, str], Flow] = {}
+# Parsed flows per action registry (a flow is checked against the actions it may call), then by
+# (name, version, content hash). Weak keys: a test's throwaway registry takes its cache with it.
+_parsed: weakref.WeakKeyDictionary[ActionRegistry, dict[tuple[str, int, str], Flow]] = weakref.WeakKeyDictionary()
 _parsed_lock = threading.Lock()
 
 
@@ -66,20 +70,23 @@ class FlowsNotLoaded(RuntimeError):
 
 def load_flowset(registry: ActionRegistry | None = None) -> FlowSet:
     """The flows to run: the latest stored version of each flow plus every older version an active
-    conversation is still on. Parsed flows are cached by (name, version, content hash), so reloading
-    (the workers do it periodically) parses only what changed.
+    conversation is still on. Parsed flows are cached by registry and (name, version, content hash), so
+    reloading (the workers do it periodically) parses only what changed.
 
     A stored version that no longer loads is left out with a logged warning (its conversations then
     continue on the latest version); when the latest version of a flow fails, FlowsNotLoaded is raised.
     """
     from engine.load import load_text  # the loader pulls in jsonschema and the flow schema: only when needed
 
+    registry = registry if registry is not None else default_registry
+    with _parsed_lock:
+        parsed = _parsed.setdefault(registry, {})
     flows: list[Flow] = []
     failed: list[str] = []
     latest = {r.name: r.version for r in flowstore.latest_versions()}
     for row in flowstore.versions_in_use():
         key = (row.name, row.version, row.content_hash)
-        flow = _parsed.get(key)
+        flow = parsed.get(key)
         if flow is None:
             flow, problems = load_text(flowstore.source(row.name, row.version), row.file, registry=registry,
                                        version=row.version)
@@ -91,7 +98,7 @@ def load_flowset(registry: ActionRegistry | None = None) -> FlowSet:
                     failed.append(message)
                 continue
             with _parsed_lock:
-                _parsed[key] = flow
+                parsed[key] = flow
         flows.append(flow)
     if failed:
         raise FlowsNotLoaded("\n".join(failed))

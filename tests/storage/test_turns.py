@@ -11,6 +11,7 @@ import pytest
 from channels import turns
 from engine.context import TurnContext, utcnow
 from engine.messages import ACTIVE, EXPIRED
+from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, payments, sessions
 from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
@@ -307,3 +308,23 @@ def test_a_stop_mid_turn_gives_the_claim_back_at_once(db, monkeypatch):
     assert Session.get().claimed_by is None
     turns.handle_message(message("c1", "again"), flows, ctx, wait=0)
     assert texts("c1") == ["n=1", "n=2"]
+
+
+def test_a_contact_held_by_a_live_claim_makes_a_waiting_turn_give_up_with_contact_busy(db):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    assert sessions.try_claim(upsert_contact("c1", clock()), "other-worker", clock()) is not None
+
+    with pytest.raises(sessions.ContactBusy):
+        turns.handle_message(message("c1", "blocked"), flows, ctx, wait=0)
+    assert texts("c1") == ["n=1"]
+
+
+def test_stored_flows_that_no_longer_load_are_refused_with_their_problems(db):
+    clock = Clock()
+    store_counter(clock)
+    with pytest.raises(turns.FlowsNotLoaded, match="flow 'counter' version 1 no longer loads: .*test.increment"):
+        turns.load_flowset(ActionRegistry())
