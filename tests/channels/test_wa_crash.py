@@ -24,7 +24,7 @@ from channels.whatsapp import create_app
 from engine.context import utcnow
 from storage.bookings import add_booking, find_booking
 from storage.db import is_postgres
-from storage.models import InboxMessage, PaymentTransaction, Session
+from storage.models import InboxMessage, OutboxMessage, PaymentTransaction, Session
 
 import whatsapp_fakes as wa
 from channel_harness import store_flows
@@ -145,3 +145,40 @@ def test_a_worker_killed_mid_payment_loses_nothing_and_pays_once(db, settings, g
         webhook.close()
         omari.close()
         http.close()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_meta_holds_the_answer_sends_the_reply_after_restart(db, settings, graph, tmp_path):
+    """Meta accepted the reply but the worker died before recording it: after the restart the reply is
+    sent again — the one duplicate the Cloud API's lack of an idempotency key allows — and never lost."""
+    store_flows(os.path.join(REPO, "tests", "channels", "flows", "greet.yaml"))
+    omari = GatedSandbox()
+    webhook = wa.ServerThread(create_app(settings))
+    worker = start_worker(db, graph, omari, tmp_path)
+    try:
+        graph.hold_answers()
+        body = wa.body_of(wa.envelope([wa.text(TENDAI, "hi")], [wa.contact(TENDAI)]))
+        assert requests.post(webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)},
+                             timeout=10).status_code == 200
+        assert len(graph.wait_for(1, timeout=30)) == 1, (tmp_path / "worker.log").read_text()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        graph.release()
+        (row,) = OutboxMessage.select()
+        assert (row.status, row.channel_message_id) == ("pending", None)  # leased, outcome never recorded
+        OutboxMessage.update(next_attempt_at=utcnow() - timedelta(seconds=1)).execute()  # the lease runs out
+
+        worker = start_worker(db, graph, omari, tmp_path)
+        assert len(graph.wait_for(2, timeout=30)) == 2, (tmp_path / "worker.log").read_text()
+        assert graph.texts_to(TENDAI) == ["What is your name?", "What is your name?"]
+        assert wait_until(lambda: OutboxMessage.get_by_id(row.id).status == "sent")
+        assert OutboxMessage.get_by_id(row.id).channel_message_id.startswith("wamid.out.")
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        webhook.close()
+        omari.close()

@@ -120,6 +120,8 @@ class GraphStandIn:
         self._script: deque[tuple[int, dict]] = deque()
         self._lock = threading.Lock()
         self._count = itertools.count(1)
+        self._held = threading.Event()
+        self._held.set()
         self.arrived = threading.Condition(self._lock)
         stand_in = self
 
@@ -152,6 +154,14 @@ class GraphStandIn:
             for _ in range(times):
                 self._script.append((status, {"error": error or {"message": "stand-in failure", "code": 1}}))
 
+    def hold_answers(self) -> None:
+        """From now on, accept messages but keep the answers back until release() (a sender killed while
+        waiting for Meta's answer)."""
+        self._held.clear()
+
+    def release(self) -> None:
+        self._held.set()
+
     def _answer(self, path: str, auth: str | None, raw: bytes) -> tuple[int, dict]:
         with self._lock:
             if self._script:
@@ -160,6 +170,8 @@ class GraphStandIn:
             self.sent.append(Sent(path, auth, body))
             self.arrived.notify_all()
             to = body.get("to") or body.get("recipient")
+        self._held.wait(30)
+        with self._lock:
             return 200, {
                 "messaging_product": "whatsapp",
                 "contacts": [{"input": to, "wa_id": to}],
@@ -183,6 +195,7 @@ class GraphStandIn:
         return out
 
     def close(self) -> None:
+        self._held.set()
         self.server.shutdown()
         self.server.server_close()
 
