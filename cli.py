@@ -597,8 +597,11 @@ def serve(host: str, port: int, workers: int, sandbox: bool) -> None:
 
     try:
         run(settings, host=host, port=port, workers=workers, sandbox=sandbox, sms=_sandbox_sms, ready=ready)
-    except (NoFlowsLoaded, FlowsNotLoaded, OSError) as e:
+    except (NoFlowsLoaded, FlowsNotLoaded) as e:
         click.echo(f"flows: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"flows: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
         sys.exit(1)
 
 

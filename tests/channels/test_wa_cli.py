@@ -110,3 +110,17 @@ def test_the_app_factory_for_gunicorn_runs_the_same_service(sqlite_db, graph, mo
     finally:
         app.extensions["convoflow.workers"].stop()
         server.close()
+
+
+def test_serve_on_a_port_in_use_says_so(sqlite_db, tmp_path):
+    import socket
+
+    store_flows(os.path.join(FLOWS, "greet.yaml"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run(["serve", "--sandbox", "--port", str(port)],
+                           {**GOOD, "DATABASE_URL": f"sqlite:///{sqlite_db.database}"}, tmp_path)
+    assert code == 1
+    assert output.splitlines()[-1] == f"flows: cannot listen on 127.0.0.1:{port}: Address already in use"
