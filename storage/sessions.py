@@ -58,6 +58,17 @@ _CLAIM = {
           + _CLAIM_TAIL,
 }
 
+# The same claim for a known contact, found by its key in the same statement: no row when the contact is
+# new (nothing to insert from) or claimed; the caller then takes the slow path (create, claim or wait).
+_CLAIM_BY_KEY_TAIL = _CLAIM_TAIL + ', "contact_id"'
+_CLAIM_BY_KEY = {
+    False: _CLAIM_COLUMNS + "SELECT c.\"id\", '{}', 0, 'ended', ?, ? FROM \"contact\" c WHERE c.\"key\" = ? "
+           + _CLAIM_BY_KEY_TAIL,
+    True: _CLAIM_COLUMNS + "SELECT c.\"id\", '{}', 0, 'ended', ?, ? FROM \"contact\" c "
+                           "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
+                           "WHERE c.\"key\" = ? " + _CLAIM_BY_KEY_TAIL,
+}
+
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
     '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "claimed_by" = NULL, "claimed_until" = NULL '
@@ -113,6 +124,17 @@ def try_claim(contact_id: int, token: str, now: datetime, lease: timedelta = LEA
         return None
     session_id, state = _decode(row)
     return Claim(session_id, contact_id, token, state)
+
+
+def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedelta = LEASE) -> Claim | None:
+    """try_claim for a contact already stored, looked up by its key in the same statement (one round trip
+    for the common case). None when the contact is unknown or claimed: use try_claim with its id then.
+    """
+    row = execute(_CLAIM_BY_KEY[is_postgres()], (token, now + lease, contact_key, now)).fetchone()
+    if row is None:
+        return None
+    session_id, state = _decode(row[:-1])
+    return Claim(session_id, row[-1], token, state)
 
 
 def save_and_release(claim: Claim, state: dict[str, Any]) -> None:
