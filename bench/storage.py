@@ -260,17 +260,27 @@ def postgres_floor(url: str, contacts: range) -> int:
 # ── measuring ────────────────────────────────────────────────────────────────────────────────────────
 
 
-def timed(fn: Callable[[], int]) -> float:
-    """Turns per second of one call of fn (which returns how many turns it made)."""
-    start = time.perf_counter()
+_cpu: dict[int, list[float]] = {}  # id of a rates list -> this process's CPU µs per turn, run by run
+
+
+def timed(fn: Callable[[], int], rates: list[float]) -> None:
+    """Append the turns per second of one call of fn (which returns how many turns it made) to rates, and
+    note the CPU time this process spent per turn: on a shared machine the wall figure moves with the
+    neighbours' load, the CPU figure much less.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     n = fn()
-    return n / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    rates.append(n / wall)
+    _cpu.setdefault(id(rates), []).append(cpu / n * 1e6)
 
 
 def summary(label: str, rates: list[float]) -> str:
     median = statistics.median(rates)
-    return (f"{label:<34} median {median:8.0f} turns/s  ({1e6 / median:6.0f} µs/turn)  "
-            f"spread {min(rates):.0f}-{max(rates):.0f}  runs {', '.join(f'{r:.0f}' for r in rates)}")
+    cpu = _cpu.get(id(rates), [0.0])
+    return (f"{label:<34} median {median:8.0f} turns/s  ({1e6 / median:6.0f} µs/turn, CPU here "
+            f"{statistics.median(cpu):4.0f} µs)  spread {min(rates):.0f}-{max(rates):.0f}  "
+            f"runs {', '.join(f'{r:.0f}' for r in rates)}")
 
 
 def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, runs: int) -> None:
@@ -285,11 +295,11 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
             db = fresh(url)
             if which == "ours":
                 flows = seed(db)
-                rates.append(timed(lambda: persisted_turns(flows, range(contacts))))
+                timed(lambda: persisted_turns(flows, range(contacts)), rates)
             else:
                 seed(db)
                 db.close()
-                rates.append(timed(lambda: floor(range(contacts))))
+                timed(lambda: floor(range(contacts)), rates)
             db.close()
     print(summary(f"{name}: persisted turns", ours))
     print(summary(f"{name}: floor (bare driver, same rows)", bare))
@@ -417,7 +427,7 @@ def big(name: str, url: str, contacts: int, runs: int, sessions: int, inbox_rows
         turn_rates, worker_rates = [], []
         for run in range(runs):
             offset = (run + 1) * 10_000_000
-            turn_rates.append(timed(lambda: persisted_turns(flows, range(offset, offset + contacts))))
+            timed(lambda: persisted_turns(flows, range(offset, offset + contacts)), turn_rates)
             n, seconds = worker_round(flows, range(offset + 5_000_000, offset + 5_000_000 + contacts))
             worker_rates.append(n / seconds)
         return turn_rates, worker_rates
