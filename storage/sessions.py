@@ -25,6 +25,11 @@ unprocessed, so the message is handled again — actions return their stored res
 idempotency key, so nothing is paid twice. A second worker for a claimed contact either waits
 (handle_message polls with a growing pause, bounded) or moves on to another contact (process_inbox).
 The claim token is unique per claim (worker id plus a random part) so two claims by one worker differ.
+A clean stop mid-turn (Ctrl-C, SIGTERM) gives the claim back at once instead of waiting out the lease.
+
+Lock order on PostgreSQL: a worker's pick locks the inbox row, then the session row; the save writes the
+inbox row, then the session row. Same order, so two workers never wait on each other in a cycle, and a
+pick tries one contact per transaction (a failed `ON CONFLICT … WHERE` still locks the row it found).
 """
 from __future__ import annotations
 
