@@ -405,8 +405,8 @@ class _CopyStream(io.RawIOBase):
         return "\t".join("\\N" if v is None else str(v).replace("\\", "\\\\") for v in row) + "\n"
 
 
-def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float]:
-    """Queue one "pay" per contact in the inbox, then let a worker take them: process_inbox turns/s."""
+def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float, float]:
+    """Queue one "pay" per contact in the inbox, then let a worker take them: (turns, wall s, CPU s)."""
     now = utcnow()
     for c in contacts:
         contact = f"2638{c:08d}"
@@ -414,10 +414,10 @@ def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float]:
         inbox.add(contact_id, f"wamid.worker.{c}", {"contact": contact, "message_id": f"wamid.worker.{c}",
                                                      "text": "pay"}, now, now)
     ctx = TurnContext(registry=registry, invoke=turns.stored_invoke)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     done = turns.process_inbox(ctx, flows, limit=len(contacts) + 1, worker_id="bench")
     assert done == len(contacts), done
-    return done, time.perf_counter() - start
+    return done, time.perf_counter() - start, time.process_time() - cpu
 
 
 def big(name: str, url: str, contacts: int, runs: int, sessions: int, inbox_rows: int) -> None:
@@ -428,8 +428,9 @@ def big(name: str, url: str, contacts: int, runs: int, sessions: int, inbox_rows
         for run in range(runs):
             offset = (run + 1) * 10_000_000
             timed(lambda: persisted_turns(flows, range(offset, offset + contacts)), turn_rates)
-            n, seconds = worker_round(flows, range(offset + 5_000_000, offset + 5_000_000 + contacts))
+            n, seconds, cpu = worker_round(flows, range(offset + 5_000_000, offset + 5_000_000 + contacts))
             worker_rates.append(n / seconds)
+            _cpu.setdefault(id(worker_rates), []).append(cpu / n * 1e6)
         return turn_rates, worker_rates
 
     db = fresh(url)
