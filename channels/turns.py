@@ -238,9 +238,11 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     now = ctx.clock()
     token = _token(worker_id)
     claim = sessions.try_claim_by_key(inbound.contact, token, now)
-    if claim is None:  # a new contact, or one another worker holds
-        contact_id = find_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
-        claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
+    if claim is None:  # a new contact (created and claimed in one commit), or one another worker holds
+        with write_transaction():
+            contact_id = find_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
+            claim = sessions.try_claim(contact_id, token, now)
+        claim = claim or _wait_for_claim(contact_id, token, ctx, wait)
     # Checked under the claim: whoever handled this id before us for this contact has committed.
     if inbox.is_processed(inbound.message_id):
         sessions.release(claim)
