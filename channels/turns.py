@@ -54,6 +54,12 @@ WAIT = sessions.LEASE.total_seconds() + 10
 
 # How many times a worker looks again for a contact after losing a race for one, before it rests.
 _PICK_TRIES = 5
+# A message whose turn failed this many times (the database working, the turn raising each time) is set
+# aside with an apology, so one broken message does not hold its contact's later messages up for ever. A
+# database outage never reaches the cap: the failure cannot be counted while the database is down.
+MAX_TURN_ATTEMPTS = 3
+GAVE_UP_REPLY = ("Sorry, something went wrong on our side and I could not handle your last message. "
+                 "Send *menu* to start again.")
 
 # Parsed flows per action registry (a flow is checked against the actions it may call), then by
 # (name, version, content hash). Weak keys: a test's throwaway registry takes its cache with it.
@@ -317,14 +323,31 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
                 _save(claim, contact, result, ctx, inbox_id=row.id)
         except Exception as error:
             # The row stays unprocessed and the claim stays until its lease runs out: the message is
-            # tried again later, not in a tight loop.
+            # tried again later, not in a tight loop — up to MAX_TURN_ATTEMPTS times.
             try:
-                inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+                attempts = inbox.record_error(row.id, f"{type(error).__name__}: {error}")
             except Exception:  # the database itself failed: the original error is the one to report
                 log.warning("could not note the error on inbox row %s", row.id)
-            raise
+                raise error
+            if attempts < MAX_TURN_ATTEMPTS:
+                raise
+            _give_up(claim, contact, row, error, ctx)
         done += 1
     return done
+
+
+def _give_up(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:
+    """Set a message that keeps failing aside: processed with its error, the conversation left as it was,
+    the customer told, an error event for the operator.
+    """
+    now = ctx.clock()
+    log.error("inbox row %s failed %d times; set aside (%s)", row.id, MAX_TURN_ATTEMPTS, type(error).__name__)
+    with write_transaction():
+        inbox.mark_processed(row.id, now, error=f"gave up after {MAX_TURN_ATTEMPTS} attempts: {type(error).__name__}")
+        sessions.release(claim)
+        outbox.enqueue(claim.contact_id, [_outbound_dict(Outbound(to=contact, text=GAVE_UP_REPLY))], now)
+        events.record(EventRecord(now, "inbox.gave_up", contact, row.channel_message_id,
+                                  {"level": "error", "attempts": MAX_TURN_ATTEMPTS, "error": type(error).__name__}))
 
 
 def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:

@@ -75,9 +75,13 @@ def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
     execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
 
 
-def record_error(row_id: int, error: str) -> None:
-    """Note why handling a row failed; it stays unprocessed so it is tried again once its claim runs out."""
-    execute('UPDATE "inbox_message" SET "error" = ? WHERE "id" = ? AND "processed_at" IS NULL', (error[:2000], row_id))
+def record_error(row_id: int, error: str) -> int:
+    """Note why handling a row failed and count the failure; it stays unprocessed so it is tried again once
+    its claim runs out. Returns how many times handling it has failed.
+    """
+    row = execute('UPDATE "inbox_message" SET "error" = ?, "attempts" = "attempts" + 1 '
+                  'WHERE "id" = ? AND "processed_at" IS NULL RETURNING "attempts"', (error[:2000], row_id)).fetchone()
+    return row[0] if row else 0
 
 
 def oldest_pending(contact_id: int) -> InboxRow | None:

@@ -23,7 +23,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from .db import is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Event, OutboxMessage
+from .models import ALL_MODELS, Event, InboxMessage, OutboxMessage
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -83,6 +83,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
     Migration("0003_outbox_pending_index", _outbox_pending_index, "senders find each contact's next message fast"),
+    Migration("0004_inbox_attempts", lambda db, m: _add_columns(db, m, InboxMessage, "attempts"),
+              "count failed turns per message, so one that always fails stops holding its contact up"),
 )
 
 

@@ -66,6 +66,9 @@ class InboxMessage(BaseModel):
     received_at = pw.DateTimeField()
     processed_at = pw.DateTimeField(null=True)
     error = pw.TextField(null=True)
+    # turns that failed on this message (a worker gives up at a cap); a database default, since the inbox
+    # is written with plain SQL
+    attempts = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         indexes = ((("processed_at", "contact", "sent_at"), False),)

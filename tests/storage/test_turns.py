@@ -153,6 +153,39 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
     assert InboxMessage.get_by_id(row.id).processed_at is not None
 
 
+def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_next_one_is_handled(db, monkeypatch):
+    clock = Clock()
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    contact_id = upsert_contact("c1", clock())
+    broken, later = message("c1", "broken", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
+    for msg in (broken, later):
+        inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+
+    real_run_turn = turns.run_turn
+
+    def fails_on_broken(flows, conversation, inbound, ctx):
+        if inbound.text == "broken":
+            raise ValueError("a bug in a turn")
+        return real_run_turn(flows, conversation, inbound, ctx)
+
+    monkeypatch.setattr(turns, "run_turn", fails_on_broken)
+    for attempt in range(1, turns.MAX_TURN_ATTEMPTS):
+        with pytest.raises(ValueError):
+            turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
+        assert InboxMessage.get(InboxMessage.channel_message_id == broken.message_id).attempts == attempt
+        clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
+    assert turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # the last try gives up
+
+    row = InboxMessage.get(InboxMessage.channel_message_id == broken.message_id)
+    assert row.processed_at is not None and row.error.startswith("gave up after 3 attempts")
+    assert texts("c1") == ["n=1", turns.GAVE_UP_REPLY]
+    assert turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # not held up: the next message runs
+    assert texts("c1") == ["n=1", turns.GAVE_UP_REPLY, "n=2"]
+
+
 def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(db):
     clock = Clock()
     registry = counter_registry()
