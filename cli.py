@@ -507,6 +507,8 @@ def demo(contact: str, otp: str | None) -> None:
         raise click.BadParameter("a code is 4 to 8 digits", param_hint="--otp")
     services = sandbox_services(settings, fixed_otp=otp)
     ctx = TurnContext(registry=registry, services=services, invoke=persisted.stored_invoke)
+    # The sandbox starts empty each run: a payment left waiting for its code last time cannot finish now.
+    left_open = persisted.close_conversation(contact, flows, ctx)
     due = money(store.balance_due(booking), booking.currency)
     click.echo(
         "convoflow demo: the O'mari payment conversation, in this terminal.\n"
@@ -518,6 +520,7 @@ def demo(contact: str, otp: str | None) -> None:
         f"Try: pay → {booking.reference} → 50 → 1 (Ecocash) → {DEMO_CONTACT} → the code from the SMS line.\n"
         "Send cancel to stop a payment, menu for the menu"
         + (", Ctrl-D to leave.\n" if sys.stdin.isatty() else ".\n")
+        + ("(The conversation you left open last time has been closed.)\n" if left_open else "")
     )
     chat_loop(
         lambda inbound: persisted.handle_message(inbound, flows, ctx),

@@ -290,6 +290,27 @@ def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *
     return result
 
 
+def close_conversation(contact: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None,
+                       wait: float = WAIT) -> TurnResult | None:
+    """Expire the contact's active conversation now, through the flow's expiry (its step and message), as
+    if it had timed out; None when there was none. For `flows demo`, whose sandbox forgets a payment left
+    half-way between runs.
+    """
+    ctx = _persistent(ctx)
+    now = ctx.clock()
+    token = _token(worker_id)
+    contact_id = find_contact(contact, now)
+    claim = sessions.try_claim(contact_id, token, now) or _wait_for_claim(contact_id, token, ctx, wait)
+    conversation = _conversation(contact, claim.state)
+    if conversation is None or not conversation.active:
+        sessions.release(claim)
+        return None
+    with _released_on_stop(claim):
+        result = expire(flows, conversation, ctx)
+        _save(claim, contact, result, ctx)
+    return result
+
+
 def _wait_for_claim(contact_id: int, token: str, ctx: TurnContext, wait: float) -> sessions.Claim:
     deadline = time.monotonic() + wait
     pause = 0.0005

@@ -112,6 +112,20 @@ def test_demo_pays_the_demo_booking_from_a_script(tmp_path):
     assert again.exit_code == 0 and "balance due $250.00" in again.stdout  # same booking, not a second one
 
 
+def test_demo_closes_a_payment_left_waiting_for_its_code_so_pay_starts_afresh(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    left = flows(url, "demo", input="pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n")
+    assert left.exit_code == 0 and "Please enter the code" in left.stdout
+
+    script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n123456\n"
+    again = flows(url, "demo", "--otp", "123456", input=script)
+    assert again.exit_code == 0, again.output
+    assert "The conversation you left open last time has been closed." in again.stdout
+    assert "Payment successful" in again.stdout and "New balance: $250.00" in again.stdout
+    statuses = flows(url, "payments", "list", "--json")
+    assert sorted(p["status"] for p in json.loads(statuses.stdout)) == ["EXPIRED", "SUCCESS"]
+
+
 def test_demo_refuses_a_code_that_is_not_digits(tmp_path):
     result = flows(f"sqlite:///{tmp_path / 'demo.db'}", "demo", "--otp", "12ab", input="")
     assert result.exit_code == 2 and "4 to 8 digits" in result.stderr
