@@ -12,23 +12,16 @@ from __future__ import annotations
 
 from engine.registry import ActionContext, Result, action
 from storage import payments
-from storage.bookings import find_booking
+from storage.bookings import as_dict, find_booking
 from storage.models import Booking
 from storage.money import format_amount, from_minor
 
 
 def booking_data(booking: Booking) -> dict:
-    """What a flow may show about a booking."""
-    return {
-        "reference": booking.reference,
-        "customer": booking.customer,
-        "tour": booking.tour,
-        "currency": booking.currency,
-        "total": format_amount(from_minor(booking.total_minor)),
-        "amount_paid": format_amount(from_minor(booking.paid_minor)),
-        "balance_due": format_amount(payments.balance_due(booking)),
-        "payment_status": booking.payment_status,
-    }
+    """What a flow may show about a booking: the `flows bookings show --json` fields, plus `total`."""
+    data = as_dict(booking)
+    data["total"] = data["total_amount"]
+    return data
 
 
 @action(
