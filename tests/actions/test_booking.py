@@ -38,7 +38,7 @@ def test_lookup_finds_a_booking_ignoring_case_and_space(booking, typed):
     assert result.outcome == "found"
     assert result.data == {
         "reference": REF, "customer": "Tendai Moyo", "tour": "Victoria Falls 3-day safari", "currency": "USD",
-        "total": "300.00", "amount_paid": "20.50", "balance_due": "279.50", "payment_status": "PARTIAL",
+        "total": "300.00", "total_amount": "300.00", "amount_paid": "20.50", "balance_due": "279.50", "payment_status": "PARTIAL",
     }
 
 
