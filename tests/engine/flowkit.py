@@ -5,7 +5,6 @@ Flows are built directly from engine.model so the runner's tests do not depend o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 from engine.context import TurnContext
@@ -13,8 +12,8 @@ from engine.messages import Choice, Conversation, Inbound, TurnResult
 from engine.model import Expect, Flow, FlowSet, Route, Step
 from engine.registry import ActionRegistry
 from engine.runner import run_turn
+from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
 
-START = datetime(2026, 11, 26, 9, 0, 0)
 
 
 def routes(next: Any) -> tuple[Route, ...]:
@@ -48,17 +47,6 @@ def flow(name: str, *steps: Step, **kw: Any) -> Flow:
     return Flow(name=name, steps={s.name: s for s in steps}, **kw)
 
 
-class Clock:
-    """A clock tests move by hand."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass

@@ -4,7 +4,7 @@ on one movable clock.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
@@ -21,25 +21,14 @@ from storage import flowstore, outbox, payments
 from storage.bookings import add_booking, find_booking
 from storage.models import Contact, PaymentTransaction, Session
 from storage.settings import Settings
+from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
 
 REPO = Path(__file__).resolve().parents[2]
-START = datetime(2026, 11, 26, 9, 0, 0)
 PHONE = "263771234567"
 REF = "BK-SLYKER-TECH-20251023"
 TOUR = "Victoria Falls 3-day safari"
 
 
-class Clock:
-    """One clock for the turns, the actions and the sandbox; tests move it by hand."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def store_shipped_flows(now: datetime) -> None:

@@ -1,15 +1,15 @@
 """Helpers for the persisted-turn tests: a counting flow on its own action registry, a movable clock."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import count
 
 from engine.context import TurnContext
 from engine.messages import Inbound
 from engine.registry import ActionRegistry, Result
 from storage import flowstore
+from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
 
-START = datetime(2026, 11, 26, 9, 0, 0)
 
 COUNTER = """\
 flow: counter
@@ -36,17 +36,6 @@ steps:
 """
 
 
-class Clock:
-    """A clock the test moves by hand (thread-safe enough: it only changes between phases of a test)."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def counter_registry(calls: list | None = None) -> ActionRegistry:
