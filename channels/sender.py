@@ -39,7 +39,7 @@ log = logging.getLogger("convoflow.sender")
 # Graph error codes worth another try: throughput (130429), too many messages to one user (131056),
 # service trouble (131016, 131000). Anything else in a 4xx is our fault or the user's: retrying won't help.
 RETRY_CODES = frozenset({130429, 131056, 131016, 131000})
-# A round is two statements out and one back, written as SQL that both databases run.
+# A round is one statement out and one back, written as SQL that both databases run.
 # Claim: lease the first pending, due row of each contact whose earlier rows are all sent or failed (so
 # one contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so
 # two senders never take the same row; the UPDATE then moves them out of reach for the lease.
@@ -48,7 +48,9 @@ _CLAIM = (
     'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
     'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
     'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
-    'RETURNING "id", "payload", "attempts", "contact_id"'
+    'RETURNING "id", "payload", "attempts", '
+    '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
+    '(SELECT c."wa_id" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
 )
 # Record: every row the Graph API accepted, with its wamid, in one statement.
 _SENT = (
@@ -153,22 +155,12 @@ class Sender:
 
     def claim(self) -> list[Claimed]:
         """Lease the next rows to send: the oldest pending, due row of each contact with no older pending
-        row (see the module docstring). Two statements, no explicit transaction: the UPDATE is atomic."""
+        row (see the module docstring). One statement, no explicit transaction: the UPDATE is atomic."""
         now = self.clock()
         sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
         rows = execute(sql, (now + timedelta(seconds=self.policy.lease), now, self.batch)).fetchall()
-        if not rows:
-            return []
-        marks = ", ".join(["?"] * len(rows))
-        contacts = {
-            cid: (key, wa_id)
-            for cid, key, wa_id in execute(
-                f'SELECT "id", "key", "wa_id" FROM "contact" WHERE "id" IN ({marks})', [r[3] for r in rows]
-            ).fetchall()
-        }
         claimed = []
-        for row_id, payload, attempts, contact_id in sorted(rows):
-            key, wa_id = contacts[contact_id]
+        for row_id, payload, attempts, key, wa_id in sorted(rows):
             claimed.append(Claimed(id=row_id, contact_key=key, to=wa_id or key, payload=payload, attempts=attempts))
         return claimed
 

@@ -42,7 +42,7 @@ from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, outbox, sessions
 from storage.contacts import contact_id as find_contact
 from storage.contacts import touch
-from storage.db import execute, write_transaction
+from storage.db import execute, is_postgres, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
 
@@ -214,6 +214,14 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
+    if inbox_id is not None and received is None and is_postgres():
+        # A worker's save on PostgreSQL: the same writes in one statement and one round trip.
+        sessions.save_and_release(claim, _state(result.conversation, claim.state), sessions.Processed(
+            inbox_id, now,
+            [json.dumps(_outbound_dict(m), separators=(",", ":"), ensure_ascii=False) for m in result.outbound],
+            [(now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
+             for e in result.events]))
+        return
     with write_transaction():
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
         # two never wait on each other in a cycle.
@@ -379,6 +387,8 @@ def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxR
     waits on it (a deadlock). Losing the race is rare (the query already skips claimed contacts), so
     looking again in a fresh transaction costs little.
     """
+    if is_postgres():
+        return _claim_next_postgres(token, now)
     for _ in range(_PICK_TRIES):
         with write_transaction():
             candidates = inbox.pending_contacts(now, limit=1)
@@ -388,12 +398,30 @@ def _claim_next(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxR
             claim = sessions.try_claim(contact_id, token, now)
             if claim is None:
                 continue
-            row = inbox.oldest_pending(contact_id)
-            if row is None:  # handled by someone else between the two reads
+            found = inbox.oldest_pending_with_key(contact_id)
+            if found is None:  # handled by someone else between the two reads
                 sessions.release(claim)
                 continue
-            contact = execute('SELECT "key" FROM "contact" WHERE "id" = ?', (contact_id,)).fetchone()[0]
-            return claim, row, contact
+            return claim, found[0], found[1]
+    return None
+
+
+def _claim_next_postgres(token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
+    """_claim_next in two round trips: the pick and the claim in one statement (its own transaction, see
+    sessions.claim_next), then the contact's oldest unprocessed message read after the claim committed —
+    a fresh snapshot, so a message the previous holder of the claim handled is not taken again.
+    """
+    for _ in range(_PICK_TRIES):
+        found, claim = sessions.claim_next(token, now)
+        if not found:
+            return None
+        if claim is None:
+            continue
+        taken = inbox.oldest_pending_with_key(claim.contact_id)
+        if taken is None:  # handled by someone else between the pick and the claim
+            sessions.release(claim)
+            continue
+        return claim, taken[0], taken[1]
     return None
 
 

@@ -53,6 +53,14 @@ def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
     """Record one webhook's contacts, messages and receipts in one transaction. Returns (new, duplicate)."""
     if not hook.messages and not hook.statuses:
         return 0, 0
+    if (is_postgres() and len(hook.messages) == 1 and len(hook.contacts) == 1 and not hook.statuses
+            and hook.messages[0].inbound.contact == hook.contacts[0].key):
+        # The usual delivery, one message from one contact: one statement, no explicit transaction.
+        r, c = hook.messages[0], hook.contacts[0]
+        i = r.inbound
+        inserted = inbox.add_with_contact(c.key, c.wa_id, c.profile_name, i.message_id, inbox_payload(r),
+                                          i.timestamp or now, now)
+        return (1, 0) if inserted else (0, 1)
     new = dup = 0
     with (nullcontext() if is_postgres() else _SQLITE_WRITER), write_transaction():
         # Sorted: two requests naming the same contacts or messages lock them in the same order.

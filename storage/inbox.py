@@ -47,6 +47,30 @@ def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_
     return _row(existing), False
 
 
+# PostgreSQL: the contact's upsert and the message's insert in one statement, run on its own (autocommit, so
+# durable before the caller answers): one round trip for the usual webhook (one contact, one message)
+# instead of BEGIN, two statements and COMMIT. A row only when the message is new.
+_ADD_WITH_CONTACT = (
+    'WITH c AS (INSERT INTO "contact" ("key", "wa_id", "profile_name", "created_at", "last_seen_at") '
+    'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("key") DO UPDATE SET "last_seen_at" = excluded."last_seen_at", '
+    '"profile_name" = COALESCE(excluded."profile_name", "contact"."profile_name"), '
+    '"wa_id" = COALESCE(excluded."wa_id", "contact"."wa_id") RETURNING "id") '
+    'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
+    'SELECT ?, c."id", ?, ?, ? FROM c ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
+)
+
+
+def add_with_contact(contact_key: str, wa_id: str | None, profile_name: str | None, channel_message_id: str,
+                     payload: dict[str, Any], sent_at: datetime, now: datetime) -> bool:
+    """PostgreSQL only, outside a transaction: upsert the contact (as contacts.upsert_contact does) and store
+    one received message, in one statement that commits on its own. True when the message is new.
+    """
+    body = json.dumps(payload, separators=(",", ":"), default=str)
+    row = execute(_ADD_WITH_CONTACT, (contact_key, wa_id, profile_name, now, now, channel_message_id, body, sent_at,
+                                      now)).fetchone()
+    return row is not None
+
+
 def is_processed(channel_message_id: str) -> bool:
     """Whether a message with this id was handled already (a redelivery)."""
     row = execute('SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ?',
@@ -90,6 +114,15 @@ def oldest_pending(contact_id: int) -> InboxRow | None:
         f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "processed_at" IS NULL AND "contact_id" = ? '
         'ORDER BY "sent_at", "id" LIMIT 1', (contact_id,)).fetchone()
     return _row(r) if r else None
+
+
+def oldest_pending_with_key(contact_id: int) -> tuple[InboxRow, str] | None:
+    """oldest_pending and the contact's key, in one statement."""
+    r = execute(
+        f'SELECT {", ".join("i." + c for c in _COLUMNS.split(", "))}, c."key" FROM "inbox_message" i '
+        'JOIN "contact" c ON c."id" = i."contact_id" WHERE i."processed_at" IS NULL AND i."contact_id" = ? '
+        'ORDER BY i."sent_at", i."id" LIMIT 1', (contact_id,)).fetchone()
+    return (_row(r), r[6]) if r else None
 
 
 def pending_contacts(now: datetime, limit: int = 1) -> list[int]:

@@ -11,13 +11,14 @@ PostgreSQL. So a turn runs in three parts:
    database write lock for its duration (SQLite, like `BEGIN IMMEDIATE`), in one round trip; it returns
    no row when another live claim holds the contact, and the state otherwise, so loading it costs
    nothing more. Workers run it inside the `BEGIN IMMEDIATE` / `FOR UPDATE SKIP LOCKED` transaction
-   that picks their inbox row. On PostgreSQL a claim's commit does not wait for the disk: only the save
+   that picks their inbox row (on PostgreSQL the pick and the claim are one statement: claim_next). On PostgreSQL a claim's commit does not wait for the disk: only the save
    has to be durable.
 2. the turn — outside any transaction: the engine, actions, HTTP calls.
 3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
    claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
    finds no row the claim was lost (the lease ran out and another worker took over): the transaction is
-   rolled back and ClaimLost raised, so a stale worker never overwrites newer state.
+   rolled back and ClaimLost raised, so a stale worker never overwrites newer state. On PostgreSQL a
+   worker's save is one statement whose writes all depend on that update (save_and_release's `processed`).
 
 A worker that dies mid-turn leaves its claim behind; the lease (LEASE, longer than the 40 s action
 timeout plus margin) lets another worker take the contact once it runs out, and the inbox row is still
@@ -36,6 +37,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from .db import execute, is_postgres
@@ -74,6 +76,20 @@ _CLAIM_BY_KEY = {
                            "WHERE c.\"key\" = ? " + _CLAIM_BY_KEY_TAIL,
 }
 
+# PostgreSQL: a worker's pick in one statement (its own transaction): lock the oldest unprocessed inbox
+# row of a contact nobody holds (SKIP LOCKED, so concurrent workers pick different contacts), then claim
+# that contact's session — inbox row before session row, the lock order of the save. One row back when a
+# candidate was found: its contact id, then the claimed session (NULLs when another worker won the race).
+_CLAIM_NEXT = (
+    'WITH pick AS (SELECT i."contact_id" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = '
+    'i."contact_id" WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
+    'ORDER BY i."sent_at", i."id" LIMIT 1 FOR UPDATE OF i SKIP LOCKED), '
+    'claimed AS (' + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
+    "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ') '
+    f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))} '
+    'FROM pick LEFT JOIN claimed ON true'
+)
+
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
     '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "claimed_by" = NULL, "claimed_until" = NULL '
@@ -105,6 +121,18 @@ class Claim:
     contact_id: int
     token: str
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What a worker's save writes besides the session (save_and_release's one-statement form, PostgreSQL):
+    the inbox row to mark processed, the outbox rows (JSON texts, in order) and the events ((at, kind,
+    contact key, subject, detail JSON) tuples)."""
+
+    inbox_id: int
+    at: datetime
+    outbound: list[str]
+    events: list[tuple]
 
 
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
@@ -142,17 +170,73 @@ def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedel
     return Claim(session_id, row[-1], token, state)
 
 
-def save_and_release(claim: Claim, state: dict[str, Any]) -> None:
+def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[bool, Claim | None]:
+    """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
+    holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
+    (True, None) when another worker claimed it first, (True, claim) otherwise.
+    """
+    row = execute(_CLAIM_NEXT, (now, token, now + lease, now)).fetchone()
+    if row is None:
+        return False, None
+    if row[1] is None:
+        return True, None
+    session_id, state = _decode(row[1:])
+    return True, Claim(session_id, row[0], token, state)
+
+
+def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> None:
     """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours.
 
     Call inside the write transaction that also writes the outbox and marks the inbox row processed.
+
+    With `processed` (PostgreSQL only, outside a transaction): a worker's whole save in one statement, its
+    own transaction, durable at commit — the inbox row marked processed (locked first, the lock order of a
+    worker's pick), the new state with the claim released, the outbox rows and the events. Every write
+    depends on the session update: when the claim is no longer ours nothing is written and ClaimLost is
+    raised, as in the transaction form.
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
     params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"), sort_keys=True)
     params[4] = state.get("attempts") or 0
-    cursor = execute(_SAVE, (*params, claim.session_id, claim.token))
-    if cursor.rowcount != 1:
+    params += [claim.session_id, claim.token]
+    if processed is not None:
+        saved = _save_processed(claim, params, processed)
+    else:
+        saved = execute(_SAVE, params).rowcount
+    if saved != 1:
         raise ClaimLost(f"the claim on session {claim.session_id} ran out before the turn saved")
+
+
+@lru_cache(maxsize=64)
+def _save_processed_sql(outbound: int, events: int) -> str:
+    parts = [
+        # The inbox row is locked first (the lock order of a worker's pick), then the session row.
+        'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
+        's AS (' + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
+        'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
+    ]
+    if outbound:
+        values = ", ".join(f"({n}, ?)" for n in range(outbound))
+        parts.append(
+            'o AS (INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
+            f'"created_at") SELECT ?, v.p, \'pending\', 0, ?, ? FROM (VALUES {values}) AS v (n, p) '
+            'WHERE EXISTS (SELECT 1 FROM s) ORDER BY v.n)')
+    if events:
+        values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
+        parts.append(
+            'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
+            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
+            'WHERE EXISTS (SELECT 1 FROM s) ORDER BY v.n)')
+    return ", ".join(parts) + ' SELECT COUNT(*) FROM s'
+
+
+def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
+    params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
+    if processed.outbound:
+        params += [claim.contact_id, processed.at, processed.at, *processed.outbound]
+    for event in processed.events:
+        params += event
+    return execute(_save_processed_sql(len(processed.outbound), len(processed.events)), params).fetchone()[0]
 
 
 def release(claim: Claim) -> None:
