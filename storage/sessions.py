@@ -11,8 +11,8 @@ PostgreSQL. So a turn runs in three parts:
    database write lock for its duration (SQLite, like `BEGIN IMMEDIATE`), in one round trip; it returns
    no row when another live claim holds the contact, and the state otherwise, so loading it costs
    nothing more. Workers run it inside the `BEGIN IMMEDIATE` / `FOR UPDATE SKIP LOCKED` transaction
-   that picks their inbox row (on PostgreSQL the pick and the claim are one statement: claim_next). On PostgreSQL a claim's commit does not wait for the disk: only the save
-   has to be durable.
+   that picks their inbox row (on PostgreSQL the pick and the claim are one statement: claim_next). On
+   PostgreSQL a claim's commit does not wait for the disk: only the save has to be durable.
 2. the turn — outside any transaction: the engine, actions, HTTP calls.
 3. save — one write transaction: `UPDATE session … SET <new state>, claimed_by = NULL WHERE id = ? AND
    claimed_by = <token>`, plus the outbox rows and the inbox row marked processed. When the update
