@@ -173,10 +173,11 @@ def bench_acks(url: str, graph: wa.GraphStandIn, n: int, threads: int, run: int)
     return n / wall, pct(lat, 50) * 1000, pct(lat, 99) * 1000
 
 
-def bench_e2e(url: str, graph: wa.GraphStandIn, n: int, contacts: int, threads: int, run: int) -> tuple[float, float]:
+def bench_e2e(url: str, graph: wa.GraphStandIn, n: int, contacts: int, threads: int, run: int,
+              turn_threads: int) -> tuple[float, float]:
     """Messages/s from the first POST to the last reply at the stand-in; and the idle RSS after it."""
     prepare(url)
-    server = Server(url, graph.url, workers=2)
+    server = Server(url, graph.url, workers=turn_threads)
     try:
         per = bodies(n, contacts, f"e2e{run}")
         expected = len(graph.sent) + n  # the echo flow answers every message with one reply
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100, help="contacts in the end-to-end run")
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
+    parser.add_argument("--workers", type=int, default=2, help="turn threads of the server in the end-to-end run")
     args = parser.parse_args()
 
     targets = []
@@ -227,14 +229,14 @@ def main() -> None:
             for run in range(args.runs):
                 a, l50, l99 = bench_acks(url, graph, args.acks, args.threads, run)
                 acks.append(a), p50.append(l50), p99.append(l99)
-                m, r = bench_e2e(url, graph, args.messages, args.contacts, args.threads, run)
+                m, r = bench_e2e(url, graph, args.messages, args.contacts, args.threads, run, args.workers)
                 e2e.append(m), rss.append(r)
             print(f"\n{name} (load average {os.getloadavg()[0]:.1f} at the end)")
             print("  " + summary("webhook acks", acks, "acks/s"))
             print("  " + summary("ack latency p50", p50, "ms", "{:.2f}"))
             print("  " + summary("ack latency p99", p99, "ms", "{:.2f}"))
             print("  " + summary("end-to-end", e2e, "messages/s"))
-            print("  " + summary("idle RSS (serve, 2 workers)", rss, "MB", "{:.1f}"))
+            print("  " + summary(f"idle RSS (serve, {args.workers} workers)", rss, "MB", "{:.1f}"))
     finally:
         graph.close()
 
