@@ -10,25 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timed(cmd: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    assert done.returncode == 0, done.stderr[-2000:]
-    return elapsed
-
-
-def report(label: str, times: list[float]) -> None:
-    print(f"{label}: " + " ".join(f"{t * 1000:.0f}" for t in times) + " ms")
-    print(f"  median {statistics.median(times) * 1000:.0f} ms, spread {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms")
+from benchkit import report, timed
 
 
 def main() -> None:

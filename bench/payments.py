@@ -24,6 +24,7 @@ from itertools import count
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import actions  # noqa: E402
+from benchkit import fresh_database  # noqa: E402
 from actions.omari_sandbox import OmariSandbox  # noqa: E402
 from channels import turns  # noqa: E402
 from engine.context import TurnContext  # noqa: E402
@@ -32,8 +33,7 @@ from engine.messages import Inbound  # noqa: E402
 from engine.registry import registry  # noqa: E402
 from storage import flowstore  # noqa: E402
 from storage.bookings import add_booking  # noqa: E402
-from storage.db import is_postgres, open_database, utcnow  # noqa: E402
-from storage.migrations import upgrade  # noqa: E402
+from storage.db import utcnow  # noqa: E402
 from storage.models import PaymentTransaction  # noqa: E402
 from storage.settings import Settings  # noqa: E402
 
@@ -41,21 +41,9 @@ FLOWS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TURNS_PER_PAYMENT = 6
 
 
-def fresh(url: str):
-    if url.startswith("sqlite:///"):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(url[len("sqlite:///"):] + suffix):
-                os.remove(url[len("sqlite:///"):] + suffix)
-    db = open_database(url)
-    if is_postgres(db):
-        db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    upgrade(db)
-    return db
-
-
 def one_run(url: str, n: int) -> float:
     """Seconds for n complete payments on a fresh database."""
-    db = fresh(url)
+    db = fresh_database(url)
     report = load_paths([FLOWS], registry)
     now = utcnow()
     for name, (file, text) in report.sources.items():

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ sys.path.insert(0, ROOT)
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
+from benchkit import report, timed  # noqa: E402
 from engine.template_check import inspect_expression, inspect_template  # noqa: E402
 
 
@@ -109,16 +108,7 @@ def time_in_process(path: str) -> float:
 
 
 def time_subprocess(path: str) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli", "validate", path], cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return elapsed
-
-
-def report(label: str, times: list[float]) -> None:
-    print(f"{label}: " + " ".join(f"{t * 1000:.0f}" for t in times) + " ms")
-    print(f"  median {statistics.median(times) * 1000:.0f} ms, spread {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms")
+    return timed([sys.executable, "-m", "cli", "validate", path])
 
 
 def main() -> None:

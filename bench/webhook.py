@@ -38,18 +38,10 @@ ECHO_FLOW = os.path.join(REPO, "tests", "channels", "flows", "echo.yaml")
 
 def prepare(url: str) -> None:
     """A fresh schema with the echo flow stored, as `flows db upgrade` + `flows load` would leave it."""
+    from benchkit import fresh_database
     from storage import flowstore
-    from storage.db import is_postgres, open_database
-    from storage.migrations import upgrade
 
-    if url.startswith("sqlite:///"):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(url[len("sqlite:///"):] + suffix):
-                os.remove(url[len("sqlite:///"):] + suffix)
-    db = open_database(url)
-    if is_postgres(db):
-        db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    upgrade(db)
+    db = fresh_database(url)
     with open(ECHO_FLOW, encoding="utf-8") as f:
         flowstore.store("echo", f.read(), ECHO_FLOW, datetime(2026, 1, 1))
     db.close()
