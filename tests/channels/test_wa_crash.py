@@ -79,6 +79,16 @@ def start_worker(db, graph, omari: GatedSandbox, tmp_path) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
+def stop(worker: subprocess.Popen) -> None:
+    """SIGTERM a worker still running, SIGKILL it if it does not stop in time."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_payment_loses_nothing_and_pays_once(db, settings, graph, tmp_path):
     store_flows(os.path.join(REPO, "flows", "main_menu.yaml"), os.path.join(REPO, "flows", "omari_payment.yaml"))
@@ -136,12 +146,7 @@ def test_a_worker_killed_mid_payment_loses_nothing_and_pays_once(db, settings, g
         assert find_booking(REF).paid_minor == 5000
         assert omari.sandbox.calls.count("request") == 1 and omari.sandbox.calls.count("auth") == 1
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(worker)
         webhook.close()
         omari.close()
         http.close()
@@ -174,11 +179,6 @@ def test_a_worker_killed_while_meta_holds_the_answer_sends_the_reply_after_resta
         assert wait_until(lambda: OutboxMessage.get_by_id(row.id).status == "sent")
         assert OutboxMessage.get_by_id(row.id).channel_message_id.startswith("wamid.out.")
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(worker)
         webhook.close()
         omari.close()

@@ -219,15 +219,20 @@ def test_a_crash_after_request_never_calls_request_twice_and_pays_once(shop):
     assert shop.transaction().status == "SUCCESS" and shop.paid() == Decimal("50.00")
 
 
-def test_a_crash_after_auth_never_calls_auth_twice(shop):
+def crash_right_after_auth(shop, **say) -> None:
+    """Take the customer to the phone number and let the process die the moment O'mari answered /auth."""
     for text in ("pay", REF, "50", "1"):
         shop.say(text)
     saved = shop.ctx
     shop.ctx = saved.__class__(registry=saved.registry, clock=shop.clock,
                                services={"omari": CrashAfter(shop.sandbox.client(), "auth"), "settings": shop.settings})
     with pytest.raises(Crash):
-        shop.say(PHONE, message_id="wamid.phone")
+        shop.say(PHONE, **say)
     shop.ctx = saved
+
+
+def test_a_crash_after_auth_never_calls_auth_twice(shop):
+    crash_right_after_auth(shop, message_id="wamid.phone")
     assert shop.transaction().status == "INITIATED"
 
     reply = redeliver(shop, PHONE, "wamid.phone")
@@ -237,14 +242,7 @@ def test_a_crash_after_auth_never_calls_auth_twice(shop):
 
 
 def test_reconcile_finishes_a_payment_left_initiated_by_a_crash_nobody_retried(shop):
-    for text in ("pay", REF, "50", "1"):
-        shop.say(text)
-    saved = shop.ctx
-    shop.ctx = saved.__class__(registry=saved.registry, clock=shop.clock,
-                               services={"omari": CrashAfter(shop.sandbox.client(), "auth"), "settings": shop.settings})
-    with pytest.raises(Crash):
-        shop.say(PHONE)
-    shop.ctx = saved
+    crash_right_after_auth(shop)
     assert settle(shop).settlements == []  # too young: its /auth may still be in flight
     shop.clock.advance(minutes=11)
     report = settle(shop)

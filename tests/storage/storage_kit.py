@@ -65,3 +65,13 @@ def message(contact: str, text: str, at: datetime | None = None, message_id: str
 
 def context(registry: ActionRegistry, clock) -> TurnContext:
     return TurnContext(registry=registry, clock=clock)
+
+
+def counter_setup(calls: list | None = None):
+    """The counter flow stored and loaded on a fresh registry, with a hand-moved clock: (clock, flows, ctx)."""
+    from channels import turns
+
+    clock = Clock()
+    registry = counter_registry(calls)
+    store_counter(clock)
+    return clock, turns.load_flowset(registry), context(registry, clock)

@@ -16,7 +16,7 @@ from storage import flowstore, inbox, outbox, payments, sessions
 from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
 from storage.models import Contact, InboxMessage, OutboxMessage, Session
-from storage_kit import COUNTER, Clock, context, counter_registry, message, store_counter
+from storage_kit import COUNTER, Clock, context, counter_registry, counter_setup, message, store_counter
 
 
 def texts(contact: str) -> list[str]:
@@ -44,11 +44,8 @@ def test_a_conversation_is_saved_between_turns_and_its_replies_queued_in_order(d
 
 
 def test_a_redelivered_message_changes_nothing(db):
-    clock = Clock()
     calls: list[str] = []
-    registry = counter_registry(calls)
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup(calls)
     turns.handle_message(message("c1", "count"), flows, ctx)
     again = message("c1", "hello", message_id="wamid.same")
     turns.handle_message(again, flows, ctx)
@@ -80,10 +77,7 @@ def test_running_conversations_stay_on_their_version_and_new_ones_get_the_latest
 
 
 def test_an_idle_conversation_expires_through_the_claim_and_gets_its_expiry_message(db):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     turns.handle_message(message("idle", "count"), flows, ctx)
     turns.handle_message(message("busy", "count"), flows, ctx)
 
@@ -100,10 +94,7 @@ def test_an_idle_conversation_expires_through_the_claim_and_gets_its_expiry_mess
 
 
 def test_workers_take_each_contacts_messages_in_timestamp_order(db):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     now = clock()
     # Arrived in reverse order: the channel's timestamps decide.
     for contact, texts_in in (("a", ["count", "x", "y"]), ("b", ["count", "z"])):
@@ -120,11 +111,8 @@ def test_workers_take_each_contacts_messages_in_timestamp_order(db):
 
 
 def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_acts_twice(db, monkeypatch):
-    clock = Clock()
     calls: list[str] = []
-    registry = counter_registry(calls)
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup(calls)
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     msg = message("c1", "next", at=clock())
@@ -154,10 +142,7 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
 
 
 def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_next_one_is_handled(db, monkeypatch):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     broken, later = message("c1", "broken", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
@@ -187,10 +172,7 @@ def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_
 
 
 def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(db):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     stale = sessions.try_claim(contact_id, "slow-worker", clock())
@@ -324,10 +306,7 @@ def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(
 
 
 def test_a_stop_mid_turn_gives_the_claim_back_at_once(db, monkeypatch):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
 
     def ctrl_c(*args, **kwargs):
@@ -344,10 +323,7 @@ def test_a_stop_mid_turn_gives_the_claim_back_at_once(db, monkeypatch):
 
 
 def test_a_contact_held_by_a_live_claim_makes_a_waiting_turn_give_up_with_contact_busy(db):
-    clock = Clock()
-    registry = counter_registry()
-    store_counter(clock)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
     assert sessions.try_claim(upsert_contact("c1", clock()), "other-worker", clock()) is not None
 
