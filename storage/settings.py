@@ -1,11 +1,16 @@
 """Configuration from the environment, also read from a `.env` file in the working directory.
 
-Secrets (merchant key, tokens, app secret) are kept out of repr() so they never reach a log line.
+Every setting is one field of `Settings`, declared with `setting(...)`: its environment variable, its
+default, how its text is parsed and checked, a one-line help and whether it is a secret. `from_env` reads
+them all in one pass and names the variable in any error; secrets are kept out of repr() and never reach a
+log line or an error message.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v21.0"
 
@@ -14,41 +19,84 @@ class SettingsError(ValueError):
     """A missing or inconsistent setting; the message names it and never shows a secret."""
 
 
+def setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
+    """Declare one setting: a dataclass field carrying its variable name, parser, help line and secrecy."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": env, "help": help, "parse": parse, "secret": secret})
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    """A parser for a word out of `choices` (any case in, upper or as listed out)."""
+    def parse(text: str) -> str:
+        for choice in choices:
+            if text.upper() == choice.upper():
+                return choice
+        raise ValueError(f"must be one of {', '.join(choices)} (got '{text}')")
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number (got '{text}')") from None
+    if value <= 0:
+        raise ValueError(f"must be greater than 0 (got {value})")
+    return value
+
+
+def url(text: str) -> str:
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///convoflow.db"
-    flows_dir: str = "flows"
-    omari_api_base_url: str | None = None
-    omari_merchant_key: str | None = field(default=None, repr=False)
-    omari_channel: str = "WEB"
-    whatsapp_access_token: str | None = field(default=None, repr=False)
-    whatsapp_phone_number_id: str | None = None
-    whatsapp_app_secret: str | None = field(default=None, repr=False)
-    whatsapp_verify_token: str | None = field(default=None, repr=False)
-    whatsapp_api_url: str = DEFAULT_WHATSAPP_API_URL
+    database_url: str = setting("sqlite:///convoflow.db", "DATABASE_URL",
+                                "sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname")
+    flows_dir: str = setting("flows", "FLOWS_DIR", "the folder holding the flow YAML files")
+    omari_api_base_url: str | None = setting(None, "OMARI_API_BASE_URL", "O'mari merchant API base URL", url)
+    omari_merchant_key: str | None = setting(None, "OMARI_MERCHANT_KEY", "O'mari merchant key", secret=True)
+    omari_channel: str = setting("WEB", "OMARI_CHANNEL", "the channel O'mari records: WEB or POS",
+                                 one_of("WEB", "POS"))
+    whatsapp_access_token: str | None = setting(None, "WHATSAPP_ACCESS_TOKEN",
+                                                "Graph API access token (system user)", secret=True)
+    whatsapp_phone_number_id: str | None = setting(None, "WHATSAPP_PHONE_NUMBER_ID",
+                                                   "the business phone number's id from Meta")
+    whatsapp_app_secret: str | None = setting(None, "WHATSAPP_APP_SECRET",
+                                              "the Meta app secret that signs webhook bodies", secret=True)
+    whatsapp_verify_token: str | None = setting(None, "WHATSAPP_VERIFY_TOKEN",
+                                                "the token Meta echoes when the webhook is verified", secret=True)
+    whatsapp_api_url: str = setting(DEFAULT_WHATSAPP_API_URL, "WHATSAPP_API_URL",
+                                    "Graph API base URL, with its version", url)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":
-        """Read settings from os.environ (after loading ./.env, which never overrides the environment)."""
+        """Read settings from os.environ (after loading ./.env, which never overrides the environment).
+
+        An empty variable counts as unset. Raises SettingsError naming the variable when a value does not
+        parse; a secret's value is never repeated.
+        """
         if environ is None:
             if dotenv:
                 from dotenv import load_dotenv
 
                 load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
             environ = dict(os.environ)
-        get = lambda k: (environ.get(k) or "").strip() or None  # noqa: E731
-        settings = cls(
-            database_url=get("DATABASE_URL") or cls.database_url,
-            flows_dir=get("FLOWS_DIR") or cls.flows_dir,
-            omari_api_base_url=get("OMARI_API_BASE_URL"),
-            omari_merchant_key=get("OMARI_MERCHANT_KEY"),
-            omari_channel=(get("OMARI_CHANNEL") or cls.omari_channel).upper(),
-            whatsapp_access_token=get("WHATSAPP_ACCESS_TOKEN"),
-            whatsapp_phone_number_id=get("WHATSAPP_PHONE_NUMBER_ID"),
-            whatsapp_app_secret=get("WHATSAPP_APP_SECRET"),
-            whatsapp_verify_token=get("WHATSAPP_VERIFY_TOKEN"),
-            whatsapp_api_url=(get("WHATSAPP_API_URL") or cls.whatsapp_api_url).rstrip("/"),
-        )
-        if settings.omari_channel not in ("WEB", "POS"):
-            raise SettingsError(f"OMARI_CHANNEL must be WEB or POS (got '{settings.omari_channel}')")
-        return settings
+        values = {}
+        for f in dataclasses.fields(cls):
+            text = (environ.get(f.metadata["env"]) or "").strip()
+            if not text:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](text)
+            except ValueError as e:
+                reason = "is not valid" if f.metadata["secret"] else str(e)
+                raise SettingsError(f"{f.metadata['env']} {reason}") from None
+        return cls(**values)
+
+    def described(self) -> Iterator[tuple[str, str, str]]:
+        """(variable, shown value, help) for every setting, secrets masked: what `flows config` prints."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            shown = "" if value is None else ("********" if f.metadata["secret"] else str(value))
+            yield f.metadata["env"], shown, f.metadata["help"]
