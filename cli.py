@@ -398,6 +398,90 @@ def _flow_on_disk(flow: str):
     raise click.UsageError(f"no flow named '{flow}' in {folder}{hint}")
 
 
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
+@click.option("--real-actions", is_flag=True,
+              help="Run actions without a mock for real: a fresh in-memory database per test, O'mari sandbox.")
+@click.option("--coverage", is_flag=True, help="Also list the steps no test walks through.")
+def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> None:
+    """Run conversation tests (*.test.yaml) against the flows in $FLOWS_DIR.
+
+    PATHS are test files or folders; default: every *.test.yaml under $FLOWS_DIR/tests/. Each test starts
+    afresh with a fake clock; actions answer with the test's mocks. Every failure is printed as
+    `file:line: test 'name': expected … got …`. Exit 0 when all pass, 1 otherwise.
+    """
+    from pathlib import Path
+
+    import actions
+    from channels.terminal import render_outbound
+    from engine.conversation_tests import read_tests, run_tests, unvisited
+    from engine.registry import registry
+    from storage.settings import Settings
+
+    settings = Settings.from_env()
+    flows = _flows_to_run(settings.flows_dir)
+    default = Path(settings.flows_dir) / "tests"
+    files = _test_files([Path(p) for p in paths] or ([default] if default.is_dir() else []))
+    if not files:
+        raise click.UsageError(f"no *.test.yaml files in {', '.join(paths) or default}")
+    tests, problems = [], []
+    for file in files:
+        found, wrong = read_tests(file.read_text(encoding="utf-8-sig"), str(file), registry)
+        tests += found
+        problems += wrong
+    report = run_tests(tests, flows, registry, render_outbound, **(_real_actions(settings) if real_actions else {}))
+    for failure in problems + report.failures:
+        click.echo(str(failure))
+    summary = f"{report.ran} tests: {report.passed} passed, {len(report.failures)} failed"
+    click.echo(summary + (f"; {len(problems)} problems in the test files (those tests did not run)" if problems else ""))
+    if coverage:
+        missed = unvisited(flows, report.visited)
+        click.echo("steps no test visits:" if missed else "every step is visited by a test")
+        for name, steps in missed.items():
+            click.echo(f"  {name}: {', '.join(steps)}")
+    if problems or report.failures:
+        sys.exit(1)
+
+
+def _test_files(paths: list) -> list:
+    files = []
+    for path in paths:
+        files += sorted(path.rglob("*.test.yaml")) if path.is_dir() else [path]
+    return files
+
+
+def _flows_to_run(folder: str):
+    """The FlowSet of the flow files in folder, as they are on disk; problems printed and exit 1 on errors."""
+    import actions
+    from engine.load import load_paths
+    from engine.model import FlowSet
+
+    actions.load_all()
+    report = load_paths([folder])
+    for problem in report.errors:
+        click.echo(str(problem), err=True)
+    if not report.ok:
+        raise click.ClickException(f"the flows in {folder} have errors: fix them first (see `flows validate`)")
+    if not report.flows:
+        raise click.ClickException(f"no flow files (*.yaml, *.yml) in {folder}")
+    return FlowSet.of(report.flows)
+
+
+def _real_actions(settings) -> dict:
+    """run_tests' arguments for real actions: handlers called directly, a fresh in-memory SQLite database
+    before each test, O'mari on the sandbox (its code is always 123456).
+    """
+    from engine.context import call_handler
+    from storage.db import open_database
+    from storage.migrations import upgrade
+
+    def fresh_store() -> None:
+        upgrade(open_database("sqlite:///:memory:"))
+
+    return {"real": call_handler, "services": sandbox_services(settings, fixed_otp="123456"),
+            "before_each": fresh_store}
+
+
 # ── flows history / show / rollback (issue 11: authors change a live system safely) ─────────────────
 
 
