@@ -85,43 +85,33 @@ def _summary(files: int, errors: int, warnings: int) -> str:
 @click.argument("flow", required=False)
 @click.option("--contact", default="263770000000", show_default=True, metavar="ID",
               help="The phone number the conversation is with (vars.contact in templates).")
-def chat(flow: str | None, contact: str) -> None:
-    """Talk to the flows in this terminal, with the same runner WhatsApp uses.
+@click.option("--reset", is_flag=True, help="Start over: forget the conversations this chat left open.")
+@click.option("--store", default=None, metavar="FILE",
+              help="The chat's own SQLite file (default: convoflow-chat.db here); never DATABASE_URL.")
+@click.option("--real-omari", is_flag=True,
+              help="Pay through the O'mari API configured (OMARI_API_BASE_URL, OMARI_MERCHANT_KEY), not the sandbox.")
+def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_omari: bool) -> None:
+    """Try the flows on disk in this terminal, with the same runner WhatsApp uses. Never publishes.
 
-    Flows come from $FLOWS_DIR (default flows/): changed files are stored as new flow versions in
-    DATABASE_URL (schema upgraded when needed), and conversations are kept there too. FLOW starts that
-    flow directly; otherwise send a trigger phrase or `menu`. Buttons and list options are numbered: send
-    the number, the title or the id. When standard input is not a terminal, each line is one message:
+    Runs the files in $FLOWS_DIR (default flows/) as they are now. The chat keeps its own copies of the
+    flows and its own conversations in a separate file (convoflow-chat.db, or --store), never in
+    DATABASE_URL: customers on WhatsApp see nothing of it, and `flows list` shows no new version. A chat
+    left half-way picks up where it stopped; --reset starts over. Payments go to the built-in O'mari
+    sandbox, which "texts" its code here; the demo booking BK-SLYKER-TECH-20251023 is there to pay.
+    FLOW starts that flow directly; otherwise send a trigger phrase or `menu`. Buttons and list options
+    are numbered: send the number, the title or the id. When standard input is not a terminal, each line
+    is one message:
 
         printf 'pay\\nBK-1\\n' | flows chat
     """
-    import actions
-    from channels.terminal import chat_loop
+    from channels import turns as persisted
+    from channels.terminal import CHAT_STORE, chat_loop
     from engine.context import TurnContext
-    from engine.load import load_paths
     from engine.registry import registry
     from storage.settings import Settings
 
     settings = Settings.from_env()
-    actions.load_all()
-    report = load_paths([settings.flows_dir], registry)
-    for problem in report.problems:
-        click.echo(str(problem), err=True)
-    if not report.ok:
-        click.echo(f"the flows in {settings.flows_dir} have errors: fix them (see `flows validate`)", err=True)
-        sys.exit(1)
-    if not report.flows:
-        click.echo(f"no flow files (*.yaml, *.yml) in {settings.flows_dir}", err=True)
-        sys.exit(1)
-    # Persisted like every channel (issue 3): the files are stored as flow versions when they changed,
-    # and the conversation lives in DATABASE_URL, so a chat can be left and picked up again.
-    from channels import turns as persisted
-    from storage.db import utcnow
-    from storage.flowstore import store
-
-    _database(upgrade=True)
-    for name, (file, text) in sorted(report.sources.items()):
-        store(name, text, file, utcnow())
+    where = _open_chat_store(settings, store or CHAT_STORE, reset)
     flows = persisted.load_flowset(registry)
     if flow is not None and flows.latest(flow) is None:
         import difflib
@@ -129,11 +119,13 @@ def chat(flow: str | None, contact: str) -> None:
         close = difflib.get_close_matches(flow, list(flows.versions), n=1)
         hint = f" — did you mean '{close[0]}'?" if close else f" (flows: {', '.join(sorted(flows.versions))})"
         raise click.UsageError(f"no flow named '{flow}'{hint}")
-    # Payments in a terminal chat go to the built-in O'mari sandbox (DESIGN.md), its OTP texts printed here.
-    ctx = TurnContext(registry=registry, services=sandbox_services(settings), invoke=persisted.stored_invoke)
+    ctx = TurnContext(registry=registry, services=_chat_services(settings, real_omari), invoke=persisted.stored_invoke)
     interactive = sys.stdin.isatty()
     if interactive:
-        click.echo(f"Chatting as {contact} with the flows in {settings.flows_dir}. Ctrl-D to leave.\n")
+        payments = "the O'mari API configured" if real_omari else "the O'mari sandbox"
+        click.echo(f"Chatting as {contact} with the flows in {settings.flows_dir}: a preview, nothing is published.\n"
+                   f"Conversations are kept in {where} (--reset starts over); payments go to {payments}. "
+                   "Ctrl-D to leave.\n")
     chat_loop(
         lambda inbound: persisted.handle_message(inbound, flows, ctx),
         contact,
@@ -143,6 +135,58 @@ def chat(flow: str | None, contact: str) -> None:
         opening=(lambda: persisted.start_flow(contact, flow, flows, ctx)) if flow else None,
         events=sys.stderr,
     )
+
+
+def _open_chat_store(settings, path: str, reset: bool) -> str:
+    """Check the flow files, open the chat's own store (never DATABASE_URL), copy the flows into it as they
+    are on disk, add the demo booking; with reset, forget its conversations. Returns the store's path.
+    """
+    import actions
+    from channels.terminal import ChatStoreError, chat_store_url, forget_conversations
+    from engine.load import load_paths
+    from storage.bookings import BookingExists, add_booking
+    from storage.db import open_database, utcnow
+    from storage.flowstore import store
+    from storage.migrations import upgrade
+
+    actions.load_all()
+    report = load_paths([settings.flows_dir])
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    if not report.ok:
+        click.echo(f"the flows in {settings.flows_dir} have errors: fix them (see `flows validate`)", err=True)
+        sys.exit(1)
+    if not report.flows:
+        click.echo(f"no flow files (*.yaml, *.yml) in {settings.flows_dir}", err=True)
+        sys.exit(1)
+    try:
+        upgrade(open_database(chat_store_url(path, settings.database_url)))
+    except ChatStoreError as e:
+        raise click.BadParameter(str(e), param_hint="--store") from None
+    except Exception as e:  # an unwritable folder: say which file, without a traceback
+        raise click.ClickException(f"cannot use the chat store {path}: {type(e).__name__}: {e}") from None
+    if reset:
+        forget_conversations()
+    now = utcnow()
+    for name, (file, text) in sorted(report.sources.items()):
+        store(name, text, file, now)
+    try:
+        add_booking(*DEMO_BOOKING)
+    except BookingExists:
+        pass
+    return path
+
+
+def _chat_services(settings, real_omari: bool) -> dict:
+    """The sandbox (its SMS printed here), or with real_omari the O'mari API configured."""
+    if not real_omari:
+        return sandbox_services(settings)
+    from actions.omari_client import OmariClient, OmariConfigError
+
+    try:
+        return {"omari": OmariClient.from_settings(settings), "settings": settings}
+    except OmariConfigError as e:
+        raise click.ClickException(f"{e}: --real-omari needs the O'mari API (see docs/operations.md)") from None
 
 # ── flows db / flows load / flows list / flows bookings (issue 3: storage) ──────────────────────────
 #

@@ -14,6 +14,7 @@ the line is echoed ("> pay") before its replies, so a scripted chat reads as a t
 """
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -140,4 +141,32 @@ def chat_loop(
     return handled
 
 
-__all__ = ["chat_loop", "render_outbound", "render_event", "MemoryTurns", "PROMPT"]
+# ── the chat's own store (`flows chat` never publishes) ─────────────────────────────────────────────
+
+CHAT_STORE = "convoflow-chat.db"
+
+
+class ChatStoreError(ValueError):
+    """The chat store named is the live database: a preview must never write there."""
+
+
+def chat_store_url(path: str, live_url: str) -> str:
+    """The SQLite URL of the chat's own store at path: its flow copies, conversations, bookings and
+    payments. Refused when path is the live database's file (DATABASE_URL).
+    """
+    chat = os.path.realpath(path)
+    live = live_url[len("sqlite:///"):] if live_url.startswith("sqlite:///") else None
+    if live and os.path.realpath(live) == chat:
+        raise ChatStoreError(f"'{path}' is the live database (DATABASE_URL): give the chat a file of its own")
+    return f"sqlite:///{chat}"
+
+
+def forget_conversations() -> int:
+    """End every conversation in the chat store (`flows chat --reset`); returns how many there were."""
+    from storage.models import Session
+
+    return Session.delete().execute()
+
+
+__all__ = ["chat_loop", "render_outbound", "render_event", "MemoryTurns", "PROMPT", "CHAT_STORE", "chat_store_url",
+           "forget_conversations", "ChatStoreError"]

@@ -235,3 +235,48 @@ def test_a_terminal_gets_a_prompt(flows_dir):
     assert b"Chatting as 263770000000" in seen
     assert b"you> " in seen and b"Your booking reference?" in seen
     assert proc.returncode == 0
+
+
+# ── a preview never publishes (issue 11) ───────────────────────────────────────────────────────────
+
+
+def test_flows_chat_picks_up_where_it_stopped_and_reset_starts_over(flows_dir):
+    first = CliRunner().invoke(cli.main, ["chat"], input="pay\n")
+    assert first.output.endswith("Your booking reference?\n\n")
+    again = CliRunner().invoke(cli.main, ["chat"], input="BK-2\n")
+    assert again.output == "> BK-2\nHow much would you like to pay for BK-2?\n\n"
+    fresh = CliRunner().invoke(cli.main, ["chat", "--reset"], input="BK-2\n")
+    assert fresh.exit_code == 0
+    assert fresh.output.startswith("> BK-2\nSorry, I did not understand that.")
+
+
+def test_flows_chat_runs_the_files_as_they_are_now(flows_dir):
+    CliRunner().invoke(cli.main, ["chat"], input="hi\n")
+    (flows_dir / "main_menu.yaml").write_text(MENU.replace("Hello! What", "Welcome back! What"))
+    again = CliRunner().invoke(cli.main, ["chat", "--reset"], input="hi\n")
+    assert again.output.startswith("> hi\nWelcome back! What would you like to do?")
+
+
+def test_flows_chat_refuses_the_live_database_as_its_store(flows_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'live.db'}")
+    result = CliRunner().invoke(cli.main, ["chat", "--store", str(tmp_path / "live.db")], input="hi\n")
+    assert result.exit_code == 2
+    assert "is the live database (DATABASE_URL): give the chat a file of its own" in result.output
+    assert not (tmp_path / "live.db").exists()
+
+
+def test_flows_chat_pays_on_the_sandbox_unless_told_otherwise(tmp_path, monkeypatch):
+    shipped = Path(cli.__file__).parent / "flows"
+    monkeypatch.setenv("FLOWS_DIR", str(shipped))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'live.db'}")
+    monkeypatch.delenv("OMARI_MERCHANT_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n"
+    result = CliRunner().invoke(cli.main, ["chat"], input=script)
+    assert result.exit_code == 0, result.output
+    assert "[O'mari sandbox SMS to 2637****4567]" in result.output
+    assert "O'mari has sent a one-time code to 263771234567" in result.output
+    assert not (tmp_path / "live.db").exists()
+    real = CliRunner().invoke(cli.main, ["chat", "--real-omari"], input="pay\n")
+    assert real.exit_code == 1
+    assert "--real-omari needs the O'mari API" in real.output

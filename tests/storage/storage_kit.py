@@ -75,3 +75,19 @@ def counter_setup(calls: list | None = None):
     registry = counter_registry(calls)
     store_counter(clock)
     return clock, turns.load_flowset(registry), context(registry, clock)
+
+
+def say(contact: str, text: str) -> str:
+    """A live customer's message through the turn path every channel uses (with the shipped actions, on the
+    database opened last); returns the replies' texts, one per line.
+    """
+    import uuid
+
+    import actions
+    from channels import turns
+    from engine.registry import registry
+
+    actions.load_all()
+    result = turns.handle_message(message(contact, text, message_id=uuid.uuid4().hex),
+                                  turns.load_flowset(registry), TurnContext(registry=registry))
+    return "\n".join(m.text for m in result.outbound)
