@@ -1,6 +1,7 @@
 """`flows test`: conversation tests in YAML, as an author writes and runs them (exit code and lines printed)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -245,3 +246,14 @@ def test_the_example_folder_can_be_copied_and_run(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWS_DIR", str(tmp_path / "flows"))
     monkeypatch.chdir(tmp_path)
     assert run("test", "flows/tests/omari_payment.test.yaml").output.endswith("11 tests: 11 passed, 0 failed\n")
+
+
+def test_the_example_in_the_guide_passes_against_the_shipped_flows(tmp_path, monkeypatch):
+    guide = (Path(cli.__file__).parent / "docs" / "writing-flows.md").read_text(encoding="utf-8")
+    [example] = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.DOTALL) if b.startswith("tests:")]
+    (tmp_path / "guide.test.yaml").write_text(example)
+    monkeypatch.setenv("FLOWS_DIR", str(SHIPPED))
+    monkeypatch.chdir(tmp_path)
+    result = run("test", "guide.test.yaml")
+    assert result.exit_code == 0, result.output
+    assert result.output == "2 tests: 2 passed, 0 failed\n"
