@@ -458,7 +458,7 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
 
     import actions
     from channels.terminal import render_outbound
-    from engine.conversation_tests import read_tests, run_tests, unvisited
+    from engine.conversation_tests import run_tests, unvisited
     from engine.registry import registry
     from storage.settings import Settings
 
@@ -470,7 +470,7 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
         raise click.UsageError(f"no *.test.yaml files in {', '.join(paths) or default}")
     tests, problems = [], []
     for file in files:
-        found, wrong = read_tests(file.read_text(encoding="utf-8-sig"), str(file), registry)
+        found, wrong = _read_test_file(file, registry)
         tests += found
         problems += wrong
     report = run_tests(tests, flows, registry, render_outbound, **(_real_actions(settings) if real_actions else {}))
@@ -485,6 +485,20 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
             click.echo(f"  {name}: {', '.join(steps)}")
     if problems or report.failures:
         sys.exit(1)
+
+
+def _read_test_file(path, registry) -> tuple[list, list]:
+    """read_tests for one file; a file that cannot be read or is not UTF-8 is one problem, not a traceback."""
+    from engine.conversation_tests import Failure, read_tests
+    from engine.yaml_source import decode
+
+    try:
+        text, problems = decode(path.read_bytes(), str(path))
+    except OSError as e:
+        return [], [Failure(str(path), 1, None, f"cannot read this file: {e.strerror or e}")]
+    if text is None:
+        return [], [Failure(p.file, p.line, None, p.message) for p in problems]
+    return read_tests(text, str(path), registry)
 
 
 def _test_files(paths: list) -> list:

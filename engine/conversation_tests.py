@@ -41,6 +41,7 @@ CONTACT = "263770000000"
 TEST_KEYS = ("name", "actions", "conversation", "contact")
 ITEM_KEYS = ("user", "bot", "wait")
 MOCK_KEYS = ("outcome", "data")
+EMPTY = "the file is empty: a test file starts with 'tests:' followed by a list of '- name: …' tests"
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,10 @@ def read_tests(text: str, file: str, registry: ActionRegistry) -> tuple[list[Con
     """The tests in one file, and every problem with it (a test with a problem is left out)."""
     source = parse(text, file)
     if source.problems:
-        return [], [Failure(file, p.line, None, p.message.replace("a flow", "a test file")) for p in source.problems]
+        return [], [Failure(file, p.line, None, EMPTY if p.code == "yaml.empty" else p.message) for p in source.problems]
     tests_node = next((v for k, v, _ in _pairs(yaml.compose(text, Loader=yaml.SafeLoader)) if k == "tests"), None)
     if not isinstance(tests_node, yaml.SequenceNode):
-        return [], [Failure(file, 1, None, "a test file starts with 'tests:' followed by a list of '- name: …' tests")]
+        return [], [Failure(file, 1, None, EMPTY.split(": ", 1)[1])]
     tests: list[ConversationTest] = []
     failures: list[Failure] = []
     for number, node in enumerate(tests_node.value, start=1):
@@ -179,6 +180,10 @@ def _read_items(node: yaml.Node, file: str, test: str, problems: list[Failure]) 
                                     "'- user: what the customer sends', '- bot: what the reply contains', '- wait: 10m'"))
             continue
         kind, value, line = pairs[0]
+        if not (_text(value) or "").strip():
+            problems.append(Failure(file, line, test, f"'{kind}:' is empty: write what the "
+                                    + ("customer sends" if kind == "user" else "reply contains" if kind == "bot" else "time that passes")))
+            continue
         if kind == "wait" and parse_duration(_text(value) or "") is None:
             problems.append(Failure(file, line, test, f"wait: '{_text(value)}' is not a duration like 30s, 11m, 2h or 1d"))
             continue
