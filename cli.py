@@ -104,6 +104,8 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
 
         printf 'pay\\nBK-1\\n' | flows chat
     """
+    from dataclasses import replace
+
     from channels import turns as persisted
     from channels.terminal import CHAT_STORE, chat_loop
     from engine.context import TurnContext
@@ -111,8 +113,9 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
     from storage.settings import Settings
 
     settings = Settings.from_env()
-    where = _open_chat_store(settings, store or CHAT_STORE, reset)
-    flows = persisted.load_flowset(registry)
+    where, on_disk = _open_chat_store(settings, store or CHAT_STORE, reset)
+    stored = persisted.load_flowset(registry)  # a flow whose file was deleted since the last chat is left out
+    flows = replace(stored, versions={name: v for name, v in stored.versions.items() if name in on_disk})
     if flow is not None and flows.latest(flow) is None:
         import difflib
 
@@ -137,9 +140,10 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
     )
 
 
-def _open_chat_store(settings, path: str, reset: bool) -> str:
+def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     """Check the flow files, open the chat's own store (never DATABASE_URL), copy the flows into it as they
-    are on disk, add the demo booking; with reset, forget its conversations. Returns the store's path.
+    are on disk, add the demo booking; with reset, forget its conversations. Returns the store's path and
+    the names of the flows on disk.
     """
     import actions
     from channels.terminal import ChatStoreError, chat_store_url, forget_conversations
@@ -174,7 +178,7 @@ def _open_chat_store(settings, path: str, reset: bool) -> str:
         add_booking(*DEMO_BOOKING)
     except BookingExists:
         pass
-    return path
+    return path, set(report.sources)
 
 
 def _chat_services(settings, real_omari: bool) -> dict:

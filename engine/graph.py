@@ -5,7 +5,8 @@
 
 Routes are read in one place, `routes(step)`, from the checked model: `next` (plain or one edge per `if:`
 condition, the default labelled "otherwise"), action outcomes (`on:`), `on_fail`, and hand-overs to
-another flow. The flow-wide ways out (cancel words, expiry) start from their own nodes.
+another flow. The flow-wide ways out (cancel words, expiry) start from their own nodes, and end at "stopped" when the flow
+names no step for them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Edge:
 
 
 START, CANCEL, EXPIRE = "(start)", "(cancel)", "(expire)"
+STOPPED = "(stopped)"  # where cancel and expiry go when the flow names no step for them: the conversation ends
 
 
 def handover_node(flow_name: str) -> str:
@@ -46,10 +48,10 @@ def routes(step: Step) -> list[tuple[str, str]]:
 def edges(flow: Flow) -> list[Edge]:
     """Every edge of the flow's diagram, the start and the flow-wide cancel and expiry first."""
     found = [Edge(START, flow.start, "start")]
-    if flow.cancel_step:
-        found.append(Edge(CANCEL, flow.cancel_step, "cancel: " + ", ".join(flow.cancel_words)))
-    if flow.expire_step:
-        found.append(Edge(EXPIRE, flow.expire_step, f"expire after {_duration(flow)}"))
+    if flow.cancel_words:
+        found.append(Edge(CANCEL, flow.cancel_step or STOPPED, "cancel: " + ", ".join(flow.cancel_words)))
+    if flow.expire_after:
+        found.append(Edge(EXPIRE, flow.expire_step or STOPPED, f"expire after {_duration(flow)}"))
     for step in flow.steps.values():
         found.extend(Edge(step.name, target, label) for label, target in routes(step))
     return found

@@ -280,3 +280,14 @@ def test_flows_chat_pays_on_the_sandbox_unless_told_otherwise(tmp_path, monkeypa
     real = CliRunner().invoke(cli.main, ["chat", "--real-omari"], input="pay\n")
     assert real.exit_code == 1
     assert "--real-omari needs the O'mari API" in real.output
+
+
+def test_a_flow_file_deleted_since_the_last_chat_is_gone_from_the_next(flows_dir):
+    assert CliRunner().invoke(cli.main, ["chat"], input="pay\n").output.endswith("Your booking reference?\n\n")
+    (flows_dir / "pay.yaml").unlink()
+    (flows_dir / "main_menu.yaml").write_text(MENU.replace("    flow: pay\n", "    end: Soon.\n"))
+    again = CliRunner().invoke(cli.main, ["chat"], input="BK-1\npay\n")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == ("> BK-1\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n"
+                            "> pay\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n")
+    assert "[warning conversation.lost] conversation at flow 'pay' step 'ask_reference'" in again.stderr

@@ -68,7 +68,8 @@ def test_conditions_and_hand_overs_are_labelled():
     assert ("ask: choose", "if choice == #quot;pay#quot;", "flow: to_payment") in edges
     assert ("ask: choose", "otherwise", "end: contact_us") in edges
     assert ("flow: to_payment", "hand over", "flow omari_payment") in edges
-    assert len(edges) == routes_written("main_menu") + 1
+    assert ("cancel", "cancel: cancel, stop", "stopped") in edges
+    assert len(edges) == routes_written("main_menu") + 2  # + start, cancel
 
 
 def test_dot_draws_the_same_edges():
@@ -77,7 +78,7 @@ def test_dot_draws_the_same_edges():
     assert result.output.startswith('digraph "main_menu" {\n') and result.output.endswith("}\n")
     assert '"choose" -> "to_payment" [label="if choice == \\"pay\\""];' in result.output
     assert '"to_payment" -> "(flow omari_payment)" [label="hand over"];' in result.output
-    assert result.output.count(" -> ") == routes_written("main_menu") + 1
+    assert result.output.count(" -> ") == routes_written("main_menu") + 2
 
 
 def test_a_flow_file_can_be_drawn_by_its_path():
