@@ -460,7 +460,6 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
     """
     from pathlib import Path
 
-    import actions
     from channels.terminal import render_outbound
     from engine.conversation_tests import run_tests, unvisited
     from engine.registry import registry
@@ -480,7 +479,7 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
     report = run_tests(tests, flows, registry, render_outbound, **(_real_actions(settings) if real_actions else {}))
     for failure in problems + report.failures:
         click.echo(str(failure))
-    summary = f"{report.ran} tests: {report.passed} passed, {len(report.failures)} failed"
+    summary = f"{report.ran} test{'' if report.ran == 1 else 's'}: {report.passed} passed, {len(report.failures)} failed"
     click.echo(summary + (f"; {len(problems)} problems in the test files (those tests did not run)" if problems else ""))
     if coverage:
         missed = unvisited(flows, report.visited)
