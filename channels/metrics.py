@@ -158,5 +158,5 @@ def payment_guard_gauges() -> dict:
             {(("limit", limit),): n for limit, n in payments.limited_counts().items()},
         ("convoflow_payment_wrong_otps", "Wrong OTPs typed (every refusal counted)."): {(): int(wrong or 0)},
         ("convoflow_payments_needing_person", "Payments marked as needing a person (see flows payments list)."):
-            {(): len(payments.needs_person())},
+            {(): PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False)).count()},
     }
