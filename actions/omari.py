@@ -57,6 +57,9 @@ OTP_TRIES = 3
 WRONG_OTP_CODES = frozenset({"055"})
 OTP_TRIES_EXCEEDED = "075"  # the refusal of the last wrong OTP: counted like the others, and final
 
+# A payment FAILED without a code of O'mari's: /auth was refused or not answered (no money moves at /auth).
+NOT_STARTED_WORDING = "O'mari could not start the payment just now, and nothing was charged."
+
 # Customer wording for O'mari's codes. The codes are unconfirmed (see the API notes): they choose words,
 # never what happens to money.
 WORDING = {
@@ -67,14 +70,12 @@ WORDING = {
     "054": "The code has expired.",
     "055": "The code was not accepted.",
     "061": "The amount is above the wallet's limit.",
-    "063": "O'mari could not start the payment just now, and nothing was charged.",
+    "063": NOT_STARTED_WORDING,  # the sandbox's refused merchant key
     "075": "Too many wrong codes were entered.",
     "091": "O'mari timed out.",
     "096": "O'mari is having a problem.",
 }
 DEFAULT_WORDING = "O'mari could not take the payment."
-# A payment FAILED without a code of O'mari's: /auth was refused or not answered (no money moves at /auth).
-NOT_STARTED_WORDING = "O'mari could not start the payment just now, and nothing was charged."
 LIMITED_WORDING = {
     "contact": "You have started {count} payments in the last {window} minutes.",
     "wallet": "The wallet number {msisdn} has been sent {count} codes in the last {window} minutes.",
