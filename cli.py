@@ -718,25 +718,29 @@ def payments() -> None:
 
 @payments.command("list")
 @click.option("--status", type=click.Choice(PAYMENT_STATUSES, case_sensitive=False), help="Only payments in this status.")
+@click.option("--needs-person", is_flag=True, help="Only payments marked as needing a person.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many (newest first).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, amounts as \"50.00\" strings.")
-def payments_list(status: str | None, limit: int | None, as_json: bool) -> None:
-    """Payments, newest first."""
+def payments_list(status: str | None, needs_person: bool, limit: int | None, as_json: bool) -> None:
+    """Payments, newest first; a payment that needs a person says so (NEEDS A PERSON: why)."""
     import json
 
     from storage import payments as store
 
     _database()
-    rows = [store.as_dict(row) for row in store.list_payments(status, limit)]
+    rows = [store.as_dict(row) for row in store.list_payments(status, limit, needing_person=needs_person)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
-        click.echo("no payments" + (f" with status {status.upper()}" if status else ""))
+        which = " ".join(filter(None, [f"with status {status.upper()}" if status else "",
+                                       "marked as needing a person" if needs_person else ""]))
+        click.echo("no payments" + (f" {which}" if which else ""))
         return
     for p in rows:
+        mark = f"  NEEDS A PERSON: {p['needs_person']}" if p["needs_person"] else ""
         click.echo(f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
-                   f"{p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}".rstrip())
+                   f"{p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip())
 
 
 @payments.command("show")
@@ -767,18 +771,21 @@ def payments_show(reference: str, as_json: bool) -> None:
 
 @payments.command("reconcile")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Settle at most this many (oldest first).")
-def payments_reconcile(limit: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: every payment checked and the counts.")
+def payments_reconcile(limit: int | None, as_json: bool) -> None:
     """Ask O'mari (/query) about PENDING payments and OTP_SENT ones past the 10-minute OTP lifetime.
 
     Paid ones become SUCCESS and are applied to their booking once; refused ones FAILED (a stale OTP_SENT:
-    EXPIRED); the customer is told through the outbox. No answer: left for the next run. Safe from cron,
-    twice at once, and after a crash. Exit 0 when it ran (even if some payments stay unsettled).
+    EXPIRED); the customer is told through the outbox. No answer: left for the next run. An answer that
+    cannot be believed (an unknown status word, another amount) leaves the payment PENDING and marks it as
+    needing a person. Safe from cron, twice at once, and after a crash. Exit 0 when it ran and nothing
+    needs a person, 1 when something does (or the settings are missing).
     """
+    import json
     import logging
 
     from actions.omari_client import OmariClient, OmariConfigError
     from actions.reconcile import reconcile
-    from storage import payments as store
     from storage.db import utcnow
     from storage.settings import Settings, SettingsError
 
@@ -790,12 +797,23 @@ def payments_reconcile(limit: int | None) -> None:
         click.echo(f"flows: {e}: reconcile needs the O'mari API (see docs/operations.md)", err=True)
         sys.exit(1)
     report = reconcile(client, now=utcnow(), limit=limit)
-    for s in report.settlements:
-        change = f"{s.before} → {s.after}" if s.after != s.before else f"{s.before} (unchanged)"
-        told = "  customer told" if s.notified else ""
-        click.echo(f"{s.reference}  {change:<22} {s.note}{told}")
-    click.echo(f"{len(report.settlements)} checked: {report.count(store.SUCCESS)} paid, {report.count(store.FAILED)} failed, "
-               f"{report.count(store.EXPIRED)} expired, {report.unchanged} unchanged")
+    counts = report.summary()
+    if as_json:
+        click.echo(json.dumps({"settlements": [s.as_dict() for s in report.settlements], "summary": counts},
+                              indent=2, ensure_ascii=False))
+    else:
+        for kind, title in (("settled", "settled"), ("pending", "still pending"), ("needs_person", "needs a person")):
+            for s in report.of_kind(kind):
+                change = f"{s.before} → {s.after}" if s.after != s.before else f"{s.before} (unchanged)"
+                told = "  customer told" if s.notified else ""
+                click.echo(f"{title + ':':<16}{s.reference}  {change:<22} {s.note}{told}")
+        click.echo(f"{counts['checked']} checked: {counts['settled']} settled ({counts['paid']} paid, {counts['failed']} failed, "
+                   f"{counts['expired']} expired), {counts['still_pending']} still pending, "
+                   f"{counts['needs_person']} need a person")
+    if counts["needs_person"]:
+        click.echo(f"flows: {counts['needs_person']} payment(s) need a person: see `flows payments list --needs-person` "
+                   "and docs/operations.md", err=True)
+        sys.exit(1)
 
 
 def sandbox_services(settings, fixed_otp: str | None = None) -> dict:

@@ -4,7 +4,7 @@
       action: omari.initiate
       with: {booking: "{{ booking.reference }}", amount: "{{ amount }}", wallet: "{{ wallet }}", msisdn: "{{ phone }}"}
       save: payment                 # {{ payment.reference }}, {{ payment.otp_reference }}
-      on: {otp_sent: ask_otp, failed: auth_failed, pending: being_confirmed}
+      on: {otp_sent: ask_otp, failed: auth_failed, pending: being_confirmed, limited: slow_down}
     confirm:                        # /request with the OTP; success applies the payment to the booking
       action: omari.confirm
       with: {reference: "{{ payment.reference }}", otp: "{{ confirmation }}"}
@@ -27,24 +27,38 @@ the money may have moved: the transaction becomes PENDING for `flows payments re
 
 Wrong OTP: a /request refused with code 055 lets the customer try again, 3 tries in all (our decision;
 O'mari documents neither the codes nor retries, and the sandbox refuses the 3rd wrong OTP with 075).
-Any other refusal fails the payment at once.
+Every wrong OTP is counted (otp_attempts), the final 075 too. Any other refusal fails the payment at once.
+
+/auth moves no money, so any answer but a success fails the payment at once (a 401 with no body, a
+timeout, HTML). /request's unknown or unreadable answer leaves it PENDING and asks /query at once,
+settling by reconcile's rules. Payment starts are limited per contact and per wallet number
+(PAYMENT_STARTS_PER_CONTACT / _PER_WALLET per PAYMENT_STARTS_WINDOW_MINUTES): each start texts an OTP,
+so anyone could otherwise make O'mari text any number again and again. A refused start answers
+`limited`, stores no transaction and is counted on /metrics.
 """
 from __future__ import annotations
 
+import math
 import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from engine.registry import ActionContext, ActionFailed, Result, action
 from storage import payments
 from storage.bookings import find_booking
 from storage.money import format_amount, from_minor
+from storage.settings import Settings
 
 from .booking import booking_data
-from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult
+from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult, log, mask_msisdn
 
 WALLETS = ("ecocash", "onemoney", "zimswitch")
 OTP_TRIES = 3
 WRONG_OTP_CODES = frozenset({"055"})
+OTP_TRIES_EXCEEDED = "075"  # the refusal of the last wrong OTP: counted like the others, and final
+
+# A payment FAILED without a code of O'mari's: /auth was refused or not answered (no money moves at /auth).
+NOT_STARTED_WORDING = "O'mari could not start the payment just now, and nothing was charged."
 
 # Customer wording for O'mari's codes. The codes are unconfirmed (see the API notes): they choose words,
 # never what happens to money.
@@ -56,11 +70,16 @@ WORDING = {
     "054": "The code has expired.",
     "055": "The code was not accepted.",
     "061": "The amount is above the wallet's limit.",
+    "063": NOT_STARTED_WORDING,  # the sandbox's refused merchant key
     "075": "Too many wrong codes were entered.",
     "091": "O'mari timed out.",
     "096": "O'mari is having a problem.",
 }
 DEFAULT_WORDING = "O'mari could not take the payment."
+LIMITED_WORDING = {
+    "contact": "You have started {count} payments in the last {window} minutes.",
+    "wallet": "The wallet number {msisdn} has been sent {count} codes in the last {window} minutes.",
+}
 
 
 def _client(ctx: ActionContext) -> OmariClient:
@@ -71,12 +90,24 @@ def _client(ctx: ActionContext) -> OmariClient:
 
 
 def _api_channel(ctx: ActionContext) -> str:
-    settings = ctx.services.get("settings")
-    return getattr(settings, "omari_channel", None) or "WEB"
+    return _settings(ctx).omari_channel or "WEB"
 
 
 def _wording(code: str | None) -> str:
-    return WORDING.get(code or "", DEFAULT_WORDING)
+    if not code:
+        return NOT_STARTED_WORDING
+    return WORDING.get(code, DEFAULT_WORDING)
+
+
+def _settings(ctx: ActionContext) -> Settings:
+    return ctx.services.get("settings") or Settings()
+
+
+def start_limits(settings: Settings) -> payments.StartLimits:
+    """The payment start limits the settings ask for (PAYMENT_STARTS_PER_CONTACT, …_PER_WALLET, …_WINDOW_MINUTES)."""
+    return payments.StartLimits(per_contact=settings.payment_starts_per_contact,
+                                per_wallet=settings.payment_starts_per_wallet,
+                                window=timedelta(minutes=settings.payment_starts_window_minutes))
 
 
 def _amount(row) -> str:
@@ -115,7 +146,7 @@ def payment_data(row) -> dict:
         "required": ["booking", "amount", "wallet", "msisdn"],
         "additionalProperties": False,
     },
-    outcomes=["otp_sent", "failed", "pending"],
+    outcomes=["otp_sent", "failed", "pending", "limited"],
 )
 def initiate(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
@@ -137,18 +168,23 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
                                  "message": f"The amount must be between 0.01 and {format_amount(due)} {booking.currency}."})
 
     now = ctx.clock()
-    # O'mari wants a UUID, unique per transaction; it is also what the customer and the operator quote.
-    row, created = payments.create(
-        booking,
-        reference=str(uuid.uuid4()),
-        idempotency_key=ctx.idempotency_key,
-        msisdn=params["msisdn"],
-        amount=amount,
-        wallet=params["wallet"],
-        channel=_api_channel(ctx),
-        contact_key=ctx.contact,
-        now=now,
-    )
+    limits = start_limits(_settings(ctx))
+    try:
+        # O'mari wants a UUID, unique per transaction; it is also what the customer and the operator quote.
+        row, created = payments.create(
+            booking,
+            reference=str(uuid.uuid4()),
+            idempotency_key=ctx.idempotency_key,
+            msisdn=params["msisdn"],
+            amount=amount,
+            wallet=params["wallet"],
+            channel=_api_channel(ctx),
+            contact_key=ctx.contact,
+            now=now,
+            limits=limits,
+        )
+    except payments.StartLimited as refused:
+        return _limited(refused, limits, params["msisdn"], ctx, now)
     if not created:
         return _initiate_replay(row.reference, ctx)
 
@@ -157,18 +193,41 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
     return _initiate_replay(row.reference, ctx)
 
 
+def _limited(refused: payments.StartLimited, limits: payments.StartLimits, msisdn: str, ctx: ActionContext,
+             now: datetime) -> Result:
+    """A start over a limit: nothing stored, nothing sent to O'mari; counted, and the payer told when to retry."""
+    masked = mask_msisdn(msisdn)
+    payments.note_limited(refused.limit, subject=masked, contact_key=ctx.contact, now=now)
+    log.warning("payment start refused: too many per %s (contact %s, wallet %s)", refused.limit,
+                mask_msisdn(ctx.contact), masked)
+    count = limits.per_contact if refused.limit == "contact" else limits.per_wallet
+    window = int(limits.window.total_seconds() // 60)
+    minutes = max(math.ceil((refused.free_at - now).total_seconds() / 60), 1)
+    message = (LIMITED_WORDING[refused.limit].format(count=count, window=window, msisdn=masked)
+               + f" To keep wallets safe from unwanted codes, please wait {minutes} minute{'s' if minutes != 1 else ''}"
+               " before starting another payment. Nothing was charged.")
+    return Result("limited", {"reference": None, "code": None, "message": message, "limit": refused.limit,
+                              "retry_in_minutes": minutes})
+
+
 def _initiate_answered(reference: str, answer: OmariResult, ctx: ActionContext) -> None:
-    """Record /auth's answer on the INITIATED transaction."""
+    """Record /auth's answer on the INITIATED transaction. No money moves at /auth, so anything but a
+    success — a refusal, a 401 with no body, a timeout, an unreadable answer — fails the payment at once
+    (O'mari never sees a /request for it) and the log says why.
+    """
     now = ctx.clock()
     if answer.outcome == SUCCESS:
         payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
                             otp_reference=answer.otp_reference, response_code=answer.response_code)
-    elif answer.outcome == FAILED:
-        payments.transition(reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
-                            response_code=answer.response_code, error_message=answer.message)
-    else:
-        payments.transition(reference, payments.PENDING, from_statuses=[payments.INITIATED], now=now,
-                            error_message=answer.message)
+        return
+    code = answer.response_code if answer.outcome == FAILED else None
+    payments.transition(reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
+                        response_code=code, error_message=answer.message or f"/auth {answer.outcome}")
+    hint = ""
+    if answer.http_status in (401, 403):
+        hint = " (HTTP 401/403: check OMARI_MERCHANT_KEY and OMARI_API_BASE_URL for this environment)"
+    log.warning("payment %s FAILED at /auth: %s (outcome %s, code %s)%s", reference, answer.message,
+                answer.outcome, code or "-", hint)
 
 
 def _initiate_replay(reference: str, ctx: ActionContext) -> Result:
@@ -237,19 +296,32 @@ def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
         payments.record_success(reference, now=now, payment_reference=answer.payment_reference,
                                 debit_reference=answer.debit_reference, response_code=answer.response_code,
                                 error_message=None)
-    elif answer.outcome == FAILED and answer.response_code in WRONG_OTP_CODES:
+    elif answer.outcome == FAILED and answer.response_code in WRONG_OTP_CODES | {OTP_TRIES_EXCEEDED}:
         counted = payments.count_otp_refused(reference, now=now, response_code=answer.response_code, message=answer.message)
-        if counted is not None and counted.otp_attempts < OTP_TRIES:
+        if counted is not None and counted.otp_attempts < OTP_TRIES and answer.response_code != OTP_TRIES_EXCEEDED:
             return Result("wrong_otp", payment_data(counted))
+        tries = counted.otp_attempts if counted is not None else OTP_TRIES
         payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
-                            response_code=answer.response_code, error_message=f"wrong OTP {OTP_TRIES} times")
+                            response_code=answer.response_code, error_message=f"wrong OTP {tries} times")
     elif answer.outcome == FAILED:
         payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
                             response_code=answer.response_code, error_message=answer.message)
     else:
         payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=now,
                             error_message=answer.message)
+        _query_at_once(reference, ctx)
     return _confirm_replay(reference, ctx)
+
+
+def _query_at_once(reference: str, ctx: ActionContext) -> None:
+    """/request's answer was lost or unreadable, so the money may have moved: ask /query now and settle by
+    reconcile's rules (paid → SUCCESS; a refusal → FAILED; can't tell, or can't believe → left PENDING,
+    for `flows payments reconcile` or a person). The customer hears it from this conversation.
+    """
+    from .reconcile import settle  # here, not at the top: reconcile borrows this module's wording
+
+    row = payments.get(reference)
+    settle(row, _client(ctx).query(reference), now=ctx.clock(), tell=False)
 
 
 def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = False) -> Result:

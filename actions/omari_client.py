@@ -4,8 +4,9 @@ Every call answers an OmariResult whose outcome is one of:
 
 - ``success``: HTTP 2xx, ``error`` is false and ``responseCode`` is ``"000"`` (the vendor's rule);
 - ``failed``: O'mari answered clearly and said no (any other readable JSON object);
-- ``unknown``: the answer never arrived or cannot be read (timeout, connection error, HTTP 5xx, a body
-  that is not a JSON object). For `/request` the money may have moved: the caller leaves the transaction
+- ``unknown``: the answer never arrived or cannot be read (timeout, connection error, HTTP 5xx, an
+  empty body, a body that is not a JSON object, or one without a true/false ``error`` and a
+  ``responseCode``, e.g. ``"error": "false"`` as text). For `/request` the money may have moved: the caller leaves the transaction
   PENDING and `/query` settles it later.
 
 Amounts travel as JSON numbers with two decimals (``"amount": 3.50``) written straight from the Decimal,
@@ -101,6 +102,18 @@ def _decimal(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
+def _off_contract(payload: dict) -> str | None:
+    """Why a JSON object is not an answer we can read (None when it is): the vendor's success rule needs a
+    true/false `error` and a `responseCode`; without them (`"error": "false"` as text, a gateway's own
+    JSON) we cannot tell success from refusal, so the outcome is unknown, never a failure.
+    """
+    if not isinstance(payload.get("error"), bool):
+        return "an 'error' field that is not true or false" if "error" in payload else "no 'error' field"
+    if payload.get("responseCode") is None:
+        return "no 'responseCode' field"
+    return None
+
+
 class OmariClient:
     """A requests.Session bound to one O'mari environment and merchant key."""
 
@@ -192,12 +205,17 @@ class OmariClient:
         status = response.status_code
         if status >= 500:
             return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status}")
+        if not (response.content or b"").strip():
+            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with an empty body")
         try:
-            payload = json.loads(response.content or b"", parse_float=Decimal)
+            payload = json.loads(response.content, parse_float=Decimal)
         except ValueError:
             return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with a body that is not JSON")
         if not isinstance(payload, dict):
             return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with JSON that is not an object")
+        unreadable = _off_contract(payload)
+        if unreadable:
+            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with {unreadable}")
         code = _text(payload.get("responseCode"))
         ok = 200 <= status < 300 and payload.get("error") is False and code == "000"
         return OmariResult(

@@ -28,7 +28,11 @@ Everything below is OUR decision, because the vendor does not say:
   /void answers ``{"error": false, "responseCode": "000", "message": "Void Success"}``.
 
 Faults for tests (`inject`): ``http_500`` and ``malformed_json`` are answered by the app (so they can be
-recorded too); ``timeout_after`` (the call is processed — the money moves — and then the answer is
+recorded too), and so are the odd answers of real gateways: ``http_401_empty`` (a gateway refusing the
+key: 401, no body, nothing handled); after handling the call (the money moves): ``html_after`` (a 200 HTML
+page), ``error_as_text`` (``"error": "false"`` as a string), ``missing_fields`` (``{"message": "OK"}``);
+on /query: ``unknown_status`` (the status word "Processing") and ``other_amount`` (a tenth of the
+amount). ``timeout_after`` (the call is processed — the money moves — and then the answer is
 lost), ``timeout_before`` and ``connection_error`` happen in the transport adapter, in-process only.
 """
 from __future__ import annotations
@@ -62,7 +66,11 @@ SANDBOX_MERCHANT_KEY = "sandbox-merchant-key"
 OTP_LIFETIME = timedelta(minutes=10)
 OTP_TRIES = 3
 
-APP_FAULTS = ("http_500", "malformed_json")
+# The odd answers real gateways give (issue 9): refused before the call is handled, or given after it was
+# handled (the money moved, then the answer is unreadable or cannot be believed).
+ODD_BEFORE = ("http_401_empty",)
+ODD_AFTER = ("html_after", "error_as_text", "missing_fields", "unknown_status", "other_amount")
+APP_FAULTS = ("http_500", "malformed_json") + ODD_BEFORE + ODD_AFTER
 TRANSPORT_FAULTS = ("timeout_after", "timeout_before", "connection_error")
 ENDPOINTS = ("auth", "request", "query", "void")
 
@@ -95,6 +103,23 @@ def _answer(payload: dict, status: int = 200) -> Response:
 
 def _refuse(code: str, message: str, status: int = 200) -> Response:
     return _answer({"error": True, "message": message, "responseCode": code}, status)
+
+
+def _odd(fault: str, answer: Response) -> Response:
+    """The answer a gateway gives instead of the sandbox's own, after the call was handled."""
+    if fault == "html_after":
+        return Response("<html><head><title>Gateway</title></head><body>Request accepted</body></html>",
+                        status=200, mimetype="text/html")
+    payload = json.loads(answer.get_data(), parse_float=Decimal)
+    if fault == "error_as_text":
+        payload["error"] = str(payload["error"]).lower()
+    elif fault == "missing_fields":
+        payload = {"message": "OK"}
+    elif fault == "unknown_status":
+        payload["status"] = "Processing"
+    elif fault == "other_amount" and payload.get("amount") is not None:
+        payload["amount"] = (Decimal(payload["amount"]) / 10).quantize(Decimal("0.01"))
+    return _answer(payload, answer.status_code)
 
 
 class OmariSandbox:
@@ -187,10 +212,12 @@ class OmariSandbox:
                     fault = sandbox.take_fault(endpoint, APP_FAULTS)
                     if fault == "http_500":
                         return Response("<html><body>500 Internal Server Error</body></html>", status=500, mimetype="text/html")
+                    if fault == "http_401_empty":
+                        return Response(b"", status=401)
                     answer = handler(**kwargs)
                     if fault == "malformed_json":
                         return Response(b'{"error": false, "responseCode": "000", "message": "Pay', status=200, mimetype="application/json")
-                    return answer
+                    return _odd(fault, answer) if fault in ODD_AFTER else answer
 
             view.__name__ = endpoint
             return view

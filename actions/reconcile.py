@@ -5,13 +5,17 @@ Candidates are PENDING transactions (an answer was lost), OTP_SENT ones older th
 right after committing the row). For each, O'mari's answer decides:
 
 - paid (`responseCode` "000" and `status` "Success", or no status but a payment reference) → SUCCESS, and
-  the amount is applied to the booking once;
+  the amount is applied to the booking once — only when O'mari's amount and currency are the payment's;
 - still waiting for the OTP (`status` "Pending") → EXPIRED once the OTP lifetime has passed, else left;
   `status` "Expired" → EXPIRED;
-- any other status (Failed, Voided, Expired, …), or a clear refusal (`error` true with HTTP 2xx or 404,
-  e.g. 025 not found) → FAILED, or EXPIRED for a stale OTP_SENT;
-- no readable answer (timeout, 5xx, not JSON), or a refusal of our request itself (HTTP 400/401/403/429:
-  a bad key must not fail every payment) → left as it is for the next run.
+- `status` Failed or Voided, or a clear refusal (`error` true with HTTP 2xx or 404, e.g. 025 not found)
+  → FAILED, or EXPIRED for a stale OTP_SENT;
+- an answer we cannot believe — a status word outside those five, neither status nor payment reference,
+  or "paid" with another amount or currency — → PENDING and marked as needing a person (with the reason,
+  both figures for a mismatch); never FAILED or EXPIRED, nothing credited. A later answer that is
+  understood settles it and clears the mark;
+- no readable answer (timeout, 5xx, not JSON, off the documented shape), or a refusal of our request
+  itself (HTTP 400/401/403/429: a bad key must not fail every payment) → left as it is for the next run.
 
 Every decisive write is conditional on the status the row had when it was picked (and applying is guarded
 by applied_at under the booking's row lock), so two runs at once, or a run after a crash, settle each
@@ -27,12 +31,15 @@ from engine.messages import Outbound
 from engine.templates import money
 from storage import payments
 from storage.models import Booking, PaymentTransaction
-from storage.money import from_minor
+from storage.money import format_amount, from_minor
 
 from .omari import WORDING, DEFAULT_WORDING
 from .omari_client import SUCCESS, UNKNOWN, OmariClient, OmariResult
 
 SETTLED_NOTE = {payments.SUCCESS: "paid", payments.FAILED: "failed", payments.EXPIRED: "expired"}
+# The /query status words we act on: the vendor's example shows "Success"; the others are what the sandbox
+# answers (our reading of the API). Any other word is not understood, so it decides nothing.
+KNOWN_STATUS_WORDS = frozenset({"success", "pending", "failed", "voided", "expired"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,18 @@ class Settlement:
     after: str  # == before when left as it was
     note: str
     notified: bool = False
+    needs_person: str | None = None  # why a person must look at it, while it is marked
+
+    @property
+    def kind(self) -> str:
+        """settled | pending | needs_person: the three groups `flows payments reconcile` reports."""
+        if self.needs_person:
+            return "needs_person"
+        return "settled" if self.after in payments.FINAL else "pending"
+
+    def as_dict(self) -> dict:
+        return {"reference": self.reference, "before": self.before, "after": self.after, "kind": self.kind,
+                "note": self.note, "customer_told": self.notified, "needs_person": self.needs_person}
 
 
 @dataclass(frozen=True)
@@ -53,9 +72,18 @@ class ReconcileReport:
     def count(self, status: str) -> int:
         return sum(1 for s in self.settlements if s.after == status and s.before != status)
 
+    def of_kind(self, kind: str) -> list[Settlement]:
+        return [s for s in self.settlements if s.kind == kind]
+
     @property
     def unchanged(self) -> int:
         return sum(1 for s in self.settlements if s.after == s.before)
+
+    def summary(self) -> dict:
+        return {"checked": len(self.settlements), "settled": len(self.of_kind("settled")),
+                "paid": self.count(payments.SUCCESS), "failed": self.count(payments.FAILED),
+                "expired": self.count(payments.EXPIRED), "still_pending": len(self.of_kind("pending")),
+                "needs_person": len(self.of_kind("needs_person"))}
 
 
 def reconcile(
@@ -72,51 +100,90 @@ def reconcile(
     return ReconcileReport([settle(row, client.query(row.reference), now=now, otp_lifetime=otp_lifetime) for row in candidates])
 
 
-def settle(row: PaymentTransaction, answer: OmariResult, *, now: datetime, otp_lifetime: timedelta = payments.OTP_LIFETIME) -> Settlement:
-    """Apply O'mari's answer about one transaction (see the module docstring for the rules)."""
-    before = row.status
-    told: list[bool] = []
-
-    def unchanged(note: str) -> Settlement:
-        return Settlement(row.reference, before, before, note)
-
-    status_word = (answer.status or "").strip().lower()
+def settle(row: PaymentTransaction, answer: OmariResult, *, now: datetime,
+           otp_lifetime: timedelta = payments.OTP_LIFETIME, tell: bool = True) -> Settlement:
+    """Apply O'mari's answer about one transaction (see the module docstring for the rules). tell=False
+    queues no message to the customer (the conversation that asked is answering them itself).
+    """
     if answer.outcome == UNKNOWN:
-        return unchanged(f"no answer from O'mari ({answer.message})")
+        return _unchanged(row, f"no answer from O'mari ({answer.message})")
     if answer.outcome != SUCCESS and answer.http_status not in range(200, 300) and answer.http_status != 404:
-        return unchanged(f"O'mari refused the query (HTTP {answer.http_status}, code {answer.response_code or '-'})")
-
-    if answer.outcome == SUCCESS and (status_word == "success" or (not status_word and answer.payment_reference)):
+        return _unchanged(row, f"O'mari refused the query (HTTP {answer.http_status}, code {answer.response_code or '-'})")
+    doubt = _doubt(row, answer)
+    if doubt:
+        marked = payments.mark_for_person(row.reference, doubt, from_statuses=[row.status], now=now)
+        if marked is None:
+            return _unchanged(row, "already settled by another run")
+        return Settlement(row.reference, row.status, marked.status, f"needs a person: {doubt}", needs_person=doubt)
+    told: list[bool] = []
+    if answer.outcome == SUCCESS and _paid(answer):
         done = payments.record_success(
             row.reference, now=now, payment_reference=answer.payment_reference or row.payment_reference,
             debit_reference=answer.debit_reference or row.debit_reference, response_code=answer.response_code,
-            error_message=None, on_change=lambda txn, booking: told.append(_tell(txn, booking, now)),
+            error_message=None, on_change=lambda txn, booking: told.append(tell and _tell(txn, booking, now)),
         )
         if done is None or not done.applied:
-            return unchanged("already settled by another run")
-        return Settlement(row.reference, before, payments.SUCCESS, f"paid: applied to {done.booking.reference}", bool(told and told[0]))
-
-    if answer.outcome == SUCCESS and status_word == "pending":
-        if now - row.created_at <= otp_lifetime:
-            return unchanged("O'mari is still waiting for the OTP")
-        to_status, reason = payments.EXPIRED, "no OTP within the OTP lifetime"
-    elif answer.outcome == SUCCESS and status_word == "expired":
-        to_status, reason = payments.EXPIRED, "O'mari reports the OTP expired"
-    elif answer.outcome == SUCCESS:
-        to_status = payments.EXPIRED if before == payments.OTP_SENT else payments.FAILED
-        reason = f"O'mari reports the payment as {answer.status or 'not paid'}"
-    else:
-        to_status = payments.EXPIRED if before == payments.OTP_SENT else payments.FAILED
-        reason = answer.message or "O'mari does not know this payment"
-
+            return _unchanged(row, "already settled by another run")
+        return Settlement(row.reference, row.status, payments.SUCCESS, f"paid: applied to {done.booking.reference}", bool(told and told[0]))
+    decided = _not_paid(row, answer, now, otp_lifetime)
+    if decided is None:
+        return _unchanged(row, "O'mari is still waiting for the OTP")
+    to_status, reason = decided
     changed = payments.transition(
-        row.reference, to_status, from_statuses=[before], now=now,
+        row.reference, to_status, from_statuses=[row.status], now=now,
         response_code=answer.response_code or row.response_code, error_message=reason,
-        on_change=lambda txn: told.append(_tell(txn, None, now)),
+        on_change=lambda txn: told.append(tell and _tell(txn, None, now)),
     )
     if changed is None:
-        return unchanged("already settled by another run")
-    return Settlement(row.reference, before, to_status, f"{SETTLED_NOTE[to_status]}: {reason}", bool(told and told[0]))
+        return _unchanged(row, "already settled by another run")
+    return Settlement(row.reference, row.status, to_status, f"{SETTLED_NOTE[to_status]}: {reason}", bool(told and told[0]))
+
+
+def _unchanged(row: PaymentTransaction, note: str) -> Settlement:
+    return Settlement(row.reference, row.status, row.status, note, needs_person=row.review_reason)
+
+
+def _word(answer: OmariResult) -> str:
+    return (answer.status or "").strip().lower()
+
+
+def _paid(answer: OmariResult) -> bool:
+    return _word(answer) == "success" or (not _word(answer) and bool(answer.payment_reference))
+
+
+def _doubt(row: PaymentTransaction, answer: OmariResult) -> str | None:
+    """Why O'mari's (readable, successful) answer cannot be believed, or None: a status word we do not
+    know, no status at all, or a payment of another amount or currency than ours.
+    """
+    if answer.outcome != SUCCESS:
+        return None
+    word = _word(answer)
+    if word and word not in KNOWN_STATUS_WORDS:
+        return f"O'mari reports the status '{answer.status}', which is not one we know"
+    if not word and not answer.payment_reference:
+        return "O'mari's answer has neither a status nor a payment reference"
+    ours = from_minor(row.amount_minor)
+    theirs_currency = (answer.currency or "").strip().upper()
+    if _paid(answer) and (answer.amount != ours or theirs_currency != row.currency):
+        theirs = f"{format_amount(answer.amount)} {theirs_currency or '(no currency)'}" if answer.amount is not None \
+            else "no amount"
+        return f"O'mari reports {theirs} paid; the payment is {format_amount(ours)} {row.currency}"
+    return None
+
+
+def _not_paid(row: PaymentTransaction, answer: OmariResult, now: datetime, otp_lifetime: timedelta) -> tuple[str, str] | None:
+    """The final status and reason for an answer that says the money did not move (None: too early)."""
+    word = _word(answer)
+    if answer.outcome == SUCCESS and word == "pending":
+        if now - row.created_at <= otp_lifetime:
+            return None
+        return payments.EXPIRED, "no OTP within the OTP lifetime"
+    if answer.outcome == SUCCESS and word == "expired":
+        return payments.EXPIRED, "O'mari reports the OTP expired"
+    to_status = payments.EXPIRED if row.status == payments.OTP_SENT else payments.FAILED
+    if answer.outcome == SUCCESS:
+        return to_status, f"O'mari reports the payment as {answer.status}"
+    return to_status, answer.message or "O'mari does not know this payment"
 
 
 def _tell(txn: PaymentTransaction, booking: Booking | None, now: datetime) -> bool:

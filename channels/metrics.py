@@ -139,4 +139,24 @@ def database_gauges() -> dict:
         ("convoflow_inbox_backlog", "Inbox messages not yet handled."): {(): backlog},
         ("convoflow_outbox_messages", "Outbox messages by status (pending, sent, failed)."): outbox,
         ("convoflow_payments", "Payment transactions by status."): payments,
+        **payment_guard_gauges(),
+    }
+
+
+def payment_guard_gauges() -> dict:
+    """What an operator watches for abuse and doubt: payment starts refused by the limits (by limit), wrong
+    OTPs typed, and payments marked as needing a person. Counted in the database, so every process agrees.
+    """
+    from peewee import fn
+
+    from storage import payments
+    from storage.models import PaymentTransaction
+
+    wrong = PaymentTransaction.select(fn.COALESCE(fn.SUM(PaymentTransaction.otp_attempts), 0)).scalar()
+    return {
+        ("convoflow_payment_starts_limited", "Payment starts refused by PAYMENT_STARTS_PER_CONTACT/_PER_WALLET, by limit."):
+            {(("limit", limit),): n for limit, n in payments.limited_counts().items()},
+        ("convoflow_payment_wrong_otps", "Wrong OTPs typed (every refusal counted)."): {(): int(wrong or 0)},
+        ("convoflow_payments_needing_person", "Payments marked as needing a person (see flows payments list)."):
+            {(): PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False)).count()},
     }

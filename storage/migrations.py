@@ -23,7 +23,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from .db import is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Event, InboxMessage, OutboxMessage
+from .models import ALL_MODELS, Event, InboxMessage, OutboxMessage, PaymentTransaction
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -79,12 +79,22 @@ def _outbox_pending_index(db: peewee.Database, migrator: SchemaMigrator) -> None
     OutboxMessage._schema.create_indexes(safe=True)
 
 
+def _payment_review_and_limits(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    _add_columns(db, migrator, PaymentTransaction, "review_reason", "review_at")
+    table = PaymentTransaction._meta.table_name
+    _add_index(db, migrator, table, ("contact_key", "created_at"))  # payment starts per contact
+    _add_index(db, migrator, table, ("msisdn", "created_at"))  # payment starts per wallet
+    _add_index(db, migrator, Event._meta.table_name, ("kind",))  # /metrics counts refused starts
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
     Migration("0003_outbox_pending_index", _outbox_pending_index, "senders find each contact's next message fast"),
     Migration("0004_inbox_attempts", lambda db, m: _add_columns(db, m, InboxMessage, "attempts"),
               "count failed turns per message, so one that always fails stops holding its contact up"),
+    Migration("0006_payment_review_and_limits", _payment_review_and_limits,
+              "mark payments that need a person; find recent payment starts per contact and per wallet"),
 )
 
 

@@ -138,6 +138,10 @@ class PaymentTransaction(BaseModel):
     created_at = pw.DateTimeField()
     updated_at = pw.DateTimeField()
     completed_at = pw.DateTimeField(null=True)
+    # Set when O'mari's answer could not be believed (an unknown status word, another amount): the payment
+    # waits for a person, with the reason; cleared when a later answer settles it.
+    review_reason = pw.TextField(null=True)
+    review_at = pw.DateTimeField(null=True)
 
 
 class ActionResult(BaseModel):

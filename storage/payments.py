@@ -19,6 +19,7 @@ audit Event log. Nothing here ever stores an OTP.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,7 +27,7 @@ from typing import Callable, Iterable
 
 import peewee
 
-from .db import is_postgres, write_transaction
+from .db import execute, is_postgres, write_transaction
 from . import bookings, outbox
 from .models import Booking, Contact, Event, PaymentTransaction
 from .money import format_amount, from_minor, to_minor
@@ -38,6 +39,25 @@ FINAL = frozenset({SUCCESS, FAILED, CANCELLED, EXPIRED})
 
 # Our decision (O'mari does not document it): an OTP is good for 10 minutes after /auth.
 OTP_LIFETIME = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class StartLimits:
+    """How many payments (each one an OTP text) may start within `window`, per contact and per wallet."""
+
+    per_contact: int = 3
+    per_wallet: int = 5
+    window: timedelta = timedelta(minutes=15)
+
+
+class StartLimited(Exception):
+    """A payment start refused by a StartLimits: `limit` is "contact" or "wallet"; `free_at` is when the
+    oldest start in the window leaves it.
+    """
+
+    def __init__(self, limit: str, free_at: datetime) -> None:
+        super().__init__(f"too many payment starts per {limit}")
+        self.limit, self.free_at = limit, free_at
 
 
 @dataclass(frozen=True)
@@ -80,15 +100,19 @@ def create(
     channel: str,
     contact_key: str | None,
     now: datetime,
+    limits: StartLimits | None = None,
 ) -> tuple[PaymentTransaction, bool]:
     """Commit a new INITIATED transaction; returns (row, created). A second call with the same idempotency
-    key returns the first row and created=False instead of making another.
+    key returns the first row and created=False instead of making another. With limits, raises
+    StartLimited (and stores nothing) when the contact or the wallet has started as many already.
     """
     existing = by_idempotency_key(idempotency_key)
     if existing is not None:
         return existing, False
     try:
         with write_transaction():
+            if limits is not None:
+                _check_limits(limits, contact_key, msisdn, now)
             row = PaymentTransaction.create(
                 reference=reference,
                 booking=booking,
@@ -112,6 +136,42 @@ def create(
             raise
         return existing, False
     return row, True
+
+
+def _check_limits(limits: StartLimits, contact_key: str | None, msisdn: str, now: datetime) -> None:
+    """Raise StartLimited when a limit is reached. Runs in create()'s write transaction: SQLite's write
+    lock serialises it; on PostgreSQL a transaction-scoped advisory lock per wallet number does, so two
+    contacts starting on one wallet at once cannot both slip under its limit.
+    """
+    if is_postgres():
+        execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(msisdn.encode()),))
+    since = now - limits.window
+    checks = [("wallet", PaymentTransaction.msisdn == msisdn, limits.per_wallet)]
+    if contact_key:
+        checks.insert(0, ("contact", PaymentTransaction.contact_key == contact_key, limits.per_contact))
+    for limit, which, allowed in checks:
+        starts = [row.created_at for row in PaymentTransaction.select(PaymentTransaction.created_at)
+                  .where(which & (PaymentTransaction.created_at > since))
+                  .order_by(PaymentTransaction.created_at.desc()).limit(allowed)]
+        if len(starts) >= allowed:
+            raise StartLimited(limit, starts[-1] + limits.window)
+
+
+LIMITS = ("contact", "wallet")
+
+
+def note_limited(limit: str, *, subject: str, contact_key: str | None, now: datetime) -> None:
+    """Keep a refused start in the audit log, which /metrics counts; subject: the masked wallet number."""
+    with write_transaction():
+        _audit(f"payment.limited.{limit}", subject, {"limit": limit}, now, contact_key)
+
+
+def limited_counts() -> dict[str, int]:
+    """Refused payment starts so far, by limit ("contact", "wallet")."""
+    kinds = {f"payment.limited.{limit}": limit for limit in LIMITS}
+    counted = dict(Event.select(Event.kind, peewee.fn.COUNT(Event.id)).where(Event.kind.in_(list(kinds)))
+                   .group_by(Event.kind).tuples())
+    return {limit: counted.get(kind, 0) for kind, limit in kinds.items()}
 
 
 def by_idempotency_key(key: str) -> PaymentTransaction | None:
@@ -154,6 +214,8 @@ def transition(
             return None
         changes = dict(fields, updated_at=now)
         if row.status != to_status:
+            if to_status in FINAL:
+                changes.update(review_reason=None, review_at=None)  # settled: the mark no longer holds
             changes["status"] = to_status
             changes["status_history"] = json.dumps(history(row) + [_history_entry(to_status, now)])
             if to_status in FINAL:
@@ -168,6 +230,26 @@ def transition(
         if on_change is not None and row.status != to_status:
             on_change(updated)
         return updated
+
+
+def mark_for_person(reference: str, reason: str, *, from_statuses: Iterable[str], now: datetime) -> PaymentTransaction | None:
+    """O'mari's answer cannot be believed: leave the payment PENDING (moving it there from one of
+    from_statuses) and mark it as needing a person, with the reason. Never FAILED, never credited.
+    Returns None when the payment is in none of from_statuses.
+    """
+    with write_transaction():
+        before = get(reference)
+        since = before.review_at if before is not None and before.review_reason == reason else now
+        row = transition(reference, PENDING, from_statuses=from_statuses, now=now, review_reason=reason, review_at=since)
+        if row is not None and since == now:
+            _audit("payment.needs_person", reference, {"reason": reason}, now, row.contact_key)
+        return row
+
+
+def needs_person() -> list[PaymentTransaction]:
+    """Payments marked as needing a person, oldest mark first."""
+    return list(PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False))
+                .order_by(PaymentTransaction.review_at, PaymentTransaction.id))
 
 
 def count_otp_refused(reference: str, *, now: datetime, response_code: str | None, message: str | None) -> PaymentTransaction | None:
@@ -210,7 +292,7 @@ def record_success(
         booking = _locked(Booking.select().where(Booking.id == row.booking_id)).get()
         if row.applied_at is not None:
             return Applied(False, row, booking)
-        changes = dict(fields, updated_at=now, applied_at=now)
+        changes = dict(fields, updated_at=now, applied_at=now, review_reason=None, review_at=None)
         if row.status != SUCCESS:
             changes.update(
                 status=SUCCESS,
@@ -278,12 +360,14 @@ def finish_request(reference: str, idempotency_key: str, outcome: str) -> None:
 # ── queries for the operator and for reconcile ───────────────────────────────────────────────────────
 
 
-def list_payments(status: str | None = None, limit: int | None = None) -> list[PaymentTransaction]:
-    """Newest first, optionally only one status."""
+def list_payments(status: str | None = None, limit: int | None = None, needing_person: bool = False) -> list[PaymentTransaction]:
+    """Newest first, optionally only one status, or only those marked as needing a person."""
     query = (PaymentTransaction.select(PaymentTransaction, Booking).join(Booking)
              .order_by(PaymentTransaction.created_at.desc(), PaymentTransaction.id.desc()))
     if status:
         query = query.where(PaymentTransaction.status == status.upper())
+    if needing_person:
+        query = query.where(PaymentTransaction.review_reason.is_null(False))
     if limit:
         query = query.limit(limit)
     return list(query)
@@ -323,6 +407,8 @@ def as_dict(row: PaymentTransaction) -> dict:
         "response_code": row.response_code,
         "error_message": row.error_message,
         "otp_attempts": row.otp_attempts,
+        "needs_person": row.review_reason,
+        "needs_person_since": _iso(row.review_at),
         "status_history": history(row),
         "applied_at": _iso(row.applied_at),
         "created_at": _iso(row.created_at),

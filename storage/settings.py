@@ -68,6 +68,12 @@ class Settings:
                                                 "the token Meta echoes when the webhook is verified", secret=True)
     whatsapp_api_url: str = setting(DEFAULT_WHATSAPP_API_URL, "WHATSAPP_API_URL",
                                     "Graph API base URL, with its version", url)
+    payment_starts_per_contact: int = setting(3, "PAYMENT_STARTS_PER_CONTACT",
+                                              "payments one WhatsApp contact may start per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
+    payment_starts_per_wallet: int = setting(5, "PAYMENT_STARTS_PER_WALLET",
+                                             "payments one wallet number may be asked for per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
+    payment_starts_window_minutes: int = setting(15, "PAYMENT_STARTS_WINDOW_MINUTES",
+                                                 "the window, in minutes, of the payment start limits", positive_int)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

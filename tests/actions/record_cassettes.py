@@ -33,6 +33,13 @@ REF_WRONG = "6f1c2a34-0003-4c1e-9a55-3b2f7d8e9a03"
 REF_VOID = "6f1c2a34-0004-4c1e-9a55-3b2f7d8e9a04"
 REF_UNKNOWN = "6f1c2a34-0005-4c1e-9a55-3b2f7d8e9a05"
 REF_FAULT = "6f1c2a34-0006-4c1e-9a55-3b2f7d8e9a06"
+# The odd answers of issue 9, one reference each (the sandbox refuses a reference twice).
+REF_401 = "6f1c2a34-0007-4c1e-9a55-3b2f7d8e9a07"
+REF_HTML = "6f1c2a34-0008-4c1e-9a55-3b2f7d8e9a08"
+REF_TEXT = "6f1c2a34-0009-4c1e-9a55-3b2f7d8e9a09"
+REF_MISSING = "6f1c2a34-0010-4c1e-9a55-3b2f7d8e9a10"
+REF_STATUS = "6f1c2a34-0011-4c1e-9a55-3b2f7d8e9a11"
+REF_AMOUNT = "6f1c2a34-0012-4c1e-9a55-3b2f7d8e9a12"
 AMOUNT = Decimal("3.50")
 WRONG_OTP = "111111"
 
@@ -80,6 +87,19 @@ def auth_malformed_json(client, otp_for, msisdn):
     client.auth(msisdn, REF_FAULT, AMOUNT, "USD", "WEB")
 
 
+def auth_unauthorized_empty(client, otp_for, msisdn):
+    client.auth(msisdn, REF_401, AMOUNT, "USD", "WEB")
+
+
+def _pay_then_query(reference: str) -> Scenario:
+    """/auth, /request with the right OTP (the odd fault hits one of them), then /query: what happened."""
+    def scenario(client, otp_for, msisdn):
+        client.auth(msisdn, reference, AMOUNT, "USD", "WEB")
+        client.request(msisdn, reference, otp_for(reference))
+        client.query(reference)
+    return scenario
+
+
 # name -> (scenario, fault to inject in the sandbox first, playable against the real O'mari)
 SCENARIOS: dict[str, tuple[Scenario, tuple[str, str] | None, bool]] = {
     "auth_success": (auth_success, None, True),
@@ -91,6 +111,12 @@ SCENARIOS: dict[str, tuple[Scenario, tuple[str, str] | None, bool]] = {
     "bad_key": (bad_key, None, True),
     "auth_server_error": (auth_server_error, ("auth", "http_500"), False),
     "auth_malformed_json": (auth_malformed_json, ("auth", "malformed_json"), False),
+    "auth_unauthorized_empty": (auth_unauthorized_empty, ("auth", "http_401_empty"), False),
+    "request_html_after_paying": (_pay_then_query(REF_HTML), ("request", "html_after"), False),
+    "request_error_as_text": (_pay_then_query(REF_TEXT), ("request", "error_as_text"), False),
+    "request_missing_fields": (_pay_then_query(REF_MISSING), ("request", "missing_fields"), False),
+    "query_unknown_status": (_pay_then_query(REF_STATUS), ("query", "unknown_status"), False),
+    "query_other_amount": (_pay_then_query(REF_AMOUNT), ("query", "other_amount"), False),
 }
 
 

@@ -102,12 +102,31 @@ def test_initiate_refused_by_omari_fails_with_the_code_and_a_message(env):
     assert [h["status"] for h in payments.history(row)] == ["INITIATED", "FAILED"]
 
 
-@pytest.mark.parametrize("fault", ["timeout_before", "http_500", "malformed_json", "connection_error"])
-def test_initiate_without_a_readable_answer_is_pending(env, fault):
+@pytest.mark.parametrize("fault", ["timeout_before", "http_500", "malformed_json", "connection_error", "http_401_empty",
+                                   "html_after", "error_as_text", "missing_fields"])
+def test_initiate_without_a_success_fails_at_once(env, fault, caplog):
+    """No money moves at /auth: whatever O'mari (or a gateway) answers short of a success is FAILED."""
     env.sandbox.inject("auth", fault)
-    result = env.initiate()
-    assert result.outcome == "pending"
-    assert payments.get(result.data["reference"]).status == "PENDING"
+    with caplog.at_level(logging.INFO):
+        result = env.initiate()
+    assert result.outcome == "failed"
+    assert result.data["message"] == "O'mari could not start the payment just now, and nothing was charged."
+    row = payments.get(result.data["reference"])
+    assert row.status == "FAILED" and [h["status"] for h in payments.history(row)] == ["INITIATED", "FAILED"]
+    assert row.error_message and payments.reconcile_candidates(env.now + timedelta(hours=1)) == []
+    why = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(why) == 1 and f"payment {row.reference} FAILED at /auth" in why[0]
+    assert env.sandbox.merchant_key not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_401_with_no_body_at_auth_says_why_in_the_log_never_the_key(env, caplog):
+    env.sandbox.inject("auth", "http_401_empty")
+    with caplog.at_level(logging.INFO):
+        result = env.initiate()
+    assert result.outcome == "failed" and payments.get(result.data["reference"]).status == "FAILED"
+    why = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][0]
+    assert "HTTP 401 with an empty body" in why and "check OMARI_MERCHANT_KEY" in why
+    assert env.sandbox.merchant_key not in why
 
 
 @pytest.mark.parametrize("amount", ["300.01", "0", "0.00"])
@@ -173,7 +192,9 @@ def test_confirm_allows_three_tries_then_fails(env):
     assert env.confirm(reference, otp="222222").data["attempts_left"] == 1
     third = env.confirm(reference, otp="333333")
     assert third.outcome == "failed" and third.data["message"] == "Too many wrong codes were entered."
-    assert payments.get(reference).status == "FAILED"
+    row = payments.get(reference)
+    assert row.status == "FAILED" and row.otp_attempts == 3  # the third refusal (075) is counted too
+    assert row.error_message == "wrong OTP 3 times"
     late = env.confirm(reference)  # even the right code is too late now, and O'mari is not asked again
     assert late.outcome == "failed" and env.sandbox.calls.count("request") == 3
     assert paid() == Decimal("0.00")
@@ -188,12 +209,48 @@ def test_confirm_after_the_otp_lifetime_expires_without_calling(env):
 
 
 @pytest.mark.parametrize("fault", ["timeout_after", "http_500", "malformed_json"])
-def test_confirm_without_a_readable_answer_is_pending_and_pays_nothing_yet(env, fault):
+def test_confirm_without_a_readable_answer_is_pending_while_query_cannot_tell(env, fault):
     reference = env.initiate().data["reference"]
     env.sandbox.inject("request", fault)
+    env.sandbox.inject("query", "http_500")
     result = env.confirm(reference)
     assert result.outcome == "pending"
     assert payments.get(reference).status == "PENDING" and paid() == Decimal("0.00")
+    assert env.sandbox.calls == ["auth", "request", "query"]
+
+
+@pytest.mark.parametrize("fault", ["timeout_after", "html_after", "error_as_text", "missing_fields", "malformed_json"])
+def test_confirm_with_an_unreadable_answer_after_paying_asks_query_at_once_and_pays_once(env, fault):
+    reference = env.initiate().data["reference"]
+    env.sandbox.inject("request", fault)
+    result = env.confirm(reference)
+    assert result.outcome == "success" and result.data["balance_due"] == "250.00"
+    row = payments.get(reference)
+    assert [h["status"] for h in payments.history(row)] == ["INITIATED", "OTP_SENT", "PENDING", "SUCCESS"]
+    assert row.payment_reference == env.sandbox.payments[reference].payment_reference
+    assert env.sandbox.calls == ["auth", "request", "query"] and paid() == Decimal("50.00")
+
+
+def test_confirm_with_an_unreadable_answer_and_a_failed_query_fails(env):
+    reference = env.initiate(msisdn="263771230051").data["reference"]  # the sandbox's insufficient-funds number
+    env.sandbox.inject("request", "html_after")
+    result = env.confirm(reference)
+    assert result.outcome == "failed" and payments.get(reference).status == "FAILED" and paid() == Decimal("0.00")
+
+
+@pytest.mark.parametrize("fault,reason", [
+    ("unknown_status", "O'mari reports the status 'Processing', which is not one we know"),
+    ("other_amount", "O'mari reports 5.00 USD paid; the payment is 50.00 USD"),
+])
+def test_confirm_with_an_unreadable_answer_and_a_query_we_cannot_believe_waits_for_a_person(env, fault, reason):
+    reference = env.initiate().data["reference"]
+    env.sandbox.inject("request", "html_after")
+    env.sandbox.inject("query", fault)
+    result = env.confirm(reference)
+    assert result.outcome == "pending"
+    row = payments.get(reference)
+    assert row.status == "PENDING" and row.review_reason == reason and paid() == Decimal("0.00")
+    assert payments.as_dict(row)["needs_person"] == reason
 
 
 def test_confirm_of_a_cancelled_payment_fails_without_calling(env):
@@ -247,6 +304,7 @@ def test_cancel_when_the_void_fails_still_cancels(env):
 def test_cancel_never_cancels_a_pending_or_paid_payment(env):
     pending = env.initiate().data["reference"]
     env.sandbox.inject("request", "timeout_after")
+    env.sandbox.inject("query", "http_500")
     env.confirm(pending)
     assert env.call("omari.cancel", {"reference": pending}).outcome == "pending"
     assert payments.get(pending).status == "PENDING"

@@ -69,6 +69,14 @@ class Shop:
             self.say(text)
         return self.say(phone)
 
+    def lose_the_otp_answer(self, fault: str = "timeout_after") -> str:
+        """Type the OTP while /request's answer is lost (O'mari took the money) and the /query asked at
+        once cannot tell either (HTTP 500): the payment is left PENDING for reconcile.
+        """
+        self.sandbox.inject("request", fault)
+        self.sandbox.inject("query", "http_500")
+        return self.say(self.sandbox.last_otp(PHONE))
+
     def expire_due(self) -> int:
         return turns.expire_due(self.ctx, self.flows, self.clock())
 

@@ -78,16 +78,16 @@ def test_show_an_unknown_payment_exits_1(url, two_payments):
 def test_reconcile_settles_a_pending_payment_over_http(url):
     shop = Shop()
     shop.pay_until_otp(amount="50")
-    shop.sandbox.inject("request", "timeout_after")
-    shop.say(shop.sandbox.last_otp(PHONE))
+    shop.lose_the_otp_answer()
     with shop.sandbox.serve("127.0.0.1", 0) as base_url:
         env = {"OMARI_API_BASE_URL": base_url, "OMARI_MERCHANT_KEY": shop.sandbox.merchant_key}
         first = flows(url, "payments", "reconcile", **env)
         again = flows(url, "payments", "reconcile", **env)
     assert first.exit_code == 0, first.output
     assert "PENDING → SUCCESS" in first.stdout and "customer told" in first.stdout
-    assert "1 checked: 1 paid, 0 failed, 0 expired, 0 unchanged" in first.stdout
-    assert again.stdout.strip() == "0 checked: 0 paid, 0 failed, 0 expired, 0 unchanged"
+    assert "settled:" in first.stdout
+    assert "1 checked: 1 settled (1 paid, 0 failed, 0 expired), 0 still pending, 0 need a person" in first.stdout
+    assert again.stdout.strip() == "0 checked: 0 settled (0 paid, 0 failed, 0 expired), 0 still pending, 0 need a person"
     assert Decimal(find_booking(REF).paid_minor) / 100 == Decimal("50.00")
     assert shop.sandbox.merchant_key not in first.output
 
