@@ -66,7 +66,7 @@ def test_the_shipped_flows_pass_their_tests_and_every_step_is_visited(monkeypatc
     monkeypatch.chdir(tmp_path)
     result = run("test", "--coverage")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-2:] == ["16 tests: 16 passed, 0 failed", "every step is visited by a test"]
+    assert result.output.splitlines()[-2:] == ["17 tests: 17 passed, 0 failed", "every step is visited by a test"]
 
 
 def test_flows_validate_leaves_the_tests_folder_alone():
@@ -245,7 +245,7 @@ def test_the_example_folder_can_be_copied_and_run(tmp_path, monkeypatch):
     shutil.copytree(SHIPPED, tmp_path / "flows")
     monkeypatch.setenv("FLOWS_DIR", str(tmp_path / "flows"))
     monkeypatch.chdir(tmp_path)
-    assert run("test", "flows/tests/omari_payment.test.yaml").output.endswith("11 tests: 11 passed, 0 failed\n")
+    assert run("test", "flows/tests/omari_payment.test.yaml").output.endswith("12 tests: 12 passed, 0 failed\n")
 
 
 def test_the_example_in_the_guide_passes_against_the_shipped_flows(tmp_path, monkeypatch):
