@@ -1,7 +1,8 @@
 """WhatsApp Cloud API payloads: webhook bodies in, message JSON out.
 
-Parsing turns one webhook body into the contacts it names, the user messages it carries (as Inbound) and
-the delivery receipts for what we sent. Every entry, change, message and status is handled; an item that
+Parsing turns one webhook body into the people who wrote (phone number and/or business-scoped user id),
+the user messages it carries (as Inbound), the events that are not answers (reactions, revokes, edits,
+system notices: recorded, never a turn) and the delivery receipts for what we sent. Every entry, change, message and status is handled; an item that
 cannot be used (no id, no sender) is skipped with a log line rather than failing the whole delivery, so
 one odd item never makes Meta retry the others for days.
 
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from engine.messages import Choice, Inbound, Outbound
+from storage.contacts import Identity, is_user_id
 
 log = logging.getLogger("convoflow.whatsapp")
 
@@ -42,21 +43,15 @@ MAX_ROWS = 10
 DEFAULT_LIST_BUTTON = "Choose"
 EMPTY_BODY = "Please choose:"  # an interactive message must have a body; used only when the flow gave none
 
-# A business-scoped user id: country code, a dot, then letters and digits (e.g. "US.13491208655302741918").
-_BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]+$")
+# System notices that move a person to a new phone number (the new one is in system.wa_id).
+NUMBER_CHANGES = frozenset({"user_changed_number", "customer_changed_number"})
 
 
 class PayloadError(ValueError):
     """A webhook body that is not JSON or not a WhatsApp payload; the message is a short reason."""
 
 
-@dataclass(frozen=True)
-class ContactInfo:
-    """Who wrote: key is the user_id when Meta sent one, else the wa_id."""
-
-    key: str
-    wa_id: str | None = None
-    profile_name: str | None = None
+ContactInfo = Identity  # who wrote: phone number and/or user id; .key is the key a new contact gets
 
 
 @dataclass(frozen=True)
@@ -70,10 +65,17 @@ class StatusReceipt:
 
 @dataclass(frozen=True)
 class Received:
-    """One user message: the parsed Inbound and the raw item as Meta sent it."""
+    """One item of `messages`: the parsed Inbound, the raw item as Meta sent it and who sent it.
+
+    event names an item that is not an answer ("reaction", "reaction_removed", "revoke", "edit",
+    "system.<type>"): it is recorded and never reaches a turn. new_wa_id: a number change's new number.
+    """
 
     inbound: Inbound
     raw: dict
+    sender: Identity | None = None
+    event: str | None = None
+    new_wa_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,11 @@ def parse_webhook(body: bytes) -> Webhook:
             value = _dict(change.get("value"))
             people = [_contact(c) for c in _list(value.get("contacts"))]
             people = [p for p in people if p is not None]
-            for p in people:
-                contacts[p.key] = p
             for item in _list(value.get("messages")):
                 received = _message(_dict(item), people)
                 if received is not None:
                     messages.append(received)
+                    contacts.setdefault(received.sender.key, received.sender)
             for item in _list(value.get("statuses")):
                 receipt = _status(_dict(item))
                 if receipt is not None:
@@ -148,39 +149,54 @@ def parse_webhook(body: bytes) -> Webhook:
             for err in _list(value.get("errors")):
                 err = _dict(err)
                 log.warning("webhook reported an error: code=%s %s", err.get("code"), err.get("title"))
-    for r in messages:
-        # A message whose sender was not in contacts[] still needs a contact row.
-        contacts.setdefault(r.inbound.contact, ContactInfo(key=r.inbound.contact, wa_id=_str(r.raw.get("from"))))
     return Webhook(tuple(contacts.values()), tuple(messages), tuple(statuses))
 
 
-def _contact(c: Any) -> ContactInfo | None:
+def _cut_id(x: Any, limit: int) -> str | None:
+    s = _str(x)
+    return s[:limit] if s else None
+
+
+def _contact(c: Any) -> Identity | None:
     c = _dict(c)
-    wa_id, user_id = _str(c.get("wa_id")), _str(c.get("user_id"))
-    key = user_id or wa_id
-    if key is None:
-        return None
-    name = _str(_dict(c.get("profile")).get("name"))
-    return ContactInfo(key=key[:128], wa_id=wa_id[:32] if wa_id else None, profile_name=name[:256] if name else None)
+    profile = _dict(c.get("profile"))
+    who = Identity(wa_id=_cut_id(c.get("wa_id"), 32), user_id=_cut_id(c.get("user_id"), 128),
+                   parent_user_id=_cut_id(c.get("parent_user_id"), 128),
+                   username=_cut_id(profile.get("username") or c.get("username"), 128),
+                   profile_name=_cut_id(profile.get("name"), 256))
+    return who if who.key else None
 
 
-def _sender(m: dict, people: list[ContactInfo]) -> str | None:
-    """The contact key of a message's sender: its user_id when known, else its wa_id / from."""
-    sender_wa, sender_user = _str(m.get("from")), _str(m.get("from_user_id"))
-    if sender_user:
-        return sender_user[:128]
-    for p in people:
-        if sender_wa and p.wa_id == sender_wa:
-            return p.key
-    if len(people) == 1 and sender_wa is None:
-        return people[0].key
-    return sender_wa[:128] if sender_wa else None
+def _sender(m: dict, people: list[Identity]) -> Identity | None:
+    """Who sent a message: its `from` / `from_user_id`, completed from the matching contacts[] entry."""
+    wa_id, user_id = _cut_id(m.get("from"), 32), _cut_id(m.get("from_user_id"), 128)
+    match = next((p for p in people if (user_id and p.user_id == user_id) or (wa_id and p.wa_id == wa_id)), None)
+    if match is None and wa_id is None and user_id is None and len(people) == 1:
+        match = people[0]
+    if match is None:
+        return Identity(wa_id=wa_id, user_id=user_id) if wa_id or user_id else None
+    return Identity(wa_id=wa_id or match.wa_id, user_id=user_id or match.user_id,
+                    parent_user_id=match.parent_user_id, username=match.username, profile_name=match.profile_name)
 
 
-def _message(m: dict, people: list[ContactInfo]) -> Received | None:
+def _event(m: dict, mtype: Any) -> tuple[str | None, str | None]:
+    """(event name, new phone number) for an item that is not an answer; (None, None) for a message."""
+    if mtype == "reaction":
+        return ("reaction" if _str(_dict(m.get("reaction")).get("emoji")) else "reaction_removed"), None
+    if mtype in ("revoke", "edit"):
+        return mtype, None
+    if mtype == "system":
+        system = _dict(m.get("system"))
+        kind = (_str(system.get("type")) or "unknown")[:48]
+        new_wa_id = _cut_id(system.get("wa_id") or system.get("new_wa_id"), 32) if kind in NUMBER_CHANGES else None
+        return f"system.{kind}", new_wa_id
+    return None, None
+
+
+def _message(m: dict, people: list[Identity]) -> Received | None:
     message_id = _str(m.get("id"))
-    contact = _sender(m, people)
-    if message_id is None or contact is None:
+    sender = _sender(m, people)
+    if message_id is None or sender is None:
         log.warning("webhook message skipped: it has no %s", "id" if message_id is None else "sender")
         return None
     kind, text, reply_id = "other", None, None
@@ -197,14 +213,15 @@ def _message(m: dict, people: list[ContactInfo]) -> Received | None:
         button = _dict(m.get("button"))
         kind, text, reply_id = "text", _text(button.get("text")), _str(button.get("payload"))
     inbound = Inbound(
-        contact=contact,
+        contact=sender.key,
         message_id=message_id[:256],
         text=text,
         kind=kind,
         reply_id=reply_id,
         timestamp=_timestamp(m.get("timestamp")),
     )
-    return Received(inbound, m)
+    event, new_wa_id = _event(m, mtype)
+    return Received(inbound, m, sender, event, new_wa_id)
 
 
 def _text(x: Any) -> str:
@@ -220,11 +237,12 @@ def _status(s: dict) -> StatusReceipt | None:
     return StatusReceipt(wamid=wamid, status=status[:16], error=error)
 
 
-def inbox_payload(received: Received) -> dict:
-    """The inbox row's payload: the Inbound's fields (timestamp as ISO text) plus the raw item as `raw`."""
+def inbox_payload(received: Received, contact: str | None = None) -> dict:
+    """The inbox row's payload: the Inbound's fields (timestamp as ISO text), the raw item as `raw` and,
+    for an event, its name. contact: the stored contact's key, when the caller resolved it."""
     i = received.inbound
-    return {
-        "contact": i.contact,
+    payload = {
+        "contact": contact or i.contact,
         "message_id": i.message_id,
         "text": i.text,
         "kind": i.kind,
@@ -232,6 +250,9 @@ def inbox_payload(received: Received) -> dict:
         "timestamp": i.timestamp.isoformat() if i.timestamp else None,
         "raw": received.raw,
     }
+    if received.event:
+        payload["event"] = received.event
+    return payload
 
 
 # ── Outbound → Cloud API ────────────────────────────────────────────────────────────────────────────
@@ -268,7 +289,7 @@ def _cut(value: str, limit: int, what: str, ellipsis: bool = True) -> str:
 
 def recipient_fields(to: str) -> dict:
     """Address a message: a phone number goes in `to`, a business-scoped user id in `recipient`."""
-    return {"recipient": to} if _BSUID.match(to) else {"to": to}
+    return {"recipient": to} if is_user_id(to) else {"to": to}
 
 
 def _envelope(to: str) -> dict:

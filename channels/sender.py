@@ -50,7 +50,7 @@ _CLAIM = (
     'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
     'RETURNING "id", "payload", "attempts", '
     '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
-    '(SELECT c."wa_id" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
+    '(SELECT COALESCE(c."wa_id", c."user_id") FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
 )
 # Record: every row the Graph API accepted, with its wamid, in one statement.
 _SENT = (
@@ -160,8 +160,9 @@ class Sender:
         sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
         rows = execute(sql, (now + timedelta(seconds=self.policy.lease), now, self.batch)).fetchall()
         claimed = []
-        for row_id, payload, attempts, key, wa_id in sorted(rows):
-            claimed.append(Claimed(id=row_id, contact_key=key, to=wa_id or key, payload=payload, attempts=attempts))
+        # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
+        for row_id, payload, attempts, key, address in sorted(rows):
+            claimed.append(Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts))
         return claimed
 
     # ── HTTP ───────────────────────────────────────────────────────────────────────────────────────

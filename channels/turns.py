@@ -347,7 +347,8 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
         claim, row, contact = taken
         try:
             with _released_on_stop(claim):
-                inbound = inbound_from_payload(row.payload)
+                # The contact's stored key, whichever id (phone or user id) the message named it by.
+                inbound = replace(inbound_from_payload(row.payload), contact=contact)
                 result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
                 _save(claim, contact, result, ctx, inbox_id=row.id)
         except Exception as error:

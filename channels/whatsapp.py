@@ -18,14 +18,15 @@ from typing import Callable
 from flask import Flask, Response, request
 
 from engine.context import utcnow
-from storage import inbox
-from storage.contacts import upsert_contact
+from storage import events, inbox
+from storage.contacts import change_number, resolve
 from storage.db import database, is_postgres, write_transaction
+from storage.events import EventRecord
 from storage.models import OutboxMessage
 from storage.settings import Settings
 
 from .metrics import Metrics, database_gauges
-from .payloads import PayloadError, Webhook, inbox_payload, parse_webhook
+from .payloads import PayloadError, Received, Webhook, inbox_payload, parse_webhook
 
 log = logging.getLogger("convoflow.whatsapp")
 
@@ -50,31 +51,46 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
 
 
 def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
-    """Record one webhook's contacts, messages and receipts in one transaction. Returns (new, duplicate)."""
+    """Record one webhook's contacts, messages, events and receipts in one transaction. Returns (new,
+    duplicate) counted over messages and events."""
     if not hook.messages and not hook.statuses:
         return 0, 0
-    if (is_postgres() and len(hook.messages) == 1 and len(hook.contacts) == 1 and not hook.statuses
-            and hook.messages[0].inbound.contact == hook.contacts[0].key):
-        # The usual delivery, one message from one contact: one statement, no explicit transaction.
-        r, c = hook.messages[0], hook.contacts[0]
-        i = r.inbound
-        inserted = inbox.add_with_contact(c.key, c.wa_id, c.profile_name, i.message_id, inbox_payload(r),
-                                          i.timestamp or now, now)
-        return (1, 0) if inserted else (0, 1)
+    if is_postgres() and len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
+        # The usual delivery, one message from someone who wrote before: one statement, no transaction.
+        r = hook.messages[0]
+        i, who = r.inbound, r.sender
+        if inbox.add_for_known_contact(who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r),
+                                       i.timestamp or now, now):
+            return 1, 0
     new = dup = 0
     with (nullcontext() if is_postgres() else _SQLITE_WRITER), write_transaction():
         # Sorted: two requests naming the same contacts or messages lock them in the same order.
-        ids = {
-            c.key: upsert_contact(c.key, now, wa_id=c.wa_id, profile_name=c.profile_name)
-            for c in sorted(hook.contacts, key=lambda c: c.key)
-        }
+        contacts = {c.key: resolve(c, now) for c in sorted(hook.contacts, key=lambda c: c.key)}
         for r in sorted(hook.messages, key=lambda r: r.inbound.message_id):
-            i = r.inbound
-            _, inserted = inbox.add(ids[i.contact], i.message_id, inbox_payload(r), i.timestamp or now, now)
+            inserted = _store_message(r, *contacts[r.sender.key], now)
             new, dup = new + inserted, dup + (not inserted)
         if hook.statuses:
             _record_statuses(hook)
     return new, dup
+
+
+def _store_message(r: Received, contact_id: int, key: str, now: datetime) -> bool:
+    """One item of `messages`: a message goes to the inbox for a turn; an event (a reaction, a revoke, an
+    edit, a system notice) is recorded as already handled, so it is never an answer and a redelivery
+    stops at its id. A number change moves the contact to its new number. True when the item is new."""
+    i = r.inbound
+    payload = inbox_payload(r, contact=key)
+    if r.event is None:
+        return inbox.add(contact_id, i.message_id, payload, i.timestamp or now, now)[1]
+    if not inbox.add_event(contact_id, i.message_id, payload, i.timestamp or now, now):
+        return False
+    if r.new_wa_id:
+        moved = change_number(contact_id, r.new_wa_id)
+        events.record(EventRecord(now, "contact.number_changed" if moved else "contact.number_change_refused", key,
+                                  None, {"level": "info" if moved else "warning"}))
+        if not moved:
+            log.warning("contact %s changed number, but another contact already has the new one", contact_id)
+    return True
 
 
 def _record_statuses(hook: Webhook) -> None:

@@ -1,9 +1,26 @@
-"""Contacts: one row per WhatsApp user (keyed on user_id when present, else wa_id)."""
+"""Contacts: one row per person, found by their phone number (wa_id) or their business-scoped user id.
+
+Meta is rolling out business-scoped user ids (BSUIDs, e.g. "US.13491208655302741918"): a person may write
+with a phone number only, with both, or with a user id only (a username user). `resolve` finds the row by
+either and attaches what is new to it, so the person stays one contact and keeps one conversation when a
+user id first appears in the middle of it. A row's `key` is chosen once, when the person first writes (the
+user id when Meta sent one, else the phone number), and never changes: sessions, payments and the audit
+log refer to it. wa_id and user_id are each unique.
+"""
 from __future__ import annotations
 
+import logging
+import re
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from .db import execute
+
+log = logging.getLogger("convoflow.contacts")
+
+# A business-scoped user id: country code, a dot, then letters and digits (e.g. "US.13491208655302741918").
+_USER_ID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]+$")
 
 _UPSERT = (
     'INSERT INTO "contact" ("key", "wa_id", "profile_name", "created_at", "last_seen_at") VALUES (?, ?, ?, ?, ?) '
@@ -11,10 +28,87 @@ _UPSERT = (
     '"profile_name" = COALESCE(excluded."profile_name", "contact"."profile_name"), '
     '"wa_id" = COALESCE(excluded."wa_id", "contact"."wa_id") RETURNING "id"'
 )
+_INSERT = (
+    'INSERT INTO "contact" ("key", "wa_id", "user_id", "parent_user_id", "username", "profile_name", "created_at", '
+    '"last_seen_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING "id"'
+)
+_MATCH = 'SELECT "id", "wa_id", "user_id" FROM "contact" WHERE "user_id" = ? OR "wa_id" = ?'
+_INSERT_TRIES = 3
+
+
+def is_user_id(address: str) -> bool:
+    """True for a business-scoped user id, False for a phone number (or anything else)."""
+    return bool(_USER_ID.match(address))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who wrote, as the channel named them: any of a phone number and a user id (at least one)."""
+
+    wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
+    profile_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The key a new contact gets: the user id when known, else the phone number."""
+        return self.user_id or self.wa_id or ""
+
+
+def resolve(who: Identity, now: datetime) -> tuple[int, str]:
+    """The (id, key) of the contact who wrote, found by user id or phone number; creates the row for a
+    new person and attaches a newly seen user id or phone number to a known one. Call inside a write
+    transaction.
+    """
+    if not who.key:
+        raise ValueError("a contact needs a phone number or a user id")
+    for attempt in range(_INSERT_TRIES):
+        rows = execute(_MATCH, (who.user_id, who.wa_id)).fetchall()
+        if rows:
+            return _attach(who, rows, now)
+        # Taken keys: the same person inserted by a concurrent request (found on the next pass), or an old
+        # row holding this phone number as its key after its owner moved to another number.
+        key = who.key if attempt == 0 else f"{who.key}~{uuid.uuid4().hex[:8]}"
+        row = execute(_INSERT, (key[:128], who.wa_id, who.user_id, who.parent_user_id, who.username,
+                                who.profile_name, now, now)).fetchone()
+        if row:
+            return row[0], key[:128]
+    raise RuntimeError("could not record the contact (the row kept changing under this request)")
+
+
+def _attach(who: Identity, rows: list[tuple], now: datetime) -> tuple[int, str]:
+    """Refresh the matched row; give it the user id and phone number it lacks when no other row holds them."""
+    by_user = next((r for r in rows if who.user_id and r[2] == who.user_id), None)
+    by_phone = next((r for r in rows if who.wa_id and r[1] == who.wa_id), None)
+    chosen = by_user or by_phone
+    if by_user and by_phone and by_user[0] != by_phone[0]:
+        log.warning("contacts %s and %s look like one person (same user id and phone); kept them apart",
+                    by_user[0], by_phone[0])
+    wa_id = who.wa_id if by_phone is None or by_phone[0] == chosen[0] else None
+    user_id = who.user_id if by_user is None or by_user[0] == chosen[0] else None
+    row = execute(
+        'UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
+        '"wa_id" = COALESCE(?, "wa_id"), "user_id" = COALESCE(?, "user_id"), '
+        '"parent_user_id" = COALESCE(?, "parent_user_id"), "username" = COALESCE(?, "username") '
+        'WHERE "id" = ? RETURNING "key"',
+        (now, who.profile_name, wa_id, user_id, who.parent_user_id, who.username, chosen[0])).fetchone()
+    return chosen[0], row[0]
+
+
+def change_number(contact_id: int, new_wa_id: str) -> bool:
+    """Move a contact to a new phone number (Meta's user_changed_number notice); the conversation stays.
+    False, changing nothing, when another contact already holds that number."""
+    return execute(
+        'UPDATE "contact" SET "wa_id" = ? WHERE "id" = ? AND NOT EXISTS '
+        '(SELECT 1 FROM "contact" o WHERE o."wa_id" = ? AND o."id" <> ?) RETURNING "id"',
+        (new_wa_id, contact_id, new_wa_id, contact_id)).fetchone() is not None
 
 
 def upsert_contact(key: str, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> int:
-    """The contact's id, creating the row on first contact; refreshes last seen and the profile name."""
+    """The contact's id by key, creating the row on first contact; refreshes last seen and the profile name.
+    For channels that name a contact by one fixed key (the terminal, tests); WhatsApp uses resolve()."""
     return execute(_UPSERT, (key, wa_id, profile_name, now, now)).fetchone()[0]
 
 

@@ -47,28 +47,46 @@ def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_
     return _row(existing), False
 
 
-# PostgreSQL: the contact's upsert and the message's insert in one statement, run on its own (autocommit, so
-# durable before the caller answers): one round trip for the usual webhook (one contact, one message)
-# instead of BEGIN, two statements and COMMIT. A row only when the message is new.
-_ADD_WITH_CONTACT = (
-    'WITH c AS (INSERT INTO "contact" ("key", "wa_id", "profile_name", "created_at", "last_seen_at") '
-    'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("key") DO UPDATE SET "last_seen_at" = excluded."last_seen_at", '
-    '"profile_name" = COALESCE(excluded."profile_name", "contact"."profile_name"), '
-    '"wa_id" = COALESCE(excluded."wa_id", "contact"."wa_id") RETURNING "id") '
+# PostgreSQL: a known contact's refresh and the message's insert in one statement, run on its own
+# (autocommit, so durable before the caller answers): one round trip for the usual webhook (one message
+# from someone who wrote before) instead of BEGIN, three statements and COMMIT. The contact must already
+# hold every id the message names (nothing to attach); otherwise no row comes back and the caller takes
+# the full path (contacts.resolve in a transaction).
+_ADD_FOR_KNOWN_CONTACT = (
+    'WITH c AS (UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name") '
+    'WHERE ("user_id" = ? OR "wa_id" = ?) AND "user_id" IS NOT DISTINCT FROM COALESCE(?, "user_id") '
+    'AND "wa_id" IS NOT DISTINCT FROM COALESCE(?, "wa_id") RETURNING "id", "key") '
     'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
-    'SELECT ?, c."id", ?, ?, ? FROM c ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
+    'SELECT ?, c."id", \'{"contact":\' || to_json(c."key")::text || ?, ?, ? FROM c '
+    'ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
 )
 
 
-def add_with_contact(contact_key: str, wa_id: str | None, profile_name: str | None, channel_message_id: str,
-                     payload: dict[str, Any], sent_at: datetime, now: datetime) -> bool:
-    """PostgreSQL only, outside a transaction: upsert the contact (as contacts.upsert_contact does) and store
-    one received message, in one statement that commits on its own. True when the message is new.
+def add_for_known_contact(wa_id: str | None, user_id: str | None, profile_name: str | None, channel_message_id: str,
+                          payload: dict[str, Any], sent_at: datetime, now: datetime) -> bool:
+    """PostgreSQL only, outside a transaction: store one received message from a contact already known by
+    these ids, in one statement that commits on its own; payload["contact"] becomes the contact's key.
+    True when the message was stored; False when it is a duplicate or the contact needs resolving.
     """
-    body = json.dumps(payload, separators=(",", ":"), default=str)
-    row = execute(_ADD_WITH_CONTACT, (contact_key, wa_id, profile_name, now, now, channel_message_id, body, sent_at,
-                                      now)).fetchone()
+    rest = {k: v for k, v in payload.items() if k != "contact"}
+    tail = "," + json.dumps(rest, separators=(",", ":"), default=str)[1:]  # the object after its "contact"
+    row = execute(_ADD_FOR_KNOWN_CONTACT, (now, profile_name, user_id, wa_id, user_id, wa_id, channel_message_id,
+                                           tail, sent_at, now)).fetchone()
     return row is not None
+
+
+_ADD_EVENT = (
+    'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
+    '"processed_at") VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
+)
+
+
+def add_event(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
+              now: datetime) -> bool:
+    """Record an item that is not an answer (a reaction, a revoke, a system notice) as already processed, so
+    no turn ever takes it and a redelivery stops at its id. True when it is new."""
+    body = json.dumps(payload, separators=(",", ":"), default=str)
+    return execute(_ADD_EVENT, (channel_message_id, contact_id, body, sent_at, now, now)).fetchone() is not None
 
 
 def is_processed(channel_message_id: str) -> bool:

@@ -22,8 +22,9 @@ from typing import Callable
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from .db import is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Event, InboxMessage, OutboxMessage, PaymentTransaction
+from .contacts import is_user_id
+from .db import execute, is_postgres, utcnow, write_transaction
+from .models import ALL_MODELS, Contact, Event, InboxMessage, OutboxMessage, PaymentTransaction
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -79,6 +80,36 @@ def _outbox_pending_index(db: peewee.Database, migrator: SchemaMigrator) -> None
     OutboxMessage._schema.create_indexes(safe=True)
 
 
+def _contact_user_ids(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """Business-scoped user ids on contacts: the columns, a contact keyed by one gets it as its user_id, and
+    one person split over two rows by an earlier version (same phone number) becomes one row again."""
+    _add_columns(db, migrator, Contact, "user_id", "parent_user_id", "username")
+    for contact_id, key in execute('SELECT "id", "key" FROM "contact" WHERE "user_id" IS NULL AND "key" LIKE ?',
+                                   ("%.%",), db=db).fetchall():
+        if is_user_id(key):
+            execute('UPDATE "contact" SET "user_id" = ? WHERE "id" = ?', (key, contact_id), db=db)
+    split = execute('SELECT "wa_id" FROM "contact" WHERE "wa_id" IS NOT NULL GROUP BY "wa_id" HAVING COUNT(*) > 1',
+                    db=db).fetchall()
+    for (wa_id,) in split:
+        _join_split_contact(db, wa_id)
+    _add_index(db, migrator, Contact._meta.table_name, ("wa_id",), unique=True)
+    _add_index(db, migrator, Contact._meta.table_name, ("user_id",), unique=True)
+
+
+def _join_split_contact(db: peewee.Database, wa_id: str) -> None:
+    """Rows sharing a phone number: the one with a live conversation (else the latest seen) keeps the
+    number and takes the user id; the others keep their history under their key but no longer match."""
+    rows = execute(
+        'SELECT c."id", c."user_id" FROM "contact" c LEFT JOIN "session" s ON s."contact_id" = c."id" '
+        'WHERE c."wa_id" = ? ORDER BY CASE WHEN s."status" = \'active\' THEN 0 ELSE 1 END, '
+        'c."last_seen_at" DESC, c."id" DESC', (wa_id,), db=db).fetchall()
+    keeper, others = rows[0], rows[1:]
+    user_id = keeper[1] or next((r[1] for r in others if r[1]), None)
+    for other_id, _ in others:
+        execute('UPDATE "contact" SET "wa_id" = NULL, "user_id" = NULL WHERE "id" = ?', (other_id,), db=db)
+    execute('UPDATE "contact" SET "user_id" = ? WHERE "id" = ?', (user_id, keeper[0]), db=db)
+
+
 def _payment_review_and_limits(db: peewee.Database, migrator: SchemaMigrator) -> None:
     _add_columns(db, migrator, PaymentTransaction, "review_reason", "review_at")
     table = PaymentTransaction._meta.table_name
@@ -93,6 +124,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_outbox_pending_index", _outbox_pending_index, "senders find each contact's next message fast"),
     Migration("0004_inbox_attempts", lambda db, m: _add_columns(db, m, InboxMessage, "attempts"),
               "count failed turns per message, so one that always fails stops holding its contact up"),
+    Migration("0005_contact_user_ids", _contact_user_ids,
+              "find a contact by phone number or business-scoped user id: one person, one contact"),
     Migration("0006_payment_review_and_limits", _payment_review_and_limits,
               "mark payments that need a person; find recent payment starts per contact and per wallet"),
 )

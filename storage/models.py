@@ -16,11 +16,15 @@ class BaseModel(pw.Model):
 
 
 class Contact(BaseModel):
-    key = pw.CharField(max_length=128, unique=True)  # WhatsApp user_id when present, else wa_id
-    wa_id = pw.CharField(max_length=32, null=True)
+    key = pw.CharField(max_length=128, unique=True)  # chosen at first contact (user_id, else wa_id); never changes
+    wa_id = pw.CharField(max_length=32, null=True, unique=True)  # the phone number, when Meta sends one
     profile_name = pw.CharField(max_length=256, null=True)
     created_at = pw.DateTimeField()
     last_seen_at = pw.DateTimeField(null=True)
+    # Meta's business-scoped user id (BSUID), its parent id across a business portfolio, and the username
+    user_id = pw.CharField(max_length=128, null=True, unique=True)
+    parent_user_id = pw.CharField(max_length=128, null=True)
+    username = pw.CharField(max_length=128, null=True)
 
 
 class FlowVersion(BaseModel):
