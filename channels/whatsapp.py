@@ -64,9 +64,15 @@ def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
             return 1, 0
     new = dup = 0
     with (nullcontext() if is_postgres() else _SQLITE_WRITER), write_transaction():
+        # A redelivered event stops here, before its sender is looked up: after a number change the old
+        # number names nobody any more, and looking it up would make a new contact.
+        seen = inbox.known_ids([r.inbound.message_id for r in hook.messages if r.event])
+        items = [r for r in hook.messages if r.inbound.message_id not in seen]
+        dup = len(hook.messages) - len(items)
         # Sorted: two requests naming the same contacts or messages lock them in the same order.
-        contacts = {c.key: resolve(c, now) for c in sorted(hook.contacts, key=lambda c: c.key)}
-        for r in sorted(hook.messages, key=lambda r: r.inbound.message_id):
+        people = sorted({r.sender.key: r.sender for r in items}.values(), key=lambda c: c.key)
+        contacts = {c.key: resolve(c, now) for c in people}
+        for r in sorted(items, key=lambda r: r.inbound.message_id):
             inserted = _store_message(r, *contacts[r.sender.key], now)
             new, dup = new + inserted, dup + (not inserted)
         if hook.statuses:

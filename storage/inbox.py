@@ -89,6 +89,15 @@ def add_event(contact_id: int, channel_message_id: str, payload: dict[str, Any],
     return execute(_ADD_EVENT, (channel_message_id, contact_id, body, sent_at, now, now)).fetchone() is not None
 
 
+def known_ids(channel_message_ids: list[str]) -> set[str]:
+    """Which of these message ids are stored already."""
+    if not channel_message_ids:
+        return set()
+    marks = ", ".join("?" * len(channel_message_ids))
+    return {r[0] for r in execute(f'SELECT "channel_message_id" FROM "inbox_message" WHERE "channel_message_id" '
+                                  f'IN ({marks})', channel_message_ids).fetchall()}
+
+
 def is_processed(channel_message_id: str) -> bool:
     """Whether a message with this id was handled already (a redelivery)."""
     row = execute('SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ?',
