@@ -54,6 +54,7 @@ def test_the_contact_is_keyed_on_user_id_when_meta_sends_one():
     assert hook.messages[0].inbound.contact == "ZW.1349120865530274"
     assert hook.contacts[0].key == "ZW.1349120865530274"
     assert hook.contacts[0].wa_id == "263771234567"
+    assert hook.contacts[0].user_id == "ZW.1349120865530274"
     assert hook.contacts[0].profile_name == "Tendai"
 
 
@@ -63,6 +64,52 @@ def test_a_username_user_without_a_phone_number_is_keyed_on_user_id():
     hook = parse(doc)
     assert hook.messages[0].inbound.contact == "US.13491208655302741918"
     assert hook.contacts[0].wa_id is None
+
+
+def test_the_business_scoped_ids_and_username_are_read():
+    person = {"profile": {"name": "Sheena Nelson", "username": "@sheena"}, "wa_id": "16505551234",
+              "user_id": "US.13491208655302741918", "parent_user_id": "US.ENT.11815799212886844830"}
+    hook = parse(wa.envelope([wa.text("16505551234", "pay")], [person]))
+    sender = hook.messages[0].sender
+    assert (sender.wa_id, sender.user_id, sender.parent_user_id, sender.username, sender.profile_name) == (
+        "16505551234", "US.13491208655302741918", "US.ENT.11815799212886844830", "@sheena", "Sheena Nelson")
+
+
+def test_a_message_from_a_user_id_alone_is_matched_to_its_contacts_entry():
+    doc = wa.envelope([wa.text(None, "pay", user_id="US.1")],
+                      [{"profile": {"name": "Sheena", "username": "@sheena"}, "user_id": "US.1"}])
+    sender = parse(doc).messages[0].sender
+    assert (sender.wa_id, sender.user_id, sender.username, sender.key) == (None, "US.1", "@sheena", "US.1")
+
+
+@pytest.mark.parametrize(
+    "mtype, content, event, new_wa_id",
+    [
+        ("reaction", {"message_id": "wamid.x", "emoji": "👍"}, "reaction", None),
+        ("reaction", {"message_id": "wamid.x", "emoji": ""}, "reaction_removed", None),
+        ("reaction", {"message_id": "wamid.x"}, "reaction_removed", None),
+        ("revoke", {"original_message_id": "wamid.x"}, "revoke", None),
+        ("edit", {"original_message_id": "wamid.x", "message": {"type": "text", "text": {"body": "pay"}}}, "edit", None),
+        ("system", {"type": "customer_identity_changed", "body": "User identity changed"},
+         "system.customer_identity_changed", None),
+        ("system", {"type": "user_changed_number", "wa_id": "263779876543"}, "system.user_changed_number", "263779876543"),
+        ("system", {"type": "customer_changed_number", "new_wa_id": "263779876543"},
+         "system.customer_changed_number", "263779876543"),
+        ("system", None, "system.unknown", None),
+        ("image", {"id": "1"}, None, None),
+        ("sticker", {"id": "1"}, None, None),
+        ("unsupported", None, None, None),
+    ],
+)
+def test_events_are_told_apart_from_messages(mtype, content, event, new_wa_id):
+    (received,) = parse(wa.envelope([wa.message("263771234567", mtype, content)])).messages
+    assert (received.event, received.new_wa_id) == (event, new_wa_id)
+    assert inbox_payload(received).get("event") == event
+
+
+def test_a_status_body_names_no_contact():
+    doc = wa.envelope(statuses=[wa.status("wamid.out.1", "read")], contacts=[wa.contact("263771234567")])
+    assert parse(doc).contacts == ()
 
 
 def test_every_entry_change_message_and_status_is_read():
