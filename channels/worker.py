@@ -25,7 +25,7 @@ from peewee import fn
 
 from engine.context import TurnContext
 from storage.models import FlowVersion
-from storage.settings import Settings, SettingsError
+from storage.settings import DEFAULT_WHATSAPP_API_URL, Settings, SettingsError
 
 from .metrics import Metrics
 from .sender import Sender
@@ -201,7 +201,7 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
     if not settings.whatsapp_phone_number_id.isdigit():
         raise SettingsError("WHATSAPP_PHONE_NUMBER_ID must be the number's id from Meta (digits only)")
     if not settings.whatsapp_api_url.startswith(("https://", "http://")):
-        raise SettingsError("WHATSAPP_API_URL must start with https:// (e.g. https://graph.facebook.com/v21.0)")
+        raise SettingsError(f"WHATSAPP_API_URL must start with https:// (e.g. {DEFAULT_WHATSAPP_API_URL})")
     if sandbox:
         if settings.omari_merchant_key:
             raise SettingsError("OMARI_MERCHANT_KEY is set but --sandbox was given: payments would not reach O'mari; "

@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v21.0"
+# Meta keeps a Graph API version about two years: v25.0 (February 2026) is served until July 2028. Moving
+# on is this one setting; docs/deploying.md says how.
+DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v25.0"
 
 
 class SettingsError(ValueError):
