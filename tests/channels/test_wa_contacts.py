@@ -3,38 +3,19 @@ in, the workers, replies out at the Graph API stand-in, payments on the in-proce
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from actions.omari_sandbox import OmariSandbox
-from storage.bookings import add_booking, find_booking
+from storage.bookings import find_booking
 from storage.models import Contact, Event, InboxMessage, PaymentTransaction, Session
 
 import whatsapp_fakes as wa
-from channel_harness import Channel, settled, store_flows
+from channel_harness import settled
 from test_wa_conversation import wait_until
+from test_wa_payment import REF, TENDAI, channel, sandbox  # noqa: F401  (the payment channel's fixtures)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PHONE = "263771234567"
+PHONE = TENDAI
 NEW_PHONE = "263779876543"
 USER_ID = "ZW.13491208655302741918"
-REF = "BK-SLYKER-TECH-20251023"
-
-
-@pytest.fixture
-def sandbox():
-    return OmariSandbox()
-
-
-@pytest.fixture
-def channel(db, settings, sandbox):
-    store_flows(os.path.join(REPO, "flows", "main_menu.yaml"), os.path.join(REPO, "flows", "omari_payment.yaml"))
-    add_booking(REF, "Tendai Moyo", "Victoria Falls 3 days", "300.00")
-    ch = Channel(settings, services={"omari": sandbox.client(), "settings": settings})
-    ch.start()
-    yield ch
-    ch.close()
 
 
 class Person:
