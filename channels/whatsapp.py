@@ -93,7 +93,8 @@ def _store_message(r: Received, contact_id: int, key: str, now: datetime) -> boo
     if r.new_wa_id:
         moved = change_number(contact_id, r.new_wa_id)
         events.record(EventRecord(now, "contact.number_changed" if moved else "contact.number_change_refused", key,
-                                  None, {"level": "info" if moved else "warning"}))
+                                  None, {"level": "info" if moved else "warning", "from": r.sender.wa_id,
+                                         "to": r.new_wa_id}))
         if not moved:
             log.warning("contact %s changed number, but another contact already has the new one", contact_id)
     return True

@@ -3,6 +3,8 @@ in, the workers, replies out at the Graph API stand-in, payments on the in-proce
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from storage.bookings import find_booking
@@ -135,7 +137,9 @@ def test_a_number_change_moves_the_contact_and_the_conversation_carries_on(chann
     tendai.silence()
     (contact,) = Contact.select()
     assert (contact.key, contact.wa_id) == (PHONE, NEW_PHONE)
-    assert [e.kind for e in Event.select().where(Event.kind.startswith("contact."))] == ["contact.number_changed"]
+    (moved,) = Event.select().where(Event.kind.startswith("contact."))
+    assert (moved.kind, moved.contact_key, json.loads(moved.detail)) == (
+        "contact.number_changed", PHONE, {"level": "info", "from": PHONE, "to": NEW_PHONE})
 
     tendai.wa_id = NEW_PHONE
     (wallets,) = tendai.send("50")
