@@ -2,9 +2,9 @@
 
 Parsing turns one webhook body into the people who wrote (phone number and/or business-scoped user id),
 the user messages it carries (as Inbound), the events that are not answers (reactions, revokes, edits,
-system notices: recorded, never a turn) and the delivery receipts for what we sent. Every entry, change, message and status is handled; an item that
-cannot be used (no id, no sender) is skipped with a log line rather than failing the whole delivery, so
-one odd item never makes Meta retry the others for days.
+system notices: recorded, never a turn) and the delivery receipts for what we sent. Every entry, change,
+message and status is handled; an item that cannot be used (no id, no sender) is skipped with a log line
+rather than failing the whole delivery, so one odd item never makes Meta retry the others for days.
 
 Rendering turns an Outbound into one or more Cloud API message bodies. WhatsApp refuses a message that
 breaks a limit, so nothing is sent as-is over a limit, and nothing is cut silently:

@@ -114,7 +114,8 @@ def test_five_thumbs_up_at_the_amount_question_do_not_end_the_payment(channel, g
     {"type": "revoke", "revoke": {"original_message_id": "wamid.earlier"}},
     {"type": "system", "system": {"body": "User identity changed", "type": "customer_identity_changed"},
      "identity": {"acknowledged": True, "created_timestamp": "1764000000", "hash": "x"}},
-    {"type": "edit", "edit": {"original_message_id": "wamid.earlier", "message": {"type": "text", "text": {"body": "pay"}}}},
+    {"type": "edit", "edit": {"original_message_id": "wamid.earlier",
+                              "message": {"type": "text", "text": {"body": "pay"}}}},
 ])
 def test_a_revoke_an_identity_notice_or_an_edit_at_the_main_menu_uses_no_attempt(channel, graph, item):
     tendai = Person(channel, graph)
