@@ -816,6 +816,32 @@ def payments_reconcile(limit: int | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _printable(text: str) -> str:
+    """Text from outside shown as is, but never a control character that would drive the terminal."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+
+
+@main.command("dead-letters")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="At most this many (newest first).")
+@click.option("--show", "show_id", type=int, metavar="ID", help="Print one dead letter in full: its reason and body.")
+def dead_letters(limit: int, show_id: int | None) -> None:
+    """Webhook deliveries that could never be stored (answered 200 so that Meta stops retrying), newest first."""
+    from storage import deadletters
+
+    _database()
+    rows = deadletters.recent(limit) if show_id is None else [r for r in [deadletters.get(show_id)] if r]
+    if show_id is not None and not rows:
+        click.echo(f"flows: no dead letter #{show_id} (see `flows dead-letters`)", err=True)
+        sys.exit(1)
+    if not rows:
+        click.echo("no dead letters")
+    for r in rows:
+        click.echo(_printable(f"#{r.id}  {r.received_at:%Y-%m-%d %H:%M:%S}  {len(r.body):>8} bytes  "
+                              f"{r.item or 'whole body'}: {r.reason}"))
+    if show_id is not None:
+        click.echo(_printable(rows[0].body.decode("utf-8", "replace")))
+
+
 def sandbox_services(settings, fixed_otp: str | None = None) -> dict:
     """Action services for a terminal chat: O'mari is the in-process sandbox, whose OTP texts are printed
     on stdout among the replies ("[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is …").

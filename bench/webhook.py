@@ -106,7 +106,7 @@ def bodies(n: int, contacts: int, tag: str) -> list[list[bytes]]:
         c = i % contacts
         wa_id = f"2637{c:08d}"
         words = "start" if len(per[c]) == 0 else f"message {i} {tag}"
-        item = wa.text(wa_id, words, ts=1_764_000_000 + i, mid=f"wamid.bench.{tag}.{i}")
+        item = wa.text(wa_id, words, ts=wa.TS + i, mid=f"wamid.bench.{tag}.{i}")
         per[c].append(wa.body_of(wa.envelope([item], [wa.contact(wa_id, "Bench")])))
     return per
 

@@ -97,6 +97,10 @@ class Metrics:
         self.turn_errors = Counter("convoflow_worker_errors_total", "Worker loop errors (the row is retried).")
         self.turn_latency = Histogram("convoflow_turn_latency_seconds", "Time to handle one inbox message.")
         self.webhook_rejected = Counter("convoflow_webhook_rejected_total", "Webhook requests refused, by reason.")
+        self.too_old = Counter("convoflow_messages_too_old_total",
+                               "Webhook messages refused as older than WHATSAPP_MAX_MESSAGE_AGE_DAYS (replays).")
+        self.dead_letters = Counter("convoflow_dead_letters_total",
+                                    "Webhook deliveries, or messages of one, that could not be stored: kept as dead letters.")
         self._gauges: Callable[[], dict] | None = None
 
     def gauges_from(self, reader: Callable[[], dict]) -> None:
@@ -106,7 +110,7 @@ class Metrics:
         lines: list[str] = []
         for metric in (
             self.messages_in, self.duplicates, self.statuses, self.messages_out, self.send_failures,
-            self.turns, self.turn_errors, self.turn_latency, self.webhook_rejected,
+            self.turns, self.turn_errors, self.turn_latency, self.webhook_rejected, self.too_old, self.dead_letters,
         ):
             lines.extend(metric.render())
         if self._gauges is not None:

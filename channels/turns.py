@@ -45,6 +45,7 @@ from storage.contacts import touch
 from storage.db import execute, is_postgres, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
+from storage.text import without
 
 log = logging.getLogger("convoflow.turns")
 
@@ -214,7 +215,7 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
-    if inbox_id is not None and received is None and is_postgres():
+    if inbox_id is not None and received is None and is_postgres() and not result.secret_answer:
         # A worker's save on PostgreSQL: the same writes in one statement and one round trip.
         sessions.save_and_release(claim, _state(result.conversation, claim.state), sessions.Processed(
             inbox_id, now,
@@ -231,10 +232,20 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
             inbox.add_processed(claim.contact_id, received.message_id, inbound_payload(received),
                                 received.timestamp or now, now)
             touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
+        if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
+            result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, _state(result.conversation, claim.state))
         outbox.enqueue(claim.contact_id, [_outbound_dict(message) for message in result.outbound], now)
         events.record_many(
             EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events)
+
+
+def _without_secret(result: TurnResult, secrets: frozenset[str]) -> TurnResult:
+    """The turn with the code out of the conversation's variables (one still holds it when the action that
+    replaces it failed first, e.g. a crash in omari.confirm)."""
+    if not secrets or result.conversation is None:
+        return result
+    return replace(result, conversation=replace(result.conversation, vars=without(result.conversation.vars, secrets)))
 
 
 # ── the turn ─────────────────────────────────────────────────────────────────────────────────────────

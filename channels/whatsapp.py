@@ -12,18 +12,21 @@ import hmac
 import logging
 import threading
 from contextlib import nullcontext
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Callable
 
+import peewee
 from flask import Flask, Response, request
 
 from engine.context import utcnow
-from storage import events, inbox
+from storage import deadletters, events, inbox
 from storage.contacts import change_number, resolve
 from storage.db import database, is_postgres, write_transaction
 from storage.events import EventRecord
 from storage.models import OutboxMessage
 from storage.settings import Settings
+from storage.text import storable
 
 from .metrics import Metrics, database_gauges
 from .payloads import PayloadError, Received, Webhook, inbox_payload, parse_webhook
@@ -39,6 +42,10 @@ _STATUS_LINES = {
 # SQLite admits one writer at a time and makes the others sleep and retry (1, 2, 5, 10 ms …): webhook
 # threads wait on this lock instead, so each starts the moment the previous one commits (lower p99).
 _SQLITE_WRITER = threading.Lock()
+
+# A store that fails with one of these failed because of what the delivery holds, not because the database
+# is down: the same body would fail on every retry, so it is kept as a dead letter instead (issue 10.2).
+_POISON = (ValueError, RecursionError, OverflowError, peewee.DataError, peewee.IntegrityError)
 
 # Receipts arrive unordered; a later "delivered" must not overwrite "read".
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -100,6 +107,40 @@ def _store_message(r: Received, contact_id: int, key: str, now: datetime) -> boo
     return True
 
 
+def store_apart(hook: Webhook, body: bytes, now: datetime) -> tuple[int, int, int]:
+    """After store_webhook failed on poison: store each message (with its sender) on its own and the
+    receipts together, keeping each part that still fails as a dead letter (with the whole body), so the
+    messages next to a poison one are kept. Returns (new, duplicate, dead letters).
+    """
+    parts = [(r.inbound.message_id, replace(hook, messages=(r,), statuses=())) for r in hook.messages]
+    if hook.statuses:
+        parts.append(("statuses", replace(hook, messages=())))
+    new = dup = dead = 0
+    for item, part in parts:
+        try:
+            n, d = store_webhook(part, now)
+        except _POISON as e:
+            reason = f"the database refused it ({type(e).__name__}: {storable(str(e)).strip()[:500]})"
+            log.error("webhook: %s of a delivery kept as a dead letter: %s", storable(item), reason)
+            dead += deadletters.keep(body, reason, now, item=item)
+            continue
+        new, dup = new + n, dup + d
+    return new, dup, dead
+
+
+def fresh_only(hook: Webhook, oldest: datetime) -> tuple[Webhook, int]:
+    """The hook without messages sent before `oldest` (replays of old signed bodies; Meta itself stops
+    retrying after 7 days), and how many were dropped. A message without a timestamp is kept."""
+    old = {id(r) for r in hook.messages if r.inbound.timestamp is not None and r.inbound.timestamp < oldest}
+    if not old:
+        return hook, 0
+    for r in hook.messages:
+        if id(r) in old:
+            log.warning("webhook message %s refused: sent %s, before %s (a replay?)", storable(r.inbound.message_id),
+                        r.inbound.timestamp.isoformat(), oldest.isoformat(timespec="seconds"))
+    return replace(hook, messages=tuple(r for r in hook.messages if id(r) not in old)), len(old)
+
+
 def _record_statuses(hook: Webhook) -> None:
     latest: dict[str, tuple[str, str | None]] = {}
     for s in hook.statuses:
@@ -118,6 +159,64 @@ def _record_statuses(hook: Webhook) -> None:
             changes[OutboxMessage.error] = f"delivery failed: {error}"
             log.warning("whatsapp: message %s was not delivered: %s", row.id, error)
         OutboxMessage.update(changes).where(OutboxMessage.id == row.id).execute()
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the webhook does with a signed delivery: store it (odd parts as dead letters, old messages
+    refused), keep an unreadable one as a dead letter, or answer 503 when the database cannot store."""
+
+    metrics: Metrics
+    on_inbox: Callable[[], None] | None
+    max_age: timedelta  # WHATSAPP_MAX_MESSAGE_AGE_DAYS
+
+    def take(self, body: bytes, now: datetime) -> tuple[int, str]:
+        """The answer to a signed POST /webhook as (status, short text)."""
+        try:
+            hook = parse_webhook(body)
+        except PayloadError as e:  # signed, so Meta's: a 400 would only make it retry for days
+            return self.dead_letter(body, str(e), now)
+        except Exception as e:  # e.g. RecursionError for JSON nested ~1,000 deep: the body's fault, not ours
+            return self.dead_letter(body, f"the body could not be read ({type(e).__name__})", now)
+        return self.store(hook, body, now)
+
+    def store(self, hook: Webhook, body: bytes, now: datetime) -> tuple[int, str]:
+        hook, too_old = fresh_only(hook, now - self.max_age)
+        self.metrics.too_old.inc(too_old)
+        try:
+            try:
+                new, dup = store_webhook(hook, now)
+            except _POISON:
+                new, dup, dead = store_apart(hook, body, now)
+                self.metrics.dead_letters.inc(dead)
+        except Exception as e:
+            return self.unavailable(e)
+        if new:
+            self.metrics.messages_in.inc(new)
+            if self.on_inbox is not None:
+                self.on_inbox()
+        if dup:
+            self.metrics.duplicates.inc(dup)
+        for s in hook.statuses:
+            self.metrics.statuses.inc(status=s.status)
+        return 200, "OK"
+
+    def dead_letter(self, body: bytes, reason: str, now: datetime) -> tuple[int, str]:
+        """A signed body that can never be stored: kept for a person and answered 200, so Meta stops."""
+        try:
+            deadletters.keep(body, reason, now)
+        except Exception as e:
+            return self.unavailable(e)
+        self.metrics.dead_letters.inc()
+        log.error("webhook delivery kept as a dead letter (see `flows dead-letters`): %s", reason)
+        return 200, "OK"
+
+    def unavailable(self, e: Exception) -> tuple[int, str]:
+        # The database is down or broken: Meta retries anything that is not a 200.
+        log.error("webhook could not store a delivery (%s: %s); Meta will deliver it again", type(e).__name__,
+                  storable(str(e)))
+        self.metrics.webhook_rejected.inc(reason="503")
+        return 503, "could not store the delivery, try again"
 
 
 def create_app(
@@ -145,31 +244,15 @@ def create_app(
         log.warning("webhook refused (%d %s) from %s", status, reason, remote)
         return status, reason
 
+    intake = Intake(metrics, on_inbox, timedelta(days=settings.whatsapp_max_message_age_days))
+
     def receive(body: bytes, header: str | None, remote: str | None) -> tuple[int, str]:
         """The POST /webhook answer as (status, short text)."""
         if not header:
             return refused(401, "missing X-Hub-Signature-256", remote)
         if not signature_ok(secret, body, header):
             return refused(403, "bad signature", remote)
-        try:
-            hook = parse_webhook(body)
-        except PayloadError as e:
-            return refused(400, str(e), remote)
-        try:
-            new, dup = store_webhook(hook, clock())
-        except Exception as e:  # the database is down or broken: Meta retries anything that is not a 200
-            log.error("webhook could not store a delivery (%s: %s); Meta will deliver it again", type(e).__name__, e)
-            metrics.webhook_rejected.inc(reason="503")
-            return 503, "could not store the delivery, try again"
-        if new:
-            metrics.messages_in.inc(new)
-            if on_inbox is not None:
-                on_inbox()
-        if dup:
-            metrics.duplicates.inc(dup)
-        for s in hook.statuses:
-            metrics.statuses.inc(status=s.status)
-        return 200, "OK"
+        return intake.take(body, clock())
 
     @app.get("/webhook")
     def verify() -> Response:

@@ -137,3 +137,5 @@ class TurnResult:
     outbound: list[Outbound]
     actions: list[ActionCall] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # The message answered an ask step whose check is `otp`: the store redacts it when saving the turn.
+    secret_answer: bool = False

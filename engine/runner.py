@@ -20,6 +20,7 @@ How a message is handled:
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -279,7 +280,11 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
             turn.walk(turn.begin(target))
     except Abort as error:
         turn.sorry(error)
-    return turn.result(conversation)
+    result = turn.result(conversation)
+    # Tell the store the message was a one-time code (it redacts it with the turn's save: issue 10.6).
+    if waiting and step.expect is not None and step.expect.kind == "otp":
+        return replace(result, secret_answer=True)
+    return result
 
 
 def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from .db import execute
+from .text import storable
 
 log = logging.getLogger("convoflow.contacts")
 
@@ -64,6 +65,7 @@ def resolve(who: Identity, now: datetime) -> tuple[int, str]:
     """
     if not who.key:
         raise ValueError("a contact needs a phone number or a user id")
+    who = Identity(*(storable(getattr(who, f.name)) for f in fields(Identity)))  # what the database can hold
     for attempt in range(_INSERT_TRIES):
         rows = execute(_MATCH, (who.user_id, who.wa_id)).fetchall()
         if rows:
@@ -103,22 +105,22 @@ def change_number(contact_id: int, new_wa_id: str) -> bool:
     return execute(
         'UPDATE "contact" SET "wa_id" = ? WHERE "id" = ? AND NOT EXISTS '
         '(SELECT 1 FROM "contact" o WHERE o."wa_id" = ? AND o."id" <> ?) RETURNING "id"',
-        (new_wa_id, contact_id, new_wa_id, contact_id)).fetchone() is not None
+        (storable(new_wa_id), contact_id, storable(new_wa_id), contact_id)).fetchone() is not None
 
 
 def upsert_contact(key: str, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> int:
     """The contact's id by key, creating the row on first contact; refreshes last seen and the profile name.
     For channels that name a contact by one fixed key (the terminal, tests); WhatsApp uses resolve()."""
-    return execute(_UPSERT, (key, wa_id, profile_name, now, now)).fetchone()[0]
+    return execute(_UPSERT, (storable(key), storable(wa_id), storable(profile_name), now, now)).fetchone()[0]
 
 
 def contact_id(key: str, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> int:
     """The contact's id: a read for a known contact (no write, no lock), the upsert for a new one."""
-    row = execute('SELECT "id" FROM "contact" WHERE "key" = ?', (key,)).fetchone()
+    row = execute('SELECT "id" FROM "contact" WHERE "key" = ?', (storable(key),)).fetchone()
     return row[0] if row else upsert_contact(key, now, wa_id=wa_id, profile_name=profile_name)
 
 
 def touch(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> None:
     """Refresh last seen (and the profile name or wa_id when the channel gave one); call in the turn's save."""
     execute('UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
-            '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?', (now, profile_name, wa_id, contact_id))
+            '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?', (now, storable(profile_name), storable(wa_id), contact_id))

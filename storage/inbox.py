@@ -12,6 +12,7 @@ from typing import Any
 
 from .db import execute, is_postgres
 from .models import InboxMessage
+from .text import secret_forms, storable, storable_json, without
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _row(r: tuple) -> InboxRow:
 def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
         received_at: datetime) -> tuple[InboxRow, bool]:
     """Store a received message; returns (the row, True) or, for a message id seen before, (that row, False)."""
-    body = json.dumps(payload, separators=(",", ":"), default=str)
+    channel_message_id, body = storable(channel_message_id), storable_json(payload)
     inserted = execute(_ADD, (channel_message_id, contact_id, body, sent_at, received_at)).fetchone()
     if inserted:
         return InboxRow(inserted[0], contact_id, channel_message_id, payload, sent_at, False), True
@@ -69,8 +70,9 @@ def add_for_known_contact(wa_id: str | None, user_id: str | None, profile_name: 
     True when the message was stored; False when it is a duplicate or the contact needs resolving.
     """
     rest = {k: v for k, v in payload.items() if k != "contact"}
-    tail = "," + json.dumps(rest, separators=(",", ":"), default=str)[1:]  # the object after its "contact"
-    row = execute(_ADD_FOR_KNOWN_CONTACT, (now, profile_name, user_id, wa_id, user_id, wa_id, channel_message_id,
+    tail = "," + storable_json(rest)[1:]  # the object after its "contact"
+    row = execute(_ADD_FOR_KNOWN_CONTACT, (now, storable(profile_name), storable(user_id), storable(wa_id),
+                                           storable(user_id), storable(wa_id), storable(channel_message_id),
                                            tail, sent_at, now)).fetchone()
     return row is not None
 
@@ -85,8 +87,8 @@ def add_event(contact_id: int, channel_message_id: str, payload: dict[str, Any],
               now: datetime) -> bool:
     """Record an item that is not an answer (a reaction, a revoke, a system notice) as already processed, so
     no turn ever takes it and a redelivery stops at its id. True when it is new."""
-    body = json.dumps(payload, separators=(",", ":"), default=str)
-    return execute(_ADD_EVENT, (channel_message_id, contact_id, body, sent_at, now, now)).fetchone() is not None
+    body = storable_json(payload)
+    return execute(_ADD_EVENT, (storable(channel_message_id), contact_id, body, sent_at, now, now)).fetchone() is not None
 
 
 def known_ids(channel_message_ids: list[str]) -> set[str]:
@@ -95,7 +97,7 @@ def known_ids(channel_message_ids: list[str]) -> set[str]:
         return set()
     marks = ", ".join("?" * len(channel_message_ids))
     return {r[0] for r in execute(f'SELECT "channel_message_id" FROM "inbox_message" WHERE "channel_message_id" '
-                                  f'IN ({marks})', channel_message_ids).fetchall()}
+                                  f'IN ({marks})', storable(channel_message_ids)).fetchall()}
 
 
 def is_processed(channel_message_id: str) -> bool:
@@ -117,13 +119,31 @@ def add_processed(contact_id: int, channel_message_id: str, payload: dict[str, A
     """Record a message handled as it arrived (one write instead of insert-then-update); a row already
     stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
     """
-    body = json.dumps(payload, separators=(",", ":"), default=str)
-    execute(_ADD_PROCESSED, (channel_message_id, contact_id, body, sent_at, at, at))
+    body = storable_json(payload)
+    execute(_ADD_PROCESSED, (storable(channel_message_id), contact_id, body, sent_at, at, at))
 
 
 def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
     """Call inside the transaction that saves the turn."""
     execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
+
+
+def redact_answer(row_id: int | None = None, channel_message_id: str | None = None) -> frozenset[str]:
+    """Take a one-time code out of a stored message, found by row id or message id: every string of its
+    payload (the text and the raw body as received) equal to what was typed. Call inside the transaction
+    that saves the turn. Returns the forms of the code removed, for the caller to keep them out of the
+    rest of the turn's writes too.
+    """
+    r = execute('SELECT "id", "payload" FROM "inbox_message" WHERE "id" = ? OR "channel_message_id" = ?',
+                (row_id, storable(channel_message_id))).fetchone()
+    if r is None:
+        return frozenset()
+    payload = json.loads(r[1])
+    secrets = secret_forms(payload.get("text"))
+    if secrets:
+        body = storable_json({**without(payload, secrets), "redacted": True})
+        execute('UPDATE "inbox_message" SET "payload" = ? WHERE "id" = ?', (body, r[0]))
+    return secrets
 
 
 def record_error(row_id: int, error: str) -> int:

@@ -24,7 +24,7 @@ from playhouse.migrate import SchemaMigrator
 
 from .contacts import is_user_id
 from .db import execute, is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Contact, Event, InboxMessage, OutboxMessage, PaymentTransaction
+from .models import ALL_MODELS, Contact, DeadLetter, Event, InboxMessage, OutboxMessage, PaymentTransaction
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -128,6 +128,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "find a contact by phone number or business-scoped user id: one person, one contact"),
     Migration("0006_payment_review_and_limits", _payment_review_and_limits,
               "mark payments that need a person; find recent payment starts per contact and per wallet"),
+    Migration("0007_dead_letters", lambda db, m: db.create_tables([DeadLetter], safe=True),
+              "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever"),
 )
 
 

@@ -168,4 +168,16 @@ class Event(BaseModel):
     detail = pw.TextField(default="{}")  # JSON, never a secret
 
 
-ALL_MODELS = [Contact, FlowVersion, Session, InboxMessage, OutboxMessage, Booking, PaymentTransaction, ActionResult, Event]
+class DeadLetter(BaseModel):
+    """A webhook delivery, or one message of it, that could never be stored: kept as received for a person
+    (storage/deadletters.py); Meta was answered 200 so that it does not retry it for days."""
+
+    received_at = pw.DateTimeField(index=True)
+    reason = pw.TextField()
+    item = pw.CharField(max_length=256, null=True)  # the message id that failed, "statuses", or None: the whole body
+    body = pw.BlobField()  # the POST body, byte for byte
+    digest = pw.CharField(max_length=64, unique=True)  # sha256 of body and item: a redelivery adds no row
+
+
+ALL_MODELS = [Contact, FlowVersion, Session, InboxMessage, OutboxMessage, Booking, PaymentTransaction, ActionResult, Event,
+              DeadLetter]

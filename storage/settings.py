@@ -76,6 +76,8 @@ class Settings:
                                              "payments one wallet number may be asked for per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
     payment_starts_window_minutes: int = setting(15, "PAYMENT_STARTS_WINDOW_MINUTES",
                                                  "the window, in minutes, of the payment start limits", positive_int)
+    whatsapp_max_message_age_days: int = setting(7, "WHATSAPP_MAX_MESSAGE_AGE_DAYS", "refuse webhook messages "
+                                                 "older than this many days (replays; Meta retries for 7)", positive_int)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

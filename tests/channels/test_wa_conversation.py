@@ -82,8 +82,8 @@ def test_the_same_message_five_times_gets_one_answer(channel, graph):
 
 
 def test_two_messages_arriving_in_reverse_timestamp_order_are_handled_in_timestamp_order(channel, graph):
-    channel.say(TENDAI, wa.text(TENDAI, "Tendai", ts=1_764_000_020))
-    channel.say(TENDAI, wa.text(TENDAI, "hi", ts=1_764_000_010))
+    channel.say(TENDAI, wa.text(TENDAI, "Tendai", ts=wa.TS + 20))
+    channel.say(TENDAI, wa.text(TENDAI, "hi", ts=wa.TS + 10))
     channel.start()
     graph.wait_for(2)
     assert wait_until(settled)

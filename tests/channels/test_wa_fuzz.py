@@ -52,7 +52,7 @@ def test_a_thousand_random_messages(db, settings, graph):
     docs = []
     for n in range(1000):
         wa_id = rng.choice(contacts)
-        item = random_item(rng, wa_id, 1_764_000_000 + n)
+        item = random_item(rng, wa_id, wa.TS + n)
         docs.append(wa.envelope([item], [wa.contact(wa_id, rng.choice(["Tendai", "Rudo 🌍", "", "Ñandú"]))]))
     try:
         channel.start()

@@ -44,7 +44,7 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
     def conversation(wa_id: str) -> None:
         with requests.Session() as http:
             for k, words in enumerate(["start", *map(str, range(1, ROUNDS + 1))]):
-                body = wa.body_of(wa.envelope([wa.text(wa_id, words, ts=1_764_000_000 + k)], [wa.contact(wa_id)]))
+                body = wa.body_of(wa.envelope([wa.text(wa_id, words, ts=wa.TS + k)], [wa.contact(wa_id)]))
                 r = http.post(webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)}, timeout=10)
                 assert r.status_code == 200
 

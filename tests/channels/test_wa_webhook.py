@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
+from storage import deadletters
 from storage.models import Contact, InboxMessage, OutboxMessage
 
 import whatsapp_fakes as wa
@@ -37,7 +38,7 @@ def test_a_signed_message_is_stored_in_the_inbox_with_its_contact(webhook, http)
     row = InboxMessage.get()
     assert row.channel_message_id == item["id"] and row.processed_at is None
     assert json.loads(row.payload)["text"] == "pay"
-    assert row.sent_at == datetime(2025, 11, 24, 16, 0)
+    assert row.sent_at == wa.TS_UTC
     assert (row.contact.key, row.contact.wa_id, row.contact.profile_name) == ("263771234567", "263771234567", "Tendai")
 
 
@@ -61,13 +62,18 @@ def test_wrong_signature_is_403_and_stores_nothing(webhook, http):
     assert InboxMessage.select().count() == 0 and Contact.select().count() == 0
 
 
-def test_garbage_and_foreign_bodies_are_400_with_a_reason(webhook, http, caplog):
+def test_signed_garbage_and_foreign_bodies_are_kept_as_dead_letters_and_answered_200(webhook, http, caplog):
+    # Signed, so Meta's: a 400 would make Meta deliver it again for days (issue 10.2).
     with caplog.at_level(logging.WARNING, "convoflow.whatsapp"):
         r = post(http, webhook, raw=b"\x00garbage{")
-        assert (r.status_code, r.text.strip()) == (400, "body is not JSON")
+        assert (r.status_code, r.text) == (200, "OK")
         r = post(http, webhook, raw=b'{"object": "page", "entry": []}')
-        assert r.status_code == 400 and "not a WhatsApp payload" in r.text
-    assert "webhook refused (400 body is not JSON)" in caplog.text
+        assert (r.status_code, r.text) == (200, "OK")
+    assert [(d.reason, d.body, d.item) for d in deadletters.recent()] == [
+        ("not a WhatsApp payload: object is not 'whatsapp_business_account'", b'{"object": "page", "entry": []}', None),
+        ("body is not JSON", b"\x00garbage{", None),
+    ]
+    assert "kept as a dead letter (see `flows dead-letters`): body is not JSON" in caplog.text
     assert InboxMessage.select().count() == 0
 
 

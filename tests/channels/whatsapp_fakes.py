@@ -8,8 +8,10 @@ import hmac
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SECRET = "test-app-secret"
@@ -18,6 +20,11 @@ ACCESS_TOKEN = "test-access-token-SECRET-1234"
 PHONE_NUMBER_ID = "106540352242922"
 
 _ids = itertools.count(1)
+
+# The default message time: an hour before the run, on a whole minute, well inside the webhook's replay
+# window (WHATSAPP_MAX_MESSAGE_AGE_DAYS), so tests keep fixed relative timestamps (TS + n).
+TS = int(time.time()) // 60 * 60 - 3600
+TS_UTC = datetime.fromtimestamp(TS, timezone.utc).replace(tzinfo=None)  # TS as the naive UTC time stored
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -52,7 +59,7 @@ def new_wamid() -> str:
     return f"wamid.HBgLMjYzNzcxMjM0NTY3FQIAEhgg{next(_ids):012d}"
 
 
-def message(wa_id: str | None, mtype: str, content: dict | None, ts: int = 1_764_000_000, mid: str | None = None,
+def message(wa_id: str | None, mtype: str, content: dict | None, ts: int = TS, mid: str | None = None,
             user_id: str | None = None) -> dict:
     m: dict = {"id": mid or new_wamid(), "timestamp": str(ts), "type": mtype}
     if wa_id:
@@ -88,7 +95,7 @@ def image(wa_id: str, **kw) -> dict:
 
 
 def status(wamid: str, state: str, recipient: str = "263771234567", errors: list | None = None) -> dict:
-    s = {"id": wamid, "status": state, "timestamp": "1764000100", "recipient_id": recipient}
+    s = {"id": wamid, "status": state, "timestamp": str(TS + 100), "recipient_id": recipient}
     if errors:
         s["errors"] = errors
     return s

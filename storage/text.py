@@ -1,0 +1,59 @@
+"""Text on its way into the database: made storable, and a secret taken out of what a turn keeps.
+
+JSON may carry what neither database can hold: a lone surrogate (`"\\ud800"` is valid JSON, but not
+UTF-8) and, for PostgreSQL, a NUL character. One such character from WhatsApp made the whole delivery
+fail on every retry. `storable` swaps each for U+FFFD (the Unicode replacement character), so the
+message is kept with that one character marked unreadable.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+REPLACEMENT = "\ufffd"
+REDACTED = "[one-time code removed]"
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In JSON text written with ensure_ascii=False a lone surrogate stays itself and NUL becomes \u0000.
+_UNSTORABLE_JSON = re.compile(r"[\ud800-\udfff]|\\u0000")
+
+
+def storable(value: Any) -> Any:
+    """value with every string in it (dict keys, list items, nested) holdable by SQLite and PostgreSQL."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT, value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
+def storable_json(value: Any) -> str:
+    """value as compact JSON text both databases can hold, its strings cleaned as by storable. One scan of
+    the text, not a walk of the value, in the usual case where there is nothing to clean."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if _UNSTORABLE_JSON.search(text):
+        text = json.dumps(storable(value), separators=(",", ":"), ensure_ascii=False, default=str)
+    return text
+
+
+def without(value: Any, secrets: frozenset[str]) -> Any:
+    """value with every string equal to one of `secrets` (exactly: a phone number that happens to contain
+    the code's digits is left alone) replaced by REDACTED, however deep it sits."""
+    if isinstance(value, str):
+        return REDACTED if value in secrets else value
+    if isinstance(value, dict):
+        return {k: without(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without(v, secrets) for v in value]
+    return value
+
+
+def secret_forms(typed: str | None) -> frozenset[str]:
+    """The forms a typed code takes in what we store: as sent, trimmed, and without its spaces (the way
+    the otp check saves it)."""
+    if not typed or not typed.strip():
+        return frozenset()
+    return frozenset({typed, typed.strip(), "".join(typed.split())})
