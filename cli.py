@@ -11,13 +11,91 @@ import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="flows")
-def main() -> None:
+@click.version_option(package_name="convoflow", prog_name="flows")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """convoflow: WhatsApp conversations written as YAML.
 
     Start here: `flows demo` runs the payment conversation in this terminal on a local SQLite database
-    and the built-in O'mari sandbox.
+    and the built-in O'mari sandbox; `flows init DIR` starts a project of your own.
     """
+    if ctx.invoked_subcommand != "init":  # a new project needs no settings; every other command reads them
+        _settings()
+
+
+def _settings():
+    """The settings from the environment and .env, checked: or one line naming the bad setting and exit 1."""
+    from storage.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        click.echo(f"flows: {e} (see `flows config` and .env.example)", err=True)
+        sys.exit(1)
+
+
+# ── flows init / flows config (issue 13: a new project, the effective settings) ─────────────────────
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, writable=True))
+def init(directory: str) -> None:
+    """Start a new project in DIRECTORY: a menu and an example flow, a conversation test, .env.example
+    and a README. Refuses to overwrite a file that is already there.
+
+        flows init my-flows && cd my-flows && flows validate
+    """
+    from importlib import resources
+    from pathlib import Path
+
+    from storage.settings import env_example
+
+    target = Path(directory)
+    starter = resources.files("flows").joinpath("starter")
+    files = dict(_package_files(starter))
+    files[".env.example"] = env_example()
+    clashes = sorted(name for name in files if (target / name).exists())
+    if clashes:
+        click.echo(f"flows: {directory} already has {', '.join(clashes)}: nothing written", err=True)
+        sys.exit(1)
+    for name, text in sorted(files.items()):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text(text, encoding="utf-8")
+    click.echo(f"created {directory}: " + ", ".join(sorted(files)))
+    click.echo(f"next: cd {directory} && flows validate && flows chat")
+
+
+def _package_files(folder, prefix: str = ""):
+    """(relative path, text) of every file under a package-data folder, however the package is installed."""
+    for entry in folder.iterdir():
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.is_dir():
+            yield from _package_files(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", entry.read_text(encoding="utf-8")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, variable: value (secrets masked).")
+@click.option("--env-example", is_flag=True,
+              help="Print .env.example instead: every setting, its help and default (regenerate the "
+                   "repository's with `flows config --env-example > .env.example`).")
+def config(as_json: bool, env_example: bool) -> None:
+    """The effective settings (environment, then .env, then defaults), secrets masked."""
+    import json
+
+    from storage.settings import env_example as example_text
+
+    if env_example:
+        click.echo(example_text(), nl=False)
+        return
+    described = list(_settings().described())
+    if as_json:
+        click.echo(json.dumps({name: shown or None for name, shown, _ in described}, indent=2))
+        return
+    for name, shown, help_ in described:
+        click.echo(f"{name + '=' + shown:<50} # {help_}")
 
 
 # ── flows validate / flows chat (issue 2: the flow language) ────────────────────────────────────────
@@ -841,7 +919,7 @@ def demo(contact: str, otp: str | None) -> None:
 
         printf 'pay\\nBK-SLYKER-TECH-20251023\\n50\\n1\\n263771234567\\n123456\\n' | flows demo --otp 123456
     """
-    from pathlib import Path
+    from importlib import resources
 
     from channels import turns as persisted
     from channels.terminal import chat_loop
@@ -853,8 +931,8 @@ def demo(contact: str, otp: str | None) -> None:
     from storage.settings import Settings
 
     settings = Settings.from_env()
-    shipped = Path(__file__).resolve().parent / "flows"
-    loaded = _load_flows([str(shipped)])
+    with resources.as_file(resources.files("flows")) as shipped:  # package data: also in an installed wheel
+        loaded = _load_flows([str(shipped)])
     try:
         add_booking(*DEMO_BOOKING)
     except BookingExists:
