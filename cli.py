@@ -103,8 +103,9 @@ def config(as_json: bool, env_example: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
-@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools.")
+@click.option("--format", "output", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True,
+              help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools; "
+                   "sarif: SARIF 2.1.0 for code-review tools (GitHub code scanning and the like).")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
     """Check flow files: shape, steps, actions, templates and WhatsApp limits.
@@ -138,6 +139,8 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
             "warnings": len(report.warnings),
             "problems": [p.as_dict() for p in report.problems],
         }, indent=2))
+    elif output == "sarif":
+        click.echo(json.dumps(_sarif(report.problems), indent=2, ensure_ascii=False))
     else:
         for problem in report.problems:
             click.echo(str(problem))
@@ -150,6 +153,28 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
                 click.echo("no flow files (*.yaml, *.yml) found")
     if failed or not report.files:
         sys.exit(1)
+
+
+def _sarif(problems: list) -> dict:
+    """The problems as one SARIF 2.1.0 run: a rule per code (its meaning and fix), a result per problem."""
+    import os
+    from importlib.metadata import version
+
+    from engine.codes import CODES
+
+    used = sorted({p.code for p in problems})
+    rules = [{"id": code, "shortDescription": {"text": CODES[code].meaning if code in CODES else code},
+              "help": {"text": CODES[code].fix if code in CODES else ""},
+              "defaultConfiguration": {"level": CODES[code].severity if code in CODES else "error"}}
+             for code in used]
+    results = [{"ruleId": p.code, "ruleIndex": used.index(p.code), "level": p.severity,
+                "message": {"text": p.message},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": p.file.replace(os.sep, "/")},
+                                                    "region": {"startLine": p.line, "startColumn": p.col}}}]}
+               for p in problems]
+    driver = {"name": "convoflow", "version": version("convoflow"), "rules": rules}
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [{"tool": {"driver": driver}, "results": results}]}
 
 
 def _summary(files: int, errors: int, warnings: int) -> str:
@@ -318,8 +343,12 @@ def db_upgrade() -> None:
 
 
 @db.command("status")
-def db_status() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list: name, description, applied_at (ISO 8601 UTC, null when pending).")
+def db_status(as_json: bool) -> None:
     """List every migration and when it was applied (or that it is pending)."""
+    import json
+
     from storage.db import open_database
     from storage.migrations import status
     from storage.settings import Settings
@@ -329,6 +358,11 @@ def db_status() -> None:
     except Exception as e:
         click.echo(f"flows: cannot use the database ({type(e).__name__}): check DATABASE_URL", err=True)
         sys.exit(1)
+    if as_json:
+        click.echo(json.dumps([{"name": row.name, "description": row.description,
+                                "applied_at": row.applied_at.isoformat() + "Z" if row.applied_at else None}
+                               for row in rows], indent=2))
+        return
     for row in rows:
         when = f"applied {row.applied_at:%Y-%m-%d %H:%M:%S} UTC" if row.applied_at else "pending"
         click.echo(f"{row.name:<28} {when:<32} {row.description}")
@@ -747,16 +781,21 @@ def bookings_import(file) -> None:
 @bookings.command("list")
 @click.option("--status", type=click.Choice(["UNPAID", "PARTIAL", "PAID"], case_sensitive=False),
               help="Only bookings with this payment status.")
-def bookings_list(status: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the objects `bookings show --json` prints.")
+def bookings_list(status: str | None, as_json: bool) -> None:
     """Every booking, by reference."""
-    from storage.bookings import list_bookings
+    import json
+
+    from storage.bookings import as_dict, list_bookings
 
     _database()
-    shown = 0
-    for booking in list_bookings(status.upper() if status else None):
+    found = list(list_bookings(status.upper() if status else None))
+    if as_json:
+        click.echo(json.dumps([as_dict(b) for b in found], indent=2, ensure_ascii=False))
+        return
+    for booking in found:
         click.echo(_booking_line(booking))
-        shown += 1
-    if not shown:
+    if not found:
         click.echo("no bookings")
 
 
