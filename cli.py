@@ -1013,16 +1013,15 @@ def demo(contact: str, otp: str | None) -> None:
 
 def _channel_setup(sandbox: bool, http: bool):
     """Settings checked, logging on, database open and upgraded already: or one line and exit 1."""
-    import logging
-
     from channels.worker import check_settings
+    from storage import logs
     from storage.db import open_database
     from storage.migrations import SchemaError, check
-    from storage.settings import Settings, SettingsError
+    from storage.settings import SettingsError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
     try:
-        settings = Settings.from_env()
         check_settings(settings, http=http, sandbox=sandbox)
         check(open_database(settings.database_url))
     except (SettingsError, SchemaError, ValueError) as e:
