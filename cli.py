@@ -58,9 +58,13 @@ def init(directory: str) -> None:
     if clashes:
         click.echo(f"flows: {directory} already has {', '.join(clashes)}: nothing written", err=True)
         sys.exit(1)
-    for name, text in sorted(files.items()):
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        (target / name).write_text(text, encoding="utf-8")
+    try:
+        for name, text in sorted(files.items()):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_text(text, encoding="utf-8")
+    except OSError as e:  # a read-only place, a file where a folder should be: one line, no traceback
+        click.echo(f"flows: cannot write in {directory}: {e.strerror or e}", err=True)
+        sys.exit(1)
     click.echo(f"created {directory}: " + ", ".join(sorted(files)))
     click.echo(f"next: cd {directory} && flows validate && flows chat")
 

@@ -95,3 +95,11 @@ def test_init_never_overwrites(clean):
     assert "README.md" in done.output and "nothing written" in done.output
     assert (clean / "shop" / "README.md").read_text() == "mine\n"
     assert not (clean / "shop" / "flows").exists()
+
+
+def test_init_where_it_cannot_write_says_so_in_one_line(clean):
+    (clean / "shop").mkdir()
+    (clean / "shop" / "flows").write_text("a file where the folder goes\n")
+    done = run("init", "shop")
+    assert done.exit_code == 1
+    assert done.output.startswith("flows: cannot write in shop: ") and done.output.count("\n") == 1
