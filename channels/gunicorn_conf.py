@@ -29,9 +29,8 @@ logconfig_dict = {
 
 
 def on_starting(server) -> None:
-    shared = multiprocess_dir()
+    shared = multiprocess_dir()  # an existing folder: the settings check that
     if shared:
-        os.makedirs(shared, exist_ok=True)
         for stale in glob.glob(os.path.join(shared, "*.db")):
             os.remove(stale)
 

@@ -1,8 +1,8 @@
 """Log lines for the people who run convoflow: text or JSON lines, each tagged with what it is about.
 
-`configure(level, fmt)` gives the root logger one handler on stderr; `flows serve`, `flows worker`,
-`flows payments reconcile` and the gunicorn app factory all call it from LOG_LEVEL and LOG_FORMAT, so they
-write the same lines. The turn path tags its work with `context(contact=…, conversation=…, flow=…)`, and
+`configure(level, fmt)` gives the root logger one handler on stderr; `flows serve`, `flows worker` and the
+gunicorn app factory call it with LOG_LEVEL and LOG_FORMAT (and channels/gunicorn_conf.py routes gunicorn's
+own loggers to the same handler), so they all write the same lines. The turn path tags its work with `context(contact=…, conversation=…, flow=…)`, and
 the O'mari client adds `tag(payment=…)`; every line written inside carries those fields:
 
     {"time": "2026-01-05T09:14:03.120Z", "level": "INFO", "logger": "convoflow.omari",

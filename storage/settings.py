@@ -51,6 +51,12 @@ def url(text: str) -> str:
     return text.rstrip("/")
 
 
+def folder(text: str) -> str:
+    if not os.path.isdir(text):
+        raise ValueError(f"must be an existing folder (got '{text}')")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = setting("sqlite:///convoflow.db", "DATABASE_URL",
@@ -82,7 +88,7 @@ class Settings:
                               one_of("text", "json"))
     prometheus_multiproc_dir: str | None = setting(None, "PROMETHEUS_MULTIPROC_DIR",
                                                    "an empty folder the processes of one server share, so /metrics "
-                                                   "sums them (gunicorn -w 2+); unset: one process")
+                                                   "sums them (gunicorn -w 2+); unset: one process", folder)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

@@ -69,6 +69,13 @@ def test_a_bad_setting_stops_every_command_with_its_name_and_no_traceback(clean,
                            "(see `flows config` and .env.example)\n")
 
 
+def test_a_metrics_folder_that_does_not_exist_is_named(clean, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(clean / "nowhere"))
+    done = run("config")
+    assert done.exit_code == 1
+    assert done.output.startswith(f"flows: PROMETHEUS_MULTIPROC_DIR must be an existing folder (got '{clean / 'nowhere'}')")
+
+
 def test_init_makes_a_project_that_validates_at_once(clean, monkeypatch):
     made = run("init", "shop")
     assert made.exit_code == 0, made.output
