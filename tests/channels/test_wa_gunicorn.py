@@ -37,6 +37,8 @@ def gunicorn(db, tmp_path, port: int, metrics_dir) -> subprocess.Popen:
            "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN, "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
            "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
     if metrics_dir is not None:
+        metrics_dir.mkdir()
+        (metrics_dir / "counter_1.db").write_bytes(b"stale")  # a previous run's: emptied when gunicorn starts
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     log = open(tmp_path / "gunicorn.log", "wb")
     return subprocess.Popen(
