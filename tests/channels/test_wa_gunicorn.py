@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -75,8 +74,7 @@ def scrape(url: str, name: str) -> float | None:
 def test_two_gunicorn_workers_report_the_same_totals_and_json_logs(db, tmp_path):
     if not is_postgres(db):
         pytest.skip("several webhook processes share one database on PostgreSQL; SQLite runs one process")
-    if shutil.which("gunicorn") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "gunicorn")):
-        pytest.skip("gunicorn is not installed (pip install 'convoflow[dev]')")
+    pytest.importorskip("gunicorn", reason="gunicorn is not installed (pip install -e '.[test]'; Linux only)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = gunicorn(db, tmp_path, port, tmp_path / "metrics")
