@@ -22,7 +22,12 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 def multiprocess_dir() -> str | None:
     """The folder the processes share their values through, or None (each process on its own)."""
-    return os.environ.get(MULTIPROCESS_DIR) or None
+    value = os.environ.get(MULTIPROCESS_DIR)
+    if value == "":
+        # Empty means unset, as for every setting (.env.example has `PROMETHEUS_MULTIPROC_DIR=`); left in the
+        # environment, prometheus_client would write its files into the working directory.
+        del os.environ[MULTIPROCESS_DIR]
+    return value or None
 
 
 class Counter:
@@ -84,6 +89,7 @@ class Metrics:
     """The process's metrics. `gauges_from(reader)` adds the shared-state gauges read at scrape time."""
 
     def __init__(self) -> None:
+        multiprocess_dir()  # before prometheus_client is imported: it picks its mode at import
         import prometheus_client
         from prometheus_client import CollectorRegistry
 
