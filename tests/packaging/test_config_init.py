@@ -36,14 +36,15 @@ def test_the_repository_env_example_is_current():
         "`python -m cli config --env-example > .env.example`")
 
 
-def test_env_example_lists_every_setting_with_its_help_and_no_secret_value():
+def test_env_example_lists_every_setting_with_its_help_and_default_and_no_value():
     text = env_example()
     for f in dataclasses.fields(Settings):
         line = next(x for x in text.splitlines() if x.startswith(f"{f.metadata['env']}="))
         comment = text.splitlines()[text.splitlines().index(line) - 1]
         assert comment.startswith("# ") and f.metadata["help"] in comment
-        if f.metadata["secret"]:
-            assert line == f"{f.metadata['env']}="
+        assert line == f"{f.metadata['env']}="  # copying the file pins nothing
+        if f.default is not None:
+            assert f"default: {f.default}" in comment
 
 
 def test_config_shows_the_effective_settings_with_secrets_masked(clean, monkeypatch):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import click
@@ -91,3 +93,20 @@ def test_the_systemd_unit_in_the_guide_has_no_comment_after_a_value():
         assert "#" not in line, f"systemd reads everything after '=' as the value, a '#' included: {line}"
     working = next(line for line in settings if line.startswith("WorkingDirectory="))
     assert working == "WorkingDirectory=/srv/convoflow"
+
+
+def test_compose_config_accepts_the_file_where_compose_is_installed(tmp_path):
+    """`docker compose config` (or docker-compose) checks the file against the Compose specification without
+    a Docker daemon. Skipped where neither is installed."""
+    if shutil.which("docker-compose"):
+        command = ["docker-compose"]
+    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        command = ["docker", "compose"]
+    else:
+        pytest.skip("neither `docker compose` nor docker-compose is installed")
+    for name in ("compose.yaml", "Dockerfile", ".env.example"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / ".env").write_text((REPO / ".env.example").read_text() + "POSTGRES_PASSWORD=only-for-this-test\n")
+    done = subprocess.run([*command, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "postgresql://convoflow:only-for-this-test@db:5432/convoflow" in done.stdout
