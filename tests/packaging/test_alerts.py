@@ -10,7 +10,8 @@ import yaml
 from channels.metrics import Metrics, database_gauges
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-NEEDED = {"payments needing a person": "convoflow_payments", "inbox backlog": "convoflow_inbox_backlog",
+NEEDED = {"payments needing a person": "convoflow_payments_needing_person", "payments pending": "convoflow_payments",
+          "inbox backlog": "convoflow_inbox_backlog",
           "sender failures": "convoflow_outbox_messages", "webhook signature failures": "convoflow_webhook_rejected_total"}
 
 
