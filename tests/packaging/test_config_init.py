@@ -93,6 +93,9 @@ def test_init_makes_a_project_that_validates_at_once(clean, monkeypatch):
     checked = run("validate")
     assert checked.exit_code == 0, checked.output
     assert checked.output == "flows/main_menu.yaml: ok\nflows/tour_enquiry.yaml: ok\n"
+    tested = run("test", "--coverage")
+    assert tested.exit_code == 0, tested.output
+    assert "2 tests: 2 passed, 0 failed" in tested.output and "no test visits" not in tested.output
 
 
 def test_init_never_overwrites(clean):

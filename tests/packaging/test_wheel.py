@@ -36,8 +36,12 @@ def installed(tmp_path_factory) -> Path:
         pytest.skip("building offline needs setuptools>=77 and wheel here: pip install -e '.[test]'")
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "build", "dist", "*.egg-info", "*.db", "*.db-*", ".venv", "tests", "bench"))
+    anywhere = shutil.ignore_patterns(".git", "__pycache__", "build", "dist", "*.egg-info", "*.db", "*.db-*", ".venv")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:  # the suites, not flows/tests/ (shipped data)
+        return set(anywhere(folder, names)) | ({"tests", "bench"} if Path(folder) == REPO else set())
+
+    shutil.copytree(REPO, source, ignore=ignore)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
          str(source)], tmp, env)
@@ -69,12 +73,14 @@ def test_the_wheel_runs_from_its_own_files(installed, user):
 
 
 @pytest.mark.slow
-def test_init_then_validate_in_a_new_project(installed, user):
+def test_init_then_validate_and_test_in_a_new_project(installed, user):
     home, env = user
     run([str(installed / "flows"), "init", "shop"], home, env)
     checked = run([str(installed / "flows"), "validate"], home / "shop", env)
     assert "flows/main_menu.yaml: ok" in checked.stdout
     assert "flows/tour_enquiry.yaml: ok" in checked.stdout
+    tested = run([str(installed / "flows"), "test"], home / "shop", env)
+    assert "2 tests: 2 passed, 0 failed" in tested.stdout
 
 
 @pytest.mark.slow
@@ -82,5 +88,16 @@ def test_demo_takes_a_payment_from_an_empty_directory(installed, user):
     home, env = user
     done = run([str(installed / "flows"), "demo", "--otp", "123456"], home, env, stdin=DEMO_INPUT)
     assert "main_menu v1" in done.stdout and "omari_payment v1" in done.stdout
+
     assert "New balance: $250.00" in done.stdout, done.stdout
     assert (home / "convoflow.db").exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_flows_and_their_tests_are_in_the_wheel(installed, user):
+    home, env = user
+    where = run([str(installed / "python"), "-c", "import flows, os; print(os.path.dirname(flows.__file__))"], home, env)
+    shipped = {**env, "FLOWS_DIR": where.stdout.strip()}
+    assert run([str(installed / "flows"), "validate"], home, shipped).stdout.endswith("omari_payment.yaml: ok\n")
+    tested = run([str(installed / "flows"), "test"], home, shipped)
+    assert " passed, 0 failed" in tested.stdout
