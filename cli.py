@@ -11,13 +11,95 @@ import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="flows")
-def main() -> None:
+@click.version_option(package_name="convoflow", prog_name="flows")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """convoflow: WhatsApp conversations written as YAML.
 
     Start here: `flows demo` runs the payment conversation in this terminal on a local SQLite database
-    and the built-in O'mari sandbox.
+    and the built-in O'mari sandbox; `flows init DIR` starts a project of your own.
     """
+    if ctx.invoked_subcommand != "init":  # a new project needs no settings; every other command reads them
+        _settings()
+
+
+def _settings():
+    """The settings from the environment and .env, checked: or one line naming the bad setting and exit 1."""
+    from storage.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        click.echo(f"flows: {e} (see `flows config` and .env.example)", err=True)
+        sys.exit(1)
+
+
+# ── flows init / flows config (issue 13: a new project, the effective settings) ─────────────────────
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, writable=True))
+def init(directory: str) -> None:
+    """Start a new project in DIRECTORY: a menu and an example flow, a conversation test, .env.example
+    and a README. Refuses to overwrite a file that is already there.
+
+        flows init my-flows && cd my-flows && flows validate
+    """
+    from importlib import resources
+    from pathlib import Path
+
+    from storage.settings import env_example
+
+    target = Path(directory)
+    starter = resources.files("flows").joinpath("starter")
+    files = dict(_package_files(starter))
+    files[".env.example"] = env_example()
+    clashes = sorted(name for name in files if (target / name).exists())
+    if clashes:
+        click.echo(f"flows: {directory} already has {', '.join(clashes)}: nothing written", err=True)
+        sys.exit(1)
+    try:
+        for name, text in sorted(files.items()):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_text(text, encoding="utf-8")
+    except OSError as e:  # a read-only place, a file where a folder should be: one line, no traceback
+        click.echo(f"flows: cannot write in {directory}: {e.strerror or e}", err=True)
+        sys.exit(1)
+    click.echo(f"created {directory}: " + ", ".join(sorted(files)))
+    click.echo(f"next: cd {directory} && flows validate && flows chat")
+
+
+def _package_files(folder, prefix: str = ""):
+    """(relative path, text) of every file under a package-data folder, however the package is installed."""
+    for entry in folder.iterdir():
+        if entry.name.startswith(("_", ".")):
+            continue
+        if entry.is_dir():
+            yield from _package_files(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", entry.read_text(encoding="utf-8")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, variable: value (secrets masked).")
+@click.option("--env-example", is_flag=True,
+              help="Print .env.example instead: every setting, its help and default (regenerate the "
+                   "repository's with `flows config --env-example > .env.example`).")
+def config(as_json: bool, env_example: bool) -> None:
+    """The effective settings (environment, then .env, then defaults), secrets masked."""
+    import json
+
+    from storage.settings import env_example as example_text
+
+    if env_example:
+        click.echo(example_text(), nl=False)
+        return
+    described = list(_settings().described())
+    if as_json:
+        click.echo(json.dumps({name: shown or None for name, shown, _ in described}, indent=2))
+        return
+    for name, shown, help_ in described:
+        click.echo(f"{name + '=' + shown:<50} # {help_}")
 
 
 # ── flows validate / flows chat (issue 2: the flow language) ────────────────────────────────────────
@@ -25,8 +107,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
-@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools.")
+@click.option("--format", "output", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True,
+              help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools; "
+                   "sarif: SARIF 2.1.0 for code-review tools (GitHub code scanning and the like).")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
     """Check flow files: shape, steps, actions, templates and WhatsApp limits.
@@ -60,6 +143,8 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
             "warnings": len(report.warnings),
             "problems": [p.as_dict() for p in report.problems],
         }, indent=2))
+    elif output == "sarif":
+        click.echo(json.dumps(_sarif(report.problems), indent=2, ensure_ascii=False))
     else:
         for problem in report.problems:
             click.echo(str(problem))
@@ -72,6 +157,28 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
                 click.echo("no flow files (*.yaml, *.yml) found")
     if failed or not report.files:
         sys.exit(1)
+
+
+def _sarif(problems: list) -> dict:
+    """The problems as one SARIF 2.1.0 run: a rule per code (its meaning and fix), a result per problem."""
+    import os
+    from importlib.metadata import version
+
+    from engine.codes import CODES
+
+    used = sorted({p.code for p in problems})
+    rules = [{"id": code, "shortDescription": {"text": CODES[code].meaning if code in CODES else code},
+              "help": {"text": CODES[code].fix if code in CODES else ""},
+              "defaultConfiguration": {"level": CODES[code].severity if code in CODES else "error"}}
+             for code in used]
+    results = [{"ruleId": p.code, "ruleIndex": used.index(p.code), "level": p.severity,
+                "message": {"text": p.message},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": p.file.replace(os.sep, "/")},
+                                                    "region": {"startLine": p.line, "startColumn": p.col}}}]}
+               for p in problems]
+    driver = {"name": "convoflow", "version": version("convoflow"), "rules": rules}
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [{"tool": {"driver": driver}, "results": results}]}
 
 
 def _summary(files: int, errors: int, warnings: int) -> str:
@@ -240,8 +347,12 @@ def db_upgrade() -> None:
 
 
 @db.command("status")
-def db_status() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list: name, description, applied_at (ISO 8601 UTC, null when pending).")
+def db_status(as_json: bool) -> None:
     """List every migration and when it was applied (or that it is pending)."""
+    import json
+
     from storage.db import open_database
     from storage.migrations import status
     from storage.settings import Settings
@@ -251,6 +362,11 @@ def db_status() -> None:
     except Exception as e:
         click.echo(f"flows: cannot use the database ({type(e).__name__}): check DATABASE_URL", err=True)
         sys.exit(1)
+    if as_json:
+        click.echo(json.dumps([{"name": row.name, "description": row.description,
+                                "applied_at": row.applied_at.isoformat() + "Z" if row.applied_at else None}
+                               for row in rows], indent=2))
+        return
     for row in rows:
         when = f"applied {row.applied_at:%Y-%m-%d %H:%M:%S} UTC" if row.applied_at else "pending"
         click.echo(f"{row.name:<28} {when:<32} {row.description}")
@@ -669,16 +785,21 @@ def bookings_import(file) -> None:
 @bookings.command("list")
 @click.option("--status", type=click.Choice(["UNPAID", "PARTIAL", "PAID"], case_sensitive=False),
               help="Only bookings with this payment status.")
-def bookings_list(status: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the objects `bookings show --json` prints.")
+def bookings_list(status: str | None, as_json: bool) -> None:
     """Every booking, by reference."""
-    from storage.bookings import list_bookings
+    import json
+
+    from storage.bookings import as_dict, list_bookings
 
     _database()
-    shown = 0
-    for booking in list_bookings(status.upper() if status else None):
+    found = list(list_bookings(status.upper() if status else None))
+    if as_json:
+        click.echo(json.dumps([as_dict(b) for b in found], indent=2, ensure_ascii=False))
+        return
+    for booking in found:
         click.echo(_booking_line(booking))
-        shown += 1
-    if not shown:
+    if not found:
         click.echo("no bookings")
 
 
@@ -867,7 +988,7 @@ def demo(contact: str, otp: str | None) -> None:
 
         printf 'pay\\nBK-SLYKER-TECH-20251023\\n50\\n1\\n263771234567\\n123456\\n' | flows demo --otp 123456
     """
-    from pathlib import Path
+    from importlib import resources
 
     from channels import turns as persisted
     from channels.terminal import chat_loop
@@ -879,8 +1000,8 @@ def demo(contact: str, otp: str | None) -> None:
     from storage.settings import Settings
 
     settings = Settings.from_env()
-    shipped = Path(__file__).resolve().parent / "flows"
-    loaded = _load_flows([str(shipped)])
+    with resources.as_file(resources.files("flows")) as shipped:  # package data: also in an installed wheel
+        loaded = _load_flows([str(shipped)])
     try:
         add_booking(*DEMO_BOOKING)
     except BookingExists:
@@ -922,16 +1043,15 @@ def demo(contact: str, otp: str | None) -> None:
 
 def _channel_setup(sandbox: bool, http: bool):
     """Settings checked, logging on, database open and upgraded already: or one line and exit 1."""
-    import logging
-
     from channels.worker import check_settings
+    from storage import logs
     from storage.db import open_database
     from storage.migrations import SchemaError, check
-    from storage.settings import Settings, SettingsError
+    from storage.settings import SettingsError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
     try:
-        settings = Settings.from_env()
         check_settings(settings, http=http, sandbox=sandbox)
         check(open_database(settings.database_url))
     except (SettingsError, SchemaError, ValueError) as e:

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import requests
 
+from storage import logs
+
 SUCCESS, FAILED, UNKNOWN = "success", "failed", "unknown"
 CENT = Decimal("0.01")
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -152,23 +154,26 @@ class OmariClient:
         if not isinstance(amount, Decimal):
             raise TypeError("amount must be a Decimal")
         body = {"msisdn": msisdn, "reference": reference, "amount": amount, "currency": currency, "channel": channel}
-        return self._call("POST", "/auth", body, msisdn=msisdn)
+        return self._call("POST", "/auth", body, msisdn=msisdn, reference=reference)
 
     def request(self, msisdn: str, reference: str, otp: str) -> OmariResult:
         """POST /request: complete the payment with the OTP; msisdn must be the one /auth used."""
-        return self._call("POST", "/request", {"msisdn": msisdn, "reference": reference, "otp": otp}, msisdn=msisdn)
+        return self._call("POST", "/request", {"msisdn": msisdn, "reference": reference, "otp": otp}, msisdn=msisdn,
+                          reference=reference)
 
     def query(self, reference: str) -> OmariResult:
         """GET /query/{reference}: what O'mari knows about one of our transactions."""
-        return self._call("GET", f"/query/{requests.utils.quote(reference, safe='')}", None)
+        return self._call("GET", f"/query/{requests.utils.quote(reference, safe='')}", None, reference=reference)
 
     def void(self, reference: str) -> OmariResult:
         """POST /void: cancel a transaction (Postman collection only; its answer is not documented)."""
-        return self._call("POST", "/void", {"reference": reference})
+        return self._call("POST", "/void", {"reference": reference}, reference=reference)
 
     # ── plumbing ─────────────────────────────────────────────────────────────────────────────────────
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None, msisdn: str | None = None) -> OmariResult:
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None, msisdn: str | None = None,
+              reference: str | None = None) -> OmariResult:
+        logs.tag(payment=reference)  # this line and the rest of the turn's lines name the payment
         headers = {"X-Merchant-Key": self._key, "Accept": "application/json"}
         data = None
         if body is not None:

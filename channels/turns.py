@@ -39,7 +39,7 @@ from engine.model import Flow, FlowSet
 from engine.registry import ActionContext, ActionRegistry, ActionSpec, Result
 from engine.registry import registry as default_registry
 from engine.runner import expire, run_turn, start
-from storage import events, flowstore, inbox, outbox, sessions
+from storage import events, flowstore, inbox, logs, outbox, sessions
 from storage.contacts import contact_id as find_contact
 from storage.contacts import touch
 from storage.db import execute, is_postgres, write_transaction
@@ -272,10 +272,21 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     if inbox.is_processed(inbound.message_id):
         sessions.release(claim)
         return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
-    with _released_on_stop(claim):
+    with _released_on_stop(claim), _log_tags(inbound.contact, claim):
         result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
         _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
     return result
+
+
+def _log_tags(contact: str, claim: sessions.Claim):
+    """Tag the turn's log lines: the contact masked, the conversation (contact row and start time, no
+    number in it), its flow and step."""
+    from actions.omari_client import mask_msisdn
+
+    state = claim.state
+    started = state["started_at"]
+    return logs.context(contact=mask_msisdn(contact), flow=state["flow"], step=state["step"],
+                        conversation=f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}" if started else None)
 
 
 @contextmanager
@@ -357,7 +368,7 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
             break
         claim, row, contact = taken
         try:
-            with _released_on_stop(claim):
+            with _released_on_stop(claim), _log_tags(contact, claim):
                 # The contact's stored key, whichever id (phone or user id) the message named it by.
                 inbound = replace(inbound_from_payload(row.payload), contact=contact)
                 result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)

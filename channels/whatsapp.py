@@ -356,12 +356,14 @@ def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:
     """
     import atexit
 
+    from storage import logs
     from storage.db import open_database
     from storage.migrations import check
 
     from .worker import check_settings, start_workers
 
     settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
     check_settings(settings, http=True, sandbox=sandbox)
     check(open_database(settings.database_url))
     metrics = Metrics()

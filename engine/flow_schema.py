@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from functools import lru_cache
-from pathlib import Path as FilePath
+from importlib import resources
 from typing import Any, Iterator
 
 import jsonschema
@@ -19,7 +19,6 @@ import jsonschema
 from .problems import Problem
 from .yaml_source import Path, Source
 
-SCHEMA_FILE = FilePath(__file__).resolve().parent.parent / "schemas" / "flow.schema.json"
 KIND_KEYS = ("say", "ask", "action", "flow", "end")
 BRANCH = "branch"
 
@@ -36,8 +35,8 @@ _TYPE_WORDS = {
 
 @lru_cache(maxsize=1)
 def schema() -> dict:
-    """The flow schema as written in schemas/flow.schema.json."""
-    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    """The flow schema as written in schemas/flow.schema.json, read as package data (so an installed wheel has it)."""
+    return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=1)
@@ -238,4 +237,4 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     return "field.invalid", f"{subject}: {err.message}"
 
 
-__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "and_list", "SCHEMA_FILE"]
+__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "and_list"]

@@ -2,6 +2,7 @@
 process that answers Meta, replies through the Graph API stand-in and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +48,7 @@ def run(args: list[str], env: dict, tmp_path) -> tuple[int, str]:
         ({**GOOD, "OMARI_MERCHANT_KEY": "live-key-123"}, ["serve", "--sandbox"], "flows: OMARI_MERCHANT_KEY is set but --sandbox was given"),
         ({**GOOD, "WHATSAPP_API_URL": "graph.facebook.com"}, ["worker", "--sandbox"], "flows: WHATSAPP_API_URL must start with https://"),
         (GOOD, ["serve", "--sandbox"], "run `flows db upgrade`"),
+        ({**GOOD, "LOG_FORMAT": "xml"}, ["worker", "--sandbox"], "flows: LOG_FORMAT must be one of text, json (got 'xml')"),
     ],
 )
 def test_start_up_refuses_in_one_line_naming_the_setting(tmp_path, env, args, line):
@@ -65,15 +67,18 @@ def test_serve_refuses_a_database_without_flows(sqlite_db, tmp_path):
 def test_flows_serve_answers_meta_and_stops_on_sigterm(sqlite_db, graph, tmp_path):
     store_flows(os.path.join(FLOWS, "greet.yaml"))
     sqlite_db.close()
-    env = {**os.environ, **GOOD, "DATABASE_URL": f"sqlite:///{sqlite_db.database}", "WHATSAPP_API_URL": graph.url}
+    env = {**os.environ, **GOOD, "DATABASE_URL": f"sqlite:///{sqlite_db.database}", "WHATSAPP_API_URL": graph.url,
+           "LOG_FORMAT": "json"}
     proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", "0", "--sandbox"], cwd=REPO, env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = ""
+        line, logged = "", []
         for _ in range(50):  # bounded: the ready line comes after a few log lines
             line = proc.stderr.readline()
             if "convoflow serving" in line or not line:
                 break
+            logged.append(json.loads(line))  # LOG_FORMAT=json: every log line is one JSON object
+        assert any(entry["logger"] == "convoflow.worker" for entry in logged), logged
         assert "convoflow serving http://127.0.0.1:" in line and "with 2 worker thread(s) (payments on the O'mari sandbox)" in line
         url = line.split("serving ")[1].split("/webhook")[0]
         with requests.Session() as http:

@@ -2,6 +2,7 @@
 inbox and the outbox. No message is handled twice and each contact's replies leave in order."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,8 @@ ROUNDS = 10
 
 def start_worker(db, graph, tmp_path, n: int) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url(db), "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
-           "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "WHATSAPP_API_URL": graph.url}
+           "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "WHATSAPP_API_URL": graph.url,
+           "LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     log = open(tmp_path / f"worker{n}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "cli", "worker", "--workers", "2", "--sandbox"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -38,6 +40,7 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
     if not is_postgres(db):
         pytest.skip("several processes share one database on PostgreSQL; SQLite runs one process")
     store_flows(os.path.join(FLOWS, "echo.yaml"))
+    (tmp_path / "metrics").mkdir()
     webhook = wa.ServerThread(create_app(settings))
     workers = [start_worker(db, graph, tmp_path, n) for n in range(2)]
 
@@ -57,6 +60,8 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
         for wa_id in CONTACTS:
             assert graph.texts_to(wa_id) == expected, (tmp_path / "worker0.log").read_text()[-3000:]
         assert InboxMessage.select().count() == len(CONTACTS) * (ROUNDS + 1)
+        # The processes' counters, summed through the folder they share (what /metrics shows on one machine).
+        assert turns_counted(tmp_path / "metrics") == len(CONTACTS) * (ROUNDS + 1)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -66,3 +71,16 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
             except subprocess.TimeoutExpired:
                 w.kill()
         webhook.close()
+    for n in range(2):  # LOG_FORMAT=json: the workers' log lines are JSON objects
+        logged = [json.loads(line) for line in (tmp_path / f"worker{n}.log").read_text().splitlines()
+                  if line.startswith("{")]
+        assert any(line["logger"] == "convoflow.worker" and "workers started" in line["message"] for line in logged)
+
+
+def turns_counted(folder) -> float:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    return registry.get_sample_value("convoflow_turns_total") or 0

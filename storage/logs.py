@@ -1,0 +1,92 @@
+"""Log lines for the people who run convoflow: text or JSON lines, each tagged with what it is about.
+
+`configure(level, fmt)` gives the root logger one handler on stderr; `flows serve`, `flows worker` and the
+gunicorn app factory call it with LOG_LEVEL and LOG_FORMAT (and channels/gunicorn_conf.py routes gunicorn's
+own loggers to the same handler), so they all write the same lines. The turn path tags its work with `context(contact=…, conversation=…, flow=…)`, and
+the O'mari client adds `tag(payment=…)`; every line written inside carries those fields:
+
+    {"time": "2026-01-05T09:14:03.120Z", "level": "INFO", "logger": "convoflow.omari",
+     "message": "omari POST /auth status=200 …", "contact": "2637****4567", "flow": "omari_payment", …}
+
+Callers pass values that are safe to write (the contact masked, a payment's our-side reference); no OTP,
+key or token is ever a field.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Iterator, TextIO
+
+FIELDS = ("contact", "conversation", "flow", "step", "payment")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(tags)s"
+
+_context: contextvars.ContextVar[dict] = contextvars.ContextVar("convoflow_log_context", default={})
+
+
+@contextmanager
+def context(**fields: object) -> Iterator[None]:
+    """Tag every log line written inside (in this thread) with these fields; None values are left out."""
+    token = _context.set({**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def tag(**fields: object) -> None:
+    """Add fields to the current context until the enclosing `context()` ends (e.g. a payment reference
+    learnt halfway through a turn)."""
+    _context.set({**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}})
+
+
+def current() -> dict:
+    """The fields the next log line in this thread would carry."""
+    return dict(_context.get())
+
+
+class _Tags(logging.Filter):
+    """Copies the context's fields onto each record (record.tags holds them as ` key=value` text)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _context.get()
+        record.convoflow = fields
+        record.tags = ("  [" + " ".join(f"{k}={fields[k]}" for k in FIELDS if k in fields) + "]") if fields else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, then the context's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc)
+        line = {"time": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        line.update(getattr(record, "convoflow", None) or _context.get())
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
+    """A stream handler (stderr by default) writing `fmt` lines ("text" or "json") with the context's tags."""
+    out = logging.StreamHandler(stream or sys.stderr)
+    out.addFilter(_Tags())
+    out.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    out.convoflow_handler = True
+    return out
+
+
+def configure(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send every logger's lines through one handler on the root logger. Calling it again replaces the
+    handler it installed before (never one a host such as gunicorn installed on its own loggers)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "convoflow_handler", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler(fmt, stream))
+    root.setLevel(level)
+    # peewee's DEBUG lines are every query with its parameters: customers' answers, OTPs and wallet numbers.
+    logging.getLogger("peewee").setLevel(max(logging.INFO, logging.getLevelName(level)))
