@@ -1,13 +1,19 @@
-"""Outbox delivery through the WhatsApp Cloud API, with retries, back-off and per-contact order.
+"""Outbox delivery through the WhatsApp Cloud API: a continuous pipeline, Meta's rate, retries, order.
 
 How a row leaves:
-1. Claim (one UPDATE … RETURNING): the oldest pending, due row of each contact that has no older pending
-   row — so one contact's messages leave in order, one per round. Claiming moves next_attempt_at forward
-   by a lease; no database lock is held during the HTTP calls. On PostgreSQL the candidates are taken
-   with FOR UPDATE SKIP LOCKED, so several processes share the outbox without taking the same row.
-2. Send (no transaction): POST each message; different contacts in parallel.
-3. Record (one UPDATE for every row sent): the returned wamid and "sent"; or a retry time with
-   exponential back-off; or "failed" with the reason.
+1. Claim (one UPDATE … RETURNING, storage/outbox.py): the oldest pending, due row of each contact that
+   has no older pending row, so one contact's messages leave in order. Claiming moves next_attempt_at
+   forward by a lease; no database lock is held during the HTTP calls. On PostgreSQL the candidates are
+   taken with FOR UPDATE SKIP LOCKED, so several processes share the outbox without taking the same row.
+2. Send (no transaction): POST each message on a pool of threads sharing keep-alive connections, never
+   faster than the number's rate (WHATSAPP_SEND_RATE) and pausing every thread after a 429.
+3. Record (one transaction for every outcome finished since the last one): the returned wamid and
+   "sent"; or a retry time with exponential back-off; or "failed" with the reason. An outcome that
+   cannot be written (a locked SQLite, a lost connection) is kept and written again; its row is not
+   sent again meanwhile.
+
+There is no round: pump() records what finished and claims as many rows as there are free senders, so
+a reply goes out as soon as it is due and one contact's next message as soon as the previous is recorded.
 
 A process killed between 2 and 3 leaves the row pending: when the lease runs out it is sent again. The
 Cloud API has no idempotency key, so that rare case can deliver a message twice; it never loses one.
@@ -18,17 +24,21 @@ from __future__ import annotations
 import json
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+import peewee
 import urllib3
 
 from engine.context import utcnow
 from engine.messages import Outbound
 from storage import outbox
-from storage.db import execute, is_postgres
+from storage.db import write_transaction
+from storage.outbox import Claimed
 from storage.settings import Settings
 
 from .metrics import Metrics
@@ -36,29 +46,12 @@ from .payloads import to_cloud_api
 
 log = logging.getLogger("convoflow.sender")
 
+__all__ = ["Attempt", "Claimed", "RateLimiter", "SendPolicy", "Sender", "SenderConfigError"]
+
 # Graph error codes worth another try: throughput (130429), too many messages to one user (131056),
 # service trouble (131016, 131000). Anything else in a 4xx is our fault or the user's: retrying won't help.
 RETRY_CODES = frozenset({130429, 131056, 131016, 131000})
-# A round is one statement out and one back, written as SQL that both databases run.
-# Claim: lease the first pending, due row of each contact whose earlier rows are all sent or failed (so
-# one contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so
-# two senders never take the same row; the UPDATE then moves them out of reach for the lease.
-_CLAIM = (
-    'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
-    'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
-    'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
-    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
-    'RETURNING "id", "payload", "attempts", '
-    '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
-    '(SELECT COALESCE(c."wa_id", c."user_id") FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
-)
-# Record: every row the Graph API accepted, with its wamid, in one statement.
-_SENT = (
-    'WITH v ("id", "wamid") AS (VALUES {values}) '
-    'UPDATE "outbox_message" SET "status" = \'sent\', '
-    '"channel_message_id" = (SELECT v."wamid" FROM v WHERE v."id" = "outbox_message"."id"), '
-    '"sent_at" = ?, "attempts" = "attempts" + 1, "error" = NULL WHERE "id" IN (SELECT "id" FROM v)'
-)
+THROTTLED = 130429  # the number's own throughput limit: every thread pauses, not only this row
 WINDOW_CLOSED = 131047  # more than 24 h since the user last wrote: only an approved template may be sent
 
 
@@ -76,6 +69,8 @@ class SendPolicy:
     lease: float = 120.0  # longer than the HTTP timeouts, so a row is never sent by two live senders
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
+    throttle_pause: float = 1.0  # after a 429 every thread waits this long, doubled while 429s go on
+    record_tries: int = 5  # writes of a round's outcomes run_once tries before it gives up (pump: 1 a call)
 
     def delay(self, attempts: int, jitter: float) -> float:
         base = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
@@ -91,21 +86,46 @@ class Attempt:
     retry: bool = False
     code: int | None = None
     reason: str | None = None
+    throttled: bool = False
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """An outbox row taken for sending."""
+class RateLimiter:
+    """At most `rate` posts a second (a short burst of a tenth of a second's worth allowed), and a shared
+    pause after Meta says 429. Threads wait in acquire(); the clock and sleep are injectable for tests."""
 
-    id: int
-    contact_key: str
-    to: str
-    payload: str
-    attempts: int
+    def __init__(self, rate: float, *, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / rate
+        self.tolerance = max(0.0, 0.1 - self.interval)
+        self.monotonic, self.sleep = monotonic, sleep
+        self._lock = threading.Lock()
+        self._next = 0.0  # the theoretical time of the next post (GCRA)
+        self._paused_until = 0.0
+        self._pause = 0.0
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self.monotonic()
+            at = max(now, self._next - self.tolerance, self._paused_until)
+            self._next = max(self._next, at) + self.interval
+        if at > now:
+            self.sleep(at - now)
+
+    def throttled(self, base: float) -> float:
+        """Meta refused for throughput: pause everyone, longer each time in a row. Returns the pause."""
+        with self._lock:
+            self._pause = min(60.0, self._pause * 2 if self._pause else base)
+            self._paused_until = max(self._paused_until, self.monotonic() + self._pause)
+            return self._pause
+
+    def accepted(self) -> None:
+        self._pause = 0.0
 
 
 class Sender:
-    """Delivers due outbox rows. Call run_once() from a loop (channels/worker.py does)."""
+    """Delivers due outbox rows. A worker loop calls pump() whenever it is woken (a turn queued replies,
+    a send finished: on_done) or its poll runs out; run_once() is one round that waits for its sends
+    (tests, a one-off drain)."""
 
     def __init__(
         self,
@@ -116,7 +136,9 @@ class Sender:
         policy: SendPolicy = SendPolicy(),
         jitter: Callable[[], float] = random.random,
         batch: int = 64,
-        parallel: int = 8,
+        parallel: int = 32,
+        limiter: RateLimiter | None = None,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
         for name, value in (
             ("WHATSAPP_ACCESS_TOKEN", settings.whatsapp_access_token),
@@ -126,7 +148,7 @@ class Sender:
                 raise SenderConfigError(f"{name} is not set: the sender cannot reach the WhatsApp Cloud API")
         self._url = f"{settings.whatsapp_api_url}/{settings.whatsapp_phone_number_id}/messages"
         # urllib3 rather than requests: the same connection pooling at about a third of the CPU per call,
-        # which is most of the sender's cost. One keep-alive connection per sending thread.
+        # which is most of the sender's cost. One keep-alive connection per sending thread, reused.
         self._http = urllib3.PoolManager(
             maxsize=parallel,
             headers={"Authorization": f"Bearer {settings.whatsapp_access_token}", "Content-Type": "application/json"},
@@ -137,47 +159,102 @@ class Sender:
         self.policy = policy
         self.jitter = jitter
         self.batch = batch
+        self.parallel = parallel
+        self.limiter = limiter or RateLimiter(settings.whatsapp_send_rate)
+        self.on_done: Callable[[], None] | None = None  # called from a sending thread when a send finished
+        self._pause = pause  # between tries of a bookkeeping write
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="convoflow-send")
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, Future] = {}
+        self._finished: list[tuple[Claimed, Attempt]] = []  # sent or refused, not written down yet
+        self._cancelled: list[int] = []
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Let the sends under way finish and record them; rows not started yet are handed back."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._record(tries=1)
+            with self._lock:
+                cancelled, self._cancelled = self._cancelled, []
+            outbox.release(cancelled, self.clock())
+        except peewee.PeeweeException as e:
+            log.warning("sender stopping: could not record the last outcomes (%s); their rows are sent again "
+                        "after the lease", type(e).__name__)
         self._http.clear()
 
-    # ── one round ──────────────────────────────────────────────────────────────────────────────────
+    # ── the pipeline ───────────────────────────────────────────────────────────────────────────────
+
+    def pump(self) -> int:
+        """Record every send finished since the last call, then claim due rows for the free senders and
+        start them; returns how many rows were recorded or started (0: nothing to do until woken)."""
+        try:
+            recorded = self._record(tries=1)
+        except (peewee.OperationalError, peewee.InterfaceError) as e:
+            log.warning("sender: could not record send outcomes (%s); they are kept and written on the next "
+                        "try, their rows not sent again", type(e).__name__)
+            return 0
+        with self._lock:
+            room = 2 * self.parallel - len(self._in_flight)  # a few queued, so no sender waits for a claim
+        claimed = self.claim(min(room, self.batch)) if room > 0 else []
+        for row in claimed:
+            self._submit(row)
+        return recorded + len(claimed)
 
     def run_once(self) -> int:
-        """Claim due rows, send them (different contacts in parallel) and record the outcomes. Returns how
-        many rows were attempted."""
+        """One round, waited for: claim due rows, send them (different contacts in parallel) and record
+        the outcomes. Returns how many rows were attempted."""
         claimed = self.claim()
-        if claimed:
-            self._record(list(zip(claimed, self._pool.map(self.deliver, claimed))))
+        wait([self._submit(row) for row in claimed])
+        self._record(tries=self.policy.record_tries)
         return len(claimed)
 
-    def claim(self) -> list[Claimed]:
-        """Lease the next rows to send: the oldest pending, due row of each contact with no older pending
-        row (see the module docstring). One statement, no explicit transaction: the UPDATE is atomic."""
+    def claim(self, limit: int | None = None) -> list[Claimed]:
+        """Lease the next rows to send (see storage.outbox.claim), leaving out any this process is still
+        sending or has an unwritten outcome for."""
         now = self.clock()
-        sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
-        rows = execute(sql, (now + timedelta(seconds=self.policy.lease), now, self.batch)).fetchall()
-        claimed = []
-        # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
-        for row_id, payload, attempts, key, address in sorted(rows):
-            claimed.append(Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts))
-        return claimed
+        rows = outbox.claim(now, now + timedelta(seconds=self.policy.lease), limit or self.batch)
+        with self._lock:
+            held = set(self._in_flight) | {row.id for row, _ in self._finished}
+        return [row for row in rows if row.id not in held]
+
+    def _submit(self, row: Claimed) -> Future:
+        with self._lock:
+            future = self._in_flight[row.id] = self._pool.submit(self._send, row)
+        future.add_done_callback(lambda f: self._cancelled.append(row.id) if f.cancelled() else None)
+        return future
+
+    def _send(self, row: Claimed) -> None:
+        try:
+            attempt = self.deliver(row)
+        except Exception as e:  # a bug must not lose the row: it is tried again like a network failure
+            log.exception("sender: unexpected error sending outbox message %s", row.id)
+            attempt = Attempt(ok=False, retry=True, reason=f"unexpected error ({type(e).__name__})")
+        with self._lock:
+            self._finished.append((row, attempt))
+            self._in_flight.pop(row.id, None)
+        if self.on_done is not None:
+            self.on_done()
 
     # ── HTTP ───────────────────────────────────────────────────────────────────────────────────────
 
     def deliver(self, row: Claimed) -> Attempt:
-        """Post the Cloud API messages for one outbox row, in order. The last part's wamid is kept."""
+        """Post the Cloud API messages for one outbox row, in order, each within the rate. The last
+        part's wamid is kept."""
         try:
             messages = to_cloud_api(Outbound.from_dict(json.loads(row.payload)), to=row.to)
         except (ValueError, KeyError, TypeError) as e:
             return Attempt(ok=False, reason=f"unreadable outbox payload ({type(e).__name__})")
         wamid = None
         for message in messages:
+            self.limiter.acquire()
             attempt = self._post(message)
+            if attempt.throttled:
+                pause = self.limiter.throttled(self.policy.throttle_pause)
+                log.warning("the Graph API says too many messages (%s): every sender pauses %.1f s", attempt.reason,
+                            pause)
             if not attempt.ok:
                 return attempt
+            self.limiter.accepted()
             wamid = attempt.wamid
         return Attempt(ok=True, wamid=wamid)
 
@@ -209,38 +286,66 @@ class Sender:
         if detail:
             reason += f" ({str(detail)[:200]})"
         retry = resp.status == 429 or resp.status >= 500 or code in RETRY_CODES or err.get("is_transient") is True
-        return Attempt(ok=False, retry=retry, code=code, reason=reason)
+        return Attempt(ok=False, retry=retry, code=code, reason=reason,
+                       throttled=resp.status == 429 or code == THROTTLED)
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
-    def _record(self, outcomes: list[tuple[Claimed, Attempt]]) -> None:
-        """Write a round's outcomes: the sent rows in one statement, the rest one by one (rare)."""
+    def _record(self, tries: int) -> int:
+        """Write every finished outcome in one transaction, trying `tries` times (a locked SQLite, a lost
+        connection); outcomes that could not be written are kept for the next call, and the error raised.
+        Returns how many were written."""
+        with self._lock:
+            outcomes, self._finished = self._finished, []
+        if not outcomes:
+            return 0
         now = self.clock()
-        sent = [(row.id, attempt.wamid) for row, attempt in outcomes if attempt.ok]
-        if sent:
-            values = ", ".join(["(?, ?)"] * len(sent))
-            execute(_SENT.format(values=values), [x for pair in sent for x in pair] + [now])
-        for row, attempt in outcomes:
+        plan = [(row, attempt, self._next_try(row, attempt)) for row, attempt in outcomes]
+        for n in range(tries):
+            try:
+                with write_transaction():
+                    self._write(plan, now)
+                break
+            except (peewee.OperationalError, peewee.InterfaceError) as e:
+                if n + 1 >= tries:
+                    with self._lock:
+                        self._finished[:0] = outcomes
+                    raise
+                log.warning("sender: could not record %d send outcomes (%s); trying again", len(plan),
+                            type(e).__name__)
+                self._pause(min(2.0, 0.1 * 2 ** n))
+        self._report(plan)
+        return len(plan)
+
+    def _next_try(self, row: Claimed, attempt: Attempt) -> float | None:
+        """Seconds until the row's next try; None when it is sent or given up."""
+        if attempt.ok or not attempt.retry or row.attempts + 1 >= self.policy.max_attempts:
+            return None
+        return self.policy.delay(row.attempts + 1, self.jitter())
+
+    @staticmethod
+    def _write(plan: list[tuple[Claimed, Attempt, float | None]], now: datetime) -> None:
+        outbox.record_sent([(row.id, attempt.wamid) for row, attempt, _ in plan if attempt.ok], now)
+        for row, attempt, delay in plan:
             if attempt.ok:
                 continue
-            if attempt.retry and row.attempts + 1 < self.policy.max_attempts:
-                delay = self.policy.delay(row.attempts + 1, self.jitter())
+            if delay is not None:
                 outbox.retry_later(row.id, now + timedelta(seconds=delay), attempt.reason or "")
-                log.warning(
-                    "send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
-                    row.id, row.attempts + 1, delay, attempt.reason,
-                )
             else:
                 outbox.mark_failed(row.id, attempt.reason or "")
-                why = f"gave up after {row.attempts + 1} attempts" if attempt.retry else "not retryable"
-                note = (
-                    " — the 24-hour window is closed: only an approved template can reach this contact"
-                    if attempt.code == WINDOW_CLOSED else ""
-                )
-                log.error("send of outbox message %s failed, %s: %s%s", row.id, why, attempt.reason, note)
-        for row, attempt in outcomes:
+
+    def _report(self, plan: list[tuple[Claimed, Attempt, float | None]]) -> None:
+        for row, attempt, delay in plan:
             if attempt.ok:
                 self.metrics.messages_out.inc()
-            else:
-                gave_up = not attempt.retry or row.attempts + 1 >= self.policy.max_attempts
-                self.metrics.send_failures.inc(outcome="gave_up" if gave_up else "retry", code=str(attempt.code or ""))
+                continue
+            self.metrics.send_failures.inc(outcome="retry" if delay is not None else "gave_up",
+                                           code=str(attempt.code or ""))
+            if delay is not None:
+                log.warning("send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
+                            row.id, row.attempts + 1, delay, attempt.reason)
+                continue
+            why = f"gave up after {row.attempts + 1} attempts" if attempt.retry else "not retryable"
+            note = (" — the 24-hour window is closed: only an approved template can reach this contact"
+                    if attempt.code == WINDOW_CLOSED else "")
+            log.error("send of outbox message %s failed, %s: %s%s", row.id, why, attempt.reason, note)

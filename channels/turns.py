@@ -219,7 +219,7 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
         # A worker's save on PostgreSQL: the same writes in one statement and one round trip.
         sessions.save_and_release(claim, _state(result.conversation, claim.state), sessions.Processed(
             inbox_id, now,
-            [json.dumps(_outbound_dict(m), separators=(",", ":"), ensure_ascii=False) for m in result.outbound],
+            [outbox.encode(_outbound_dict(m)) for m in result.outbound],
             [(now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
              for e in result.events]))
         return

@@ -20,11 +20,10 @@ import peewee
 from flask import Flask, Response, request
 
 from engine.context import utcnow
-from storage import deadletters, events, inbox
+from storage import deadletters, events, inbox, outbox
 from storage.contacts import change_number, resolve
 from storage.db import database, is_postgres, write_transaction
 from storage.events import EventRecord
-from storage.models import OutboxMessage
 from storage.settings import Settings
 from storage.text import storable
 
@@ -46,9 +45,6 @@ _SQLITE_WRITER = threading.Lock()
 # A store that fails with one of these failed because of what the delivery holds, not because the database
 # is down: the same body would fail on every retry, so it is kept as a dead letter instead (issue 10.2).
 _POISON = (ValueError, RecursionError, OverflowError, peewee.DataError, peewee.IntegrityError)
-
-# Receipts arrive unordered; a later "delivered" must not overwrite "read".
-_STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:
@@ -82,8 +78,8 @@ def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
         for r in sorted(items, key=lambda r: r.inbound.message_id):
             inserted = _store_message(r, *contacts[r.sender.key], now)
             new, dup = new + inserted, dup + (not inserted)
-        if hook.statuses:
-            _record_statuses(hook)
+        for row_id, error in outbox.record_deliveries((s.wamid, s.status, s.error) for s in hook.statuses):
+            log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
     return new, dup
 
 
@@ -139,26 +135,6 @@ def fresh_only(hook: Webhook, oldest: datetime) -> tuple[Webhook, int]:
             log.warning("webhook message %s refused: sent %s, before %s (a replay?)", storable(r.inbound.message_id),
                         r.inbound.timestamp.isoformat(), oldest.isoformat(timespec="seconds"))
     return replace(hook, messages=tuple(r for r in hook.messages if id(r) not in old)), len(old)
-
-
-def _record_statuses(hook: Webhook) -> None:
-    latest: dict[str, tuple[str, str | None]] = {}
-    for s in hook.statuses:
-        prev = latest.get(s.wamid)
-        if prev is None or _STATUS_RANK.get(s.status, 0) >= _STATUS_RANK.get(prev[0], 0):
-            latest[s.wamid] = (s.status, s.error)
-    rows = OutboxMessage.select(OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status).where(
-        OutboxMessage.channel_message_id.in_(list(latest))
-    )
-    for row in rows:
-        status, error = latest[row.channel_message_id]
-        if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(row.delivery_status or "", 0):
-            continue
-        changes = {OutboxMessage.delivery_status: status}
-        if error:
-            changes[OutboxMessage.error] = f"delivery failed: {error}"
-            log.warning("whatsapp: message %s was not delivered: %s", row.id, error)
-        OutboxMessage.update(changes).where(OutboxMessage.id == row.id).execute()
 
 
 @dataclass(frozen=True)

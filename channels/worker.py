@@ -70,6 +70,8 @@ class Workers:
         self._stop = threading.Event()
         self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
+        if sender is not None:
+            sender.on_done = self._outbox_wake.set  # a finished send frees a sender and maybe its contact's next row
         self._threads: list[threading.Thread] = []
         self._flows_lock = threading.Lock()
         self._flows_signature: tuple | None = None
@@ -141,7 +143,7 @@ class Workers:
         while not self._stop.is_set():
             self._outbox_wake.clear()
             try:
-                sent = self.sender.run_once()
+                sent = self.sender.pump()
             except Exception:
                 log.exception("sender: unexpected error; unsent messages stay in the outbox")
                 self._stop.wait(self.options.error_pause)

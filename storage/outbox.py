@@ -1,28 +1,68 @@
 """The outbox: messages a turn produced, written in the turn's own transaction, delivered by the sender.
 
+Every statement that touches `outbox_message` lives here: the turn's save queues rows (enqueue, or
+insert_sql inside PostgreSQL's one-statement save), the sender leases and records them (claim,
+record_sent, retry_later, mark_failed) and the webhook records the delivery receipts Meta reports
+(record_deliveries).
+
 A row is `pending` until the channel accepts it (`sent`, with the id the channel returned) or the sender
-gives up (`failed`). One contact's messages leave in id order: due() offers a contact's row only when no
-earlier row of that contact is still pending.
+gives up (`failed`). One contact's messages leave in id order: claim() offers a contact's row only when
+no earlier row of that contact is still pending.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from .db import execute, is_postgres
 from .models import OutboxMessage
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
+_INSERT = ('INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
+           '"created_at") ')
+
+# Lease the first pending, due row of each contact whose earlier rows are all sent or failed (so one
+# contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so two
+# senders never take the same row; the UPDATE then moves them out of reach for the lease. One statement,
+# atomic without an explicit transaction.
+_CLAIM = (
+    'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
+    'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
+    'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
+    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
+    'RETURNING "id", "payload", "attempts", '
+    '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
+    '(SELECT COALESCE(c."wa_id", c."user_id") FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
+)
+# Every row the channel accepted, with its id, in one statement.
+_SENT = (
+    'WITH v ("id", "wamid") AS (VALUES {values}) '
+    'UPDATE "outbox_message" SET "status" = \'sent\', '
+    '"channel_message_id" = (SELECT v."wamid" FROM v WHERE v."id" = "outbox_message"."id"), '
+    '"sent_at" = ?, "attempts" = "attempts" + 1, "error" = NULL WHERE "id" IN (SELECT "id" FROM v)'
+)
+
+# Receipts arrive unordered; a later "delivered" must not overwrite "read".
+_STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
 
 @dataclass(frozen=True)
-class OutboxRow:
+class Claimed:
+    """An outbox row leased for sending: its payload (JSON text) and where it goes."""
+
     id: int
-    contact_id: int
-    payload: dict[str, Any]
+    contact_key: str
+    to: str
+    payload: str
     attempts: int
+
+
+def encode(payload: dict[str, Any]) -> str:
+    """A message as the outbox stores it (compact JSON, text as written)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def enqueue(contact_id: int, payloads: list[dict[str, Any]], now: datetime) -> None:
@@ -32,32 +72,34 @@ def enqueue(contact_id: int, payloads: list[dict[str, Any]], now: datetime) -> N
     values = ", ".join(["(?, ?, 'pending', 0, ?, ?)"] * len(payloads))
     params: list[Any] = []
     for payload in payloads:
-        params += [contact_id, json.dumps(payload, separators=(",", ":"), ensure_ascii=False), now, now]
-    execute('INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
-            f'"created_at") VALUES {values}', params)
+        params += [contact_id, encode(payload), now, now]
+    execute(_INSERT + f"VALUES {values}", params)
 
 
-def due(now: datetime, limit: int = 50) -> list[OutboxRow]:
-    """Rows ready to send, oldest first, at most one per contact (its earliest pending one).
-
-    On PostgreSQL, call inside a transaction: the rows are locked with SKIP LOCKED so several senders
-    share the work without sending a row twice.
-    """
-    sql = (
-        'SELECT o."id", o."contact_id", o."payload", o."attempts" FROM "outbox_message" o '
-        "WHERE o.\"status\" = 'pending' AND o.\"next_attempt_at\" <= ? AND NOT EXISTS ("
-        'SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = o."contact_id" '
-        "AND p.\"status\" = 'pending' AND p.\"id\" < o.\"id\") ORDER BY o.\"id\" LIMIT ?"
-    )
-    if is_postgres():
-        sql += " FOR UPDATE OF o SKIP LOCKED"
-    return [OutboxRow(r[0], r[1], json.loads(r[2]), r[3]) for r in execute(sql, (now, limit)).fetchall()]
+def insert_sql(count: int, guard: str) -> str:
+    """The INSERT of `count` rows for one contact as a statement to embed in a larger one (PostgreSQL's
+    one-statement save): parameters contact id, next_attempt_at, created_at, then each payload in order;
+    `guard` is a condition the rows are written under (e.g. that the session update matched)."""
+    values = ", ".join(f"({n}, ?)" for n in range(count))
+    return (_INSERT + f"SELECT ?, v.p, 'pending', 0, ?, ? FROM (VALUES {values}) AS v (n, p) "
+            f"WHERE {guard} ORDER BY v.n")
 
 
-def mark_sent(row_id: int, channel_message_id: str | None, at: datetime) -> None:
-    (OutboxMessage.update(status=SENT, channel_message_id=channel_message_id, sent_at=at,
-                          attempts=OutboxMessage.attempts + 1, error=None)
-     .where(OutboxMessage.id == row_id).execute())
+def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
+    """Lease up to `limit` rows to send (until `lease_until`): the oldest pending, due row of each contact
+    with no older pending row, oldest first."""
+    sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
+    rows = execute(sql, (lease_until, now, limit)).fetchall()
+    # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
+    return [Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts)
+            for row_id, payload, attempts, key, address in sorted(rows)]
+
+
+def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> None:
+    """Mark rows the channel accepted as sent, each with the id the channel returned (one statement)."""
+    if sent:
+        values = ", ".join(["(?, ?)"] * len(sent))
+        execute(_SENT.format(values=values), [x for pair in sent for x in pair] + [at])
 
 
 def retry_later(row_id: int, next_attempt_at: datetime, error: str) -> None:
@@ -70,13 +112,40 @@ def mark_failed(row_id: int, error: str) -> None:
      .where(OutboxMessage.id == row_id).execute())
 
 
-def record_delivery(channel_message_id: str, delivery_status: str) -> int:
-    """A status the channel reported (delivered, read, failed) for a message it accepted; rows updated."""
-    return (OutboxMessage.update(delivery_status=delivery_status)
-            .where(OutboxMessage.channel_message_id == channel_message_id).execute())
+def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[tuple[int, str]]:
+    """Record the statuses the channel reported ((channel message id, sent|delivered|read|failed, error))
+    on the rows it accepted; a status never goes back (read stays read when a late "delivered" arrives).
+    Returns (row id, error) for each message newly reported as not delivered."""
+    latest: dict[str, tuple[str, str | None]] = {}
+    for wamid, status, error in receipts:
+        prev = latest.get(wamid)
+        if prev is None or _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(prev[0], 0):
+            latest[wamid] = (status, error)
+    if not latest:
+        return []
+    rows = OutboxMessage.select(OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status).where(
+        OutboxMessage.channel_message_id.in_(list(latest)))
+    undelivered = []
+    for row in rows:
+        status, error = latest[row.channel_message_id]
+        if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(row.delivery_status or "", 0):
+            continue
+        changes = {OutboxMessage.delivery_status: status}
+        if error:
+            changes[OutboxMessage.error] = f"delivery failed: {error}"
+            undelivered.append((row.id, error))
+        OutboxMessage.update(changes).where(OutboxMessage.id == row.id).execute()
+    return undelivered
 
 
 def for_contact(contact_id: int) -> list[dict[str, Any]]:
     """Payloads queued for a contact, in order (for `flows chat` and tests)."""
     return [json.loads(p) for (p,) in execute(
         'SELECT "payload" FROM "outbox_message" WHERE "contact_id" = ? ORDER BY "id"', (contact_id,)).fetchall()]
+
+
+def release(row_ids: list[int], now: datetime) -> None:
+    """Hand leased rows back at once (a sender stopping before it sent them), instead of after the lease."""
+    if row_ids:
+        (OutboxMessage.update(next_attempt_at=now)
+         .where(OutboxMessage.id.in_(row_ids) & (OutboxMessage.status == PENDING)).execute())

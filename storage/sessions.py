@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from . import outbox
 from .db import execute, is_postgres
 from .models import Session
 
@@ -216,11 +217,7 @@ def _save_processed_sql(outbound: int, events: int) -> str:
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
     if outbound:
-        values = ", ".join(f"({n}, ?)" for n in range(outbound))
-        parts.append(
-            'o AS (INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
-            f'"created_at") SELECT ?, v.p, \'pending\', 0, ?, ? FROM (VALUES {values}) AS v (n, p) '
-            'WHERE EXISTS (SELECT 1 FROM s) ORDER BY v.n)')
+        parts.append(f"o AS ({outbox.insert_sql(outbound, 'EXISTS (SELECT 1 FROM s)')})")
     if events:
         values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
         parts.append(

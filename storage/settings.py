@@ -91,6 +91,8 @@ class Settings:
     prometheus_multiproc_dir: str | None = setting(None, "PROMETHEUS_MULTIPROC_DIR",
                                                    "an empty folder the processes of one server share, so /metrics "
                                                    "sums them (gunicorn -w 2+); unset: one process", folder)
+    whatsapp_send_rate: int = setting(80, "WHATSAPP_SEND_RATE", "messages per second one process sends to the "
+                                      "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

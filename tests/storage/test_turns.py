@@ -247,18 +247,19 @@ def test_two_contacts_paying_the_same_booking_at_once_end_with_the_exact_sum(db)
 
 def test_outbox_offers_one_contacts_messages_one_at_a_time_in_order(db):
     now = utcnow()
+    lease = now + timedelta(seconds=120)
     a, b = upsert_contact("a", now), upsert_contact("b", now)
     outbox.enqueue(a, [{"to": "a", "text": "1"}, {"to": "a", "text": "2"}], now)
     outbox.enqueue(b, [{"to": "b", "text": "3"}], now)
-    with turns.write_transaction():
-        first = outbox.due(now)
-    assert [r.payload["text"] for r in first] == ["1", "3"]
-    outbox.mark_sent(first[0].id, "wamid.1", now)
-    assert [r.payload["text"] for r in outbox.due(now)] == ["2", "3"]
+    first = outbox.claim(now, lease, 50)
+    assert [json.loads(r.payload)["text"] for r in first] == ["1", "3"]
+    assert outbox.claim(now, lease, 50) == []  # leased: not offered again while it is being sent
+    outbox.record_sent([(first[0].id, "wamid.1")], now)
+    assert [json.loads(r.payload)["text"] for r in outbox.claim(now, lease, 50)] == ["2"]
     outbox.retry_later(first[1].id, now + timedelta(seconds=30), "429")
-    assert [r.payload["text"] for r in outbox.due(now)] == ["2"]
-    assert outbox.record_delivery("wamid.1", "delivered") == 1
-    assert OutboxMessage.get_by_id(first[0].id).delivery_status == "delivered"
+    assert outbox.claim(now + timedelta(seconds=31), lease, 50)[0].id == first[1].id
+    assert outbox.record_deliveries([("wamid.1", "read", None), ("wamid.1", "delivered", None)]) == []
+    assert OutboxMessage.get_by_id(first[0].id).delivery_status == "read"
     assert json.loads(OutboxMessage.get_by_id(first[1].id).payload)["text"] == "3"
 
 
