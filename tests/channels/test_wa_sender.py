@@ -4,15 +4,19 @@ Time is a fake clock: back-off is checked by moving the clock, never by sleeping
 """
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
+import threading
 from datetime import datetime, timedelta
 
 import pytest
 
-from channels.sender import Sender, SendPolicy
+from channels.sender import RateLimiter, Sender, SendPolicy
 from engine.messages import Choice, Outbound
 from storage import outbox
 from storage.contacts import upsert_contact
+from storage.db import is_postgres
 from storage.models import OutboxMessage
 
 import whatsapp_fakes as wa
@@ -36,9 +40,32 @@ def clock():
     return Clock()
 
 
+class FakeTime:
+    """A monotonic clock for the rate limiter whose sleep moves it on (and notes each pause)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
 @pytest.fixture
-def sender(db, settings, clock):
-    s = Sender(settings, clock=clock, jitter=lambda: 0.5, policy=SendPolicy(max_attempts=4, base_delay=2.0))
+def pace():
+    return FakeTime()
+
+
+@pytest.fixture
+def sender(db, settings, clock, pace):
+    s = Sender(settings, clock=clock, jitter=lambda: 0.5, policy=SendPolicy(max_attempts=4, base_delay=2.0),
+               limiter=RateLimiter(settings.whatsapp_send_rate, monotonic=pace.monotonic, sleep=pace.sleep))
     yield s
     s.close()
 
@@ -179,3 +206,107 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_runs_out(sender, set
         assert [c.id for c in other.claim()] == [first]
     finally:
         other.close()
+
+
+def test_posts_keep_to_the_rate_and_a_429_pauses_every_sender(sender, graph, pace):
+    limiter = RateLimiter(10, monotonic=pace.monotonic, sleep=pace.sleep)
+    start = pace.now
+    for _ in range(21):
+        limiter.acquire()
+    assert pace.now - start == pytest.approx(2.0)  # 21 posts at 10/s: the first at once, the last 2 s later
+    queue("263771234567", "hello")
+    graph.fail_next(429, {"message": "(#130429) Rate limit hit", "code": 130429})
+    sender.run_once()
+    assert sender.limiter.throttled(1.0) == 2.0  # a second 429 in a row doubles the pause
+    before = pace.now
+    sender.limiter.acquire()
+    assert pace.now - before >= 2.0  # the next post, whoever makes it, waits the pause out
+
+
+class LockingGraph(wa.GraphStandIn):
+    """A Graph API that, while answering, lets another program take the SQLite write lock and hold it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def _answer(self, path, auth, raw):
+        if not self.other.in_transaction:
+            self.other.execute("BEGIN IMMEDIATE")
+        return super()._answer(path, auth, raw)
+
+    def unlock(self) -> None:
+        self.other.execute("ROLLBACK")
+
+
+def test_a_locked_sqlite_after_the_post_is_waited_out_and_the_reply_is_not_sent_twice(db, settings, clock, caplog):
+    if is_postgres():
+        pytest.skip("a SQLite file's write lock")
+    graph = LockingGraph(db.url.split("///", 1)[1])
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            graph.unlock()  # the other program commits after the sender has failed to write twice
+
+    db.execute_sql("PRAGMA busy_timeout = 50")  # this thread's connection: fail fast instead of after 10 s
+    sender = Sender(settings.__class__(**{**settings.__dict__, "whatsapp_api_url": graph.url}), clock=clock,
+                    pause=pause)
+    try:
+        cid = queue("263771234567", "hello")
+        with caplog.at_level(logging.WARNING, "convoflow.sender"):
+            assert sender.run_once() == 1
+        (row,) = rows(cid)
+        assert (row.status, row.channel_message_id) == ("sent", "wamid.out.1")
+        assert len(pauses) == 2 and "could not record 1 send outcomes (OperationalError); trying again" in caplog.text
+        clock.advance(SendPolicy().lease + 1)
+        assert sender.run_once() == 0
+        assert graph.texts_to("263771234567") == ["hello"]
+    finally:
+        sender.close()
+        graph.close()
+
+
+class SlowFor(wa.GraphStandIn):
+    """A Graph API that keeps its answer to one recipient back until released."""
+
+    def __init__(self, slow_to: str) -> None:
+        super().__init__()
+        self.slow_to, self.gate = slow_to, threading.Event()
+
+    def _answer(self, path, auth, raw):
+        if json.loads(raw).get("to") == self.slow_to:
+            self.gate.wait(20)
+        return super()._answer(path, auth, raw)
+
+
+def pump_until(sender: Sender, woken: threading.Event, done) -> None:
+    """Drive the pipeline as the worker loop does (pump, and wait for a send to finish when idle) until
+    done() holds; bounded."""
+    for _ in range(100):
+        woken.clear()
+        if not sender.pump():
+            if done():
+                return
+            woken.wait(1)
+
+
+def test_a_slow_answer_holds_up_only_its_own_contact(db, settings, clock):
+    graph = SlowFor("263770000001")
+    sender = Sender(settings.__class__(**{**settings.__dict__, "whatsapp_api_url": graph.url}), clock=clock)
+    woken = threading.Event()
+    sender.on_done = woken.set
+    try:
+        slow = queue("263770000001", "slow one", "slow two")
+        fast = queue("263770000002", "one", "two", "three")
+        pump_until(sender, woken, lambda: [r.status for r in rows(fast)] == ["sent"] * 3)
+        assert graph.texts_to("263770000002") == ["one", "two", "three"]  # no round waits for the slow answer
+        assert [r.status for r in rows(fast)] == ["sent"] * 3 and [r.status for r in rows(slow)] == ["pending"] * 2
+        graph.gate.set()
+        pump_until(sender, woken, lambda: [r.status for r in rows(slow)] == ["sent"] * 2)
+        assert graph.texts_to("263770000001") == ["slow one", "slow two"]
+    finally:
+        graph.gate.set()
+        sender.close()
+        graph.close()
