@@ -1,23 +1,33 @@
 """Webhook and end-to-end figures for `flows serve`, on SQLite and on PostgreSQL.
 
-    python bench/webhook.py                     # SQLite; PostgreSQL too when TEST_DATABASE_URL is set
-    python bench/webhook.py --runs 5 --acks 4000 --messages 1500
+    python bench/webhook.py                               # SQLite; PostgreSQL too when TEST_DATABASE_URL is set
+    python bench/webhook.py --graph-latency-ms 150        # Meta's real answer time: the sender's pipeline
+    python bench/webhook.py --only postgres --processes 3 --send-rate 1000 --graph-latency-ms 150
 
-For each database it starts `flows serve` as a real subprocess on 127.0.0.1 and measures:
+For each database it starts `flows serve` as real subprocesses on 127.0.0.1 and measures:
 - acks: signed webhook POSTs (one new message each) from several client threads on keep-alive
   connections, against a server with --workers 0 (only the webhook): acknowledgements per second and
   p50/p99 latency of each POST as the client saw it;
-- end-to-end: the same POSTs against a server with its turn threads and sender, running a two-step echo
-  flow; messages per second from the first POST until every reply has reached the Graph API stand-in;
-- idle RSS: the resident memory of the serving process (with workers) once the load is over and idle.
+- end-to-end: the same POSTs against servers with their turn threads and sender, running the four-step
+  conversation of bench/flows/four_steps.yaml, every message answered; the Graph API stand-in answers
+  after --graph-latency-ms. Two loads: a burst (every message posted as fast as the clients can: the
+  messages/s from the first POST until the last reply reached the stand-in is the capacity), and a
+  steady load offered at --offered messages/s (p50/p99 of each message's time from its POST to its
+  reply reaching the stand-in). With --processes N (PostgreSQL) N servers share the database and the
+  number, each sending at --send-rate / N (WHATSAPP_SEND_RATE; Meta allows 80/s a number, up to 1,000
+  after an upgrade);
+- idle RSS: the resident memory of a serving process (with workers) once the load is over and idle.
 Each figure is the median of --runs runs, with the spread (min–max). Loops are bounded by counts.
 
-Goals (issue 5): ≥ 1,000 acks/s with p99 < 20 ms; ≥ 300 end-to-end messages/s; idle RSS < 100 MB.
+Goals (issues 5 and 14): ≥ 1,000 acks/s with p99 < 20 ms; ≥ 300 end-to-end messages/s; with the Graph
+API at 150 ms one process ≥ 80 messages/s with p99 < 1 s, several processes on PostgreSQL ≥ 300/s;
+idle RSS < 100 MB.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -25,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,45 +44,62 @@ sys.path[:0] = [REPO, os.path.join(REPO, "tests", "channels")]
 
 import whatsapp_fakes as wa  # noqa: E402  (the Graph stand-in and payload builders the tests use)
 
-ECHO_FLOW = os.path.join(REPO, "tests", "channels", "flows", "echo.yaml")
+FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
+SCRIPT = ("start", "Tendai {c}", "BK-{c:05d}", "50")  # what each contact says, over and over
+
+
+class TimedGraph(wa.GraphStandIn):
+    """The Graph API stand-in answering after `latency` seconds, noting when each recipient's messages
+    arrived."""
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        super().__init__()
+        self.latency = latency_ms / 1000
+        self.arrivals: dict[str, list[float]] = defaultdict(list)
+
+    def _answer(self, path: str, auth: str | None, raw: bytes) -> tuple[int, dict]:
+        arrived = time.perf_counter()
+        with self._lock:
+            self.arrivals[json.loads(raw).get("to")].append(arrived)
+        if self.latency:
+            time.sleep(self.latency)
+        return super()._answer(path, auth, raw)
 
 
 def prepare(url: str) -> None:
-    """A fresh schema with the echo flow stored, as `flows db upgrade` + `flows load` would leave it."""
+    """A fresh schema with the four-step flow stored, as `flows db upgrade` + `flows load` would leave it."""
     from benchkit import fresh_database
     from storage import flowstore
 
     db = fresh_database(url)
-    with open(ECHO_FLOW, encoding="utf-8") as f:
-        flowstore.store("echo", f.read(), ECHO_FLOW, datetime(2026, 1, 1))
+    with open(FLOW, encoding="utf-8") as f:
+        flowstore.store("four_steps", f.read(), FLOW, datetime(2026, 1, 1))
     db.close()
 
 
 class Server:
-    """`flows serve` in a subprocess on a free port; waits until /healthz answers."""
+    """A server subprocess (`flows serve`, or the peer bot) on a free port; waits until /healthz answers."""
 
-    def __init__(self, url: str, graph_url: str, workers: int) -> None:
+    def __init__(self, args: list[str], graph_url: str, env: dict[str, str] | None = None) -> None:
         import socket
 
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         self.port = s.getsockname()[1]
         s.close()
-        env = {
+        full_env = {
             **os.environ,
-            "DATABASE_URL": url,
             "WHATSAPP_APP_SECRET": wa.SECRET,
             "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN,
             "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
             "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID,
             "WHATSAPP_API_URL": graph_url,
+            **(env or {}),
         }
-        env.pop("OMARI_MERCHANT_KEY", None)
+        full_env.pop("OMARI_MERCHANT_KEY", None)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--port", str(self.port), "--workers", str(workers), "--sandbox"],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen([sys.executable, *args, "--port", str(self.port)], cwd=REPO, env=full_env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -82,7 +110,12 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         self.log.seek(0)
-        raise RuntimeError("flows serve did not start:\n" + self.log.read().decode(errors="replace"))
+        raise RuntimeError(f"{args} did not start:\n" + self.log.read().decode(errors="replace"))
+
+    @classmethod
+    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80) -> "Server":
+        return cls(["-m", "cli", "serve", "--workers", str(workers), "--sandbox"], graph_url,
+                   {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))})
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -90,6 +123,12 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -99,46 +138,58 @@ class Server:
             self.proc.kill()
 
 
+def wa_id(c: int) -> str:
+    return f"2637{c:08d}"
+
+
 def bodies(n: int, contacts: int, tag: str) -> list[list[bytes]]:
-    """n signed webhook bodies, split per contact (each contact's messages in timestamp order)."""
+    """n signed webhook bodies, split per contact (each contact's messages in timestamp order); message i
+    is contact i % contacts's (i // contacts)-th, saying the next line of SCRIPT."""
     per: list[list[bytes]] = [[] for _ in range(contacts)]
     for i in range(n):
         c = i % contacts
-        wa_id = f"2637{c:08d}"
-        words = "start" if len(per[c]) == 0 else f"message {i} {tag}"
-        item = wa.text(wa_id, words, ts=wa.TS + i, mid=f"wamid.bench.{tag}.{i}")
-        per[c].append(wa.body_of(wa.envelope([item], [wa.contact(wa_id, "Bench")])))
+        words = SCRIPT[len(per[c]) % len(SCRIPT)].format(c=c)
+        item = wa.text(wa_id(c), words, ts=wa.TS + i, mid=f"wamid.bench.{tag}.{i}")
+        per[c].append(wa.body_of(wa.envelope([item], [wa.contact(wa_id(c), "Bench")])))
     return per
 
 
-def post_all(port: int, per_contact: list[list[bytes]], threads: int) -> tuple[float, list[float]]:
-    """Post every body; each thread owns some contacts and posts their messages in order.
-    Returns (wall seconds, latencies in seconds)."""
+def post_all(ports: list[int], per_contact: list[list[bytes]], threads: int,
+             offered: float | None = None) -> tuple[float, list[float], dict[int, list[float]]]:
+    """Post every body; each thread owns some contacts, posts their messages in order, to one of the ports.
+    offered: messages per second (message i no earlier than i / offered s after the start); None: at once.
+    Returns (wall seconds, POST latencies in seconds, the start time of each contact's POSTs)."""
+    contacts = len(per_contact)
     latencies: list[float] = []
+    posted: dict[int, list[float]] = defaultdict(list)
     lock = threading.Lock()
     errors: list[str] = []
+    start = time.perf_counter() + 0.05
 
-    def run(share: list[list[bytes]]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    def run(t: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", ports[t % len(ports)], timeout=30)
         mine: list[float] = []
-        # Interleave the thread's contacts so each keeps its order but contacts alternate.
-        queue = [b for round_ in zip(*share) for b in round_] if share else []
-        for body in queue:
+        # The thread's contacts, message by message in global order: each keeps its order, contacts alternate.
+        queue = sorted((k * contacts + c, c, body) for c in range(t, contacts, threads)
+                       for k, body in enumerate(per_contact[c]))
+        for i, c, body in queue:
+            if offered:
+                time.sleep(max(0.0, start + i / offered - time.perf_counter()))
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)}
-            t = time.perf_counter()
+            sent = time.perf_counter()
             conn.request("POST", "/webhook", body=body, headers=headers)
             r = conn.getresponse()
             r.read()
-            mine.append(time.perf_counter() - t)
+            mine.append(time.perf_counter() - sent)
+            with lock:
+                posted[c].append(sent)
             if r.status != 200:
                 errors.append(str(r.status))
         conn.close()
         with lock:
             latencies.extend(mine)
 
-    shares = [per_contact[i::threads] for i in range(threads)]
-    workers = [threading.Thread(target=run, args=(s,)) for s in shares]
-    start = time.perf_counter()
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
@@ -146,7 +197,7 @@ def post_all(port: int, per_contact: list[list[bytes]], threads: int) -> tuple[f
     wall = time.perf_counter() - start
     if errors:
         raise RuntimeError(f"{len(errors)} POSTs were not answered 200: {sorted(set(errors))}")
-    return wall, latencies
+    return wall, latencies, posted
 
 
 def pct(values: list[float], p: float) -> float:
@@ -154,53 +205,92 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def reply_latencies(graph: TimedGraph, posted: dict[int, list[float]], before: dict[str, int]) -> list[float]:
+    """Each message's time from its POST to its reply reaching the stand-in (one reply per message)."""
+    out = []
+    for c, times in posted.items():
+        arrivals = graph.arrivals[wa_id(c)][before.get(wa_id(c), 0):]
+        out += [arrived - sent for sent, arrived in zip(times, arrivals)]
+    return out
+
+
+def end_to_end(ports: list[int], graph: TimedGraph, per: list[list[bytes]], threads: int,
+               offered: float | None) -> tuple[float, list[float]]:
+    """Post every body and wait for every reply: (messages/s from the first POST to the last reply,
+    each message's POST-to-reply latency)."""
+    n = sum(len(p) for p in per)
+    before = {k: len(v) for k, v in graph.arrivals.items()}
+    expected = len(graph.sent) + n
+    start = time.perf_counter()
+    _, _, posted = post_all(ports, per, threads, offered)
+    got = graph.wait_for(expected, timeout=300)
+    elapsed = time.perf_counter() - start
+    if len(got) < expected:
+        raise RuntimeError(f"only {len(got) - expected + n} of {n} replies arrived")
+    return n / elapsed, reply_latencies(graph, posted, before)
+
+
 def bench_acks(url: str, graph: wa.GraphStandIn, n: int, threads: int, run: int) -> tuple[float, float, float]:
     prepare(url)
-    server = Server(url, graph.url, workers=0)
+    server = Server.flows_serve(url, graph.url, workers=0)
     try:
-        post_all(server.port, bodies(200, 50, f"warm{run}"), threads)  # connections, caches, first inserts
-        wall, lat = post_all(server.port, bodies(n, 200, f"acks{run}"), threads)
+        post_all([server.port], bodies(200, 50, f"warm{run}"), threads)  # connections, caches, first inserts
+        wall, lat, _ = post_all([server.port], bodies(n, 200, f"acks{run}"), threads)
     finally:
         server.stop()
     return n / wall, pct(lat, 50) * 1000, pct(lat, 99) * 1000
 
 
-def bench_e2e(url: str, graph: wa.GraphStandIn, n: int, contacts: int, threads: int, run: int,
-              turn_threads: int) -> tuple[float, float]:
-    """Messages/s from the first POST to the last reply at the stand-in; and the idle RSS after it."""
+def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, processes: int) -> dict[str, float]:
+    """Capacity (burst), latency at the offered load, and the idle RSS, with `processes` servers."""
     prepare(url)
-    server = Server(url, graph.url, workers=turn_threads)
+    servers = [Server.flows_serve(url, graph.url, args.workers, args.send_rate / processes) for _ in range(processes)]
     try:
-        per = bodies(n, contacts, f"e2e{run}")
-        expected = len(graph.sent) + n  # the echo flow answers every message with one reply
-        start = time.perf_counter()
-        post_all(server.port, per, threads)
-        got = graph.wait_for(expected, timeout=300)
-        elapsed = time.perf_counter() - start
-        if len(got) < expected:
-            raise RuntimeError(f"only {len(got)} of {expected} replies arrived")
+        ports = [s.port for s in servers]
+        burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
+        steady, lat = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads,
+                                 args.offered * processes)
         time.sleep(1.0)  # let the process go idle before reading its memory
-        rss = server.rss_mb()
+        rss = servers[0].rss_mb()
     finally:
-        server.stop()
-    return n / elapsed, rss
+        for s in servers:
+            s.stop()
+    return {"burst": burst, "steady": steady, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "rss": rss}
 
 
 def summary(name: str, values: list[float], unit: str, fmt: str = "{:.0f}") -> str:
-    return f"{name}: median {fmt.format(statistics.median(values))} {unit} (spread {fmt.format(min(values))}–{fmt.format(max(values))}, {len(values)} runs)"
+    return (f"{name}: median {fmt.format(statistics.median(values))} {unit} (spread {fmt.format(min(values))}–"
+            f"{fmt.format(max(values))}, {len(values)} runs)")
 
 
-def main() -> None:
+def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> None:
+    def col(key: str) -> list[float]:
+        return [r[key] for r in results]
+
+    print("  " + summary(f"{label}: capacity (burst)", col("burst"), "messages/s"))
+    print("  " + summary(f"{label}: steady load offered at {offered:.0f}/s", col("steady"), "messages/s"))
+    print("  " + summary(f"{label}: POST-to-reply p50", col("p50"), "ms"))
+    print("  " + summary(f"{label}: POST-to-reply p99", col("p99"), "ms"))
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--acks", type=int, default=3000, help="POSTs per ack run")
-    parser.add_argument("--messages", type=int, default=1200, help="messages per end-to-end run")
+    parser.add_argument("--acks", type=int, default=3000, help="POSTs per ack run (0: skip the ack runs)")
+    parser.add_argument("--messages", type=int, default=1200, help="messages per end-to-end load")
     parser.add_argument("--contacts", type=int, default=100, help="contacts in the end-to-end run")
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
-    parser.add_argument("--workers", type=int, default=2, help="turn threads of the server in the end-to-end run")
-    args = parser.parse_args()
+    parser.add_argument("--workers", type=int, default=2, help="turn threads of each server in the end-to-end run")
+    parser.add_argument("--graph-latency-ms", type=float, default=0.0, help="how long the Graph API takes to answer")
+    parser.add_argument("--send-rate", type=float, default=80, help="the number's messages/s, shared by the processes")
+    parser.add_argument("--offered", type=float, default=80, help="steady load per process, messages/s")
+    parser.add_argument("--processes", type=int, default=1, help="servers sharing the PostgreSQL database")
+    return parser.parse_args()
 
+
+def main() -> None:
+    args = arguments()
     targets = []
     tmp = tempfile.mkdtemp(prefix="convoflow-bench-")
     if args.only in (None, "sqlite"):
@@ -213,22 +303,28 @@ def main() -> None:
             print("PostgreSQL: skipped (set TEST_DATABASE_URL, e.g. inside `bash .ci/run`'s cluster)")
     print(f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work on the machine "
           f"shares them), Python {sys.version.split()[0]}, {args.threads} client threads; "
-          f"acks: {args.acks} POSTs/run, end-to-end: {args.messages} messages from {args.contacts} contacts/run")
-    graph = wa.GraphStandIn()
+          f"acks: {args.acks} POSTs/run, end-to-end: {args.messages} messages from {args.contacts} contacts/load, "
+          f"Graph API answering in {args.graph_latency_ms:.0f} ms, send rate {args.send_rate:.0f}/s a number")
+    graph = TimedGraph(args.graph_latency_ms)
     try:
         for name, url in targets:
-            acks, p50, p99, e2e, rss = [], [], [], [], []
+            acks, p50, p99, one, many = [], [], [], [], []
             for run in range(args.runs):
-                a, l50, l99 = bench_acks(url, graph, args.acks, args.threads, run)
-                acks.append(a), p50.append(l50), p99.append(l99)
-                m, r = bench_e2e(url, graph, args.messages, args.contacts, args.threads, run, args.workers)
-                e2e.append(m), rss.append(r)
+                if args.acks:
+                    a, l50, l99 = bench_acks(url, graph, args.acks, args.threads, run)
+                    acks.append(a), p50.append(l50), p99.append(l99)
+                one.append(bench_e2e(url, graph, args, run, 1))
+                if args.processes > 1 and name == "PostgreSQL":
+                    many.append(bench_e2e(url, graph, args, run, args.processes))
             print(f"\n{name} (load average {os.getloadavg()[0]:.1f} at the end)")
-            print("  " + summary("webhook acks", acks, "acks/s"))
-            print("  " + summary("ack latency p50", p50, "ms", "{:.2f}"))
-            print("  " + summary("ack latency p99", p99, "ms", "{:.2f}"))
-            print("  " + summary("end-to-end", e2e, "messages/s"))
-            print("  " + summary(f"idle RSS (serve, {args.workers} workers)", rss, "MB", "{:.1f}"))
+            if acks:
+                print("  " + summary("webhook acks", acks, "acks/s"))
+                print("  " + summary("ack latency p50", p50, "ms", "{:.2f}"))
+                print("  " + summary("ack latency p99", p99, "ms", "{:.2f}"))
+            report_e2e("end-to-end, 1 process", one, args.offered)
+            if many:
+                report_e2e(f"end-to-end, {args.processes} processes", many, args.offered * args.processes)
+            print("  " + summary(f"idle RSS (serve, {args.workers} workers)", [r["rss"] for r in one], "MB", "{:.1f}"))
     finally:
         graph.close()
 
