@@ -27,8 +27,8 @@ from datetime import datetime
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-import webhook as wb  # noqa: E402  (servers, bodies, the timed Graph stand-in)
-from peer_bot import Store  # noqa: E402
+import webhook as wb
+from peer_bot import Store
 
 
 def messages(turns: int, contacts: int) -> list[tuple[str, str, str]]:
@@ -44,14 +44,14 @@ def messages(turns: int, contacts: int) -> list[tuple[str, str, str]]:
 
 def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     """CPU µs per persisted convoflow turn."""
+    from benchkit import fresh_database
+
     import actions
     from channels import turns
     from engine.context import TurnContext
     from engine.messages import Inbound
     from engine.registry import registry
     from storage import flowstore
-
-    from benchkit import fresh_database
 
     actions.load_all()
     db = fresh_database(f"sqlite:///{path}")

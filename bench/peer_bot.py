@@ -42,7 +42,7 @@ def turn(step: str | None, saved: dict, text: str) -> tuple[str | None, dict, st
         amount = Decimal(text.strip().replace(",", ""))
     except InvalidOperation:
         amount = Decimal(0)
-    if not Decimal("0.01") <= amount <= Decimal("10000") or amount != amount.quantize(Decimal("0.01")):
+    if not Decimal("0.01") <= amount <= Decimal(10000) or amount != amount.quantize(Decimal("0.01")):
         return step, saved, "Please send an amount like 50 or 50.00."
     return None, {}, f"Noted, {saved['name']}: ${amount.quantize(Decimal('0.01')):,.2f} for {saved['reference']}."
 

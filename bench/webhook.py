@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, os.path.join(REPO, "tests", "channels")]
 
-import whatsapp_fakes as wa  # noqa: E402  (the Graph stand-in and payload builders the tests use)
+import whatsapp_fakes as wa
 
 FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
 SCRIPT = ("start", "Tendai {c}", "BK-{c:05d}", "50")  # what each contact says, over and over
@@ -113,7 +113,7 @@ class Server:
         raise RuntimeError(f"{args} did not start:\n" + self.log.read().decode(errors="replace"))
 
     @classmethod
-    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80) -> "Server":
+    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80) -> Server:
         return cls(["-m", "cli", "serve", "--workers", str(workers), "--sandbox"], graph_url,
                    {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))})
 
