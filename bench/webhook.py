@@ -247,7 +247,9 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
     servers = [Server.flows_serve(url, graph.url, args.workers, args.send_rate / processes) for _ in range(processes)]
     try:
         ports = [s.port for s in servers]
+        cpu = sum(s.cpu_seconds() for s in servers)
         burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
+        cpu = (sum(s.cpu_seconds() for s in servers) - cpu) / args.messages * 1000
         steady, lat = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads,
                                  args.offered * processes)
         time.sleep(1.0)  # let the process go idle before reading its memory
@@ -255,7 +257,8 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
     finally:
         for s in servers:
             s.stop()
-    return {"burst": burst, "steady": steady, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "rss": rss}
+    return {"burst": burst, "steady": steady, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "rss": rss,
+            "cpu": cpu}
 
 
 def summary(name: str, values: list[float], unit: str, fmt: str = "{:.0f}") -> str:
@@ -268,6 +271,7 @@ def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> N
         return [r[key] for r in results]
 
     print("  " + summary(f"{label}: capacity (burst)", col("burst"), "messages/s"))
+    print("  " + summary(f"{label}: server CPU per message (burst)", col("cpu"), "ms", "{:.2f}"))
     print("  " + summary(f"{label}: steady load offered at {offered:.0f}/s", col("steady"), "messages/s"))
     print("  " + summary(f"{label}: POST-to-reply p50", col("p50"), "ms"))
     print("  " + summary(f"{label}: POST-to-reply p99", col("p99"), "ms"))

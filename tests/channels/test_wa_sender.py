@@ -11,7 +11,6 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-import whatsapp_fakes as wa
 
 from channels.sender import RateLimiter, Sender, SendPolicy
 from engine.messages import Choice, Outbound
@@ -19,6 +18,8 @@ from storage import outbox
 from storage.contacts import upsert_contact
 from storage.db import is_postgres
 from storage.models import OutboxMessage
+
+import whatsapp_fakes as wa
 
 T0 = datetime(2026, 3, 1, 9, 0)
 
