@@ -67,9 +67,17 @@ def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     return cpu / len(work) * 1e6
 
 
+def removed(path: str) -> str:
+    """path, its SQLite file (and WAL) deleted: every run starts from an empty database."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return path
+
+
 def peer_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     """CPU µs per stored peer turn."""
-    store = Store(path)
+    store = Store(removed(path))
     started = time.process_time()
     for contact, mid, text in work:
         assert store.handle(contact, mid, text)
@@ -81,10 +89,7 @@ def peer_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
 def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Namespace, run: int) -> float:
     """Messages/s of one burst against a fresh server. (No latency figure: the peer answers Meta only
     after its reply is posted, so its clients wait and its queue is not seen in POST-to-reply times.)"""
-    path = os.path.join(folder, f"{which}.db")
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    path = removed(os.path.join(folder, f"{which}.db"))
     if which == "convoflow":
         wb.prepare(f"sqlite:///{path}")
         server = wb.Server.flows_serve(f"sqlite:///{path}", graph.url, args.workers, args.send_rate)
