@@ -118,6 +118,16 @@ def _payment_review_and_limits(db: peewee.Database, migrator: SchemaMigrator) ->
     _add_index(db, migrator, Event._meta.table_name, ("kind",))  # /metrics counts refused starts
 
 
+def _lean_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # Every turn writes the inbox and the session: keep only the indexes a query reads. The status index
+    # is the first column of (status, flow, flow_version); the (processed_at, contact, sent_at) index held
+    # every processed row, where a partial one holds the backlog only.
+    InboxMessage._schema.create_indexes(safe=True)
+    for table, name in (("session", "session_status"), ("inbox_message", "inbox_message_processed_at_contact_id_sent_at")):
+        if name in {ix.name for ix in db.get_indexes(table)}:
+            migrator.drop_index(table, name).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
@@ -130,6 +140,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "mark payments that need a person; find recent payment starts per contact and per wallet"),
     Migration("0007_dead_letters", lambda db, m: db.create_tables([DeadLetter], safe=True),
               "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever"),
+    Migration("0008_lean_indexes", _lean_indexes,
+              "a turn writes fewer indexes: a partial one for each contact's unhandled messages, no duplicate"),
 )
 
 

@@ -48,7 +48,7 @@ class Session(BaseModel):
     step = pw.CharField(max_length=128, null=True)
     vars = pw.TextField(default="{}")  # JSON
     attempts = pw.IntegerField(default=0)
-    status = pw.CharField(max_length=16, default="ended", index=True)  # active | ended | expired
+    status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (indexed below, with the flow)
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
     expires_at = pw.DateTimeField(null=True, index=True)
@@ -74,13 +74,14 @@ class InboxMessage(BaseModel):
     # is written with plain SQL
     attempts = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
-    class Meta:
-        indexes = ((("processed_at", "contact", "sent_at"), False),)
 
-
-# Workers look for the oldest unprocessed message; a partial index keeps that lookup the size of the
-# backlog, not of the millions of processed rows kept for audit.
+# Workers look for the oldest unprocessed message, of any contact and of one contact; partial indexes keep
+# those lookups the size of the backlog, not of the millions of processed rows kept for audit, and a
+# message handled as it arrives (stored processed) is written into neither.
 InboxMessage.add_index(InboxMessage.index(InboxMessage.sent_at, name="inbox_message_pending").where(
+    InboxMessage.processed_at.is_null()))
+InboxMessage.add_index(InboxMessage.index(InboxMessage.contact, InboxMessage.sent_at,
+                                          name="inbox_message_pending_contact").where(
     InboxMessage.processed_at.is_null()))
 
 

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from storage import migrations
+from storage.db import is_postgres
 from storage.migrations import MIGRATIONS, SchemaError, check, status, upgrade
 
 ALL = [m.name for m in MIGRATIONS]
@@ -39,6 +40,26 @@ def test_later_migrations_run_on_a_database_that_has_only_the_first(blank_db):
     assert upgrade(blank_db) == ALL[1:]
     assert "event_subject" in {ix.name for ix in blank_db.get_indexes("event")}
     assert "outbox_message_pending_contact" in {ix.name for ix in blank_db.get_indexes("outbox_message")}
+    check(blank_db)
+
+
+def test_lean_indexes_replace_what_an_older_release_left_and_the_pending_lookup_uses_them(blank_db):
+    upgrade(blank_db)
+    # Put the indexes back to how a release before 0008 left them.
+    blank_db.execute_sql('DROP INDEX "inbox_message_pending_contact"')
+    blank_db.execute_sql('CREATE INDEX "session_status" ON "session" ("status")')
+    blank_db.execute_sql('CREATE INDEX "inbox_message_processed_at_contact_id_sent_at" ON "inbox_message" '
+                         '("processed_at", "contact_id", "sent_at")')
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0008_lean_indexes'")
+    assert upgrade(blank_db) == ["0008_lean_indexes"]
+    assert "session_status" not in {ix.name for ix in blank_db.get_indexes("session")}
+    inbox = {ix.name for ix in blank_db.get_indexes("inbox_message")}
+    assert "inbox_message_pending_contact" in inbox and "inbox_message_processed_at_contact_id_sent_at" not in inbox
+    if not is_postgres(blank_db):  # PostgreSQL plans a scan for a table this small, whatever its indexes
+        plan = blank_db.execute_sql(
+            'EXPLAIN QUERY PLAN SELECT "id" FROM "inbox_message" WHERE "processed_at" IS NULL AND "contact_id" = ? '
+            'ORDER BY "sent_at", "id" LIMIT 1', (1,)).fetchall()
+        assert "inbox_message_pending_contact" in str(plan)
     check(blank_db)
 
 
