@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, os.path.join(REPO, "tests", "channels")]
 
-import whatsapp_fakes as wa
+import whatsapp_fakes as wa  # noqa: E402  (the Graph stand-in and payload builders the tests use)
 
 FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
 SCRIPT = ("start", "Tendai {c}", "BK-{c:05d}", "50")  # what each contact says, over and over
