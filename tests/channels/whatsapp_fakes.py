@@ -223,6 +223,11 @@ class ServerThread:
 
         # Close every socket inside the server's own loop thread (closing them from here races its select);
         # the loop ends once its map is empty.
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        except OSError:
+            # The trigger's descriptor is already gone (seen now and then under load; its loop has then
+            # stopped with it): close what is left from here.
+            wasyncore.close_all(self.server._map)
         self._thread.join(5)
         self.server.task_dispatcher.shutdown()
