@@ -49,6 +49,7 @@ from storage.bookings import find_booking
 from storage.money import format_amount, from_minor
 from storage.settings import Settings
 
+from . import providers as p
 from .booking import booking_data
 from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult, log, mask_msisdn
 
@@ -87,6 +88,10 @@ def _client(ctx: ActionContext) -> OmariClient:
     if client is None:
         raise ActionFailed("no O'mari client in the services (services['omari'])")
     return client
+
+
+def _provider(ctx: ActionContext) -> "OmariProvider":
+    return OmariProvider(_client(ctx))
 
 
 def _api_channel(ctx: ActionContext) -> str:
@@ -182,13 +187,14 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
             contact_key=ctx.contact,
             now=now,
             limits=limits,
+            provider=OmariProvider.name,
         )
     except payments.StartLimited as refused:
         return _limited(refused, limits, params["msisdn"], ctx, now)
     if not created:
         return _initiate_replay(row.reference, ctx)
 
-    answer = _client(ctx).auth(row.msisdn, row.reference, amount, row.currency, row.channel)
+    answer = _provider(ctx).start(row)
     _initiate_answered(row.reference, answer, ctx)
     return _initiate_replay(row.reference, ctx)
 
@@ -283,7 +289,7 @@ def confirm(ctx: ActionContext, params: dict) -> Result:
     if payments.claim_request(row.reference, key, now=now) is None:
         return _confirm_replay(row.reference, ctx)
 
-    answer = _client(ctx).request(row.msisdn, row.reference, params["otp"])
+    answer = _provider(ctx).confirm(row, params["otp"])
     result = _confirm_answered(row, answer, ctx)
     payments.finish_request(row.reference, key, result.outcome)
     return result
@@ -318,10 +324,10 @@ def _query_at_once(reference: str, ctx: ActionContext) -> None:
     reconcile's rules (paid → SUCCESS; a refusal → FAILED; can't tell, or can't believe → left PENDING,
     for `flows payments reconcile` or a person). The customer hears it from this conversation.
     """
-    from .reconcile import settle  # here, not at the top: reconcile borrows this module's wording
+    from .reconcile import settle  # here, not at the top: reconcile reads the providers this module registers
 
     row = payments.get(reference)
-    settle(row, _client(ctx).query(reference), now=ctx.clock(), tell=False)
+    settle(row, _provider(ctx).query(row), now=ctx.clock(), tell=False)
 
 
 def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = False) -> Result:
@@ -377,7 +383,7 @@ def _stop(ctx: ActionContext, params: dict, status: str, outcome: str, reason: s
     changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
                                   now=ctx.clock(), error_message=reason)
     if changed is not None:
-        answer = _client(ctx).void(row.reference)
+        answer = _provider(ctx).void(row)
         if answer.outcome != SUCCESS:
             ctx.log.info("omari void of %s not confirmed (%s): the OTP simply expires", row.reference,
                          answer.response_code or answer.outcome)
@@ -394,3 +400,67 @@ def cancel(ctx: ActionContext, params: dict) -> Result:
 def expire(ctx: ActionContext, params: dict) -> Result:
     """No OTP came in time (a flow's `expire: step:`): mark the payment EXPIRED and void it at O'mari."""
     return _stop(ctx, params, payments.EXPIRED, "expired", "no OTP within the time allowed")
+
+
+# ── O'mari behind the provider interface (actions/providers.py) ──────────────────────────────────────
+
+# The /query status words we act on: the vendor's example shows "Success"; the others are what the sandbox
+# answers (our reading of the API). Any other word is not understood, so it decides nothing.
+KNOWN_STATUS_WORDS = frozenset({"success", "pending", "failed", "voided", "expired"})
+
+
+@p.register
+class OmariProvider(p.Provider):
+    """O'mari: start is /auth (an OTP texted), confirm is /request with it, query /query, void /void."""
+
+    name, title = "omari", "O'mari"
+    waiting_note = "O'mari is still waiting for the OTP"
+    gave_up_note = "no OTP within the OTP lifetime"
+    default_wording = DEFAULT_WORDING
+
+    @classmethod
+    def client_from_settings(cls, settings) -> OmariClient:
+        return OmariClient.from_settings(settings)
+
+    @classmethod
+    def sandbox_client(cls, sms=None, fixed_otp: str | None = None) -> OmariClient:
+        from .omari_sandbox import OmariSandbox
+
+        return OmariSandbox(sms=sms, fixed_otp=fixed_otp).client()
+
+    def start(self, row) -> OmariResult:
+        return self.client.auth(row.msisdn, row.reference, from_minor(row.amount_minor), row.currency, row.channel)
+
+    def confirm(self, row, code: str) -> OmariResult:
+        return self.client.request(row.msisdn, row.reference, code)
+
+    def query(self, row) -> OmariResult:
+        return self.client.query(row.reference)
+
+    def void(self, row) -> OmariResult:
+        return self.client.void(row.reference)
+
+    @classmethod
+    def wording(cls, code: str | None) -> str:
+        return WORDING.get(code or "", DEFAULT_WORDING)
+
+    @classmethod
+    def verdict(cls, answer: OmariResult) -> p.Verdict:
+        """/query read by the vendor's rule: "000" with status Success (or no status but a payment
+        reference) is paid; a clear refusal (HTTP 2xx or 404, e.g. 025 not found) is not paid; a refusal
+        of the query itself (HTTP 400/401/403/429) decides nothing.
+        """
+        if answer.outcome != SUCCESS:
+            if answer.http_status in range(200, 300) or answer.http_status == 404:
+                return p.Verdict(p.NOT_PAID, answer.message or "O'mari does not know this payment")
+            return p.Verdict(p.IGNORE, f"O'mari refused the query (HTTP {answer.http_status}, code {answer.response_code or '-'})")
+        word = (answer.status or "").strip().lower()
+        if word and word not in KNOWN_STATUS_WORDS:
+            return p.Verdict(p.DOUBT, f"O'mari reports the status '{answer.status}', which is not one we know")
+        if not word:
+            if answer.payment_reference:
+                return p.Verdict(p.PAID)
+            return p.Verdict(p.DOUBT, "O'mari's answer has neither a status nor a payment reference")
+        return {"success": p.Verdict(p.PAID), "pending": p.Verdict(p.WAITING, cls.waiting_note),
+                "expired": p.Verdict(p.EXPIRED, "O'mari reports the OTP expired")}.get(
+            word, p.Verdict(p.NOT_PAID, f"O'mari reports the payment as {answer.status}"))

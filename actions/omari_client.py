@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -26,7 +25,8 @@ import requests
 
 from storage import logs
 
-SUCCESS, FAILED, UNKNOWN = "success", "failed", "unknown"
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError
+
 CENT = Decimal("0.01")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -34,33 +34,12 @@ DEFAULT_READ_TIMEOUT = 30.0
 log = logging.getLogger("convoflow.omari")
 
 
-class OmariConfigError(ValueError):
+class OmariConfigError(ProviderConfigError):
     """The client cannot be built: a missing base URL or merchant key (the message never shows the key)."""
 
 
-@dataclass(frozen=True)
-class OmariResult:
-    """One O'mari answer, reduced to what the payment code decides on.
-
-    message/response_code are O'mari's own words when it answered; for an unknown outcome message says
-    what went wrong on the way (e.g. "timed out after 30 s") and response_code is None.
-    """
-
-    outcome: str  # success | failed | unknown
-    http_status: int | None = None
-    response_code: str | None = None
-    message: str | None = None
-    otp_reference: str | None = None
-    payment_reference: str | None = None
-    debit_reference: str | None = None
-    status: str | None = None  # /query: O'mari's status word, e.g. "Success"
-    amount: Decimal | None = None  # /query
-    currency: str | None = None  # /query
-    created: str | None = None  # /query: O'mari's local time, no zone
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == SUCCESS
+# One answer shape for every provider (actions/providers.py); the O'mari name is kept for its callers.
+OmariResult = Answer
 
 
 def mask_msisdn(msisdn: str | None) -> str:

@@ -142,6 +142,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever"),
     Migration("0008_lean_indexes", _lean_indexes,
               "a turn writes fewer indexes: a partial one for each contact's unhandled messages, no duplicate"),
+    Migration("0011_payment_provider", lambda db, m: _add_columns(db, m, PaymentTransaction, "provider", "poll_url"),
+              "which payment provider takes each payment (existing rows: omari) and where its status is asked"),
 )
 
 

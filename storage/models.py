@@ -147,6 +147,10 @@ class PaymentTransaction(BaseModel):
     # waits for a person, with the reason; cleared when a later answer settles it.
     review_reason = pw.TextField(null=True)
     review_at = pw.DateTimeField(null=True)
+    # Which payment provider takes it (actions/providers.py): "omari" (every row before 0011) or "paynow";
+    # poll_url is where that provider answers its status (Paynow's pollurl; None for O'mari).
+    provider = pw.CharField(max_length=32, default="omari", constraints=[pw.SQL("DEFAULT 'omari'")])
+    poll_url = pw.TextField(null=True)
 
 
 class ActionResult(BaseModel):

@@ -101,10 +101,12 @@ def create(
     contact_key: str | None,
     now: datetime,
     limits: StartLimits | None = None,
+    provider: str = "omari",
 ) -> tuple[PaymentTransaction, bool]:
     """Commit a new INITIATED transaction; returns (row, created). A second call with the same idempotency
     key returns the first row and created=False instead of making another. With limits, raises
     StartLimited (and stores nothing) when the contact or the wallet has started as many already.
+    provider: the payment provider's name (actions/providers.py) that will take it.
     """
     existing = by_idempotency_key(idempotency_key)
     if existing is not None:
@@ -122,13 +124,15 @@ def create(
                 currency=booking.currency,
                 wallet=wallet,
                 channel=channel,
+                provider=provider,
                 status=INITIATED,
                 idempotency_key=idempotency_key,
                 status_history=json.dumps([_history_entry(INITIATED, now)]),
                 created_at=now,
                 updated_at=now,
             )
-            _audit("payment.status", reference, {"to": INITIATED, "booking": booking.reference}, now, contact_key)
+            _audit("payment.status", reference, {"to": INITIATED, "booking": booking.reference, "provider": provider},
+                   now, contact_key)
     except peewee.IntegrityError:
         # Another worker created the row for this key between our lookup and our insert.
         existing = by_idempotency_key(idempotency_key)
@@ -321,12 +325,20 @@ def apply_to_booking(reference: str, *, now: datetime) -> Applied | None:
     return record_success(reference, now=now, from_statuses=())
 
 
-# ── the action-call log that keeps omari.confirm idempotent ──────────────────────────────────────────
+# ── the action-call log that keeps a confirm (omari.confirm) idempotent ──────────────────────────────
+
+
+def _attempt_kind(row: PaymentTransaction) -> str:
+    # The audit kind of a confirm attempt names the payment's provider ("omari.request" for O'mari).
+    return f"{row.provider}.request"
 
 
 def request_attempt(reference: str, idempotency_key: str) -> dict | None:
-    """The /request attempt made under this idempotency key, if any: {"key", "outcome"?, …}."""
-    for event in Event.select().where((Event.kind == "omari.request") & (Event.subject == reference)):
+    """The confirm attempt (O'mari: /request) made under this idempotency key, if any: {"key", "outcome"?, …}."""
+    row = get(reference)
+    if row is None:
+        return None
+    for event in Event.select().where((Event.kind == _attempt_kind(row)) & (Event.subject == row.reference)):
         detail = json.loads(event.detail or "{}")
         if detail.get("key") == idempotency_key:
             return detail
@@ -341,7 +353,7 @@ def claim_request(reference: str, idempotency_key: str, *, now: datetime) -> Pay
         row = _locked(PaymentTransaction.select().where(PaymentTransaction.reference == reference)).first()
         if row is None or row.status != OTP_SENT:
             return None
-        _audit("omari.request", reference, {"key": idempotency_key}, now, row.contact_key)
+        _audit(_attempt_kind(row), reference, {"key": idempotency_key}, now, row.contact_key)
         PaymentTransaction.update(updated_at=now).where(PaymentTransaction.id == row.id).execute()
         return row
 
@@ -349,7 +361,9 @@ def claim_request(reference: str, idempotency_key: str, *, now: datetime) -> Pay
 def finish_request(reference: str, idempotency_key: str, outcome: str) -> None:
     """Record the outcome the action answered for the attempt under this key."""
     with write_transaction():
-        for event in Event.select().where((Event.kind == "omari.request") & (Event.subject == reference)):
+        row = get(reference)
+        kind = _attempt_kind(row) if row is not None else None
+        for event in Event.select().where((Event.kind == kind) & (Event.subject == reference)):
             detail = json.loads(event.detail or "{}")
             if detail.get("key") == idempotency_key:
                 detail["outcome"] = outcome
@@ -398,6 +412,7 @@ def as_dict(row: PaymentTransaction) -> dict:
         "msisdn": row.msisdn,
         "amount": format_amount(from_minor(row.amount_minor)),
         "currency": row.currency,
+        "provider": row.provider,
         "wallet": row.wallet,
         "channel": row.channel,
         "status": row.status,
