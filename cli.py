@@ -289,15 +289,15 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
 
 
 def _chat_services(settings, real_omari: bool) -> dict:
-    """The sandbox (its SMS printed here), or with real_omari the O'mari API configured."""
+    """The sandboxes (O'mari's SMS printed here), or with real_omari the payment APIs configured."""
     if not real_omari:
         return sandbox_services(settings)
-    from actions.omari_client import OmariClient, OmariConfigError
+    from actions.providers import providers
 
-    try:
-        return {"omari": OmariClient.from_settings(settings), "settings": settings}
-    except OmariConfigError as e:
-        raise click.ClickException(f"{e}: --real-omari needs the O'mari API (see docs/operations.md)") from None
+    clients, missing = providers.clients(settings)
+    if "omari" in missing:
+        raise click.ClickException(f"{missing['omari']}: --real-omari needs the O'mari API (see docs/operations.md)")
+    return {**clients, "settings": settings}
 
 # ── flows db / flows load / flows list / flows bookings (issue 3: storage) ──────────────────────────
 #
@@ -829,12 +829,12 @@ def bookings_show(reference: str, as_json: bool) -> None:
 
 DEMO_BOOKING = ("BK-SLYKER-TECH-20251023", "Slyker Tech", "Victoria Falls 3-day safari", "300.00")
 DEMO_CONTACT = "263771234567"
-PAYMENT_STATUSES = ("INITIATED", "OTP_SENT", "SUCCESS", "FAILED", "PENDING", "CANCELLED", "EXPIRED")
+from storage.payments import STATUSES as PAYMENT_STATUSES  # noqa: E402 (the one list of payment statuses)
 
 
 @main.group()
 def payments() -> None:
-    """O'mari payments: list them, show one, settle the unfinished ones (reconcile)."""
+    """Payments (O'mari, Paynow): list them, show one, settle the unfinished ones (reconcile)."""
 
 
 @payments.command("list")
@@ -861,7 +861,7 @@ def payments_list(status: str | None, needs_person: bool, limit: int | None, as_
     for p in rows:
         mark = f"  NEEDS A PERSON: {p['needs_person']}" if p["needs_person"] else ""
         click.echo(f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
-                   f"{p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip())
+                   f"{p['provider']:<6} {p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip())
 
 
 @payments.command("show")
@@ -894,7 +894,8 @@ def payments_show(reference: str, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Settle at most this many (oldest first).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: every payment checked and the counts.")
 def payments_reconcile(limit: int | None, as_json: bool) -> None:
-    """Ask O'mari (/query) about PENDING payments and OTP_SENT ones past the 10-minute OTP lifetime.
+    """Ask each payment's provider (O'mari /query, Paynow's poll URL) about PENDING payments and OTP_SENT
+    ones past the payer's 10 minutes.
 
     Paid ones become SUCCESS and are applied to their booking once; refused ones FAILED (a stale OTP_SENT:
     EXPIRED); the customer is told through the outbox. No answer: left for the next run. An answer that
@@ -905,7 +906,7 @@ def payments_reconcile(limit: int | None, as_json: bool) -> None:
     import json
     import logging
 
-    from actions.omari_client import OmariClient, OmariConfigError
+    from actions.providers import providers
     from actions.reconcile import reconcile
     from storage.db import utcnow
     from storage.settings import Settings, SettingsError
@@ -913,11 +914,14 @@ def payments_reconcile(limit: int | None, as_json: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _database()
     try:
-        client = OmariClient.from_settings(Settings.from_env())
-    except (OmariConfigError, SettingsError) as e:
-        click.echo(f"flows: {e}: reconcile needs the O'mari API (see docs/operations.md)", err=True)
+        clients, missing = providers.clients(Settings.from_env())
+    except SettingsError as e:
+        clients, missing = {}, {"settings": str(e)}
+    if not clients:
+        click.echo(f"flows: {'; '.join(missing.values())}: reconcile needs a payment provider's API "
+                   "(see docs/operations.md)", err=True)
         sys.exit(1)
-    report = reconcile(client, now=utcnow(), limit=limit)
+    report = reconcile(clients, now=utcnow(), limit=limit)
     counts = report.summary()
     if as_json:
         click.echo(json.dumps({"settlements": [s.as_dict() for s in report.settlements], "summary": counts},
@@ -964,15 +968,16 @@ def dead_letters(limit: int, show_id: int | None) -> None:
 
 
 def sandbox_services(settings, fixed_otp: str | None = None) -> dict:
-    """Action services for a terminal chat: O'mari is the in-process sandbox, whose OTP texts are printed
-    on stdout among the replies ("[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is …").
+    """Action services for a terminal chat: every payment provider is its in-process sandbox; O'mari's OTP
+    texts are printed on stdout among the replies ("[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is …").
     """
-    from actions.omari_sandbox import OmariSandbox, sms_line
+    from actions.omari_sandbox import sms_line
+    from actions.providers import providers
 
     def sms(msisdn: str, text: str) -> None:
         click.echo(sms_line(msisdn, text))
 
-    return {"omari": OmariSandbox(sms=sms, fixed_otp=fixed_otp).client(), "settings": settings}
+    return providers.services(settings, sandbox=True, sms=sms, fixed_otp=fixed_otp)
 
 
 @main.command()

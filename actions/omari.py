@@ -32,26 +32,18 @@ Every wrong OTP is counted (otp_attempts), the final 075 too. Any other refusal 
 /auth moves no money, so any answer but a success fails the payment at once (a 401 with no body, a
 timeout, HTML). /request's unknown or unreadable answer leaves it PENDING and asks /query at once,
 settling by reconcile's rules. Payment starts are limited per contact and per wallet number
-(PAYMENT_STARTS_PER_CONTACT / _PER_WALLET per PAYMENT_STARTS_WINDOW_MINUTES): each start texts an OTP,
-so anyone could otherwise make O'mari text any number again and again. A refused start answers
-`limited`, stores no transaction and is counted on /metrics.
+(actions/payment.py, shared by every provider). A refused start answers `limited`.
 """
 from __future__ import annotations
 
-import math
-import uuid
-from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-
-from engine.registry import ActionContext, ActionFailed, Result, action
+from engine.registry import ActionContext, Result, action
 from storage import payments
-from storage.bookings import find_booking
 from storage.money import format_amount, from_minor
-from storage.settings import Settings
 
+from . import payment
 from . import providers as p
 from .booking import booking_data
-from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult, log, mask_msisdn
+from .omari_client import FAILED, SUCCESS, OmariClient, OmariResult
 
 WALLETS = ("ecocash", "onemoney", "zimswitch")
 OTP_TRIES = 3
@@ -77,42 +69,20 @@ WORDING = {
     "096": "O'mari is having a problem.",
 }
 DEFAULT_WORDING = "O'mari could not take the payment."
-LIMITED_WORDING = {
-    "contact": "You have started {count} payments in the last {window} minutes.",
-    "wallet": "The wallet number {msisdn} has been sent {count} codes in the last {window} minutes.",
-}
-
-
-def _client(ctx: ActionContext) -> OmariClient:
-    client = ctx.services.get("omari")
-    if client is None:
-        raise ActionFailed("no O'mari client in the services (services['omari'])")
-    return client
 
 
 def _provider(ctx: ActionContext) -> "OmariProvider":
-    return OmariProvider(_client(ctx))
+    return OmariProvider(payment.client_of(ctx, OmariProvider))
 
 
 def _api_channel(ctx: ActionContext) -> str:
-    return _settings(ctx).omari_channel or "WEB"
+    return payment.settings_of(ctx).omari_channel or "WEB"
 
 
 def _wording(code: str | None) -> str:
     if not code:
         return NOT_STARTED_WORDING
     return WORDING.get(code, DEFAULT_WORDING)
-
-
-def _settings(ctx: ActionContext) -> Settings:
-    return ctx.services.get("settings") or Settings()
-
-
-def start_limits(settings: Settings) -> payments.StartLimits:
-    """The payment start limits the settings ask for (PAYMENT_STARTS_PER_CONTACT, …_PER_WALLET, …_WINDOW_MINUTES)."""
-    return payments.StartLimits(per_contact=settings.payment_starts_per_contact,
-                                per_wallet=settings.payment_starts_per_wallet,
-                                window=timedelta(minutes=settings.payment_starts_window_minutes))
 
 
 def _amount(row) -> str:
@@ -155,102 +125,8 @@ def payment_data(row) -> dict:
 )
 def initiate(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
-    existing = payments.by_idempotency_key(ctx.idempotency_key)
-    if existing is not None:
-        return _initiate_replay(existing.reference, ctx)
-
-    booking = find_booking(params["booking"])
-    if booking is None:
-        return Result("failed", {"reference": None, "code": None, "message": f"There is no booking {params['booking'].strip()}."})
-    try:
-        amount = Decimal(params["amount"])
-    except InvalidOperation:
-        return Result("failed", {"reference": None, "code": None, "message": "That is not an amount."})
-    due = payments.balance_due(booking)
-    if not (Decimal("0") < amount <= due):
-        # The flow checks the range when the customer types; the balance may have changed since.
-        return Result("failed", {"reference": None, "code": None,
-                                 "message": f"The amount must be between 0.01 and {format_amount(due)} {booking.currency}."})
-
-    now = ctx.clock()
-    limits = start_limits(_settings(ctx))
-    try:
-        # O'mari wants a UUID, unique per transaction; it is also what the customer and the operator quote.
-        row, created = payments.create(
-            booking,
-            reference=str(uuid.uuid4()),
-            idempotency_key=ctx.idempotency_key,
-            msisdn=params["msisdn"],
-            amount=amount,
-            wallet=params["wallet"],
-            channel=_api_channel(ctx),
-            contact_key=ctx.contact,
-            now=now,
-            limits=limits,
-            provider=OmariProvider.name,
-        )
-    except payments.StartLimited as refused:
-        return _limited(refused, limits, params["msisdn"], ctx, now)
-    if not created:
-        return _initiate_replay(row.reference, ctx)
-
-    answer = _provider(ctx).start(row)
-    _initiate_answered(row.reference, answer, ctx)
-    return _initiate_replay(row.reference, ctx)
-
-
-def _limited(refused: payments.StartLimited, limits: payments.StartLimits, msisdn: str, ctx: ActionContext,
-             now: datetime) -> Result:
-    """A start over a limit: nothing stored, nothing sent to O'mari; counted, and the payer told when to retry."""
-    masked = mask_msisdn(msisdn)
-    payments.note_limited(refused.limit, subject=masked, contact_key=ctx.contact, now=now)
-    log.warning("payment start refused: too many per %s (contact %s, wallet %s)", refused.limit,
-                mask_msisdn(ctx.contact), masked)
-    count = limits.per_contact if refused.limit == "contact" else limits.per_wallet
-    window = int(limits.window.total_seconds() // 60)
-    minutes = max(math.ceil((refused.free_at - now).total_seconds() / 60), 1)
-    message = (LIMITED_WORDING[refused.limit].format(count=count, window=window, msisdn=masked)
-               + f" To keep wallets safe from unwanted codes, please wait {minutes} minute{'s' if minutes != 1 else ''}"
-               " before starting another payment. Nothing was charged.")
-    return Result("limited", {"reference": None, "code": None, "message": message, "limit": refused.limit,
-                              "retry_in_minutes": minutes})
-
-
-def _initiate_answered(reference: str, answer: OmariResult, ctx: ActionContext) -> None:
-    """Record /auth's answer on the INITIATED transaction. No money moves at /auth, so anything but a
-    success — a refusal, a 401 with no body, a timeout, an unreadable answer — fails the payment at once
-    (O'mari never sees a /request for it) and the log says why.
-    """
-    now = ctx.clock()
-    if answer.outcome == SUCCESS:
-        payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
-                            otp_reference=answer.otp_reference, response_code=answer.response_code)
-        return
-    code = answer.response_code if answer.outcome == FAILED else None
-    payments.transition(reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
-                        response_code=code, error_message=answer.message or f"/auth {answer.outcome}")
-    hint = ""
-    if answer.http_status in (401, 403):
-        hint = " (HTTP 401/403: check OMARI_MERCHANT_KEY and OMARI_API_BASE_URL for this environment)"
-    log.warning("payment %s FAILED at /auth: %s (outcome %s, code %s)%s", reference, answer.message,
-                answer.outcome, code or "-", hint)
-
-
-def _initiate_replay(reference: str, ctx: ActionContext) -> Result:
-    """The outcome the transaction's state stands for (also the answer to a repeated call with its key)."""
-    row = payments.get(reference)
-    if row.status == payments.INITIATED:
-        # The earlier call died between our commit and O'mari's answer: /auth may have gone out.
-        row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),
-                                  error_message="interrupted before O'mari answered /auth") or payments.get(row.reference)
-    data = payment_data(row)
-    if row.status in (payments.OTP_SENT, payments.SUCCESS):
-        return Result("otp_sent", data)
-    if row.status == payments.PENDING:
-        return Result("pending", data)
-    if data["message"] is None:
-        data["message"] = DEFAULT_WORDING
-    return Result("failed", data)
+    return payment.start(ctx, params, _provider(ctx), channel=_api_channel(ctx), describe=payment_data,
+                         started="otp_sent")
 
 
 # ── omari.confirm ────────────────────────────────────────────────────────────────────────────────────
@@ -321,13 +197,9 @@ def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
 
 def _query_at_once(reference: str, ctx: ActionContext) -> None:
     """/request's answer was lost or unreadable, so the money may have moved: ask /query now and settle by
-    reconcile's rules (paid → SUCCESS; a refusal → FAILED; can't tell, or can't believe → left PENDING,
-    for `flows payments reconcile` or a person). The customer hears it from this conversation.
+    reconcile's rules (left PENDING for `flows payments reconcile` or a person when it cannot tell).
     """
-    from .reconcile import settle  # here, not at the top: reconcile reads the providers this module registers
-
-    row = payments.get(reference)
-    settle(row, _provider(ctx).query(row), now=ctx.clock(), tell=False)
+    payment.ask_now(reference, _provider(ctx), ctx)
 
 
 def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = False) -> Result:
@@ -367,27 +239,7 @@ _REFERENCE_ONLY = {
 
 
 def _stop(ctx: ActionContext, params: dict, status: str, outcome: str, reason: str) -> Result:
-    """End a payment the customer will not finish (CANCELLED or EXPIRED), then void it at O'mari.
-
-    A payment whose outcome is unknown (PENDING) is left alone — the money may have moved — and a paid one
-    stays paid; both say so through their outcome. The void is best effort: an OTP left unused expires.
-    """
-    reference = params["reference"].strip()
-    row = payments.get(reference) if reference else None
-    if row is None:
-        return Result(outcome, {"reference": reference or None, "status": None})
-    if row.status == payments.SUCCESS:
-        return Result("paid", payment_data(row))
-    if row.status == payments.PENDING:
-        return Result("pending", payment_data(row))
-    changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
-                                  now=ctx.clock(), error_message=reason)
-    if changed is not None:
-        answer = _provider(ctx).void(row)
-        if answer.outcome != SUCCESS:
-            ctx.log.info("omari void of %s not confirmed (%s): the OTP simply expires", row.reference,
-                         answer.response_code or answer.outcome)
-    return Result(outcome, payment_data(payments.get(row.reference)))
+    return payment.stop(ctx, params["reference"], _provider(ctx), payment_data, status, outcome, reason)
 
 
 @action("omari.cancel", params=_REFERENCE_ONLY, outcomes=["cancelled", "pending", "paid"])
@@ -414,6 +266,8 @@ class OmariProvider(p.Provider):
     """O'mari: start is /auth (an OTP texted), confirm is /request with it, query /query, void /void."""
 
     name, title = "omari", "O'mari"
+    start_call = "/auth"
+    key_hint = " (HTTP 401/403: check OMARI_MERCHANT_KEY and OMARI_API_BASE_URL for this environment)"
     waiting_note = "O'mari is still waiting for the OTP"
     gave_up_note = "no OTP within the OTP lifetime"
     default_wording = DEFAULT_WORDING

@@ -25,7 +25,7 @@ import requests
 
 from storage import logs
 
-from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn  # noqa: F401 (re-exported)
 
 CENT = Decimal("0.01")
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -40,16 +40,6 @@ class OmariConfigError(ProviderConfigError):
 
 # One answer shape for every provider (actions/providers.py); the O'mari name is kept for its callers.
 OmariResult = Answer
-
-
-def mask_msisdn(msisdn: str | None) -> str:
-    """`263771234567` -> `2637****4567`: enough to tell numbers apart in a log, not enough to call."""
-    if not msisdn:
-        return ""
-    digits = str(msisdn)
-    if len(digits) <= 8:
-        return "*" * len(digits)
-    return f"{digits[:4]}{'*' * (len(digits) - 8)}{digits[-4:]}"
 
 
 def encode_body(fields: Mapping[str, Any]) -> bytes:

@@ -37,6 +37,16 @@ DOUBT = "doubt"  # an answer we cannot believe: left PENDING and marked for a pe
 IGNORE = "ignore"  # the gateway refused the query itself (e.g. a bad key): decide nothing, ask next run
 
 
+def mask_msisdn(msisdn: str | None) -> str:
+    """`263771234567` -> `2637****4567`: enough to tell numbers apart in a log, not enough to call."""
+    if not msisdn:
+        return ""
+    digits = str(msisdn)
+    if len(digits) <= 8:
+        return "*" * len(digits)
+    return f"{digits[:4]}{'*' * (len(digits) - 8)}{digits[-4:]}"
+
+
 class ProviderConfigError(ValueError):
     """A provider cannot be built from the settings; the message names the setting, never a secret."""
 
@@ -87,6 +97,8 @@ class Provider:
     waiting_note: ClassVar[str] = "the payer has not finished paying yet"
     gave_up_note: ClassVar[str] = "the payer did not finish within the time allowed"
     default_wording: ClassVar[str] = "The payment could not be taken."
+    start_call: ClassVar[str] = "start"  # how the log names the start call, e.g. "/auth"
+    key_hint: ClassVar[str] = ""  # added to the log line of a start refused with HTTP 401/403
 
     def __init__(self, client) -> None:
         self.client = client
@@ -99,6 +111,11 @@ class Provider:
     @classmethod
     def sandbox_client(cls, sms: Callable[[str, str], None] | None = None, fixed_otp: str | None = None):
         raise NotImplementedError
+
+    @classmethod
+    def refuse_start(cls, booking, settings) -> str | None:
+        """Why this provider cannot take a payment for the booking (said to the payer), or None."""
+        return None
 
     def start(self, row) -> Answer:
         raise NotImplementedError

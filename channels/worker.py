@@ -217,17 +217,12 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
 
 
 def build_services(settings: Settings, *, sandbox: bool, sms: Callable[[str, str], None] | None = None) -> dict:
-    """The services actions receive: {"omari": client, "settings": settings}. With sandbox the client
-    talks to the in-process O'mari sandbox, whose OTP "texts" go to `sms` (msisdn, text)."""
-    if sandbox:
-        from actions.omari_sandbox import OmariSandbox
+    """The services actions receive: {"settings": settings, "<provider>": its client, …} for every payment
+    provider configured (actions/providers.py). With sandbox every provider is its in-process sandbox;
+    O'mari's OTP "texts" go to `sms` (msisdn, text)."""
+    from actions.providers import providers
 
-        client = OmariSandbox(sms=sms).client()
-    else:
-        from actions.omari_client import OmariClient
-
-        client = OmariClient.from_settings(settings)
-    return {"omari": client, "settings": settings}
+    return providers.services(settings, sandbox=sandbox, sms=sms)
 
 
 def start_workers(
