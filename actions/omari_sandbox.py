@@ -174,19 +174,14 @@ class OmariSandbox:
         session.mount(IN_PROCESS_ORIGIN + "/", SandboxAdapter(self))
         return OmariClient(IN_PROCESS_BASE_URL, self.merchant_key, session=session, **kwargs)
 
-    @contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    def serve(self, host: str = "127.0.0.1", port: int = 0):
         """Serve the app over HTTP on loopback while the block runs; yields the base URL."""
-        from werkzeug.serving import make_server
+        return serve_wsgi(self.app, host, port, BASE_PATH)
 
-        server = make_server(host, port, self.app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, name="omari-sandbox", daemon=True)
-        thread.start()
-        try:
-            yield f"http://{host}:{server.server_port}{BASE_PATH}"
-        finally:
-            server.shutdown()
-            thread.join(timeout=5)
+    @staticmethod
+    def endpoint_of(path: str) -> str | None:
+        """Which endpoint a path calls ("auth", "query", …): what faults are injected on."""
+        return _endpoint_of(path)
 
     # ── the app ──────────────────────────────────────────────────────────────────────────────────────
 
@@ -344,14 +339,30 @@ class OmariSandbox:
         return _answer({"error": False, "message": "Void Success", "responseCode": "000"})
 
 
+@contextmanager
+def serve_wsgi(app, host: str, port: int, base_path: str) -> Iterator[str]:
+    """Serve a sandbox's WSGI app over HTTP on loopback while the block runs; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="sandbox", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}{base_path}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
 class SandboxAdapter(BaseAdapter):
-    """A requests transport that hands each request to the sandbox's WSGI app in-process.
+    """A requests transport that hands each request to a sandbox's WSGI app in-process (any sandbox with
+    `app`, `endpoint_of(path)` and `take_fault(endpoint, kinds)`: O'mari's, Paynow's).
 
     It also plays the transport faults: `timeout_after` runs the request (the money moves) and then
     raises ReadTimeout, as if the answer had been lost on the way back.
     """
 
-    def __init__(self, sandbox: OmariSandbox) -> None:
+    def __init__(self, sandbox) -> None:
         super().__init__()
         self.sandbox = sandbox
 
@@ -359,7 +370,7 @@ class SandboxAdapter(BaseAdapter):
         from werkzeug.test import EnvironBuilder, run_wsgi_app
 
         url = urlsplit(request.url)
-        endpoint = _endpoint_of(url.path)
+        endpoint = self.sandbox.endpoint_of(url.path)
         fault = self.sandbox.take_fault(endpoint, TRANSPORT_FAULTS) if endpoint else None
         if fault == "timeout_before":
             raise requests.exceptions.ConnectTimeout("sandbox: connect timed out", request=request)

@@ -188,6 +188,8 @@ def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Descr
         return Result("paid", describe(row))
     if row.status == payments.PENDING:
         return Result("pending", describe(row))
+    if not provider.voids and row.status == payments.OTP_SENT:
+        return _cannot_void(ctx, row, provider, describe, outcome, reason)
     changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
                                   now=ctx.clock(), error_message=reason)
     if changed is not None:
@@ -195,4 +197,18 @@ def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Descr
         if answer.outcome != SUCCESS:
             ctx.log.info("%s void of %s not confirmed (%s): it simply expires", provider.name, row.reference,
                          answer.response_code or answer.outcome)
+    return Result(outcome, describe(payments.get(row.reference)))
+
+
+def _cannot_void(ctx: ActionContext, row, provider: Provider, describe: Describe, outcome: str, reason: str) -> Result:
+    """A gateway without a void (Paynow) may still take the money after the customer gives up (they can
+    approve the prompt on their phone), so the payment is not closed here: asked once now, and otherwise
+    left OTP_SENT for reconcile, which credits it if it is paid and expires it when the payer's time is up.
+    """
+    ask_now(row.reference, provider, ctx)
+    after = payments.get(row.reference)
+    if after.status == payments.SUCCESS:
+        return Result("paid", describe(after))
+    payments.transition(row.reference, row.status, from_statuses=[row.status], now=ctx.clock(),
+                        error_message=f"{reason}; {provider.title} has no void, so reconcile settles it")
     return Result(outcome, describe(payments.get(row.reference)))

@@ -99,6 +99,7 @@ class Provider:
     default_wording: ClassVar[str] = "The payment could not be taken."
     start_call: ClassVar[str] = "start"  # how the log names the start call, e.g. "/auth"
     key_hint: ClassVar[str] = ""  # added to the log line of a start refused with HTTP 401/403
+    voids: ClassVar[bool] = True  # False: a started payment cannot be called off at the gateway
 
     def __init__(self, client) -> None:
         self.client = client
