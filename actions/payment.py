@@ -26,7 +26,7 @@ from storage.bookings import find_booking
 from storage.settings import Settings
 from storage.money import format_amount
 
-from .providers import SUCCESS, FAILED, Answer, Provider, mask_msisdn
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, Provider, mask_msisdn
 
 Describe = Callable[[object], dict]  # a payment row -> what a flow may show about it
 
@@ -126,11 +126,16 @@ def _limited(refused: payments.StartLimited, limits: payments.StartLimits, msisd
 
 
 def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: ActionContext) -> None:
-    """Record the start's answer on the INITIATED transaction. No money moves at a start, so anything but
-    a success — a refusal, a 401 with no body, a timeout, an unreadable or unverifiable answer — fails the
-    payment at once (the gateway never sees a confirm for it) and the log says why.
+    """Record the start's answer on the INITIATED transaction. Where no money moves before a confirm
+    (O'mari), anything but a success — a refusal, a 401 with no body, a timeout, an unreadable answer —
+    fails the payment at once (the gateway never sees a confirm for it) and the log says why. Where the
+    payer may pay right after the start (Paynow), only a refusal fails it; an unknown answer waits for a
+    person.
     """
     now = ctx.clock()
+    if answer.outcome == UNKNOWN and provider.start_moves_money:
+        _start_lost(reference, provider, now, answer.message)
+        return
     if answer.outcome == SUCCESS:
         payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
                             otp_reference=answer.otp_reference, response_code=answer.response_code,
@@ -144,9 +149,21 @@ def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: Act
                            answer.message, answer.outcome, code or "-", hint)
 
 
+def _start_lost(reference: str, provider: Provider, now: datetime, why: str | None):
+    """A start whose answer never came, at a gateway where the payer may pay right after it (Paynow): the
+    money may move and we have no handle to ask about it, so the payment waits PENDING for a person.
+    """
+    reason = (f"{provider.title}'s answer to the start was lost ({why}): look the payment up by its reference "
+              f"in the {provider.title} dashboard")
+    _log(provider).warning("payment %s: %s", reference, reason)
+    return payments.mark_for_person(reference, reason, from_statuses=[payments.INITIATED], now=now)
+
+
 def start_replay(reference: str, ctx: ActionContext, provider: Provider, describe: Describe, started: str) -> Result:
     """The outcome the transaction's state stands for (also the answer to a repeated call with its key)."""
     row = payments.get(reference)
+    if row.status == payments.INITIATED and provider.start_moves_money:
+        row = _start_lost(reference, provider, ctx.clock(), "interrupted before it answered") or payments.get(reference)
     if row.status == payments.INITIATED:
         # The earlier call died between our commit and the gateway's answer: the start may have gone out.
         row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),
@@ -162,15 +179,15 @@ def start_replay(reference: str, ctx: ActionContext, provider: Provider, describ
     return Result("failed", data)
 
 
-def ask_now(reference: str, provider: Provider, ctx: ActionContext) -> None:
+def ask_now(reference: str, provider: Provider, ctx: ActionContext, tell: bool = False) -> None:
     """Ask the provider for the payment's status now and settle by reconcile's rules (paid → SUCCESS; a
     refusal → FAILED; can't tell, or can't believe → left as it is, for `flows payments reconcile` or a
-    person). The customer hears it from this conversation, so reconcile queues no message.
+    person). The customer hears it from this conversation, so reconcile queues no message unless tell.
     """
     from .reconcile import settle  # here, not at the top: reconcile reads the providers' modules
 
     row = payments.get(reference)
-    settle(row, provider.query(row), now=ctx.clock(), tell=False)
+    settle(row, provider.query(row), now=ctx.clock(), tell=tell)
 
 
 def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Describe, status: str, outcome: str,
@@ -205,7 +222,7 @@ def _cannot_void(ctx: ActionContext, row, provider: Provider, describe: Describe
     approve the prompt on their phone), so the payment is not closed here: asked once now, and otherwise
     left OTP_SENT for reconcile, which credits it if it is paid and expires it when the payer's time is up.
     """
-    ask_now(row.reference, provider, ctx)
+    ask_now(row.reference, provider, ctx, tell=True)  # the conversation is ending: a payment is told apart
     after = payments.get(row.reference)
     if after.status == payments.SUCCESS:
         return Result("paid", describe(after))

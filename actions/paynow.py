@@ -46,6 +46,7 @@ class PaynowProvider(p.Provider):
     name, title = "paynow", "Paynow"
     start_call = "/remotetransaction"
     voids = False
+    start_moves_money = True
     waiting_note = "Paynow is still waiting for the payer to approve on their phone"
     gave_up_note = "the payer did not approve within the time allowed"
     default_wording = "Paynow could not take the payment, and nothing was charged."

@@ -8,7 +8,9 @@ A provider class, registered with ``@providers.register``, wraps the gateway's p
 ``services[name]`` holds) and answers four calls, each an ``Answer``:
 
 - ``start(row)``: ask the gateway to take the payment (O'mari /auth texts an OTP; Paynow's express
-  checkout prompts the payer's phone). No money moves at a start: anything but a success fails it.
+  checkout prompts the payer's phone). A refused start fails the payment. So does an unknown answer when
+  no money can move before a confirm (O'mari); where the payer may pay right after the start
+  (``start_moves_money``, Paynow) an unknown answer leaves it PENDING and marked for a person.
 - ``confirm(row, code)``: complete it with what the payer typed (O'mari /request); a provider whose payer
   approves on their phone has nothing to confirm and answers unknown, so the caller asks ``query``.
 - ``query(row)``: what the gateway knows now (O'mari /query, Paynow's poll URL).
@@ -100,6 +102,7 @@ class Provider:
     start_call: ClassVar[str] = "start"  # how the log names the start call, e.g. "/auth"
     key_hint: ClassVar[str] = ""  # added to the log line of a start refused with HTTP 401/403
     voids: ClassVar[bool] = True  # False: a started payment cannot be called off at the gateway
+    start_moves_money: ClassVar[bool] = False  # True: the payer may pay right after the start (no confirm)
 
     def __init__(self, client) -> None:
         self.client = client

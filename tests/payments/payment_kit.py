@@ -11,6 +11,7 @@ from pathlib import Path
 
 import actions
 from actions.omari_sandbox import OmariSandbox
+from actions.paynow_sandbox import PaynowSandbox
 from channels import turns
 from channels.terminal import render_outbound
 from engine.context import TurnContext
@@ -45,12 +46,14 @@ class Shop:
     def __init__(self, total: str = "300.00", paid: str | None = None) -> None:
         self.clock = Clock()
         self.sandbox = OmariSandbox(clock=self.clock)
+        self.paynow = PaynowSandbox(clock=self.clock)
         store_shipped_flows(self.clock())
         add_booking(REF, "Tendai Moyo", TOUR, total, paid)
         self.flows = turns.load_flowset(registry)
         self.settings = Settings(omari_channel="WEB")
         self.ctx = TurnContext(registry=registry, clock=self.clock,
-                               services={"omari": self.sandbox.client(), "settings": self.settings})
+                               services={"omari": self.sandbox.client(), "paynow": self.paynow.client(),
+                                         "settings": self.settings})
         self._ids = count(1)
 
     def send(self, text: str | None = None, *, kind: str = "text", reply_id: str | None = None,
