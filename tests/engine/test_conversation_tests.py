@@ -66,13 +66,14 @@ def test_the_shipped_flows_pass_their_tests_and_every_step_is_visited(monkeypatc
     monkeypatch.chdir(tmp_path)
     result = run("test", "--coverage")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-2:] == ["17 tests: 17 passed, 0 failed", "every step is visited by a test"]
+    assert result.output.splitlines()[-2:] == ["30 tests: 30 passed, 0 failed", "every step is visited by a test"]
 
 
 def test_flows_validate_leaves_the_tests_folder_alone():
     result = run("validate", str(SHIPPED))
     assert result.exit_code == 0
-    assert result.output.splitlines() == [f"{SHIPPED}/main_menu.yaml: ok", f"{SHIPPED}/omari_payment.yaml: ok"]
+    assert result.output.splitlines() == [f"{SHIPPED}/main_menu.yaml: ok", f"{SHIPPED}/omari_payment.yaml: ok",
+                                          f"{SHIPPED}/paynow_payment.yaml: ok"]
 
 
 def test_every_failure_is_printed_with_the_line_of_its_bot_line_and_exit_1(flows):
