@@ -108,21 +108,8 @@ def payment_data(row) -> dict:
 # ── omari.initiate ───────────────────────────────────────────────────────────────────────────────────
 
 
-@action(
-    "omari.initiate",
-    params={
-        "type": "object",
-        "properties": {
-            "booking": {"type": "string", "minLength": 1, "description": "the booking reference"},
-            "amount": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "description": "what the customer typed, e.g. 50.00"},
-            "wallet": {"enum": list(WALLETS), "description": "the button the customer picked"},
-            "msisdn": {"type": "string", "pattern": r"^2637\d{8}$", "description": "the payer's number, 2637XXXXXXXX"},
-        },
-        "required": ["booking", "amount", "wallet", "msisdn"],
-        "additionalProperties": False,
-    },
-    outcomes=["otp_sent", "failed", "pending", "limited"],
-)
+@action("omari.initiate", params=payment.start_params(WALLETS, "the button the customer picked"),
+        outcomes=["otp_sent", "failed", "pending", "limited"])
 def initiate(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
     return payment.start(ctx, params, _provider(ctx), channel=_api_channel(ctx), describe=payment_data,

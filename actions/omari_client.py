@@ -25,7 +25,7 @@ import requests
 
 from storage import logs
 
-from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn  # noqa: F401 (re-exported)
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, send  # noqa: F401 (re-exported)
 
 CENT = Decimal("0.01")
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -149,19 +149,9 @@ class OmariClient:
             headers["Content-Type"] = "application/json"
             data = encode_body(body)
         started = self._clock()
-        status: int | None = None
-        try:
-            response = self.session.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
-        except requests.Timeout:
-            result = OmariResult(UNKNOWN, message=f"no answer within the timeout ({self.timeout[0]:g} s connect, {self.timeout[1]:g} s read)")
-        except requests.ConnectionError:
-            result = OmariResult(UNKNOWN, message="could not connect to O'mari")
-        except requests.RequestException as e:
-            # The exception's text may echo the request; keep only its type.
-            result = OmariResult(UNKNOWN, message=f"request failed ({type(e).__name__})")
-        else:
-            status = response.status_code
-            result = self._read(response)
+        sent = send(self.session, method, self.base_url + path, "O'mari", timeout=self.timeout, data=data, headers=headers)
+        status = None if isinstance(sent, Answer) else sent.status_code
+        result = sent if isinstance(sent, Answer) else self._read(sent)
         log.info(
             "omari %s %s status=%s responseCode=%s outcome=%s msisdn=%s duration_ms=%.0f",
             method,

@@ -36,6 +36,21 @@ LIMITED_WORDING = {
 }
 
 
+def start_params(wallets: tuple[str, ...], wallet: str) -> dict:
+    """The JSON Schema of a start action's params: booking, amount, wallet (one of wallets), msisdn."""
+    return {
+        "type": "object",
+        "properties": {
+            "booking": {"type": "string", "minLength": 1, "description": "the booking reference"},
+            "amount": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "description": "what the customer typed, e.g. 50.00"},
+            "wallet": {"enum": list(wallets), "description": wallet},
+            "msisdn": {"type": "string", "pattern": r"^2637\d{8}$", "description": "the payer's number, 2637XXXXXXXX"},
+        },
+        "required": ["booking", "amount", "wallet", "msisdn"],
+        "additionalProperties": False,
+    }
+
+
 def settings_of(ctx: ActionContext) -> Settings:
     return ctx.services.get("settings") or Settings()
 

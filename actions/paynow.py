@@ -108,21 +108,8 @@ def payment_data(row) -> dict:
     }
 
 
-@action(
-    "paynow.start",
-    params={
-        "type": "object",
-        "properties": {
-            "booking": {"type": "string", "minLength": 1, "description": "the booking reference"},
-            "amount": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "description": "what the customer typed, e.g. 50.00"},
-            "wallet": {"enum": list(METHODS), "description": "the button the customer picked: ecocash or onemoney"},
-            "msisdn": {"type": "string", "pattern": r"^2637\d{8}$", "description": "the payer's number, 2637XXXXXXXX"},
-        },
-        "required": ["booking", "amount", "wallet", "msisdn"],
-        "additionalProperties": False,
-    },
-    outcomes=["prompted", "failed", "pending", "limited"],
-)
+@action("paynow.start", params=payment.start_params(METHODS, "the button the customer picked: ecocash or onemoney"),
+        outcomes=["prompted", "failed", "pending", "limited"])
 def start(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask Paynow to prompt the payer's phone."""
     return payment.start(ctx, params, _provider(ctx), channel="express", describe=payment_data, started="prompted")

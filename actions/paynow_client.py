@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 import requests
 
 from .omari_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
-from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, send
 
 METHODS = ("ecocash", "onemoney")  # what Paynow's express checkout takes
 CENT = Decimal("0.01")
@@ -79,11 +79,9 @@ class PaynowClient:
             if not value:
                 raise PaynowConfigError(f"{name} is not set")
         self.integration_id, self._key, self.auth_email = integration_id, integration_key, auth_email
-        self.api_url = api_url.rstrip("/")
-        self.result_url, self.return_url, self.currency = result_url, return_url, currency
-        self.session = session or requests.Session()
+        self.api_url, self.result_url, self.return_url = api_url.rstrip("/"), result_url, return_url
+        self.currency, self.session, self._clock = currency, session or requests.Session(), clock
         self.timeout = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
-        self._clock = clock
 
     def __repr__(self) -> str:
         return f"PaynowClient(api_url={self.api_url!r}, integration_id={self.integration_id!r})"
@@ -117,18 +115,9 @@ class PaynowClient:
 
     def _post(self, url: str, fields: list[tuple[str, str]], msisdn: str | None = None) -> Answer:
         started = self._clock()
-        status: int | None = None
-        try:
-            response = self.session.post(url, data=fields, timeout=self.timeout)
-        except requests.Timeout:
-            answer = Answer(UNKNOWN, message="no answer from Paynow within the timeout")
-        except requests.ConnectionError:
-            answer = Answer(UNKNOWN, message="could not connect to Paynow")
-        except requests.RequestException as e:
-            answer = Answer(UNKNOWN, message=f"request failed ({type(e).__name__})")
-        else:
-            status = response.status_code
-            answer = self._read(response)
+        sent = send(self.session, "POST", url, "Paynow", timeout=self.timeout, data=fields)
+        status = None if isinstance(sent, Answer) else sent.status_code
+        answer = sent if isinstance(sent, Answer) else self._read(sent)
         log.info("paynow POST %s status=%s outcome=%s paynow_status=%s msisdn=%s duration_ms=%.0f",
                  "/remotetransaction" if fields else "{pollurl}", status if status is not None else "-",
                  answer.outcome, answer.status or "-", mask_msisdn(msisdn) or "-", (self._clock() - started) * 1000)

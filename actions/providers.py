@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, ClassVar, Mapping
 
+import requests
+
 SUCCESS, FAILED, UNKNOWN = "success", "failed", "unknown"
 
 # What a status query says, once the provider has read it (reconcile acts on these alone):
@@ -81,6 +83,20 @@ class Answer:
     @property
     def ok(self) -> bool:
         return self.outcome == SUCCESS
+
+
+def send(session: requests.Session, method: str, url: str, gateway: str, *, timeout: tuple[float, float],
+         **kwargs) -> requests.Response | Answer:
+    """One HTTP call to a gateway: its response, or the unknown Answer a transport failure makes (the
+    money may have moved). The exception's text may echo the request, so only its type is kept."""
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        return Answer(UNKNOWN, message=f"no answer within the timeout ({timeout[0]:g} s connect, {timeout[1]:g} s read)")
+    except requests.ConnectionError:
+        return Answer(UNKNOWN, message=f"could not connect to {gateway}")
+    except requests.RequestException as e:
+        return Answer(UNKNOWN, message=f"request failed ({type(e).__name__})")
 
 
 @dataclass(frozen=True)

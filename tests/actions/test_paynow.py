@@ -4,7 +4,6 @@ real storage and the Paynow sandbox.
 """
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -12,10 +11,12 @@ import pytest
 
 import actions
 from actions.paynow_sandbox import PaynowSandbox
-from engine.registry import ActionContext, ActionFailed, registry
+from engine.registry import ActionFailed
 from storage import payments
-from storage.bookings import add_booking, find_booking
+from storage.bookings import add_booking
 from storage.settings import Settings
+
+from action_kit import call_action, paid_on
 
 actions.load_all()
 PHONE = "263771234567"
@@ -30,14 +31,9 @@ class Env:
         self.turn = 0
 
     def call(self, name: str, params: dict, key: str | None = None):
-        spec = registry.get(name)
-        assert spec.check_params(params) == [], spec.check_params(params)
-        if key is None:
-            self.turn += 1
-            key = f"{PHONE}:wamid.{self.turn}:{name}:1"
-        ctx = ActionContext(clock=lambda: self.now, new_id=lambda: "unused", idempotency_key=key, contact=PHONE,
-                            log=logging.getLogger("test.paynow"), services=self.services)
-        return spec.handler(ctx, params)
+        self.turn += 1
+        return call_action(name, params, key=key or f"{PHONE}:wamid.{self.turn}:{name}:1", now=self.now,
+                           contact=PHONE, services=self.services)
 
     def start(self, msisdn=PHONE, key=None, amount="50.00"):
         return self.call("paynow.start", {"booking": REF, "amount": amount, "wallet": "ecocash", "msisdn": msisdn}, key)
@@ -47,10 +43,6 @@ class Env:
 def env(db):
     add_booking(REF, "Tendai Moyo", "Victoria Falls 3-day safari", "300.00")
     return Env()
-
-
-def paid() -> Decimal:
-    return Decimal(find_booking(REF).paid_minor) / 100
 
 
 def test_start_prompts_the_phone_once_per_idempotency_key(env):
@@ -74,7 +66,7 @@ def test_check_pays_the_booking_once_however_often_it_is_asked(env):
     first = env.call("paynow.check", {"reference": reference})
     again = env.call("paynow.check", {"reference": reference})
     assert (first.outcome, again.outcome) == ("paid", "paid") and first.data["balance_due"] == "250.00"
-    assert paid() == Decimal("50.00") and env.sandbox.calls == ["remotetransaction", "poll"]
+    assert paid_on(REF) == Decimal("50.00") and env.sandbox.calls == ["remotetransaction", "poll"]
 
 
 def test_check_of_a_payment_still_waiting_answers_waiting(env):
@@ -93,7 +85,7 @@ def test_cancel_without_a_payment_is_cancelled_and_a_paid_one_stays_paid(env):
     assert env.call("paynow.cancel", {"reference": ""}).outcome == "cancelled"
     reference = env.start().data["reference"]
     assert env.call("paynow.cancel", {"reference": reference}).outcome == "paid"  # approved before the cancel
-    assert paid() == Decimal("50.00") and payments.get(reference).status == "SUCCESS"
+    assert paid_on(REF) == Decimal("50.00") and payments.get(reference).status == "SUCCESS"
 
 
 def test_expire_leaves_an_unapproved_payment_for_reconcile(env):

@@ -82,7 +82,7 @@ def test_the_start_sends_the_packages_fields_in_its_order_and_quoting():
     sent = []
 
     class Recorder(requests.Session):
-        def post(self, url, data=None, **kw):
+        def request(self, method, url, data=None, **kw):
             sent.append((url, data))
             raise requests.ConnectionError("recorded")
 
