@@ -73,7 +73,7 @@ class PaynowProvider(p.Provider):
                                         row.msisdn, row.wallet)
 
     def query(self, row) -> p.Answer:
-        return self.client.poll(row.poll_url)
+        return self.client.poll(row.poll_url, row.reference)
 
     @classmethod
     def verdict(cls, answer: p.Answer) -> p.Verdict:

@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import requests
 
+from storage import logs
+
 from .omari_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, send
 
@@ -91,7 +93,7 @@ class PaynowClient:
         """Build the client from Settings (PAYNOW_INTEGRATION_ID, _KEY, _AUTH_EMAIL, _API_URL, …)."""
         return cls(settings.paynow_integration_id or "", settings.paynow_integration_key or "",
                    auth_email=settings.paynow_auth_email or "", api_url=settings.paynow_api_url,
-                   result_url=settings.paynow_result_url, return_url=settings.paynow_return_url,
+                   result_url=settings.paynow_result_url or "", return_url=settings.paynow_return_url or "",
                    currency=settings.paynow_currency, session=session)
 
     def start_mobile(self, reference: str, amount: Decimal, info: str, msisdn: str, method: str) -> Answer:
@@ -105,10 +107,12 @@ class PaynowClient:
                   ("additionalinfo", info), ("authemail", self.auth_email), ("phone", local_phone(msisdn)),
                   ("method", method), ("status", "Message")]
         fields = [(k, v if k in _NOT_QUOTED else quote_plus(v)) for k, v in fields]
+        logs.tag(payment=reference)  # this line and the rest of the turn's lines name the payment
         return self._post(self.api_url + "/remotetransaction", signed(fields, self._key), msisdn=msisdn)
 
-    def poll(self, poll_url: str | None) -> Answer:
-        """The payment's status now, from the poll URL Paynow gave at the start."""
+    def poll(self, poll_url: str | None, reference: str | None = None) -> Answer:
+        """The payment's status now, from the poll URL Paynow gave at the start (reference: ours, for the log)."""
+        logs.tag(payment=reference)
         if urlsplit(poll_url or "").scheme not in ("https", "http"):
             return Answer(UNKNOWN, message="no poll URL for this payment")
         return self._post(poll_url, [])

@@ -80,8 +80,8 @@ class Settings:
     paynow_integration_key: str | None = setting(None, "PAYNOW_INTEGRATION_KEY", "Paynow integration key: signs every message both ways", secret=True)
     paynow_auth_email: str | None = setting(None, "PAYNOW_AUTH_EMAIL", "the email Paynow's express checkout requires (the merchant's, in test mode)")
     paynow_api_url: str = setting("https://www.paynow.co.zw/interface", "PAYNOW_API_URL", "Paynow interface base URL", url)
-    paynow_result_url: str = setting("", "PAYNOW_RESULT_URL", "where Paynow posts status updates (optional: convoflow polls)")
-    paynow_return_url: str = setting("", "PAYNOW_RETURN_URL", "where Paynow sends a web payer back (unused by express checkout)")
+    paynow_result_url: str | None = setting(None, "PAYNOW_RESULT_URL", "where Paynow posts status updates (optional: convoflow polls)")
+    paynow_return_url: str | None = setting(None, "PAYNOW_RETURN_URL", "where Paynow sends a web payer back (unused by express checkout)")
     paynow_currency: str = setting("USD", "PAYNOW_CURRENCY", "the currency of the Paynow integration: USD or ZWG", one_of("USD", "ZWG"))
     payment_starts_per_contact: int = setting(3, "PAYMENT_STARTS_PER_CONTACT",
                                               "payments one WhatsApp contact may start per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
