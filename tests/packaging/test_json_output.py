@@ -33,7 +33,7 @@ def test_flows_list_json(db, monkeypatch):
     assert json.loads(run("list", "--json").stdout) == []
     assert run("load", str(REPO / "flows")).exit_code == 0
     listed = {item["flow"]: item for item in json.loads(run("list", "--json").stdout)}
-    assert sorted(listed) == ["main_menu", "omari_payment"]
+    assert sorted(listed) == ["main_menu", "omari_payment", "paynow_payment"]
     assert listed["main_menu"]["version"] == 1 and "menu" in listed["main_menu"]["triggers"]
     assert listed["omari_payment"]["active"] == 0 and listed["omari_payment"]["active_by_version"] == {}
 
