@@ -149,7 +149,7 @@ def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: Act
     """
     now = ctx.clock()
     if answer.outcome == UNKNOWN and provider.start_moves_money:
-        _start_lost(reference, provider, now, answer.message)
+        start_lost(reference, provider, now, answer.message)
         return
     if answer.outcome == SUCCESS:
         payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
@@ -164,7 +164,7 @@ def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: Act
                            answer.message, answer.outcome, code or "-", hint)
 
 
-def _start_lost(reference: str, provider: Provider, now: datetime, why: str | None):
+def start_lost(reference: str, provider: Provider, now: datetime, why: str | None):
     """A start whose answer never came, at a gateway where the payer may pay right after it (Paynow): the
     money may move and we have no handle to ask about it, so the payment waits PENDING for a person.
     """
@@ -178,7 +178,7 @@ def start_replay(reference: str, ctx: ActionContext, provider: Provider, describ
     """The outcome the transaction's state stands for (also the answer to a repeated call with its key)."""
     row = payments.get(reference)
     if row.status == payments.INITIATED and provider.start_moves_money:
-        row = _start_lost(reference, provider, ctx.clock(), "interrupted before it answered") or payments.get(reference)
+        row = start_lost(reference, provider, ctx.clock(), "interrupted before it answered") or payments.get(reference)
     if row.status == payments.INITIATED:
         # The earlier call died between our commit and the gateway's answer: the start may have gone out.
         row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),
@@ -220,7 +220,7 @@ def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Descr
         return Result("paid", describe(row))
     if row.status == payments.PENDING:
         return Result("pending", describe(row))
-    if not provider.voids and row.status == payments.OTP_SENT:
+    if not provider.voids and row.status in (payments.OTP_SENT, payments.INITIATED):
         return _cannot_void(ctx, row, provider, describe, outcome, reason)
     changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
                                   now=ctx.clock(), error_message=reason)

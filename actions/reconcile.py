@@ -109,6 +109,9 @@ def reconcile(
         except ProviderMissing as e:
             report.append(_unchanged(row, f"{e}: left for a run that has it"))
             continue
+        if row.status == payments.INITIATED and provider.start_moves_money:
+            report.append(_start_lost(row, provider, now))
+            continue
         report.append(settle(row, provider.query(row), now=now, otp_lifetime=otp_lifetime))
     return ReconcileReport(report)
 
@@ -152,6 +155,18 @@ def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
     if changed is None:
         return _unchanged(row, "already settled by another run")
     return Settlement(row.reference, row.status, to_status, f"{SETTLED_NOTE[to_status]}: {reason}", bool(told and told[0]))
+
+
+def _start_lost(row: PaymentTransaction, provider: Provider, now: datetime) -> Settlement:
+    """A start that never recorded its answer, at a gateway where the payer may pay right after it
+    (Paynow): there is no handle to ask about it, so a person must look it up."""
+    from .payment import start_lost  # here, not at the top: payment asks reconcile to settle
+
+    marked = start_lost(row.reference, provider, now, "the process stopped before it answered")
+    if marked is None:
+        return _unchanged(row, "already settled by another run")
+    return Settlement(row.reference, row.status, marked.status, f"needs a person: {marked.review_reason}",
+                      needs_person=marked.review_reason)
 
 
 def _unchanged(row: PaymentTransaction, note: str) -> Settlement:

@@ -149,3 +149,17 @@ def test_a_booking_in_another_currency_is_refused_before_any_call(shop):
     reply = prompt(shop)
     assert "Paynow takes USD payments here, and booking BK-SLYKER-TECH-20251023 is in ZWG" in reply
     assert shop.transactions() == [] and shop.paynow.calls == []
+
+
+def test_a_start_that_died_before_its_answer_is_marked_for_a_person_by_reconcile(shop):
+    """The process stopped between committing the row and hearing Paynow: the payer may have paid."""
+    booking = shop.booking()
+    row, _ = payments.create(booking, reference="5d0e7a10-0000-4000-8000-0000000000aa", idempotency_key="k-died",
+                             msisdn=PHONE, amount=Decimal("50.00"), wallet="ecocash", channel="express",
+                             contact_key=PHONE, now=shop.clock(), provider="paynow")
+    shop.clock.advance(minutes=11)
+    [s] = settle(shop).settlements
+    assert (s.before, s.after, s.kind) == ("INITIATED", "PENDING", "needs_person")
+    assert "look the payment up by its reference in the Paynow dashboard" in payments.get(row.reference).review_reason
+    again = settle(shop)  # still needs a person, and says so, until someone settles it
+    assert [x.kind for x in again.settlements] == ["needs_person"] and shop.paid() == Decimal("0.00")
