@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+from .inputs import DEFAULT_TIMEZONE, DEFAULT_ZW_PREFIXES
 from .registry import ActionContext, ActionRegistry, ActionSpec, Result, registry as default_registry
 
 Invoke = Callable[[ActionSpec, dict, ActionContext], Result]
@@ -41,3 +42,5 @@ class TurnContext:
     log: logging.Logger = logging.getLogger("convoflow.engine")
     invoke: Invoke = call_handler
     max_steps: int = 50
+    business_timezone: str = DEFAULT_TIMEZONE  # what day "today" is for `expect: date` (an IANA name)
+    zw_mobile_prefixes: tuple[str, ...] = DEFAULT_ZW_PREFIXES  # what `expect: phone_zw` accepts after 263

@@ -1,6 +1,8 @@
-"""The flow file's shape: schemas/flow.schema.json, applied one step kind at a time.
+"""The flow file's shape: one JSON Schema built from the flow's fields, the step kinds and the input checks,
+applied one step kind at a time.
 
-The schema file serves editors too, so it describes every kind. Checking uses it differently: each
+schemas/flow.schema.json is the same schema written out for editors (`python schemas/generate.py` writes
+it; a test fails when it is out of date), so it describes every kind. Checking uses it differently: each
 step's kind is read from the key it carries (`say`, `ask`, `action`, `flow`, `end`, or only `next` for a
 branch), then the step is checked against that kind's definition alone. One `oneOf` over every kind would
 answer "is not valid under any of the given schemas"; this names the field the author wrote.
@@ -16,11 +18,11 @@ from typing import Any, Iterator
 
 import jsonschema
 
+from .inputs import checks
 from .problems import Problem
+from .steps import kinds
 from .yaml_source import Path, Source
 
-KIND_KEYS = ("say", "ask", "action", "flow", "end")
-BRANCH = "branch"
 
 _TYPE_WORDS = {
     "string": "text",
@@ -32,10 +34,160 @@ _TYPE_WORDS = {
     "null": "empty",
 }
 
+# The flow's own fields and the definitions every kind shares; the kinds and the checks add theirs.
+_TEXT = {"$ref": "#/$defs/text"}
+_STEP_NAME = {"$ref": "#/$defs/step_name"}
+_BASE: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://convoflow.local/schemas/flow.schema.json",
+    "title": "convoflow flow",
+    "description": "One WhatsApp conversation flow. Put `# yaml-language-server: $schema=../schemas/flow.schema.json` "
+                   "on the first line of a flow file so your editor checks it as you type; `flows validate` checks "
+                   "everything this schema checks and more.",
+    "type": "object",
+    "required": ["flow", "steps"],
+    "additionalProperties": False,
+    "properties": {
+        "flow": {"$ref": "#/$defs/flow_name", "description": "The flow's unique name, e.g. omari_payment."},
+        "title": {"$ref": "#/$defs/text", "description": "A human title, e.g. Omari Mobile Payment."},
+        "triggers": {
+            "type": "array",
+            "errorMessage": "must be a list of phrases, e.g. triggers: [pay, payment]",
+            "description": "Messages that start this flow. The whole message must match; case, surrounding spaces "
+                           "and punctuation are ignored.",
+            "items": _TEXT,
+        },
+        "start": {"$ref": "#/$defs/step_name", "description": "The first step. Default: the first step written."},
+        "cancel": {
+            "type": "object",
+            "description": "Words that stop the flow from any question, and what to say then.",
+            "additionalProperties": False,
+            "properties": {
+                "words": {"type": "array", "items": _TEXT, "description": "Default: cancel, stop."},
+                "say": {"$ref": "#/$defs/text", "description": "The message sent when the user cancels."},
+                "step": {"$ref": "#/$defs/step_name", "description": "A step to run on cancel (e.g. to void a payment)."},
+            },
+        },
+        "menu": {"$ref": "#/$defs/text",
+                 "description": "The word that returns to the main menu from any question. Default: menu."},
+        "expire": {
+            "type": "object",
+            "description": "End the conversation after this long without a message from the user.",
+            "required": ["after"],
+            "additionalProperties": False,
+            "properties": {
+                "after": {"type": "string", "errorMessage": "must be a duration like 10m, 2h or 1d",
+                          "description": "How long: a number then s, m, h or d, e.g. 10m, 2h, 1d."},
+                "say": {"$ref": "#/$defs/text", "description": "The message sent when the conversation expires."},
+                "step": {"$ref": "#/$defs/step_name", "description": "A step to run when the conversation expires."},
+            },
+        },
+        "steps": {
+            "type": "object",
+            "description": "The steps, by name. Each step's kind is the key it carries: say, ask, action, flow or "
+                           "end (a step with only next: is a branch).",
+            "minProperties": 1,
+            "propertyNames": _STEP_NAME,
+            "additionalProperties": {"$ref": "#/$defs/step"},
+        },
+    },
+    "$defs": {
+        "text": {"type": "string", "minLength": 1},
+        "flow_name": {
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9_]*$",
+            "patternErrorMessage": "must be lowercase letters, digits and underscores, starting with a letter, "
+                                   "e.g. omari_payment",
+        },
+        "step_name": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$",
+            "patternErrorMessage": "must be letters, digits, '_' or '-' (no spaces), at most 64 characters, "
+                                   "e.g. ask_amount",
+        },
+        "variable": {
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+            "patternErrorMessage": "must be letters, digits and underscores, starting with a letter, e.g. amount",
+        },
+        "next": {
+            "description": "Where to go next: a step name, or a list of {if: <condition>, goto: <step>} ending with "
+                           "a plain {goto: <step>}.",
+            "type": ["string", "array"],
+            "if": {"type": "string"},
+            "then": _STEP_NAME,
+            "else": {"minItems": 1, "items": {"$ref": "#/$defs/route"}},
+        },
+        "route": {
+            "type": "object",
+            "required": ["goto"],
+            "additionalProperties": False,
+            "properties": {
+                "if": {"$ref": "#/$defs/text", "description": "A condition over saved variables, e.g. amount > 100."},
+                "goto": _STEP_NAME,
+            },
+        },
+        "number_or_template": {"type": ["string", "number"]},
+    },
+}
+
+
+def build_schema() -> dict:
+    """The whole flow schema: the flow's fields, then every step kind's and every input check's."""
+    root = json.loads(json.dumps(_BASE))  # a deep copy, so no caller can change the base
+    defs = root["$defs"]
+    keyed = [k for k in kinds if k.key]
+    rules = [{"if": {"required": [k.key]}, "then": {"$ref": f"#/$defs/{k.name}"}} for k in keyed]
+    rules.append({"if": {"not": {"anyOf": [{"required": [k.key]} for k in keyed]}},
+                  "then": {"$ref": f"#/$defs/{kinds.keyless().name}"}})
+    defs["step"] = {"type": "object", "allOf": rules}
+    for kind in kinds:
+        defs[kind.name] = kind.schema
+        defs.update(kind.defs)
+    defs.update(_expect_defs())
+    return json.loads(json.dumps(root))
+
+
+def _expect_defs() -> dict:
+    bare = [c.name for c in checks if c.bare]
+    settings = {c.name: _check_settings(c) for c in checks}
+    return {
+        "expect": {
+            "description": f"The check the answer must pass: {', '.join(bare)}, or a mapping with one of them and "
+                           "its settings, e.g. {amount: {min: '1', max: '{{ booking.balance_due }}'}}, "
+                           "{regex: '^BK-'}, {choice: [a, b]}.",
+            "type": ["string", "object"],
+            "if": {"type": "string"},
+            "then": {"enum": bare},
+            "else": {"$ref": "#/$defs/expect_settings"},
+        },
+        "expect_settings": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+                            "properties": settings},
+    }
+
+
+def _check_settings(check: Any) -> dict:
+    """The schema of what may follow `name:` under `expect:`."""
+    if not check.args:
+        return {"type": ["null", "object"], "maxProperties": 0}
+    settings = {"additionalProperties": False, "properties": dict(check.args)}
+    if not check.shorthand:
+        return {"type": ["null", "object"], **settings}
+    short = {k: v for k, v in check.args[check.shorthand].items() if k != "type"}
+    short_type = check.args[check.shorthand]["type"]
+    return {"type": [short_type, "object"], "if": {"type": short_type}, "then": short,
+            "else": {"required": list(check.required), **settings}}
+
 
 @lru_cache(maxsize=1)
 def schema() -> dict:
-    """The flow schema as written in schemas/flow.schema.json, read as package data (so an installed wheel has it)."""
+    """The flow schema as the registries describe it (schemas/flow.schema.json is its copy for editors)."""
+    return build_schema()
+
+
+def written_schema() -> dict:
+    """The schema file editors load, as shipped: read as package data (so an installed wheel has it). The test
+    suite checks it is the same as schema()."""
     return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
@@ -51,7 +203,7 @@ def _validators() -> dict[str, jsonschema.Draft202012Validator]:
     # References are written out in place: following a $ref costs more than checking what it points to,
     # and a 1,000-step flow follows tens of thousands of them.
     validators = {"top": jsonschema.Draft202012Validator(_inline(top, defs))}
-    for kind in (*KIND_KEYS, BRANCH):
+    for kind in kinds.names():
         validators[kind] = jsonschema.Draft202012Validator(_inline(defs[kind], defs))
     return validators
 
@@ -70,12 +222,6 @@ def _inline(node: Any, defs: dict) -> Any:
     return node
 
 
-@lru_cache(maxsize=1)
-def _fields_by_kind() -> dict[str, tuple[str, ...]]:
-    defs = schema()["$defs"]
-    return {kind: tuple(defs[kind]["properties"]) for kind in (*KIND_KEYS, BRANCH)}
-
-
 def suggest(word: str, choices: Any) -> str:
     """' — did you mean 'x'?' when a known word is close to what was written, else ''."""
     # 0.75: close enough for typos (titel, nxt, refrence), far enough to not offer 'payment' for 'amount'.
@@ -85,12 +231,7 @@ def suggest(word: str, choices: Any) -> str:
 
 def step_kind(step: dict) -> tuple[str | None, list[str]]:
     """The kind a step's keys say it is, and every kind key it carries (more than one is a mistake)."""
-    kinds = [k for k in KIND_KEYS if k in step]
-    if len(kinds) == 1:
-        return kinds[0], kinds
-    if not kinds and "next" in step:
-        return BRANCH, kinds
-    return None, kinds
+    return kinds.of(step)
 
 
 def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str]]:
@@ -102,26 +243,26 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     data = source.data
     problems = [source.problem(path, "error", code, msg, key=key)
                 for path, code, msg, key in _explain(_validators()["top"], data, (), "")]
-    kinds: dict[str, str | None] = {}
+    kind_of: dict[str, str | None] = {}
     sound: set[str] = set()
     steps = data.get("steps") if isinstance(data, dict) else None
     if not isinstance(steps, dict):
-        return problems, kinds, sound
+        return problems, kind_of, sound
     for name, step in steps.items():
         path = ("steps", name)
         if not isinstance(step, dict):
-            kinds[name] = None
+            kind_of[name] = None
             problems.append(source.problem(path, "error", "field.type",
                                            f"step '{name}' must be a mapping of fields, e.g. 'say: Hello'"))
             continue
         kind, found = step_kind(step)
-        kinds[name] = kind
+        kind_of[name] = kind
         if kind is None and not found:
             typo = next((f" ('{key}' looks like '{close[0]}')" for key in step
-                         if (close := difflib.get_close_matches(str(key), (*KIND_KEYS, "next"), n=1, cutoff=0.6))), "")
+                         if (close := difflib.get_close_matches(str(key), (*kinds.keys(), "next"), n=1, cutoff=0.6))), "")
             problems.append(source.problem(path, "error", "step.kind_missing",
                                            f"step '{name}' does not say what it does: give it one of "
-                                           f"say, ask, action, flow or end{typo}", key=True))
+                                           f"{_or_list(kinds.keys())}{typo}", key=True))
             continue
         if kind is None:
             problems.append(source.problem(path + (found[1],), "error", "step.kind_ambiguous",
@@ -132,7 +273,7 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
         problems.extend(source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors)
         if not errors:
             sound.add(name)
-    return problems, kinds, sound
+    return problems, kind_of, sound
 
 
 def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Path, prefix: str,
@@ -168,7 +309,7 @@ def _unknown_field(extra: str, known: list[str], path: Path, base: Path, kind: s
     where = f"'{_label(path, base)}'" if path != base else (f"{article} {kind} step" if kind else "a flow")
     message = f"'{extra}' is not a field of {where}"
     if path == base and kind:
-        owners = [k for k, fields in _fields_by_kind().items() if extra in fields and k != kind]
+        owners = [k.name for k in kinds if extra in k.fields() and k.name != kind]
         if owners:
             return message + f" (only {' and '.join(owners)} steps have it)"
     return message + (suggest(extra, known) or f"; known fields: {', '.join(known)}")
@@ -184,6 +325,11 @@ def _label(path: Path, base: Path) -> str:
         parent = next((p for p in reversed(rel[:-1]) if isinstance(p, str)), base[-1] if base else "the list")
         return f"item {last + 1} of {parent}"
     return str(last)
+
+
+def _or_list(names: tuple[str, ...]) -> str:
+    """'say, ask, action, flow or end'."""
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def and_list(names: list[str]) -> str:
@@ -237,4 +383,4 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     return "field.invalid", f"{subject}: {err.message}"
 
 
-__all__ = ["KIND_KEYS", "BRANCH", "schema", "check", "step_kind", "suggest", "plain_words", "and_list"]
+__all__ = ["build_schema", "written_schema", "schema", "check", "step_kind", "suggest", "plain_words", "and_list"]

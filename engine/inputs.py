@@ -1,19 +1,14 @@
-"""The built-in input checks an `ask` step can `expect`.
+"""The input checks an `ask` step can `expect`, each one entry of the `checks` registry.
 
-Each check takes what the user typed and the check's arguments (templated arguments already rendered by
-the runner) and returns a Checked: either the normalised value to save or a problem in plain words, which
-the runner sends as the re-prompt when the step has no `retry` of its own.
+A check is registered where it is defined, with everything the rest of convoflow asks about it: the
+arguments it takes (their JSON Schema, which may be templates, which are limits `flows validate` compares),
+the words for the docs table and its examples, and whether its answer is a secret. The flow schema, the
+validator, the runner and the docs table all read the entry; adding a check touches this file, its tests
+and the docs.
 
-    kind      arguments                                   value saved
-    phone_zw  -                                           "263771234567" (12 digits)
-    amount    min, max (numbers as strings, may be        "50.00" (a Decimal string, 2 decimals)
-              templates such as "{{ booking.balance_due }}")
-    otp       min_length (4), max_length (8)              "123456" (digits only)
-    integer   min, max                                    42 (an int)
-    yes_no    -                                           "yes" | "no"
-    regex     pattern, ignore_case (false)                the text as typed, surrounding space removed
-    choice    choices (a list of words)                   the word as the flow wrote it
-    text      max_length                                  the text, surrounding space removed
+A check takes what the user typed, the turn's CheckContext (today in the business's time zone, the mobile
+prefixes) and its arguments (templated ones already rendered) and returns a Checked: the normalised value
+to save, or a problem in plain words, which the runner sends when the step has no `retry` of its own.
 
 A check whose own arguments are broken (a max that renders to "abc", a regex that does not compile)
 raises CheckArgsError: that is the flow author's mistake, not the user's.
@@ -21,13 +16,17 @@ raises CheckArgsError: that is the flow author's mistake, not the user's.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .problems import EngineError
 from .templates import money
+
+DEFAULT_TIMEZONE = "Africa/Harare"
+DEFAULT_ZW_PREFIXES = ("71", "73", "77", "78")
 
 
 class CheckArgsError(EngineError):
@@ -46,32 +45,171 @@ class Checked:
         return self.problem is None
 
 
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may need from the conversation's host: passed in, so the engine stays pure.
+
+    now: the turn's time (naive UTC, the project's convention); time_zone: the business's (an IANA name),
+    which says what day `today` is; zw_prefixes: the mobile networks' prefixes after 263.
+    """
+
+    now: datetime
+    time_zone: str = DEFAULT_TIMEZONE
+    zw_prefixes: tuple[str, ...] = DEFAULT_ZW_PREFIXES
+
+    @property
+    def today(self) -> date:
+        return local_date(self.now, self.time_zone)
+
+
+def local_date(now_utc: datetime, time_zone: str) -> date:
+    """The calendar date at now_utc in time_zone (an IANA name such as Africa/Harare)."""
+    from zoneinfo import ZoneInfo
+
+    aware = now_utc.replace(tzinfo=timezone.utc) if now_utc.tzinfo is None else now_utc
+    return aware.astimezone(ZoneInfo(time_zone)).date()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Two arguments that bound the answer (min/max, after/before): how `flows validate` reads them."""
+
+    low: str
+    high: str
+    read: Callable[[Any], Any]  # a literal limit -> a comparable value, or None when it cannot be read
+    code: str  # the problem code for a limit that cannot be read
+    what: str  # "a number", "a date"
+    example: str  # e.g. '"10"', 'today'
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """One check, as every layer sees it."""
+
+    name: str
+    parse: Callable[..., Checked]  # parse(text, context, **arguments)
+    accepts: str  # the docs table's "accepts" column
+    saves: str  # the docs table's "saves" column
+    hint: str  # what to type, for "Please type your answer: …"
+    examples: tuple[str, ...] = ()  # `expect:` values for the docs
+    args: Mapping[str, dict] = field(default_factory=dict)  # argument -> JSON Schema of its value
+    templates: frozenset[str] = frozenset()  # arguments rendered over the conversation's vars first
+    limits: Limits | None = None
+    shorthand: str | None = None  # {regex: "^BK-"} stands for {regex: {pattern: "^BK-"}}
+    required: tuple[str, ...] = ()
+    secret: bool = False  # the answer is kept out of logs (an OTP)
+    static: Callable[[Mapping[str, Any]], Iterator[tuple[str, str, str]]] | None = None  # more literal checks
+
+    @property
+    def bare(self) -> bool:
+        """Whether `expect: <name>` alone is enough (no argument is required)."""
+        return not self.required
+
+    def arguments(self, value: Any) -> dict:
+        """The arguments as written under `expect: {name: …}` (None, a mapping, or the shorthand)."""
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return dict(value)
+        return {self.shorthand: value} if self.shorthand else {}
+
+
+class InputChecks:
+    """The checks by name, in the order they were registered (the docs list them so)."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, InputCheck] = {}
+
+    def register(self, check_: InputCheck) -> InputCheck:
+        if check_.name in self._checks:
+            raise ValueError(f"input check '{check_.name}' is registered twice")
+        self._checks[check_.name] = check_
+        return check_
+
+    def get(self, name: str) -> InputCheck | None:
+        return self._checks.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._checks)
+
+    def __iter__(self) -> Iterator[InputCheck]:
+        return iter(self._checks.values())
+
+
+checks = InputChecks()
+
+
+def input_check(name: str, **entry: Any) -> Callable[[Callable[..., Checked]], Callable[..., Checked]]:
+    """Register the decorated parse function as the check `name` (see InputCheck for the fields)."""
+    def register(parse: Callable[..., Checked]) -> Callable[..., Checked]:
+        checks.register(InputCheck(name=name, parse=parse, **entry))
+        return parse
+    return register
+
+
 def _fail(problem: str) -> Checked:
     return Checked(problem=problem)
+
+
+def _number(value: Any) -> float | None:
+    """A literal numeric limit as written in a flow ("0.01", 10, "$1,000"); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip().replace(",", "").lstrip("$"))
+    except ValueError:
+        return None
+
+
+NUMBER_OR_TEMPLATE = {"$ref": "#/$defs/number_or_template"}
+NUMBER_LIMITS = Limits("min", "max", _number, "expect.bad_number", "a number", '"10"')
 
 
 # ── phone_zw ──────────────────────────────────────────────────────────────────────────────────────
 
 _PHONE_NOISE = re.compile(r"[\s\-.()]+")
-_PHONE_OK = re.compile(r"2637\d{8}", re.ASCII)
-_PHONE_LOCAL = re.compile(r"0?(7\d{8})", re.ASCII)
+_PHONE_FULL = re.compile(r"263(\d{9})", re.ASCII)
+_PHONE_LOCAL = re.compile(r"0?(\d{9})", re.ASCII)
 PHONE_FORM = "Please send the number in the form 2637XXXXXXXX, e.g. 263771234567."
 
 
-def phone_zw(text: str) -> Checked:
-    """A Zimbabwe mobile number as 12 digits: 2637 then 8 digits."""
+def _networks(prefixes: tuple[str, ...]) -> str:
+    starts = [f"263{p}" for p in prefixes]
+    return starts[0] if len(starts) == 1 else ", ".join(starts[:-1]) + " or " + starts[-1]
+
+
+@input_check(
+    "phone_zw",
+    accepts="a Zimbabwe mobile number: `263` then 9 digits on a mobile network's prefix (`26371`, `26373`, "
+            "`26377`, `26378`: setting `ZW_MOBILE_PREFIXES`); spaces, dashes and a leading `+` are ignored. "
+            "`0771234567` is refused with a hint to send `263771234567`.",
+    saves='`"263771234567"`',
+    hint="a mobile number like 263771234567",
+    examples=("phone_zw",),
+)
+def phone_zw(text: str, context: CheckContext) -> Checked:
+    """A Zimbabwe mobile number as 12 digits: 263, a mobile network's prefix (71, 73, 77, 78), 7 digits."""
     digits = _PHONE_NOISE.sub("", text.strip())
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith("00"):
         # 00 is the international prefix people dial in place of +.
         digits = digits[2:]
-    if _PHONE_OK.fullmatch(digits):
-        return Checked(digits)
-    local = _PHONE_LOCAL.fullmatch(digits)
-    if local:
+    prefixes = context.zw_prefixes
+    full = _PHONE_FULL.fullmatch(digits)
+    national = full.group(1) if full else None
+    local = None if full else _PHONE_LOCAL.fullmatch(digits)
+    number = national or (local.group(1) if local else None)
+    if number is not None and number[:2] not in prefixes and number[0] in {p[0] for p in prefixes}:
+        return _fail(f"Please send a number on a Zimbabwe mobile network: starting {_networks(prefixes)}, "
+                     f"e.g. 263{prefixes[0]}1234567.")
+    if national is not None and national[:2] in prefixes:
+        return Checked("263" + national)
+    if local is not None and number[:2] in prefixes:
         # Show their own number in the form we need: they only have to drop the 0 and add 263.
-        return _fail(f"Please send the number in the form 2637XXXXXXXX, e.g. 263{local.group(1)}.")
+        return _fail(f"Please send the number in the form 2637XXXXXXXX, e.g. 263{number}.")
     return _fail(PHONE_FORM)
 
 
@@ -94,7 +232,18 @@ def _decimal_arg(name: str, value: Any) -> Decimal | None:
     return number
 
 
-def amount(text: str, min: Any = None, max: Any = None) -> Checked:
+@input_check(
+    "amount",
+    accepts="a positive amount with at most 2 decimals: `50`, `50.00`, `$50`, `1,250.50`. Refuses `abc`, `-5`, "
+            "`0`, `1e3`, `50.123`. Settings `min`, `max` (may be templates).",
+    saves='`"50.00"`',
+    hint="an amount like 50 or 50.00",
+    examples=('{amount: {min: "0.01", max: "{{ booking.balance_due }}"}}',),
+    args={"min": NUMBER_OR_TEMPLATE, "max": NUMBER_OR_TEMPLATE},
+    templates=frozenset({"min", "max"}),
+    limits=NUMBER_LIMITS,
+)
+def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
     """A positive amount of money with at most 2 decimal places, optionally within [min, max]."""
     low, high = _decimal_arg("min", min), _decimal_arg("max", max)
     stripped = text.strip()
@@ -125,18 +274,33 @@ def _range_problem(low: Decimal | None, high: Decimal | None) -> str:
 # ── otp ───────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _int_arg(check: str, name: str, value: Any) -> int | None:
+def _int_arg(check_: str, name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise CheckArgsError(f"{check} {name} '{value}' is not a whole number")
+        raise CheckArgsError(f"{check_} {name} '{value}' is not a whole number")
     try:
         return int(str(value).strip())
     except ValueError:
-        raise CheckArgsError(f"{check} {name} '{value}' is not a whole number") from None
+        raise CheckArgsError(f"{check_} {name} '{value}' is not a whole number") from None
 
 
-def otp(text: str, min_length: Any = 4, max_length: Any = 8) -> Checked:
+_CODE_LENGTH = {"type": "integer", "minimum": 1, "maximum": 12}
+
+
+@input_check(
+    "otp",
+    accepts="a one-time code of 4 to 8 digits. Settings `min_length`, `max_length`. The code is a secret: it "
+            "never reaches a log.",
+    saves='`"123456"`',
+    hint="the code from your SMS, in digits",
+    examples=("{otp: {min_length: 4, max_length: 8}}",),
+    args={"min_length": _CODE_LENGTH, "max_length": _CODE_LENGTH},
+    templates=frozenset({"min_length", "max_length"}),
+    limits=Limits("min_length", "max_length", _number, "expect.bad_number", "a number", '"10"'),
+    secret=True,
+)
+def otp(text: str, context: CheckContext, min_length: Any = 4, max_length: Any = 8) -> Checked:
     """A one-time code: digits only (spaces ignored), min_length to max_length of them.
 
     The problem never repeats what was typed: a code is a secret.
@@ -155,7 +319,17 @@ def otp(text: str, min_length: Any = 4, max_length: Any = 8) -> Checked:
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
-def integer(text: str, min: Any = None, max: Any = None) -> Checked:
+@input_check(
+    "integer",
+    accepts="a whole number. Settings `min`, `max`.",
+    saves="`42`",
+    hint="a whole number like 3",
+    examples=("{integer: {min: 1, max: 10}}",),
+    args={"min": NUMBER_OR_TEMPLATE, "max": NUMBER_OR_TEMPLATE},
+    templates=frozenset({"min", "max"}),
+    limits=NUMBER_LIMITS,
+)
+def integer(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
     """A whole number, optionally within [min, max]."""
     low, high = _int_arg("integer", "min", min), _int_arg("integer", "max", max)
     stripped = text.strip()
@@ -183,7 +357,14 @@ YES = frozenset({"yes", "y", "yeah", "yep", "yup", "ok", "okay", "sure", "1"})
 NO = frozenset({"no", "n", "nope", "nah", "2"})
 
 
-def yes_no(text: str) -> Checked:
+@input_check(
+    "yes_no",
+    accepts="yes / y / ok / 1, or no / n / nope / 2, in any case",
+    saves='`"yes"` or `"no"`',
+    hint="yes or no",
+    examples=("yes_no",),
+)
+def yes_no(text: str, context: CheckContext) -> Checked:
     """yes/y/yeah/ok/1 or no/n/nope/2 in any case, with surrounding punctuation ignored."""
     word = text.strip().strip(".!?,").strip().casefold()
     if word in YES:
@@ -205,7 +386,27 @@ def compile_pattern(pattern: str, ignore_case: bool = False) -> re.Pattern:
         raise CheckArgsError(f"regex '{pattern}' is invalid: {e}") from None
 
 
-def regex(text: str, pattern: Any = None, ignore_case: Any = False) -> Checked:
+def _pattern_compiles(args: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    pattern = args.get("pattern")
+    if isinstance(pattern, str):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            yield "pattern", "expect.bad_regex", f"the regex '{pattern}' is not valid: {e}"
+
+
+@input_check(
+    "regex",
+    accepts="text that matches a pattern (the whole answer). Setting `ignore_case`.",
+    saves="the text",
+    hint="the text in the form asked for",
+    examples=('{regex: "^BK-[A-Z0-9-]+$"}', '{regex: {pattern: "^bk-", ignore_case: true}}'),
+    args={"pattern": {"type": "string", "minLength": 1}, "ignore_case": {"type": "boolean"}},
+    shorthand="pattern",
+    required=("pattern",),
+    static=_pattern_compiles,
+)
+def regex(text: str, context: CheckContext, pattern: Any = None, ignore_case: Any = False) -> Checked:
     """The whole answer (surrounding space removed) must match pattern."""
     if not isinstance(pattern, str) or not pattern:
         raise CheckArgsError("regex needs a pattern")
@@ -218,7 +419,17 @@ def regex(text: str, pattern: Any = None, ignore_case: Any = False) -> Checked:
 # ── choice ────────────────────────────────────────────────────────────────────────────────────────
 
 
-def choice(text: str, choices: Any = ()) -> Checked:
+@input_check(
+    "choice",
+    accepts="one of a list of words, in any case",
+    saves="the word as you wrote it",
+    hint="one of the words offered",
+    examples=("{choice: [small, medium, large]}",),
+    args={"choices": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/text"}}},
+    shorthand="choices",
+    required=("choices",),
+)
+def choice(text: str, context: CheckContext, choices: Any = ()) -> Checked:
     """One of the allowed words, in any case; the value is the word as the flow wrote it."""
     if isinstance(choices, str) or not choices:
         raise CheckArgsError("choice needs a list of words")
@@ -232,7 +443,16 @@ def choice(text: str, choices: Any = ()) -> Checked:
 # ── text ──────────────────────────────────────────────────────────────────────────────────────────
 
 
-def text(text: str, max_length: Any = None) -> Checked:
+@input_check(
+    "text",
+    accepts="any text. Setting `max_length`.",
+    saves="the text",
+    hint="your answer in words",
+    examples=("{text: {max_length: 200}}",),
+    args={"max_length": {"type": "integer", "minimum": 1}},
+    templates=frozenset({"max_length"}),
+)
+def text(text: str, context: CheckContext, max_length: Any = None) -> Checked:
     """Any non-empty text, optionally at most max_length characters."""
     limit = _int_arg("text", "max_length", max_length)
     stripped = text.strip()
@@ -243,44 +463,136 @@ def text(text: str, max_length: Any = None) -> Checked:
     return Checked(stripped)
 
 
-CHECKS: Mapping[str, Callable[..., Checked]] = {
-    "phone_zw": phone_zw,
-    "amount": amount,
-    "otp": otp,
-    "integer": integer,
-    "yes_no": yes_no,
-    "regex": regex,
-    "choice": choice,
-    "text": text,
-}
+# ── date ──────────────────────────────────────────────────────────────────────────────────────────
 
-# Argument names each check takes.
-ARGUMENTS: Mapping[str, tuple[str, ...]] = {
-    "phone_zw": (),
-    "amount": ("min", "max"),
-    "otp": ("min_length", "max_length"),
-    "integer": ("min", "max"),
-    "yes_no": (),
-    "regex": ("pattern", "ignore_case"),
-    "choice": ("choices",),
-    "text": ("max_length",),
-}
-
-# Arguments that may be templates, rendered over the conversation's vars before the check runs
-# (e.g. max: "{{ booking.balance_due }}"). A regex pattern is never rendered: `\d{4}` is not a template.
-TEMPLATE_ARGUMENTS = frozenset({"min", "max", "min_length", "max_length"})
+_DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})", re.ASCII)
+_ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
+_NAMED = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?\s+([a-z]{3,9})\.?,?\s+(\d{4})", re.ASCII)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_RELATIVE = {"yesterday": -1, "today": 0, "tomorrow": 1}
+DATE_FORM = "Please send a date like 25/12/2026, 25 Dec 2026 or 2026-12-25."
 
 
-def check(kind: str, answer: str, args: Mapping[str, Any] | None = None) -> Checked:
-    """Run the check named kind on answer with its (rendered) arguments."""
+def read_date(written: str, today: date) -> date | None:
+    """The calendar day written as 25/12/2026, 25 Dec 2026, 2026-12-25, today, tomorrow or yesterday."""
+    word = " ".join(written.strip().casefold().split())
+    if word in _RELATIVE:
+        return today + timedelta(days=_RELATIVE[word])
+    parts = None
+    if match := _DMY.fullmatch(word):
+        parts = int(match.group(3)), int(match.group(2)), int(match.group(1))
+    elif match := _ISO.fullmatch(word):
+        parts = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    elif (match := _NAMED.fullmatch(word)) and match.group(2)[:3] in _MONTHS:
+        month = _MONTHS.index(match.group(2)[:3]) + 1
+        parts = int(match.group(3)), month, int(match.group(1))
+    if parts is None:
+        return None
     try:
-        fn = CHECKS[kind]
-    except KeyError:
-        raise CheckArgsError(f"unknown check '{kind}'") from None
+        return date(*parts)
+    except ValueError:
+        return None
+
+
+def _date_limit(value: Any) -> date | str | None:
+    """A literal after/before as `flows validate` reads it: a date, or the word when relative to today."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        return None
+    word = value.strip().casefold()
+    return word if word in _RELATIVE else read_date(value, date.today())
+
+
+def _comparable_date(value: Any) -> date | None:
+    limit = _date_limit(value)
+    return None if limit is None else limit if isinstance(limit, date) else date.today() + timedelta(_RELATIVE[limit])
+
+
+def _date_arg(name: str, value: Any, today: date) -> date | None:
+    if value is None or value == "":
+        return None
+    day = value if isinstance(value, date) else read_date(str(value), today)
+    if day is None:
+        raise CheckArgsError(f"date {name} '{value}' is not a date")
+    return day
+
+
+def day_text(day: date) -> str:
+    """25 Dec 2026: a date as people read it in a message."""
+    return f"{day.day} {day.strftime('%b %Y')}"
+
+
+_DATE_LIMIT = {"type": "string", "minLength": 1}
+
+
+@input_check(
+    "date",
+    accepts="a day: `25/12/2026`, `25 Dec 2026`, `2026-12-25`, `today`, `tomorrow` (in the business's time "
+            "zone, setting `BUSINESS_TIMEZONE`). Settings `after`, `before`: the answer must be later / earlier "
+            "than that day; `today`, `tomorrow`, a date or a template.",
+    saves='`"2026-12-25"`',
+    hint="a date like 25/12/2026",
+    examples=("date", "{date: {after: today, before: \"{{ booking.end_date }}\"}}"),
+    args={"after": _DATE_LIMIT, "before": _DATE_LIMIT},
+    templates=frozenset({"after", "before"}),
+    limits=Limits("after", "before", _comparable_date, "expect.bad_date", "a date", "today"),
+)
+def date_(text: str, context: CheckContext, after: Any = None, before: Any = None) -> Checked:
+    """A calendar day, optionally strictly after `after` and before `before`; saved as ISO 2026-12-25."""
+    today = context.today
+    low, high = _date_arg("after", after, today), _date_arg("before", before, today)
+    day = read_date(text, today)
+    if day is None:
+        return _fail(DATE_FORM)
+    if low is not None and day <= low:
+        return _fail(f"Please send a date after {day_text(low)}." if high is None else _between(low, high))
+    if high is not None and day >= high:
+        return _fail(f"Please send a date before {day_text(high)}." if low is None else _between(low, high))
+    return Checked(day.isoformat())
+
+
+def _between(low: date, high: date) -> str:
+    return f"Please send a date after {day_text(low)} and before {day_text(high)}."
+
+
+# ── email ─────────────────────────────────────────────────────────────────────────────────────────
+
+
+@input_check(
+    "email",
+    accepts="an email address, checked for its form only (no mail is sent, no domain looked up): "
+            "`Tino@Example.com`.",
+    saves='`"tino@example.com"` (lower-cased)',
+    hint="an email address like name@example.com",
+    examples=("email",),
+)
+def email(text: str, context: CheckContext) -> Checked:
+    """An email address of a valid form, lower-cased; its domain is not looked up."""
+    from email_validator import EmailNotValidError, validate_email  # only turns that check one pay the import
+
     try:
-        return fn(answer, **(args or {}))
+        checked = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return _fail("Please send an email address like name@example.com.")
+    return Checked(checked.normalized.lower())
+
+
+def check(kind: str, answer: str, args: Mapping[str, Any] | None = None,
+          context: CheckContext | None = None) -> Checked:
+    """Run the check named kind on answer with its (rendered) arguments.
+
+    Without a context, today is the date in the default time zone and the default prefixes apply.
+    """
+    entry = checks.get(kind)
+    if entry is None:
+        raise CheckArgsError(f"unknown check '{kind}'")
+    context = context or CheckContext(datetime.now(timezone.utc).replace(tzinfo=None))
+    try:
+        return entry.parse(answer, context, **(args or {}))
     except TypeError as e:
         raise CheckArgsError(f"{kind}: {e}") from None
 
 
-__all__ = ["Checked", "CheckArgsError", "CHECKS", "ARGUMENTS", "TEMPLATE_ARGUMENTS", "check", *CHECKS]
+__all__ = ["Checked", "CheckArgsError", "CheckContext", "InputCheck", "InputChecks", "Limits", "checks",
+           "input_check", "check", "read_date", "day_text", "DEFAULT_TIMEZONE", "DEFAULT_ZW_PREFIXES"]

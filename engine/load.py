@@ -17,13 +17,12 @@ from datetime import timedelta
 from pathlib import Path as FilePath
 from typing import Any, Iterable
 
-from .messages import Choice
-from .model import DEFAULT_ATTEMPTS, DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Expect, Flow, Route, Step
+from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow, Route, Step
 from .problems import Problem
 from .registry import ActionRegistry
 from .registry import registry as default_registry
+from .steps import kinds
 from .validate import FileFacts, check_file, check_set, parse_duration, undefined_variables
-from .whatsapp_limits import choices_of
 from .yaml_source import Source, decode, parse
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -144,30 +143,7 @@ def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Fl
 
 def _step(name: str, kind: str, spec: dict, source: Source) -> Step:
     line, col = source.where(("steps", name), key=True)
-    common: dict[str, Any] = {"name": name, "kind": kind, "line": line, "col": col, "next": _routes(spec.get("next"))}
-    if kind == "say":
-        return Step(text=spec["say"], **common)
-    if kind == "end":
-        return Step(text=spec["end"] if isinstance(spec["end"], str) else None, **common)
-    if kind == "flow":
-        return Step(target_flow=spec["flow"], **common)
-    if kind == "action":
-        return Step(action=spec["action"], params=dict(spec.get("with") or {}), save=spec.get("save"),
-                    on=dict(spec.get("on") or {}), **common)
-    if kind == "ask":
-        return Step(
-            text=spec["ask"],
-            save=spec.get("save"),
-            expect=_expect(spec.get("expect")),
-            buttons=_choices(spec.get("buttons")),
-            options=_choices(spec.get("options")),
-            list_button=spec.get("list_button"),
-            retry=spec.get("retry"),
-            attempts=spec.get("attempts", DEFAULT_ATTEMPTS),
-            on_fail=spec.get("on_fail"),
-            **common,
-        )
-    return Step(**common)
+    return Step(name=name, kind=kind, line=line, col=col, next=_routes(spec.get("next")), **kinds.get(kind).build(spec))
 
 
 def _routes(value: Any) -> tuple[Route, ...]:
@@ -176,24 +152,6 @@ def _routes(value: Any) -> tuple[Route, ...]:
     if isinstance(value, str):
         return (Route(goto=value),)
     return tuple(Route(goto=r["goto"], when=r.get("if")) for r in value)
-
-
-def _choices(value: Any) -> tuple[Choice, ...]:
-    return tuple(Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value))
-
-
-def _expect(value: Any) -> Expect | None:
-    """The check as engine.inputs takes it: regex -> {pattern, ignore_case}, choice -> {choices}."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return Expect(kind=value)
-    (kind, args), = value.items()
-    if kind == "regex":
-        return Expect(kind, {"pattern": args} if isinstance(args, str) else dict(args))
-    if kind == "choice":
-        return Expect(kind, {"choices": tuple(args)} if isinstance(args, list) else {"choices": tuple(args["choices"])})
-    return Expect(kind, dict(args or {}))
 
 
 __all__ = ["LoadReport", "load_text", "load_paths", "flow_files", "build_flow"]

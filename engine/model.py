@@ -27,9 +27,8 @@ A flow file (one flow per file):
       # action fields: with (params, may be templates), save, on {outcome: step}, next (default route)
       # every kind but end/flow: next: <step> | [{if: "<jinja expression>", goto: <step>}, …, {goto: <step>}]
 
-expect: phone_zw | amount | otp | integer | yes_no | text, or a mapping with one of
-    {amount: {min: "0.01", max: "{{ booking.balance_due }}"}}, {integer: {min: 1, max: 10}},
-    {regex: "^BK-"}, {choice: [a, b, c]}, {otp: {min_length: 4, max_length: 8}}, {text: {max_length: 200}}
+expect: the name of an input check (engine/inputs.py: phone_zw, amount, date, email, …), or a mapping with
+    one of them and its settings: {amount: {min: "0.01", max: "{{ booking.balance_due }}"}}, {regex: "^BK-"}
 buttons/options: a mapping id -> title (options: title or {title, description}), or a list of titles
     (ids are then the titles, lowercased). The answer may be the id, the title in any case, or its number.
 """
@@ -41,7 +40,6 @@ from typing import Any, Mapping
 
 from .messages import Choice
 
-STEP_KINDS = ("say", "ask", "action", "flow", "end", "branch")
 DEFAULT_CANCEL_WORDS = ("cancel", "stop")
 DEFAULT_CANCEL_MESSAGE = "Okay, I have stopped here. Send *menu* to see what I can do."
 DEFAULT_MENU_WORD = "menu"
@@ -61,7 +59,7 @@ class Route:
 class Expect:
     """An input check: a built-in kind with its arguments (min/max may be templates)."""
 
-    kind: str  # phone_zw | amount | otp | integer | yes_no | regex | choice | text
+    kind: str  # the name of an input check (engine.inputs.checks), e.g. amount
     args: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -70,7 +68,7 @@ class Step:
     """One step of a flow. Fields not used by its kind stay at their defaults."""
 
     name: str
-    kind: str  # one of STEP_KINDS
+    kind: str  # the name of a step kind (engine.steps.kinds), e.g. ask
     text: str | None = None  # say/ask/end message (a template)
     save: str | None = None  # ask: variable for the answer; action: variable for the result data
     expect: Expect | None = None
@@ -87,6 +85,12 @@ class Step:
     next: tuple[Route, ...] = ()
     line: int = 0
     col: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # settings of a kind that has no field above
+
+    def targets(self) -> tuple[str, ...]:
+        """Every step this one may go to, in the order written: next, then on (by outcome), then on_fail."""
+        found = [r.goto for r in self.next] + list(self.on.values()) + ([self.on_fail] if self.on_fail else [])
+        return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ How a message is handled:
 - Waiting at an ask step: a typed cancel word cancels (the flow's cancel step, then its cancel message),
   the menu word hands over to the menu flow. An answer that is one of the step's own buttons or options
   wins over both words. Another flow's trigger does not jump: "pay" may be a real answer. Anything else
-  is the answer, checked by the step; a message without text (image, audio, …) counts as a failed attempt.
+  is the answer, checked by the step; a message that cannot be an answer (image, sticker, location, …)
+  gets a hint of what to send and uses no attempt.
 - Then the steps are walked from there until an ask step (status active), an end (ended) or an error.
 """
 from __future__ import annotations
@@ -28,25 +29,13 @@ from .context import TurnContext
 from .lookups import flow_lookups, flowset_lookups, normalise
 from .messages import ACTIVE, ENDED, EXPIRED, ActionCall, Choice, Conversation, Event, Inbound, Outbound, TurnResult
 from .model import Flow, FlowSet, Step
-from .steps import action as action_step
-from .steps import ask as ask_step
-from .steps import branch as branch_step
-from .steps import end as end_step
-from .steps import flow as flow_step
-from .steps import say as say_step
+from .steps import kinds
 from .templates import evaluate, render
 
 SORRY = "Sorry, something went wrong on our side. Send *{menu}* to start again."
 
-# One module per step kind; each `run(turn, step)` returns the next step's name, or None to stop.
-RUNNERS: dict[str, Callable[["Turn", Step], str | None]] = {
-    "say": say_step.run,
-    "ask": ask_step.run,
-    "action": action_step.run,
-    "flow": flow_step.run,
-    "end": end_step.run,
-    "branch": branch_step.run,
-}
+# One module per step kind (engine/steps); each `run(turn, step)` returns the next step's name, or None.
+RUNNERS: dict[str, Callable[["Turn", Step], str | None]] = {kind.name: kind.run for kind in kinds}
 
 
 class Abort(Exception):
@@ -262,7 +251,7 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
     if waiting:
         flow = flows.get(conversation.flow, conversation.version)
         step = flow.steps.get(conversation.step) if flow is not None else None
-        if step is None or step.kind != "ask":
+        if step is None or not kinds.get(step.kind).waits:
             turn.event("warning", "conversation.lost",
                        f"conversation at flow '{conversation.flow}' step '{conversation.step}' cannot go on: "
                        "the flow changed under it")
@@ -298,7 +287,7 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
             menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
             if typed == lookups.menu_word and menu is not None:
                 return turn.begin(menu)
-    return ask_step.answer(turn, step, inbound)
+    return kinds.get(step.kind).answer(turn, step, inbound)
 
 
 def _cancel(turn: Turn) -> None:

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
-
-import jsonschema
+from typing import Any
 
 from . import flow_schema
 from .lookups import normalise
 from .problems import Problem
-from .registry import ActionRegistry, ActionSpec
+from .registry import ActionRegistry
+from .steps import kinds
 from .templates import env
 from .template_check import TemplateInfo, inspect_expression, inspect_template, is_template, literal_text
 from .flow_graph import closed_groups, reachable, targets
-from .whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits
+from .whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY
 from .yaml_source import Path, Source
 
 # Variables every template can read without a step saving them (the runner sets them on every turn).
@@ -127,7 +126,6 @@ class _FileChecker:
     # ── one step ───────────────────────────────────────────────────────────────────────────────────
 
     def step(self, name: str, step: dict) -> None:
-        kind = self.kinds[name]
         base = ("steps", name)
         label = f"step '{name}'"
         for route_path, target in targets(step, base):
@@ -138,141 +136,9 @@ class _FileChecker:
             if step["save"] in BUILTIN_VARS:
                 self.add(base + ("save",), "error", "save.reserved",
                          f"{label}: '{step['save']}' is set by convoflow itself: save into another name")
-        if kind == "say":
-            self.template(base + ("say",), step["say"], label, text_limit=MAX_TEXT_BODY)
-            self.dead_end(name, step, "the conversation ends after this message")
-        elif kind == "end" and isinstance(step["end"], str):
-            self.template(base + ("end",), step["end"], label, text_limit=MAX_TEXT_BODY)
-        elif kind == "ask":
-            self.ask(name, step, base, label)
-        elif kind == "action":
-            self.action(name, step, base, label)
-        elif kind == "flow":
-            line, col = self.source.where(base + ("flow",))
-            self.facts.handovers.append((step["flow"], line, col, name))
-
-    def ask(self, name: str, step: dict, base: Path, label: str) -> None:
-        has_choices = "buttons" in step or "options" in step
-        self.template(base + ("ask",), step["ask"], label, text_limit=MAX_INTERACTIVE_BODY if has_choices else MAX_TEXT_BODY)
-        if isinstance(step.get("retry"), str):
-            self.template(base + ("retry",), step["retry"], label, text_limit=MAX_INTERACTIVE_BODY if has_choices else MAX_TEXT_BODY)
-        if "buttons" in step and "options" in step:
-            self.add(base + ("options",), "error", "ask.buttons_and_options",
-                     f"{label} has both 'buttons' and 'options': WhatsApp shows one or the other, keep one", key=True)
-        for path, text in _choice_texts(step, base):
-            self.template(path, text, label)
-        if isinstance(step.get("list_button"), str):
-            self.template(base + ("list_button",), step["list_button"], label)
-        for problem in check_step_limits(step, base, label):
-            self.add(*problem)
-        if "expect" in step:
-            self.expect(step["expect"], base + ("expect",), label)
-            if has_choices:
-                self.add(base + ("expect",), "warning", "ask.expect_with_choices",
-                         f"{label}: with buttons or options the answer is one of them, so 'expect' is never used; "
-                         f"remove it", key=True)
-        self.dead_end(name, step, "the conversation ends once the answer is saved")
-
-    def expect(self, expect: Any, path: Path, label: str) -> None:
-        if not isinstance(expect, dict):
-            return
-        (kind, args), = expect.items()
-        args_path = path + (kind,)
-        if kind == "regex":
-            pattern = args if isinstance(args, str) else args["pattern"]
-            where = args_path if isinstance(args, str) else args_path + ("pattern",)
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                self.add(where, "error", "expect.bad_regex", f"{label}: the regex '{pattern}' is not valid: {e}")
-            return
-        if not isinstance(args, dict):
-            return
-        bounds = {}
-        for arg in ("min", "max", "min_length", "max_length"):
-            value = args.get(arg)
-            if isinstance(value, str) and is_template(value):
-                self.template(args_path + (arg,), value, label)
-            elif value is not None:
-                number = _number(value)
-                if number is None:
-                    self.add(args_path + (arg,), "error", "expect.bad_number",
-                             f"{label}: '{arg}: {value}' is not a number (write e.g. {arg}: \"10\", or a template)")
-                else:
-                    bounds[arg.replace("_length", "")] = number
-        if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
-            self.add(args_path, "error", "expect.bad_range",
-                     f"{label}: the smallest allowed value is above the largest, so no answer can pass")
-
-    def action(self, name: str, step: dict, base: Path, label: str) -> None:
-        spec = self.registry.get(step["action"])
-        params = step.get("with") or {}
-        self.params_templates(params, base + ("with",), label, spec)
-        if spec is None:
-            hint = self.registry.suggest(step["action"])
-            self.add(base + ("action",), "error", "action.unknown",
-                     f"{label}: unknown action '{step['action']}'" + (f" — did you mean '{hint}'?" if hint else ""))
-            if "on" not in step:
-                self.dead_end(name, step, "the conversation stops after the action")
-            return
-        self.params_schema(spec, params, base + ("with",), label)
-        on = step.get("on") or {}
-        for outcome in on:
-            if outcome not in spec.outcomes:
-                self.add(base + ("on", outcome), "error", "action.unknown_outcome",
-                         f"{label}: action '{spec.name}' never returns '{outcome}' (it returns "
-                         f"{', '.join(spec.outcomes)}){flow_schema.suggest(outcome, spec.outcomes)}",
-                         key=True)
-        if "next" in step:
-            return
-        if not on:
-            self.dead_end(name, step, f"every outcome of '{spec.name}' stops the conversation with an apology")
-            return
-        for outcome in spec.outcomes:
-            if outcome not in on:
-                self.add(base + ("on",), "warning", "action.unhandled_outcome",
-                         f"{label}: action '{spec.name}' may return '{outcome}', which 'on' does not handle and "
-                         f"there is no 'next': the conversation would stop with an apology", key=True)
-
-    def params_templates(self, params: dict, path: Path, label: str, spec: ActionSpec | None) -> None:
-        for key, value in params.items():
-            for value_path, text in _strings(value, path + (key,)):
-                if not is_template(text):
-                    continue
-                if spec is not None and key not in spec.templates:
-                    if key not in (spec.params.get("properties") or {}):
-                        continue  # an unknown parameter: params_schema says so, once
-                    self.add(value_path, "error", "action.param_not_template",
-                             f"{label}: '{key}' of action '{spec.name}' is sent exactly as written, so it cannot "
-                             f"hold a template ({{{{ … }}}})")
-                    continue
-                self.template(value_path, text, label)
-
-    def params_schema(self, spec: ActionSpec, params: dict, path: Path, label: str) -> None:
-        # A templated value is judged when the conversation runs (or, where the action takes no template,
-        # by action.param_not_template already).
-        templated = {k for k, v in params.items() if any(is_template(t) for _, t in _strings(v, ()))}
-        required_seen: set[Path] = set()
-        for err in _params_validator(spec).iter_errors(params):
-            where = tuple(err.absolute_path)
-            if where and where[0] in templated:
-                continue
-            if err.validator == "required":
-                if where in required_seen:
-                    continue  # jsonschema reports each missing parameter apart; one line names them all
-                required_seen.add(where)
-                missing = [r for r in err.validator_value if r not in err.instance] or list(err.validator_value)
-                message = f"action '{spec.name}' needs {flow_schema.and_list(missing)} in 'with'"
-            elif err.validator == "additionalProperties":
-                known = list(err.schema.get("properties", {}))
-                extras = [k for k in err.instance if k not in known]
-                for extra in extras:
-                    self.add(path + where + (extra,), "error", "action.bad_params",
-                             f"{label}: action '{spec.name}' takes no '{extra}'{flow_schema.suggest(extra, known)}", key=True)
-                continue
-            else:
-                message = _param_words(err, str(where[-1]) if where else "with")
-            self.add(path + where, "error", "action.bad_params", f"{label}: {message}")
+        kind = kinds.get(self.kinds[name])
+        if kind.check is not None:
+            kind.check(StepChecker(self, name), name, step)
 
     def dead_end(self, name: str, step: dict, consequence: str) -> None:
         if "next" not in step:
@@ -345,7 +211,7 @@ class _FileChecker:
                 continue
             closing = reachable(self.steps, root)
             seen |= closing
-            questions = [n for n in self.steps if n in closing and self.kinds.get(n) == "ask"]
+            questions = [n for n in self.steps if n in closing and kinds.get(self.kinds[n]).waits]
             if questions:
                 self.add((section, "step"), "warning", "flow.closing_question",
                          f"the {section} step '{root}' leads to the question '{questions[0]}', but nobody can "
@@ -364,12 +230,13 @@ class _FileChecker:
         names = set(self.steps)
         for name, step in self.steps.items():
             goes_to = {t for _, t in targets(step, ())}
-            if self.kinds[name] in ("ask", "end", "flow") or not goes_to or not goes_to <= names:
+            kind = kinds.get(self.kinds[name])
+            if kind.waits or kind.leaves or not goes_to or not goes_to <= names:
                 exits[name] = None
             elif isinstance(step.get("next"), list) and all("if" in r for r in step["next"]):
                 exits[name] = None  # no default route: when no condition holds the walk stops
-            elif self.kinds[name] == "action" and "next" not in step and not self._routes_every_outcome(step):
-                exits[name] = None  # an outcome without a route stops the walk
+            elif kind.may_stop is not None and kind.may_stop(step, self.registry):
+                exits[name] = None  # e.g. an action outcome without a route stops the walk
             else:
                 exits[name] = goes_to
         for loop in closed_groups(exits):
@@ -381,65 +248,34 @@ class _FileChecker:
                      f"stopped with an apology. Route {'it' if len(loop) == 1 else 'one of them'} to a question "
                      f"or an end", key=True)
 
-    def _routes_every_outcome(self, step: dict) -> bool:
-        spec = self.registry.get(step["action"])
-        return spec is not None and all(o in (step.get("on") or {}) for o in spec.outcomes)
+class StepChecker:
+    """What a step kind's checks see of the file checker: one step, paths relative to it."""
 
+    def __init__(self, checker: _FileChecker, name: str) -> None:
+        self.checker = checker
+        self.name = name
+        self.base: Path = ("steps", name)
+        self.label = f"step '{name}'"
+        self.registry = checker.registry
+        self.step: dict = checker.steps[name]
 
-def _choice_texts(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
-    for field_ in ("buttons", "options"):
-        choices = step.get(field_)
-        items = choices.items() if isinstance(choices, dict) else enumerate(choices or ())
-        for key, choice in items:
-            if isinstance(choice, str):
-                yield base + (field_, key), choice
-            elif isinstance(choice, dict):
-                for part in ("title", "description"):
-                    if isinstance(choice.get(part), str):
-                        yield base + (field_, key, part), choice[part]
+    def add(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> None:
+        """Record a problem at path, relative to the step (("expect", "amount", "max"))."""
+        self.checker.add(self.base + tuple(path), severity, code, message, key=key)
 
+    def message(self, path: Path | str, text: str, limit: int | None = MAX_TEXT_BODY) -> None:
+        """Check a template the step holds, and the length WhatsApp allows for it (None: no limit here)."""
+        where = (path,) if isinstance(path, str) else tuple(path)
+        self.checker.template(self.base + where, text, self.label, text_limit=limit)
 
-def _strings(value: Any, path: Path) -> Iterable[tuple[Path, str]]:
-    """Every string inside a parameter value, with its path."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, path + (i,))
+    def dead_end(self, consequence: str) -> None:
+        """Warn when the step has no `next`, saying what happens then."""
+        self.checker.dead_end(self.name, self.step, consequence)
 
-
-def _param_words(err: jsonschema.ValidationError, label: str) -> str:
-    """Plain words for a parameter that breaks its action's schema; actions' patterns carry no prose."""
-    if err.validator == "pattern":
-        return f"'{label}' is '{err.instance}', which is not in the form the action needs ({err.validator_value})"
-    if err.validator == "type" and isinstance(err.instance, int | float) and "string" in str(err.validator_value):
-        return f"'{label}' must be text: put {err.instance} in quotes"
-    return flow_schema.plain_words(err, label)[1]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value).strip().replace(",", "").lstrip("$"))
-    except ValueError:
-        return None
-
-
-# One compiled validator per action contract; the spec is kept alongside so its id stays its own.
-_validators: dict[int, tuple[ActionSpec, jsonschema.Draft202012Validator]] = {}
-
-
-def _params_validator(spec: ActionSpec) -> jsonschema.Draft202012Validator:
-    entry = _validators.get(id(spec))
-    if entry is None or entry[0] is not spec:
-        entry = _validators[id(spec)] = (spec, jsonschema.Draft202012Validator(spec.params))
-    return entry[1]
+    def handover(self, flow: str) -> None:
+        """Note a hand-over to another flow, checked once every file is read."""
+        line, col = self.checker.source.where(self.base + ("flow",))
+        self.checker.facts.handovers.append((flow, line, col, self.name))
 
 
 def _filters() -> list[str]:
@@ -505,4 +341,4 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
     return problems
 
 
-__all__ = ["FileFacts", "VarUse", "BUILTIN_VARS", "check_file", "check_set", "undefined_variables", "parse_duration"]
+__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "undefined_variables", "parse_duration"]

@@ -18,10 +18,13 @@ import jsonschema
 from ..lookups import per_object
 from ..messages import ActionCall
 from ..model import Step
-from ..registry import ActionContext, ActionSpec, Result
+from ..registry import ActionContext, ActionRegistry, ActionSpec, Result
+from ..template_check import is_template
+from . import StepKind
 
 if TYPE_CHECKING:
     from ..runner import Turn
+    from ..validate import StepChecker
 
 REDACTED = "***"
 
@@ -120,3 +123,141 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# ── checking a flow's action steps against the actions' contracts ───────────────────────────────────
+
+
+def check(checker: "StepChecker", name: str, step: dict) -> None:
+    from ..flow_schema import suggest
+
+    spec = checker.registry.get(step["action"])
+    params = step.get("with") or {}
+    _params_templates(checker, params, spec)
+    if spec is None:
+        hint = checker.registry.suggest(step["action"])
+        checker.add(("action",), "error", "action.unknown",
+                    f"{checker.label}: unknown action '{step['action']}'" + (f" — did you mean '{hint}'?" if hint else ""))
+        if "on" not in step:
+            checker.dead_end("the conversation stops after the action")
+        return
+    _params_schema(checker, spec, params)
+    on = step.get("on") or {}
+    for outcome in on:
+        if outcome not in spec.outcomes:
+            checker.add(("on", outcome), "error", "action.unknown_outcome",
+                        f"{checker.label}: action '{spec.name}' never returns '{outcome}' (it returns "
+                        f"{', '.join(spec.outcomes)}){suggest(outcome, spec.outcomes)}", key=True)
+    if "next" in step:
+        return
+    if not on:
+        checker.dead_end(f"every outcome of '{spec.name}' stops the conversation with an apology")
+        return
+    for outcome in spec.outcomes:
+        if outcome not in on:
+            checker.add(("on",), "warning", "action.unhandled_outcome",
+                        f"{checker.label}: action '{spec.name}' may return '{outcome}', which 'on' does not handle "
+                        f"and there is no 'next': the conversation would stop with an apology", key=True)
+
+
+def _params_templates(checker: "StepChecker", params: dict, spec: ActionSpec | None) -> None:
+    for key, value in params.items():
+        for value_path, text in _strings(value, ("with", key)):
+            if not is_template(text):
+                continue
+            if spec is not None and key not in spec.templates:
+                if key not in (spec.params.get("properties") or {}):
+                    continue  # an unknown parameter: _params_schema says so, once
+                checker.add(value_path, "error", "action.param_not_template",
+                            f"{checker.label}: '{key}' of action '{spec.name}' is sent exactly as written, so it "
+                            f"cannot hold a template ({{{{ … }}}})")
+                continue
+            checker.message(value_path, text, None)
+
+
+def _params_schema(checker: "StepChecker", spec: ActionSpec, params: dict) -> None:
+    from ..flow_schema import and_list, suggest
+
+    # A templated value is judged when the conversation runs (or, where the action takes no template,
+    # by action.param_not_template already).
+    templated = {k for k, v in params.items() if any(is_template(t) for _, t in _strings(v, ()))}
+    required_seen: set[tuple] = set()
+    for err in validator_for(spec).iter_errors(params):
+        where = ("with", *err.absolute_path)
+        if len(where) > 1 and where[1] in templated:
+            continue
+        if err.validator == "required":
+            if where in required_seen:
+                continue  # jsonschema reports each missing parameter apart; one line names them all
+            required_seen.add(where)
+            missing = [r for r in err.validator_value if r not in err.instance] or list(err.validator_value)
+            message = f"action '{spec.name}' needs {and_list(missing)} in 'with'"
+        elif err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            for extra in (k for k in err.instance if k not in known):
+                checker.add(where + (extra,), "error", "action.bad_params",
+                            f"{checker.label}: action '{spec.name}' takes no '{extra}'{suggest(extra, known)}", key=True)
+            continue
+        else:
+            message = _param_words(err, str(where[-1]))
+        checker.add(where, "error", "action.bad_params", f"{checker.label}: {message}")
+
+
+def _strings(value: Any, path: tuple) -> list[tuple[tuple, str]]:
+    """Every string inside a parameter value, with its path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _strings(v, path + (k,))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _strings(v, path + (i,))]
+    return []
+
+
+def _param_words(err: jsonschema.ValidationError, label: str) -> str:
+    """Plain words for a parameter that breaks its action's schema; actions' patterns carry no prose."""
+    from ..flow_schema import plain_words
+
+    if err.validator == "pattern":
+        return f"'{label}' is '{err.instance}', which is not in the form the action needs ({err.validator_value})"
+    if err.validator == "type" and isinstance(err.instance, int | float) and "string" in str(err.validator_value):
+        return f"'{label}' must be text: put {err.instance} in quotes"
+    return plain_words(err, label)[1]
+
+
+def may_stop(step: dict, registry: ActionRegistry) -> bool:
+    """An action step with no `next` stops the walk on any outcome its `on` does not route."""
+    if "next" in step:
+        return False
+    spec = registry.get(step["action"])
+    return spec is None or not all(o in (step.get("on") or {}) for o in spec.outcomes)
+
+
+KIND = StepKind(
+    name="action",
+    key="action",
+    order=30,
+    schema={
+        "description": "Call a registered action, save its result and go on by its outcome.",
+        "type": "object",
+        "required": ["action"],
+        "additionalProperties": False,
+        "properties": {
+            "action": {"type": "string", "minLength": 1, "description": "The action's name, e.g. booking.lookup."},
+            "with": {"type": "object",
+                     "description": "The action's parameters; values may be templates where the action allows it."},
+            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the action's result."},
+            "on": {
+                "type": "object",
+                "description": "The step to go to for each outcome, e.g. {found: ask_amount, not_found: no_booking}.",
+                "additionalProperties": {"$ref": "#/$defs/step_name"},
+            },
+            "next": {"$ref": "#/$defs/next"},
+        },
+    },
+    build=lambda spec: {"action": spec["action"], "params": dict(spec.get("with") or {}), "save": spec.get("save"),
+                        "on": dict(spec.get("on") or {})},
+    run=run,
+    check=check,
+    may_stop=may_stop,
+)

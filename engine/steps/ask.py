@@ -5,25 +5,30 @@ reply_id; typed text may be the id, the title in any case or the choice's number
 the step's `expect` check (default: any non-empty text) turns the answer into the value to save.
 
 A failed answer re-prompts with the step's `retry` (rendered), or the check's own problem in plain words,
-re-sending the buttons or options. A message with no text (image, audio, sticker…) is a failed answer too:
-the user is told what we need instead of being silently ignored. After `attempts` failures the
-conversation goes to `on_fail`, or ends politely.
+re-sending the buttons or options. After `attempts` failures the conversation goes to `on_fail`, or ends
+politely. A message that cannot be an answer at all (an image, a sticker, a location…) is not a try: it
+gets one short hint of what to send and uses no attempt.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..inputs import TEMPLATE_ARGUMENTS, CheckArgsError, check
+from ..inputs import CheckArgsError, CheckContext, checks
 from ..lookups import flow_lookups, normalise
-from ..messages import Inbound
-from ..model import Step
+from ..messages import Choice, Inbound
+from ..model import DEFAULT_ATTEMPTS, Expect, Step
+from ..template_check import is_template
+from ..whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits, choices_of
+from . import StepKind
 
 if TYPE_CHECKING:
     from ..runner import Turn
+    from ..validate import StepChecker
 
 GAVE_UP = "Sorry, I could not understand your answer, so I have stopped here. Send *{menu}* to start again."
 PICK_BUTTON = "Please tap one of the buttons, or send its number."
 PICK_OPTION = "Please choose one of the options, or send its number."
+TYPE_ANSWER = "Please type your answer: {hint}."
 
 
 def run(turn: "Turn", step: Step) -> None:
@@ -32,17 +37,17 @@ def run(turn: "Turn", step: Step) -> None:
         # A cancel or expiry step is the conversation's last act: nobody would be there to answer.
         turn.event("warning", "ask.while_closing", f"step '{step.name}' asks a question while the conversation closes")
         return None
-    text = turn.render(step.text or "")
-    if step.buttons or step.options:
-        turn.say_choices(step, text)
-    else:
-        turn.send(text)
+    turn.say_choices(step, turn.render(step.text or ""))
     turn.wait(step)
     return None
 
 
 def answer(turn: "Turn", step: Step, inbound: Inbound) -> str | None:
     """Check inbound as the answer to step; returns the step to walk next, or None (re-prompted or ended)."""
+    if inbound.kind == "other":
+        turn.say_choices(step, _hint(step))
+        turn.wait(step, turn.attempts)
+        return None
     value, problem = _read(turn, step, inbound)
     if problem is None:
         if step.save:
@@ -58,13 +63,19 @@ def answer(turn: "Turn", step: Step, inbound: Inbound) -> str | None:
         turn.send(GAVE_UP.format(menu=turn.menu_word))
         turn.end()
         return None
-    text = turn.render(step.retry) if step.retry else problem
-    if step.buttons or step.options:
-        turn.say_choices(step, text)
-    else:
-        turn.send(text)
+    turn.say_choices(step, turn.render(step.retry) if step.retry else problem)
     turn.wait(step, attempts)
     return None
+
+
+def _hint(step: Step) -> str:
+    """What to send instead of a picture, a sticker, a location…"""
+    if step.buttons:
+        return PICK_BUTTON
+    if step.options:
+        return PICK_OPTION
+    entry = checks.get(step.expect.kind if step.expect else "text")
+    return TYPE_ANSWER.format(hint=entry.hint if entry else "in words")
 
 
 def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
@@ -74,17 +85,180 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
         if inbound.kind in ("button", "list") and inbound.reply_id in lookups.choice_ids[step.name]:
             return inbound.reply_id, None
         # A typed answer, or a button from an older message whose title still names a choice here.
-        chosen = lookups.choices[step.name].get(normalise(inbound.text)) if inbound.kind != "other" else None
+        chosen = lookups.choices[step.name].get(normalise(inbound.text))
         if chosen is not None:
             return chosen, None
         return None, PICK_BUTTON if step.buttons else PICK_OPTION
-    text = inbound.text if inbound.kind != "other" and inbound.text is not None else ""
-    if step.expect is None:
-        result = check("text", text)
-    else:
-        args = {k: turn.render_value(v) if k in TEMPLATE_ARGUMENTS else v for k, v in step.expect.args.items()}
-        try:
-            result = check(step.expect.kind, text, args)
-        except CheckArgsError as e:
-            raise turn.abort("expect.invalid", str(e)) from None
+    expect = step.expect or Expect("text")
+    entry = checks.get(expect.kind)
+    if entry is None:
+        raise turn.abort("expect.invalid", f"unknown check '{expect.kind}'")
+    args = {k: turn.render_value(v) if k in entry.templates else v for k, v in expect.args.items()}
+    context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes)
+    try:
+        result = entry.parse(inbound.text or "", context, **args)
+    except (CheckArgsError, TypeError) as e:
+        raise turn.abort("expect.invalid", f"{expect.kind}: {e}") from None
     return result.value, result.problem
+
+
+# ── loading and checking ─────────────────────────────────────────────────────────────────────────────
+
+
+def build(spec: dict) -> dict:
+    """The Step fields of a checked ask mapping."""
+    return {
+        "text": spec["ask"],
+        "save": spec.get("save"),
+        "expect": _expect(spec.get("expect")),
+        "buttons": _choices(spec.get("buttons")),
+        "options": _choices(spec.get("options")),
+        "list_button": spec.get("list_button"),
+        "retry": spec.get("retry"),
+        "attempts": spec.get("attempts", DEFAULT_ATTEMPTS),
+        "on_fail": spec.get("on_fail"),
+    }
+
+
+def _choices(value: Any) -> tuple[Choice, ...]:
+    return tuple(Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value))
+
+
+def _expect(value: Any) -> Expect | None:
+    """The check with its arguments by name: {regex: "^BK"} -> Expect("regex", {"pattern": "^BK"})."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Expect(kind=value)
+    (kind, args), = value.items()
+    arguments = checks.get(kind).arguments(args)
+    return Expect(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items()})
+
+
+def check(checker: "StepChecker", name: str, step: dict) -> None:
+    has_choices = "buttons" in step or "options" in step
+    limit = MAX_INTERACTIVE_BODY if has_choices else MAX_TEXT_BODY
+    checker.message("ask", step["ask"], limit)
+    if isinstance(step.get("retry"), str):
+        checker.message("retry", step["retry"], limit)
+    if "buttons" in step and "options" in step:
+        checker.add(("options",), "error", "ask.buttons_and_options",
+                    f"{checker.label} has both 'buttons' and 'options': WhatsApp shows one or the other, keep one",
+                    key=True)
+    for path, text in _choice_texts(step):
+        checker.message(path, text, None)
+    if isinstance(step.get("list_button"), str):
+        checker.message("list_button", step["list_button"], None)
+    for path, severity, code, message in check_step_limits(step, checker.base, checker.label):
+        checker.add(path[len(checker.base):], severity, code, message)
+    if "expect" in step:
+        _check_expect(checker, step["expect"])
+        if has_choices:
+            checker.add(("expect",), "warning", "ask.expect_with_choices",
+                        f"{checker.label}: with buttons or options the answer is one of them, so 'expect' is never "
+                        f"used; remove it", key=True)
+    checker.dead_end("the conversation ends once the answer is saved")
+
+
+def _check_expect(checker: "StepChecker", expect: Any) -> None:
+    """The check's literal arguments: templates parse, limits read, the low limit below the high one."""
+    if not isinstance(expect, dict):
+        return
+    (kind, written), = expect.items()
+    entry = checks.get(kind)
+    args = entry.arguments(written)
+    at = ("expect", kind)
+
+    def where(arg: str) -> tuple:
+        return at + (arg,) if isinstance(written, dict) else at
+
+    for arg, code, message in entry.static(args) if entry.static else ():
+        checker.add(where(arg), "error", code, f"{checker.label}: {message}")
+    limits, read = entry.limits, {}
+    for arg, value in args.items():
+        if arg in entry.templates and isinstance(value, str) and is_template(value):
+            checker.message(where(arg), value, None)
+        elif limits is not None and arg in (limits.low, limits.high) and value is not None:
+            read[arg] = limits.read(value)
+            if read[arg] is None:
+                checker.add(where(arg), "error", limits.code,
+                            f"{checker.label}: '{arg}: {value}' is not {limits.what} (write e.g. {arg}: "
+                            f"{limits.example}, or a template)")
+    low, high = (read.get(limits.low), read.get(limits.high)) if limits else (None, None)
+    if low is not None and high is not None and low > high:
+        checker.add(at, "error", "expect.bad_range",
+                    f"{checker.label}: the smallest allowed value is above the largest, so no answer can pass")
+
+
+def _choice_texts(step: dict) -> list[tuple[tuple, str]]:
+    texts = []
+    for field_ in ("buttons", "options"):
+        choices = step.get(field_)
+        items = choices.items() if isinstance(choices, dict) else enumerate(choices or ())
+        for key, choice in items:
+            if isinstance(choice, str):
+                texts.append(((field_, key), choice))
+            elif isinstance(choice, dict):
+                texts.extend(((field_, key, part), choice[part]) for part in ("title", "description")
+                             if isinstance(choice.get(part), str))
+    return texts
+
+
+KIND = StepKind(
+    name="ask",
+    key="ask",
+    order=20,
+    schema={
+        "description": "Send a question, wait for the answer, check it and save it.",
+        "type": "object",
+        "required": ["ask"],
+        "additionalProperties": False,
+        "dependentRequired": {"list_button": ["options"]},
+        "properties": {
+            "ask": {"$ref": "#/$defs/text", "description": "The question (Jinja template)."},
+            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the answer."},
+            "expect": {"$ref": "#/$defs/expect"},
+            "buttons": {"$ref": "#/$defs/buttons"},
+            "options": {"$ref": "#/$defs/options"},
+            "list_button": {"$ref": "#/$defs/text",
+                            "description": "The label of the button that opens the options list. Default: Choose."},
+            "retry": {"$ref": "#/$defs/text", "description": "The message sent when the answer does not pass the check."},
+            "attempts": {"type": "integer", "minimum": 1, "maximum": 20,
+                         "description": "How many answers to try before on_fail. Default: 3."},
+            "on_fail": {"$ref": "#/$defs/step_name",
+                        "description": "The step to go to when the attempts run out. Default: end politely."},
+            "next": {"$ref": "#/$defs/next"},
+        },
+    },
+    defs={
+        "buttons": {
+            "description": "Up to 3 reply buttons: a mapping id -> title, or a list of titles.",
+            "type": ["object", "array"],
+            "if": {"type": "array"},
+            "then": {"minItems": 1, "items": {"$ref": "#/$defs/text"}},
+            "else": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/text"}},
+        },
+        "options": {
+            "description": "Up to 10 list rows: a mapping id -> title (or {title, description}), or a list of titles.",
+            "type": ["object", "array"],
+            "if": {"type": "array"},
+            "then": {"minItems": 1, "items": {"$ref": "#/$defs/option"}},
+            "else": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/option"}},
+        },
+        "option": {
+            "type": ["string", "object"],
+            "if": {"type": "string"},
+            "then": {"minLength": 1},
+            "else": {
+                "required": ["title"],
+                "additionalProperties": False,
+                "properties": {"id": {"$ref": "#/$defs/text"}, "title": {"$ref": "#/$defs/text"},
+                               "description": {"$ref": "#/$defs/text"}},
+            },
+        },
+    },
+    build=build,
+    run=run,
+    check=check,
+    answer=answer,
+)

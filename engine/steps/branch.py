@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Step
+from . import StepKind
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -12,3 +13,19 @@ if TYPE_CHECKING:
 def run(turn: "Turn", step: Step) -> str | None:
     """Conditions are Jinja expressions over the saved variables, e.g. `amount | float > 100`."""
     return turn.route(step)
+
+
+KIND = StepKind(
+    name="branch",
+    key=None,
+    order=60,
+    schema={
+        "description": "Choose the next step by conditions, without sending anything.",
+        "type": "object",
+        "required": ["next"],
+        "additionalProperties": False,
+        "properties": {"next": {"$ref": "#/$defs/next"}},
+    },
+    build=lambda spec: {},
+    run=run,
+)

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Step
+from . import StepKind
 
 if TYPE_CHECKING:
     from ..runner import Turn
+    from ..validate import StepChecker
 
 
 def run(turn: "Turn", step: Step) -> str:
@@ -16,3 +18,26 @@ def run(turn: "Turn", step: Step) -> str:
         raise turn.abort("flow.unknown", f"there is no flow '{step.target_flow}' to hand over to")
     turn.flow = target
     return target.start
+
+
+def check(checker: "StepChecker", name: str, step: dict) -> None:
+    """The other flow may be in another file: check_set looks for it once every file is read."""
+    checker.handover(step["flow"])
+
+
+KIND = StepKind(
+    name="flow",
+    key="flow",
+    order=40,
+    schema={
+        "description": "Hand the conversation over to another flow (its first step). Saved variables are kept.",
+        "type": "object",
+        "required": ["flow"],
+        "additionalProperties": False,
+        "properties": {"flow": {"$ref": "#/$defs/flow_name"}},
+    },
+    build=lambda spec: {"target_flow": spec["flow"]},
+    run=run,
+    check=check,
+    leaves=True,
+)

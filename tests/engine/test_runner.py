@@ -211,11 +211,19 @@ def test_retry_text_and_on_fail_route():
     assert chat.conversation.status == ENDED
 
 
-def test_a_message_without_text_counts_as_a_failed_answer(chat):
+def test_a_message_that_cannot_be_an_answer_gets_a_hint_and_uses_no_attempt(chat):
+    """Issue 9.2: five stickers at the amount question neither end the payment nor use up its tries."""
     chat.say("pay"), chat.say("BK-1")
+    for _ in range(5):
+        result = chat.send(None, kind="other")
+        assert texts(result) == ["Please type your answer: an amount like 50 or 50.00."]
+        assert result.conversation.status == ACTIVE and result.conversation.attempts == 0
+    chat.say("abc")
+    assert chat.conversation.attempts == 1
+    chat.say("50")
     result = chat.send(None, kind="other")
-    assert texts(result) == ["Please send an amount in numbers, like 50 or 50.00."]
-    assert result.conversation.attempts == 1
+    assert texts(result) == ["Please tap one of the buttons, or send its number."]
+    assert len(result.outbound[0].buttons) == 3 and result.conversation.attempts == 0
 
 
 # ── cancel and menu from a question ─────────────────────────────────────────────────────────────────

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 
 from engine.messages import ACTIVE, ENDED
-from engine.model import STEP_KINDS, FlowSet
+from engine.model import FlowSet
 from engine.registry import ActionRegistry, Result
 from engine.runner import RUNNERS
+from engine.steps import kinds
 
 from flowkit import Chat, codes, flow, step, texts
 
@@ -59,8 +60,8 @@ CASES = {
 
 
 def test_every_step_kind_has_a_runner_and_cases():
-    assert set(RUNNERS) == set(STEP_KINDS)
-    assert set(CASES) == set(STEP_KINDS)
+    assert set(RUNNERS) == set(kinds.names())
+    assert set(CASES) == set(kinds.names())
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
