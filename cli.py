@@ -215,7 +215,7 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
 
     from channels import turns as persisted
     from channels.terminal import CHAT_STORE, chat_loop
-    from engine.context import TurnContext
+    from channels.worker import turn_context
     from engine.registry import registry
     from storage.settings import Settings
 
@@ -229,7 +229,7 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
         close = difflib.get_close_matches(flow, list(flows.versions), n=1)
         hint = f" — did you mean '{close[0]}'?" if close else f" (flows: {', '.join(sorted(flows.versions))})"
         raise click.UsageError(f"no flow named '{flow}'{hint}")
-    ctx = TurnContext(registry=registry, services=_chat_services(settings, real_omari), invoke=persisted.stored_invoke)
+    ctx = turn_context(_chat_services(settings, real_omari))
     interactive = sys.stdin.isatty()
     if interactive:
         payments = "the O'mari API configured" if real_omari else "the O'mari sandbox"
@@ -997,7 +997,7 @@ def demo(contact: str, otp: str | None) -> None:
 
     from channels import turns as persisted
     from channels.terminal import chat_loop
-    from engine.context import TurnContext
+    from channels.worker import turn_context
     from engine.registry import registry
     from engine.templates import money
     from storage import payments as store
@@ -1017,7 +1017,7 @@ def demo(contact: str, otp: str | None) -> None:
     if otp is not None and not (otp.isdigit() and 4 <= len(otp) <= 8):
         raise click.BadParameter("a code is 4 to 8 digits", param_hint="--otp")
     services = sandbox_services(settings, fixed_otp=otp)
-    ctx = TurnContext(registry=registry, services=services, invoke=persisted.stored_invoke)
+    ctx = turn_context(services)
     # The sandbox starts empty each run: a payment left waiting for its code last time cannot finish now.
     left_open = persisted.close_conversation(contact, flows, ctx)
     due = money(store.balance_due(booking), booking.currency)

@@ -182,10 +182,14 @@ class Workers:
 
 
 def turn_context(services: Mapping[str, Any]) -> TurnContext:
-    """A turn context whose actions see the services and never act twice for one idempotency key."""
+    """A turn context whose actions see the services and never act twice for one idempotency key; its
+    checks use the settings' time zone and mobile prefixes.
+    """
     from channels import turns
 
-    return TurnContext(services=services, invoke=turns.stored_invoke, log=logging.getLogger("convoflow.engine"))
+    settings = services.get("settings") or Settings()
+    return TurnContext(services=services, invoke=turns.stored_invoke, log=logging.getLogger("convoflow.engine"),
+                       business_timezone=settings.business_timezone, zw_mobile_prefixes=settings.zw_mobile_prefixes)
 
 
 def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:

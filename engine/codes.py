@@ -55,7 +55,8 @@ CODES: dict[str, Code] = {
     "ask.buttons_and_options": Code("error", "A step has both buttons and options.", "Keep buttons (up to 3) or options (up to 10), not both."),
     "expect.bad_regex": Code("error", "The regex of an `expect: {regex: …}` check does not compile.", "Fix the pattern (the message says where it breaks)."),
     "expect.bad_number": Code("error", "A min, max, min_length or max_length that is neither a number nor a template.", "Write a number, e.g. \"10\" or \"0.01\"."),
-    "expect.bad_range": Code("error", "min is larger than max, so no answer can pass.", "Swap or correct the limits."),
+    "expect.bad_date": Code("error", "An after or before of `expect: {date: …}` that is neither a date, today, tomorrow nor a template.", "Write a date like 2026-12-25 or 25/12/2026, or today, or a template."),
+    "expect.bad_range": Code("error", "min is larger than max (or after is later than before), so no answer can pass.", "Swap or correct the limits."),
     # Actions
     "action.unknown": Code("error", "No action of that name is registered.", "Fix the name (see \"did you mean\"); `flows validate` knows every installed action."),
     "action.bad_params": Code("error", "A `with:` parameter is missing, unknown or of the wrong kind for the action.", "Give the parameters the action documents."),

@@ -80,6 +80,12 @@ class Limits:
     code: str  # the problem code for a limit that cannot be read
     what: str  # "a number", "a date"
     example: str  # e.g. '"10"', 'today'
+    clash: str = "the smallest allowed value is above the largest"  # when no answer fits between them
+    exclusive: bool = False  # the answer must lie strictly between the limits
+
+    def empty(self, low: Any, high: Any) -> bool:
+        """Whether no answer can lie between two limits read by `read`."""
+        return low >= high if self.exclusive else low > high
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,12 @@ class InputChecks:
 
     def __iter__(self) -> Iterator[InputCheck]:
         return iter(self._checks.values())
+
+    def docs_table(self) -> str:
+        """The "Input checks" table and examples of docs/writing-flows.md (schemas/generate.py writes them)."""
+        rows = [f"| `{c.name}` | {c.accepts} | {c.saves} |" for c in self]
+        examples = [f"    expect: {example}" for c in self for example in c.examples]
+        return "\n".join(["| check | accepts | saves |", "|---|---|---|", *rows, "", "```yaml", *examples, "```"])
 
 
 checks = InputChecks()
@@ -536,7 +548,8 @@ _DATE_LIMIT = {"type": "string", "minLength": 1}
     examples=("date", "{date: {after: today, before: \"{{ booking.end_date }}\"}}"),
     args={"after": _DATE_LIMIT, "before": _DATE_LIMIT},
     templates=frozenset({"after", "before"}),
-    limits=Limits("after", "before", _comparable_date, "expect.bad_date", "a date", "today"),
+    limits=Limits("after", "before", _comparable_date, "expect.bad_date", "a date", "today or 2026-12-25",
+                  "the 'after' day is not before the 'before' day", exclusive=True),
 )
 def date_(text: str, context: CheckContext, after: Any = None, before: Any = None) -> Checked:
     """A calendar day, optionally strictly after `after` and before `before`; saved as ISO 2026-12-25."""

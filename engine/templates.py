@@ -5,6 +5,7 @@ booking reference of `{{ 7*7 }}` is echoed as typed.
 """
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -25,8 +26,27 @@ def money(value: Any, currency: str | None = None) -> str:
     return f"{currency} {text}"
 
 
+def date_filter(value: Any, format: str = "%d %b %Y") -> str:
+    """Format a saved date (ISO text such as "2026-12-25", as `expect: date` saves it): 25 Dec 2026.
+
+    Anything that is not a date is shown as it is, like `money` does for what is not an amount.
+    """
+    if isinstance(value, datetime | date):
+        day = value
+    else:
+        try:
+            day = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            return str(value)
+    try:
+        return day.strftime(str(format))
+    except ValueError:
+        return str(value)
+
+
 env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 env.filters["money"] = money
+env.filters["date"] = date_filter
 
 
 @lru_cache(maxsize=4096)
@@ -59,4 +79,4 @@ def variables_used(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
-__all__ = ["env", "money", "render", "evaluate", "variables_used", "compile_template"]
+__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template"]

@@ -57,6 +57,25 @@ def folder(text: str) -> str:
     return text
 
 
+def time_zone(text: str) -> str:
+    """An IANA time zone name, e.g. Africa/Harare."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(text)
+    except (KeyError, ValueError):
+        raise ValueError(f"must be a time zone name like Africa/Harare (got '{text}')") from None
+    return text
+
+
+def prefixes(text: str) -> tuple[str, ...]:
+    """Two-digit prefixes separated by commas, e.g. 71,73,77,78."""
+    found = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not found or not all(p.isascii() and p.isdigit() and len(p) == 2 for p in found):
+        raise ValueError(f"must be two-digit prefixes separated by commas, e.g. 71,73,77,78 (got '{text}')")
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = setting("sqlite:///convoflow.db", "DATABASE_URL",
@@ -100,6 +119,8 @@ class Settings:
                                                    "sums them (gunicorn -w 2+); unset: one process", folder)
     whatsapp_send_rate: int = setting(80, "WHATSAPP_SEND_RATE", "messages per second one process sends to the "
                                       "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
+    business_timezone: str = setting("Africa/Harare", "BUSINESS_TIMEZONE", "the business's time zone: what day 'today' is in `expect: date`", time_zone)
+    zw_mobile_prefixes: tuple = setting(("71", "73", "77", "78"), "ZW_MOBILE_PREFIXES", "the mobile networks' prefixes after 263 that `expect: phone_zw` accepts, e.g. 71,73,77,78", prefixes)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

@@ -95,6 +95,12 @@ class StepKinds:
     def __iter__(self) -> Iterator[StepKind]:
         return iter(self._kinds.values())
 
+    def docs_table(self) -> str:
+        """The table of step kinds in docs/writing-flows.md (schemas/generate.py writes it)."""
+        rows = [f"| {f'`{k.key}`' if k.key else 'only `next`'} | {k.schema.get('description', '')} | "
+                f"{', '.join(f'`{f}`' for f in k.fields() if f != k.key)} |" for k in self]
+        return "\n".join(["| the step carries | what it does | its other fields |", "|---|---|---|", *rows])
+
 
 def discover(into: StepKinds) -> StepKinds:
     """Register the KIND of every module of this package."""

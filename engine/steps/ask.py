@@ -185,9 +185,8 @@ def _check_expect(checker: "StepChecker", expect: Any) -> None:
                             f"{checker.label}: '{arg}: {value}' is not {limits.what} (write e.g. {arg}: "
                             f"{limits.example}, or a template)")
     low, high = (read.get(limits.low), read.get(limits.high)) if limits else (None, None)
-    if low is not None and high is not None and low > high:
-        checker.add(at, "error", "expect.bad_range",
-                    f"{checker.label}: the smallest allowed value is above the largest, so no answer can pass")
+    if low is not None and high is not None and limits.empty(low, high):
+        checker.add(at, "error", "expect.bad_range", f"{checker.label}: {limits.clash}, so no answer can pass")
 
 
 def _choice_texts(step: dict) -> list[tuple[tuple, str]]:

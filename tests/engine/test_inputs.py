@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from engine.inputs import CheckArgsError, check
+from datetime import date, datetime
+
+from engine.inputs import DEFAULT_TIMEZONE, DEFAULT_ZW_PREFIXES, CheckArgsError, CheckContext, check, checks
+from engine.templates import render
+
+# 09:00 UTC on 26 Nov 2026: 11:00 in Harare. The tables below run every check at this moment.
+AT = CheckContext(datetime(2026, 11, 26, 9, 0))
 
 OK = [
     # phone_zw: 12 digits; spaces, dashes, dots, parentheses and a leading + are ignored
@@ -48,6 +54,22 @@ OK = [
     ("text", "  hello there ", {}, "hello there"),
     ("text", "{{ 7*7 }}", {}, "{{ 7*7 }}"),
     ("text", "abc", {"max_length": 3}, "abc"),
+    # phone_zw: every network's prefix
+    *[("phone_zw", f"263{prefix}1234567", {}, f"263{prefix}1234567") for prefix in ("71", "73", "77", "78")],
+    # date: the forms people type, saved as ISO; today and tomorrow in the business's time zone
+    ("date", "25/12/2026", {}, "2026-12-25"),
+    ("date", "5/1/2027", {}, "2027-01-05"),
+    ("date", "25 Dec 2026", {}, "2026-12-25"),
+    ("date", "25 december 2026", {}, "2026-12-25"),
+    ("date", "2026-12-25", {}, "2026-12-25"),
+    ("date", " Today ", {}, "2026-11-26"),
+    ("date", "tomorrow", {}, "2026-11-27"),
+    ("date", "tomorrow", {"after": "today"}, "2026-11-27"),
+    ("date", "30/11/2026", {"after": "today", "before": "2026-12-01"}, "2026-11-30"),
+    ("date", "2027-01-01", {"after": "25 Dec 2026"}, "2027-01-01"),
+    # email: its form only, lower-cased
+    ("email", "Tino.Moyo@Example.COM", {}, "tino.moyo@example.com"),
+    ("email", "  rudo+safari@mail.co.zw ", {}, "rudo+safari@mail.co.zw"),
 ]
 
 PROBLEMS = [
@@ -96,19 +118,34 @@ PROBLEMS = [
     ("choice", "visa", {"choices": ["Ecocash", "OneMoney"]}, "Please send one of: Ecocash, OneMoney."),
     ("text", "   ", {}, "Please send a reply in words."),
     ("text", "abcd", {"max_length": 3}, "Please keep it to 3 characters or fewer."),
+    # phone_zw: a prefix no mobile network uses is refused, and the refusal names the networks' prefixes
+    *[("phone_zw", number, {}, "Please send a number on a Zimbabwe mobile network: starting 26371, 26373, 26377 "
+                               "or 26378, e.g. 263711234567.") for number in ("263741234567", "263791234567", "0761234567")],
+    ("date", "31/02/2027", {}, "Please send a date like 25/12/2026, 25 Dec 2026 or 2026-12-25."),
+    ("date", "next week", {}, "Please send a date like 25/12/2026"),
+    ("date", "12/25/2026", {}, "Please send a date like 25/12/2026"),
+    ("date", "", {}, "Please send a date like 25/12/2026"),
+    ("date", "today", {"after": "today"}, "Please send a date after 26 Nov 2026."),
+    ("date", "2026-12-01", {"before": "1 Dec 2026"}, "Please send a date before 1 Dec 2026."),
+    ("date", "yesterday", {"after": "today", "before": "2026-12-01"},
+     "Please send a date after 26 Nov 2026 and before 1 Dec 2026."),
+    ("email", "tino", {}, "Please send an email address like name@example.com."),
+    ("email", "tino@localhost", {}, "Please send an email address like name@example.com."),
+    ("email", "tino moyo@example.com", {}, "Please send an email address like name@example.com."),
+    ("email", "", {}, "Please send an email address like name@example.com."),
 ]
 
 
 @pytest.mark.parametrize("kind, typed, args, value", OK)
 def test_accepted_answers_are_normalised(kind, typed, args, value):
-    result = check(kind, typed, args)
+    result = check(kind, typed, args, AT)
     assert result.ok, result.problem
     assert result.value == value
 
 
 @pytest.mark.parametrize("kind, typed, args, problem", PROBLEMS)
 def test_refused_answers_explain_what_to_send(kind, typed, args, problem):
-    result = check(kind, typed, args)
+    result = check(kind, typed, args, AT)
     assert not result.ok
     assert problem in result.problem
 
@@ -128,9 +165,62 @@ def test_the_otp_problem_never_repeats_the_code():
         ("regex", {}, "pattern"),
         ("choice", {"choices": []}, "list"),
         ("text", {"colour": "red"}, "colour"),
+        ("date", {"after": "soon"}, "after"),
         ("nonsense", {}, "nonsense"),
     ],
 )
 def test_broken_check_arguments_are_the_flows_fault(kind, args, named):
     with pytest.raises(CheckArgsError, match=named):
         check(kind, "50", args)
+
+
+def test_every_registered_check_has_cases_that_pass_and_fail():
+    """A new check without rows in OK and PROBLEMS fails the suite."""
+    assert {c.name for c in checks} == {row[0] for row in OK} == {row[0] for row in PROBLEMS}
+
+
+def test_only_the_otp_answer_is_a_secret():
+    assert [c.name for c in checks if c.secret] == ["otp"]
+
+
+@pytest.mark.parametrize("now, today", [
+    (datetime(2026, 12, 1, 21, 59), date(2026, 12, 1)),  # 23:59 in Harare
+    (datetime(2026, 12, 1, 22, 0), date(2026, 12, 2)),  # midnight in Harare, still 1 Dec in UTC
+])
+def test_today_is_the_day_in_the_business_time_zone(now, today):
+    context = CheckContext(now, "Africa/Harare")
+    assert check("date", "today", {}, context).value == today.isoformat()
+    assert CheckContext(now, "UTC").today == date(2026, 12, 1)
+
+
+def test_the_mobile_prefixes_come_from_the_context():
+    only_77 = CheckContext(AT.now, zw_prefixes=("77",))
+    assert check("phone_zw", "263781234567", {}, only_77).problem == (
+        "Please send a number on a Zimbabwe mobile network: starting 26377, e.g. 263771234567.")
+    assert check("phone_zw", "263771234567", {}, only_77).value == "263771234567"
+
+
+def test_the_settings_defaults_are_the_engines():
+    from storage.settings import Settings
+
+    settings = Settings.from_env({})
+    assert (settings.business_timezone, settings.zw_mobile_prefixes) == (DEFAULT_TIMEZONE, DEFAULT_ZW_PREFIXES)
+    assert Settings.from_env({"ZW_MOBILE_PREFIXES": "77, 78"}).zw_mobile_prefixes == ("77", "78")
+
+
+@pytest.mark.parametrize("variable, value", [("ZW_MOBILE_PREFIXES", "7a,78"), ("BUSINESS_TIMEZONE", "Mars/Olympus")])
+def test_bad_settings_are_named(variable, value):
+    from storage.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("template, vars, shown", [
+    ('{{ d | date("%d %b %Y") }}', {"d": "2026-12-25"}, "25 Dec 2026"),
+    ("{{ d | date }}", {"d": "2026-12-25"}, "25 Dec 2026"),
+    ('{{ d | date("%A %d %B") }}', {"d": "2026-12-25"}, "Friday 25 December"),
+    ("{{ d | date }}", {"d": "soon"}, "soon"),
+])
+def test_the_date_filter_formats_a_saved_date(template, vars, shown):
+    assert render(template, vars) == shown

@@ -1,7 +1,7 @@
 """The turn runner as a user sees it: what they send, what they get back, where the conversation stands."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -407,3 +407,35 @@ def test_the_same_message_handled_twice_gives_the_same_turn_and_keys(chat):
     second = run_turn(chat.flows, chat.conversation, inbound, chat.ctx)
     assert first == second
     assert [a.idempotency_key for a in first.actions] == ["263771234567:wamid.again:find:1"]
+
+
+# ── the host's time zone and mobile prefixes reach the checks ──────────────────────────────────────
+
+
+def _ask_flow(expect: str) -> FlowSet:
+    ask = step("q", "ask", text="Q?", expect=expect, save="a", next="e")
+    return FlowSet.of([flow("f", ask, step("e", "end", text="{{ a }}"), triggers=("go",))])
+
+
+@pytest.mark.parametrize("time_zone, saved", [("Africa/Harare", "2026-12-02"), ("UTC", "2026-12-01")])
+def test_today_is_the_day_where_the_business_is(time_zone, saved):
+    from dataclasses import replace
+
+    flows = _ask_flow("date")
+    ctx = replace(Chat(flows).ctx, clock=lambda: datetime(2026, 12, 1, 22, 30), business_timezone=time_zone)
+    waiting = run_turn(flows, None, Inbound("263771234567", "m1", "go"), ctx).conversation
+    result = run_turn(flows, waiting, Inbound("263771234567", "m2", "today"), ctx)
+    assert texts(result) == [saved]
+
+
+def test_the_workers_turn_context_takes_the_mobile_prefixes_from_the_settings():
+    from channels.worker import turn_context
+    from storage.settings import Settings
+
+    ctx = turn_context({"settings": Settings.from_env({"ZW_MOBILE_PREFIXES": "77"})})
+    flows = _ask_flow("phone_zw")
+    waiting = run_turn(flows, None, Inbound("263771234567", "m1", "go"), ctx).conversation
+    refused = run_turn(flows, waiting, Inbound("263771234567", "m2", "263781234567"), ctx)
+    assert texts(refused) == ["Please send a number on a Zimbabwe mobile network: starting 26377, e.g. 263771234567."]
+    assert texts(run_turn(flows, refused.conversation, Inbound("263771234567", "m3", "263771234567"), ctx)) == [
+        "263771234567"]

@@ -47,3 +47,14 @@ def test_every_check_in_the_expect_examples_is_valid():
         text = f"flow: x\nsteps:\n  q:\n    ask: Q?\n{line}\n    save: a\n    next: e\n  e: {{end: true}}\n"
         flow, problems = load_text(text, "x.yaml", validation_registry())
         assert flow is not None and [p.code for p in problems if p.code != "template.undefined"] == [], line
+
+
+def test_the_generated_tables_and_schema_file_are_up_to_date():
+    """The step-kind and input-check tables come from the registries: `python schemas/generate.py`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate", Path(__file__).resolve().parents[2] / "schemas" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    assert generate.with_generated_docs(DOC) == DOC, "run python schemas/generate.py"
+    assert generate.SCHEMA_FILE.read_text(encoding="utf-8") == generate.schema_text(), "run python schemas/generate.py"
