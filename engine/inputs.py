@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Callable, Iterator, Mapping
 
+from .named import Registry
 from .problems import EngineError
 from .templates import money
 
@@ -120,26 +121,10 @@ class InputCheck:
         return {self.shorthand: value} if self.shorthand else {}
 
 
-class InputChecks:
+class InputChecks(Registry[InputCheck]):
     """The checks by name, in the order they were registered (the docs list them so)."""
 
-    def __init__(self) -> None:
-        self._checks: dict[str, InputCheck] = {}
-
-    def register(self, check_: InputCheck) -> InputCheck:
-        if check_.name in self._checks:
-            raise ValueError(f"input check '{check_.name}' is registered twice")
-        self._checks[check_.name] = check_
-        return check_
-
-    def get(self, name: str) -> InputCheck | None:
-        return self._checks.get(name)
-
-    def names(self) -> list[str]:
-        return list(self._checks)
-
-    def __iter__(self) -> Iterator[InputCheck]:
-        return iter(self._checks.values())
+    noun = "input check"
 
     def docs_table(self) -> str:
         """The "Input checks" table and examples of docs/writing-flows.md (schemas/generate.py writes them)."""
@@ -176,7 +161,12 @@ def _number(value: Any) -> float | None:
 
 
 NUMBER_OR_TEMPLATE = {"$ref": "#/$defs/number_or_template"}
-NUMBER_LIMITS = Limits("min", "max", _number, "expect.bad_number", "a number", '"10"')
+# min/max of amount and integer: numbers or templates, compared by `flows validate` when written as numbers.
+NUMBER_RANGE: dict[str, Any] = {
+    "args": {"min": NUMBER_OR_TEMPLATE, "max": NUMBER_OR_TEMPLATE},
+    "templates": frozenset({"min", "max"}),
+    "limits": Limits("min", "max", _number, "expect.bad_number", "a number", '"10"'),
+}
 
 
 # ── phone_zw ──────────────────────────────────────────────────────────────────────────────────────
@@ -251,9 +241,7 @@ def _decimal_arg(name: str, value: Any) -> Decimal | None:
     saves='`"50.00"`',
     hint="an amount like 50 or 50.00",
     examples=('{amount: {min: "0.01", max: "{{ booking.balance_due }}"}}',),
-    args={"min": NUMBER_OR_TEMPLATE, "max": NUMBER_OR_TEMPLATE},
-    templates=frozenset({"min", "max"}),
-    limits=NUMBER_LIMITS,
+    **NUMBER_RANGE,
 )
 def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
     """A positive amount of money with at most 2 decimal places, optionally within [min, max]."""
@@ -337,9 +325,7 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
     saves="`42`",
     hint="a whole number like 3",
     examples=("{integer: {min: 1, max: 10}}",),
-    args={"min": NUMBER_OR_TEMPLATE, "max": NUMBER_OR_TEMPLATE},
-    templates=frozenset({"min", "max"}),
-    limits=NUMBER_LIMITS,
+    **NUMBER_RANGE,
 )
 def integer(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
     """A whole number, optionally within [min, max]."""

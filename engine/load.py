@@ -11,11 +11,13 @@ run only in load_paths.
 """
 from __future__ import annotations
 
+import functools
+import gc
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path as FilePath
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow, Route, Step
 from .problems import Problem
@@ -26,6 +28,27 @@ from .validate import FileFacts, check_file, check_set, parse_duration, undefine
 from .yaml_source import Source, decode, parse
 
 FLOW_SUFFIXES = (".yaml", ".yml")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _without_gc_pauses(load: F) -> F:
+    """Run load with the cyclic garbage collector paused.
+
+    Loading builds hundreds of thousands of small objects (YAML nodes, paths, schema errors) and frees
+    almost none: each automatic collection then walks everything built so far, which made a 5,000-step
+    flow cost 6-7x a 1,000-step one instead of 5x. Nothing loading builds needs the collector (no
+    cycles are left behind that reference counting cannot free), and it is switched back on after.
+    """
+    @functools.wraps(load)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return load(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+    return paused  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
     return facts
 
 
+@_without_gc_pauses
 def load_text(text: str, file: str, registry: ActionRegistry | None = None, version: int = 0) -> tuple[Flow | None, list[Problem]]:
     """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
     facts = _facts(text, file, registry)
@@ -80,6 +104,7 @@ def flow_files(paths: Iterable[str]) -> list[str]:
     return files
 
 
+@_without_gc_pauses
 def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> LoadReport:
     """Load every flow file under paths and check them together (names, triggers, hand-overs, variables)."""
     all_facts: list[FileFacts] = []

@@ -151,7 +151,10 @@ class Turn:
         self.outbound.append(Outbound(self.contact, text, buttons, options, list_button))
 
     def say_choices(self, step: Step, text: str) -> None:
-        """Send text with the step's buttons or options (titles may be templates)."""
+        """Send text with the step's buttons or options (titles may be templates), if it has any."""
+        if not step.buttons and not step.options:
+            self.send(text)
+            return
         buttons = tuple(self._render_choice(c) for c in step.buttons)
         options = tuple(self._render_choice(c) for c in step.options)
         list_button = self.render(step.list_button) if step.list_button else ("Choose" if options else None)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+from ..named import Registry
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from ..messages import Inbound
@@ -57,49 +59,46 @@ class StepKind:
         return tuple(self.schema.get("properties", {}))
 
 
-class StepKinds:
+class StepKinds(Registry[StepKind]):
     """The step kinds by name, in their `order` (the order docs and messages list them)."""
 
-    def __init__(self) -> None:
-        self._kinds: dict[str, StepKind] = {}
+    noun = "step kind"
 
-    def register(self, kind: StepKind) -> StepKind:
-        if kind.name in self._kinds:
-            raise ValueError(f"step kind '{kind.name}' is registered twice")
-        self._kinds = dict(sorted({**self._kinds, kind.name: kind}.items(), key=lambda item: item[1].order))
-        return kind
+    def __init__(self) -> None:
+        super().__init__(order_by=lambda kind: kind.order)
 
     def get(self, name: str) -> StepKind:
-        return self._kinds[name]
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._kinds)
+        """The kind named name (every step of a loaded flow has one)."""
+        return self._entries[name]
 
     def keys(self) -> tuple[str, ...]:
         """The fields that name a kind, e.g. ('say', 'ask', 'action', 'flow', 'end')."""
-        return tuple(k.key for k in self._kinds.values() if k.key)
+        return tuple(k.key for k in self if k.key)
 
     def keyless(self) -> StepKind:
         """The kind of a step that carries no kind key, only `next` (the branch)."""
-        return next(k for k in self._kinds.values() if k.key is None)
+        return next(k for k in self if k.key is None)
 
     def of(self, step: Mapping[str, Any]) -> tuple[str | None, list[str]]:
         """The kind a step's keys say it is, and every kind key it carries (more than one is a mistake)."""
         found = [key for key in self.keys() if key in step]
         if len(found) == 1:
-            return next(k.name for k in self._kinds.values() if k.key == found[0]), found
+            return next(k.name for k in self if k.key == found[0]), found
         if not found and "next" in step:
             return self.keyless().name, found
         return None, found
-
-    def __iter__(self) -> Iterator[StepKind]:
-        return iter(self._kinds.values())
 
     def docs_table(self) -> str:
         """The table of step kinds in docs/writing-flows.md (schemas/generate.py writes it)."""
         rows = [f"| {f'`{k.key}`' if k.key else 'only `next`'} | {k.schema.get('description', '')} | "
                 f"{', '.join(f'`{f}`' for f in k.fields() if f != k.key)} |" for k in self]
         return "\n".join(["| the step carries | what it does | its other fields |", "|---|---|---|", *rows])
+
+
+def shape(description: str, key: str, properties: Mapping[str, Any], **more: Any) -> dict:
+    """The JSON Schema of a step kind: a mapping that must carry key and may carry only properties."""
+    return {"description": description, "type": "object", "required": [key], "additionalProperties": False,
+            **more, "properties": dict(properties)}
 
 
 def discover(into: StepKinds) -> StepKinds:
@@ -111,4 +110,4 @@ def discover(into: StepKinds) -> StepKinds:
 
 kinds = discover(StepKinds())
 
-__all__ = ["StepKind", "StepKinds", "kinds", "discover"]
+__all__ = ["StepKind", "StepKinds", "kinds", "discover", "shape"]

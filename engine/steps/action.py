@@ -20,7 +20,7 @@ from ..messages import ActionCall
 from ..model import Step
 from ..registry import ActionContext, ActionRegistry, ActionSpec, Result
 from ..template_check import is_template
-from . import StepKind
+from . import StepKind, shape
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -234,27 +234,19 @@ def may_stop(step: dict, registry: ActionRegistry) -> bool:
 
 
 KIND = StepKind(
-    name="action",
-    key="action",
-    order=30,
-    schema={
-        "description": "Call a registered action, save its result and go on by its outcome.",
-        "type": "object",
-        "required": ["action"],
-        "additionalProperties": False,
-        "properties": {
-            "action": {"type": "string", "minLength": 1, "description": "The action's name, e.g. booking.lookup."},
-            "with": {"type": "object",
-                     "description": "The action's parameters; values may be templates where the action allows it."},
-            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the action's result."},
-            "on": {
-                "type": "object",
-                "description": "The step to go to for each outcome, e.g. {found: ask_amount, not_found: no_booking}.",
-                "additionalProperties": {"$ref": "#/$defs/step_name"},
-            },
-            "next": {"$ref": "#/$defs/next"},
+    name="action", key="action", order=30,
+    schema=shape("Call a registered action, save its result and go on by its outcome.", "action", {
+        "action": {"type": "string", "minLength": 1, "description": "The action's name, e.g. booking.lookup."},
+        "with": {"type": "object",
+                 "description": "The action's parameters; values may be templates where the action allows it."},
+        "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the action's result."},
+        "on": {
+            "type": "object",
+            "description": "The step to go to for each outcome, e.g. {found: ask_amount, not_found: no_booking}.",
+            "additionalProperties": {"$ref": "#/$defs/step_name"},
         },
-    },
+        "next": {"$ref": "#/$defs/next"},
+    }),
     build=lambda spec: {"action": spec["action"], "params": dict(spec.get("with") or {}), "save": spec.get("save"),
                         "on": dict(spec.get("on") or {})},
     run=run,

@@ -19,7 +19,7 @@ from ..messages import Choice, Inbound
 from ..model import DEFAULT_ATTEMPTS, Expect, Step
 from ..template_check import is_template
 from ..whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits, choices_of
-from . import StepKind
+from . import StepKind, shape
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -203,47 +203,34 @@ def _choice_texts(step: dict) -> list[tuple[tuple, str]]:
     return texts
 
 
+def _choice_list(description: str, item: str) -> dict:
+    """The schema of buttons or options: a mapping id -> item, or a list of items."""
+    ref = {"$ref": f"#/$defs/{item}"}
+    return {"description": description, "type": ["object", "array"], "if": {"type": "array"},
+            "then": {"minItems": 1, "items": ref}, "else": {"minProperties": 1, "additionalProperties": ref}}
+
+
 KIND = StepKind(
-    name="ask",
-    key="ask",
-    order=20,
-    schema={
-        "description": "Send a question, wait for the answer, check it and save it.",
-        "type": "object",
-        "required": ["ask"],
-        "additionalProperties": False,
-        "dependentRequired": {"list_button": ["options"]},
-        "properties": {
-            "ask": {"$ref": "#/$defs/text", "description": "The question (Jinja template)."},
-            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the answer."},
-            "expect": {"$ref": "#/$defs/expect"},
-            "buttons": {"$ref": "#/$defs/buttons"},
-            "options": {"$ref": "#/$defs/options"},
-            "list_button": {"$ref": "#/$defs/text",
-                            "description": "The label of the button that opens the options list. Default: Choose."},
-            "retry": {"$ref": "#/$defs/text", "description": "The message sent when the answer does not pass the check."},
-            "attempts": {"type": "integer", "minimum": 1, "maximum": 20,
-                         "description": "How many answers to try before on_fail. Default: 3."},
-            "on_fail": {"$ref": "#/$defs/step_name",
-                        "description": "The step to go to when the attempts run out. Default: end politely."},
-            "next": {"$ref": "#/$defs/next"},
-        },
-    },
+    name="ask", key="ask", order=20,
+    schema=shape("Send a question, wait for the answer, check it and save it.", "ask", {
+        "ask": {"$ref": "#/$defs/text", "description": "The question (Jinja template)."},
+        "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the answer."},
+        "expect": {"$ref": "#/$defs/expect"},
+        "buttons": {"$ref": "#/$defs/buttons"},
+        "options": {"$ref": "#/$defs/options"},
+        "list_button": {"$ref": "#/$defs/text",
+                        "description": "The label of the button that opens the options list. Default: Choose."},
+        "retry": {"$ref": "#/$defs/text", "description": "The message sent when the answer does not pass the check."},
+        "attempts": {"type": "integer", "minimum": 1, "maximum": 20,
+                     "description": "How many answers to try before on_fail. Default: 3."},
+        "on_fail": {"$ref": "#/$defs/step_name",
+                    "description": "The step to go to when the attempts run out. Default: end politely."},
+        "next": {"$ref": "#/$defs/next"},
+    }, dependentRequired={"list_button": ["options"]}),
     defs={
-        "buttons": {
-            "description": "Up to 3 reply buttons: a mapping id -> title, or a list of titles.",
-            "type": ["object", "array"],
-            "if": {"type": "array"},
-            "then": {"minItems": 1, "items": {"$ref": "#/$defs/text"}},
-            "else": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/text"}},
-        },
-        "options": {
-            "description": "Up to 10 list rows: a mapping id -> title (or {title, description}), or a list of titles.",
-            "type": ["object", "array"],
-            "if": {"type": "array"},
-            "then": {"minItems": 1, "items": {"$ref": "#/$defs/option"}},
-            "else": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/option"}},
-        },
+        "buttons": _choice_list("Up to 3 reply buttons: a mapping id -> title, or a list of titles.", "text"),
+        "options": _choice_list("Up to 10 list rows: a mapping id -> title (or {title, description}), or a list of "
+                                "titles.", "option"),
         "option": {
             "type": ["string", "object"],
             "if": {"type": "string"},

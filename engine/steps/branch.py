@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Step
-from . import StepKind
+from . import StepKind, shape
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -16,16 +16,9 @@ def run(turn: "Turn", step: Step) -> str | None:
 
 
 KIND = StepKind(
-    name="branch",
-    key=None,
-    order=60,
-    schema={
-        "description": "Choose the next step by conditions, without sending anything.",
-        "type": "object",
-        "required": ["next"],
-        "additionalProperties": False,
-        "properties": {"next": {"$ref": "#/$defs/next"}},
-    },
+    name="branch", key=None, order=60,
+    schema=shape("Choose the next step by conditions, without sending anything.", "next",
+                 {"next": {"$ref": "#/$defs/next"}}),
     build=lambda spec: {},
     run=run,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Step
-from . import StepKind
+from . import StepKind, shape
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -26,16 +26,9 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
 
 
 KIND = StepKind(
-    name="flow",
-    key="flow",
-    order=40,
-    schema={
-        "description": "Hand the conversation over to another flow (its first step). Saved variables are kept.",
-        "type": "object",
-        "required": ["flow"],
-        "additionalProperties": False,
-        "properties": {"flow": {"$ref": "#/$defs/flow_name"}},
-    },
+    name="flow", key="flow", order=40,
+    schema=shape("Hand the conversation over to another flow (its first step). Saved variables are kept.", "flow",
+                 {"flow": {"$ref": "#/$defs/flow_name"}}),
     build=lambda spec: {"target_flow": spec["flow"]},
     run=run,
     check=check,

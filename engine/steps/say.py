@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Step
-from . import StepKind
+from . import StepKind, shape
 
 if TYPE_CHECKING:
     from ..runner import Turn
@@ -23,19 +23,11 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
 
 
 KIND = StepKind(
-    name="say",
-    key="say",
-    order=10,
-    schema={
-        "description": "Send a message, then go on.",
-        "type": "object",
-        "required": ["say"],
-        "additionalProperties": False,
-        "properties": {
-            "say": {"$ref": "#/$defs/text", "description": "The message (Jinja template)."},
-            "next": {"$ref": "#/$defs/next"},
-        },
-    },
+    name="say", key="say", order=10,
+    schema=shape("Send a message, then go on.", "say", {
+        "say": {"$ref": "#/$defs/text", "description": "The message (Jinja template)."},
+        "next": {"$ref": "#/$defs/next"},
+    }),
     build=lambda spec: {"text": spec["say"]},
     run=run,
     check=check,

@@ -1,0 +1,43 @@
+"""A registry of named entries (step kinds, input checks): each name registered once, kept in order."""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, Protocol, TypeVar
+
+
+class Named(Protocol):
+    name: str
+
+
+T = TypeVar("T", bound=Named)
+
+
+class Registry(Generic[T]):
+    """Entries by name, in registration order, or sorted by `order_by` when given. A second entry of the
+    same name raises at registration: two modules claiming one name is a mistake to see at import.
+    """
+
+    noun = "entry"
+
+    def __init__(self, order_by: Callable[[T], object] | None = None) -> None:
+        self._entries: dict[str, T] = {}
+        self._order_by = order_by
+
+    def register(self, entry: T) -> T:
+        if entry.name in self._entries:
+            raise ValueError(f"{self.noun} '{entry.name}' is registered twice")
+        self._entries[entry.name] = entry
+        if self._order_by is not None:
+            self._entries = {e.name: e for e in sorted(self._entries.values(), key=self._order_by)}
+        return entry
+
+    def get(self, name: str) -> T | None:
+        return self._entries.get(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._entries.values())
+
+
+__all__ = ["Registry"]
