@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from .named import Registry
 from .problems import EngineError
@@ -46,12 +46,12 @@ class Checked:
         return self.problem is None
 
 
-@dataclass(frozen=True)
-class CheckContext:
+class CheckContext(NamedTuple):
     """What a check may need from the conversation's host: passed in, so the engine stays pure.
 
     now: the turn's time (naive UTC, the project's convention); time_zone: the business's (an IANA name),
-    which says what day `today` is; zw_prefixes: the mobile networks' prefixes after 263.
+    which says what day `today` is; zw_prefixes: the mobile networks' prefixes after 263. (A named tuple:
+    one is made for every answer, and it is the cheapest immutable record to make.)
     """
 
     now: datetime

@@ -21,8 +21,8 @@ VALID = [*sorted(FIXTURES.glob("*.yaml")), *sorted(SHIPPED.glob("*.yaml")), BROK
 def test_the_schema_is_draft_2020_12_and_describes_every_step_kind():
     jsonschema.Draft202012Validator.check_schema(schema())
     assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert kinds.names() == ("say", "ask", "action", "flow", "end", "branch")
-    assert all(k in schema()["$defs"] for k in kinds.names())
+    assert {"say", "ask", "action", "flow", "end"} <= set(kinds.keys())
+    assert kinds.keyless().name == "branch" and all(k in schema()["$defs"] for k in kinds.names())
 
 
 def test_the_schema_file_editors_load_is_the_schema_validate_uses():
