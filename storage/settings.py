@@ -119,8 +119,10 @@ class Settings:
                                                    "sums them (gunicorn -w 2+); unset: one process", folder)
     whatsapp_send_rate: int = setting(80, "WHATSAPP_SEND_RATE", "messages per second one process sends to the "
                                       "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
-    business_timezone: str = setting("Africa/Harare", "BUSINESS_TIMEZONE", "the business's time zone: what day 'today' is in `expect: date`", time_zone)
-    zw_mobile_prefixes: tuple = setting(("71", "73", "77", "78"), "ZW_MOBILE_PREFIXES", "the mobile networks' prefixes after 263 that `expect: phone_zw` accepts, e.g. 71,73,77,78", prefixes)
+    business_timezone: str = setting("Africa/Harare", "BUSINESS_TIMEZONE",
+                                     "the business's time zone: what day 'today' is in `expect: date`", time_zone)
+    zw_mobile_prefixes: tuple = setting(("71", "73", "77", "78"), "ZW_MOBILE_PREFIXES",
+                                        "mobile network prefixes after 263 that `expect: phone_zw` accepts", prefixes)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":
