@@ -87,11 +87,6 @@ class Step:
     col: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)  # settings of a kind that has no field above
 
-    def targets(self) -> tuple[str, ...]:
-        """Every step this one may go to, in the order written: next, then on (by outcome), then on_fail."""
-        found = [r.goto for r in self.next] + list(self.on.values()) + ([self.on_fail] if self.on_fail else [])
-        return tuple(dict.fromkeys(found))
-
 
 @dataclass(frozen=True)
 class Flow:
