@@ -445,7 +445,7 @@ def choice(text: str, context: CheckContext, choices: Any = ()) -> Checked:
     "text",
     accepts="any text. Setting `max_length`.",
     saves="the text",
-    hint="your answer in words",
+    hint="a reply in words",
     examples=("{text: {max_length: 200}}",),
     args={"max_length": {"type": "integer", "minimum": 1}},
     templates=frozenset({"max_length"}),
