@@ -32,7 +32,8 @@ from engine.template_check import inspect_expression, inspect_template  # noqa: 
 
 
 def generate(steps: int) -> str:
-    """A valid flow of `steps` steps (rounded to a multiple of 10), every step reachable."""
+    """A valid flow of `steps` steps (rounded to a multiple of 10), every step reachable, every 10 steps alike
+    in size (so 5,000 steps are 5x the text of 1,000)."""
     lines = [
         "# yaml-language-server: $schema=../schemas/flow.schema.json",
         "flow: bench_big",
@@ -43,11 +44,13 @@ def generate(steps: int) -> str:
         "steps:",
     ]
     blocks = steps // 10
-    for b in range(blocks):
-        nxt = f"greet_{b + 1}" if b + 1 < blocks else "bye"
+    for i in range(blocks):
+        # Numbers of one width: every block is the same size, whatever the flow's length.
+        b, prev = f"{i:04d}", f"{max(i - 1, 0):04d}"
+        nxt = f"greet_{i + 1:04d}" if i + 1 < blocks else "bye"
         lines += f"""\
   greet_{b}:
-    say: "Part {b}: hello {{{{ contact }}}}, your last answer was {{{{ name_{b - 1 if b else 0} | default('none') }}}}."
+    say: "Part {b}: hello {{{{ contact }}}}, your last answer was {{{{ name_{prev} | default('none') }}}}."
     next: ask_name_{b}
   ask_name_{b}:
     ask: "Part {b}: what is your name?"
@@ -74,7 +77,7 @@ def generate(steps: int) -> str:
     next: branch_{b}
   branch_{b}:
     next:
-      - if: amount_{b} | float > {100 + b}
+      - if: amount_{b} | float > {100 + i}
         goto: big_{b}
       - if: wallet_{b} == "ecocash" and name_{b} | length > 3
         goto: option_{b}
