@@ -258,3 +258,27 @@ def test_a_write_only_param_that_breaks_the_schema_is_not_quoted_in_the_event():
     result = chat.send("go")
     assert codes(result) == ["action.params"]
     assert "263771234567x" not in result.events[0].message and "***" in result.events[0].message
+
+
+def test_a_kind_or_a_check_registered_twice_is_refused_at_import():
+    from engine.inputs import InputChecks, checks
+    from engine.steps import StepKinds
+
+    fresh_kinds, fresh_checks = StepKinds(), InputChecks()
+    fresh_kinds.register(kinds.get("say"))
+    fresh_checks.register(checks.get("date"))
+    with pytest.raises(ValueError, match="step kind 'say' is registered twice"):
+        fresh_kinds.register(kinds.get("say"))
+    with pytest.raises(ValueError, match="input check 'date' is registered twice"):
+        fresh_checks.register(checks.get("date"))
+
+
+def test_every_layer_asks_the_kind():
+    """The kind's own module holds its shape, its load and how it runs: the flow schema, the loader and the
+    runner read them from the registry."""
+    from engine.flow_schema import schema
+
+    for kind in kinds:
+        assert schema()["$defs"][kind.name] == kind.schema
+        assert RUNNERS[kind.name] is kind.run
+        assert kind.waits == (kind.name == "ask")
