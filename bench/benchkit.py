@@ -27,10 +27,10 @@ def fresh_database(url: str):
     return db
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], env: dict | None = None) -> float:
     """Seconds a command takes as a fresh process, run from the repository; it must succeed."""
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return elapsed
