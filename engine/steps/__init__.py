@@ -91,7 +91,7 @@ class StepKinds(Registry[StepKind]):
     def docs_table(self) -> str:
         """The table of step kinds in docs/writing-flows.md (schemas/generate.py writes it)."""
         rows = [f"| {f'`{k.key}`' if k.key else 'only `next`'} | {k.schema.get('description', '')} | "
-                f"{', '.join(f'`{f}`' for f in k.fields() if f != k.key)} |" for k in self]
+                f"{', '.join(f'`{f}`' for f in k.fields() if f != (k.key or 'next')) or '—'} |" for k in self]
         return "\n".join(["| the step carries | what it does | its other fields |", "|---|---|---|", *rows])
 
 
