@@ -39,7 +39,8 @@ def with_generated_docs(doc: str) -> str:
         pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(END), re.DOTALL)
         if not pattern.search(doc):
             raise SystemExit(f"{DOC}: the markers for {source} are missing")
-        doc = pattern.sub(lambda _: f"{begin}\n{text}\n{END}", doc)
+        new = f"{begin}\n{text}\n{END}"
+        doc = pattern.sub(lambda _, new=new: new, doc)  # a function: the text may hold backslashes
     return doc
 
 
