@@ -189,7 +189,8 @@ def turn_context(services: Mapping[str, Any]) -> TurnContext:
 
     settings = services.get("settings") or Settings()
     return TurnContext(services=services, invoke=turns.stored_invoke, log=logging.getLogger("convoflow.engine"),
-                       business_timezone=settings.business_timezone, zw_mobile_prefixes=settings.zw_mobile_prefixes)
+                       business_timezone=settings.business_timezone,
+                       zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")))
 
 
 def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:

@@ -68,12 +68,12 @@ def time_zone(text: str) -> str:
     return text
 
 
-def prefixes(text: str) -> tuple[str, ...]:
-    """Two-digit prefixes separated by commas, e.g. 71,73,77,78."""
-    found = tuple(p.strip() for p in text.split(",") if p.strip())
+def prefixes(text: str) -> str:
+    """Two-digit prefixes separated by commas, e.g. 71,73,77,78 (returned without spaces)."""
+    found = [p.strip() for p in text.split(",") if p.strip()]
     if not found or not all(p.isascii() and p.isdigit() and len(p) == 2 for p in found):
         raise ValueError(f"must be two-digit prefixes separated by commas, e.g. 71,73,77,78 (got '{text}')")
-    return found
+    return ",".join(found)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class Settings:
                                       "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
     business_timezone: str = setting("Africa/Harare", "BUSINESS_TIMEZONE",
                                      "the business's time zone: what day 'today' is in `expect: date`", time_zone)
-    zw_mobile_prefixes: tuple = setting(("71", "73", "77", "78"), "ZW_MOBILE_PREFIXES",
+    zw_mobile_prefixes: str = setting("71,73,77,78", "ZW_MOBILE_PREFIXES",
                                         "mobile network prefixes after 263 that `expect: phone_zw` accepts", prefixes)
 
     @classmethod
