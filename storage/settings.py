@@ -100,6 +100,15 @@ class Settings:
                                                    "sums them (gunicorn -w 2+); unset: one process", folder)
     whatsapp_send_rate: int = setting(80, "WHATSAPP_SEND_RATE", "messages per second one process sends to the "
                                       "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
+    database_wait: int = setting(5, "DATABASE_WAIT", "seconds a request waits for the database before giving up "
+                                 "(the webhook then answers 503 and Meta delivers again)", positive_int)
+    http_threads: int = setting(8, "HTTP_THREADS", "threads answering HTTP in `flows serve`", positive_int)
+    http_connection_limit: int = setting(1000, "HTTP_CONNECTION_LIMIT", "open HTTP connections `flows serve` "
+                                         "accepts at once (waitress's own default is 100)", positive_int)
+    http_channel_timeout: int = setting(60, "HTTP_CHANNEL_TIMEOUT", "seconds an idle keep-alive HTTP connection "
+                                        "stays open", positive_int)
+    http_backlog: int = setting(2048, "HTTP_BACKLOG", "connections the kernel queues before `flows serve` "
+                                "accepts them", positive_int)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":
