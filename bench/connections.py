@@ -35,7 +35,7 @@ def user(port: int, wa_id: str, posts: int, think: float, tag: str, out: list[fl
     mine = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for k in range(posts):
-        item = wa.text(wa_id, f"message {k}", ts=1_764_000_000 + k, mid=f"wamid.conn.{tag}.{wa_id}.{k}")
+        item = wa.text(wa_id, f"message {k}", ts=wa.TS + k, mid=f"wamid.conn.{tag}.{wa_id}.{k}")
         body = wa.body_of(wa.envelope([item], [wa.contact(wa_id, "Bench")]))
         started = time.perf_counter()
         conn.request("POST", "/webhook", body=body,

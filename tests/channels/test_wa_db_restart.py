@@ -124,7 +124,7 @@ def test_a_postgresql_restart_under_flows_serve_loses_nothing_and_answers_once(c
 
     def say(k: int, words: str) -> None:
         with ThreadPoolExecutor(len(CONTACTS)) as pool:
-            list(pool.map(lambda wa_id: deliver(base, wa_id, words, 1_764_000_000 + k, refusals), CONTACTS))
+            list(pool.map(lambda wa_id: deliver(base, wa_id, words, wa.TS + k, refusals), CONTACTS))
 
     try:
         say(0, "start")
