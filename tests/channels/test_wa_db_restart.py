@@ -23,7 +23,6 @@ from storage.migrations import upgrade
 
 import whatsapp_fakes as wa
 from channel_harness import FLOWS, store_flows
-from test_wa_conversation import wait_until
 from test_wa_payment import REPO
 
 pgcluster = pytest.importorskip("pgcluster")
@@ -77,14 +76,6 @@ def answers(url: str, status: int, timeout: float) -> bool:
     return False
 
 
-def pending_replies(url: str) -> int:
-    import psycopg2
-
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM outbox_message WHERE status = 'pending'")
-        return cur.fetchone()[0]
-
-
 def left_over(url: str) -> str:
     """What a contact left waiting is waiting on: its unhandled inbox rows, claims, unsent replies."""
     import psycopg2
@@ -130,9 +121,8 @@ def test_a_postgresql_restart_under_flows_serve_loses_nothing_and_answers_once(c
         say(0, "start")
         say(1, "1")
         assert len(graph.wait_for(2 * len(CONTACTS), timeout=30)) == 2 * len(CONTACTS)
-        # Stop once those replies are recorded as sent: a stop between a send and its record is the sender's
-        # bookkeeping retry (issue 10.3, channels/sender.py), not what this test is about.
-        assert wait_until(lambda: pending_replies(cluster.url) == 0, timeout=30)
+        # No wait for those replies to be recorded: a stop between a send and its record must neither lose
+        # the record nor send the reply again (the sender keeps the outcome and writes it later).
 
         cluster.stop("fast")
         with ThreadPoolExecutor(1) as background:
