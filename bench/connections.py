@@ -53,13 +53,7 @@ def user(port: int, wa_id: str, posts: int, think: float, tag: str, out: list[fl
 
 def one_run(url: str, graph: wa.GraphStandIn, env: dict, args, tag: str) -> list[float]:
     prepare(url)
-    saved = {k: os.environ.get(k) for k in OLD}
-    os.environ.update(env)
-    try:
-        server = Server(url, graph.url, workers=0)
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    server = Server(["-m", "cli", "serve", "--workers", "0", "--sandbox"], graph.url, {"DATABASE_URL": url, **env})
     latencies: list[float] = []
     lock = threading.Lock()
     try:
