@@ -1046,8 +1046,11 @@ def demo(contact: str, otp: str | None) -> None:
 # ── flows serve / flows worker (issue 5: WhatsApp channel) ───────────────────────────────────────────
 
 
-def _channel_setup(sandbox: bool, http: bool):
+def _channel_setup(sandbox: bool, http: bool, workers: int, http_threads: int | None = None):
     """Settings checked, logging on, database open and upgraded already: or one line and exit 1."""
+    import dataclasses
+
+    from channels.whatsapp import pool_size
     from channels.worker import check_settings
     from storage import logs
     from storage.db import open_database
@@ -1057,8 +1060,11 @@ def _channel_setup(sandbox: bool, http: bool):
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
     try:
+        if http_threads:
+            settings = dataclasses.replace(settings, http_threads=http_threads)
         check_settings(settings, http=http, sandbox=sandbox)
-        check(open_database(settings.database_url))
+        check(open_database(settings.database_url, wait=settings.database_wait,
+                            max_connections=pool_size(settings, workers)))
     except (SettingsError, SchemaError, ValueError) as e:
         click.echo(f"flows: {e}", err=True)
         sys.exit(1)
@@ -1089,19 +1095,21 @@ def _sandbox_sms(msisdn: str, text: str) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64),
               help="Turn threads in this process (0: only answer the webhook; run `flows worker` elsewhere).")
+@click.option("--http-threads", type=click.IntRange(1, 256), default=None,
+              help="Threads answering HTTP (default: HTTP_THREADS, 8).")
 @click.option("--sandbox", is_flag=True, help="Take payments on the built-in O'mari sandbox (no OMARI_MERCHANT_KEY).")
-def serve(host: str, port: int, workers: int, sandbox: bool) -> None:
+def serve(host: str, port: int, workers: int, http_threads: int | None, sandbox: bool) -> None:
     """Serve the WhatsApp webhook (waitress) and run the workers and the sender.
 
     Configuration comes from the environment and .env (see docs/deploying.md); the database must be
-    upgraded (`flows db upgrade`) and hold flows (`flows load`). Routes: GET/POST /webhook, GET /healthz,
-    GET /metrics. Stops cleanly on Ctrl-C or SIGTERM.
+    upgraded (`flows db upgrade`) and hold flows (`flows load`). Routes: GET/POST /webhook, GET /healthz
+    (liveness), GET /readyz (readiness: a write commits), GET /metrics. Stops cleanly on Ctrl-C or SIGTERM.
     """
     from channels.whatsapp import serve as run
     from channels.worker import NoFlowsLoaded
     from channels.turns import FlowsNotLoaded
 
-    settings = _channel_setup(sandbox, http=True)
+    settings = _channel_setup(sandbox, http=True, workers=workers, http_threads=http_threads)
     _stop_on_sigterm()
     payments = " (payments on the O'mari sandbox)" if sandbox else ""
 
@@ -1129,7 +1137,7 @@ def worker(workers: int, sandbox: bool) -> None:
     from channels.turns import FlowsNotLoaded
     from channels.worker import NoFlowsLoaded, start_workers
 
-    settings = _channel_setup(sandbox, http=False)
+    settings = _channel_setup(sandbox, http=False, workers=workers)
     _stop_on_sigterm()
     try:
         background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=Metrics(), sms=_sandbox_sms)

@@ -42,7 +42,7 @@ from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, logs, outbox, sessions
 from storage.contacts import contact_id as find_contact
 from storage.contacts import touch
-from storage.db import execute, is_postgres, write_transaction
+from storage.db import execute, is_postgres, unavailable, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
 from storage.text import without
@@ -59,6 +59,8 @@ _PICK_TRIES = 5
 # aside with an apology, so one broken message does not hold its contact's later messages up for ever. A
 # database outage never reaches the cap: the failure cannot be counted while the database is down.
 MAX_TURN_ATTEMPTS = 3
+# How long a turn thread whose turn a database outage cut short keeps trying to give its claim back.
+GIVE_BACK_PATIENCE = 20.0
 GAVE_UP_REPLY = ("Sorry, something went wrong on our side and I could not handle your last message. "
                  "Send *menu* to start again.")
 
@@ -374,6 +376,9 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
                 result = run_turn(flows, _conversation(contact, claim.state), inbound, ctx)
                 _save(claim, contact, result, ctx, inbox_id=row.id)
         except Exception as error:
+            if unavailable(error):  # the database went away mid-turn: not the message's fault, not counted
+                _give_back(claim)
+                raise
             # The row stays unprocessed and the claim stays until its lease runs out: the message is
             # tried again later, not in a tight loop — up to MAX_TURN_ATTEMPTS times.
             try:
@@ -386,6 +391,21 @@ def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id:
             _give_up(claim, contact, row, error, ctx)
         done += 1
     return done
+
+
+def _give_back(claim: sessions.Claim, patience: float = GIVE_BACK_PATIENCE) -> None:
+    """Release a claim whose turn the database cut short, as soon as the database answers again (within
+    `patience` seconds), so the contact's message runs again within seconds of the database's return
+    rather than after the lease. Past that, the lease frees the contact."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sessions.release(claim)
+            return
+        except Exception as error:
+            if not unavailable(error) or time.monotonic() >= deadline:
+                return
+            time.sleep(0.25)
 
 
 def _give_up(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:
@@ -440,7 +460,12 @@ def _claim_next_postgres(token: str, now: datetime) -> tuple[sessions.Claim, inb
             return None
         if claim is None:
             continue
-        taken = inbox.oldest_pending_with_key(claim.contact_id)
+        try:
+            taken = inbox.oldest_pending_with_key(claim.contact_id)
+        except Exception as error:
+            if unavailable(error):  # the claim committed, then the database went away: do not hold it
+                _give_back(claim)
+            raise
         if taken is None:  # handled by someone else between the pick and the claim
             sessions.release(claim)
             continue

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import threading
-from contextlib import nullcontext
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable
@@ -22,8 +24,9 @@ from flask import Flask, Response, request
 from engine.context import utcnow
 from storage import deadletters, events, inbox, outbox
 from storage.contacts import change_number, resolve
-from storage.db import database, is_postgres, write_transaction
+from storage.db import DEFAULT_WAIT, describe, is_postgres, limit_wait, write_transaction
 from storage.events import EventRecord
+from storage.heartbeat import beat
 from storage.settings import Settings
 from storage.text import storable
 
@@ -46,6 +49,20 @@ _SQLITE_WRITER = threading.Lock()
 # is down: the same body would fail on every retry, so it is kept as a dead letter instead (issue 10.2).
 _POISON = (ValueError, RecursionError, OverflowError, peewee.DataError, peewee.IntegrityError)
 
+class StoreBusy(RuntimeError):
+    """The database could not take a delivery within the bounded wait (DATABASE_WAIT)."""
+
+
+@contextmanager
+def _sqlite_writer(wait: float):
+    if not _SQLITE_WRITER.acquire(timeout=wait):
+        raise StoreBusy(f"no turn at the SQLite write lock within {wait:g} s")
+    try:
+        yield
+    finally:
+        _SQLITE_WRITER.release()
+
+
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:
     """True when header is `sha256=<hex HMAC-SHA256 of body under secret>` (constant-time compare)."""
@@ -53,9 +70,10 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
 
 
-def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
+def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> tuple[int, int]:
     """Record one webhook's contacts, messages, events and receipts in one transaction. Returns (new,
-    duplicate) counted over messages and events."""
+    duplicate) counted over messages and events. On SQLite, raises StoreBusy after waiting `wait` seconds
+    for the other webhook threads' writes."""
     if not hook.messages and not hook.statuses:
         return 0, 0
     if is_postgres() and len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
@@ -66,7 +84,7 @@ def store_webhook(hook: Webhook, now: datetime) -> tuple[int, int]:
                                        i.timestamp or now, now):
             return 1, 0
     new = dup = 0
-    with (nullcontext() if is_postgres() else _SQLITE_WRITER), write_transaction():
+    with (nullcontext() if is_postgres() else _sqlite_writer(wait)), write_transaction():
         # A redelivered event stops here, before its sender is looked up: after a number change the old
         # number names nobody any more, and looking it up would make a new contact.
         seen = inbox.known_ids([r.inbound.message_id for r in hook.messages if r.event])
@@ -145,9 +163,11 @@ class Intake:
     metrics: Metrics
     on_inbox: Callable[[], None] | None
     max_age: timedelta  # WHATSAPP_MAX_MESSAGE_AGE_DAYS
+    wait: float = DEFAULT_WAIT  # DATABASE_WAIT: how long a delivery waits for the database before a 503
 
     def take(self, body: bytes, now: datetime) -> tuple[int, str]:
         """The answer to a signed POST /webhook as (status, short text)."""
+        limit_wait(self.wait)
         try:
             hook = parse_webhook(body)
         except PayloadError as e:  # signed, so Meta's: a 400 would only make it retry for days
@@ -161,7 +181,7 @@ class Intake:
         self.metrics.too_old.inc(too_old)
         try:
             try:
-                new, dup = store_webhook(hook, now)
+                new, dup = store_webhook(hook, now, self.wait)
             except _POISON:
                 new, dup, dead = store_apart(hook, body, now)
                 self.metrics.dead_letters.inc(dead)
@@ -189,8 +209,7 @@ class Intake:
 
     def unavailable(self, e: Exception) -> tuple[int, str]:
         # The database is down or broken: Meta retries anything that is not a 200.
-        log.error("webhook could not store a delivery (%s: %s); Meta will deliver it again", type(e).__name__,
-                  storable(str(e)))
+        log.error("webhook could not store a delivery (%s); Meta will deliver it again", storable(describe(e)))
         self.metrics.webhook_rejected.inc(reason="503")
         return 503, "could not store the delivery, try again"
 
@@ -201,26 +220,29 @@ def create_app(
     metrics: Metrics | None = None,
     on_inbox: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    background: Callable[[], dict] | None = None,
 ) -> Flask:
     """The webhook app. The database must already be open (storage.db.open_database).
 
     on_inbox is called after new messages are committed (the in-process workers wake up at once instead
-    of waiting for their next poll).
+    of waiting for their next poll). background describes the process's workers and sender for /readyz
+    (channels.worker.Workers.state).
     """
     if not settings.whatsapp_app_secret or not settings.whatsapp_verify_token:
         raise ValueError("the webhook needs WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN")
     app = Flask("convoflow")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     metrics = metrics or Metrics()
-    metrics.gauges_from(database_gauges)
+    metrics.gauges_from(_gauges_or_down)
     secret, verify_token = settings.whatsapp_app_secret, settings.whatsapp_verify_token
+    wait = settings.database_wait
 
     def refused(status: int, reason: str, remote: str | None) -> tuple[int, str]:
         metrics.webhook_rejected.inc(reason=str(status))
         log.warning("webhook refused (%d %s) from %s", status, reason, remote)
         return status, reason
 
-    intake = Intake(metrics, on_inbox, timedelta(days=settings.whatsapp_max_message_age_days))
+    intake = Intake(metrics, on_inbox, timedelta(days=settings.whatsapp_max_message_age_days), wait)
 
     def receive(body: bytes, header: str | None, remote: str | None) -> tuple[int, str]:
         """The POST /webhook answer as (status, short text)."""
@@ -269,24 +291,54 @@ def create_app(
 
     app.wsgi_app = wsgi
 
+    _health_routes(app, metrics, wait=wait, clock=clock, background=background)
+    app.extensions["convoflow.metrics"] = metrics
+    return app
+
+
+def _health_routes(app: Flask, metrics: Metrics, *, wait: float, clock: Callable[[], datetime],
+                   background: Callable[[], dict] | None) -> None:
+    """GET /healthz (liveness), /readyz (readiness) and /metrics."""
+
     @app.get("/healthz")
     def healthz() -> Response:
-        try:
-            database.execute_sql("SELECT 1")
-        except Exception as e:  # any database failure means "not healthy"; say which kind, never the URL
-            log.error("health check: database unreachable (%s)", type(e).__name__)
-            return Response("database unreachable\n", status=503, mimetype="text/plain")
+        """Liveness: this process answers HTTP. It does not touch the database: while the database is down
+        the process waits for it and resumes by itself, so restarting it would not help (/readyz says 503)."""
         return Response("ok\n", status=200, mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Ready to take deliveries: a write committed within DATABASE_WAIT. Also reports the inbox backlog
+        and this process's workers and sender. 503 when the write failed."""
+        limit_wait(wait)
+        started = time.perf_counter()
+        try:
+            beat(clock())
+            written = time.perf_counter() - started
+            report = {"ready": True, "database": "writable", "write_ms": round(written * 1000, 1),
+                      "inbox_backlog": inbox.backlog()}
+        except Exception as e:  # any failure means "cannot store a delivery now"; say which kind, never the URL
+            log.warning("readiness check: the database cannot take a write (%s)", type(e).__name__)
+            report = {"ready": False, "database": f"cannot write ({type(e).__name__})"}
+        if background is not None:
+            report.update(background())
+        return Response(json.dumps(report) + "\n", status=200 if report["ready"] else 503, mimetype="application/json")
 
     @app.get("/metrics")
     def metrics_page() -> Response:
         return Response(metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
 
-    app.extensions["convoflow.metrics"] = metrics
-    return app
 
-
-HTTP_THREADS = 4  # waitress threads: each request is one short transaction, so a few threads keep 2 cores busy
+def _gauges_or_down() -> dict:
+    """The database gauges plus convoflow_database_up: while the database is down /metrics still answers
+    (with the counters and up 0) instead of failing the scrape."""
+    up = ("convoflow_database_up", "1 when this process could read the database at scrape time, else 0.")
+    try:
+        gauges = database_gauges()
+    except Exception as e:
+        log.warning("metrics: database gauges unavailable (%s)", type(e).__name__)
+        return {up: {(): 0}}
+    return {up: {(): 1}, **gauges}
 
 
 def serve(
@@ -302,6 +354,7 @@ def serve(
     """Run `flows serve` until KeyboardInterrupt or SystemExit in the calling thread (the CLI turns
     SIGTERM into SystemExit): the webhook on waitress plus `workers` turn threads and the sender.
     The database must be open and upgraded; settings already checked (channels.worker.check_settings).
+    waitress is sized by the HTTP_* settings (docs/deploying.md, "Sizing the server").
     """
     from waitress.server import create_server
 
@@ -310,17 +363,27 @@ def serve(
     metrics = Metrics()
     background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics, sms=sms) if workers else None
     try:
-        app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None)
+        app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None,
+                         background=background.state if background else None)
         # waitress warns "Task queue depth is N" whenever a request waits for a thread: under a burst from
         # Meta that is every request, and the log line would cost more than the request itself.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        server = create_server(app, host=host, port=port, threads=HTTP_THREADS, ident="convoflow")
+        server = create_server(app, host=host, port=port, ident="convoflow", threads=settings.http_threads,
+                               connection_limit=settings.http_connection_limit, backlog=settings.http_backlog,
+                               channel_timeout=settings.http_channel_timeout,
+                               asyncore_use_poll=True)  # select() stops at 1,024 sockets; poll() has no limit
         if ready is not None:
             ready(f"http://{host}:{server.effective_port}")
         server.run()  # returns after KeyboardInterrupt / SystemExit, once waitress has shut its threads
     finally:
         if background is not None:
             background.stop()
+
+
+def pool_size(settings: Settings, workers: int) -> int:
+    """PostgreSQL connections a serving process may hold: one per HTTP thread and turn thread, the sender,
+    the housekeeping sweep, and a few spare."""
+    return settings.http_threads + workers + 4
 
 
 def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:
@@ -341,10 +404,12 @@ def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     check_settings(settings, http=True, sandbox=sandbox)
-    check(open_database(settings.database_url))
+    check(open_database(settings.database_url, wait=settings.database_wait,
+                        max_connections=pool_size(settings, workers)))
     metrics = Metrics()
     background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics) if workers else None
-    app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None)
+    app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None,
+                     background=background.state if background else None)
     if background is not None:
         atexit.register(background.stop)
         app.extensions["convoflow.workers"] = background

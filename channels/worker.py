@@ -19,11 +19,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from peewee import fn
 
-from engine.context import TurnContext
+from engine.context import TurnContext, utcnow
+from storage.db import describe, unavailable
 from storage.models import FlowVersion
 from storage.settings import DEFAULT_WHATSAPP_API_URL, Settings, SettingsError
 
@@ -42,6 +44,29 @@ class WorkerOptions:
     error_pause: float = 1.0  # after an unexpected error, so a persistent fault does not spin
     housekeeping_interval: float = 15.0  # expiry sweep and flow reload check
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class Outage:
+    """Says once that the database went away and once that it came back, instead of a traceback every
+    round while it is down (the loops keep going round and resume by themselves)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.since: float | None = None
+
+    def failed(self, error: BaseException) -> bool:
+        """True (and logged once) when error means the database is unavailable; False for anything else."""
+        if not unavailable(error):
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s: database unavailable (%s); retrying", self.name, describe(error))
+        return True
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.info("%s: database available again after %.1f s", self.name, time.monotonic() - self.since)
+            self.since = None
 
 
 class NoFlowsLoaded(RuntimeError):
@@ -76,6 +101,8 @@ class Workers:
         self._flows_lock = threading.Lock()
         self._flows_signature: tuple | None = None
         self.flows = None
+        self.sender_ok_at: datetime | None = None  # the end of the sender's last round that could use the database
+        self.sender_error: str | None = None  # the kind of error that ended its last round, if it failed
 
     # ── control ────────────────────────────────────────────────────────────────────────────────────
 
@@ -115,16 +142,19 @@ class Workers:
     # ── loops ──────────────────────────────────────────────────────────────────────────────────────
 
     def _turn_loop(self, worker_id: str) -> None:
+        outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
             # Cleared before looking: a wake-up that lands during the look makes the wait return at once.
             self._inbox_wake.clear()
             try:
                 done = self.run_turn(worker_id)
-            except Exception:
-                log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
+            except Exception as e:
+                if not outage.failed(e):
+                    log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
                 self.metrics.turn_errors.inc()
                 self._stop.wait(self.options.error_pause)
                 continue
+            outage.ok()
             if not done:
                 self._inbox_wake.wait(self.options.poll_interval)
 
@@ -140,23 +170,45 @@ class Workers:
 
     def _sender_loop(self) -> None:
         assert self.sender is not None
+        outage = Outage("sender")
         while not self._stop.is_set():
             self._outbox_wake.clear()
             try:
                 sent = self.sender.pump()
-            except Exception:
-                log.exception("sender: unexpected error; unsent messages stay in the outbox")
+            except Exception as e:
+                if not outage.failed(e):
+                    log.exception("sender: unexpected error; unsent messages stay in the outbox")
+                self.sender_error = type(e).__name__
                 self._stop.wait(self.options.error_pause)
                 continue
+            outage.ok()
+            self.sender_ok_at, self.sender_error = utcnow(), None
             if not sent:
                 self._outbox_wake.wait(self.options.poll_interval)
 
     def _housekeeping_loop(self) -> None:
+        outage = Outage("housekeeping")
         while not self._stop.wait(self.options.housekeeping_interval):
             try:
                 self.sweep()
-            except Exception:
-                log.exception("housekeeping: unexpected error")
+            except Exception as e:
+                if not outage.failed(e):
+                    log.exception("housekeeping: unexpected error")
+                continue
+            outage.ok()
+
+    def state(self) -> dict[str, Any]:
+        """What /readyz reports about this process's background work: threads alive, the sender's last
+        good round and its last error."""
+        alive = {t.name for t in self._threads if t.is_alive()}
+        return {
+            "turn_threads": sum(name.startswith("convoflow-turns-") for name in alive),
+            "sender": None if self.sender is None else {
+                "running": "convoflow-sender" in alive,
+                "last_round_at": self.sender_ok_at.isoformat(timespec="seconds") + "Z" if self.sender_ok_at else None,
+                "error": self.sender_error,
+            },
+        }
 
     def sweep(self) -> int:
         """Pick up newly loaded flows and expire idle conversations (their expiry messages go to the

@@ -2,15 +2,22 @@
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on; PostgreSQL goes
 through psycopg2 with a connection pool.
+
+Each thread keeps its connection between uses. A connection can die under it (PostgreSQL restarted or
+failed over, the SQLite file replaced), so one is checked before use when it sat idle, and one found dead
+(or on a server that turned read-only) is dropped and replaced at its next use outside a transaction; the
+statement that met the failure still fails, and its caller retries (Meta redelivers, the loops go round).
 """
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from functools import lru_cache
 
 import peewee
-from playhouse.db_url import connect
+from playhouse.db_url import parse
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 database = peewee.DatabaseProxy()
 
@@ -22,6 +29,172 @@ SQLITE_PRAGMAS = {
     "foreign_keys": 1,
     "synchronous": "normal",  # safe with WAL: a crash loses no committed transaction's consistency
 }
+
+DEFAULT_WAIT = 5.0  # seconds to wait for a connection (see open_database)
+IDLE_CHECK = 1.0  # seconds a connection may sit unused before it is checked again at its next use
+# SQLSTATEs after which a PostgreSQL connection is not worth keeping: the server is shutting down or
+# restarting (57P01-57P03), the link broke (class 08), or it is no longer the primary (25006, a failover).
+_DEAD_STATES = ("57P01", "57P02", "57P03", "25006")
+
+
+class _Checked:
+    """A database whose per-thread connection is checked and, when dead, replaced (mixed into the
+    peewee classes below). `_alive(conn)` says whether a connection still works."""
+
+    idle_check = IDLE_CHECK
+
+    def cursor(self, *args, **kwargs):
+        state = self._state
+        if not state.closed and not self.in_transaction():
+            now = time.monotonic()
+            stale = now - getattr(state, "used_at", now) > self.idle_check
+            if getattr(state, "doomed", False) or not self._alive(state.conn, ping=stale):
+                self._drop()
+            state.used_at = now
+        return super().cursor(*args, **kwargs)
+
+    def _execute_cursor(self, sql, params, **options):
+        try:
+            return super()._execute_cursor(sql, params, **options)
+        except (peewee.DatabaseError, peewee.InterfaceError) as e:
+            if self._fatal(getattr(e, "orig", e)):  # the driver's own error, with its SQLSTATE
+                self._state.doomed = True  # replaced at its next use outside a transaction
+            raise
+
+    def connect(self, reuse_if_open=False):
+        opened = super().connect(reuse_if_open)
+        self._state.doomed = False
+        self._state.used_at = time.monotonic()
+        self._apply_wait(self._state.conn, getattr(self._state, "wait", None))
+        return opened
+
+    def limit_wait(self, seconds: float | None) -> None:
+        """Bound how long this thread's statements wait for a lock held by others (SQLite's busy timeout,
+        PostgreSQL's statement_timeout): a web request gives up in seconds instead of queueing. None: the
+        defaults again."""
+        if getattr(self._state, "wait", None) != seconds:
+            self._state.wait = seconds
+            if not self._state.closed:
+                self._apply_wait(self._state.conn, seconds)
+
+    def _drop(self) -> None:
+        """Forget this thread's connection and close it (a pool does not take it back)."""
+        conn = self._state.conn
+        self._forget(conn)
+        self._state.reset()
+        try:
+            conn.close()
+        except Exception:  # closing a dead connection may fail; it is gone either way
+            pass
+
+
+class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
+    """The PostgreSQL pool, with dead connections dropped instead of handed out again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._waits: dict[int, float | None] = {}
+
+    def _alive(self, conn, ping: bool) -> bool:
+        if conn.closed:
+            return False
+        return not ping or not self._adapter.is_connection_closed(conn)
+
+    def _fatal(self, error: Exception) -> bool:
+        code = getattr(error, "pgcode", None) or ""
+        conn = self._state.conn
+        return code.startswith("08") or code in _DEAD_STATES or conn is None or conn.closed != 0
+
+    def _apply_wait(self, conn, seconds: float | None) -> None:
+        # Pooled connections move between threads: remember what each was set to, change it only when needed.
+        key = _backend(conn)
+        if self._waits.get(key) != seconds:
+            conn.cursor().execute(f"SET statement_timeout = {round(seconds * 1000) if seconds else 0}")
+            self._waits[key] = seconds
+
+    def _forget(self, conn) -> None:
+        self._waits.pop(_backend(conn), None)
+        with self._pool_lock:
+            self._in_use.pop(self.conn_key(conn), None)
+            self._pool_available.notify()
+
+
+class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
+    """SQLite that notices its file was deleted or replaced: it reopens the file now at that path, and
+    never creates an empty one in place of a database it had opened (a vanished file is an error)."""
+
+    _opened_once = False
+
+    def _connect(self):
+        if self._opened_once and self.database != ":memory:" and not os.path.exists(self.database):
+            raise peewee.OperationalError(f"the SQLite database file is missing: {self.database}")
+        conn = super()._connect()
+        self._opened_once = True
+        return conn
+
+    def connect(self, reuse_if_open=False):
+        opened = super().connect(reuse_if_open)
+        self._state.identity = _file_identity(self.database)
+        return opened
+
+    def _alive(self, conn, ping: bool) -> bool:
+        return not ping or _file_identity(self.database) == getattr(self._state, "identity", None)
+
+    def _fatal(self, error: Exception) -> bool:
+        name = getattr(error, "sqlite_errorname", "") or ""
+        return name.startswith("SQLITE_IOERR") or name in ("SQLITE_READONLY_DBMOVED", "SQLITE_CANTOPEN")
+
+    def _apply_wait(self, conn, seconds: float | None) -> None:
+        if seconds is not None or getattr(self._state, "waited", False):
+            busy = round(seconds * 1000) if seconds else SQLITE_PRAGMAS["busy_timeout"]
+            conn.execute(f"PRAGMA busy_timeout = {busy}")
+            self._state.waited = seconds is not None
+
+    def _forget(self, conn) -> None:
+        pass
+
+
+def _backend(conn) -> tuple[int, int]:
+    """A pooled connection's identity: its object and its server process (an id alone can be reused)."""
+    try:
+        return id(conn), conn.info.backend_pid
+    except Exception:  # a closed connection no longer says
+        return id(conn), 0
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def limit_wait(seconds: float | None) -> None:
+    """Bound this thread's waits for locks held by others (see _Checked.limit_wait); a no-op on a database
+    opened some other way."""
+    limit = getattr(database.obj, "limit_wait", None)
+    if limit is not None:
+        limit(seconds)
+
+
+def unavailable(error: BaseException) -> bool:
+    """True when error says the database cannot be reached or used right now (down, restarting, locked,
+    every pooled connection busy), as opposed to a fault in what was asked of it."""
+    if isinstance(error, MaxConnectionsExceeded):
+        return True
+    if not isinstance(error, (peewee.OperationalError, peewee.InterfaceError)):
+        return False
+    # SQLite says OperationalError for a bad statement too ("no such column"): only these codes are outages.
+    name = getattr(getattr(error, "orig", None), "sqlite_errorname", None)
+    return name is None or name.split("_")[1] in ("BUSY", "LOCKED", "CANTOPEN", "IOERR", "READONLY", "FULL")
+
+
+def describe(error: BaseException) -> str:
+    """A database error in one line for a log: its kind and the first line of its text (drivers add hints
+    on further lines; neither holds a password)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def utcnow() -> datetime:
@@ -66,14 +239,22 @@ def execute(sql: str, params: tuple | list = (), db: peewee.Database | None = No
     return target.execute_sql(sql, params)
 
 
-def open_database(url: str | None = None) -> peewee.Database:
-    """Connect the models to the database named by url (or DATABASE_URL, or the SQLite default)."""
+def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_connections: int = 32) -> peewee.Database:
+    """Connect the models to the database named by url (or DATABASE_URL, or the SQLite default).
+
+    wait bounds, in seconds, how long a caller waits for a PostgreSQL connection: to open one (the TCP
+    connect) and to get one from the pool when all max_connections are in use. TCP keepalives notice a
+    server that vanished without closing its connections (a failover) within about a minute.
+    """
     url = database_url(url)
     if url.startswith("sqlite"):
-        db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        params = parse(url)
+        db = SqliteCheckedDatabase(params.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False, **params)
     elif url.startswith(("postgres", "postgresql")):
-        pooled = url.replace("postgresql://", "postgresql+pool://", 1).replace("postgres://", "postgres+pool://", 1)
-        db = connect(pooled, max_connections=32, stale_timeout=300, timeout=30)
+        params = {"connect_timeout": max(2, round(wait)), "keepalives": 1, "keepalives_idle": 30,
+                  "keepalives_interval": 10, "keepalives_count": 3, **parse(url)}
+        db = PooledPostgresqlCheckedDatabase(params.pop("database"), max_connections=max_connections,
+                                             stale_timeout=300, timeout=wait, **params)
     else:
         raise ValueError(f"DATABASE_URL must start with sqlite:// or postgresql:// (got '{url.split(':', 1)[0]}')")
     database.initialize(db)

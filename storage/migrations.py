@@ -24,7 +24,8 @@ from playhouse.migrate import SchemaMigrator
 
 from .contacts import is_user_id
 from .db import execute, is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Contact, DeadLetter, Event, InboxMessage, OutboxMessage, PaymentTransaction
+from .models import (ALL_MODELS, Contact, DeadLetter, Event, Heartbeat, InboxMessage, OutboxMessage,
+                     PaymentTransaction)
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -142,6 +143,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever"),
     Migration("0008_lean_indexes", _lean_indexes,
               "a turn writes fewer indexes: a partial one for each contact's unhandled messages, no duplicate"),
+    Migration("0009_heartbeat", lambda db, m: db.create_tables([Heartbeat], safe=True),
+              "a row per serving process that /readyz rewrites, proving a write commits"),
     Migration("0011_payment_provider", lambda db, m: _add_columns(db, m, PaymentTransaction, "provider", "poll_url"),
               "which payment provider takes each payment (existing rows: omari) and where its status is asked"),
 )

@@ -184,5 +184,12 @@ class DeadLetter(BaseModel):
     digest = pw.CharField(max_length=64, unique=True)  # sha256 of body and item: a redelivery adds no row
 
 
+class Heartbeat(BaseModel):
+    """One row per serving process, rewritten by each readiness check (/readyz): proof that a write commits."""
+
+    process = pw.CharField(max_length=128, unique=True)  # host:pid
+    checked_at = pw.DateTimeField()
+
+
 ALL_MODELS = [Contact, FlowVersion, Session, InboxMessage, OutboxMessage, Booking, PaymentTransaction, ActionResult, Event,
-              DeadLetter]
+              DeadLetter, Heartbeat]

@@ -123,6 +123,15 @@ class Settings:
                                      "the business's time zone: what day 'today' is in `expect: date`", time_zone)
     zw_mobile_prefixes: str = setting("71,73,77,78", "ZW_MOBILE_PREFIXES",
                                         "mobile network prefixes after 263 that `expect: phone_zw` accepts", prefixes)
+    database_wait: int = setting(5, "DATABASE_WAIT", "seconds a request waits for the database before giving up "
+                                 "(the webhook then answers 503 and Meta delivers again)", positive_int)
+    http_threads: int = setting(8, "HTTP_THREADS", "threads answering HTTP in `flows serve`", positive_int)
+    http_connection_limit: int = setting(1000, "HTTP_CONNECTION_LIMIT", "open HTTP connections `flows serve` "
+                                         "accepts at once (waitress's own default is 100)", positive_int)
+    http_channel_timeout: int = setting(60, "HTTP_CHANNEL_TIMEOUT", "seconds an idle keep-alive HTTP connection "
+                                        "stays open", positive_int)
+    http_backlog: int = setting(2048, "HTTP_BACKLOG", "connections the kernel queues before `flows serve` "
+                                "accepts them", positive_int)
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

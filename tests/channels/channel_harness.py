@@ -43,8 +43,8 @@ class Channel:
             metrics=self.metrics,
             options=WorkerOptions(threads=threads, poll_interval=0.05),
         )
-        self.server = wa.ServerThread(create_app(settings, metrics=self.metrics, on_inbox=self.workers.wake),
-                                      threads=http_threads)
+        self.server = wa.ServerThread(create_app(settings, metrics=self.metrics, on_inbox=self.workers.wake,
+                                                 background=self.workers.state), threads=http_threads)
         self.url = self.server.url
         self.http = requests.Session()
         self.started = False

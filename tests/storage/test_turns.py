@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 
+import peewee
 import pytest
 
 from channels import turns
@@ -15,6 +16,7 @@ from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, payments, sessions
 from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
+from storage.db import is_postgres
 from storage.models import Contact, InboxMessage, OutboxMessage, Session
 from storage_kit import COUNTER, Clock, context, counter_registry, counter_setup, message, store_counter
 
@@ -338,3 +340,41 @@ def test_stored_flows_that_no_longer_load_are_refused_with_their_problems(db):
     store_counter(clock)
     with pytest.raises(turns.FlowsNotLoaded, match="flow 'counter' version 1 no longer loads: .*test.increment"):
         turns.load_flowset(ActionRegistry())
+
+
+@pytest.mark.parametrize("where", ["save", "read after the claim"])
+def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_again_at_once(db, monkeypatch, where):
+    """PostgreSQL ends the worker's session after its claim committed (a restart): between the turn and its
+    save, or before the message is read. The claim is given back as soon as the database answers, so the
+    message runs again at once, not after the lease, and the outage is not counted against the message."""
+    if not is_postgres(db):
+        pytest.skip("ends a PostgreSQL session")
+    import psycopg2
+
+    clock, flows, ctx = counter_setup()
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    contact_id = upsert_contact("c1", clock())
+    msg = message("c1", "next", at=clock())
+    inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+    module, name = (sessions, "save_and_release") if where == "save" else (inbox, "oldest_pending_with_key")
+    real = getattr(module, name)
+
+    def restart_then(*args, **kwargs):
+        pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        other = psycopg2.connect(db.url)
+        other.autocommit = True
+        other.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        other.close()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, restart_then)
+    db.idle_check = 3600  # the connection was just used: the next statement meets the dead connection
+    with pytest.raises(peewee.OperationalError):
+        turns.process_inbox(ctx, flows, worker_id="w1")
+    monkeypatch.undo()
+
+    assert Session.get().claimed_by is None  # given back, not held for the lease
+    row = InboxMessage.get(InboxMessage.channel_message_id == msg.message_id)
+    assert row.processed_at is None and row.attempts == 0
+    assert turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
+    assert texts("c1") == ["n=1", "n=2"]
