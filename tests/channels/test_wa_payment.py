@@ -76,7 +76,7 @@ def test_the_whole_payment_conversation(channel, graph, sandbox):
     assert "2637XXXXXXXX" in phone.text(ask_phone)
 
     (retry,) = phone.send(wa.text(TENDAI, "0771234567"))
-    assert "not in the form 2637XXXXXXXX" in phone.text(retry)
+    assert "in the form 2637XXXXXXXX, e.g. 263771234567" in phone.text(retry)
 
     (ask_otp,) = phone.send(wa.text(TENDAI, "263771234567"))
     tx = PaymentTransaction.get()
