@@ -24,7 +24,8 @@ from .problems import Problem
 from .registry import ActionRegistry
 from .registry import registry as default_registry
 from .steps import kinds
-from .validate import FileFacts, check_file, check_set, parse_duration, undefined_variables
+from .validate import FileFacts, check_file, check_set, parse_duration
+from .variable_check import check_variables
 from .yaml_source import Source, decode, parse
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -86,7 +87,7 @@ def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
 def load_text(text: str, file: str, registry: ActionRegistry | None = None, version: int = 0) -> tuple[Flow | None, list[Problem]]:
     """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
     facts = _facts(text, file, registry)
-    facts.problems.extend(undefined_variables(facts, facts.saves))
+    facts.problems.extend(check_variables([facts], complete=False))
     problems = sorted(facts.problems)
     if facts.has_errors:
         return None, problems
@@ -124,6 +125,7 @@ def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> Load
         texts[file] = text
         all_facts.append(_facts(text, file, registry))
     problems.extend(check_set(all_facts))
+    problems.extend(check_variables(all_facts))
     for facts in all_facts:
         problems.extend(facts.problems)
     failed = {p.file for p in problems if p.severity == "error"}
