@@ -49,6 +49,7 @@ CODES: dict[str, Code] = {
     "flow.closing_question": Code("warning", "The cancel or expiry step leads to a question; nobody can answer while the conversation closes, so it stops there.", "Route the cancel/expiry step to actions, messages and an end only."),
     "flow.duplicate_name": Code("error", "Two files use the same flow name.", "Rename one flow (`flow:`)."),
     "flow.duplicate_trigger": Code("error", "Two flows claim the same trigger (compared ignoring case, surrounding space and punctuation).", "Keep the trigger in one flow only."),
+    "flow.not_checked": Code("warning", "Another file loaded together has a YAML error, so the hand-overs and variables that file might provide are not checked yet.", "Fix the YAML error of the file named; the checks run again then."),
     "flow.unknown_flow": Code("error", "A `flow:` step hands over to a flow that is not loaded.", "Fix the name, or validate the other flow's file together with this one."),
     # Questions
     "ask.expect_with_choices": Code("warning", "A question with buttons or options also has `expect`, which is never used: the answer is one of the choices.", "Remove `expect`."),

@@ -24,7 +24,7 @@ from .problems import Problem
 from .registry import ActionRegistry
 from .registry import registry as default_registry
 from .steps import kinds
-from .validate import FileFacts, check_file, check_set, parse_duration
+from .validate import FileFacts, check_file, check_set, not_checked, parse_duration
 from .variable_check import check_variables
 from .yaml_source import Source, decode, parse
 
@@ -124,8 +124,8 @@ def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> Load
             continue
         texts[file] = text
         all_facts.append(_facts(text, file, registry))
-    problems.extend(check_set(all_facts))
-    problems.extend(check_variables(all_facts))
+    unparsed = [f.source.file for f in all_facts if f.source.data is None]
+    problems.extend(not_checked(check_set(all_facts) + check_variables(all_facts), unparsed))
     for facts in all_facts:
         problems.extend(facts.problems)
     failed = {p.file for p in problems if p.severity == "error"}

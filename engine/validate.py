@@ -9,6 +9,7 @@ Every check looks only at steps whose shape is right, so one typo gives one prob
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -366,4 +367,27 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
     return problems
 
 
-__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "parse_duration", "Saved"]
+# What another file may hold: while a file does not parse, these are follow-ons, not the author's mistakes.
+FOLLOW_ONS = frozenset({"flow.unknown_flow", "template.undefined", "template.not_saved_yet"})
+
+
+def not_checked(problems: list[Problem], unparsed: list[str]) -> list[Problem]:
+    """problems, with those a file that does not parse may cause replaced by one "not checked" per file."""
+    if not unparsed:
+        return problems
+    names = ", ".join(os.path.basename(f) for f in unparsed)
+    has = "has a YAML error, so" if len(unparsed) == 1 else "have YAML errors, so"
+    fixed = "it is fixed" if len(unparsed) == 1 else "they are fixed"
+    kept: list[Problem] = []
+    noted: set[str] = set()
+    for p in problems:
+        if p.code not in FOLLOW_ONS:
+            kept.append(p)
+        elif p.file not in noted:
+            noted.add(p.file)
+            kept.append(Problem(p.file, p.line, p.col, "warning", "flow.not_checked",
+                                f"not checked: {names} {has} hand-overs and variables are checked once {fixed}"))
+    return kept
+
+
+__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "not_checked", "parse_duration", "Saved"]
