@@ -23,7 +23,9 @@ from .validate import BUILTIN_VARS, FileFacts, VarUse
 # A file judged alone (a stored version loaded at run time) gets these as warnings: refusing a published
 # version for them would take a live flow down, and only the other flows can tell some of them.
 CODES = ("template.undefined", "template.not_saved_yet", "template.text_as_number", "template.unknown_key")
-_MAX_ROUNDS = 20  # hand-over chains longer than this are judged with what is known by then
+_MAX_ROUNDS = 20
+_STOPS = "would stop the conversation with an apology"
+_EFFECT = {"==": "is never true: text never equals a number", "!=": "is always true: text never equals a number"}  # hand-over chains longer than this are judged with what is known by then
 
 
 class _Bits:
@@ -167,27 +169,19 @@ def _not_saved_yet(facts: FileFacts, before: dict[str, int], bits: _Bits) -> lis
 
 def _text_as_number(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
     """template.text_as_number: a variable every step saves as text, used as a number as it stands."""
-    problems: list[Problem] = []
-    for use, how in facts.numeric:
-        entries = saved.get(use.name) or []
-        if not entries or any(s.kind != "text" for s in entries):
-            continue
-        effect = ("is never true: text never equals a number" if how in ("==", "!=")
-                  else "would stop the conversation with an apology")
-        problems.append(_problem(facts, use, "error", "template.text_as_number",
-                                 f"'{use.name} {how} …' {effect}, because {entries[0].why}. Write "
-                                 f"'{use.name} | int' (whole numbers) or '{use.name} | float'"))
-    return problems
+    found = [(use, how, entries[0].why) for use, how in facts.numeric
+             for entries in [_only(saved, use.name, "text")] if entries]
+    return [_problem(facts, use, "error", "template.text_as_number",
+                     f"'{use.name} {how} …' {_EFFECT.get(how, _STOPS)}, because {why}. Write '{use.name} | int' "
+                     f"(whole numbers) or '{use.name} | float'") for use, how, why in found]
 
 
 def _unknown_keys(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
     """template.unknown_key: reading a key a literal table saved by core.set does not have."""
     problems: list[Problem] = []
     for use, keys in facts.reads:
-        entries = saved.get(use.name) or []
-        if not entries or any(s.kind != "table" for s in entries):
-            continue
-        missing = _missing_key(entries[0].table, keys)
+        entries = _only(saved, use.name, "table")
+        missing = _missing_key(entries[0].table, keys) if entries else None
         if missing is None:
             continue
         key, has = missing
@@ -195,6 +189,12 @@ def _unknown_keys(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
                                  f"the table '{use.name}' (saved by step '{entries[0].step}') has no key '{key}' "
                                  f"(it has {', '.join(map(str, has)) or 'no keys'}){suggest(str(key), has)}"))
     return problems
+
+
+def _only(saved: dict[str, list], name: str, kind: str) -> list:
+    """The steps that save name, when every one of them saves it as kind; else []."""
+    entries = saved.get(name) or []
+    return entries if entries and all(s.kind == kind for s in entries) else []
 
 
 def _missing_key(table: Any, keys: tuple) -> tuple[Any, list] | None:
