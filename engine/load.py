@@ -7,7 +7,8 @@
 Neither raises for bad input: a file that cannot be read, is not UTF-8, is not YAML or is not a flow
 becomes problems. A flow with any error is left out (None / not in report.flows); warnings do not stop it.
 Checks that need every flow (unique names and triggers, hand-overs, variables saved in another flow)
-run only in load_paths.
+run only in load_paths. load_text judges one file alone, as a stored version is loaded at run time: there
+the variable checks (engine.variable_check) only warn, so a published version never stops loading.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Reading a flow's templates without running them: syntax, the variables they use, their literal text.
 
 Parsing goes through the same sandboxed environment the runner renders with, so a template that passes
-here compiles there. Results are cached per source text: a generated flow repeats the same templates.
+here compiles there. Everything is read from jinja2's tree (one walk per template): the names read, the
+names used as numbers as they stand (`rating <= 2`), the keys read (`tours[tour].name`), and the names a
+template guards with `is defined` or `| default`. Results are cached per source text: a generated flow repeats the same templates.
 """
 from __future__ import annotations
 

@@ -75,9 +75,10 @@ def _saved_before(facts: FileFacts, entry: int, bits: _Bits) -> dict[str, int]:
     return before
 
 
-def _entries(all_facts: list[FileFacts], bits: _Bits) -> dict[str, int]:
-    """What each flow starts with: nothing (besides contact) when a trigger starts it, else what every
-    hand-over to it carries. Repeated until nothing changes, so chains of hand-overs count."""
+def _walk(all_facts: list[FileFacts], bits: _Bits) -> dict[str, dict[str, int]]:
+    """Per file, what each step sees saved (_saved_before), where a flow starts with nothing (besides contact)
+    when a trigger starts it, else with what every hand-over to it carries. Repeated until nothing changes,
+    so chains of hand-overs count."""
     by_name = {f.name: f for f in all_facts if f.name}
     handed = {f.name: [] for f in all_facts if f.name}
     for facts in all_facts:
@@ -90,31 +91,31 @@ def _entries(all_facts: list[FileFacts], bits: _Bits) -> dict[str, int]:
     open_ = {name for name, f in by_name.items() if not f.triggers}
     entries = {name: (bits.all if name in open_ else builtin) for name in by_name}
     for _ in range(_MAX_ROUNDS):
-        before = {name: _saved_before(f, entries[name], bits) for name, f in by_name.items() if f.sound}
+        before = {f.source.file: _saved_before(f, entries[name], bits) for name, f in by_name.items() if f.sound}
         new = dict(entries)
         for name in open_:
             if handed[name]:
                 carried = bits.all
                 for facts, step in handed[name]:
-                    carried &= before.get(facts.name, {}).get(step, bits.all)
+                    carried &= before.get(facts.source.file, {}).get(step, bits.all)
                 new[name] = carried | builtin
         if new == entries:
-            break
+            return before
         entries = new
-    return entries
+    return {f.source.file: _saved_before(f, entries[name], bits) for name, f in by_name.items() if f.sound}
 
 
 def check_variables(all_facts: list[FileFacts], complete: bool = True) -> list[Problem]:
     """The four checks over flows loaded together (complete) or one file alone (complete=False)."""
     saved_anywhere = set().union(*(f.saves for f in all_facts)) if all_facts else set()
     bits = _Bits(saved_anywhere | BUILTIN_VARS)
-    entries = _entries(all_facts, bits)
+    walked = _walk(all_facts, bits)
     saved = _saved_by_name(all_facts)
     problems: list[Problem] = []
     for facts in all_facts:
         problems.extend(_undefined(facts, saved_anywhere))
-        if facts.sound and facts.name in entries:
-            problems.extend(_not_saved_yet(facts, _saved_before(facts, entries[facts.name], bits), bits))
+        if facts.source.file in walked:
+            problems.extend(_not_saved_yet(facts, walked[facts.source.file], bits))
         problems.extend(_text_as_number(facts, saved))
         problems.extend(_unknown_keys(facts, saved))
     if not complete:
