@@ -59,8 +59,8 @@ def generate(steps: int) -> str:
     save: name_{b}
     next: ask_amount_{b}
   ask_amount_{b}:
-    ask: "{{{{ name_{b} }}}}, how much for part {b}? At most {{{{ limit_{b}.value | money }}}}."
-    expect: {{amount: {{min: "0.01", max: "{{{{ limit_{b}.value }}}}"}}}}
+    ask: "{{{{ name_{b} }}}}, how much for part {b}? At most {{{{ limit_{b}.value | default(100) | money }}}}."
+    expect: {{amount: {{min: "0.01", max: "{{{{ limit_{b}.value | default(100) }}}}"}}}}
     attempts: 3
     on_fail: end_{b}
     save: amount_{b}

@@ -49,10 +49,12 @@ CODES: dict[str, Code] = {
     "flow.closing_question": Code("warning", "The cancel or expiry step leads to a question; nobody can answer while the conversation closes, so it stops there.", "Route the cancel/expiry step to actions, messages and an end only."),
     "flow.duplicate_name": Code("error", "Two files use the same flow name.", "Rename one flow (`flow:`)."),
     "flow.duplicate_trigger": Code("error", "Two flows claim the same trigger (compared ignoring case, surrounding space and punctuation).", "Keep the trigger in one flow only."),
+    "flow.not_checked": Code("warning", "Another file loaded together has a YAML error, so the hand-overs and variables that file might provide are not checked yet.", "Fix the YAML error of the file named; the checks run again then."),
     "flow.unknown_flow": Code("error", "A `flow:` step hands over to a flow that is not loaded.", "Fix the name, or validate the other flow's file together with this one."),
     # Questions
     "ask.expect_with_choices": Code("warning", "A question with buttons or options also has `expect`, which is never used: the answer is one of the choices.", "Remove `expect`."),
     "ask.buttons_and_options": Code("error", "A step has both buttons and options.", "Keep buttons (up to 3) or options (up to 10), not both."),
+    "ask.numbered_option_ids": Code("warning", "A button or option id is a number other than its row number: a customer who types that number gets another row.", "Use words for ids (`ecocash: Ecocash`), or number the rows in order."),
     "expect.bad_regex": Code("error", "The regex of an `expect: {regex: …}` check does not compile.", "Fix the pattern (the message says where it breaks)."),
     "expect.bad_number": Code("error", "A min, max, min_length or max_length that is neither a number nor a template.", "Write a number, e.g. \"10\" or \"0.01\"."),
     "expect.bad_date": Code("error", "An after or before of `expect: {date: …}` that is neither a date, today, tomorrow nor a template.", "Write a date like 2026-12-25 or 25/12/2026, or today, or a template."),
@@ -66,7 +68,10 @@ CODES: dict[str, Code] = {
     # Templates
     "template.syntax": Code("error", "A message or condition is not valid Jinja.", "Close every `{{` with `}}` and every `{%` with `%}`; conditions are written without braces."),
     "template.unknown_filter": Code("error", "A template uses a filter or test that does not exist.", "Fix the name (see \"did you mean\"), e.g. `money`."),
-    "template.undefined": Code("warning", "A template reads a variable no step of the loaded flows saves.", "Save it in an earlier step (`save: name`), or fix the spelling."),
+    "template.undefined": Code("error", "A template reads a variable no step of the loaded flows saves (often a typo).", "Save it in an earlier step (`save: name`), or fix the spelling (see \"did you mean\")."),
+    "template.not_saved_yet": Code("error", "A template reads a variable on a way through the flow where no earlier step has saved it (a flow handed over to starts with what every hand-over carries).", "Save it in a step that comes before on every way here, or write `name | default(\"\")`."),
+    "template.text_as_number": Code("error", "A text answer (a button or option id, an amount, typed text) is compared by size, compared with a number or used in arithmetic.", "Write `name | int` or `name | float`, or compare with text: `choice == \"2\"`."),
+    "template.unknown_key": Code("error", "A template reads a key that the table saved by `core.set` does not have.", "Fix the key's spelling (see \"did you mean\")."),
     # WhatsApp's limits
     "whatsapp.too_many_buttons": Code("error", "More than 3 reply buttons.", "Use at most 3, or use options (up to 10)."),
     "whatsapp.button_title_too_long": Code("error", "A button title is longer than 20 characters.", "Shorten it; explain in the question text."),

@@ -246,6 +246,9 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     kind_of: dict[str, str | None] = {}
     sound: set[str] = set()
     steps = data.get("steps") if isinstance(data, dict) else None
+    if isinstance(steps, list):
+        problems = [p for p in problems if p.code != "field.type" or (p.line, p.col) != source.where(("steps",))]
+        problems.append(source.problem(("steps",), "error", "field.type", _steps_as_list(steps)))
     if not isinstance(steps, dict):
         return problems, kind_of, sound
     for name, step in steps.items():
@@ -341,6 +344,14 @@ def and_list(names: list[str]) -> str:
 def _types(value: Any) -> str:
     names = value if isinstance(value, list) else [value]
     return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+
+
+def _steps_as_list(steps: list) -> str:
+    """The message for steps written as a list (`- name: hello`), showing the same step written right."""
+    first = steps[0] if steps and isinstance(steps[0], dict) else {}
+    name = first.get("name") if isinstance(first.get("name"), str) else "hello"
+    return (f"steps are not a list: write each step's name followed by ':' and its fields indented below it, "
+            f"e.g. '{name}:' instead of '- name: {name}'")
 
 
 def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:

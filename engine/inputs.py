@@ -105,6 +105,7 @@ class InputCheck:
     shorthand: str | None = None  # {regex: "^BK-"} stands for {regex: {pattern: "^BK-"}}
     required: tuple[str, ...] = ()
     secret: bool = False  # the answer is kept out of logs (an OTP)
+    number: bool = False  # the answer is saved as a number (else as text: compare it with `| int`/`| float`)
     static: Callable[[Mapping[str, Any]], Iterator[tuple[str, str, str]]] | None = None  # more literal checks
 
     @property
@@ -324,6 +325,7 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
     accepts="a whole number. Settings `min`, `max`.",
     saves="`42`",
     hint="a whole number like 3",
+    number=True,
     examples=("{integer: {min: 1, max: 10}}",),
     **NUMBER_RANGE,
 )

@@ -7,7 +7,8 @@
 Neither raises for bad input: a file that cannot be read, is not UTF-8, is not YAML or is not a flow
 becomes problems. A flow with any error is left out (None / not in report.flows); warnings do not stop it.
 Checks that need every flow (unique names and triggers, hand-overs, variables saved in another flow)
-run only in load_paths.
+run only in load_paths. load_text judges one file alone, as a stored version is loaded at run time: there
+the variable checks (engine.variable_check) only warn, so a published version never stops loading.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .problems import Problem
 from .registry import ActionRegistry
 from .registry import registry as default_registry
 from .steps import kinds
-from .validate import FileFacts, check_file, check_set, parse_duration, undefined_variables
+from .validate import FileFacts, check_file, check_set, not_checked, parse_duration
+from .variable_check import check_variables
 from .yaml_source import Source, decode, parse
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -86,7 +88,7 @@ def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
 def load_text(text: str, file: str, registry: ActionRegistry | None = None, version: int = 0) -> tuple[Flow | None, list[Problem]]:
     """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
     facts = _facts(text, file, registry)
-    facts.problems.extend(undefined_variables(facts, facts.saves))
+    facts.problems.extend(check_variables([facts], complete=False))
     problems = sorted(facts.problems)
     if facts.has_errors:
         return None, problems
@@ -123,7 +125,8 @@ def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> Load
             continue
         texts[file] = text
         all_facts.append(_facts(text, file, registry))
-    problems.extend(check_set(all_facts))
+    unparsed = [f.source.file for f in all_facts if f.source.data is None]
+    problems.extend(not_checked(check_set(all_facts) + check_variables(all_facts), unparsed))
     for facts in all_facts:
         problems.extend(facts.problems)
     failed = {p.file for p in problems if p.severity == "error"}

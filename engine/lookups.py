@@ -11,6 +11,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Generic, Mapping, TypeVar
 
+from .inputs import NO, YES
 from .messages import Choice
 from .model import Flow, FlowSet
 
@@ -92,16 +93,36 @@ class FlowLookups:
     menu_word: str
 
 
+def without_symbols(text: str) -> str:
+    """text without its emoji and other symbols, normalised: "📱 Mobile Payment" -> "mobile payment"."""
+    kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith(("S", "C", "M")) or ch.isspace())
+    return normalise(kept)
+
+
 def _answers(choices: tuple[Choice, ...]) -> dict[str, str]:
     answers: dict[str, str] = {}
-    # Numbers first, titles then ids override: a button titled "2" means that button, not the second one.
+    # Weakest first, each later kind overrides: the words of the yes_no check for a Yes/No button, row
+    # numbers, titles without their emoji, titles, ids (a button titled "2" means that button, not row 2).
+    for c in choices:
+        for word in yes_no_words(normalise(c.id)) | yes_no_words(without_symbols(c.title)):
+            answers[word] = c.id
     for number, c in enumerate(choices, start=1):
         answers[str(number)] = c.id
+    for c in choices:
+        answers.setdefault(without_symbols(c.title), c.id)
     for c in choices:
         answers[normalise(c.title)] = c.id
     for c in choices:
         answers[normalise(c.id)] = c.id
     return answers
+
+
+def yes_no_words(word: str) -> frozenset[str]:
+    """The words the yes_no check takes as word's meaning ("yes" -> yes, y, ok, …), else nothing."""
+    for words in (YES, NO):
+        if word in words and not word.isdigit():
+            return words - {w for w in words if w.isdigit()}
+    return frozenset()
 
 
 def _index_flow(flow: Flow) -> FlowLookups:

@@ -32,6 +32,7 @@ from .model import Flow, FlowSet, Step
 from .steps import kinds
 from .templates import evaluate, render
 
+NO_MENU = "There is no *{menu}* here. Please answer the question, or send *{cancel}* to stop.\n\n{question}"
 SORRY = "Sorry, something went wrong on our side. Send *{menu}* to start again."
 
 # One module per step kind (engine/steps); each `run(turn, step)` returns the next step's name, or None.
@@ -287,10 +288,21 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
         if typed not in lookups.choices.get(step.name, ()):
             if typed in lookups.cancel_words:
                 return _cancel(turn)
-            menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
-            if typed == lookups.menu_word and menu is not None:
-                return turn.begin(menu)
+            if typed == lookups.menu_word:
+                return _menu(turn, step)
     return kinds.get(step.kind).answer(turn, step, inbound)
+
+
+def _menu(turn: Turn, step: Step) -> str | None:
+    """The menu word at a question: the menu flow (or the flow it triggers); with neither, say so and wait on."""
+    menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
+    triggered = flowset_lookups(turn.flows).triggers.get(flow_lookups(turn.flow).menu_word)
+    flow = menu or (turn.flows.latest(triggered) if triggered else None)
+    if flow is not None:
+        return turn.begin(flow)
+    turn.say_choices(step, NO_MENU.format(menu=turn.menu_word, cancel=(turn.flow.cancel_words or ("cancel",))[0], question=turn.render(step.text or "")))
+    turn.wait(step, turn.attempts)
+    return None
 
 
 def _cancel(turn: Turn) -> None:

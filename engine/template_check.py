@@ -1,7 +1,9 @@
 """Reading a flow's templates without running them: syntax, the variables they use, their literal text.
 
 Parsing goes through the same sandboxed environment the runner renders with, so a template that passes
-here compiles there. Results are cached per source text: a generated flow repeats the same templates.
+here compiles there. Everything is read from jinja2's tree (one walk per template): the names read, the
+names used as numbers as they stand (`rating <= 2`), the keys read (`tours[tour].name`), and the names a
+template guards with `is defined` or `| default`. Results are cached per source text: a generated flow repeats the same templates.
 """
 from __future__ import annotations
 
@@ -15,16 +17,9 @@ from jinja2.parser import Parser
 from .templates import env
 
 _TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-# Most message templates only print variables: `{{ booking.balance_due | money }}`. Those are read with a
-# regex, which is ~20x cheaper than Jinja's parser; anything else (arguments, operators, blocks) is parsed.
-_SIMPLE_TAG = re.compile(
-    r"\{\{-?\s*([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[\s*(?:\d+|'[\w ]*')\s*\])*)"
-    r"((?:\s*\|\s*[A-Za-z_]\w*)*)\s*-?\}\}"
-)
-_FILTER_NAME = re.compile(r"[A-Za-z_]\w*")
-# Words Jinja reads as operators or constants, not variables: a tag holding one is left to the parser.
-_NOT_NAMES = frozenset({"and", "or", "not", "in", "is", "if", "else", "elif", "for", "true", "false", "none",
-                        "True", "False", "None", "recursive", "import", "with", "without", "context", "as"})
+_ORDERING = {"lt": "<", "gt": ">", "lteq": "<=", "gteq": ">="}
+_EQUALITY = {"eq": "==", "ne": "!="}
+_ARITHMETIC = {nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//", nodes.Mod: "%", nodes.Pow: "**"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +31,12 @@ class TemplateInfo:
     error_line: int = 1  # line of the error inside the template text (1 = its first line)
     unknown_filters: tuple[str, ...] = ()
     unknown_tests: tuple[str, ...] = ()
+    # Names used as numbers as they stand (no `| int`/`| float`): (name, what is done, e.g. "<=" or "+").
+    numeric: tuple[tuple[str, str], ...] = ()
+    # Names read with keys: (name, keys), a key None where it is computed (`tours[tour].name` -> (None, "name")).
+    reads: tuple[tuple[str, tuple[str | int | None, ...]], ...] = ()
+    # Names the template tests with `is defined` or gives a `| default`: reading them never fails.
+    guarded: frozenset[str] = frozenset()
 
 
 def is_template(text: str) -> bool:
@@ -51,9 +52,6 @@ def literal_text(text: str) -> str:
 @lru_cache(maxsize=8192)
 def inspect_template(source: str) -> TemplateInfo:
     """Parse a message template."""
-    simple = _read_simple(source)
-    if simple is not None:
-        return simple
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as e:
@@ -75,38 +73,105 @@ def inspect_expression(source: str) -> TemplateInfo:
     return _describe(nodes.Template([nodes.Output([expr])]))
 
 
-def _read_simple(source: str) -> TemplateInfo | None:
-    """The TemplateInfo of a template made of text and plain `{{ name.path | filter }}` tags, else None."""
-    names: set[str] = set()
-    filters: set[str] = set()
-    end = 0
-    for match in _SIMPLE_TAG.finditer(source):
-        if "{" in source[end:match.start()] or "}" in source[end:match.start()]:
-            return None
-        name = match.group(1)
-        if name in _NOT_NAMES:
-            return None
-        names.add(name)
-        filters.update(_FILTER_NAME.findall(match.group(3)))
-        end = match.end()
-    if "{" in source[end:] or "}" in source[end:]:
-        return None
-    unknown = tuple(sorted(f for f in filters if f not in env.filters))
-    return TemplateInfo(names=frozenset(names - set(env.globals)), unknown_filters=unknown)
-
-
 def _describe(tree: nodes.Node) -> TemplateInfo:
+    every: dict[type, list] = {}
+    for node in tree.find_all(nodes.Node):  # one walk over the tree, then each question asks its kind
+        every.setdefault(type(node), []).append(node)
+    found = _Nodes(every)
     loaded: set[str] = set()
     stored: set[str] = set()
-    for name in tree.find_all(nodes.Name):
+    for name in found(nodes.Name):
         (loaded if name.ctx == "load" else stored).add(name.name)
-    filters = sorted({f.name for f in tree.find_all(nodes.Filter) if f.name not in env.filters})
-    tests = sorted({t.name for t in tree.find_all(nodes.Test) if t.name not in env.tests})
+    filters = sorted({f.name for f in found(nodes.Filter) if f.name not in env.filters})
+    tests = sorted({t.name for t in found(nodes.Test) if t.name not in env.tests})
     return TemplateInfo(
         names=frozenset(loaded - stored - set(env.globals)),
         unknown_filters=tuple(filters),
         unknown_tests=tuple(tests),
+        numeric=_numeric_uses(found),
+        reads=_key_reads(found),
+        guarded=_guarded(found),
     )
+
+
+class _Nodes:
+    """A template's nodes by type: found(nodes.Getattr, nodes.Getitem) lists those, subclasses included."""
+
+    def __init__(self, every: dict[type, list]) -> None:
+        self.every = every
+
+    def __call__(self, *wanted: type) -> list:
+        return [n for kind, group in self.every.items() if issubclass(kind, wanted) for n in group]
+
+
+def _bare(node: nodes.Node) -> str | None:
+    """The variable's name when node is a variable as it stands (no filter, no key)."""
+    return node.name if isinstance(node, nodes.Name) and node.ctx == "load" else None
+
+
+def _is_number(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Const) and isinstance(node.value, int | float) and not isinstance(node.value, bool)
+
+
+def _numeric_uses(found: _Nodes) -> tuple[tuple[str, str], ...]:
+    """Variables compared by size, compared with a number, or used in arithmetic, as they stand."""
+    uses: list[tuple[str, str]] = []
+    for compare in found(nodes.Compare):
+        left = compare.expr
+        for operand in compare.ops:
+            pair = (left, operand.expr)
+            if operand.op in _ORDERING:
+                uses.extend((n, _ORDERING[operand.op]) for n in map(_bare, pair) if n)
+            elif operand.op in _EQUALITY and any(map(_is_number, pair)):
+                uses.extend((n, _EQUALITY[operand.op]) for n in map(_bare, pair) if n)
+            left = operand.expr
+    for expr in found(nodes.BinExpr):
+        pair = (expr.left, expr.right)
+        if isinstance(expr, nodes.Add) and any(map(_is_number, pair)):  # text + text joins them: fine
+            uses.extend((n, "+") for n in map(_bare, pair) if n)
+        elif type(expr) in _ARITHMETIC:
+            uses.extend((n, _ARITHMETIC[type(expr)]) for n in map(_bare, pair) if n)
+    return tuple(dict.fromkeys(uses))
+
+
+def _key_reads(found: _Nodes) -> tuple[tuple[str, tuple[str | int | None, ...]], ...]:
+    """Each outermost `name.key[...]...` chain as (name, keys); a method called on it is not a key."""
+    chains = found(nodes.Getattr, nodes.Getitem)
+    inner = {id(c.node) for c in chains} | {id(call.node) for call in found(nodes.Call)}
+    reads: list[tuple[str, tuple[str | int | None, ...]]] = []
+    for chain in chains:
+        if id(chain) in inner:
+            continue
+        keys: list[str | int | None] = []
+        node: nodes.Node = chain
+        while isinstance(node, nodes.Getattr | nodes.Getitem):
+            if isinstance(node, nodes.Getattr):
+                keys.append(node.attr)
+            else:
+                arg = node.arg
+                keys.append(arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str | int) else None)
+            node = node.node
+        if _bare(node):
+            reads.append((node.name, tuple(reversed(keys))))
+    return tuple(dict.fromkeys(reads))
+
+
+def _guarded(found: _Nodes) -> frozenset[str]:
+    """Names tested with `is defined`/`is undefined`, or read through `| default` (even by a key chain)."""
+    names: set[str] = set()
+    for test in found(nodes.Test):
+        if test.name in ("defined", "undefined"):
+            names.update(n.name for n in _roots(test.node))
+    for filter_ in found(nodes.Filter):
+        if filter_.name in ("default", "d") and filter_.node is not None:
+            names.update(n.name for n in _roots(filter_.node))
+    return frozenset(names)
+
+
+def _roots(node: nodes.Node) -> list[nodes.Name]:
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        node = node.node
+    return [node] if isinstance(node, nodes.Name) else []
 
 
 __all__ = ["TemplateInfo", "inspect_template", "inspect_expression", "is_template", "literal_text"]

@@ -9,6 +9,7 @@ Every check looks only at steps whose shape is right, so one typo gives one prob
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,19 @@ class VarUse:
     line: int
     col: int
     where: str  # "step 'ask_amount'", "cancel message", …
+    step: str | None = None  # the step whose template it is; None for the flow's cancel/expire messages
+    after_save: bool = False  # read by a route's condition, once the step's own `save` is done
+    guarded: bool = False  # tested with `is defined` or given a `| default`: reading it never fails
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a step's `save` keeps: kind "number", "text", "table" (a literal mapping) or "unknown"."""
+
+    step: str
+    kind: str = "unknown"
+    why: str = ""  # for "text": what makes it text, in the author's words
+    table: Any = None
 
 
 @dataclass
@@ -52,6 +66,13 @@ class FileFacts:
     saves: set[str] = field(default_factory=set)
     uses: list[VarUse] = field(default_factory=list)
     handovers: list[tuple[str, int, int, str]] = field(default_factory=list)  # (flow, line, col, step)
+    saved: dict[str, list[Saved]] = field(default_factory=dict)  # variable -> the steps that save it
+    routes: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # step -> (target, after its save)
+    numeric: list[tuple[VarUse, str]] = field(default_factory=list)  # a variable used as a number, and how
+    reads: list[tuple[VarUse, tuple]] = field(default_factory=list)  # a variable read by keys, and the keys
+    start: str | None = None
+    closing: list[str] = field(default_factory=list)  # the cancel and expire steps
+    sound: bool = False  # every step has the right shape: the routes are all known
 
     @property
     def has_errors(self) -> bool:
@@ -79,6 +100,8 @@ class _FileChecker:
         steps = self.data.get("steps")
         self.steps: dict[str, Any] = steps if isinstance(steps, dict) else {}
         self.facts = FileFacts(source=source, kinds=kinds)
+        self.current: str | None = None  # the step whose templates are being read
+        self.in_route = False  # reading a route's condition (after the step's save)
 
     def add(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> None:
         self.facts.problems.append(self.source.problem(path, severity, code, message, key=key))
@@ -93,12 +116,18 @@ class _FileChecker:
                 self.facts.saves.add(step["save"])
         self.reachability()
         self.endless_loops()
+        self.facts.sound = all(name in self.sound for name in self.steps)
+        start = self.data.get("start")
+        self.facts.start = start if isinstance(start, str) and start in self.steps else next(iter(self.steps), None)
+        self.facts.closing = [s["step"] for s in (self.data.get("cancel"), self.data.get("expire"))
+                              if isinstance(s, dict) and isinstance(s.get("step"), str) and s["step"] in self.steps]
         return self.facts
 
     # ── flow-level settings ────────────────────────────────────────────────────────────────────────
 
     def flow_settings(self) -> None:
         data, facts = self.data, self.facts
+        self.current = None
         if isinstance(data.get("flow"), str):
             facts.name = data["flow"]
         triggers = data.get("triggers")
@@ -128,11 +157,17 @@ class _FileChecker:
     def step(self, name: str, step: dict) -> None:
         base = ("steps", name)
         label = f"step '{name}'"
+        self.current = name
+        routes = self.facts.routes.setdefault(name, [])
         for route_path, target in targets(step, base):
             self.target(route_path, target, label)
+            routes.append((target, route_path[2] != "on_fail"))  # on_fail: the answer was never saved
+        self.in_route = True
         self.conditions(step, base, label)
+        self.in_route = False
         if isinstance(step.get("save"), str):
             self.facts.saves.add(step["save"])
+            self.facts.saved.setdefault(step["save"], []).append(Saved(name))
             if step["save"] in BUILTIN_VARS:
                 self.add(base + ("save",), "error", "save.reserved",
                          f"{label}: '{step['save']}' is set by convoflow itself: save into another name")
@@ -195,7 +230,11 @@ class _FileChecker:
         for name in info.unknown_tests:
             self.add(path, "error", "template.unknown_filter", f"{label}: there is no test '{name}'")
         line, col = self.source.where(path)
-        self.facts.uses.extend(VarUse(name, line, col, label) for name in sorted(info.names))
+        uses = {name: VarUse(name, line, col, label, self.current, self.in_route, name in info.guarded)
+                for name in sorted(info.names)}
+        self.facts.uses.extend(uses.values())
+        self.facts.numeric.extend((uses[name], how) for name, how in info.numeric if name in uses)
+        self.facts.reads.extend((uses[name], keys) for name, keys in info.reads if name in uses)
 
     # ── the step graph ─────────────────────────────────────────────────────────────────────────────
 
@@ -268,6 +307,11 @@ class StepChecker:
         where = (path,) if isinstance(path, str) else tuple(path)
         self.checker.template(self.base + where, text, self.label, text_limit=limit)
 
+    def saves(self, kind: str, why: str = "", table: Any = None) -> None:
+        """Say what the step's `save` keeps (see Saved), for the checks of how later steps read it."""
+        saved = self.checker.facts.saved[self.step["save"]]
+        saved[-1] = Saved(self.name, kind, why, table)
+
     def dead_end(self, consequence: str) -> None:
         """Warn when the step has no `next`, saying what happens then."""
         self.checker.dead_end(self.name, self.step, consequence)
@@ -290,23 +334,8 @@ def check_file(source: Source, registry: ActionRegistry) -> FileFacts:
     return facts
 
 
-def undefined_variables(facts: FileFacts, known: set[str]) -> list[Problem]:
-    """template.undefined warnings for the variables facts' templates read that nothing provides."""
-    problems: list[Problem] = []
-    seen: set[tuple[str, int, int]] = set()
-    for use in facts.uses:
-        if use.name in known or use.name in BUILTIN_VARS or (use.name, use.line, use.col) in seen:
-            continue
-        seen.add((use.name, use.line, use.col))
-        hint = flow_schema.suggest(use.name, known | BUILTIN_VARS)
-        problems.append(Problem(facts.source.file, use.line, use.col, "warning", "template.undefined",
-                                f"{use.where}: no step saves '{use.name}', so this would stop the conversation "
-                                f"with an apology{hint}"))
-    return problems
-
-
 def check_set(all_facts: list[FileFacts]) -> list[Problem]:
-    """Checks across files loaded together: unique names and triggers, hand-overs, variables."""
+    """Checks across files loaded together: unique names and triggers, hand-overs (variables: variable_check)."""
     problems: list[Problem] = []
     names: dict[str, FileFacts] = {}
     for facts in all_facts:
@@ -335,10 +364,30 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
                 problems.append(Problem(facts.source.file, line, col, "error", "flow.unknown_flow",
                                         f"step '{step}': there is no flow '{target}' to hand over to"
                                         f"{flow_schema.suggest(target, names)}"))
-    saved = set().union(*(f.saves for f in all_facts)) if all_facts else set()
-    for facts in all_facts:
-        problems.extend(undefined_variables(facts, saved))
     return problems
 
 
-__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "undefined_variables", "parse_duration"]
+# What another file may hold: while a file does not parse, these are follow-ons, not the author's mistakes.
+FOLLOW_ONS = frozenset({"flow.unknown_flow", "template.undefined", "template.not_saved_yet"})
+
+
+def not_checked(problems: list[Problem], unparsed: list[str]) -> list[Problem]:
+    """problems, with those a file that does not parse may cause replaced by one "not checked" per file."""
+    if not unparsed:
+        return problems
+    names = ", ".join(os.path.basename(f) for f in unparsed)
+    has = "has a YAML error, so" if len(unparsed) == 1 else "have YAML errors, so"
+    fixed = "it is fixed" if len(unparsed) == 1 else "they are fixed"
+    kept: list[Problem] = []
+    noted: set[str] = set()
+    for p in problems:
+        if p.code not in FOLLOW_ONS:
+            kept.append(p)
+        elif p.file not in noted:
+            noted.add(p.file)
+            kept.append(Problem(p.file, p.line, p.col, "warning", "flow.not_checked",
+                                f"not checked: {names} {has} hand-overs and variables are checked once {fixed}"))
+    return kept
+
+
+__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "not_checked", "parse_duration", "Saved"]

@@ -79,6 +79,10 @@ def _choices(value: Any, path: Path, label: str, noun: str, most: int, title_lim
     choices = choices_of(value)
     if len(choices) > most:
         hint = " (use options for a list of up to 10)" if noun == "button" else " (split the list over two questions)"
+        # "[Yes, pay now, No]": a title that starts in lower case is most likely the rest of the one before.
+        if isinstance(value, list) and any(isinstance(c, str) and c[:1].islower() for c in value[1:]):
+            hint += (f". In [ … ] every ',' starts a new {noun}: put a title that holds a comma in quotes, "
+                     f"e.g. [\"Yes, pay now\", \"No, later\"]")
         yield (path, "error", f"whatsapp.too_many_{plural}",
                f"{label} has {len(choices)} {plural}; WhatsApp shows at most {most}{hint}")
     seen: dict[str, Any] = {}

@@ -53,6 +53,8 @@ _PLAIN_SYNTAX = (
      "unexpected text after a value: check the indentation, and put text that starts with a quote or a bracket in quotes"),
 )
 _TAB_MESSAGE = "a tab is not allowed here: indent with spaces"
+# A value (after `name: ` or `- `) that opens a quote: ("'" or '"', the rest of the line).
+_UNCLOSED_QUOTE = re.compile(r"""^\s*(?:-\s+|[^\s"'#:][^:#]*:\s+|-\s+[^\s"'#:][^:#]*:\s+)(["'])(.*)$""")
 
 
 
@@ -122,6 +124,34 @@ def _syntax_message(e: yaml.MarkedYAMLError, text: str) -> str:
     return f"YAML syntax: {problem}{context}"
 
 
+def _common_slip(e: yaml.MarkedYAMLError, lines: list[str], line: int) -> tuple[int, int, str] | None:
+    """(line, col, message) where the fix is, for an unclosed quote or a missing ':' above the error."""
+    if _syntax_message(e, "\n".join(lines)) == _TAB_MESSAGE:
+        return None
+    for number, written in enumerate(lines[: line - 1], start=1):
+        quote = _UNCLOSED_QUOTE.match(written)
+        if quote and _open_quote(quote.group(2), quote.group(1)):
+            return (number, quote.start(1) + 1,
+                    f"the text in quotes that starts here is not closed: end it with {quote.group(1)} on this line")
+    if (e.problem or "").startswith("mapping values are not allowed"):
+        above = next((n for n in range(line - 1, 0, -1) if lines[n - 1].strip() and
+                      not lines[n - 1].lstrip().startswith("#")), 0)
+        written = lines[above - 1].strip() if above else ""
+        if written and ":" not in written and not written.startswith(("-", '"', "'", "[", "{")):
+            word, _, rest = written.partition(" ")
+            fixed = f"{word}: {rest}" if rest else f"{word}:"
+            col = len(lines[above - 1]) - len(lines[above - 1].lstrip()) + 1
+            return above, col, f"a ':' is missing after '{word}': write '{fixed}'"
+    return None
+
+
+def _open_quote(rest: str, quote: str) -> bool:
+    """Whether a quoted text that begins just before rest stays open at the end of the line."""
+    if quote == "'":
+        return rest.replace("''", "").count("'") == 0
+    return rest.replace("\\\\", "").replace('\\"', "").count('"') == 0
+
+
 def parse(text: str, file: str) -> Source:
     """Compose text and convert it; every problem found is in the returned Source."""
     source = Source(file)
@@ -140,7 +170,9 @@ def parse(text: str, file: str) -> Source:
         return source
     except yaml.MarkedYAMLError as e:
         line, col = _at(e.problem_mark or e.context_mark)
-        source.problems.append(Problem(file, line, col, "error", "yaml.syntax", _syntax_message(e, text)))
+        slip = _common_slip(e, text.splitlines(), line)
+        line, col, message = slip if slip else (line, col, _syntax_message(e, text))
+        source.problems.append(Problem(file, line, col, "error", "yaml.syntax", message))
         return source
     except yaml.YAMLError as e:
         source.problems.append(Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}"))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..validate import StepChecker
 
 REDACTED = "***"
+SAVES_ITS_VALUE = "core.set"  # the action whose saved result is its `value` parameter, rendered
 
 
 def _validator(spec: ActionSpec) -> jsonschema.Draft202012Validator:
@@ -142,6 +143,8 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
             checker.dead_end("the conversation stops after the action")
         return
     _params_schema(checker, spec, params)
+    if spec.name == SAVES_ITS_VALUE and isinstance(step.get("save"), str) and "value" in params:
+        _saves_value(checker, params["value"])
     on = step.get("on") or {}
     for outcome in on:
         if outcome not in spec.outcomes:
@@ -201,6 +204,16 @@ def _params_schema(checker: "StepChecker", spec: ActionSpec, params: dict) -> No
         else:
             message = _param_words(err, str(where[-1]))
         checker.add(where, "error", "action.bad_params", f"{checker.label}: {message}")
+
+
+def _saves_value(checker: "StepChecker", value: Any) -> None:
+    """What core.set keeps: a rendered template is text, a literal mapping is a table with those keys."""
+    if isinstance(value, dict):
+        checker.saves("table", table=value)
+    elif isinstance(value, str):
+        checker.saves("text", f"{checker.label} saves a template's text")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        checker.saves("number")
 
 
 def _strings(value: Any, path: tuple) -> list[tuple[tuple, str]]:

@@ -157,7 +157,34 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
             checker.add(("expect",), "warning", "ask.expect_with_choices",
                         f"{checker.label}: with buttons or options the answer is one of them, so 'expect' is never "
                         f"used; remove it", key=True)
+    _numbered_ids(checker, step)
+    if isinstance(step.get("save"), str):
+        _saves(checker, step, has_choices)
     checker.dead_end("the conversation ends once the answer is saved")
+
+
+def _numbered_ids(checker: "StepChecker", step: dict) -> None:
+    """Warn about an id that is a number other than its row's: typing that number picks this choice."""
+    for field_, noun in (("buttons", "button"), ("options", "option")):
+        rows = choices_of(step.get(field_)) if isinstance(step.get(field_), dict | list) else []
+        for row, (key, cid, title, _) in enumerate(rows, start=1):
+            if cid.isdigit() and int(cid) != row and int(cid) <= len(rows):
+                checker.add((field_, key), "warning", "ask.numbered_option_ids",
+                            f"{checker.label}: the {noun} '{title}' has the id {cid} but is number {row} in the "
+                            f"list: a customer who types {cid} for the {noun} numbered {cid} gets this one. Use a "
+                            f"word as its id, or put the {noun}s in the order of their numbers", key=isinstance(key, str))
+
+
+def _saves(checker: "StepChecker", step: dict, has_choices: bool) -> None:
+    """Whether the answer is kept as a number or as text (for the checks of how later steps use it)."""
+    expect = step.get("expect")
+    kind = next(iter(expect)) if isinstance(expect, dict) else expect if isinstance(expect, str) else "text"
+    if has_choices:
+        checker.saves("text", f"the answer to {checker.label} is the chosen button's or option's id, which is text")
+    elif checks.get(kind) is not None and checks.get(kind).number:
+        checker.saves("number")
+    else:
+        checker.saves("text", f"the answer to {checker.label} ({kind}) is kept as text")
 
 
 def _check_expect(checker: "StepChecker", expect: Any) -> None:

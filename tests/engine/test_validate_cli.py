@@ -10,7 +10,7 @@ import cli
 from validation_kit import FIXTURES
 
 GOOD = "flow: hello\ntriggers: [hi]\nsteps:\n  greet:\n    say: 'Hi {{ contact }}'\n    next: bye\n  bye:\n    end: Bye\n"
-WARNED = "flow: warned\nsteps:\n  greet:\n    say: 'Hi {{ nme }}'\n    next: bye\n  bye:\n    end: Bye\n"
+WARNED = "flow: warned\nsteps:\n  greet:\n    say: 'Hi {{ contact }}'\n"
 BROKEN = "flow: broken\nsteps:\n  greet:\n    say: Hi\n    next: by\n  bye:\n    end: Bye\n"
 
 
@@ -48,7 +48,7 @@ def test_warnings_pass_unless_strict(flows_dir):
     (flows_dir / "warned.yaml").write_text(WARNED)
     relaxed = run(str(flows_dir))
     assert relaxed.exit_code == 0
-    assert "warning[template.undefined]" in relaxed.output and relaxed.output.endswith("1 file, 0 errors, 1 warning\n")
+    assert "warning[step.dead_end]" in relaxed.output and relaxed.output.endswith("1 file, 0 errors, 1 warning\n")
     assert run("--strict", str(flows_dir)).exit_code == 1
 
 
@@ -62,7 +62,7 @@ def test_json_output_lists_every_problem_with_its_place(flows_dir):
     assert [(p["file"].rsplit("/", 1)[1], p["line"], p["col"], p["severity"], p["code"]) for p in data["problems"]] == [
         ("broken.yaml", 5, 11, "error", "step.unknown_target"),
         ("broken.yaml", 6, 3, "warning", "step.unreachable"),
-        ("warned.yaml", 4, 10, "warning", "template.undefined"),
+        ("warned.yaml", 3, 3, "warning", "step.dead_end"),
     ]
     assert all(set(p) == {"file", "line", "col", "severity", "code", "message"} for p in data["problems"])
 
