@@ -249,7 +249,8 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
     """Raise SettingsError naming the first missing or inconsistent setting (never showing a secret).
 
     http: the process serves the webhook (needs the app secret and the verify token).
-    sandbox: payments go to the built-in O'mari sandbox instead of the real API.
+    sandbox: payments go to the built-in sandboxes instead of the real APIs. Without it at least one payment
+    provider (O'mari, Paynow, …) must be configured; none configured names each one's missing setting.
     """
     required = ["WHATSAPP_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"]
     if http:
@@ -266,11 +267,14 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
             raise SettingsError("OMARI_MERCHANT_KEY is set but --sandbox was given: payments would not reach O'mari; "
                                 "drop one of them")
         return
-    if not settings.omari_merchant_key:
-        raise SettingsError("OMARI_MERCHANT_KEY is not set: refusing to start without it (give --sandbox to use "
-                            "the built-in O'mari sandbox)")
-    if not settings.omari_api_base_url:
+    if settings.omari_merchant_key and not settings.omari_api_base_url:
         raise SettingsError("OMARI_API_BASE_URL is not set while OMARI_MERCHANT_KEY is")
+    from actions.providers import providers
+
+    clients, missing = providers.clients(settings)
+    if not clients:  # any one provider configured is enough: O'mari, Paynow, …
+        raise SettingsError(f"no payment provider is configured ({'; '.join(missing.values())}): refusing to start "
+                            "without one (set one provider's settings, or give --sandbox to use the built-in sandboxes)")
 
 
 def build_services(settings: Settings, *, sandbox: bool, sms: Callable[[str, str], None] | None = None) -> dict:

@@ -27,6 +27,8 @@ GOOD = {
     "OMARI_MERCHANT_KEY": "",
     "OMARI_API_BASE_URL": "",
 }
+PAYNOW_ONLY = {"PAYNOW_INTEGRATION_ID": "1201", "PAYNOW_INTEGRATION_KEY": "paynow-key-456",
+               "PAYNOW_AUTH_EMAIL": "merchant@example.com"}
 
 
 def run(args: list[str], env: dict, tmp_path) -> tuple[int, str]:
@@ -43,11 +45,14 @@ def run(args: list[str], env: dict, tmp_path) -> tuple[int, str]:
         ({**GOOD, "WHATSAPP_ACCESS_TOKEN": ""}, ["worker", "--sandbox"], "flows: WHATSAPP_ACCESS_TOKEN is not set"),
         ({**GOOD, "WHATSAPP_PHONE_NUMBER_ID": "my-number"}, ["serve", "--sandbox"],
          "flows: WHATSAPP_PHONE_NUMBER_ID must be the number's id from Meta (digits only)"),
-        (GOOD, ["serve"], "flows: OMARI_MERCHANT_KEY is not set: refusing to start without it (give --sandbox"),
+        (GOOD, ["serve"], "flows: no payment provider is configured (OMARI_API_BASE_URL is not set; "
+                          "PAYNOW_INTEGRATION_ID is not set): refusing to start without one ("),
         ({**GOOD, "OMARI_MERCHANT_KEY": "live-key-123"}, ["serve"], "flows: OMARI_API_BASE_URL is not set while OMARI_MERCHANT_KEY is"),
         ({**GOOD, "OMARI_MERCHANT_KEY": "live-key-123"}, ["serve", "--sandbox"], "flows: OMARI_MERCHANT_KEY is set but --sandbox was given"),
         ({**GOOD, "WHATSAPP_API_URL": "graph.facebook.com"}, ["worker", "--sandbox"], "flows: WHATSAPP_API_URL must start with https://"),
         (GOOD, ["serve", "--sandbox"], "run `flows db upgrade`"),
+        ({**GOOD, **PAYNOW_ONLY}, ["serve"], "run `flows db upgrade`"),  # Paynow alone is a payment provider
+        ({**GOOD, **PAYNOW_ONLY, "PAYNOW_AUTH_EMAIL": ""}, ["worker"], "PAYNOW_AUTH_EMAIL is not set"),
         ({**GOOD, "LOG_FORMAT": "xml"}, ["worker", "--sandbox"], "flows: LOG_FORMAT must be one of text, json (got 'xml')"),
     ],
 )
@@ -55,7 +60,7 @@ def test_start_up_refuses_in_one_line_naming_the_setting(tmp_path, env, args, li
     code, output = run(args, env, tmp_path)
     assert code == 1
     assert line in output and output.count("\n") == 1, output
-    assert "live-key-123" not in output and wa.ACCESS_TOKEN not in output and wa.SECRET not in output
+    assert "live-key-123" not in output and "paynow-key-456" not in output and wa.ACCESS_TOKEN not in output and wa.SECRET not in output
 
 
 def test_serve_refuses_a_database_without_flows(sqlite_db, tmp_path):
