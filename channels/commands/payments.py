@@ -1,0 +1,114 @@
+"""`flows payments`: list, show and reconcile payments (O'mari, Paynow)."""
+from __future__ import annotations
+
+import click
+
+from storage.payments import STATUSES as PAYMENT_STATUSES  # the one list of payment statuses
+
+from .base import CliError, database
+
+
+@click.group()
+def payments() -> None:
+    """Payments (O'mari, Paynow): list them, show one, settle the unfinished ones (reconcile)."""
+
+
+@payments.command("list")
+@click.option("--status", type=click.Choice(PAYMENT_STATUSES, case_sensitive=False), help="Only payments in this status.")
+@click.option("--needs-person", is_flag=True, help="Only payments marked as needing a person.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, amounts as \"50.00\" strings.")
+def payments_list(status: str | None, needs_person: bool, limit: int | None, as_json: bool) -> None:
+    """Payments, newest first; a payment that needs a person says so (NEEDS A PERSON: why)."""
+    import json
+
+    from storage import payments as store
+
+    database()
+    rows = [store.as_dict(row) for row in store.list_payments(status, limit, needing_person=needs_person)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        which = " ".join(filter(None, [f"with status {status.upper()}" if status else "",
+                                       "marked as needing a person" if needs_person else ""]))
+        click.echo("no payments" + (f" {which}" if which else ""))
+        return
+    for p in rows:
+        mark = f"  NEEDS A PERSON: {p['needs_person']}" if p["needs_person"] else ""
+        click.echo(f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
+                   f"{p['provider']:<6} {p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip())
+
+
+@payments.command("show")
+@click.argument("reference")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, amounts as \"50.00\" strings.")
+def payments_show(reference: str, as_json: bool) -> None:
+    """One payment by its reference (our UUID): its fields and its status history."""
+    import json
+
+    from storage import payments as store
+
+    database()
+    row = store.get(reference)
+    if row is None:
+        raise CliError(f"no payment with reference '{reference.strip()}' (see `flows payments list`)")
+    p = store.as_dict(row)
+    if as_json:
+        click.echo(json.dumps(p, indent=2, ensure_ascii=False))
+        return
+    for key, value in p.items():
+        if key != "status_history":
+            click.echo(f"{key + ':':<19}{'' if value is None else value}")
+    click.echo("history:")
+    for entry in p["status_history"]:
+        click.echo(f"  {entry['at']}  {entry['status']}")
+
+
+@payments.command("reconcile")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Settle at most this many (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: every payment checked and the counts.")
+def payments_reconcile(limit: int | None, as_json: bool) -> None:
+    """Ask each payment's provider (O'mari /query, Paynow's poll URL) about PENDING payments and OTP_SENT
+    ones past the payer's 10 minutes.
+
+    Paid ones become SUCCESS and are applied to their booking once; refused ones FAILED (a stale OTP_SENT:
+    EXPIRED); the customer is told through the outbox. No answer: left for the next run. An answer that
+    cannot be believed (an unknown status word, another amount) leaves the payment PENDING and marks it as
+    needing a person. Safe from cron, twice at once, and after a crash. Exit 0 when it ran and nothing
+    needs a person, 1 when something does (or the settings are missing).
+    """
+    import json
+    import logging
+
+    from actions.providers import providers
+    from actions.reconcile import reconcile
+    from storage.db import utcnow
+    from storage.settings import Settings, SettingsError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    database()
+    try:
+        clients, missing = providers.clients(Settings.from_env())
+    except SettingsError as e:
+        clients, missing = {}, {"settings": str(e)}
+    if not clients:
+        raise CliError(f"{'; '.join(missing.values())}: reconcile needs a payment provider's API "
+                       "(see docs/operations.md)")
+    report = reconcile(clients, now=utcnow(), limit=limit)
+    counts = report.summary()
+    if as_json:
+        click.echo(json.dumps({"settlements": [s.as_dict() for s in report.settlements], "summary": counts},
+                              indent=2, ensure_ascii=False))
+    else:
+        for kind, title in (("settled", "settled"), ("pending", "still pending"), ("needs_person", "needs a person")):
+            for s in report.of_kind(kind):
+                change = f"{s.before} → {s.after}" if s.after != s.before else f"{s.before} (unchanged)"
+                told = "  customer told" if s.notified else ""
+                click.echo(f"{title + ':':<16}{s.reference}  {change:<22} {s.note}{told}")
+        click.echo(f"{counts['checked']} checked: {counts['settled']} settled ({counts['paid']} paid, {counts['failed']} failed, "
+                   f"{counts['expired']} expired), {counts['still_pending']} still pending, "
+                   f"{counts['needs_person']} need a person")
+    if counts["needs_person"]:
+        raise CliError(f"{counts['needs_person']} payment(s) need a person: see `flows payments list --needs-person` "
+                       "and docs/operations.md")
