@@ -1,7 +1,7 @@
-"""Problems found in a flow, located at file:line:col, and the typed errors the engine raises."""
+"""Problems found in a flow, located at file:line:col, and the base of the typed errors the engine raises."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, order=True)
@@ -31,17 +31,3 @@ class Problem:
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
-
-
-@dataclass
-class FlowProblems(EngineError):
-    """Raised when flows with errors are asked to load; carries every problem found."""
-
-    problems: list[Problem] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
-
-
-class TurnError(EngineError):
-    """A turn could not run to completion (step limit, undefined variable, …); the message is for logs."""

@@ -1,6 +1,6 @@
 """Payment transactions: create, move between statuses, apply to a booking exactly once, list, show.
 
-The recovery points of a payment (DESIGN.md, "Payments and money"):
+The recovery points of a payment (docs/architecture.md, "The path of one payment"):
 
 1. `create()` commits the row INITIATED, with our UUID reference and the idempotency key of the action
    call, BEFORE any HTTP call;
