@@ -4,6 +4,7 @@ the sender, against the Graph API stand-in. Used by the conversation tests and b
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 
 import requests
@@ -14,11 +15,15 @@ from channels.sender import Sender
 from channels.whatsapp import create_app
 from channels.worker import WorkerOptions, Workers
 from storage import flowstore
+from storage.db import is_postgres
 from storage.models import InboxMessage, OutboxMessage, Session
 
 import whatsapp_fakes as wa
 
 FLOWS = os.path.join(os.path.dirname(__file__), "flows")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TENDAI = "263771234567"
+REF = "BK-SLYKER-TECH-20251023"
 
 
 def store_flows(*paths: str) -> None:
@@ -77,3 +82,35 @@ def settled() -> bool:
         and OutboxMessage.select().where(OutboxMessage.status == "pending").count() == 0
         and Session.select().where(Session.claimed_by.is_null(False)).count() == 0
     )
+
+
+def wait_until(predicate, timeout: float = 20.0) -> bool:
+    """Poll a condition the workers will make true (bounded); not a wait for time to pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def database_url(db) -> str:
+    return os.environ["TEST_DATABASE_URL"] if is_postgres(db) else f"sqlite:///{db.database}"
+
+
+class Phone:
+    """Tendai's phone: sends a message, returns the replies it brought."""
+
+    def __init__(self, channel, graph) -> None:
+        self.channel, self.graph, self.seen = channel, graph, 0
+
+    def send(self, item: dict, replies: int = 1) -> list[wa.Sent]:
+        assert self.channel.say(TENDAI, item).status_code == 200
+        sent = self.graph.wait_for(self.seen + replies)
+        new, self.seen = sent[self.seen:self.seen + replies], self.seen + replies
+        assert len(new) == replies, f"expected {replies} replies, got {[s.body for s in new]}"
+        return new
+
+    @staticmethod
+    def text(s: wa.Sent) -> str:
+        return s.body["text"]["body"] if s.body["type"] == "text" else s.body["interactive"]["body"]["text"]

@@ -1,12 +1,18 @@
-"""Fixtures for the WhatsApp channel tests: settings, the Graph API stand-in and the webhook server."""
+"""Fixtures for the WhatsApp channel tests: settings, the Graph API stand-in, the webhook server, and the payment
+conversation's channel (`channel`, on the O'mari sandbox `sandbox`; a module may override either)."""
 from __future__ import annotations
+
+import os
 
 import pytest
 import requests
 
+from actions.omari_sandbox import OmariSandbox
+from storage.bookings import add_booking
 from storage.settings import Settings
 
 import whatsapp_fakes as wa
+from channel_harness import REF, REPO, Channel, store_flows
 
 
 @pytest.fixture
@@ -41,3 +47,19 @@ def webhook(db, settings):
 def http():
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def sandbox():
+    return OmariSandbox()
+
+
+@pytest.fixture
+def channel(db, settings, sandbox):
+    """The payment conversation's channel: the shipped menu and O'mari flows, Tendai's booking, the sandbox."""
+    store_flows(os.path.join(REPO, "flows", "main_menu.yaml"), os.path.join(REPO, "flows", "omari_payment.yaml"))
+    add_booking(REF, "Tendai Moyo", "Victoria Falls 3 days", "300.00")
+    ch = Channel(settings, services={"omari": sandbox.client(), "settings": settings})
+    ch.start()
+    yield ch
+    ch.close()

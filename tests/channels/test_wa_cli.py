@@ -15,9 +15,7 @@ from click.testing import CliRunner
 from cli import main
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, store_flows
-from test_wa_conversation import wait_until
-from test_wa_payment import REPO
+from channel_harness import FLOWS, REPO, store_flows, wait_until
 
 GOOD = {
     "WHATSAPP_APP_SECRET": wa.SECRET,

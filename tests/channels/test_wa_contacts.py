@@ -10,13 +10,9 @@ import pytest
 from storage.bookings import find_booking
 from storage.models import Contact, Event, InboxMessage, PaymentTransaction, Session
 
-import test_wa_payment
 import whatsapp_fakes as wa
-from channel_harness import settled
-from test_wa_conversation import wait_until
-from test_wa_payment import REF, TENDAI
+from channel_harness import REF, TENDAI, settled, wait_until
 
-channel, sandbox = test_wa_payment.channel, test_wa_payment.sandbox  # the payment conversation's fixtures
 PHONE = TENDAI
 NEW_PHONE = "263779876543"
 USER_ID = "ZW.13491208655302741918"

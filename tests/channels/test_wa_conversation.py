@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from storage.models import InboxMessage, OutboxMessage
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, Channel, settled, store_flows
+from channel_harness import FLOWS, Channel, settled, store_flows, wait_until
 
 TENDAI = "263771234567"
 
@@ -20,16 +19,6 @@ def channel(db, settings):
     ch = Channel(settings)
     yield ch
     ch.close()
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    """Poll a condition the workers will make true (bounded); not a wait for time to pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_a_conversation_with_text_buttons_and_a_list(channel, graph):

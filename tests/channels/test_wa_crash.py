@@ -23,13 +23,10 @@ from actions.reconcile import reconcile
 from channels.whatsapp import create_app
 from engine.context import utcnow
 from storage.bookings import add_booking, find_booking
-from storage.db import is_postgres
 from storage.models import InboxMessage, OutboxMessage, PaymentTransaction, Session
 
 import whatsapp_fakes as wa
-from channel_harness import store_flows
-from test_wa_conversation import wait_until
-from test_wa_payment import REF, REPO, TENDAI
+from channel_harness import REF, REPO, TENDAI, database_url, store_flows, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
@@ -58,10 +55,6 @@ class GatedSandbox:
     def close(self) -> None:
         self.release.set()
         self.server.close()
-
-
-def database_url(db) -> str:
-    return os.environ["TEST_DATABASE_URL"] if is_postgres(db) else f"sqlite:///{db.database}"
 
 
 def start_worker(db, graph, omari: GatedSandbox, tmp_path) -> subprocess.Popen:

@@ -22,8 +22,7 @@ from storage.db import open_database
 from storage.migrations import upgrade
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, store_flows
-from test_wa_payment import REPO
+from channel_harness import FLOWS, REPO, store_flows
 
 pgcluster = pytest.importorskip("pgcluster")
 

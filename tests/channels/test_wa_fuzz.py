@@ -13,9 +13,7 @@ from storage.bookings import add_booking
 from storage.models import InboxMessage, OutboxMessage
 
 import whatsapp_fakes as wa
-from channel_harness import Channel, settled, store_flows
-from test_wa_conversation import wait_until
-from test_wa_payment import REF, REPO
+from channel_harness import REF, REPO, Channel, settled, store_flows, wait_until
 
 WORDS = ["pay", "menu", "hi", REF, "bk-slyker-tech-20251023 ", "50", "abc", "-5", "1e3", "263771234567", "0771234567",
          "cancel", "stop", "123456", "{{ 7*7 }}", "{% for %}", "NaN", "📱 Mobile Payment", "ecocash", "1", "3"]

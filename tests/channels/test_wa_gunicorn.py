@@ -17,9 +17,7 @@ import requests
 from storage.db import is_postgres
 
 import whatsapp_fakes as wa
-from test_wa_conversation import wait_until
-from test_wa_crash import database_url
-from test_wa_payment import REPO
+from channel_harness import REPO, database_url, wait_until
 
 MESSAGES = 24
 SCRAPES = 8

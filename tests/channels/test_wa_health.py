@@ -13,8 +13,7 @@ from storage.db import is_postgres
 from storage.models import Heartbeat, InboxMessage
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, Channel, store_flows
-from test_wa_conversation import wait_until
+from channel_harness import FLOWS, Channel, store_flows, wait_until
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from storage import logs
 from storage.models import PaymentTransaction
 
 import whatsapp_fakes as wa
-from test_wa_payment import REF, TENDAI, Phone, channel, sandbox  # noqa: F401  (fixtures)
+from channel_harness import REF, TENDAI, Phone
 
 WALLET = "263779876543"  # the number that pays: not the WhatsApp contact's own
 

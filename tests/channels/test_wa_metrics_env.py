@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from test_wa_payment import REPO
+from channel_harness import REPO
 
 SCRIPT = """
 from channels.metrics import Metrics

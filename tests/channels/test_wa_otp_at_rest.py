@@ -15,9 +15,7 @@ from storage.db import is_postgres
 from storage.models import InboxMessage, PaymentTransaction
 
 import whatsapp_fakes as wa
-from channel_harness import settled
-from test_wa_conversation import wait_until
-from test_wa_payment import REF, TENDAI, Phone, channel  # noqa: F401  (channel: the payment channel fixture, on the sandbox below)
+from channel_harness import REF, TENDAI, Phone, settled, wait_until  # `channel` (conftest) runs on the sandbox below
 
 OTP = "73915284"  # eight digits: no timestamp, id or amount in the dump contains it by chance
 WRONG = "4455 6677"  # typed with a space: the otp check saves it as 44556677

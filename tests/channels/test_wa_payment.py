@@ -3,53 +3,11 @@ button replies in, replies out at the Graph API stand-in, payments on the in-pro
 """
 from __future__ import annotations
 
-import os
-import pytest
-
-from actions.omari_sandbox import OmariSandbox
-from storage.bookings import add_booking, find_booking
+from storage.bookings import find_booking
 from storage.models import PaymentTransaction
 
 import whatsapp_fakes as wa
-from channel_harness import Channel, settled, store_flows
-from test_wa_conversation import wait_until
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TENDAI = "263771234567"
-REF = "BK-SLYKER-TECH-20251023"
-
-
-@pytest.fixture
-def sandbox():
-    return OmariSandbox()
-
-
-@pytest.fixture
-def channel(db, settings, sandbox):
-    store_flows(os.path.join(REPO, "flows", "main_menu.yaml"), os.path.join(REPO, "flows", "omari_payment.yaml"))
-    add_booking(REF, "Tendai Moyo", "Victoria Falls 3 days", "300.00")
-    ch = Channel(settings, services={"omari": sandbox.client(), "settings": settings})
-    ch.start()
-    yield ch
-    ch.close()
-
-
-class Phone:
-    """Tendai's phone: sends a message, returns the replies it brought."""
-
-    def __init__(self, channel, graph) -> None:
-        self.channel, self.graph, self.seen = channel, graph, 0
-
-    def send(self, item: dict, replies: int = 1) -> list[wa.Sent]:
-        assert self.channel.say(TENDAI, item).status_code == 200
-        sent = self.graph.wait_for(self.seen + replies)
-        new, self.seen = sent[self.seen:self.seen + replies], self.seen + replies
-        assert len(new) == replies, f"expected {replies} replies, got {[s.body for s in new]}"
-        return new
-
-    @staticmethod
-    def text(s: wa.Sent) -> str:
-        return s.body["text"]["body"] if s.body["type"] == "text" else s.body["interactive"]["body"]["text"]
+from channel_harness import REF, TENDAI, Phone, settled, wait_until
 
 
 def test_the_whole_payment_conversation(channel, graph, sandbox):

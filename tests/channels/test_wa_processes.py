@@ -17,10 +17,7 @@ from storage.db import is_postgres
 from storage.models import InboxMessage
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, settled, store_flows
-from test_wa_conversation import wait_until
-from test_wa_crash import database_url
-from test_wa_payment import REPO
+from channel_harness import FLOWS, REPO, database_url, settled, store_flows, wait_until
 
 CONTACTS = [f"2637720{i:05d}" for i in range(20)]
 ROUNDS = 10

@@ -18,8 +18,7 @@ import requests
 from storage.models import Contact, InboxMessage
 
 import whatsapp_fakes as wa
-from channel_harness import Channel, settled, store_flows
-from test_wa_conversation import wait_until
+from channel_harness import Channel, settled, store_flows, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAYLOADS = os.path.normpath(os.path.join(REPO, "..", "..", "shared", "reference", "whatsapp-payloads"))

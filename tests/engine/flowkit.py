@@ -10,7 +10,7 @@ from typing import Any
 from engine.context import TurnContext
 from engine.messages import Choice, Conversation, Inbound, TurnResult
 from engine.model import Expect, Flow, FlowSet, Route, Step
-from engine.registry import ActionRegistry
+from engine.registry import ActionRegistry, Result
 from engine.runner import run_turn
 from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
 
@@ -87,3 +87,60 @@ def texts(result: TurnResult) -> list[str]:
 
 def codes(result: TurnResult) -> list[str]:
     return [e.code for e in result.events]
+
+
+def make_registry(calls: list | None = None) -> ActionRegistry:
+    """A fresh registry with booking.lookup (BK-1 is found) and pay.void, each call appended to calls."""
+    reg = ActionRegistry()
+    calls = calls if calls is not None else []
+
+    @reg.action(
+        "booking.lookup",
+        params={"type": "object", "properties": {"reference": {"type": "string"}}, "required": ["reference"]},
+        outcomes=["found", "not_found"],
+    )
+    def lookup(ctx, params):
+        calls.append(("lookup", params, ctx.idempotency_key))
+        if params["reference"].upper() == "BK-1":
+            return Result("found", {"reference": "BK-1", "balance_due": "300.00"})
+        return Result("not_found")
+
+    @reg.action("pay.void", outcomes=["ok"])
+    def void(ctx, params):
+        calls.append(("void", params, ctx.idempotency_key))
+        return Result("ok")
+
+    return reg
+
+
+def payment_flows(**kw) -> FlowSet:
+    """A menu handing over to a payment flow that looks the booking up, asks an amount and a wallet."""
+    menu = flow(
+        "main_menu",
+        step("welcome", "ask", text="Hello! What would you like to do?", buttons={"pay": "Make a payment"},
+             save="choice", next="to_pay"),
+        step("to_pay", "flow", target_flow="payment"),
+        triggers=("hi", "hello 👋"),
+    )
+    payment = flow(
+        "payment",
+        step("ask_reference", "ask", text="Your booking reference?", save="reference", next="find"),
+        step("find", "action", action="booking.lookup", params={"reference": "{{ reference }}"}, save="booking",
+             on={"found": "ask_amount", "not_found": "no_booking"}),
+        step("no_booking", "end", text="I could not find {{ reference }}."),
+        step("ask_amount", "ask", text="Balance due: {{ booking.balance_due | money }}. How much?",
+             expect=("amount", {"min": "0.01", "max": "{{ booking.balance_due }}"}), save="amount",
+             next="ask_channel"),
+        step("ask_channel", "ask", text="Choose how you will pay.",
+             buttons={"ecocash": "Ecocash", "onemoney": "OneMoney", "zimswitch": "ZimSwitch"},
+             save="channel", next="big_or_small"),
+        step("big_or_small", "branch", next=[("amount | float >= 100", "big"), (None, "small")]),
+        step("big", "end", text="Paying {{ amount | money }} by {{ channel }}: a big one."),
+        step("small", "end", text="Paying {{ amount | money }} by {{ channel }}."),
+        step("void", "action", action="pay.void", next="voided"),
+        step("voided", "say", text="(payment voided)"),
+        triggers=("pay", "make payment"),
+        cancel_step="void",
+        **kw,
+    )
+    return FlowSet.of([menu, payment])

@@ -7,8 +7,7 @@ import random
 
 from engine.messages import ACTIVE, ENDED, EXPIRED
 
-from flowkit import Chat
-from test_runner import make_registry, payment_flows
+from flowkit import Chat, make_registry, payment_flows
 
 WORDS = ["pay", "PAY!", "hi", "menu", "cancel", "stop", "BK-1", "bk-1", "nope", "50", "$1,250.50", "0", "-5",
          "1e3", "NaN", "1", "2", "3", "4", "ecocash", "OneMoney", "{{ 7*7 }}", "{% for x in y %}", "", "   ",

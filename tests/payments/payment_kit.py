@@ -9,7 +9,10 @@ from decimal import Decimal
 from itertools import count
 from pathlib import Path
 
+from click.testing import CliRunner
+
 import actions
+from cli import main
 from actions.omari_sandbox import OmariSandbox
 from actions.paynow_sandbox import PaynowSandbox
 from channels import turns
@@ -113,3 +116,9 @@ class Shop:
     def outbox_texts(self, contact: str = PHONE) -> list[str]:
         contact_id = Contact.get(Contact.key == contact).id
         return [p["text"] for p in outbox.for_contact(contact_id)]
+
+
+def flows(url: str, *args: str, input: str | None = None, **env: str):
+    """Run `flows ARGS` as the operator does: DATABASE_URL=url, no O'mari API configured unless env says so."""
+    env = {"DATABASE_URL": url, "OMARI_API_BASE_URL": "", "OMARI_MERCHANT_KEY": "", **env}
+    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)

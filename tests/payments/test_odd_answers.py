@@ -13,8 +13,7 @@ from channels.metrics import Metrics, database_gauges
 from storage import payments
 from storage.migrations import upgrade
 
-from payment_kit import PHONE, REF, Shop
-from test_payments_cli import flows, url  # noqa: F401  (url is a fixture)
+from payment_kit import PHONE, REF, Shop, flows
 
 BEING_CONFIRMED = "We are confirming your payment with O'mari"
 OTHER_AMOUNT = "O'mari reports 5.00 USD paid; the payment is 50.00 USD"

@@ -4,31 +4,16 @@ DATABASE_URL in the environment), on payments made through real conversations.
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from storage.bookings import find_booking
 
-from payment_kit import PHONE, REF, Shop
+from payment_kit import PHONE, REF, Shop, flows
 
 ISSUE_FIELDS = {"reference", "booking", "msisdn", "amount", "currency", "wallet", "channel", "status", "otp_reference",
                 "payment_reference", "debit_reference", "response_code", "error_message", "created_at", "updated_at"}
-
-
-@pytest.fixture
-def url(db):
-    if db.__class__.__name__.startswith("Sqlite"):
-        return f"sqlite:///{db.database}"
-    return os.environ["TEST_DATABASE_URL"]
-
-
-def flows(url: str, *args: str, input: str | None = None, **env: str):
-    env = {"DATABASE_URL": url, "OMARI_API_BASE_URL": "", "OMARI_MERCHANT_KEY": "", **env}
-    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
 
 
 @pytest.fixture
