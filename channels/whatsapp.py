@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from flask import Flask, Response, request
 from engine.context import utcnow
 from storage import deadletters, events, inbox, outbox
 from storage.contacts import change_number, resolve
-from storage.db import DEFAULT_WAIT, describe, is_postgres, limit_wait, write_transaction
+from storage.db import DEFAULT_WAIT, database, describe, is_postgres, limit_wait, write_transaction
 from storage.events import EventRecord
 from storage.heartbeat import beat
 from storage.settings import Settings
@@ -41,10 +40,6 @@ _STATUS_LINES = {
     200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 503: "503 Service Unavailable",
 }
 
-# SQLite admits one writer at a time and makes the others sleep and retry (1, 2, 5, 10 ms …): webhook
-# threads wait on this lock instead, so each starts the moment the previous one commits (lower p99).
-_SQLITE_WRITER = threading.Lock()
-
 # A store that fails with one of these failed because of what the delivery holds, not because the database
 # is down: the same body would fail on every retry, so it is kept as a dead letter instead (issue 10.2).
 _POISON = (ValueError, RecursionError, OverflowError, peewee.DataError, peewee.IntegrityError)
@@ -55,12 +50,14 @@ class StoreBusy(RuntimeError):
 
 @contextmanager
 def _sqlite_writer(wait: float):
-    if not _SQLITE_WRITER.acquire(timeout=wait):
+    """Take the open SQLite database's writer lock (storage/db.py) within wait seconds, or StoreBusy."""
+    writer = database.obj.writer
+    if not writer.acquire(timeout=wait):
         raise StoreBusy(f"no turn at the SQLite write lock within {wait:g} s")
     try:
         yield
     finally:
-        _SQLITE_WRITER.release()
+        writer.release()
 
 
 
