@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .base import CliError
+from .base import CliError, load_actions
 
 
 @click.command()
@@ -21,7 +21,6 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
     import json
     import os
 
-    import actions
     from engine.load import load_paths
     from storage.settings import Settings
 
@@ -30,10 +29,7 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
         if not os.path.isdir(default):
             raise click.UsageError(f"no flows directory '{default}': give flow files or set FLOWS_DIR")
         paths = (default,)
-    try:
-        actions.load_all()
-    except Exception as e:  # a broken action module or plug-in: say which, without a traceback
-        raise click.ClickException(f"could not load the actions: {type(e).__name__}: {e}") from None
+    load_actions()
     report = load_paths(list(paths))
     failed = not report.ok or (strict and bool(report.warnings))
     if output == "json":

@@ -35,6 +35,16 @@ def checked_settings():
         raise CliError(f"{e} (see `flows config` and .env.example)") from None
 
 
+def load_actions() -> None:
+    """Register every action (actions.load_all); a broken action module or plug-in is one line saying which."""
+    import actions
+
+    try:
+        actions.load_all()
+    except Exception as e:
+        raise click.ClickException(f"could not load the actions: {type(e).__name__}: {e}") from None
+
+
 @contextmanager
 def database_errors() -> Iterator[None]:
     """Whatever goes wrong opening, checking or upgrading DATABASE_URL becomes one CliError line: a bad setting

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .base import CliError, checked_settings, database
+from .base import CliError, checked_settings, database, load_actions
 
 
 def _printable(text: str) -> str:
@@ -44,6 +44,7 @@ def _channel_setup(sandbox: bool, http: bool, workers: int, http_threads: int | 
     logs.configure(settings.log_level, settings.log_format)
     if http_threads:
         settings = dataclasses.replace(settings, http_threads=http_threads)
+    load_actions()  # check_settings asks the payment providers, which register with the actions
     try:
         check_settings(settings, http=http, sandbox=sandbox)
     except SettingsError as e:

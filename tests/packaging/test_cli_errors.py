@@ -41,3 +41,18 @@ def test_a_failed_command_prints_its_line_once_and_exits_1(tmp_path):
     assert CliRunner().invoke(cli.main, ["db", "upgrade"], env=env).exit_code == 0
     result = CliRunner().invoke(cli.main, ["bookings", "show", " bk-404 "], env=env, catch_exceptions=False)
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", "flows: no booking with reference 'bk-404'\n")
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_broken_action_module_stops_serve_and_worker_in_one_line(command, tmp_path, monkeypatch):
+    import actions
+    from engine.registry import RegistryError
+
+    def broken() -> None:
+        raise RegistryError("action 'omari.initiate' is registered twice")
+
+    monkeypatch.setattr(actions, "load_all", broken)
+    env = {**WHATSAPP, "DATABASE_URL": f"sqlite:///{tmp_path / 'flows.db'}"}
+    result = CliRunner().invoke(cli.main, [command, "--sandbox"], env=env, catch_exceptions=False)
+    assert (result.exit_code, result.output) == (
+        1, "Error: could not load the actions: RegistryError: action 'omari.initiate' is registered twice\n")
