@@ -105,11 +105,10 @@ def _flow_on_disk(flow: str):
     import difflib
     import os
 
-    import actions
     from engine.load import load_paths
     from storage.settings import Settings
 
-    actions.load_all()
+    load_actions()
     folder = Settings.from_env().flows_dir
     is_file = os.path.isfile(flow)  # a file is checked with its neighbours, as its hand-overs need them
     report = load_paths([os.path.dirname(flow) or "."] if is_file else [folder])
@@ -193,11 +192,10 @@ def _test_files(paths: list) -> list:
 
 def _flows_to_run(folder: str):
     """The FlowSet of the flow files in folder, as they are on disk; problems printed and exit 1 on errors."""
-    import actions
     from engine.load import load_paths
     from engine.model import FlowSet
 
-    actions.load_all()
+    load_actions()
     report = load_paths([folder])
     for problem in report.errors:
         click.echo(str(problem), err=True)

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .base import CliError
+from .base import CliError, load_actions
 
 
 DEMO_BOOKING = ("BK-SLYKER-TECH-20251023", "Slyker Tech", "Victoria Falls 3-day safari", "300.00")
@@ -76,7 +76,6 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     are on disk, add the demo booking; with reset, forget its conversations. Returns the store's path and
     the names of the flows on disk.
     """
-    import actions
     from channels.terminal import ChatStoreError, chat_store_url, forget_conversations
     from engine.load import load_paths
     from storage.bookings import BookingExists, add_booking
@@ -84,7 +83,7 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     from storage.flowstore import store
     from storage.migrations import upgrade
 
-    actions.load_all()
+    load_actions()
     report = load_paths([settings.flows_dir])
     for problem in report.problems:
         click.echo(str(problem), err=True)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import click
 
 from .authoring import summary
-from .base import CliError, database, database_errors
+from .base import CliError, database, database_errors, load_actions
 
 
 def _checked_flows(paths: list[str]):
     """Check the flow files with every check of `flows validate`, printing problems like validate; on any
     error (or no flow files) exit 1. Returns the LoadReport.
     """
-    import actions
     from engine.load import load_paths
 
-    actions.load_all()
+    load_actions()
     report = load_paths(paths)
     for problem in report.problems:
         click.echo(str(problem))
@@ -115,12 +114,11 @@ def _stored_flows_readable() -> bool:
               help="A JSON array: one object per flow with flow, version (the live one), active, triggers, loaded_at.")
 def list_flows(as_json: bool) -> None:
     """Each stored flow: its latest version, its triggers and the active conversations per version."""
-    import actions
     from engine.load import load_text
     from storage.flowstore import active_by_version, latest_versions, source
 
     database()
-    actions.load_all()
+    load_actions()
     active = active_by_version()
     rows = latest_versions()
     if as_json:
@@ -199,13 +197,12 @@ def rollback(flow: str, to: int) -> None:
     Version N is checked like `flows load` first: a version that no longer loads (an action it uses is
     gone) is refused.
     """
-    import actions
     from engine.load import load_text
     from storage.db import utcnow
     from storage.flowstore import NoSuchVersion, rollback as make_live, version_source
 
     database()
-    actions.load_all()
+    load_actions()
     try:
         _, text = version_source(flow, to)
     except NoSuchVersion as e:
