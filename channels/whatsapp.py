@@ -37,7 +37,8 @@ log = logging.getLogger("convoflow.whatsapp")
 MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches up to a few hundred items; anything far larger is not Meta
 
 _STATUS_LINES = {
-    200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 503: "503 Service Unavailable",
+    200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
+    413: "413 Request Entity Too Large", 503: "503 Service Unavailable",
 }
 
 # A store that fails with one of these failed because of what the delivery holds, not because the database
@@ -211,6 +212,44 @@ class Intake:
         return 503, "could not store the delivery, try again"
 
 
+class WebhookEndpoint:
+    """POST /webhook, its one entry point, straight on WSGI: Meta's deliveries are the hot path and Flask's
+    request machinery would be a third of their cost. The signature is checked, then Intake stores the body."""
+
+    def __init__(self, secret: str, intake: Intake, metrics: Metrics, clock: Callable[[], datetime]) -> None:
+        self.secret, self.intake, self.metrics, self.clock = secret, intake, metrics, clock
+
+    def refused(self, status: int, reason: str, remote: str | None) -> tuple[int, str]:
+        self.metrics.webhook_rejected.inc(reason=str(status))
+        log.warning("webhook refused (%d %s) from %s", status, reason, remote)
+        return status, reason
+
+    def receive(self, body: bytes, header: str | None, remote: str | None) -> tuple[int, str]:
+        """The POST /webhook answer as (status, short text)."""
+        if not header:
+            return self.refused(401, "missing X-Hub-Signature-256", remote)
+        if not signature_ok(self.secret, body, header):
+            return self.refused(403, "bad signature", remote)
+        return self.intake.take(body, self.clock())
+
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length > MAX_BODY_BYTES:
+            status, text = 413, "body too large"
+        elif length < 0:
+            status, text = 400, "bad Content-Length"
+        else:
+            body = environ["wsgi.input"].read(length) if length else b""
+            status, text = self.receive(body, environ.get("HTTP_X_HUB_SIGNATURE_256"), environ.get("REMOTE_ADDR"))
+        data = (text if status == 200 else text + "\n").encode()
+        start_response(_STATUS_LINES[status], [("Content-Type", "text/plain; charset=utf-8"),
+                                              ("Content-Length", str(len(data)))])
+        return [data]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -231,23 +270,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     metrics = metrics or Metrics()
     metrics.gauges_from(_gauges_or_down)
-    secret, verify_token = settings.whatsapp_app_secret, settings.whatsapp_verify_token
-    wait = settings.database_wait
-
-    def refused(status: int, reason: str, remote: str | None) -> tuple[int, str]:
-        metrics.webhook_rejected.inc(reason=str(status))
-        log.warning("webhook refused (%d %s) from %s", status, reason, remote)
-        return status, reason
-
+    verify_token, wait = settings.whatsapp_verify_token, settings.database_wait
     intake = Intake(metrics, on_inbox, timedelta(days=settings.whatsapp_max_message_age_days), wait)
-
-    def receive(body: bytes, header: str | None, remote: str | None) -> tuple[int, str]:
-        """The POST /webhook answer as (status, short text)."""
-        if not header:
-            return refused(401, "missing X-Hub-Signature-256", remote)
-        if not signature_ok(secret, body, header):
-            return refused(403, "bad signature", remote)
-        return intake.take(body, clock())
+    endpoint = WebhookEndpoint(settings.whatsapp_app_secret, intake, metrics, clock)
 
     @app.get("/webhook")
     def verify() -> Response:
@@ -257,37 +282,17 @@ def create_app(
         ):
             log.info("webhook verified by Meta")
             return Response(request.args.get("hub.challenge", ""), status=200, mimetype="text/plain")
-        status, reason = refused(403, "verification failed", request.remote_addr)
+        status, reason = endpoint.refused(403, "verification failed", request.remote_addr)
         return Response(reason + "\n", status=status, mimetype="text/plain")
-
-    @app.post("/webhook")
-    def receive_view() -> Response:
-        status, text = receive(request.get_data(cache=False), request.headers.get("X-Hub-Signature-256"),
-                               request.remote_addr)
-        return Response(text if status == 200 else text + "\n", status=status, mimetype="text/plain")
 
     flask_wsgi = app.wsgi_app
 
     def wsgi(environ: dict, start_response: Callable) -> list[bytes]:
-        """POST /webhook straight to receive(): Meta's deliveries are the hot path, and Flask's request
-        machinery would be a third of their cost. Everything else (and any odd POST) goes through Flask."""
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/webhook":
-            return flask_wsgi(environ, start_response)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            return flask_wsgi(environ, start_response)  # Flask answers 413 / 400 for these
-        body = environ["wsgi.input"].read(length) if length else b""
-        status, text = receive(body, environ.get("HTTP_X_HUB_SIGNATURE_256"), environ.get("REMOTE_ADDR"))
-        data = (text if status == 200 else text + "\n").encode()
-        start_response(_STATUS_LINES[status], [("Content-Type", "text/plain; charset=utf-8"),
-                                              ("Content-Length", str(len(data)))])
-        return [data]
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/webhook":
+            return endpoint(environ, start_response)
+        return flask_wsgi(environ, start_response)
 
     app.wsgi_app = wsgi
-
     _health_routes(app, metrics, wait=wait, clock=clock, background=background)
     app.extensions["convoflow.metrics"] = metrics
     return app
