@@ -115,12 +115,13 @@ _ADD_PROCESSED = (
 
 
 def add_processed(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-                  at: datetime) -> None:
+                  at: datetime) -> bool:
     """Record a message handled as it arrived (one write instead of insert-then-update); a row already
     stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
+    False when the message was marked processed already (another turn handled it first).
     """
     body = storable_json(payload)
-    execute(_ADD_PROCESSED, (storable(channel_message_id), contact_id, body, sent_at, at, at))
+    return execute(_ADD_PROCESSED, (storable(channel_message_id), contact_id, body, sent_at, at, at)).rowcount == 1
 
 
 def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:

@@ -97,6 +97,26 @@ _SAVE = (
     'WHERE "id" = ? AND "claimed_by" = ?'
 )
 
+# handle_message's optimistic turn (see peek): the save and the late claim apply only while the session
+# is unclaimed and still holds the state read — a compare-and-set on the stored columns, so a turn computed
+# from a state someone else has since changed is never saved.
+_UNCHANGED = {
+    False: " AND ".join(f'"{c}" IS ?' for c in _STATE_COLUMNS),
+    True: " AND ".join(f'"{c}" IS NOT DISTINCT FROM ?' for c in _STATE_COLUMNS),
+}
+_SAVE_READ = {pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
+              for pg, cas in _UNCHANGED.items()}
+_CLAIM_READ = {pg: 'UPDATE "session" SET "claimed_by" = ?, "claimed_until" = ? WHERE "id" = ? AND "claimed_by" IS NULL '
+                   f'AND {cas}' for pg, cas in _UNCHANGED.items()}
+
+# One read, no write: the contact's session as stored, its claim's end, and whether this message id was
+# handled already.
+_PEEK = (
+    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."contact_id", s."claimed_until", '
+    '(SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
+    'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
+)
+
 _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 
 _DUE = (
@@ -122,6 +142,8 @@ class Claim:
     contact_id: int
     token: str
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
+    # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
+    read_as: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +193,31 @@ def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedel
     return Claim(session_id, row[-1], token, state)
 
 
+def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, bool] | None:
+    """Read a stored contact's session without claiming it (one read, no commit), for a turn run
+    optimistically: (the unclaimed Claim, whether message_id was handled already). (None, False) when a
+    claim holds it, None when the contact or its session is new: take the claim then.
+
+    The turn's save applies only if the session is still unclaimed and unchanged (else ClaimLost, and the
+    caller claims and runs the turn again); a turn that reaches an action first claims with claim_read, so
+    an action never runs on a state that moved on.
+    """
+    row = execute(_PEEK, (message_id, contact_key)).fetchone()
+    if row is None:
+        return None
+    if row[-2] is not None:  # claimed, live or run out: the claim path waits for it or takes it over
+        return None, False
+    session_id, state = _decode(row[:-3])
+    return Claim(session_id, row[-3], token, state, read_as=row[1:-3]), row[-1] is not None
+
+
+def claim_read(claim: Claim, now: datetime, lease: timedelta = LEASE) -> bool:
+    """Claim the session a peek read, if it is still unclaimed and unchanged (one statement, its own
+    transaction); False when it moved on."""
+    params = (claim.token, now + lease, claim.session_id, *claim.read_as)
+    return execute(_CLAIM_READ[is_postgres()], params).rowcount == 1
+
+
 def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[bool, Claim | None]:
     """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
     holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
@@ -197,11 +244,13 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     raised, as in the transaction form.
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
-    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"), sort_keys=True)
+    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"))
     params[4] = state.get("attempts") or 0
     params += [claim.session_id, claim.token]
     if processed is not None:
         saved = _save_processed(claim, params, processed)
+    elif claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
+        saved = execute(_SAVE_READ[is_postgres()], [*params, *claim.read_as]).rowcount
     else:
         saved = execute(_SAVE, params).rowcount
     if saved != 1:
