@@ -41,7 +41,7 @@ from engine.registry import registry as default_registry
 from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, logs, outbox, sessions
 from storage.contacts import contact_id as find_contact
-from storage.contacts import touch
+from storage.contacts import touch, touch_params
 from storage.db import execute, is_postgres, unavailable, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
@@ -217,13 +217,16 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
-    if inbox_id is not None and received is None and is_postgres() and not result.secret_answer:
-        # A worker's save on PostgreSQL: the same writes in one statement and one round trip.
+    if (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
+        # On PostgreSQL the same writes in one statement and one round trip.
         sessions.save_and_release(claim, _state(result.conversation, claim.state), sessions.Processed(
             inbox_id, now,
             [outbox.encode(_outbound_dict(m)) for m in result.outbound],
             [(now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
-             for e in result.events]))
+             for e in result.events],
+            received and (inbox.processed_params(claim.contact_id, received.message_id, inbound_payload(received),
+                                                 received.timestamp or now, now),
+                          touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name))))
         return
     with write_transaction():
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the

@@ -40,7 +40,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from . import outbox
+from . import inbox, outbox
+from .contacts import TOUCH_SQL
 from .db import execute, is_postgres
 from .models import Session
 
@@ -148,14 +149,17 @@ class Claim:
 
 @dataclass(frozen=True)
 class Processed:
-    """What a worker's save writes besides the session (save_and_release's one-statement form, PostgreSQL):
-    the inbox row to mark processed, the outbox rows (JSON texts, in order) and the events ((at, kind,
-    contact key, subject, detail JSON) tuples)."""
+    """What a turn's save writes besides the session (save_and_release's one-statement form, PostgreSQL):
+    the inbox row to mark processed (a worker's, by id) or, for a message handled as it arrived, `received`
+    (inbox.processed_params and contacts.touch_params: the message to store processed, the contact to
+    refresh); the outbox rows (JSON texts, in order) and the events ((at, kind, contact key, subject,
+    detail JSON) tuples)."""
 
-    inbox_id: int
+    inbox_id: int | None
     at: datetime
     outbound: list[str]
     events: list[tuple]
+    received: tuple[tuple, tuple] | None = None
 
 
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
@@ -233,28 +237,45 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[boo
 
 
 def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> None:
-    """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours.
+    """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours (or, for
+    a peek's unclaimed Claim, when the session changed since it was read).
 
     Call inside the write transaction that also writes the outbox and marks the inbox row processed.
 
-    With `processed` (PostgreSQL only, outside a transaction): a worker's whole save in one statement, its
-    own transaction, durable at commit — the inbox row marked processed (locked first, the lock order of a
-    worker's pick), the new state with the claim released, the outbox rows and the events. Every write
-    depends on the session update: when the claim is no longer ours nothing is written and ClaimLost is
-    raised, as in the transaction form.
+    With `processed` (PostgreSQL only, outside a transaction): a turn's whole save in one statement, its
+    own transaction, durable at commit — the inbox row marked processed (a worker's row, locked first: the
+    lock order of a worker's pick; or a message handled as it arrived, stored processed), the new state
+    with the claim released, the outbox rows and the events. Every write depends on the session update:
+    when the claim is no longer ours nothing is written and ClaimLost is raised, as in the transaction
+    form; ClaimLost too when a message handled as it arrived was marked processed meanwhile (nothing but
+    the session is then written, and only if its state is as this turn read it).
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
     params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"))
     params[4] = state.get("attempts") or 0
     params += [claim.session_id, claim.token]
+    if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
+        params += claim.read_as
     if processed is not None:
         saved = _save_processed(claim, params, processed)
-    elif claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
-        saved = execute(_SAVE_READ[is_postgres()], [*params, *claim.read_as]).rowcount
     else:
-        saved = execute(_SAVE, params).rowcount
+        saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:
         raise ClaimLost(f"the claim on session {claim.session_id} ran out before the turn saved")
+
+
+def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
+    """The outbox rows and events of a one-statement save, written only under `guard`."""
+    parts = []
+    if outbound:
+        parts.append(f"o AS ({outbox.insert_sql(outbound, guard)})")
+    if events:
+        values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
+        parts.append(
+            'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
+            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
+            f'WHERE {guard} ORDER BY v.n)')
+    return parts
 
 
 @lru_cache(maxsize=64)
@@ -265,24 +286,37 @@ def _save_processed_sql(outbound: int, events: int) -> str:
         's AS (' + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
-    if outbound:
-        parts.append(f"o AS ({outbox.insert_sql(outbound, 'EXISTS (SELECT 1 FROM s)')})")
-    if events:
-        values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
-        parts.append(
-            'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
-            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
-            'WHERE EXISTS (SELECT 1 FROM s) ORDER BY v.n)')
-    return ", ".join(parts) + ' SELECT COUNT(*) FROM s'
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + ' SELECT COUNT(*) FROM s'
+
+
+@lru_cache(maxsize=64)
+def _save_received_sql(outbound: int, events: int, read: bool) -> str:
+    # The message's row, when the webhook stored it, is locked first (the lock order of a worker's pick),
+    # and a turn does not save over a message handled meanwhile; the message is stored processed and the
+    # contact refreshed only under the session update, the rest only under the message's write.
+    parts = [
+        'WITH l AS (SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ? FOR UPDATE), '
+        's AS (' + (_SAVE_READ[True] if read else _SAVE)
+        + ' AND NOT EXISTS (SELECT 1 FROM l WHERE l."processed_at" IS NOT NULL) RETURNING "id"), '
+        'i AS (' + inbox.add_processed_sql("EXISTS (SELECT 1 FROM s)") + '), '
+        'c AS (' + TOUCH_SQL + ' AND EXISTS (SELECT 1 FROM i))'
+    ]
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM i)", outbound, events)) + ' SELECT COUNT(*) FROM i'
 
 
 def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
-    params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
+    if processed.received is None:
+        sql = _save_processed_sql(len(processed.outbound), len(processed.events))
+        params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
+    else:
+        sql = _save_received_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
+        message, touch = processed.received
+        params = [message[0], *params, *message, *touch]
     if processed.outbound:
         params += [claim.contact_id, processed.at, processed.at, *processed.outbound]
     for event in processed.events:
         params += event
-    return execute(_save_processed_sql(len(processed.outbound), len(processed.events)), params).fetchone()[0]
+    return execute(sql, params).fetchone()[0]
 
 
 def release(claim: Claim) -> None:
