@@ -4,12 +4,14 @@ One turn, whatever the channel:
 
 1. claim: one statement (its own short transaction) that creates the contact's session row if missing,
    claims it and returns its state — see storage/sessions.py for the claim/lease design; a worker
-   claims inside the transaction that picks its inbox row;
+   claims inside the transaction that picks its inbox row. handle_message first reads the state without
+   a claim (sessions.peek) and saves with a compare-and-set, so an uncontended turn without an action is
+   one commit; it claims before an action, and falls back to the claim when the state moved meanwhile;
 2. run the engine turn outside any transaction (actions may call O'mari for up to 40 s); actions go
    through `stored_invoke`, so a message handled again returns the stored result instead of acting twice;
-3. save (one write transaction): the new session state, the outbound messages as outbox rows in order,
-   the inbox row marked processed (handle_message inserts it processed: one write, not two), the turn's
-   events, and the claim released.
+3. save (one write transaction; on PostgreSQL one statement): the new session state, the outbound
+   messages as outbox rows in order, the inbox row marked processed (handle_message inserts it processed:
+   one write, not two), the turn's events, and the claim released.
 
 For a worker (process_inbox), a failure in step 2 or 3 (a crash, a bug, a lost claim) leaves the inbox row
 unprocessed and the claim in place until its lease runs out; then a worker handles the message again.

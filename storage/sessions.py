@@ -28,6 +28,16 @@ idempotency key, so nothing is paid twice. A second worker for a claimed contact
 The claim token is unique per claim (worker id plus a random part) so two claims by one worker differ.
 A clean stop mid-turn (Ctrl-C, SIGTERM) gives the claim back at once instead of waiting out the lease.
 
+A turn that needs no claim at all (handle_message, most turns): the claim's own commit is skipped when
+nothing contends. peek reads the stored session (no write, no commit) with whether the message was handled
+already; the turn runs on that state and its save is a compare-and-set — `… WHERE "id" = ? AND
+("claimed_by" = <token> OR "claimed_by" IS NULL AND <every state column as read>)` — so the turn is saved,
+in one commit, only onto the state it was computed from. When another turn saved in between (or holds a
+claim) nothing is written and the turn runs again under a claim; the engine is pure, so running it twice
+changes nothing outside. Only actions act outside: a turn that reaches one first claims the session it
+read with the same compare-and-set (claim_read) and checks the message was not handled meanwhile, so an
+action never runs on a state that moved on, and from there the turn is a claimed one.
+
 Lock order on PostgreSQL: a worker's pick locks the inbox row, then the session row; the save writes the
 inbox row, then the session row. Same order, so two workers never wait on each other in a cycle, and a
 pick tries one contact per transaction (a failed `ON CONFLICT … WHERE` still locks the row it found).
