@@ -430,15 +430,21 @@ def _capture(handle, errors: list) -> None:
         database.obj.close()
 
 
-def test_a_turn_whose_state_changed_while_it_ran_is_run_again_on_the_new_state(db):
-    # A turn without an action runs on the state as read and saves in one commit only if that state is
-    # unchanged; here another message moves the conversation on meanwhile, so ours must not overwrite it.
+def steps_setup(first: str):
+    """The steps flow stored and loaded, contact c1 having sent `first`: (clock, flows, ctx)."""
     clock = MeanwhileClock()
     registry = ActionRegistry()
     flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
     flows = turns.load_flowset(registry)
     ctx = context(registry, clock)
-    turns.handle_message(message("c1", "go"), flows, ctx)
+    turns.handle_message(message("c1", first), flows, ctx)
+    return clock, flows, ctx
+
+
+def test_a_turn_whose_state_changed_while_it_ran_is_run_again_on_the_new_state(db):
+    # A turn without an action runs on the state as read and saves in one commit only if that state is
+    # unchanged; here another message moves the conversation on meanwhile, so ours must not overwrite it.
+    clock, flows, ctx = steps_setup("go")
 
     clock.arm(lambda: turns.handle_message(message("c1", "first"), flows, ctx, worker_id="other"))
     result = turns.handle_message(message("c1", "second"), flows, ctx)
@@ -471,12 +477,7 @@ def test_an_action_never_runs_on_a_state_that_moved_on_since_the_turn_read_it(db
 def test_a_message_handled_meanwhile_by_another_worker_is_answered_once(db):
     # The same delivery handled twice at once, on a turn that leaves the state as it was: only the
     # message's inbox row tells the second save that the first already answered it.
-    clock = MeanwhileClock()
-    registry = ActionRegistry()
-    flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
-    flows = turns.load_flowset(registry)
-    ctx = context(registry, clock)
-    turns.handle_message(message("c1", "hello"), flows, ctx)
+    clock, flows, ctx = steps_setup("hello")
     before = texts("c1")
 
     twice = message("c1", "hello again")
