@@ -379,6 +379,7 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     assert turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
     assert texts("c1") == ["n=1", "n=2"]
 
+
 STEPS = """\
 flow: steps
 title: Steps
