@@ -4,12 +4,14 @@ One turn, whatever the channel:
 
 1. claim: one statement (its own short transaction) that creates the contact's session row if missing,
    claims it and returns its state — see storage/sessions.py for the claim/lease design; a worker
-   claims inside the transaction that picks its inbox row;
+   claims inside the transaction that picks its inbox row. handle_message first reads the state without
+   a claim (sessions.peek) and saves with a compare-and-set, so an uncontended turn without an action is
+   one commit; it claims before an action, and falls back to the claim when the state moved meanwhile;
 2. run the engine turn outside any transaction (actions may call O'mari for up to 40 s); actions go
    through `stored_invoke`, so a message handled again returns the stored result instead of acting twice;
-3. save (one write transaction): the new session state, the outbound messages as outbox rows in order,
-   the inbox row marked processed (handle_message inserts it processed: one write, not two), the turn's
-   events, and the claim released.
+3. save (one write transaction; on PostgreSQL one statement): the new session state, the outbound
+   messages as outbox rows in order, the inbox row marked processed (handle_message inserts it processed:
+   one write, not two), the turn's events, and the claim released.
 
 For a worker (process_inbox), a failure in step 2 or 3 (a crash, a bug, a lost claim) leaves the inbox row
 unprocessed and the claim in place until its lease runs out; then a worker handles the message again.
@@ -41,7 +43,7 @@ from engine.registry import registry as default_registry
 from engine.runner import expire, run_turn, start
 from storage import events, flowstore, inbox, logs, outbox, sessions
 from storage.contacts import contact_id as find_contact
-from storage.contacts import touch
+from storage.contacts import touch, touch_params
 from storage.db import execute, is_postgres, unavailable, write_transaction
 from storage.events import EventRecord
 from storage.models import ActionResult
@@ -203,7 +205,7 @@ def _outbound_dict(message: Outbound) -> dict[str, Any]:
 
 def _token(worker_id: str | None) -> str:
     who = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    return f"{who}:{uuid.uuid4().hex[:12]}"
+    return f"{who}:{os.urandom(6).hex()}"
 
 
 def _persistent(ctx: TurnContext) -> TurnContext:
@@ -217,13 +219,16 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
-    if inbox_id is not None and received is None and is_postgres() and not result.secret_answer:
-        # A worker's save on PostgreSQL: the same writes in one statement and one round trip.
+    if (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
+        # On PostgreSQL the same writes in one statement and one round trip.
         sessions.save_and_release(claim, _state(result.conversation, claim.state), sessions.Processed(
             inbox_id, now,
             [outbox.encode(_outbound_dict(m)) for m in result.outbound],
             [(now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
-             for e in result.events]))
+             for e in result.events],
+            received and (inbox.processed_params(claim.contact_id, received.message_id, inbound_payload(received),
+                                                 received.timestamp or now, now),
+                          touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name))))
         return
     with write_transaction():
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
@@ -231,8 +236,9 @@ def _save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnCont
         if inbox_id is not None:
             inbox.mark_processed(inbox_id, now)
         if received is not None:
-            inbox.add_processed(claim.contact_id, received.message_id, inbound_payload(received),
-                                received.timestamp or now, now)
+            if not inbox.add_processed(claim.contact_id, received.message_id, inbound_payload(received),
+                                       received.timestamp or now, now) and claim.read_as is not None:
+                raise sessions.ClaimLost(f"message {received.message_id} was handled while this turn ran")
             touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
@@ -262,9 +268,17 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
     changes nothing and returns no outbound messages. Raises sessions.ContactBusy when the wait runs out.
     """
     ctx = _persistent(ctx)
-    now = ctx.clock()
     token = _token(worker_id)
-    claim = sessions.try_claim_by_key(inbound.contact, token, now)
+    peeked = sessions.peek(inbound.contact, inbound.message_id, token)
+    if peeked is not None and peeked[0] is not None:
+        claim, handled = peeked
+        if handled:
+            return TurnResult(conversation=_conversation(inbound.contact, claim.state), outbound=[])
+        result = _optimistic_turn(claim, inbound, flows, ctx, wa_id, profile_name)
+        if result is not None:
+            return result
+    now = ctx.clock()
+    claim = sessions.try_claim_by_key(inbound.contact, token, now) if peeked is not None else None
     if claim is None:  # a new contact (created and claimed in one commit), or one another worker holds
         with write_transaction():
             contact_id = find_contact(inbound.contact, now, wa_id=wa_id, profile_name=profile_name)
@@ -278,6 +292,46 @@ def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_n
         result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound, ctx)
         _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
     return result
+
+
+class _StateMoved(BaseException):
+    """An optimistic turn reached an action but the session changed since it was read: the turn is run
+    again under a claim. A BaseException so that the engine's guard around an action does not report it."""
+
+
+def _optimistic_turn(claim: sessions.Claim, inbound: Inbound, flows: FlowSet, ctx: TurnContext,
+                     wa_id: str | None, profile_name: str | None) -> TurnResult | None:
+    """Run a turn on a state read without a claim (sessions.peek) and save it in one commit if the state is
+    still as read; None when it moved on (nothing saved: run the turn under a claim). A turn that reaches
+    an action claims the state first (sessions.claim_read), so actions never run on a stale state; from
+    then on it is a claimed turn and a lost claim raises ClaimLost as usual.
+    """
+    claimed = False
+    invoke = ctx.invoke
+
+    def claim_then_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
+        nonlocal claimed
+        if not claimed:
+            if not sessions.claim_read(claim, actx.clock()):
+                raise _StateMoved
+            claimed = True
+            if inbox.is_processed(inbound.message_id):  # handled before our claim: leave it
+                raise _StateMoved
+        return invoke(spec, params, actx)
+
+    try:
+        with _released_on_stop(claim), _log_tags(inbound.contact, claim):
+            result = run_turn(flows, _conversation(inbound.contact, claim.state), inbound,
+                              replace(ctx, invoke=claim_then_invoke))
+            _save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
+        return result
+    except _StateMoved:
+        sessions.release(claim)
+        return None
+    except sessions.ClaimLost:
+        if claimed:
+            raise
+        return None
 
 
 def _log_tags(contact: str, claim: sessions.Claim):

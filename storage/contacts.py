@@ -120,7 +120,16 @@ def contact_id(key: str, now: datetime, wa_id: str | None = None, profile_name: 
     return row[0] if row else upsert_contact(key, now, wa_id=wa_id, profile_name=profile_name)
 
 
+# Parameters: now, profile name, wa_id, contact id (touch_params); PostgreSQL's one-statement turn save
+# embeds it with a guard appended.
+TOUCH_SQL = ('UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
+             '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?')
+
+
+def touch_params(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> tuple:
+    return now, storable(profile_name), storable(wa_id), contact_id
+
+
 def touch(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> None:
     """Refresh last seen (and the profile name or wa_id when the channel gave one); call in the turn's save."""
-    execute('UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
-            '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?', (now, storable(profile_name), storable(wa_id), contact_id))
+    execute(TOUCH_SQL, touch_params(contact_id, now, wa_id, profile_name))

@@ -109,18 +109,31 @@ def is_processed(channel_message_id: str) -> bool:
 
 _ADD_PROCESSED = (
     'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
-    '"processed_at") VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ("channel_message_id") DO UPDATE SET '
+    '"processed_at") {rows} ON CONFLICT ("channel_message_id") DO UPDATE SET '
     '"processed_at" = excluded."processed_at" WHERE "inbox_message"."processed_at" IS NULL'
 )
 
 
+def processed_params(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
+                     at: datetime) -> tuple:
+    """add_processed's parameters, in the order of its statement."""
+    return storable(channel_message_id), contact_id, storable_json(payload), sent_at, at, at
+
+
 def add_processed(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-                  at: datetime) -> None:
+                  at: datetime) -> bool:
     """Record a message handled as it arrived (one write instead of insert-then-update); a row already
     stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
+    False when the message was marked processed already (another turn handled it first).
     """
-    body = storable_json(payload)
-    execute(_ADD_PROCESSED, (storable(channel_message_id), contact_id, body, sent_at, at, at))
+    params = processed_params(contact_id, channel_message_id, payload, sent_at, at)
+    return execute(_ADD_PROCESSED.format(rows="VALUES (?, ?, ?, ?, ?, ?)"), params).rowcount == 1
+
+
+def add_processed_sql(guard: str) -> str:
+    """add_processed as a statement to embed in a larger one (PostgreSQL's one-statement save), writing
+    only under `guard`; same parameters (processed_params). Returns the row's id when it wrote."""
+    return _ADD_PROCESSED.format(rows=f"SELECT ?, ?, ?, ?, ?, ? WHERE {guard}") + ' RETURNING "id"'
 
 
 def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:

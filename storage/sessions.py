@@ -28,6 +28,16 @@ idempotency key, so nothing is paid twice. A second worker for a claimed contact
 The claim token is unique per claim (worker id plus a random part) so two claims by one worker differ.
 A clean stop mid-turn (Ctrl-C, SIGTERM) gives the claim back at once instead of waiting out the lease.
 
+A turn that needs no claim at all (handle_message, most turns): the claim's own commit is skipped when
+nothing contends. peek reads the stored session (no write, no commit) with whether the message was handled
+already; the turn runs on that state and its save is a compare-and-set — `… WHERE "id" = ? AND
+("claimed_by" = <token> OR "claimed_by" IS NULL AND <every state column as read>)` — so the turn is saved,
+in one commit, only onto the state it was computed from. When another turn saved in between (or holds a
+claim) nothing is written and the turn runs again under a claim; the engine is pure, so running it twice
+changes nothing outside. Only actions act outside: a turn that reaches one first claims the session it
+read with the same compare-and-set (claim_read) and checks the message was not handled meanwhile, so an
+action never runs on a state that moved on, and from there the turn is a claimed one.
+
 Lock order on PostgreSQL: a worker's pick locks the inbox row, then the session row; the save writes the
 inbox row, then the session row. Same order, so two workers never wait on each other in a cycle, and a
 pick tries one contact per transaction (a failed `ON CONFLICT … WHERE` still locks the row it found).
@@ -40,7 +50,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from . import outbox
+from . import inbox, outbox
+from .contacts import TOUCH_SQL
 from .db import execute, is_postgres
 from .models import Session
 
@@ -97,6 +108,26 @@ _SAVE = (
     'WHERE "id" = ? AND "claimed_by" = ?'
 )
 
+# handle_message's optimistic turn (see peek): the save and the late claim apply only while the session
+# is unclaimed and still holds the state read — a compare-and-set on the stored columns, so a turn computed
+# from a state someone else has since changed is never saved.
+_UNCHANGED = {
+    False: " AND ".join(f'"{c}" IS ?' for c in _STATE_COLUMNS),
+    True: " AND ".join(f'"{c}" IS NOT DISTINCT FROM ?' for c in _STATE_COLUMNS),
+}
+_SAVE_READ = {pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
+              for pg, cas in _UNCHANGED.items()}
+_CLAIM_READ = {pg: 'UPDATE "session" SET "claimed_by" = ?, "claimed_until" = ? WHERE "id" = ? AND "claimed_by" IS NULL '
+                   f'AND {cas}' for pg, cas in _UNCHANGED.items()}
+
+# One read, no write: the contact's session as stored, its claim's end, and whether this message id was
+# handled already.
+_PEEK = (
+    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."contact_id", s."claimed_until", '
+    '(SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
+    'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
+)
+
 _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 
 _DUE = (
@@ -122,18 +153,23 @@ class Claim:
     contact_id: int
     token: str
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
+    # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
+    read_as: tuple | None = None
 
 
 @dataclass(frozen=True)
 class Processed:
-    """What a worker's save writes besides the session (save_and_release's one-statement form, PostgreSQL):
-    the inbox row to mark processed, the outbox rows (JSON texts, in order) and the events ((at, kind,
-    contact key, subject, detail JSON) tuples)."""
+    """What a turn's save writes besides the session (save_and_release's one-statement form, PostgreSQL):
+    the inbox row to mark processed (a worker's, by id) or, for a message handled as it arrived, `received`
+    (inbox.processed_params and contacts.touch_params: the message to store processed, the contact to
+    refresh); the outbox rows (JSON texts, in order) and the events ((at, kind, contact key, subject,
+    detail JSON) tuples)."""
 
-    inbox_id: int
+    inbox_id: int | None
     at: datetime
     outbound: list[str]
     events: list[tuple]
+    received: tuple[tuple, tuple] | None = None
 
 
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
@@ -171,6 +207,31 @@ def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedel
     return Claim(session_id, row[-1], token, state)
 
 
+def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, bool] | None:
+    """Read a stored contact's session without claiming it (one read, no commit), for a turn run
+    optimistically: (the unclaimed Claim, whether message_id was handled already). (None, False) when a
+    claim holds it, None when the contact or its session is new: take the claim then.
+
+    The turn's save applies only if the session is still unclaimed and unchanged (else ClaimLost, and the
+    caller claims and runs the turn again); a turn that reaches an action first claims with claim_read, so
+    an action never runs on a state that moved on.
+    """
+    row = execute(_PEEK, (message_id, contact_key)).fetchone()
+    if row is None:
+        return None
+    if row[-2] is not None:  # claimed, live or run out: the claim path waits for it or takes it over
+        return None, False
+    session_id, state = _decode(row[:-3])
+    return Claim(session_id, row[-3], token, state, read_as=row[1:-3]), row[-1] is not None
+
+
+def claim_read(claim: Claim, now: datetime, lease: timedelta = LEASE) -> bool:
+    """Claim the session a peek read, if it is still unclaimed and unchanged (one statement, its own
+    transaction); False when it moved on."""
+    params = (claim.token, now + lease, claim.session_id, *claim.read_as)
+    return execute(_CLAIM_READ[is_postgres()], params).rowcount == 1
+
+
 def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[bool, Claim | None]:
     """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
     holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
@@ -186,26 +247,45 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[boo
 
 
 def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> None:
-    """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours.
+    """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours (or, for
+    a peek's unclaimed Claim, when the session changed since it was read).
 
     Call inside the write transaction that also writes the outbox and marks the inbox row processed.
 
-    With `processed` (PostgreSQL only, outside a transaction): a worker's whole save in one statement, its
-    own transaction, durable at commit — the inbox row marked processed (locked first, the lock order of a
-    worker's pick), the new state with the claim released, the outbox rows and the events. Every write
-    depends on the session update: when the claim is no longer ours nothing is written and ClaimLost is
-    raised, as in the transaction form.
+    With `processed` (PostgreSQL only, outside a transaction): a turn's whole save in one statement, its
+    own transaction, durable at commit — the inbox row marked processed (a worker's row, locked first: the
+    lock order of a worker's pick; or a message handled as it arrived, stored processed), the new state
+    with the claim released, the outbox rows and the events. Every write depends on the session update:
+    when the claim is no longer ours nothing is written and ClaimLost is raised, as in the transaction
+    form; ClaimLost too when a message handled as it arrived was marked processed meanwhile (nothing but
+    the session is then written, and only if its state is as this turn read it).
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
-    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"), sort_keys=True)
+    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"))
     params[4] = state.get("attempts") or 0
     params += [claim.session_id, claim.token]
+    if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
+        params += claim.read_as
     if processed is not None:
         saved = _save_processed(claim, params, processed)
     else:
-        saved = execute(_SAVE, params).rowcount
+        saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:
         raise ClaimLost(f"the claim on session {claim.session_id} ran out before the turn saved")
+
+
+def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
+    """The outbox rows and events of a one-statement save, written only under `guard`."""
+    parts = []
+    if outbound:
+        parts.append(f"o AS ({outbox.insert_sql(outbound, guard)})")
+    if events:
+        values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
+        parts.append(
+            'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
+            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
+            f'WHERE {guard} ORDER BY v.n)')
+    return parts
 
 
 @lru_cache(maxsize=64)
@@ -216,24 +296,37 @@ def _save_processed_sql(outbound: int, events: int) -> str:
         's AS (' + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
-    if outbound:
-        parts.append(f"o AS ({outbox.insert_sql(outbound, 'EXISTS (SELECT 1 FROM s)')})")
-    if events:
-        values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
-        parts.append(
-            'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
-            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
-            'WHERE EXISTS (SELECT 1 FROM s) ORDER BY v.n)')
-    return ", ".join(parts) + ' SELECT COUNT(*) FROM s'
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + ' SELECT COUNT(*) FROM s'
+
+
+@lru_cache(maxsize=64)
+def _save_received_sql(outbound: int, events: int, read: bool) -> str:
+    # The message's row, when the webhook stored it, is locked first (the lock order of a worker's pick),
+    # and a turn does not save over a message handled meanwhile; the message is stored processed and the
+    # contact refreshed only under the session update, the rest only under the message's write.
+    parts = [
+        'WITH l AS (SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ? FOR UPDATE), '
+        's AS (' + (_SAVE_READ[True] if read else _SAVE)
+        + ' AND NOT EXISTS (SELECT 1 FROM l WHERE l."processed_at" IS NOT NULL) RETURNING "id"), '
+        'i AS (' + inbox.add_processed_sql("EXISTS (SELECT 1 FROM s)") + '), '
+        'c AS (' + TOUCH_SQL + ' AND EXISTS (SELECT 1 FROM i))'
+    ]
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM i)", outbound, events)) + ' SELECT COUNT(*) FROM i'
 
 
 def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
-    params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
+    if processed.received is None:
+        sql = _save_processed_sql(len(processed.outbound), len(processed.events))
+        params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
+    else:
+        sql = _save_received_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
+        message, touch = processed.received
+        params = [message[0], *params, *message, *touch]
     if processed.outbound:
         params += [claim.contact_id, processed.at, processed.at, *processed.outbound]
     for event in processed.events:
         params += event
-    return execute(_save_processed_sql(len(processed.outbound), len(processed.events)), params).fetchone()[0]
+    return execute(sql, params).fetchone()[0]
 
 
 def release(claim: Claim) -> None:

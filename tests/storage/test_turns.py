@@ -378,3 +378,113 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     assert row.processed_at is None and row.attempts == 0
     assert turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
     assert texts("c1") == ["n=1", "n=2"]
+
+
+STEPS = """\
+flow: steps
+title: Steps
+triggers: [go]
+steps:
+  one:
+    ask: "one?"
+    save: a
+    next: two
+  two:
+    ask: "two?"
+    save: b
+    next: three
+  three:
+    end: "got {{ a }} and {{ b }}"
+"""
+
+
+class MeanwhileClock(Clock):
+    """A frozen clock that, the first time the turn under test reads it after arm(), lets another message
+    for the same contact be handled to the end on another thread first: that turn runs while ours is
+    between reading the state and saving it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meanwhile = None
+
+    def arm(self, handle) -> None:
+        self.meanwhile = handle
+
+    def __call__(self):
+        handle, self.meanwhile = self.meanwhile, None
+        if handle is not None:
+            errors: list[Exception] = []
+            other = threading.Thread(target=lambda: _capture(handle, errors))
+            other.start()
+            other.join(timeout=60)
+            assert errors == []
+        return super().__call__()
+
+
+def _capture(handle, errors: list) -> None:
+    try:
+        handle()
+    except Exception as error:  # reported by the caller: an assertion in a thread would be lost
+        errors.append(error)
+    finally:
+        from storage.db import database
+        database.obj.close()
+
+
+def steps_setup(first: str):
+    """The steps flow stored and loaded, contact c1 having sent `first`: (clock, flows, ctx)."""
+    clock = MeanwhileClock()
+    registry = ActionRegistry()
+    flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
+    flows = turns.load_flowset(registry)
+    ctx = context(registry, clock)
+    turns.handle_message(message("c1", first), flows, ctx)
+    return clock, flows, ctx
+
+
+def test_a_turn_whose_state_changed_while_it_ran_is_run_again_on_the_new_state(db):
+    # A turn without an action runs on the state as read and saves in one commit only if that state is
+    # unchanged; here another message moves the conversation on meanwhile, so ours must not overwrite it.
+    clock, flows, ctx = steps_setup("go")
+
+    clock.arm(lambda: turns.handle_message(message("c1", "first"), flows, ctx, worker_id="other"))
+    result = turns.handle_message(message("c1", "second"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["got first and second"]
+    assert texts("c1") == ["one?", "two?", "got first and second"]
+    assert sessions.get_state("c1")["vars"] == {"contact": "c1", "a": "first", "b": "second"}
+    assert Session.get().claimed_by is None
+
+
+def test_an_action_never_runs_on_a_state_that_moved_on_since_the_turn_read_it(db):
+    calls: list[str] = []
+    clock = MeanwhileClock()
+    registry = counter_registry(calls)
+    store_counter(clock)
+    flows = turns.load_flowset(registry)
+    ctx = context(registry, clock)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+
+    clock.arm(lambda: turns.handle_message(message("c1", "meanwhile"), flows, ctx, worker_id="other"))
+    result = turns.handle_message(message("c1", "mine"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["n=3"]
+    assert texts("c1") == ["n=1", "n=2", "n=3"]
+    assert sessions.get_state("c1")["vars"]["n"] == 3
+    assert len(calls) == 3  # one increment per message, each on the state its message found
+    assert Session.get().claimed_by is None
+
+
+def test_a_message_handled_meanwhile_by_another_worker_is_answered_once(db):
+    # The same delivery handled twice at once, on a turn that leaves the state as it was: only the
+    # message's inbox row tells the second save that the first already answered it.
+    clock, flows, ctx = steps_setup("hello")
+    before = texts("c1")
+
+    twice = message("c1", "hello again")
+    clock.arm(lambda: turns.handle_message(twice, flows, ctx, worker_id="other"))
+    result = turns.handle_message(twice, flows, ctx)
+
+    assert result.outbound == []
+    assert len(texts("c1")) == len(before) + 1
+    assert InboxMessage.select().where(InboxMessage.channel_message_id == twice.message_id).count() == 1
