@@ -173,16 +173,8 @@ class _Rollback(Exception):
     pass
 
 
-def import_csv(source: TextIO | str, now: datetime | None = None, max_problems: int = 50) -> int:
-    """Import bookings from CSV text or an open file (header: reference,customer,tour,total,paid,currency;
-    paid and currency may be left out). All or nothing: any bad row -> BookingImportError with every
-    problem by line (up to max_problems), and nothing stored. Returns the number imported.
-
-    Rows are checked and inserted in batches inside one transaction, so a large file is never held in memory.
-    """
-    stream = io.StringIO(source) if isinstance(source, str) else source
-    reader = csv.reader(stream)
-    problems: list[ImportProblem] = []
+def _csv_columns(reader) -> list[str]:
+    """The header row's column names; BookingImportError (line 1) when it is missing or wrong."""
     header = next(reader, None)
     if header is None:
         raise BookingImportError([ImportProblem(1, "the file is empty; expected a header row: "
@@ -197,57 +189,76 @@ def import_csv(source: TextIO | str, now: datetime | None = None, max_problems: 
             "a column appears twice" if len(set(columns)) != len(columns) else "",
         ]))
         raise BookingImportError([ImportProblem(1, f"{what}; expected: {','.join(CSV_COLUMNS)}")])
+    return columns
 
-    stamp = now or utcnow()
-    seen: dict[str, int] = {}  # reference key -> line, to report duplicates within the file
-    count = 0
-    batch: list[tuple[int, NewBooking]] = []
 
-    def flush() -> None:
-        keys = [reference_key(b.reference) for _, b in batch]
+class _CsvImport:
+    """One import's rows checked and inserted in batches, with every problem by line."""
+
+    def __init__(self, columns: list[str], stamp: datetime) -> None:
+        self.columns, self.stamp = columns, stamp
+        self.problems: list[ImportProblem] = []
+        self.seen: dict[str, int] = {}  # reference key -> line, to report duplicates within the file
+        self.batch: list[tuple[int, NewBooking]] = []
+        self.count = 0
+
+    def add(self, line: int, record: list[str]) -> None:
+        if len(record) != len(self.columns):
+            self.problems.append(ImportProblem(line, f"expected {len(self.columns)} fields, found {len(record)}"))
+            return
+        fields = dict(zip(self.columns, record))
+        try:
+            booking = check_booking(fields["reference"], fields["customer"], fields["tour"],
+                                    fields["total"], fields.get("paid"), fields.get("currency"))
+        except BookingError as e:
+            self.problems.append(ImportProblem(line, str(e)))
+            return
+        key = reference_key(booking.reference)
+        if key in self.seen:
+            self.problems.append(ImportProblem(line, f"reference '{booking.reference}' is also on line "
+                                                     f"{self.seen[key]}"))
+            return
+        self.seen[key] = line
+        self.batch.append((line, booking))
+        self.count += 1
+        if len(self.batch) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        keys = [reference_key(b.reference) for _, b in self.batch]
         taken = {k for (k,) in Booking.select(Booking.reference_key).where(Booking.reference_key.in_(keys)).tuples()}
-        for line, b in batch:
+        for line, b in self.batch:
             if reference_key(b.reference) in taken:
-                problems.append(ImportProblem(line, f"booking '{b.reference}' already exists"))
-        if not problems:
-            Booking.insert_many([b.row(stamp) for _, b in batch]).execute()
-        batch.clear()
+                self.problems.append(ImportProblem(line, f"booking '{b.reference}' already exists"))
+        if not self.problems:
+            Booking.insert_many([b.row(self.stamp) for _, b in self.batch]).execute()
+        self.batch.clear()
 
+
+def import_csv(source: TextIO | str, now: datetime | None = None, max_problems: int = 50) -> int:
+    """Import bookings from CSV text or an open file (header: reference,customer,tour,total,paid,currency;
+    paid and currency may be left out). All or nothing: any bad row -> BookingImportError with every
+    problem by line (up to max_problems), and nothing stored. Returns the number imported.
+
+    Rows are checked and inserted in batches inside one transaction, so a large file is never held in memory.
+    """
+    stream = io.StringIO(source) if isinstance(source, str) else source
+    reader = csv.reader(stream)
+    run = _CsvImport(_csv_columns(reader), now or utcnow())
     try:
         with write_transaction():
             for record in reader:
-                line = reader.line_num
-                if not any(cell.strip() for cell in record):
-                    continue
-                if len(record) != len(columns):
-                    problems.append(ImportProblem(line, f"expected {len(columns)} fields, found {len(record)}"))
-                else:
-                    fields = dict(zip(columns, record))
-                    try:
-                        booking = check_booking(fields["reference"], fields["customer"], fields["tour"],
-                                                fields["total"], fields.get("paid"), fields.get("currency"))
-                    except BookingError as e:
-                        problems.append(ImportProblem(line, str(e)))
-                    else:
-                        key = reference_key(booking.reference)
-                        if key in seen:
-                            problems.append(ImportProblem(line, f"reference '{booking.reference}' is also on line "
-                                                                f"{seen[key]}"))
-                        else:
-                            seen[key] = line
-                            batch.append((line, booking))
-                            count += 1
-                if len(batch) >= _BATCH:
-                    flush()
-                if len(problems) >= max_problems:
+                if any(cell.strip() for cell in record):
+                    run.add(reader.line_num, record)
+                if len(run.problems) >= max_problems:
                     break
-            if batch:
-                flush()
-            if problems:
+            if run.batch:
+                run.flush()
+            if run.problems:
                 raise _Rollback
     except _Rollback:
-        raise BookingImportError(sorted(problems, key=lambda p: p.line)[:max_problems]) from None
-    return count
+        raise BookingImportError(sorted(run.problems, key=lambda p: p.line)[:max_problems]) from None
+    return run.count
 
 
 
