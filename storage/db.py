@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import parse
@@ -247,6 +248,24 @@ def execute(sql: str, params: tuple | list = (), db: peewee.Database | None = No
     return target.execute_sql(sql, params)
 
 
+def _postgres_params(url: str) -> dict:
+    """A PostgreSQL URL's connection parameters. Several hosts, libpq's form for a primary and its standbys
+    (`postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write`), are read by libpq itself, which
+    tries them in turn for every new connection until one is the primary; playhouse reads one host."""
+    if "," not in urlsplit(url).netloc.rpartition("@")[2]:
+        return parse(url)
+    from psycopg2.extensions import parse_dsn  # only PostgreSQL needs the driver
+
+    try:
+        params = parse_dsn(url)
+    except Exception:  # libpq's message may quote the URL, password included: say what is wrong instead
+        raise ValueError("DATABASE_URL names several hosts but libpq cannot read it: "
+                         "use postgresql://user@host1:port1,host2:port2/database?target_session_attrs=read-write"
+                         ) from None
+    params["database"] = params.pop("dbname", None)
+    return params
+
+
 def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_connections: int = 32) -> peewee.Database:
     """Connect the models to the database named by url (or DATABASE_URL, or the SQLite default).
 
@@ -260,7 +279,7 @@ def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_con
         db = SqliteCheckedDatabase(params.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False, **params)
     elif url.startswith(("postgres", "postgresql")):
         params = {"connect_timeout": max(2, round(wait)), "keepalives": 1, "keepalives_idle": 30,
-                  "keepalives_interval": 10, "keepalives_count": 3, **parse(url)}
+                  "keepalives_interval": 10, "keepalives_count": 3, **_postgres_params(url)}
         db = PooledPostgresqlCheckedDatabase(params.pop("database"), max_connections=max_connections,
                                              stale_timeout=300, timeout=wait, **params)
     else:
