@@ -13,20 +13,17 @@ On the code before this change `flows serve` could not start on such a URL (play
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from storage.db import open_database
 from storage.migrations import upgrade
 
-import whatsapp_fakes as wa
 from channel_harness import FLOWS, store_flows
-from test_wa_db_restart import CONTACTS, RETRY_FOR, answers, deliver, left_over, pgcluster, pytestmark, start_serve
+from test_wa_db_restart import (CONTACTS, RETRY_FOR, all_answered_once, answers, left_over, pgcluster, pytestmark,
+                                serve_two_turns, stop_serve)
 
 assert pytestmark  # slow; skipped without the PostgreSQL server programs (same conditions as the restart test)
 
@@ -57,17 +54,8 @@ def test_a_failover_to_a_new_primary_under_flows_serve_loses_nothing_and_answers
     primary, standby = pair
     url = (f"postgresql://convoflow@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/convoflow"
            "?target_session_attrs=read-write")
-    proc, base = start_serve(url, graph, tmp_path)
-    refusals: list[float] = []
-
-    def say(k: int, words: str) -> None:
-        with ThreadPoolExecutor(len(CONTACTS)) as pool:
-            list(pool.map(lambda wa_id: deliver(base, wa_id, words, wa.TS + k, refusals), CONTACTS))
-
+    proc, base, say, refusals = serve_two_turns(url, graph, tmp_path)
     try:
-        say(0, "start")
-        say(1, "1")
-        assert len(graph.wait_for(2 * len(CONTACTS), timeout=30)) == 2 * len(CONTACTS)
 
         primary.stop("immediate")  # a crash: no shutdown, sessions cut
         with ThreadPoolExecutor(1) as background:
@@ -84,19 +72,6 @@ def test_a_failover_to_a_new_primary_under_flows_serve_loses_nothing_and_answers
         assert answers(base + "/readyz", 200, timeout=5)
         say(4, "4")
         say(5, "5")
-
-        expected = ["Say something."] + [f"You said {k}. Say something." for k in range(1, 6)]
-        graph.wait_for(len(expected) * len(CONTACTS), timeout=30)
-        for wa_id in CONTACTS:
-            assert graph.texts_to(wa_id) == expected, left_over(standby.url)
-        assert refusals, "the webhook never refused a delivery during the failover"
-        assert max(refusals) < 5, f"a refusal took {max(refusals):.1f} s (DATABASE_WAIT is 2 s)"
-        for path in ("/healthz", "/readyz", "/metrics"):
-            assert requests.get(base + path, timeout=10).status_code == 200, path
-        assert "convoflow_database_up 1" in requests.get(base + "/metrics", timeout=10).text
+        all_answered_once(graph, base, refusals, standby.url)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_serve(proc)

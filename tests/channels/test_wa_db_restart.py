@@ -108,18 +108,55 @@ def deliver(base: str, wa_id: str, words: str, ts: int, refusals: list[float]) -
     raise AssertionError(f"message '{words}' from {wa_id} was never accepted")
 
 
-def test_a_postgresql_restart_under_flows_serve_loses_nothing_and_answers_once(cluster, graph, tmp_path):
-    proc, base = start_serve(cluster.url, graph, tmp_path)
-    refusals: list[float] = []
-
+def speaker(base: str, refusals: list[float]):
+    """say(k, words): every contact sends words at time TS + k, each delivery retried as Meta does."""
     def say(k: int, words: str) -> None:
         with ThreadPoolExecutor(len(CONTACTS)) as pool:
             list(pool.map(lambda wa_id: deliver(base, wa_id, words, wa.TS + k, refusals), CONTACTS))
+    return say
 
+
+def serve_two_turns(url: str, graph, tmp_path):
+    """`flows serve` on url with every contact two turns into the echo flow: (process, base URL, say, the
+    refusals list say fills); the process is stopped if that fails."""
+    proc, base = start_serve(url, graph, tmp_path)
+    refusals: list[float] = []
+    say = speaker(base, refusals)
     try:
         say(0, "start")
         say(1, "1")
         assert len(graph.wait_for(2 * len(CONTACTS), timeout=30)) == 2 * len(CONTACTS)
+    except BaseException:
+        stop_serve(proc)
+        raise
+    return proc, base, say, refusals
+
+
+def all_answered_once(graph, base: str, refusals: list[float], url: str) -> None:
+    """Every contact saw each of its six replies once, in order; deliveries were refused during the outage,
+    quickly; the process is healthy, ready and its metrics say the database is up."""
+    expected = ["Say something."] + [f"You said {k}. Say something." for k in range(1, 6)]
+    graph.wait_for(len(expected) * len(CONTACTS), timeout=60)
+    for wa_id in CONTACTS:
+        assert graph.texts_to(wa_id) == expected, left_over(url)
+    assert refusals, "the webhook never refused a delivery during the outage"
+    assert max(refusals) < 5, f"a refusal took {max(refusals):.1f} s (DATABASE_WAIT is 2 s)"
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert requests.get(base + path, timeout=10).status_code == 200, path
+    assert "convoflow_database_up 1" in requests.get(base + "/metrics", timeout=10).text
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_a_postgresql_restart_under_flows_serve_loses_nothing_and_answers_once(cluster, graph, tmp_path):
+    proc, base, say, refusals = serve_two_turns(cluster.url, graph, tmp_path)
+    try:
         # No wait for those replies to be recorded: a stop between a send and its record must neither lose
         # the record nor send the reply again (the sender keeps the outcome and writes it later).
 
@@ -135,19 +172,6 @@ def test_a_postgresql_restart_under_flows_serve_loses_nothing_and_answers_once(c
             during.result(timeout=RETRY_FOR + 10)
         say(4, "4")
         say(5, "5")
-
-        expected = ["Say something."] + [f"You said {k}. Say something." for k in range(1, 6)]
-        graph.wait_for(len(expected) * len(CONTACTS), timeout=60)
-        for wa_id in CONTACTS:
-            assert graph.texts_to(wa_id) == expected, left_over(cluster.url)
-        assert refusals, "the webhook never refused a delivery during the outage"
-        assert max(refusals) < 5, f"a refusal took {max(refusals):.1f} s (DATABASE_WAIT is 2 s)"
-        for path in ("/healthz", "/readyz", "/metrics"):
-            assert requests.get(base + path, timeout=10).status_code == 200, path
-        assert "convoflow_database_up 1" in requests.get(base + "/metrics", timeout=10).text
+        all_answered_once(graph, base, refusals, cluster.url)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_serve(proc)
