@@ -12,20 +12,15 @@ On the code before this change `flows serve` could not start on such a URL (play
 """
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from storage.db import open_database
-from storage.migrations import upgrade
+from outage_kit import (CONTACTS, MARKS, RETRY_FOR, all_answered_once, answers, left_over, pgcluster, serve_two_turns,
+                        store_echo, stop_serve)
 
-from channel_harness import FLOWS, store_flows
-from test_wa_db_restart import (CONTACTS, RETRY_FOR, all_answered_once, answers, left_over, pgcluster, pytestmark,
-                                serve_two_turns, stop_serve)
-
-assert pytestmark  # slow; skipped without the PostgreSQL server programs (same conditions as the restart test)
+pytestmark = MARKS
 
 RESUME_WITHIN = 10.0  # seconds from the promotion until every reply held up by the failover was sent
 
@@ -36,10 +31,7 @@ def pair():
     primary = pgcluster.Cluster()
     standby = None
     try:
-        db = open_database(primary.url)
-        upgrade(db)
-        store_flows(os.path.join(FLOWS, "echo.yaml"))
-        db.close_all()
+        store_echo(primary.url)
         standby = pgcluster.Cluster(primary=primary)
         primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
         primary.sql("SELECT pg_reload_conf()")
