@@ -3,7 +3,12 @@
 load_all() imports every module here so their @action decorators register, then the modules that
 installed packages name in the `convoflow.actions` entry-point group. It keeps no state of its own: a
 module is imported (and its decorators run) once per process by Python itself, so calling it again only
-re-reads the list of modules (a few ms).
+re-reads the list of modules (a few ms). The gateways' sandboxes (`*_sandbox.py`) are left out: they
+register no action, and their provider imports one when it is used.
+
+`flows validate` needs only the contracts on the decorators, so these modules import `requests`, the
+database (`storage.payments`, `storage.bookings`, `storage.models`) and Flask inside the functions that
+use them, not at the top: a new process checks a flow without loading them.
 """
 from __future__ import annotations
 
@@ -16,6 +21,6 @@ from engine.registry import registry
 def load_all() -> None:
     """Register every shipped action and every plug-in action (their modules are imported once per process)."""
     for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
+        if not mod.name.startswith("_") and not mod.name.endswith("_sandbox"):
             importlib.import_module(f"{__name__}.{mod.name}")
     registry.load_entry_points()

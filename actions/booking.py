@@ -10,15 +10,19 @@ Amounts in the saved data are strings with two decimals ("300.00"), as conversat
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.registry import ActionContext, Result, action
-from storage import payments
-from storage.bookings import as_dict, find_booking
-from storage.models import Booking
 from storage.money import format_amount, from_minor
+
+if TYPE_CHECKING:
+    from storage.models import Booking
 
 
 def booking_data(booking: Booking) -> dict:
     """What a flow may show about a booking: the `flows bookings show --json` fields, plus `total`."""
+    from storage.bookings import as_dict
+
     data = as_dict(booking)
     data["total"] = data["total_amount"]
     return data
@@ -36,6 +40,8 @@ def booking_data(booking: Booking) -> dict:
 )
 def lookup(ctx: ActionContext, params: dict) -> Result:
     """Find a booking by reference (any case, surrounding space ignored) and say what is still due."""
+    from storage.bookings import find_booking
+
     typed = params["reference"].strip()
     booking = find_booking(typed) if typed else None
     if booking is None:
@@ -62,6 +68,8 @@ def apply_payment(ctx: ActionContext, params: dict) -> Result:
     omari.confirm already does this when O'mari says the payment went through; this action is for flows
     and tools that finish payments another way. `not_paid`: the transaction exists but is not SUCCESS.
     """
+    from storage import payments
+
     row = payments.get(params["reference"])
     if row is None:
         return Result("not_found", {"reference": params["reference"].strip()})

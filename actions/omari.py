@@ -37,7 +37,6 @@ settling by reconcile's rules. Payment starts are limited per contact and per wa
 from __future__ import annotations
 
 from engine.registry import ActionContext, Result, action
-from storage import payments
 from storage.money import format_amount, from_minor
 
 from . import payment
@@ -91,6 +90,8 @@ def _amount(row) -> str:
 
 def payment_data(row) -> dict:
     """What a flow may show about a payment (never the msisdn in full, never an OTP)."""
+    from storage import payments
+
     return {
         "reference": row.reference,
         "status": row.status,
@@ -134,6 +135,8 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
 )
 def confirm(ctx: ActionContext, params: dict) -> Result:
     """Complete the payment with the OTP (/request, same msisdn as /auth); success pays the booking."""
+    from storage import payments
+
     row = payments.get(params["reference"])
     if row is None:
         return Result("failed", {"reference": params["reference"], "code": None, "message": "There is no such payment."})
@@ -159,6 +162,8 @@ def confirm(ctx: ActionContext, params: dict) -> Result:
 
 
 def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
+    from storage import payments
+
     now = ctx.clock()
     reference = row.reference
     if answer.outcome == SUCCESS:
@@ -193,6 +198,8 @@ def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = Fals
     """The outcome the transaction's state stands for. interrupted: an earlier /request under this key
     never recorded its answer, so the money may have moved.
     """
+    from storage import payments
+
     if interrupted:
         payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=ctx.clock(),
                             error_message="interrupted before O'mari answered /request")
@@ -232,12 +239,16 @@ def _stop(ctx: ActionContext, params: dict, status: str, outcome: str, reason: s
 @action("omari.cancel", params=_REFERENCE_ONLY, outcomes=["cancelled", "pending", "paid"])
 def cancel(ctx: ActionContext, params: dict) -> Result:
     """The customer gave up: mark the payment CANCELLED and void it at O'mari."""
+    from storage import payments
+
     return _stop(ctx, params, payments.CANCELLED, "cancelled", "cancelled by the customer")
 
 
 @action("omari.expire", params=_REFERENCE_ONLY, outcomes=["expired", "pending", "paid"])
 def expire(ctx: ActionContext, params: dict) -> Result:
     """No OTP came in time (a flow's `expire: step:`): mark the payment EXPIRED and void it at O'mari."""
+    from storage import payments
+
     return _stop(ctx, params, payments.EXPIRED, "expired", "no OTP within the time allowed")
 
 

@@ -19,13 +19,15 @@ import json
 import logging
 import time
 from decimal import Decimal
-from typing import Any, Mapping
-
-import requests
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import quote
 
 from storage import logs
 
-from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, send  # noqa: F401 (re-exported)
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, new_session, send  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import requests
 
 CENT = Decimal("0.01")
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -104,7 +106,7 @@ class OmariClient:
             raise OmariConfigError("OMARI_MERCHANT_KEY is not set")
         self.base_url = base_url.rstrip("/")
         self._key = merchant_key
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.timeout = (connect_timeout, read_timeout)
         self._clock = clock
 
@@ -132,7 +134,7 @@ class OmariClient:
 
     def query(self, reference: str) -> OmariResult:
         """GET /query/{reference}: what O'mari knows about one of our transactions."""
-        return self._call("GET", f"/query/{requests.utils.quote(reference, safe='')}", None, reference=reference)
+        return self._call("GET", f"/query/{quote(reference, safe='')}", None, reference=reference)
 
     def void(self, reference: str) -> OmariResult:
         """POST /void: cancel a transaction (Postman collection only; its answer is not documented)."""

@@ -18,15 +18,16 @@ import math
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from engine.registry import ActionContext, ActionFailed, Result
-from storage import payments
-from storage.bookings import find_booking
 from storage.settings import Settings
 from storage.money import format_amount
 
 from .providers import FAILED, SUCCESS, UNKNOWN, Answer, Provider, mask_msisdn
+
+if TYPE_CHECKING:
+    from storage import payments
 
 Describe = Callable[[object], dict]  # a payment row -> what a flow may show about it
 
@@ -65,6 +66,8 @@ def client_of(ctx: ActionContext, provider: type[Provider]):
 
 def start_limits(settings: Settings) -> payments.StartLimits:
     """The payment start limits the settings ask for (PAYMENT_STARTS_PER_CONTACT, …_PER_WALLET, …_WINDOW_MINUTES)."""
+    from storage import payments
+
     return payments.StartLimits(per_contact=settings.payment_starts_per_contact,
                                 per_wallet=settings.payment_starts_per_wallet,
                                 window=timedelta(minutes=settings.payment_starts_window_minutes))
@@ -76,6 +79,9 @@ def _log(provider: Provider) -> logging.Logger:
 
 def _not_startable(params: dict, provider: Provider, settings: Settings):
     """(booking, amount) when a payment may start, else the `failed` Result saying why (nothing stored)."""
+    from storage import payments
+    from storage.bookings import find_booking
+
     booking = find_booking(params["booking"])
     if booking is None:
         return Result("failed", {"reference": None, "code": None, "message": f"There is no booking {params['booking'].strip()}."})
@@ -99,6 +105,8 @@ def start(ctx: ActionContext, params: dict, provider: Provider, *, channel: str,
     """Start a payment: commit it INITIATED, then ask the provider (provider.start). params: booking,
     amount, wallet, msisdn. started: the outcome of a payment the gateway took up (O'mari: otp_sent).
     """
+    from storage import payments
+
     existing = payments.by_idempotency_key(ctx.idempotency_key)
     if existing is not None:
         return start_replay(existing.reference, ctx, provider, describe, started)
@@ -126,6 +134,8 @@ def start(ctx: ActionContext, params: dict, provider: Provider, *, channel: str,
 def _limited(refused: payments.StartLimited, limits: payments.StartLimits, msisdn: str, ctx: ActionContext,
              now: datetime, provider: Provider) -> Result:
     """A start over a limit: nothing stored, nothing sent; counted, and the payer told when to retry."""
+    from storage import payments
+
     masked = mask_msisdn(msisdn)
     payments.note_limited(refused.limit, subject=masked, contact_key=ctx.contact, now=now)
     _log(provider).warning("payment start refused: too many per %s (contact %s, wallet %s)", refused.limit,
@@ -147,6 +157,8 @@ def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: Act
     payer may pay right after the start (Paynow), only a refusal fails it; an unknown answer waits for a
     person.
     """
+    from storage import payments
+
     now = ctx.clock()
     if answer.outcome == UNKNOWN and provider.start_moves_money:
         start_lost(reference, provider, now, answer.message)
@@ -168,6 +180,8 @@ def start_lost(reference: str, provider: Provider, now: datetime, why: str | Non
     """A start whose answer never came, at a gateway where the payer may pay right after it (Paynow): the
     money may move and we have no handle to ask about it, so the payment waits PENDING for a person.
     """
+    from storage import payments
+
     reason = (f"{provider.title}'s answer to the start was lost ({why}): look the payment up by its reference "
               f"in the {provider.title} dashboard")
     _log(provider).warning("payment %s: %s", reference, reason)
@@ -176,6 +190,8 @@ def start_lost(reference: str, provider: Provider, now: datetime, why: str | Non
 
 def start_replay(reference: str, ctx: ActionContext, provider: Provider, describe: Describe, started: str) -> Result:
     """The outcome the transaction's state stands for (also the answer to a repeated call with its key)."""
+    from storage import payments
+
     row = payments.get(reference)
     if row.status == payments.INITIATED and provider.start_moves_money:
         row = start_lost(reference, provider, ctx.clock(), "interrupted before it answered") or payments.get(reference)
@@ -199,6 +215,7 @@ def ask_now(reference: str, provider: Provider, ctx: ActionContext, tell: bool =
     refusal → FAILED; can't tell, or can't believe → left as it is, for `flows payments reconcile` or a
     person). The customer hears it from this conversation, so reconcile queues no message unless tell.
     """
+    from storage import payments
     from .reconcile import settle  # here, not at the top: reconcile reads the providers' modules
 
     row = payments.get(reference)
@@ -212,6 +229,8 @@ def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Descr
     A payment whose outcome is unknown (PENDING) is left alone — the money may have moved — and a paid one
     stays paid; both say so through their outcome. The void is best effort: an unused code or prompt expires.
     """
+    from storage import payments
+
     reference = reference.strip()
     row = payments.get(reference) if reference else None
     if row is None:
@@ -237,6 +256,8 @@ def _cannot_void(ctx: ActionContext, row, provider: Provider, describe: Describe
     approve the prompt on their phone), so the payment is not closed here: asked once now, and otherwise
     left OTP_SENT for reconcile, which credits it if it is paid and expires it when the payer's time is up.
     """
+    from storage import payments
+
     ask_now(row.reference, provider, ctx, tell=True)  # the conversation is ending: a payment is told apart
     after = payments.get(row.reference)
     if after.status == payments.SUCCESS:

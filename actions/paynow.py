@@ -22,7 +22,6 @@ wired instead.
 from __future__ import annotations
 
 from engine.registry import ActionContext, Result, action
-from storage import payments
 from storage.money import format_amount, from_minor
 
 from . import payment
@@ -97,6 +96,8 @@ def _provider(ctx: ActionContext) -> PaynowProvider:
 
 def payment_data(row) -> dict:
     """What a flow may show about a Paynow payment (never the msisdn in full)."""
+    from storage import payments
+
     return {
         "reference": row.reference,
         "status": row.status,
@@ -121,13 +122,13 @@ _REFERENCE = {
     "required": ["reference"],
     "additionalProperties": False,
 }
-_OUTCOME = {payments.SUCCESS: "paid", payments.OTP_SENT: "waiting", payments.PENDING: "pending",
-            payments.INITIATED: "pending", payments.EXPIRED: "expired"}
 
 
 @action("paynow.check", params=_REFERENCE, outcomes=["paid", "waiting", "failed", "pending", "expired"])
 def check(ctx: ActionContext, params: dict) -> Result:
     """Ask Paynow what happened to the payment (its poll URL) and settle it by reconcile's rules."""
+    from storage import payments
+
     row = payments.get(params["reference"]) if params["reference"].strip() else None
     if row is None:
         return Result("failed", {"reference": params["reference"] or None, "message": "There is no such payment."})
@@ -135,7 +136,8 @@ def check(ctx: ActionContext, params: dict) -> Result:
         payment.ask_now(row.reference, _provider(ctx), ctx)
         row = payments.get(row.reference)
     data = payment_data(row)
-    outcome = _OUTCOME.get(row.status, "failed")
+    outcome = {payments.SUCCESS: "paid", payments.OTP_SENT: "waiting", payments.PENDING: "pending",
+               payments.INITIATED: "pending", payments.EXPIRED: "expired"}.get(row.status, "failed")
     if outcome == "paid":
         booking = booking_data(row.booking)
         data |= {"booking": booking, "balance_due": booking["balance_due"]}
@@ -147,6 +149,8 @@ def check(ctx: ActionContext, params: dict) -> Result:
 @action("paynow.cancel", params=_REFERENCE, outcomes=["cancelled", "pending", "paid"])
 def cancel(ctx: ActionContext, params: dict) -> Result:
     """The customer gave up: the conversation ends; the payment is left for reconcile (Paynow has no void)."""
+    from storage import payments
+
     return payment.stop(ctx, params["reference"], _provider(ctx), payment_data, payments.CANCELLED, "cancelled",
                         "cancelled by the customer")
 
@@ -154,5 +158,7 @@ def cancel(ctx: ActionContext, params: dict) -> Result:
 @action("paynow.expire", params=_REFERENCE, outcomes=["expired", "pending", "paid"])
 def expire(ctx: ActionContext, params: dict) -> Result:
     """No answer came in time (a flow's `expire: step:`): as cancel, the payment is left for reconcile."""
+    from storage import payments
+
     return payment.stop(ctx, params["reference"], _provider(ctx), payment_data, payments.EXPIRED, "expired",
                         "no answer within the time allowed")

@@ -27,14 +27,16 @@ import hmac
 import logging
 import time
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote_plus, urlsplit
-
-import requests
 
 from storage import logs
 
 from .omari_client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
-from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, send
+from .providers import FAILED, SUCCESS, UNKNOWN, Answer, ProviderConfigError, mask_msisdn, new_session, send
+
+if TYPE_CHECKING:
+    import requests
 
 METHODS = ("ecocash", "onemoney")  # what Paynow's express checkout takes
 CENT = Decimal("0.01")
@@ -82,7 +84,7 @@ class PaynowClient:
                 raise PaynowConfigError(f"{name} is not set")
         self.integration_id, self._key, self.auth_email = integration_id, integration_key, auth_email
         self.api_url, self.result_url, self.return_url = api_url.rstrip("/"), result_url, return_url
-        self.currency, self.session, self._clock = currency, session or requests.Session(), clock
+        self.currency, self.session, self._clock = currency, session or new_session(), clock
         self.timeout = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
 
     def __repr__(self) -> str:

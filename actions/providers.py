@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 SUCCESS, FAILED, UNKNOWN = "success", "failed", "unknown"
 
@@ -85,10 +86,19 @@ class Answer:
         return self.outcome == SUCCESS
 
 
+def new_session() -> requests.Session:
+    """A gateway client's own HTTP session."""
+    import requests  # here, not at the top: `flows validate` imports the actions and needs no HTTP
+
+    return requests.Session()
+
+
 def send(session: requests.Session, method: str, url: str, gateway: str, *, timeout: tuple[float, float],
          **kwargs) -> requests.Response | Answer:
     """One HTTP call to a gateway: its response, or the unknown Answer a transport failure makes (the
     money may have moved). The exception's text may echo the request, so only its type is kept."""
+    import requests
+
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout:

@@ -29,19 +29,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from engine.messages import Outbound
 from engine.templates import money
-from storage import payments
-from storage.models import Booking, PaymentTransaction
 from storage.money import format_amount, from_minor
 
 from . import providers as p
 from .providers import Answer, Provider, ProviderMissing, providers
 
-SETTLED_NOTE = {payments.SUCCESS: "paid", payments.FAILED: "failed", payments.EXPIRED: "expired"}
+if TYPE_CHECKING:
+    from storage.models import Booking, PaymentTransaction
 
+
+def _settled_note(status: str) -> str:
+    """The word a settlement's note starts with for the status it reached."""
+    from storage import payments
+
+    return {payments.SUCCESS: "paid", payments.FAILED: "failed", payments.EXPIRED: "expired"}[status]
 
 @dataclass(frozen=True)
 class Settlement:
@@ -57,6 +62,8 @@ class Settlement:
     @property
     def kind(self) -> str:
         """settled | pending | needs_person: the three groups `flows payments reconcile` reports."""
+        from storage import payments
+
         if self.needs_person:
             return "needs_person"
         return "settled" if self.after in payments.FINAL else "pending"
@@ -81,6 +88,8 @@ class ReconcileReport:
         return sum(1 for s in self.settlements if s.after == s.before)
 
     def summary(self) -> dict:
+        from storage import payments
+
         return {"checked": len(self.settlements), "settled": len(self.of_kind("settled")),
                 "paid": self.count(payments.SUCCESS), "failed": self.count(payments.FAILED),
                 "expired": self.count(payments.EXPIRED), "still_pending": len(self.of_kind("pending")),
@@ -91,14 +100,18 @@ def reconcile(
     clients,
     *,
     now: datetime,
-    otp_lifetime: timedelta = payments.OTP_LIFETIME,
+    otp_lifetime: timedelta | None = None,
     limit: int | None = None,
 ) -> ReconcileReport:
     """Settle every candidate (oldest first, at most limit) and say what happened to each. clients: the
     providers' clients by name (services), or one client alone, which is O'mari's (older callers).
     """
+    from storage import payments
+
     if not isinstance(clients, Mapping):
         clients = {"omari": clients}
+    if otp_lifetime is None:
+        otp_lifetime = payments.OTP_LIFETIME
     candidates = payments.reconcile_candidates(now, otp_lifetime)
     if limit:
         candidates = candidates[:limit]
@@ -117,10 +130,12 @@ def reconcile(
 
 
 def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
-           otp_lifetime: timedelta = payments.OTP_LIFETIME, tell: bool = True) -> Settlement:
+           otp_lifetime: timedelta | None = None, tell: bool = True) -> Settlement:
     """Apply the provider's answer about one transaction (see the module docstring for the rules).
     tell=False queues no message to the customer (the conversation that asked is answering them itself).
     """
+    from storage import payments
+
     provider = providers.get(row.provider)
     if answer.outcome == p.UNKNOWN:
         return _unchanged(row, f"no answer from {provider.title} ({answer.message})")
@@ -143,7 +158,7 @@ def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
         if done is None or not done.applied:
             return _unchanged(row, "already settled by another run")
         return Settlement(row.reference, row.status, payments.SUCCESS, f"paid: applied to {done.booking.reference}", bool(told and told[0]))
-    decided = _not_paid(row, verdict, provider, now, otp_lifetime)
+    decided = _not_paid(row, verdict, provider, now, payments.OTP_LIFETIME if otp_lifetime is None else otp_lifetime)
     if decided is None:
         return _unchanged(row, verdict.reason)
     to_status, reason = decided
@@ -154,7 +169,7 @@ def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
     )
     if changed is None:
         return _unchanged(row, "already settled by another run")
-    return Settlement(row.reference, row.status, to_status, f"{SETTLED_NOTE[to_status]}: {reason}", bool(told and told[0]))
+    return Settlement(row.reference, row.status, to_status, f"{_settled_note(to_status)}: {reason}", bool(told and told[0]))
 
 
 def _start_lost(row: PaymentTransaction, provider: Provider, now: datetime) -> Settlement:
@@ -189,6 +204,8 @@ def _mismatch(row: PaymentTransaction, answer: Answer, verdict: p.Verdict, provi
 def _not_paid(row: PaymentTransaction, verdict: p.Verdict, provider: type[Provider], now: datetime,
               otp_lifetime: timedelta) -> tuple[str, str] | None:
     """The final status and reason for a verdict that says the money did not move (None: too early)."""
+    from storage import payments
+
     if verdict.kind == p.WAITING:
         if now - row.created_at <= otp_lifetime:
             return None
@@ -202,6 +219,9 @@ def _not_paid(row: PaymentTransaction, verdict: p.Verdict, provider: type[Provid
 
 def _tell(txn: PaymentTransaction, booking: Booking | None, now: datetime) -> bool:
     """Queue the customer's message about a settled payment (inside the settling transaction)."""
+    from storage import payments
+    from storage.models import Booking
+
     if not txn.contact_key:
         return False
     provider = providers.get(txn.provider)
