@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from storage.payments import STATUSES as PAYMENT_STATUSES  # the one list of payment statuses
+from storage.payment_states import STATUSES as PAYMENT_STATUSES  # the one list, without the database
 
 from .base import CliError, database
 
