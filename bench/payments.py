@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import actions  # noqa: E402
 from benchkit import fresh_database  # noqa: E402
 from actions.omari_sandbox import OmariSandbox  # noqa: E402
-from channels import turns  # noqa: E402
+from channels import flowcache, turns  # noqa: E402
 from engine.context import TurnContext  # noqa: E402
 from engine.load import load_paths  # noqa: E402
 from engine.messages import Inbound  # noqa: E402
@@ -50,7 +50,7 @@ def one_run(url: str, n: int) -> float:
         flowstore.store(name, text, file, now)
     for i in range(n):
         add_booking(f"BK-BENCH-{i:05d}", "Bench", "Bench tour", "100.00")
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     sandbox = OmariSandbox(fixed_otp="123456")
     ctx = TurnContext(registry=registry, services={"omari": sandbox.client(), "settings": Settings()})
     ids = count()

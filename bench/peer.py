@@ -47,7 +47,7 @@ def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     from benchkit import fresh_database
 
     import actions
-    from channels import turns
+    from channels import action_results, flowcache, turns
     from engine.context import TurnContext
     from engine.messages import Inbound
     from engine.registry import registry
@@ -57,8 +57,8 @@ def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     db = fresh_database(f"sqlite:///{path}")
     with open(wb.FLOW, encoding="utf-8") as f:
         flowstore.store("four_steps", f.read(), wb.FLOW, datetime(2026, 1, 1))
-    flows = turns.load_flowset(registry)
-    ctx = TurnContext(registry=registry, invoke=turns.stored_invoke)
+    flows = flowcache.load_flowset(registry)
+    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
     started = time.process_time()
     for contact, mid, text in work:
         assert turns.handle_message(Inbound(contact, mid, text), flows, ctx, worker_id="bench").outbound

@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import actions  # noqa: E402
-from channels import turns  # noqa: E402
+from channels import action_results, flowcache, inbox_turns, turns  # noqa: E402
 from engine.context import TurnContext, utcnow  # noqa: E402
 from engine.load import load_text  # noqa: E402
 from engine.messages import Inbound  # noqa: E402
@@ -165,14 +165,14 @@ def seed(db) -> FlowSet:
     rows = "\n".join(f"BK-{i:05d},Customer {i},Victoria Falls,300.00,0,USD" for i in range(BOOKINGS))
     import_csv("reference,customer,tour,total,paid,currency\n" + rows + "\n")
     flowstore.store("bench_payment", FLOW, "bench/storage.py", utcnow())
-    return turns.load_flowset(registry)
+    return flowcache.load_flowset(registry)
 
 
 # ── the measured path and its floor ──────────────────────────────────────────────────────────────────
 
 
 def persisted_turns(flows: FlowSet, contacts: range) -> int:
-    ctx = TurnContext(registry=registry, invoke=turns.stored_invoke)
+    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
     done = 0
     for c in contacts:
         contact = f"2637{c:08d}"
@@ -413,16 +413,16 @@ def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float, float]:
         contact_id = upsert_contact(contact, now)
         inbox.add(contact_id, f"wamid.worker.{c}", {"contact": contact, "message_id": f"wamid.worker.{c}",
                                                      "text": "pay"}, now, now)
-    ctx = TurnContext(registry=registry, invoke=turns.stored_invoke)
+    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
     start, cpu = time.perf_counter(), time.process_time()
-    done = turns.process_inbox(ctx, flows, limit=len(contacts) + 1, worker_id="bench")
+    done = inbox_turns.process_inbox(ctx, flows, limit=len(contacts) + 1, worker_id="bench")
     assert done == len(contacts), done
     return done, time.perf_counter() - start, time.process_time() - cpu
 
 
 def big(name: str, url: str, contacts: int, runs: int, sessions: int, inbox_rows: int) -> None:
     def measure(db) -> tuple[list[float], list[float]]:
-        flows = turns.load_flowset(registry)
+        flows = flowcache.load_flowset(registry)
         persisted_turns(flows, range(90_000_000, 90_000_000 + contacts))  # warm-up: caches and pages, not counted
         turn_rates, worker_rates = [], []
         for run in range(runs):

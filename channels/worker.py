@@ -1,10 +1,10 @@
 """The background work of a convoflow process: turn threads, the sender and the housekeeping sweep.
 
-- N turn threads call channels.turns.process_inbox one message at a time (so each turn's latency is
+- N turn threads call channels.inbox_turns.process_inbox one message at a time (so each turn's latency is
   measured). The persisted turn path takes care of one-contact-at-a-time and timestamp order; several
   threads and several processes (PostgreSQL) share the inbox.
 - One sender thread delivers the outbox (channels/sender.py).
-- One housekeeping thread expires idle conversations (channels.turns.expire_due) and picks up flows
+- One housekeeping thread expires idle conversations (channels.expiry.expire_due) and picks up flows
   loaded with `flows load` while the process runs.
 
 Idle threads wait on an event with a timeout: the webhook (same process) and the turn threads wake them
@@ -84,9 +84,9 @@ class Workers:
         metrics: Metrics | None = None,
         options: WorkerOptions = WorkerOptions(),
     ) -> None:
-        from channels import turns
+        from channels import expiry, flowcache, inbox_turns
 
-        self._turns = turns
+        self._inbox_turns, self._expiry, self._flowcache = inbox_turns, expiry, flowcache
         self.services = services
         self.sender = sender
         self.metrics = metrics or (sender.metrics if sender else Metrics())
@@ -161,7 +161,7 @@ class Workers:
     def run_turn(self, worker_id: str) -> int:
         """Handle at most one inbox message; returns how many were handled (0 or 1)."""
         started = time.perf_counter()
-        done = self._turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id)
+        done = self._inbox_turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id)
         if done:
             self.metrics.turn_latency.observe(time.perf_counter() - started)
             self.metrics.turns.inc(done)
@@ -214,7 +214,7 @@ class Workers:
         """Pick up newly loaded flows and expire idle conversations (their expiry messages go to the
         outbox); returns how many conversations expired."""
         self.refresh_flows()
-        expired = self._turns.expire_due(self.ctx, self.flows)
+        expired = self._expiry.expire_due(self.ctx, self.flows)
         if expired:
             log.info("expired %d idle conversations", expired)
             self._outbox_wake.set()
@@ -228,7 +228,7 @@ class Workers:
         with self._flows_lock:
             if signature == self._flows_signature:
                 return
-            self.flows = self._turns.load_flowset()
+            self.flows = self._flowcache.load_flowset()
             self._flows_signature = signature
         log.info("flows loaded: %d stored versions", signature[0])
 
@@ -237,10 +237,10 @@ def turn_context(services: Mapping[str, Any]) -> TurnContext:
     """A turn context whose actions see the services and never act twice for one idempotency key; its
     checks use the settings' time zone and mobile prefixes.
     """
-    from channels import turns
+    from channels.action_results import stored_invoke
 
     settings = services.get("settings") or Settings()
-    return TurnContext(services=services, invoke=turns.stored_invoke, log=logging.getLogger("convoflow.engine"),
+    return TurnContext(services=services, invoke=stored_invoke, log=logging.getLogger("convoflow.engine"),
                        business_timezone=settings.business_timezone,
                        zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")))
 

@@ -86,7 +86,7 @@ def serve(host: str, port: int, workers: int, http_threads: int | None, sandbox:
     """
     from channels.whatsapp import serve as run
     from channels.worker import NoFlowsLoaded
-    from channels.turns import FlowsNotLoaded
+    from channels.flowcache import FlowsNotLoaded
 
     settings = _channel_setup(sandbox, http=True, workers=workers, http_threads=http_threads)
     _stop_on_sigterm()
@@ -111,7 +111,7 @@ def worker(workers: int, sandbox: bool) -> None:
     import threading
 
     from channels.metrics import Metrics
-    from channels.turns import FlowsNotLoaded
+    from channels.flowcache import FlowsNotLoaded
     from channels.worker import NoFlowsLoaded, start_workers
 
     settings = _channel_setup(sandbox, http=False, workers=workers)

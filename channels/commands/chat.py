@@ -38,6 +38,7 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
     from dataclasses import replace
 
     from channels import turns as persisted
+    from channels.flowcache import load_flowset
     from channels.terminal import CHAT_STORE, chat_loop
     from channels.worker import turn_context
     from engine.registry import registry
@@ -45,7 +46,7 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
 
     settings = Settings.from_env()
     where, on_disk = _open_chat_store(settings, store or CHAT_STORE, reset)
-    stored = persisted.load_flowset(registry)  # a flow whose file was deleted since the last chat is left out
+    stored = load_flowset(registry)  # a flow whose file was deleted since the last chat is left out
     flows = replace(stored, versions={name: v for name, v in stored.versions.items() if name in on_disk})
     if flow is not None and flows.latest(flow) is None:
         import difflib
@@ -152,6 +153,7 @@ def demo(contact: str, otp: str | None) -> None:
     from importlib import resources
 
     from channels import turns as persisted
+    from channels.flowcache import load_flowset
     from channels.terminal import chat_loop
     from channels.worker import turn_context
     from engine.registry import registry
@@ -170,7 +172,7 @@ def demo(contact: str, otp: str | None) -> None:
     except BookingExists:
         pass
     booking = find_booking(DEMO_BOOKING[0])
-    flows = persisted.load_flowset(registry)
+    flows = load_flowset(registry)
 
     if otp is not None and not (otp.isdigit() and 4 <= len(otp) <= 8):
         raise click.BadParameter("a code is 4 to 8 digits", param_hint="--otp")

@@ -15,7 +15,7 @@ import actions
 from cli import main
 from actions.omari_sandbox import OmariSandbox
 from actions.paynow_sandbox import PaynowSandbox
-from channels import turns
+from channels import expiry, flowcache, turns
 from channels.terminal import render_outbound
 from engine.context import TurnContext
 from engine.load import load_paths
@@ -52,7 +52,7 @@ class Shop:
         self.paynow = PaynowSandbox(clock=self.clock)
         store_shipped_flows(self.clock())
         add_booking(REF, "Tendai Moyo", TOUR, total, paid)
-        self.flows = turns.load_flowset(registry)
+        self.flows = flowcache.load_flowset(registry)
         self.settings = Settings(omari_channel="WEB")
         self.ctx = TurnContext(registry=registry, clock=self.clock,
                                services={"omari": self.sandbox.client(), "paynow": self.paynow.client(),
@@ -84,7 +84,7 @@ class Shop:
         return self.say(self.sandbox.last_otp(PHONE))
 
     def expire_due(self) -> int:
-        return turns.expire_due(self.ctx, self.flows, self.clock())
+        return expiry.expire_due(self.ctx, self.flows, self.clock())
 
     # ── what the customer and the operator can see ─────────────────────────────────────────────────────
 

@@ -69,12 +69,12 @@ def context(registry: ActionRegistry, clock) -> TurnContext:
 
 def counter_setup(calls: list | None = None):
     """The counter flow stored and loaded on a fresh registry, with a hand-moved clock: (clock, flows, ctx)."""
-    from channels import turns
+    from channels import flowcache
 
     clock = Clock()
     registry = counter_registry(calls)
     store_counter(clock)
-    return clock, turns.load_flowset(registry), context(registry, clock)
+    return clock, flowcache.load_flowset(registry), context(registry, clock)
 
 
 def say(contact: str, text: str) -> str:
@@ -84,10 +84,10 @@ def say(contact: str, text: str) -> str:
     import uuid
 
     import actions
-    from channels import turns
+    from channels import flowcache, turns
     from engine.registry import registry
 
     actions.load_all()
     result = turns.handle_message(message(contact, text, message_id=uuid.uuid4().hex),
-                                  turns.load_flowset(registry), TurnContext(registry=registry))
+                                  flowcache.load_flowset(registry), TurnContext(registry=registry))
     return "\n".join(m.text for m in result.outbound)

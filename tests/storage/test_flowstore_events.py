@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from channels import turns
+from channels import flowcache
 from storage import events, flowstore
 from storage.events import EventRecord
 from storage_kit import COUNTER, counter_registry
@@ -24,7 +24,7 @@ def test_a_flow_gets_a_new_version_only_when_its_text_changes(db):
 def test_loaded_flows_are_parsed_once_per_version(db):
     registry = counter_registry()
     flowstore.store("counter", COUNTER, "a.yaml", NOW)
-    first, second = turns.load_flowset(registry), turns.load_flowset(registry)
+    first, second = flowcache.load_flowset(registry), flowcache.load_flowset(registry)
     assert first.latest("counter") is second.latest("counter")
     assert first.latest("counter").version == 1
 

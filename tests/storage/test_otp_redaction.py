@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from channels import turns
+from channels import flowcache, turns
 from storage import sessions
 from storage.models import InboxMessage
 from storage_kit import COUNTER, Clock, context, counter_registry, message, store_counter
@@ -16,7 +16,7 @@ def test_an_answer_to_an_otp_step_is_redacted_and_others_are_not(db):
     clock = Clock()
     registry = counter_registry()
     store_counter(clock, CODE_FLOW)
-    flows, ctx = turns.load_flowset(registry), context(registry, clock)
+    flows, ctx = flowcache.load_flowset(registry), context(registry, clock)
 
     first = turns.handle_message(message("c1", "count", message_id="wamid.start"), flows, ctx)
     code = turns.handle_message(message("c1", " 5813 2046 ", message_id="wamid.code"), flows, ctx)

@@ -9,14 +9,14 @@ from decimal import Decimal
 import peewee
 import pytest
 
-from channels import turns
+from channels import expiry, flowcache, inbox_turns, turn_save, turns
 from engine.context import TurnContext, utcnow
 from engine.messages import ACTIVE, EXPIRED
 from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, payments, sessions
 from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
-from storage.db import is_postgres
+from storage.db import is_postgres, write_transaction
 from storage.models import Contact, InboxMessage, OutboxMessage, Session
 from storage_kit import COUNTER, Clock, context, counter_registry, counter_setup, message, store_counter
 
@@ -30,7 +30,7 @@ def test_a_conversation_is_saved_between_turns_and_its_replies_queued_in_order(d
     clock = Clock()
     registry = counter_registry()
     store_counter(clock)
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     ctx = context(registry, clock)
 
     turns.handle_message(message("263771111111", "count"), flows, ctx, profile_name="Tendai")
@@ -64,11 +64,11 @@ def test_running_conversations_stay_on_their_version_and_new_ones_get_the_latest
     registry = counter_registry()
     store_counter(clock)
     ctx = context(registry, clock)
-    turns.handle_message(message("old", "count"), turns.load_flowset(registry), ctx)
+    turns.handle_message(message("old", "count"), flowcache.load_flowset(registry), ctx)
 
     assert flowstore.store("counter", COUNTER.replace("n={{ n }}", "now {{ n }}"), "flows/counter.yaml",
                            clock()).status == flowstore.UPDATED
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     assert sorted(flows.versions["counter"]) == [1, 2]
 
     turns.handle_message(message("old", "more"), flows, ctx)
@@ -85,14 +85,14 @@ def test_an_idle_conversation_expires_through_the_claim_and_gets_its_expiry_mess
 
     clock.advance(minutes=5)
     turns.handle_message(message("busy", "still here"), flows, ctx)
-    assert turns.expire_due(ctx, flows) == 0
+    assert expiry.expire_due(ctx, flows) == 0
     clock.advance(minutes=6)
-    assert turns.expire_due(ctx, flows) == 1
+    assert expiry.expire_due(ctx, flows) == 1
 
     assert sessions.get_state("idle")["status"] == EXPIRED
     assert texts("idle") == ["n=1", "Timed out at 1."]
     assert sessions.get_state("busy")["status"] == ACTIVE
-    assert turns.expire_due(ctx, flows) == 0
+    assert expiry.expire_due(ctx, flows) == 0
 
 
 def test_workers_take_each_contacts_messages_in_timestamp_order(db):
@@ -103,10 +103,10 @@ def test_workers_take_each_contacts_messages_in_timestamp_order(db):
         contact_id = upsert_contact(contact, now)
         for i, text in reversed(list(enumerate(texts_in))):
             msg = message(contact, text, at=now + timedelta(seconds=i))
-            inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, now)
+            inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, now)
 
-    assert turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 5
-    assert turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 0
+    assert inbox_turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 5
+    assert inbox_turns.process_inbox(ctx, flows, limit=100, worker_id="w1") == 0
     assert texts("a") == ["n=1", "n=2", "n=3"]
     assert texts("b") == ["n=1", "n=2"]
     assert inbox.backlog() == 0
@@ -118,14 +118,14 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     msg = message("c1", "next", at=clock())
-    inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+    inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
 
     def die(*args, **kwargs):
         raise RuntimeError("worker died")
 
     monkeypatch.setattr(sessions, "save_and_release", die)
     with pytest.raises(RuntimeError, match="worker died"):
-        turns.process_inbox(ctx, flows, worker_id="w1")
+        inbox_turns.process_inbox(ctx, flows, worker_id="w1")
     monkeypatch.undo()
 
     row = InboxMessage.get(InboxMessage.channel_message_id == msg.message_id)
@@ -135,9 +135,9 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
     assert len(calls) == 2  # the action ran before the crash; its result is stored
 
     clock.advance(seconds=60)
-    assert turns.process_inbox(ctx, flows, worker_id="w2") == 0  # the lease still holds
+    assert inbox_turns.process_inbox(ctx, flows, worker_id="w2") == 0  # the lease still holds
     clock.advance(seconds=sessions.LEASE.total_seconds())
-    assert turns.process_inbox(ctx, flows, worker_id="w2") == 1
+    assert inbox_turns.process_inbox(ctx, flows, worker_id="w2") == 1
     assert texts("c1") == ["n=1", "n=2"]
     assert len(calls) == 2  # the second run used the stored result
     assert InboxMessage.get_by_id(row.id).processed_at is not None
@@ -149,28 +149,28 @@ def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_
     contact_id = upsert_contact("c1", clock())
     broken, later = message("c1", "broken", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
     for msg in (broken, later):
-        inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
 
-    real_run_turn = turns.run_turn
+    real_run_turn = inbox_turns.run_turn
 
     def fails_on_broken(flows, conversation, inbound, ctx):
         if inbound.text == "broken":
             raise ValueError("a bug in a turn")
         return real_run_turn(flows, conversation, inbound, ctx)
 
-    monkeypatch.setattr(turns, "run_turn", fails_on_broken)
-    for attempt in range(1, turns.MAX_TURN_ATTEMPTS):
+    monkeypatch.setattr(inbox_turns, "run_turn", fails_on_broken)
+    for attempt in range(1, inbox_turns.MAX_TURN_ATTEMPTS):
         with pytest.raises(ValueError):
-            turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
+            inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
         assert InboxMessage.get(InboxMessage.channel_message_id == broken.message_id).attempts == attempt
         clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
-    assert turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # the last try gives up
+    assert inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # the last try gives up
 
     row = InboxMessage.get(InboxMessage.channel_message_id == broken.message_id)
     assert row.processed_at is not None and row.error.startswith("gave up after 3 attempts")
-    assert texts("c1") == ["n=1", turns.GAVE_UP_REPLY]
-    assert turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # not held up: the next message runs
-    assert texts("c1") == ["n=1", turns.GAVE_UP_REPLY, "n=2"]
+    assert texts("c1") == ["n=1", inbox_turns.GAVE_UP_REPLY]
+    assert inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1  # not held up: the next message runs
+    assert texts("c1") == ["n=1", inbox_turns.GAVE_UP_REPLY, "n=2"]
 
 
 def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(db):
@@ -182,7 +182,7 @@ def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(
     turns.handle_message(message("c1", "meanwhile"), flows, ctx)
 
     with pytest.raises(sessions.ClaimLost):
-        with turns.write_transaction():
+        with write_transaction():
             sessions.save_and_release(stale, {**stale.state, "step": "first"})
     assert sessions.get_state("c1")["vars"]["n"] == 2
 
@@ -191,7 +191,7 @@ def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(
 def test_eight_threads_sending_to_one_contact_lose_no_update(db):
     registry = counter_registry()
     store_counter(utcnow)
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     ctx = TurnContext(registry=registry)
     turns.handle_message(message("263770000001", "count"), flows, ctx)
     threads, per_thread, errors = 8, 200, []
@@ -269,7 +269,7 @@ def test_outbox_offers_one_contacts_messages_one_at_a_time_in_order(db):
 def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(db):
     registry = counter_registry()
     store_counter(utcnow)
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     ctx = TurnContext(registry=registry)
     start = utcnow()
     contacts = [f"26377{i:07d}" for i in range(12)]
@@ -278,13 +278,13 @@ def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(
         contact_id = upsert_contact(contact, start)
         for i in range(per_contact):
             msg = message(contact, "count" if i == 0 else f"answer {i}", at=start + timedelta(seconds=i))
-            inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, start)
+            inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, start)
     handled, errors = [], []
 
     def work(w: int) -> None:
         try:
             for _ in range(200):  # bounded: stops once the inbox is empty
-                n = turns.process_inbox(ctx, flows, limit=5, worker_id=f"w{w}")
+                n = inbox_turns.process_inbox(ctx, flows, limit=5, worker_id=f"w{w}")
                 handled.append(n)
                 if n == 0 and inbox.backlog() == 0:
                     break
@@ -338,8 +338,8 @@ def test_a_contact_held_by_a_live_claim_makes_a_waiting_turn_give_up_with_contac
 def test_stored_flows_that_no_longer_load_are_refused_with_their_problems(db):
     clock = Clock()
     store_counter(clock)
-    with pytest.raises(turns.FlowsNotLoaded, match="flow 'counter' version 1 no longer loads: .*test.increment"):
-        turns.load_flowset(ActionRegistry())
+    with pytest.raises(flowcache.FlowsNotLoaded, match="flow 'counter' version 1 no longer loads: .*test.increment"):
+        flowcache.load_flowset(ActionRegistry())
 
 
 @pytest.mark.parametrize("where", ["save", "read after the claim"])
@@ -355,7 +355,7 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     msg = message("c1", "next", at=clock())
-    inbox.add(contact_id, msg.message_id, turns.inbound_payload(msg), msg.timestamp, clock())
+    inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
     module, name = (sessions, "save_and_release") if where == "save" else (inbox, "oldest_pending_with_key")
     real = getattr(module, name)
 
@@ -370,13 +370,13 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     monkeypatch.setattr(module, name, restart_then)
     db.idle_check = 3600  # the connection was just used: the next statement meets the dead connection
     with pytest.raises(peewee.OperationalError):
-        turns.process_inbox(ctx, flows, worker_id="w1")
+        inbox_turns.process_inbox(ctx, flows, worker_id="w1")
     monkeypatch.undo()
 
     assert Session.get().claimed_by is None  # given back, not held for the lease
     row = InboxMessage.get(InboxMessage.channel_message_id == msg.message_id)
     assert row.processed_at is None and row.attempts == 0
-    assert turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
+    assert inbox_turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
     assert texts("c1") == ["n=1", "n=2"]
 
 
@@ -436,7 +436,7 @@ def steps_setup(first: str):
     clock = MeanwhileClock()
     registry = ActionRegistry()
     flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     ctx = context(registry, clock)
     turns.handle_message(message("c1", first), flows, ctx)
     return clock, flows, ctx
@@ -461,7 +461,7 @@ def test_an_action_never_runs_on_a_state_that_moved_on_since_the_turn_read_it(db
     clock = MeanwhileClock()
     registry = counter_registry(calls)
     store_counter(clock)
-    flows = turns.load_flowset(registry)
+    flows = flowcache.load_flowset(registry)
     ctx = context(registry, clock)
     turns.handle_message(message("c1", "count"), flows, ctx)
 

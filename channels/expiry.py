@@ -1,0 +1,34 @@
+"""Expiry: conversations idle past their expires_at are closed through their flow's expiry (its step and
+message), under the same claim a turn takes; the housekeeping thread of the workers runs expire_due.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from channels.claims import token
+from channels.turn_save import conversation_of, persistent, save
+from engine.context import TurnContext
+from engine.model import FlowSet
+from engine.runner import expire
+from storage import sessions
+
+
+def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, limit: int = 100) -> int:
+    """Expire active conversations past their expires_at (through the same claim), queue the expiry
+    messages; returns how many expired.
+    """
+    ctx = persistent(ctx)
+    now = now or ctx.clock()
+    done = 0
+    for _session_id, contact_id, contact in sessions.due_for_expiry(now, limit):
+        claim = sessions.try_claim(contact_id, token(None), now)
+        if claim is None:
+            continue
+        conversation = conversation_of(contact, claim.state)
+        if conversation is None or not conversation.active or conversation.expires_at is None \
+                or conversation.expires_at > now:
+            sessions.release(claim)  # a turn moved it on between the query and the claim
+            continue
+        save(claim, contact, expire(flows, conversation, ctx), ctx)
+        done += 1
+    return done
