@@ -5,6 +5,7 @@ raises channels.commands.base.CliError (or click's own exceptions); click prints
 The commands live in channels/commands/, one module per subject. Imports of heavy modules happen inside
 commands so `flows --help` starts fast.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,10 +29,26 @@ def main(ctx: click.Context) -> None:
         checked_settings()
 
 
-for command in (project.init, project.config, authoring.validate, authoring.graph, authoring.test_flows,
-                chat.chat, chat.demo, db.db, publishing.load, publishing.list_flows, publishing.history,
-                publishing.show, publishing.rollback, bookings.bookings, payments.payments, channel.dead_letters,
-                channel.serve, channel.worker):
+for command in (
+    project.init,
+    project.config,
+    authoring.validate,
+    authoring.graph,
+    authoring.test_flows,
+    chat.chat,
+    chat.demo,
+    db.db,
+    publishing.load,
+    publishing.list_flows,
+    publishing.history,
+    publishing.show,
+    publishing.rollback,
+    bookings.bookings,
+    payments.payments,
+    channel.dead_letters,
+    channel.serve,
+    channel.worker,
+):
     main.add_command(command)
 
 

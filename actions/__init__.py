@@ -10,6 +10,7 @@ register no action, and their provider imports one when it is used.
 database (`storage.payments`, `storage.bookings`, `storage.models`) and Flask inside the functions that
 use them, not at the top: a new process checks a flow without loading them.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@
 
 Amounts in the saved data are strings with two decimals ("300.00"), as conversation vars are JSON.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -56,7 +57,9 @@ def lookup(ctx: ActionContext, params: dict) -> Result:
     "booking.apply_payment",
     params={
         "type": "object",
-        "properties": {"reference": {"type": "string", "minLength": 1, "description": "the payment transaction's reference"}},
+        "properties": {
+            "reference": {"type": "string", "minLength": 1, "description": "the payment transaction's reference"}
+        },
         "required": ["reference"],
         "additionalProperties": False,
     },
@@ -76,5 +79,8 @@ def apply_payment(ctx: ActionContext, params: dict) -> Result:
     done = payments.apply_to_booking(row.reference, now=ctx.clock())
     if done is None:
         return Result("not_paid", {"reference": row.reference, "status": row.status})
-    data = booking_data(done.booking) | {"payment": row.reference, "amount": format_amount(from_minor(row.amount_minor))}
+    data = booking_data(done.booking) | {
+        "payment": row.reference,
+        "amount": format_amount(from_minor(row.amount_minor)),
+    }
     return Result("applied" if done.applied else "already_applied", data)

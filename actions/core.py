@@ -1,16 +1,17 @@
 """Generic actions every flow can use: `core.set` (compute a value and save it) and `core.log`.
 
-    compute:
-      action: core.set
-      with: {value: {fee: "{{ (amount | float * 0.02) | round(2) }}", total: "{{ amount }}"}}
-      save: totals            # later: {{ totals.fee }}
-      next: confirm
+compute:
+  action: core.set
+  with: {value: {fee: "{{ (amount | float * 0.02) | round(2) }}", total: "{{ amount }}"}}
+  save: totals            # later: {{ totals.fee }}
+  next: confirm
 
-    note:
-      action: core.log
-      with: {message: "booking {{ reference }} paid {{ amount }}", level: info}
-      next: thanks
+note:
+  action: core.log
+  with: {message: "booking {{ reference }} paid {{ amount }}", level: info}
+  next: thanks
 """
+
 from __future__ import annotations
 
 import logging

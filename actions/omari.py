@@ -34,6 +34,7 @@ timeout, HTML). /request's unknown or unreadable answer leaves it PENDING and as
 settling by reconcile's rules. Payment starts are limited per contact and per wallet number
 (actions/payment.py, shared by every provider). A refused start answers `limited`.
 """
+
 from __future__ import annotations
 
 from engine.registry import ActionContext, Result, action
@@ -109,12 +110,16 @@ def payment_data(row) -> dict:
 # ── omari.initiate ───────────────────────────────────────────────────────────────────────────────────
 
 
-@action("omari.initiate", params=payment.start_params(WALLETS, "the button the customer picked"),
-        outcomes=["otp_sent", "failed", "pending", "limited"])
+@action(
+    "omari.initiate",
+    params=payment.start_params(WALLETS, "the button the customer picked"),
+    outcomes=["otp_sent", "failed", "pending", "limited"],
+)
 def initiate(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask O'mari (/auth) to text the customer an OTP."""
-    return payment.start(ctx, params, _provider(ctx), channel=_api_channel(ctx), describe=payment_data,
-                         started="otp_sent")
+    return payment.start(
+        ctx, params, _provider(ctx), channel=_api_channel(ctx), describe=payment_data, started="otp_sent"
+    )
 
 
 # ── omari.confirm ────────────────────────────────────────────────────────────────────────────────────
@@ -125,8 +130,17 @@ def initiate(ctx: ActionContext, params: dict) -> Result:
     params={
         "type": "object",
         "properties": {
-            "reference": {"type": "string", "minLength": 1, "description": "the payment's reference (payment.reference)"},
-            "otp": {"type": "string", "pattern": r"^\d{4,8}$", "writeOnly": True, "description": "the code O'mari texted"},
+            "reference": {
+                "type": "string",
+                "minLength": 1,
+                "description": "the payment's reference (payment.reference)",
+            },
+            "otp": {
+                "type": "string",
+                "pattern": r"^\d{4,8}$",
+                "writeOnly": True,
+                "description": "the code O'mari texted",
+            },
         },
         "required": ["reference", "otp"],
         "additionalProperties": False,
@@ -139,7 +153,9 @@ def confirm(ctx: ActionContext, params: dict) -> Result:
 
     row = payments.get(params["reference"])
     if row is None:
-        return Result("failed", {"reference": params["reference"], "code": None, "message": "There is no such payment."})
+        return Result(
+            "failed", {"reference": params["reference"], "code": None, "message": "There is no such payment."}
+        )
     key = ctx.idempotency_key
     attempt = payments.request_attempt(row.reference, key)
     if attempt is not None:
@@ -149,8 +165,13 @@ def confirm(ctx: ActionContext, params: dict) -> Result:
 
     now = ctx.clock()
     if now - row.created_at > payments.OTP_LIFETIME:
-        payments.transition(row.reference, payments.EXPIRED, from_statuses=[payments.OTP_SENT], now=now,
-                            error_message="no OTP within the OTP lifetime")
+        payments.transition(
+            row.reference,
+            payments.EXPIRED,
+            from_statuses=[payments.OTP_SENT],
+            now=now,
+            error_message="no OTP within the OTP lifetime",
+        )
         return _confirm_replay(row.reference, ctx)
     if payments.claim_request(row.reference, key, now=now) is None:
         return _confirm_replay(row.reference, ctx)
@@ -167,22 +188,42 @@ def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
     now = ctx.clock()
     reference = row.reference
     if answer.outcome == SUCCESS:
-        payments.record_success(reference, now=now, payment_reference=answer.payment_reference,
-                                debit_reference=answer.debit_reference, response_code=answer.response_code,
-                                error_message=None)
+        payments.record_success(
+            reference,
+            now=now,
+            payment_reference=answer.payment_reference,
+            debit_reference=answer.debit_reference,
+            response_code=answer.response_code,
+            error_message=None,
+        )
     elif answer.outcome == FAILED and answer.response_code in WRONG_OTP_CODES | {OTP_TRIES_EXCEEDED}:
-        counted = payments.count_otp_refused(reference, now=now, response_code=answer.response_code, message=answer.message)
+        counted = payments.count_otp_refused(
+            reference, now=now, response_code=answer.response_code, message=answer.message
+        )
         if counted is not None and counted.otp_attempts < OTP_TRIES and answer.response_code != OTP_TRIES_EXCEEDED:
             return Result("wrong_otp", payment_data(counted))
         tries = counted.otp_attempts if counted is not None else OTP_TRIES
-        payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
-                            response_code=answer.response_code, error_message=f"wrong OTP {tries} times")
+        payments.transition(
+            reference,
+            payments.FAILED,
+            from_statuses=[payments.OTP_SENT],
+            now=now,
+            response_code=answer.response_code,
+            error_message=f"wrong OTP {tries} times",
+        )
     elif answer.outcome == FAILED:
-        payments.transition(reference, payments.FAILED, from_statuses=[payments.OTP_SENT], now=now,
-                            response_code=answer.response_code, error_message=answer.message)
+        payments.transition(
+            reference,
+            payments.FAILED,
+            from_statuses=[payments.OTP_SENT],
+            now=now,
+            response_code=answer.response_code,
+            error_message=answer.message,
+        )
     else:
-        payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=now,
-                            error_message=answer.message)
+        payments.transition(
+            reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=now, error_message=answer.message
+        )
         _query_at_once(reference, ctx)
     return _confirm_replay(reference, ctx)
 
@@ -201,8 +242,13 @@ def _confirm_replay(reference: str, ctx: ActionContext, interrupted: bool = Fals
     from storage import payments
 
     if interrupted:
-        payments.transition(reference, payments.PENDING, from_statuses=[payments.OTP_SENT], now=ctx.clock(),
-                            error_message="interrupted before O'mari answered /request")
+        payments.transition(
+            reference,
+            payments.PENDING,
+            from_statuses=[payments.OTP_SENT],
+            now=ctx.clock(),
+            error_message="interrupted before O'mari answered /request",
+        )
     row = payments.get(reference)
     data = payment_data(row)
     if row.status == payments.SUCCESS:
@@ -305,7 +351,9 @@ class OmariProvider(p.Provider):
         if answer.outcome != SUCCESS:
             if answer.http_status in range(200, 300) or answer.http_status == 404:
                 return p.Verdict(p.NOT_PAID, answer.message or "O'mari does not know this payment")
-            return p.Verdict(p.IGNORE, f"O'mari refused the query (HTTP {answer.http_status}, code {answer.response_code or '-'})")
+            return p.Verdict(
+                p.IGNORE, f"O'mari refused the query (HTTP {answer.http_status}, code {answer.response_code or '-'})"
+            )
         word = (answer.status or "").strip().lower()
         if word and word not in KNOWN_STATUS_WORDS:
             return p.Verdict(p.DOUBT, f"O'mari reports the status '{answer.status}', which is not one we know")
@@ -313,6 +361,8 @@ class OmariProvider(p.Provider):
             if answer.payment_reference:
                 return p.Verdict(p.PAID)
             return p.Verdict(p.DOUBT, "O'mari's answer has neither a status nor a payment reference")
-        return {"success": p.Verdict(p.PAID), "pending": p.Verdict(p.WAITING, cls.waiting_note),
-                "expired": p.Verdict(p.EXPIRED, "O'mari reports the OTP expired")}.get(
-            word, p.Verdict(p.NOT_PAID, f"O'mari reports the payment as {answer.status}"))
+        return {
+            "success": p.Verdict(p.PAID),
+            "pending": p.Verdict(p.WAITING, cls.waiting_note),
+            "expired": p.Verdict(p.EXPIRED, "O'mari reports the OTP expired"),
+        }.get(word, p.Verdict(p.NOT_PAID, f"O'mari reports the payment as {answer.status}"))

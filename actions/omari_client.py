@@ -13,6 +13,7 @@ Amounts travel as JSON numbers with two decimals (``"amount": 3.50``) written st
 never through a float. The merchant key, the OTP and full phone numbers never reach a log line or an
 exception's text.
 """
+
 from __future__ import annotations
 
 import json
@@ -129,8 +130,13 @@ class OmariClient:
 
     def request(self, msisdn: str, reference: str, otp: str) -> OmariResult:
         """POST /request: complete the payment with the OTP; msisdn must be the one /auth used."""
-        return self._call("POST", "/request", {"msisdn": msisdn, "reference": reference, "otp": otp}, msisdn=msisdn,
-                          reference=reference)
+        return self._call(
+            "POST",
+            "/request",
+            {"msisdn": msisdn, "reference": reference, "otp": otp},
+            msisdn=msisdn,
+            reference=reference,
+        )
 
     def query(self, reference: str) -> OmariResult:
         """GET /query/{reference}: what O'mari knows about one of our transactions."""
@@ -142,8 +148,14 @@ class OmariClient:
 
     # ── plumbing ─────────────────────────────────────────────────────────────────────────────────────
 
-    def _call(self, method: str, path: str, body: Mapping[str, Any] | None, msisdn: str | None = None,
-              reference: str | None = None) -> OmariResult:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        msisdn: str | None = None,
+        reference: str | None = None,
+    ) -> OmariResult:
         logs.tag(payment=reference)  # this line and the rest of the turn's lines name the payment
         headers = {"X-Merchant-Key": self._key, "Accept": "application/json"}
         data = None
@@ -151,7 +163,9 @@ class OmariClient:
             headers["Content-Type"] = "application/json"
             data = encode_body(body)
         started = self._clock()
-        sent = send(self.session, method, self.base_url + path, "O'mari", timeout=self.timeout, data=data, headers=headers)
+        sent = send(
+            self.session, method, self.base_url + path, "O'mari", timeout=self.timeout, data=data, headers=headers
+        )
         status = None if isinstance(sent, Answer) else sent.status_code
         result = sent if isinstance(sent, Answer) else self._read(sent)
         log.info(
@@ -176,9 +190,13 @@ class OmariClient:
         try:
             payload = json.loads(response.content, parse_float=Decimal)
         except ValueError:
-            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with a body that is not JSON")
+            return OmariResult(
+                UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with a body that is not JSON"
+            )
         if not isinstance(payload, dict):
-            return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with JSON that is not an object")
+            return OmariResult(
+                UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with JSON that is not an object"
+            )
         unreadable = _off_contract(payload)
         if unreadable:
             return OmariResult(UNKNOWN, http_status=status, message=f"O'mari answered HTTP {status} with {unreadable}")

@@ -35,6 +35,7 @@ on /query: ``unknown_status`` (the status word "Processing") and ``other_amount`
 amount). ``timeout_after`` (the call is processed — the money moves — and then the answer is
 lost), ``timeout_before`` and ``connection_error`` happen in the transport adapter, in-process only.
 """
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,11 @@ def _refuse(code: str, message: str, status: int = 200) -> Response:
 def _odd(fault: str, answer: Response) -> Response:
     """The answer a gateway gives instead of the sandbox's own, after the call was handled."""
     if fault == "html_after":
-        return Response("<html><head><title>Gateway</title></head><body>Request accepted</body></html>",
-                        status=200, mimetype="text/html")
+        return Response(
+            "<html><head><title>Gateway</title></head><body>Request accepted</body></html>",
+            status=200,
+            mimetype="text/html",
+        )
     payload = json.loads(answer.get_data(), parse_float=Decimal)
     if fault == "error_as_text":
         payload["error"] = str(payload["error"]).lower()
@@ -206,12 +210,18 @@ class OmariSandbox:
                         return _refuse("063", "Invalid merchant key", 401)
                     fault = sandbox.take_fault(endpoint, APP_FAULTS)
                     if fault == "http_500":
-                        return Response("<html><body>500 Internal Server Error</body></html>", status=500, mimetype="text/html")
+                        return Response(
+                            "<html><body>500 Internal Server Error</body></html>", status=500, mimetype="text/html"
+                        )
                     if fault == "http_401_empty":
                         return Response(b"", status=401)
                     answer = handler(**kwargs)
                     if fault == "malformed_json":
-                        return Response(b'{"error": false, "responseCode": "000", "message": "Pay', status=200, mimetype="application/json")
+                        return Response(
+                            b'{"error": false, "responseCode": "000", "message": "Pay',
+                            status=200,
+                            mimetype="application/json",
+                        )
                     return _odd(fault, answer) if fault in ODD_AFTER else answer
 
             view.__name__ = endpoint
@@ -259,14 +269,23 @@ class OmariSandbox:
         otp = self.fixed_otp or f"{self.rng.randrange(10**6):06d}"
         otp_reference = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
         self.payments[reference] = SandboxPayment(
-            reference=reference, msisdn=msisdn, amount=amount, currency=currency, channel=channel,
-            otp=otp, otp_reference=otp_reference, otp_sent_at=now, created=now,
+            reference=reference,
+            msisdn=msisdn,
+            amount=amount,
+            currency=currency,
+            channel=channel,
+            otp=otp,
+            otp_reference=otp_reference,
+            otp_sent_at=now,
+            created=now,
         )
         text = f"Your O'mari OTP is {otp} (ref {otp_reference}). It expires in {OTP_LIFETIME.seconds // 60} minutes."
         self.texts.append((msisdn, text))
         if self.sms is not None:
             self.sms(msisdn, text)
-        return _answer({"error": False, "message": "Auth Success", "responseCode": "000", "otpReference": otp_reference})
+        return _answer(
+            {"error": False, "message": "Auth Success", "responseCode": "000", "otpReference": otp_reference}
+        )
 
     def _request(self) -> Response:
         body = self._body()
@@ -297,13 +316,15 @@ class OmariSandbox:
         payment.status = "Success"
         payment.payment_reference = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(26))
         payment.debit_reference = "".join(self.rng.choice("0123456789abcdef") for _ in range(12))
-        return _answer({
-            "error": False,
-            "message": "Payment Success",
-            "responseCode": "000",
-            "paymentReference": payment.payment_reference,
-            "debitReference": payment.debit_reference,
-        })
+        return _answer(
+            {
+                "error": False,
+                "message": "Payment Success",
+                "responseCode": "000",
+                "paymentReference": payment.payment_reference,
+                "debitReference": payment.debit_reference,
+            }
+        )
 
     def _query(self, reference: str) -> Response:
         payment = self.payments.get(reference)
@@ -311,19 +332,21 @@ class OmariSandbox:
             return _refuse("025", "Transaction not found")
         if payment.status == "Pending" and self.clock() - payment.otp_sent_at > OTP_LIFETIME:
             payment.status = "Expired"
-        return _answer({
-            "error": False,
-            "message": "Query Success",
-            "responseCode": "000",
-            "reference": payment.reference,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "channel": payment.channel,
-            "paymentReference": payment.payment_reference,
-            "debitReference": payment.debit_reference,
-            "created": payment.created.replace(microsecond=0).isoformat(),
-            "status": payment.status,
-        })
+        return _answer(
+            {
+                "error": False,
+                "message": "Query Success",
+                "responseCode": "000",
+                "reference": payment.reference,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "channel": payment.channel,
+                "paymentReference": payment.payment_reference,
+                "debitReference": payment.debit_reference,
+                "created": payment.created.replace(microsecond=0).isoformat(),
+                "status": payment.status,
+            }
+        )
 
     def _void(self) -> Response:
         body = self._body()
@@ -408,7 +431,7 @@ class SandboxAdapter(BaseAdapter):
 
 
 def _endpoint_of(path: str) -> str | None:
-    tail = path[len(BASE_PATH):] if path.startswith(BASE_PATH) else path
+    tail = path[len(BASE_PATH) :] if path.startswith(BASE_PATH) else path
     name = tail.strip("/").split("/", 1)[0]
     return name if name in ENDPOINTS else None
 

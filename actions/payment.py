@@ -11,6 +11,7 @@ PAYMENT_STARTS_WINDOW_MINUTES): each start texts a code or prompts a phone, so a
 a gateway pester any number again and again. A refused start answers `limited`, stores no transaction
 and is counted on /metrics.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,11 @@ def start_params(wallets: tuple[str, ...], wallet: str) -> dict:
         "type": "object",
         "properties": {
             "booking": {"type": "string", "minLength": 1, "description": "the booking reference"},
-            "amount": {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "description": "what the customer typed, e.g. 50.00"},
+            "amount": {
+                "type": "string",
+                "pattern": r"^\d+(\.\d{1,2})?$",
+                "description": "what the customer typed, e.g. 50.00",
+            },
             "wallet": {"enum": list(wallets), "description": wallet},
             "msisdn": {"type": "string", "pattern": r"^2637\d{8}$", "description": "the payer's number, 2637XXXXXXXX"},
         },
@@ -68,9 +73,11 @@ def start_limits(settings: Settings) -> payments.StartLimits:
     """The payment start limits the settings ask for (PAYMENT_STARTS_PER_CONTACT, …_PER_WALLET, …_WINDOW_MINUTES)."""
     from storage import payments
 
-    return payments.StartLimits(per_contact=settings.payment_starts_per_contact,
-                                per_wallet=settings.payment_starts_per_wallet,
-                                window=timedelta(minutes=settings.payment_starts_window_minutes))
+    return payments.StartLimits(
+        per_contact=settings.payment_starts_per_contact,
+        per_wallet=settings.payment_starts_per_wallet,
+        window=timedelta(minutes=settings.payment_starts_window_minutes),
+    )
 
 
 def _log(provider: Provider) -> logging.Logger:
@@ -84,7 +91,9 @@ def _not_startable(params: dict, provider: Provider, settings: Settings):
 
     booking = find_booking(params["booking"])
     if booking is None:
-        return Result("failed", {"reference": None, "code": None, "message": f"There is no booking {params['booking'].strip()}."})
+        return Result(
+            "failed", {"reference": None, "code": None, "message": f"There is no booking {params['booking'].strip()}."}
+        )
     try:
         amount = Decimal(params["amount"])
     except InvalidOperation:
@@ -92,16 +101,23 @@ def _not_startable(params: dict, provider: Provider, settings: Settings):
     due = payments.balance_due(booking)
     if not (Decimal("0") < amount <= due):
         # The flow checks the range when the customer types; the balance may have changed since.
-        return Result("failed", {"reference": None, "code": None,
-                                 "message": f"The amount must be between 0.01 and {format_amount(due)} {booking.currency}."})
+        return Result(
+            "failed",
+            {
+                "reference": None,
+                "code": None,
+                "message": f"The amount must be between 0.01 and {format_amount(due)} {booking.currency}.",
+            },
+        )
     refusal = provider.refuse_start(booking, settings)
     if refusal:
         return Result("failed", {"reference": None, "code": None, "message": refusal})
     return booking, amount
 
 
-def start(ctx: ActionContext, params: dict, provider: Provider, *, channel: str, describe: Describe,
-          started: str) -> Result:
+def start(
+    ctx: ActionContext, params: dict, provider: Provider, *, channel: str, describe: Describe, started: str
+) -> Result:
     """Start a payment: commit it INITIATED, then ask the provider (provider.start). params: booking,
     amount, wallet, msisdn. started: the outcome of a payment the gateway took up (O'mari: otp_sent).
     """
@@ -120,9 +136,17 @@ def start(ctx: ActionContext, params: dict, provider: Provider, *, channel: str,
     try:
         # Our reference is a UUID, unique per transaction; it is also what the customer and the operator quote.
         row, created = payments.create(
-            booking, reference=str(uuid.uuid4()), idempotency_key=ctx.idempotency_key, msisdn=params["msisdn"],
-            amount=amount, wallet=params["wallet"], channel=channel, contact_key=ctx.contact, now=now,
-            limits=limits, provider=provider.name,
+            booking,
+            reference=str(uuid.uuid4()),
+            idempotency_key=ctx.idempotency_key,
+            msisdn=params["msisdn"],
+            amount=amount,
+            wallet=params["wallet"],
+            channel=channel,
+            contact_key=ctx.contact,
+            now=now,
+            limits=limits,
+            provider=provider.name,
         )
     except payments.StartLimited as refused:
         return _limited(refused, limits, params["msisdn"], ctx, now, provider)
@@ -131,23 +155,37 @@ def start(ctx: ActionContext, params: dict, provider: Provider, *, channel: str,
     return start_replay(row.reference, ctx, provider, describe, started)
 
 
-def _limited(refused: payments.StartLimited, limits: payments.StartLimits, msisdn: str, ctx: ActionContext,
-             now: datetime, provider: Provider) -> Result:
+def _limited(
+    refused: payments.StartLimited,
+    limits: payments.StartLimits,
+    msisdn: str,
+    ctx: ActionContext,
+    now: datetime,
+    provider: Provider,
+) -> Result:
     """A start over a limit: nothing stored, nothing sent; counted, and the payer told when to retry."""
     from storage import payments
 
     masked = mask_msisdn(msisdn)
     payments.note_limited(refused.limit, subject=masked, contact_key=ctx.contact, now=now)
-    _log(provider).warning("payment start refused: too many per %s (contact %s, wallet %s)", refused.limit,
-                           mask_msisdn(ctx.contact), masked)
+    _log(provider).warning(
+        "payment start refused: too many per %s (contact %s, wallet %s)",
+        refused.limit,
+        mask_msisdn(ctx.contact),
+        masked,
+    )
     count = limits.per_contact if refused.limit == "contact" else limits.per_wallet
     window = int(limits.window.total_seconds() // 60)
     minutes = max(math.ceil((refused.free_at - now).total_seconds() / 60), 1)
-    message = (LIMITED_WORDING[refused.limit].format(count=count, window=window, msisdn=masked)
-               + f" To keep wallets safe from unwanted codes, please wait {minutes} minute{'s' if minutes != 1 else ''}"
-               " before starting another payment. Nothing was charged.")
-    return Result("limited", {"reference": None, "code": None, "message": message, "limit": refused.limit,
-                              "retry_in_minutes": minutes})
+    message = (
+        LIMITED_WORDING[refused.limit].format(count=count, window=window, msisdn=masked)
+        + f" To keep wallets safe from unwanted codes, please wait {minutes} minute{'s' if minutes != 1 else ''}"
+        " before starting another payment. Nothing was charged."
+    )
+    return Result(
+        "limited",
+        {"reference": None, "code": None, "message": message, "limit": refused.limit, "retry_in_minutes": minutes},
+    )
 
 
 def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: ActionContext) -> None:
@@ -164,16 +202,36 @@ def _start_answered(reference: str, answer: Answer, provider: Provider, ctx: Act
         start_lost(reference, provider, now, answer.message)
         return
     if answer.outcome == SUCCESS:
-        payments.transition(reference, payments.OTP_SENT, from_statuses=[payments.INITIATED], now=now,
-                            otp_reference=answer.otp_reference, response_code=answer.response_code,
-                            payment_reference=answer.payment_reference, poll_url=answer.poll_url)
+        payments.transition(
+            reference,
+            payments.OTP_SENT,
+            from_statuses=[payments.INITIATED],
+            now=now,
+            otp_reference=answer.otp_reference,
+            response_code=answer.response_code,
+            payment_reference=answer.payment_reference,
+            poll_url=answer.poll_url,
+        )
         return
     code = answer.response_code if answer.outcome == FAILED else None
-    payments.transition(reference, payments.FAILED, from_statuses=[payments.INITIATED], now=now,
-                        response_code=code, error_message=answer.message or f"{provider.start_call} {answer.outcome}")
+    payments.transition(
+        reference,
+        payments.FAILED,
+        from_statuses=[payments.INITIATED],
+        now=now,
+        response_code=code,
+        error_message=answer.message or f"{provider.start_call} {answer.outcome}",
+    )
     hint = provider.key_hint if answer.http_status in (401, 403) else ""
-    _log(provider).warning("payment %s FAILED at %s: %s (outcome %s, code %s)%s", reference, provider.start_call,
-                           answer.message, answer.outcome, code or "-", hint)
+    _log(provider).warning(
+        "payment %s FAILED at %s: %s (outcome %s, code %s)%s",
+        reference,
+        provider.start_call,
+        answer.message,
+        answer.outcome,
+        code or "-",
+        hint,
+    )
 
 
 def start_lost(reference: str, provider: Provider, now: datetime, why: str | None):
@@ -182,8 +240,10 @@ def start_lost(reference: str, provider: Provider, now: datetime, why: str | Non
     """
     from storage import payments
 
-    reason = (f"{provider.title}'s answer to the start was lost ({why}): look the payment up by its reference "
-              f"in the {provider.title} dashboard")
+    reason = (
+        f"{provider.title}'s answer to the start was lost ({why}): look the payment up by its reference "
+        f"in the {provider.title} dashboard"
+    )
     _log(provider).warning("payment %s: %s", reference, reason)
     return payments.mark_for_person(reference, reason, from_statuses=[payments.INITIATED], now=now)
 
@@ -197,9 +257,13 @@ def start_replay(reference: str, ctx: ActionContext, provider: Provider, describ
         row = start_lost(reference, provider, ctx.clock(), "interrupted before it answered") or payments.get(reference)
     if row.status == payments.INITIATED:
         # The earlier call died between our commit and the gateway's answer: the start may have gone out.
-        row = payments.transition(row.reference, payments.PENDING, from_statuses=[payments.INITIATED], now=ctx.clock(),
-                                  error_message=f"interrupted before {provider.title} answered {provider.start_call}") \
-            or payments.get(row.reference)
+        row = payments.transition(
+            row.reference,
+            payments.PENDING,
+            from_statuses=[payments.INITIATED],
+            now=ctx.clock(),
+            error_message=f"interrupted before {provider.title} answered {provider.start_call}",
+        ) or payments.get(row.reference)
     data = describe(row)
     if row.status in (payments.OTP_SENT, payments.SUCCESS):
         return Result(started, data)
@@ -222,8 +286,9 @@ def ask_now(reference: str, provider: Provider, ctx: ActionContext, tell: bool =
     settle(row, provider.query(row), now=ctx.clock(), tell=tell)
 
 
-def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Describe, status: str, outcome: str,
-         reason: str) -> Result:
+def stop(
+    ctx: ActionContext, reference: str, provider: Provider, describe: Describe, status: str, outcome: str, reason: str
+) -> Result:
     """End a payment the customer will not finish (CANCELLED or EXPIRED), then void it at the gateway.
 
     A payment whose outcome is unknown (PENDING) is left alone — the money may have moved — and a paid one
@@ -241,13 +306,22 @@ def stop(ctx: ActionContext, reference: str, provider: Provider, describe: Descr
         return Result("pending", describe(row))
     if not provider.voids and row.status in (payments.OTP_SENT, payments.INITIATED):
         return _cannot_void(ctx, row, provider, describe, outcome, reason)
-    changed = payments.transition(row.reference, status, from_statuses=[payments.INITIATED, payments.OTP_SENT],
-                                  now=ctx.clock(), error_message=reason)
+    changed = payments.transition(
+        row.reference,
+        status,
+        from_statuses=[payments.INITIATED, payments.OTP_SENT],
+        now=ctx.clock(),
+        error_message=reason,
+    )
     if changed is not None:
         answer = provider.void(row)
         if answer.outcome != SUCCESS:
-            ctx.log.info("%s void of %s not confirmed (%s): it simply expires", provider.name, row.reference,
-                         answer.response_code or answer.outcome)
+            ctx.log.info(
+                "%s void of %s not confirmed (%s): it simply expires",
+                provider.name,
+                row.reference,
+                answer.response_code or answer.outcome,
+            )
     return Result(outcome, describe(payments.get(row.reference)))
 
 
@@ -262,6 +336,11 @@ def _cannot_void(ctx: ActionContext, row, provider: Provider, describe: Describe
     after = payments.get(row.reference)
     if after.status == payments.SUCCESS:
         return Result("paid", describe(after))
-    payments.transition(row.reference, row.status, from_statuses=[row.status], now=ctx.clock(),
-                        error_message=f"{reason}; {provider.title} has no void, so reconcile settles it")
+    payments.transition(
+        row.reference,
+        row.status,
+        from_statuses=[row.status],
+        now=ctx.clock(),
+        error_message=f"{reason}; {provider.title} has no void, so reconcile settles it",
+    )
     return Result(outcome, describe(payments.get(row.reference)))

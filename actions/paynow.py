@@ -19,6 +19,7 @@ reconcile (credited if paid, EXPIRED when the payer's time is up). Polling is ho
 convoflow learns the result (no public URL needed); docs/operations.md says how a result URL would be
 wired instead.
 """
+
 from __future__ import annotations
 
 from engine.registry import ActionContext, Result, action
@@ -63,13 +64,16 @@ class PaynowProvider(p.Provider):
     @classmethod
     def refuse_start(cls, booking, settings) -> str | None:
         if booking.currency != settings.paynow_currency:
-            return (f"Paynow takes {settings.paynow_currency} payments here, and booking {booking.reference} is in "
-                    f"{booking.currency}. Send *pay* to pay with O'mari.")
+            return (
+                f"Paynow takes {settings.paynow_currency} payments here, and booking {booking.reference} is in "
+                f"{booking.currency}. Send *pay* to pay with O'mari."
+            )
         return None
 
     def start(self, row) -> p.Answer:
-        return self.client.start_mobile(row.reference, from_minor(row.amount_minor), f"Booking {row.booking.reference}",
-                                        row.msisdn, row.wallet)
+        return self.client.start_mobile(
+            row.reference, from_minor(row.amount_minor), f"Booking {row.booking.reference}", row.msisdn, row.wallet
+        )
 
     def query(self, row) -> p.Answer:
         return self.client.poll(row.poll_url, row.reference)
@@ -109,8 +113,11 @@ def payment_data(row) -> dict:
     }
 
 
-@action("paynow.start", params=payment.start_params(METHODS, "the button the customer picked: ecocash or onemoney"),
-        outcomes=["prompted", "failed", "pending", "limited"])
+@action(
+    "paynow.start",
+    params=payment.start_params(METHODS, "the button the customer picked: ecocash or onemoney"),
+    outcomes=["prompted", "failed", "pending", "limited"],
+)
 def start(ctx: ActionContext, params: dict) -> Result:
     """Start a payment: commit it INITIATED, then ask Paynow to prompt the payer's phone."""
     return payment.start(ctx, params, _provider(ctx), channel="express", describe=payment_data, started="prompted")
@@ -118,7 +125,9 @@ def start(ctx: ActionContext, params: dict) -> Result:
 
 _REFERENCE = {
     "type": "object",
-    "properties": {"reference": {"type": "string", "description": "the payment's reference; empty when none was started"}},
+    "properties": {
+        "reference": {"type": "string", "description": "the payment's reference; empty when none was started"}
+    },
     "required": ["reference"],
     "additionalProperties": False,
 }
@@ -136,13 +145,20 @@ def check(ctx: ActionContext, params: dict) -> Result:
         payment.ask_now(row.reference, _provider(ctx), ctx)
         row = payments.get(row.reference)
     data = payment_data(row)
-    outcome = {payments.SUCCESS: "paid", payments.OTP_SENT: "waiting", payments.PENDING: "pending",
-               payments.INITIATED: "pending", payments.EXPIRED: "expired"}.get(row.status, "failed")
+    outcome = {
+        payments.SUCCESS: "paid",
+        payments.OTP_SENT: "waiting",
+        payments.PENDING: "pending",
+        payments.INITIATED: "pending",
+        payments.EXPIRED: "expired",
+    }.get(row.status, "failed")
     if outcome == "paid":
         booking = booking_data(row.booking)
         data |= {"booking": booking, "balance_due": booking["balance_due"]}
     if outcome == "failed" and data["message"] is None:
-        data["message"] = "The payment was cancelled." if row.status == payments.CANCELLED else PaynowProvider.default_wording
+        data["message"] = (
+            "The payment was cancelled." if row.status == payments.CANCELLED else PaynowProvider.default_wording
+        )
     return Result(outcome, data)
 
 
@@ -151,8 +167,15 @@ def cancel(ctx: ActionContext, params: dict) -> Result:
     """The customer gave up: the conversation ends; the payment is left for reconcile (Paynow has no void)."""
     from storage import payments
 
-    return payment.stop(ctx, params["reference"], _provider(ctx), payment_data, payments.CANCELLED, "cancelled",
-                        "cancelled by the customer")
+    return payment.stop(
+        ctx,
+        params["reference"],
+        _provider(ctx),
+        payment_data,
+        payments.CANCELLED,
+        "cancelled",
+        "cancelled by the customer",
+    )
 
 
 @action("paynow.expire", params=_REFERENCE, outcomes=["expired", "pending", "paid"])
@@ -160,5 +183,12 @@ def expire(ctx: ActionContext, params: dict) -> Result:
     """No answer came in time (a flow's `expire: step:`): as cancel, the payment is left for reconcile."""
     from storage import payments
 
-    return payment.stop(ctx, params["reference"], _provider(ctx), payment_data, payments.EXPIRED, "expired",
-                        "no answer within the time allowed")
+    return payment.stop(
+        ctx,
+        params["reference"],
+        _provider(ctx),
+        payment_data,
+        payments.EXPIRED,
+        "expired",
+        "no answer within the time allowed",
+    )

@@ -20,6 +20,7 @@ Outcomes: ``success`` (a signed answer whose status is not Error), ``failed`` (s
 refused, with its words) and ``unknown`` (timeout, connection error, HTTP 5xx, no status, a bad hash).
 The integration key, the hash and full phone numbers never reach a log line or an exception's text.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,11 +76,24 @@ def local_phone(msisdn: str) -> str:
 class PaynowClient:
     """A requests.Session bound to one Paynow integration."""
 
-    def __init__(self, integration_id: str, integration_key: str, *, auth_email: str,
-                 api_url: str = "https://www.paynow.co.zw/interface", result_url: str = "", return_url: str = "",
-                 currency: str = "USD", session: requests.Session | None = None, clock=time.monotonic) -> None:
-        for value, name in ((integration_id, "PAYNOW_INTEGRATION_ID"), (integration_key, "PAYNOW_INTEGRATION_KEY"),
-                            (auth_email, "PAYNOW_AUTH_EMAIL")):
+    def __init__(
+        self,
+        integration_id: str,
+        integration_key: str,
+        *,
+        auth_email: str,
+        api_url: str = "https://www.paynow.co.zw/interface",
+        result_url: str = "",
+        return_url: str = "",
+        currency: str = "USD",
+        session: requests.Session | None = None,
+        clock=time.monotonic,
+    ) -> None:
+        for value, name in (
+            (integration_id, "PAYNOW_INTEGRATION_ID"),
+            (integration_key, "PAYNOW_INTEGRATION_KEY"),
+            (auth_email, "PAYNOW_AUTH_EMAIL"),
+        ):
             if not value:
                 raise PaynowConfigError(f"{name} is not set")
         self.integration_id, self._key, self.auth_email = integration_id, integration_key, auth_email
@@ -93,10 +107,16 @@ class PaynowClient:
     @classmethod
     def from_settings(cls, settings, *, session: requests.Session | None = None) -> "PaynowClient":
         """Build the client from Settings (PAYNOW_INTEGRATION_ID, _KEY, _AUTH_EMAIL, _API_URL, …)."""
-        return cls(settings.paynow_integration_id or "", settings.paynow_integration_key or "",
-                   auth_email=settings.paynow_auth_email or "", api_url=settings.paynow_api_url,
-                   result_url=settings.paynow_result_url or "", return_url=settings.paynow_return_url or "",
-                   currency=settings.paynow_currency, session=session)
+        return cls(
+            settings.paynow_integration_id or "",
+            settings.paynow_integration_key or "",
+            auth_email=settings.paynow_auth_email or "",
+            api_url=settings.paynow_api_url,
+            result_url=settings.paynow_result_url or "",
+            return_url=settings.paynow_return_url or "",
+            currency=settings.paynow_currency,
+            session=session,
+        )
 
     def start_mobile(self, reference: str, amount: Decimal, info: str, msisdn: str, method: str) -> Answer:
         """Express checkout: Paynow prompts the payer's phone (EcoCash, OneMoney) to approve the amount."""
@@ -104,10 +124,18 @@ class PaynowClient:
             raise ValueError("amount must be a Decimal with at most two decimals")
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}")
-        fields = [("resulturl", self.result_url), ("returnurl", self.return_url), ("reference", reference),
-                  ("amount", format(amount.quantize(CENT), "f")), ("id", self.integration_id),
-                  ("additionalinfo", info), ("authemail", self.auth_email), ("phone", local_phone(msisdn)),
-                  ("method", method), ("status", "Message")]
+        fields = [
+            ("resulturl", self.result_url),
+            ("returnurl", self.return_url),
+            ("reference", reference),
+            ("amount", format(amount.quantize(CENT), "f")),
+            ("id", self.integration_id),
+            ("additionalinfo", info),
+            ("authemail", self.auth_email),
+            ("phone", local_phone(msisdn)),
+            ("method", method),
+            ("status", "Message"),
+        ]
         fields = [(k, v if k in _NOT_QUOTED else quote_plus(v)) for k, v in fields]
         logs.tag(payment=reference)  # this line and the rest of the turn's lines name the payment
         return self._post(self.api_url + "/remotetransaction", signed(fields, self._key), msisdn=msisdn)
@@ -124,9 +152,15 @@ class PaynowClient:
         sent = send(self.session, "POST", url, "Paynow", timeout=self.timeout, data=fields)
         status = None if isinstance(sent, Answer) else sent.status_code
         answer = sent if isinstance(sent, Answer) else self._read(sent)
-        log.info("paynow POST %s status=%s outcome=%s paynow_status=%s msisdn=%s duration_ms=%.0f",
-                 "/remotetransaction" if fields else "{pollurl}", status if status is not None else "-",
-                 answer.outcome, answer.status or "-", mask_msisdn(msisdn) or "-", (self._clock() - started) * 1000)
+        log.info(
+            "paynow POST %s status=%s outcome=%s paynow_status=%s msisdn=%s duration_ms=%.0f",
+            "/remotetransaction" if fields else "{pollurl}",
+            status if status is not None else "-",
+            answer.outcome,
+            answer.status or "-",
+            mask_msisdn(msisdn) or "-",
+            (self._clock() - started) * 1000,
+        )
         return answer
 
     def _read(self, response: requests.Response) -> Answer:
@@ -142,11 +176,22 @@ class PaynowClient:
         if word.lower() == "error":
             return Answer(FAILED, http_status=status, status=word, message=found.get("error") or "Paynow refused")
         if not verified(fields, self._key):
-            return Answer(UNKNOWN, http_status=status, status=word,
-                          message="Paynow's answer is not signed with our integration key (hash mismatch)")
-        return Answer(SUCCESS, http_status=status, status=word, message=found.get("instructions"),
-                      payment_reference=found.get("paynowreference"), poll_url=found.get("pollurl"),
-                      amount=_decimal(found.get("amount")), currency=self.currency if "amount" in found else None)
+            return Answer(
+                UNKNOWN,
+                http_status=status,
+                status=word,
+                message="Paynow's answer is not signed with our integration key (hash mismatch)",
+            )
+        return Answer(
+            SUCCESS,
+            http_status=status,
+            status=word,
+            message=found.get("instructions"),
+            payment_reference=found.get("paynowreference"),
+            poll_url=found.get("pollurl"),
+            amount=_decimal(found.get("amount")),
+            currency=self.currency if "amount" in found else None,
+        )
 
 
 def _decimal(text: str | None) -> Decimal | None:

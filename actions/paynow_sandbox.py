@@ -19,6 +19,7 @@ Faults for tests (`inject(endpoint, fault)`, endpoint "remotetransaction" or "po
 "Processing"), ``other_amount`` (a tenth of the amount); in the transport adapter, in-process only:
 ``timeout_after`` (handled, then the answer lost), ``timeout_before``, ``connection_error``.
 """
+
 from __future__ import annotations
 
 import random
@@ -72,9 +73,14 @@ def _error(message: str) -> Response:
 class PaynowSandbox:
     """The simulator: its payments, its Flask app and the ways to reach it."""
 
-    def __init__(self, *, integration_id: str = SANDBOX_INTEGRATION_ID,
-                 integration_key: str = SANDBOX_INTEGRATION_KEY, clock: Callable[[], datetime] = utcnow,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        integration_id: str = SANDBOX_INTEGRATION_ID,
+        integration_key: str = SANDBOX_INTEGRATION_KEY,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
         self.integration_id, self.integration_key, self.clock = integration_id, integration_key, clock
         self.rng = rng or random.SystemRandom()
         self.payments: dict[str, SandboxPayment] = {}  # by guid
@@ -98,15 +104,25 @@ class PaynowSandbox:
 
     @staticmethod
     def endpoint_of(path: str) -> str | None:
-        tail = path[len(BASE_PATH):].strip("/").lower() if path.startswith(BASE_PATH) else ""
-        return "poll" if tail.startswith("checkpayment") else ("remotetransaction" if tail == "remotetransaction" else None)
+        tail = path[len(BASE_PATH) :].strip("/").lower() if path.startswith(BASE_PATH) else ""
+        return (
+            "poll"
+            if tail.startswith("checkpayment")
+            else ("remotetransaction" if tail == "remotetransaction" else None)
+        )
 
     def client(self, **kwargs) -> PaynowClient:
         """A PaynowClient whose Session reaches this sandbox in-process (no socket)."""
         session = requests.Session()
         session.mount(IN_PROCESS_ORIGIN + "/", SandboxAdapter(self))
-        return PaynowClient(self.integration_id, self.integration_key, auth_email=SANDBOX_AUTH_EMAIL,
-                            api_url=IN_PROCESS_ORIGIN + BASE_PATH, session=session, **kwargs)
+        return PaynowClient(
+            self.integration_id,
+            self.integration_key,
+            auth_email=SANDBOX_AUTH_EMAIL,
+            api_url=IN_PROCESS_ORIGIN + BASE_PATH,
+            session=session,
+            **kwargs,
+        )
 
     def serve(self, host: str = "127.0.0.1", port: int = 0):
         """Serve the app over HTTP on loopback while the block runs; yields the base URL."""
@@ -125,7 +141,9 @@ class PaynowSandbox:
                     sandbox.origin = request.host_url.rstrip("/")
                     fault = sandbox.take_fault(endpoint, APP_FAULTS)
                     if fault == "http_500":
-                        return Response("<html><body>500 Internal Server Error</body></html>", status=500, mimetype="text/html")
+                        return Response(
+                            "<html><body>500 Internal Server Error</body></html>", status=500, mimetype="text/html"
+                        )
                     answer = handler()
                     if isinstance(answer, Response):
                         return answer
@@ -134,7 +152,9 @@ class PaynowSandbox:
             view.__name__ = endpoint
             return view
 
-        app.add_url_rule(BASE_PATH + "/remotetransaction", view_func=guarded("remotetransaction", self._start), methods=["POST"])
+        app.add_url_rule(
+            BASE_PATH + "/remotetransaction", view_func=guarded("remotetransaction", self._start), methods=["POST"]
+        )
         app.add_url_rule(BASE_PATH + "/CheckPayment/", view_func=guarded("poll", self._poll), methods=["POST"])
         return app
 
@@ -147,8 +167,10 @@ class PaynowSandbox:
             fields = [(k, str((Decimal(v) / 10).quantize(Decimal("0.01"))) if k == "amount" else v) for k, v in fields]
         answer = signed(fields, self.integration_key)
         if fault == "bad_hash":  # tampered with on the way: the values change, the hash does not
-            answer = [(k, "Paid" if k == "status" else v) for k, v in signed(
-                [(k, "Cancelled" if k == "status" else v) for k, v in fields], self.integration_key)]
+            answer = [
+                (k, "Paid" if k == "status" else v)
+                for k, v in signed([(k, "Cancelled" if k == "status" else v) for k, v in fields], self.integration_key)
+            ]
         return _form(answer)
 
     def _start(self):
@@ -173,11 +195,21 @@ class PaynowSandbox:
             return _error("Duplicate reference")
         if phone == REFUSED:
             return _error("Insufficient balance")
-        payment = SandboxPayment(reference, str(self.rng.randrange(10**7, 10**8)), uuid.UUID(int=self.rng.getrandbits(128)).hex,
-                                 amount, phone, self.clock())
+        payment = SandboxPayment(
+            reference,
+            str(self.rng.randrange(10**7, 10**8)),
+            uuid.UUID(int=self.rng.getrandbits(128)).hex,
+            amount,
+            phone,
+            self.clock(),
+        )
         self.payments[payment.guid] = payment
-        return [("status", "Ok"), ("instructions", f"Approve the payment of {amount} on your {method} phone"),
-                ("paynowreference", payment.paynow_reference), ("pollurl", self._poll_url(payment))]
+        return [
+            ("status", "Ok"),
+            ("instructions", f"Approve the payment of {amount} on your {method} phone"),
+            ("paynowreference", payment.paynow_reference),
+            ("pollurl", self._poll_url(payment)),
+        ]
 
     def _poll_url(self, payment: SandboxPayment) -> str:
         return f"{self.origin}{BASE_PATH}/CheckPayment/?guid={payment.guid}"
@@ -188,6 +220,10 @@ class PaynowSandbox:
             return _error("Invalid poll url")
         if payment.status == "Sent" and (payment.phone != LATE or self.clock() - payment.started >= LATE_APPROVAL):
             payment.status = "Cancelled" if payment.phone == CANCELS else "Paid"
-        return [("reference", payment.reference), ("paynowreference", payment.paynow_reference),
-                ("amount", format(payment.amount, "f")), ("status", payment.status),
-                ("pollurl", self._poll_url(payment))]
+        return [
+            ("reference", payment.reference),
+            ("paynowreference", payment.paynow_reference),
+            ("amount", format(payment.amount, "f")),
+            ("status", payment.status),
+            ("pollurl", self._poll_url(payment)),
+        ]

@@ -21,6 +21,7 @@ yes, in a shape we can read and trust), ``failed`` (it clearly said no) or ``unk
 we cannot read or verify — never a failure, since the money may have moved). ``verdict(answer)`` reads a
 status query into a ``Verdict`` reconcile acts on, and ``wording(code)`` gives the payer words for a code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,8 +94,9 @@ def new_session() -> requests.Session:
     return requests.Session()
 
 
-def send(session: requests.Session, method: str, url: str, gateway: str, *, timeout: tuple[float, float],
-         **kwargs) -> requests.Response | Answer:
+def send(
+    session: requests.Session, method: str, url: str, gateway: str, *, timeout: tuple[float, float], **kwargs
+) -> requests.Response | Answer:
     """One HTTP call to a gateway: its response, or the unknown Answer a transport failure makes (the
     money may have moved). The exception's text may echo the request, so only its type is kept."""
     import requests
@@ -102,7 +104,9 @@ def send(session: requests.Session, method: str, url: str, gateway: str, *, time
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout:
-        return Answer(UNKNOWN, message=f"no answer within the timeout ({timeout[0]:g} s connect, {timeout[1]:g} s read)")
+        return Answer(
+            UNKNOWN, message=f"no answer within the timeout ({timeout[0]:g} s connect, {timeout[1]:g} s read)"
+        )
     except requests.ConnectionError:
         return Answer(UNKNOWN, message=f"could not connect to {gateway}")
     except requests.RequestException as e:
@@ -199,8 +203,14 @@ class ProviderRegistry:
             raise ProviderMissing(f"{cls.title} is not configured in this process")
         return cls(client)
 
-    def clients(self, settings, *, sandbox: bool = False, sms: Callable[[str, str], None] | None = None,
-                fixed_otp: str | None = None) -> tuple[dict, dict[str, str]]:
+    def clients(
+        self,
+        settings,
+        *,
+        sandbox: bool = False,
+        sms: Callable[[str, str], None] | None = None,
+        fixed_otp: str | None = None,
+    ) -> tuple[dict, dict[str, str]]:
         """Every provider's client: the sandboxes, or those the settings configure. Returns (clients by
         name, why each unconfigured one is missing).
         """
@@ -218,8 +228,14 @@ class ProviderRegistry:
                 missing[name] = str(e)
         return clients, missing
 
-    def services(self, settings, *, sandbox: bool = False, sms: Callable[[str, str], None] | None = None,
-                 fixed_otp: str | None = None) -> dict:
+    def services(
+        self,
+        settings,
+        *,
+        sandbox: bool = False,
+        sms: Callable[[str, str], None] | None = None,
+        fixed_otp: str | None = None,
+    ) -> dict:
         """The services actions receive: {"settings": settings, "<provider>": its client, …}."""
         clients, _ = self.clients(settings, sandbox=sandbox, sms=sms, fixed_otp=fixed_otp)
         return {**clients, "settings": settings}

@@ -25,6 +25,7 @@ by applied_at under the booking's row lock), so two runs at once, or a run after
 payment once and tell the customer once. The customer's message goes to the outbox in the same database
 transaction as the status change.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ def _settled_note(status: str) -> str:
 
     return {payments.SUCCESS: "paid", payments.FAILED: "failed", payments.EXPIRED: "expired"}[status]
 
+
 @dataclass(frozen=True)
 class Settlement:
     """What reconcile did with one transaction."""
@@ -69,8 +71,15 @@ class Settlement:
         return "settled" if self.after in payments.FINAL else "pending"
 
     def as_dict(self) -> dict:
-        return {"reference": self.reference, "before": self.before, "after": self.after, "kind": self.kind,
-                "note": self.note, "customer_told": self.notified, "needs_person": self.needs_person}
+        return {
+            "reference": self.reference,
+            "before": self.before,
+            "after": self.after,
+            "kind": self.kind,
+            "note": self.note,
+            "customer_told": self.notified,
+            "needs_person": self.needs_person,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,10 +99,15 @@ class ReconcileReport:
     def summary(self) -> dict:
         from storage import payments
 
-        return {"checked": len(self.settlements), "settled": len(self.of_kind("settled")),
-                "paid": self.count(payments.SUCCESS), "failed": self.count(payments.FAILED),
-                "expired": self.count(payments.EXPIRED), "still_pending": len(self.of_kind("pending")),
-                "needs_person": len(self.of_kind("needs_person"))}
+        return {
+            "checked": len(self.settlements),
+            "settled": len(self.of_kind("settled")),
+            "paid": self.count(payments.SUCCESS),
+            "failed": self.count(payments.FAILED),
+            "expired": self.count(payments.EXPIRED),
+            "still_pending": len(self.of_kind("pending")),
+            "needs_person": len(self.of_kind("needs_person")),
+        }
 
 
 def reconcile(
@@ -129,8 +143,9 @@ def reconcile(
     return ReconcileReport(report)
 
 
-def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
-           otp_lifetime: timedelta | None = None, tell: bool = True) -> Settlement:
+def settle(
+    row: PaymentTransaction, answer: Answer, *, now: datetime, otp_lifetime: timedelta | None = None, tell: bool = True
+) -> Settlement:
     """Apply the provider's answer about one transaction (see the module docstring for the rules).
     tell=False queues no message to the customer (the conversation that asked is answering them itself).
     """
@@ -151,25 +166,41 @@ def settle(row: PaymentTransaction, answer: Answer, *, now: datetime,
     told: list[bool] = []
     if verdict.kind == p.PAID:
         done = payments.record_success(
-            row.reference, now=now, payment_reference=answer.payment_reference or row.payment_reference,
-            debit_reference=answer.debit_reference or row.debit_reference, response_code=answer.response_code,
-            error_message=None, on_change=lambda txn, booking: told.append(tell and _tell(txn, booking, now)),
+            row.reference,
+            now=now,
+            payment_reference=answer.payment_reference or row.payment_reference,
+            debit_reference=answer.debit_reference or row.debit_reference,
+            response_code=answer.response_code,
+            error_message=None,
+            on_change=lambda txn, booking: told.append(tell and _tell(txn, booking, now)),
         )
         if done is None or not done.applied:
             return _unchanged(row, "already settled by another run")
-        return Settlement(row.reference, row.status, payments.SUCCESS, f"paid: applied to {done.booking.reference}", bool(told and told[0]))
+        return Settlement(
+            row.reference,
+            row.status,
+            payments.SUCCESS,
+            f"paid: applied to {done.booking.reference}",
+            bool(told and told[0]),
+        )
     decided = _not_paid(row, verdict, provider, now, payments.OTP_LIFETIME if otp_lifetime is None else otp_lifetime)
     if decided is None:
         return _unchanged(row, verdict.reason)
     to_status, reason = decided
     changed = payments.transition(
-        row.reference, to_status, from_statuses=[row.status], now=now,
-        response_code=answer.response_code or row.response_code, error_message=reason,
+        row.reference,
+        to_status,
+        from_statuses=[row.status],
+        now=now,
+        response_code=answer.response_code or row.response_code,
+        error_message=reason,
         on_change=lambda txn: told.append(tell and _tell(txn, None, now)),
     )
     if changed is None:
         return _unchanged(row, "already settled by another run")
-    return Settlement(row.reference, row.status, to_status, f"{_settled_note(to_status)}: {reason}", bool(told and told[0]))
+    return Settlement(
+        row.reference, row.status, to_status, f"{_settled_note(to_status)}: {reason}", bool(told and told[0])
+    )
 
 
 def _start_lost(row: PaymentTransaction, provider: Provider, now: datetime) -> Settlement:
@@ -180,8 +211,13 @@ def _start_lost(row: PaymentTransaction, provider: Provider, now: datetime) -> S
     marked = start_lost(row.reference, provider, now, "the process stopped before it answered")
     if marked is None:
         return _unchanged(row, "already settled by another run")
-    return Settlement(row.reference, row.status, marked.status, f"needs a person: {marked.review_reason}",
-                      needs_person=marked.review_reason)
+    return Settlement(
+        row.reference,
+        row.status,
+        marked.status,
+        f"needs a person: {marked.review_reason}",
+        needs_person=marked.review_reason,
+    )
 
 
 def _unchanged(row: PaymentTransaction, note: str) -> Settlement:
@@ -195,14 +231,18 @@ def _mismatch(row: PaymentTransaction, answer: Answer, verdict: p.Verdict, provi
     ours = from_minor(row.amount_minor)
     theirs_currency = (answer.currency or "").strip().upper()
     if answer.amount != ours or theirs_currency != row.currency:
-        theirs = f"{format_amount(answer.amount)} {theirs_currency or '(no currency)'}" if answer.amount is not None \
+        theirs = (
+            f"{format_amount(answer.amount)} {theirs_currency or '(no currency)'}"
+            if answer.amount is not None
             else "no amount"
+        )
         return f"{provider.title} reports {theirs} paid; the payment is {format_amount(ours)} {row.currency}"
     return None
 
 
-def _not_paid(row: PaymentTransaction, verdict: p.Verdict, provider: type[Provider], now: datetime,
-              otp_lifetime: timedelta) -> tuple[str, str] | None:
+def _not_paid(
+    row: PaymentTransaction, verdict: p.Verdict, provider: type[Provider], now: datetime, otp_lifetime: timedelta
+) -> tuple[str, str] | None:
     """The final status and reason for a verdict that says the money did not move (None: too early)."""
     from storage import payments
 
@@ -229,12 +269,18 @@ def _tell(txn: PaymentTransaction, booking: Booking | None, now: datetime) -> bo
     amount = money(from_minor(txn.amount_minor), txn.currency)
     if txn.status == payments.SUCCESS:
         due = money(payments.balance_due(booking), booking.currency)
-        text = (f"✅ Your {provider.title} payment of {amount} for booking {booking.reference} has gone through.\n"
-                f"Payment reference: {txn.payment_reference}\nBalance due: {due}")
+        text = (
+            f"✅ Your {provider.title} payment of {amount} for booking {booking.reference} has gone through.\n"
+            f"Payment reference: {txn.payment_reference}\nBalance due: {due}"
+        )
     elif txn.status == payments.EXPIRED:
-        text = (f"Your {provider.title} payment of {amount} for booking {booking.reference} expired before it was "
-                "confirmed, and nothing was charged. Send *pay* to try again.")
+        text = (
+            f"Your {provider.title} payment of {amount} for booking {booking.reference} expired before it was "
+            "confirmed, and nothing was charged. Send *pay* to try again."
+        )
     else:
-        text = (f"Your {provider.title} payment of {amount} for booking {booking.reference} did not go through. "
-                f"{provider.wording(txn.response_code)} Send *pay* to try again.")
+        text = (
+            f"Your {provider.title} payment of {amount} for booking {booking.reference} did not go through. "
+            f"{provider.wording(txn.response_code)} Send *pay* to try again."
+        )
     return payments.queue_message(txn.contact_key, Outbound(txn.contact_key, text).as_dict(), now=now)

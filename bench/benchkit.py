@@ -1,6 +1,7 @@
 """What several benchmarks share: a wiped database with the current schema, timing a command, printing
 times as a median with its spread.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,8 @@ def fresh_database(url: str):
 
     if url.startswith("sqlite:///"):
         for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(url[len("sqlite:///"):] + suffix):
-                os.remove(url[len("sqlite:///"):] + suffix)
+            if os.path.exists(url[len("sqlite:///") :] + suffix):
+                os.remove(url[len("sqlite:///") :] + suffix)
     db = open_database(url)
     if is_postgres(db):
         db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
@@ -38,4 +39,6 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
 
 def report(label: str, times: list[float]) -> None:
     print(f"{label}: " + " ".join(f"{t * 1000:.0f}" for t in times) + " ms")
-    print(f"  median {statistics.median(times) * 1000:.0f} ms, spread {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms")
+    print(
+        f"  median {statistics.median(times) * 1000:.0f} ms, spread {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms"
+    )

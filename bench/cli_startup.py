@@ -5,6 +5,7 @@
 Runs the installed `flows` script (or `python -m cli` when it is not on PATH), prints every run, then
 the median and the spread (min-max), and the bare interpreter's start for comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ def main() -> None:
     timed(help_cmd)  # warm the file cache
     report(f"{' '.join(os.path.basename(c) for c in help_cmd)}", [timed(help_cmd) for _ in range(args.runs)])
     report("python -c pass (the interpreter alone)", [timed([sys.executable, "-c", "pass"]) for _ in range(args.runs)])
-    report("python -c 'import cli' (our imports)", [timed([sys.executable, "-c", "import cli"]) for _ in range(args.runs)])
+    report(
+        "python -c 'import cli' (our imports)", [timed([sys.executable, "-c", "import cli"]) for _ in range(args.runs)]
+    )
 
 
 if __name__ == "__main__":

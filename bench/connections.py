@@ -11,6 +11,7 @@ A POST's time includes waiting to be accepted. Printed per sizing: the median ov
 worst POST, and how many POSTs waited over a second; then the ratio of the worst waits. Bounded by counts
 and a 60 s client timeout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ def user(port: int, wa_id: str, posts: int, think: float, tag: str, out: list[fl
         item = wa.text(wa_id, f"message {k}", ts=wa.TS + k, mid=f"wamid.conn.{tag}.{wa_id}.{k}")
         body = wa.body_of(wa.envelope([item], [wa.contact(wa_id, "Bench")]))
         started = time.perf_counter()
-        conn.request("POST", "/webhook", body=body,
-                     headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)})
+        conn.request(
+            "POST",
+            "/webhook",
+            body=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)},
+        )
         response = conn.getresponse()
         response.read()
         mine.append(time.perf_counter() - started)
@@ -57,8 +62,12 @@ def one_run(url: str, graph: wa.GraphStandIn, env: dict, args, tag: str) -> list
     latencies: list[float] = []
     lock = threading.Lock()
     try:
-        clients = [threading.Thread(target=user, args=(server.port, f"2637{i:08d}", args.posts, args.think, tag,
-                                                       latencies, lock)) for i in range(args.users)]
+        clients = [
+            threading.Thread(
+                target=user, args=(server.port, f"2637{i:08d}", args.posts, args.think, tag, latencies, lock)
+            )
+            for i in range(args.users)
+        ]
         for c in clients:
             c.start()
         for c in clients:
@@ -78,12 +87,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
-    url = (os.environ.get("TEST_DATABASE_URL") if args.only == "postgres"
-           else f"sqlite:///{os.path.join(tempfile.mkdtemp(prefix='convoflow-bench-'), 'bench.db')}")
+    url = (
+        os.environ.get("TEST_DATABASE_URL")
+        if args.only == "postgres"
+        else f"sqlite:///{os.path.join(tempfile.mkdtemp(prefix='convoflow-bench-'), 'bench.db')}"
+    )
     if not url:
         sys.exit("set TEST_DATABASE_URL for --only postgres")
-    print(f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work shares them), "
-          f"{args.only}, {args.users} users x {args.posts} POSTs, {args.think} s between a user's POSTs")
+    print(
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work shares them), "
+        f"{args.only}, {args.users} users x {args.posts} POSTs, {args.think} s between a user's POSTs"
+    )
     graph = wa.GraphStandIn()
     worst = {}
     try:
@@ -94,9 +108,11 @@ def main() -> None:
                 rows.append((pct(lat, 50), pct(lat, 99), max(lat), sum(t > 1 for t in lat)))
             p50, p99, top, slow = (statistics.median(col) for col in zip(*rows))
             worst[name] = top
-            print(f"{name}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.0f} ms, worst {top:.2f} s "
-                  f"(spread {min(r[2] for r in rows):.2f}–{max(r[2] for r in rows):.2f}), "
-                  f"{slow:.0f} POSTs over 1 s (median of {args.runs} runs)")
+            print(
+                f"{name}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.0f} ms, worst {top:.2f} s "
+                f"(spread {min(r[2] for r in rows):.2f}–{max(r[2] for r in rows):.2f}), "
+                f"{slow:.0f} POSTs over 1 s (median of {args.runs} runs)"
+            )
     finally:
         graph.close()
     before, now = (worst[name] for name, _ in SIZINGS)

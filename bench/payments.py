@@ -11,6 +11,7 @@ O'mari's own latency (hundreds of ms per call) dwarfs these figures: they show w
 the runs and their spread, in payments/s and ms per turn. The default database is a SQLite file in a
 temporary folder; give --database postgresql://… (an empty database: it is wiped) for PostgreSQL.
 """
+
 from __future__ import annotations
 
 import argparse

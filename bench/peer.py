@@ -14,6 +14,7 @@ Every figure is the median of --runs with its spread, and the ratio convoflow/pe
 sender keeps to --send-rate (default 1,000/s, an upgraded number's tier; the peer has no limit at all).
 Goals (issue 14): CPU per stored turn ≤ 3× the peer; end to end ≥ 1.2× the peer at 0 ms, ≥ 2× at 150 ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,8 +108,10 @@ def line(label: str, ours: list[float], peer: list[float], unit: str, lower_is_b
         return f"{statistics.median(values):.0f} {unit} ({min(values):.0f}–{max(values):.0f})"
 
     ratio = statistics.median(ours) / statistics.median(peer)
-    print(f"  {label:<34} convoflow {spread(ours):<26} peer {spread(peer):<26} convoflow/peer {ratio:.2f}x"
-          + ("  (lower is better)" if lower_is_better else ""))
+    print(
+        f"  {label:<34} convoflow {spread(ours):<26} peer {spread(peer):<26} convoflow/peer {ratio:.2f}x"
+        + ("  (lower is better)" if lower_is_better else "")
+    )
 
 
 def main() -> None:
@@ -123,8 +126,10 @@ def main() -> None:
     parser.add_argument("--send-rate", type=float, default=1000)
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="convoflow-peer.")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (a shared machine: the ratios, "
-          f"measured in the same run and alternating who goes first, are the figures to read)")
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (a shared machine: the ratios, "
+        f"measured in the same run and alternating who goes first, are the figures to read)"
+    )
     work = messages(args.turns, args.contacts)
     graphs = [wb.TimedGraph(0), wb.TimedGraph(args.graph_latency_ms)]
     figures: dict[str, list[float]] = {}
@@ -136,7 +141,8 @@ def main() -> None:
                 figures.setdefault(f"{which} cpu", []).append(cpu(os.path.join(folder, f"cpu-{which}.db"), work))
                 for graph in graphs:
                     figures.setdefault(f"{which} rate {graph.latency}", []).append(
-                        end_to_end(which, folder, graph, args, run))
+                        end_to_end(which, folder, graph, args, run)
+                    )
     finally:
         for graph in graphs:
             graph.close()
@@ -144,8 +150,12 @@ def main() -> None:
     line("CPU per stored turn (in process)", figures["convoflow cpu"], figures["peer cpu"], "µs", True)
     for graph in graphs:
         ms = f"{graph.latency * 1000:.0f} ms"
-        line(f"end to end, Graph at {ms}", figures[f"convoflow rate {graph.latency}"],
-             figures[f"peer rate {graph.latency}"], "msg/s")
+        line(
+            f"end to end, Graph at {ms}",
+            figures[f"convoflow rate {graph.latency}"],
+            figures[f"peer rate {graph.latency}"],
+            "msg/s",
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ posted inside the request, as such a bot does, on one keep-alive connection per 
 
     python bench/peer_bot.py --db /tmp/peer.db --port 8090     # environment: WHATSAPP_* as for flows serve
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,11 @@ class Store:
                 return None
             row = conn.execute("SELECT step, vars FROM session WHERE wa_id = ?", (wa_id,)).fetchone()
             step, saved, reply = turn(row[0] if row else None, json.loads(row[1]) if row else {}, text)
-            conn.execute("INSERT INTO session VALUES (?, ?, ?) ON CONFLICT (wa_id) DO UPDATE SET step = "
-                         "excluded.step, vars = excluded.vars", (wa_id, step or "", json.dumps(saved)))
+            conn.execute(
+                "INSERT INTO session VALUES (?, ?, ?) ON CONFLICT (wa_id) DO UPDATE SET step = "
+                "excluded.step, vars = excluded.vars",
+                (wa_id, step or "", json.dumps(saved)),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -89,9 +93,12 @@ def create_app(store: Store, secret: str, graph_url: str, token: str) -> Flask:
     def post_reply(to: str, text: str) -> None:
         if not hasattr(local, "http"):
             local.http = requests.Session()  # keep-alive: one connection per server thread
-        resp = local.http.post(graph_url, json={"messaging_product": "whatsapp", "to": to, "type": "text",
-                                          "text": {"body": text}},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=20)
+        resp = local.http.post(
+            graph_url,
+            json={"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": text}},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=20,
+        )
         resp.raise_for_status()
 
     @app.post("/webhook")

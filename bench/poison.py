@@ -4,6 +4,7 @@ storable_json in place of the payload's plain json.dumps) and dropping replays (
 
     python bench/poison.py [--runs 5] [--messages 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,10 @@ import tempfile
 import time
 from datetime import timedelta
 
-sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "channels")]
+sys.path[:0] = [
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "channels"),
+]
 
 from benchkit import fresh_database  # noqa: E402
 from channels.payloads import inbox_payload, parse_webhook  # noqa: E402
@@ -28,8 +31,17 @@ import whatsapp_fakes as wa  # noqa: E402
 
 
 def hooks(n: int, tag: str) -> list:
-    return [parse_webhook(wa.body_of(wa.envelope([wa.text(f"2637{i % 50:08d}", f"message {i} ✓", mid=f"wamid.{tag}.{i}")],
-                                                  [wa.contact(f"2637{i % 50:08d}", "Rudo 🌍")]))) for i in range(n)]
+    return [
+        parse_webhook(
+            wa.body_of(
+                wa.envelope(
+                    [wa.text(f"2637{i % 50:08d}", f"message {i} ✓", mid=f"wamid.{tag}.{i}")],
+                    [wa.contact(f"2637{i % 50:08d}", "Rudo 🌍")],
+                )
+            )
+        )
+        for i in range(n)
+    ]
 
 
 def one_run(n: int, tag: str) -> tuple[float, float]:
@@ -67,10 +79,14 @@ def main() -> None:
         for run in range(args.runs):
             guards, store = one_run(args.messages, str(run))
             ratios.append(guards / store)
-            print(f"run {run + 1}: guards add {guards / args.messages * 1e6:.1f} µs/message, "
-                  f"store {store / args.messages * 1e6:.0f} µs/message, ratio {guards / store:.3f}")
-    print(f"added / store: median {statistics.median(ratios):.3f}, spread {min(ratios):.3f}-{max(ratios):.3f} "
-          f"({args.runs} runs of {args.messages} messages; the store includes the guards' own calls)")
+            print(
+                f"run {run + 1}: guards add {guards / args.messages * 1e6:.1f} µs/message, "
+                f"store {store / args.messages * 1e6:.0f} µs/message, ratio {guards / store:.3f}"
+            )
+    print(
+        f"added / store: median {statistics.median(ratios):.3f}, spread {min(ratios):.3f}-{max(ratios):.3f} "
+        f"({args.runs} runs of {args.messages} messages; the store includes the guards' own calls)"
+    )
 
 
 if __name__ == "__main__":

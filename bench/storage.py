@@ -15,6 +15,7 @@ on SQLite, COPY on PostgreSQL; indexes dropped during the load and rebuilt), the
 and a worker's process_inbox round, and compares them with an empty database. It prints the resident
 memory after each phase and the peak: the turn path reads rows by index, never all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -113,8 +114,15 @@ def postgres(allow: bool) -> Iterator[str | None]:
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
         return
-    bins = sorted(d for d in (f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql"))
-                  if os.path.exists(f"{d}/initdb")) if os.path.isdir("/usr/lib/postgresql") else []
+    bins = (
+        sorted(
+            d
+            for d in (f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql"))
+            if os.path.exists(f"{d}/initdb")
+        )
+        if os.path.isdir("/usr/lib/postgresql")
+        else []
+    )
     if not bins:
         print("PostgreSQL is not installed: skipping it (set TEST_DATABASE_URL to use a server of yours)")
         yield None
@@ -133,8 +141,17 @@ def postgres(allow: bool) -> Iterator[str | None]:
         shutil.chown(tmp, "postgres")
     # Durable settings (fsync on): the figures are those of a real server, unlike the test cluster.
     as_pg(f"{pg_bin}/initdb", "-D", f"{tmp}/data", "-U", "convoflow", "--auth=trust", "-E", "UTF8")
-    as_pg(f"{pg_bin}/pg_ctl", "-D", f"{tmp}/data", "-l", f"{tmp}/server.log", "-w", "-o",
-          f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=50 -c shared_buffers=256MB", "start")
+    as_pg(
+        f"{pg_bin}/pg_ctl",
+        "-D",
+        f"{tmp}/data",
+        "-l",
+        f"{tmp}/server.log",
+        "-w",
+        "-o",
+        f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=50 -c shared_buffers=256MB",
+        "start",
+    )
     try:
         as_pg(f"{pg_bin}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "convoflow", "bench")
         yield f"postgresql://convoflow@127.0.0.1:{port}/bench"
@@ -185,24 +202,26 @@ def persisted_turns(flows: FlowSet, contacts: range) -> int:
 
 _FLOOR_SQL = {
     "contact": 'INSERT INTO "contact" ("key", "wa_id", "profile_name", "created_at", "last_seen_at") '
-               'VALUES (?, NULL, NULL, ?, ?) ON CONFLICT ("key") DO UPDATE SET "last_seen_at" = excluded."last_seen_at" '
-               'RETURNING "id"',
+    'VALUES (?, NULL, NULL, ?, ?) ON CONFLICT ("key") DO UPDATE SET "last_seen_at" = excluded."last_seen_at" '
+    'RETURNING "id"',
     "inbox": 'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
-             'VALUES (?, ?, ?, ?, ?) RETURNING "id"',
+    'VALUES (?, ?, ?, ?, ?) RETURNING "id"',
     "session": 'INSERT INTO "session" ("contact_id", "flow", "flow_version", "step", "vars", "attempts", "status", '
-               '"started_at", "updated_at", "expires_at") VALUES (?, ?, ?, ?, ?, 0, \'active\', ?, ?, ?) '
-               'ON CONFLICT ("contact_id") DO UPDATE SET "step" = excluded."step", "vars" = excluded."vars", '
-               '"updated_at" = excluded."updated_at", "expires_at" = excluded."expires_at"',
+    '"started_at", "updated_at", "expires_at") VALUES (?, ?, ?, ?, ?, 0, \'active\', ?, ?, ?) '
+    'ON CONFLICT ("contact_id") DO UPDATE SET "step" = excluded."step", "vars" = excluded."vars", '
+    '"updated_at" = excluded."updated_at", "expires_at" = excluded."expires_at"',
     "outbox": 'INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
-              '"created_at") VALUES (?, ?, \'pending\', 0, ?, ?)',
+    "\"created_at\") VALUES (?, ?, 'pending', 0, ?, ?)",
     "action": 'INSERT INTO "action_result" ("idempotency_key", "action", "outcome", "data", "created_at") '
-              'VALUES (?, ?, ?, ?, ?)',
+    "VALUES (?, ?, ?, ?, ?)",
     "processed": 'UPDATE "inbox_message" SET "processed_at" = ? WHERE "id" = ?',
 }
 
-_VARS = '{"booking":{"amount_paid":"0.00","balance_due":"300.00","currency":"USD","customer":"Customer 1",' \
-        '"payment_status":"UNPAID","reference":"BK-00001","total":"300.00","tour":"Victoria Falls"},' \
-        '"reference":"bk-00001"}'
+_VARS = (
+    '{"booking":{"amount_paid":"0.00","balance_due":"300.00","currency":"USD","customer":"Customer 1",'
+    '"payment_status":"UNPAID","reference":"BK-00001","total":"300.00","tour":"Victoria Falls"},'
+    '"reference":"bk-00001"}'
+)
 
 
 def floor_turns(execute: Callable, begin: Callable, commit: Callable, contacts: range) -> int:
@@ -216,14 +235,21 @@ def floor_turns(execute: Callable, begin: Callable, commit: Callable, contacts: 
             now = utcnow()
             begin()
             contact_id = execute(_FLOOR_SQL["contact"], (contact, now, now)).fetchone()[0]
-            inbox_id = execute(_FLOOR_SQL["inbox"], (f"wamid.{c}.{i}", contact_id,
-                                                     f'{{"contact":"{contact}","text":"pay"}}', now, now)).fetchone()[0]
+            inbox_id = execute(
+                _FLOOR_SQL["inbox"], (f"wamid.{c}.{i}", contact_id, f'{{"contact":"{contact}","text":"pay"}}', now, now)
+            ).fetchone()[0]
             if i == 1:
-                execute(_FLOOR_SQL["action"], (f"{contact}:wamid.{c}.{i}:find_booking:1", "booking.lookup", "found",
-                                               _VARS, now))
-            execute(_FLOOR_SQL["session"], (contact_id, "bench_payment", 1, "ask_amount", _VARS, now, now,
-                                            now + timedelta(minutes=10)))
-            execute(_FLOOR_SQL["outbox"], (contact_id, '{"to":"%s","text":"Balance due: $300.00."}' % contact, now, now))
+                execute(
+                    _FLOOR_SQL["action"],
+                    (f"{contact}:wamid.{c}.{i}:find_booking:1", "booking.lookup", "found", _VARS, now),
+                )
+            execute(
+                _FLOOR_SQL["session"],
+                (contact_id, "bench_payment", 1, "ask_amount", _VARS, now, now, now + timedelta(minutes=10)),
+            )
+            execute(
+                _FLOOR_SQL["outbox"], (contact_id, '{"to":"%s","text":"Balance due: $300.00."}' % contact, now, now)
+            )
             execute(_FLOOR_SQL["processed"], (now, inbox_id))
             commit()
             done += 1
@@ -235,8 +261,9 @@ def sqlite_floor(path: str, contacts: range) -> int:
     for pragma in ("journal_mode=wal", "synchronous=normal", "foreign_keys=1", "busy_timeout=10000"):
         conn.execute(f"PRAGMA {pragma}")
     try:
-        return floor_turns(conn.execute, lambda: conn.execute("BEGIN IMMEDIATE"), lambda: conn.execute("COMMIT"),
-                           contacts)
+        return floor_turns(
+            conn.execute, lambda: conn.execute("BEGIN IMMEDIATE"), lambda: conn.execute("COMMIT"), contacts
+        )
     finally:
         conn.close()
 
@@ -278,9 +305,11 @@ def timed(fn: Callable[[], int], rates: list[float]) -> None:
 def summary(label: str, rates: list[float]) -> str:
     median = statistics.median(rates)
     cpu = _cpu.get(id(rates), [0.0])
-    return (f"{label:<34} median {median:8.0f} turns/s  ({1e6 / median:6.0f} µs/turn, CPU here "
-            f"{statistics.median(cpu):4.0f} µs)  spread {min(rates):.0f}-{max(rates):.0f}  "
-            f"runs {', '.join(f'{r:.0f}' for r in rates)}")
+    return (
+        f"{label:<34} median {median:8.0f} turns/s  ({1e6 / median:6.0f} µs/turn, CPU here "
+        f"{statistics.median(cpu):4.0f} µs)  spread {min(rates):.0f}-{max(rates):.0f}  "
+        f"runs {', '.join(f'{r:.0f}' for r in rates)}"
+    )
 
 
 def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, runs: int) -> None:
@@ -312,12 +341,19 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
 def _index_ddl(db) -> list[tuple[str, str]]:
     tables = ("contact", "session", "inbox_message")
     if is_postgres(db):
-        rows = db.execute_sql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND "
-                              "tablename IN ('contact', 'session', 'inbox_message')")
+        rows = db.execute_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND "
+            "tablename IN ('contact', 'session', 'inbox_message')"
+        )
         return [(name, ddl) for name, ddl in rows.fetchall() if not name.endswith("_pkey")]
     placeholders = ", ".join("?" * len(tables))
-    return list(db.execute_sql(f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                               f"AND tbl_name IN ({placeholders})", tables).fetchall())
+    return list(
+        db.execute_sql(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            f"AND tbl_name IN ({placeholders})",
+            tables,
+        ).fetchall()
+    )
 
 
 def bulk_load(db, sessions: int, inbox_rows: int) -> float:
@@ -337,9 +373,19 @@ def bulk_load(db, sessions: int, inbox_rows: int) -> float:
     def session_rows() -> Iterator[tuple]:
         for i in range(sessions):
             active = i % 10 == 0  # one in ten still waiting for an answer, expiring far in the future
-            yield (i + 1, i + 1, "bench_payment", 1, "ask_amount" if active else "done",
-                   '{"reference":"BK-00001"}', 0, "active" if active else "ended", base, base,
-                   active_until if active else None)
+            yield (
+                i + 1,
+                i + 1,
+                "bench_payment",
+                1,
+                "ask_amount" if active else "done",
+                '{"reference":"BK-00001"}',
+                0,
+                "active" if active else "ended",
+                base,
+                base,
+                active_until if active else None,
+            )
 
     def inbox_rows_() -> Iterator[tuple]:
         n = 0
@@ -353,10 +399,16 @@ def bulk_load(db, sessions: int, inbox_rows: int) -> float:
 
     inserts = [
         ('"contact" ("id", "key", "created_at", "last_seen_at")', contacts),
-        ('"session" ("id", "contact_id", "flow", "flow_version", "step", "vars", "attempts", "status", '
-         '"started_at", "updated_at", "expires_at")', session_rows),
-        ('"inbox_message" ("id", "channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
-         '"processed_at")', inbox_rows_),
+        (
+            '"session" ("id", "contact_id", "flow", "flow_version", "step", "vars", "attempts", "status", '
+            '"started_at", "updated_at", "expires_at")',
+            session_rows,
+        ),
+        (
+            '"inbox_message" ("id", "channel_message_id", "contact_id", "payload", "sent_at", "received_at", '
+            '"processed_at")',
+            inbox_rows_,
+        ),
     ]
     if is_postgres(db):
         conn = db.connection()
@@ -365,8 +417,9 @@ def bulk_load(db, sessions: int, inbox_rows: int) -> float:
                 cur.copy_expert(f"COPY {table} FROM STDIN", _CopyStream(rows()))
         conn.commit()
         for table in ("contact", "session", "inbox_message"):
-            db.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                           f"(SELECT MAX(id) FROM \"{table}\"))")
+            db.execute_sql(
+                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), (SELECT MAX(id) FROM \"{table}\"))"
+            )
     else:
         conn = db.connection()
         conn.execute("BEGIN")
@@ -411,8 +464,13 @@ def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float, float]:
     for c in contacts:
         contact = f"2638{c:08d}"
         contact_id = upsert_contact(contact, now)
-        inbox.add(contact_id, f"wamid.worker.{c}", {"contact": contact, "message_id": f"wamid.worker.{c}",
-                                                     "text": "pay"}, now, now)
+        inbox.add(
+            contact_id,
+            f"wamid.worker.{c}",
+            {"contact": contact, "message_id": f"wamid.worker.{c}", "text": "pay"},
+            now,
+            now,
+        )
     ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
     start, cpu = time.perf_counter(), time.process_time()
     done = inbox_turns.process_inbox(ctx, flows, limit=len(contacts) + 1, worker_id="bench")
@@ -445,18 +503,23 @@ def big(name: str, url: str, contacts: int, runs: int, sessions: int, inbox_rows
     db = fresh(url)
     seed(db)
     seconds = bulk_load(db, sessions, inbox_rows)
-    counts = {t: db.execute_sql(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]
-              for t in ("contact", "session", "inbox_message")}
+    counts = {
+        t: db.execute_sql(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in ("contact", "session", "inbox_message")
+    }
     print(f"{name}: bulk-loaded {counts} in {seconds:.0f} s; RSS {rss_mb():.0f} MB")
     big_turns, big_worker = measure(db)
     print(summary(f"{name} big: persisted turns", big_turns))
     print(summary(f"{name} big: worker (process_inbox)", big_worker))
     slower = statistics.median(empty_turns) / statistics.median(big_turns) - 1
     slower_worker = statistics.median(empty_worker) / statistics.median(big_worker) - 1
-    print(f"{name}: a turn on the big database takes {slower:+.0%} vs empty (goal within 20%); "
-          f"a worker turn {slower_worker:+.0%}")
-    print(f"{name}: RSS {rss_mb():.0f} MB after the big-database runs (empty: {rss_empty:.0f} MB); "
-          f"peak RSS of the process {peak_rss_mb():.0f} MB")
+    print(
+        f"{name}: a turn on the big database takes {slower:+.0%} vs empty (goal within 20%); "
+        f"a worker turn {slower_worker:+.0%}"
+    )
+    print(
+        f"{name}: RSS {rss_mb():.0f} MB after the big-database runs (empty: {rss_empty:.0f} MB); "
+        f"peak RSS of the process {peak_rss_mb():.0f} MB"
+    )
     db.close()
 
 
@@ -476,8 +539,10 @@ def main() -> None:
         sys.exit("the bench flow does not load: " + "; ".join(map(str, load_text(FLOW, "bench", registry)[1])))
     folder = args.dir or tempfile.mkdtemp(prefix="convoflow-bench.")
     sqlite_url = f"sqlite:///{os.path.join(folder, 'bench.db')}"
-    print(f"{args.contacts} contacts x {TURNS_PER_CONTACT} turns per run, {args.runs} runs, one thread; "
-          f"SQLite at {folder}")
+    print(
+        f"{args.contacts} contacts x {TURNS_PER_CONTACT} turns per run, {args.runs} runs, one thread; "
+        f"SQLite at {folder}"
+    )
     with postgres(not args.no_postgres) as pg_url:
         targets = [("SQLite", sqlite_url, lambda r: sqlite_floor(sqlite_url.split("///", 1)[1], r))]
         if pg_url:

@@ -7,6 +7,7 @@ Each conversation is 5 turns: the trigger, an amount, a button number, a refused
 re-prompt) and a good one. Prints every run, then the median and the spread (min-max), per CPU-second
 of this process (what one core does, even on a busy machine) and per wall-clock second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,9 +80,11 @@ MESSAGES = ["pay", "150", "2", "0771234567", "263771234567"]
 def build() -> tuple[FlowSet, TurnContext]:
     registry = ActionRegistry()
 
-    @registry.action("bench.noop", params={"type": "object", "properties": {"reference": {"type": "string"},
-                                                                          "amount": {"type": "string"}}},
-                     outcomes=["ok"])
+    @registry.action(
+        "bench.noop",
+        params={"type": "object", "properties": {"reference": {"type": "string"}, "amount": {"type": "string"}}},
+        outcomes=["ok"],
+    )
     def noop(ctx, params):
         return Result("ok", {"reference": params["reference"], "balance_due": "300.00"})
 
@@ -120,13 +123,19 @@ def main() -> None:
         turns, seconds, cpu = run_once(flows, ctx, args.conversations)
         rates.append(turns / seconds)
         cpu_rates.append(turns / cpu)
-        print(f"run {i + 1}: {turns} turns in {seconds:.3f} s wall, {cpu:.3f} s CPU = {turns / seconds:,.0f} turns/s "
-              f"wall, {turns / cpu:,.0f} turns per CPU-second")
-    print(f"{args.runs} runs of {args.conversations} conversations x {len(MESSAGES)} turns (goal >= 10,000/s on one core)")
+        print(
+            f"run {i + 1}: {turns} turns in {seconds:.3f} s wall, {cpu:.3f} s CPU = {turns / seconds:,.0f} turns/s "
+            f"wall, {turns / cpu:,.0f} turns per CPU-second"
+        )
+    print(
+        f"{args.runs} runs of {args.conversations} conversations x {len(MESSAGES)} turns (goal >= 10,000/s on one core)"
+    )
     # Wall time includes waiting for the CPU when other processes share the machine; CPU time is what
     # one core spent on the turns, the figure the goal is about.
-    print(f"median {statistics.median(cpu_rates):,.0f} turns per CPU-second "
-          f"(spread {min(cpu_rates):,.0f}-{max(cpu_rates):,.0f})")
+    print(
+        f"median {statistics.median(cpu_rates):,.0f} turns per CPU-second "
+        f"(spread {min(cpu_rates):,.0f}-{max(cpu_rates):,.0f})"
+    )
     print(f"median {statistics.median(rates):,.0f} turns/s wall clock (spread {min(rates):,.0f}-{max(rates):,.0f})")
 
 

@@ -13,6 +13,7 @@ machine's CPU does not inflate). The two sizes are timed in turns, so a busy mac
 alike. Prints every run, the median and the spread (min-max), then the ratio of the medians, and the
 libraries the command has no use for that a new process still imported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,8 +137,13 @@ def time_subprocess(path: str, env: dict, cpu: list[float] | None = None) -> flo
 
 def unneeded_imports(path: str, env: dict) -> list[str]:
     """The modules of UNNEEDED that `python -m cli validate path` imports (from -X importtime)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli", "validate", path], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cli", "validate", path],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     return [name for name in UNNEEDED if name in imported]
 
@@ -179,13 +185,17 @@ def main() -> None:
         report(f"in-process CPU time, {args.large} steps", times[large])
         ratio = statistics.median(times[large]) / statistics.median(times[small])
         best = min(times[large]) / min(times[small])
-        print(f"growth: {args.large} steps take {ratio:.2f}x the time of {args.steps} (medians; fastest runs "
-              f"{best:.2f}x); steps x{args.large / args.steps:g}, goal <= {args.large / args.steps:g}x")
+        print(
+            f"growth: {args.large} steps take {ratio:.2f}x the time of {args.steps} (medians; fastest runs "
+            f"{best:.2f}x); steps x{args.large / args.steps:g}, goal <= {args.large / args.steps:g}x"
+        )
         env = cached_bytecode_env(os.path.join(tmp, "pycache"))
         time_subprocess(small, env)  # the first run writes the bytecode cache
         cpu: list[float] = []
-        report(f"subprocess, {args.steps} steps (python -m cli validate, bytecode cached; goal < 700 ms)",
-               [time_subprocess(small, env, cpu) for _ in range(args.runs)])
+        report(
+            f"subprocess, {args.steps} steps (python -m cli validate, bytecode cached; goal < 700 ms)",
+            [time_subprocess(small, env, cpu) for _ in range(args.runs)],
+        )
         report("  its CPU time (user + system)", cpu)
         print(f"imported without need: {', '.join(unneeded_imports(small, env)) or 'none'}")
 

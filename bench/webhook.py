@@ -23,6 +23,7 @@ Goals (issues 5 and 14): ≥ 1,000 acks/s with p99 < 20 ms; ≥ 300 end-to-end m
 API at 150 ms one process ≥ 80 messages/s with p99 < 1 s, several processes on PostgreSQL ≥ 300/s;
 idle RSS < 100 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,13 @@ class Server:
         }
         full_env.pop("OMARI_MERCHANT_KEY", None)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, *args, "--port", str(self.port)], cwd=REPO, env=full_env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args, "--port", str(self.port)],
+            cwd=REPO,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -114,8 +120,11 @@ class Server:
 
     @classmethod
     def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80) -> Server:
-        return cls(["-m", "cli", "serve", "--workers", str(workers), "--sandbox"], graph_url,
-                   {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))})
+        return cls(
+            ["-m", "cli", "serve", "--workers", str(workers), "--sandbox"],
+            graph_url,
+            {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))},
+        )
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -154,8 +163,9 @@ def bodies(n: int, contacts: int, tag: str) -> list[list[bytes]]:
     return per
 
 
-def post_all(ports: list[int], per_contact: list[list[bytes]], threads: int,
-             offered: float | None = None) -> tuple[float, list[float], dict[int, list[float]]]:
+def post_all(
+    ports: list[int], per_contact: list[list[bytes]], threads: int, offered: float | None = None
+) -> tuple[float, list[float], dict[int, list[float]]]:
     """Post every body; each thread owns some contacts, posts their messages in order, to one of the ports.
     offered: messages per second (message i no earlier than i / offered s after the start); None: at once.
     Returns (wall seconds, POST latencies in seconds, the start time of each contact's POSTs)."""
@@ -170,8 +180,9 @@ def post_all(ports: list[int], per_contact: list[list[bytes]], threads: int,
         conn = http.client.HTTPConnection("127.0.0.1", ports[t % len(ports)], timeout=30)
         mine: list[float] = []
         # The thread's contacts, message by message in global order: each keeps its order, contacts alternate.
-        queue = sorted((k * contacts + c, c, body) for c in range(t, contacts, threads)
-                       for k, body in enumerate(per_contact[c]))
+        queue = sorted(
+            (k * contacts + c, c, body) for c in range(t, contacts, threads) for k, body in enumerate(per_contact[c])
+        )
         for i, c, body in queue:
             if offered:
                 time.sleep(max(0.0, start + i / offered - time.perf_counter()))
@@ -209,13 +220,14 @@ def reply_latencies(graph: TimedGraph, posted: dict[int, list[float]], before: d
     """Each message's time from its POST to its reply reaching the stand-in (one reply per message)."""
     out = []
     for c, times in posted.items():
-        arrivals = graph.arrivals[wa_id(c)][before.get(wa_id(c), 0):]
+        arrivals = graph.arrivals[wa_id(c)][before.get(wa_id(c), 0) :]
         out += [arrived - sent for sent, arrived in zip(times, arrivals)]
     return out
 
 
-def end_to_end(ports: list[int], graph: TimedGraph, per: list[list[bytes]], threads: int,
-               offered: float | None) -> tuple[float, list[float]]:
+def end_to_end(
+    ports: list[int], graph: TimedGraph, per: list[list[bytes]], threads: int, offered: float | None
+) -> tuple[float, list[float]]:
     """Post every body and wait for every reply: (messages/s from the first POST to the last reply,
     each message's POST-to-reply latency)."""
     n = sum(len(p) for p in per)
@@ -250,20 +262,29 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
         cpu = sum(s.cpu_seconds() for s in servers)
         burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
         cpu = (sum(s.cpu_seconds() for s in servers) - cpu) / args.messages * 1000
-        steady, lat = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads,
-                                 args.offered * processes)
+        steady, lat = end_to_end(
+            ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads, args.offered * processes
+        )
         time.sleep(1.0)  # let the process go idle before reading its memory
         rss = servers[0].rss_mb()
     finally:
         for s in servers:
             s.stop()
-    return {"burst": burst, "steady": steady, "p50": pct(lat, 50) * 1000, "p99": pct(lat, 99) * 1000, "rss": rss,
-            "cpu": cpu}
+    return {
+        "burst": burst,
+        "steady": steady,
+        "p50": pct(lat, 50) * 1000,
+        "p99": pct(lat, 99) * 1000,
+        "rss": rss,
+        "cpu": cpu,
+    }
 
 
 def summary(name: str, values: list[float], unit: str, fmt: str = "{:.0f}") -> str:
-    return (f"{name}: median {fmt.format(statistics.median(values))} {unit} (spread {fmt.format(min(values))}–"
-            f"{fmt.format(max(values))}, {len(values)} runs)")
+    return (
+        f"{name}: median {fmt.format(statistics.median(values))} {unit} (spread {fmt.format(min(values))}–"
+        f"{fmt.format(max(values))}, {len(values)} runs)"
+    )
 
 
 def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> None:
@@ -305,10 +326,12 @@ def main() -> None:
             targets.append(("PostgreSQL", pg))
         else:
             print("PostgreSQL: skipped (set TEST_DATABASE_URL, e.g. inside `bash .ci/run`'s cluster)")
-    print(f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work on the machine "
-          f"shares them), Python {sys.version.split()[0]}, {args.threads} client threads; "
-          f"acks: {args.acks} POSTs/run, end-to-end: {args.messages} messages from {args.contacts} contacts/load, "
-          f"Graph API answering in {args.graph_latency_ms:.0f} ms, send rate {args.send_rate:.0f}/s a number")
+    print(
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start: other work on the machine "
+        f"shares them), Python {sys.version.split()[0]}, {args.threads} client threads; "
+        f"acks: {args.acks} POSTs/run, end-to-end: {args.messages} messages from {args.contacts} contacts/load, "
+        f"Graph API answering in {args.graph_latency_ms:.0f} ms, send rate {args.send_rate:.0f}/s a number"
+    )
     graph = TimedGraph(args.graph_latency_ms)
     try:
         for name, url in targets:

@@ -1,6 +1,7 @@
 """Stored action results: an action called again with the same idempotency key (a message handled again
 after a crash, a redo) returns the result it stored the first time instead of acting twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,5 +24,6 @@ def stored_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result
     execute(
         'INSERT INTO "action_result" ("idempotency_key", "action", "outcome", "data", "created_at") '
         'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("idempotency_key") DO NOTHING',
-        (key, spec.name, result.outcome, json.dumps(result.data, separators=(",", ":"), default=str), actx.clock()))
+        (key, spec.name, result.outcome, json.dumps(result.data, separators=(",", ":"), default=str), actx.clock()),
+    )
     return result

@@ -1,6 +1,7 @@
 """Claiming a contact for a turn (see storage/sessions.py for the claim and its lease): the claim token,
 claim-or-wait, and giving a claim back on a clean stop or after a database outage.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,15 @@ def token(worker_id: str | None) -> str:
     return f"{who}:{os.urandom(6).hex()}"
 
 
-def claim_contact(contact: str, claim_token: str, ctx: TurnContext, wait: float, *, wa_id: str | None = None,
-                  profile_name: str | None = None) -> sessions.Claim:
+def claim_contact(
+    contact: str,
+    claim_token: str,
+    ctx: TurnContext,
+    wait: float,
+    *,
+    wa_id: str | None = None,
+    profile_name: str | None = None,
+) -> sessions.Claim:
     """Claim the contact, creating it when new (created and claimed in one commit); while another worker
     holds it, wait up to `wait` seconds. Raises sessions.ContactBusy when the wait runs out."""
     now = ctx.clock()

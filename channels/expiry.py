@@ -1,6 +1,7 @@
 """Expiry: conversations idle past their expires_at are closed through their flow's expiry (its step and
 message), under the same claim a turn takes; the housekeeping thread of the workers runs expire_due.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,8 +26,12 @@ def expire_due(ctx: TurnContext, flows: FlowSet, now: datetime | None = None, li
         if claim is None:
             continue
         conversation = conversation_of(contact, claim.state)
-        if conversation is None or not conversation.active or conversation.expires_at is None \
-                or conversation.expires_at > now:
+        if (
+            conversation is None
+            or not conversation.active
+            or conversation.expires_at is None
+            or conversation.expires_at > now
+        ):
             sessions.release(claim)  # a turn moved it on between the query and the claim
             continue
         save(claim, contact, expire(flows, conversation, ctx), ctx)

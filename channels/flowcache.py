@@ -1,6 +1,7 @@
 """The flows to run, parsed once: the latest stored version of each flow plus every older version an active
 conversation is still on, cached by action registry and (name, version, content hash).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,9 @@ def load_flowset(registry: ActionRegistry | None = None) -> FlowSet:
         key = (row.name, row.version, row.content_hash)
         flow = parsed.get(key)
         if flow is None:
-            flow, problems = load_text(flowstore.source(row.name, row.version), row.file, registry=registry,
-                                       version=row.version)
+            flow, problems = load_text(
+                flowstore.source(row.name, row.version), row.file, registry=registry, version=row.version
+            )
             errors = [p for p in problems if p.severity == "error"]
             if flow is None or errors:
                 message = f"flow '{row.name}' version {row.version} no longer loads: " + "; ".join(map(str, errors))

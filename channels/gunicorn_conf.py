@@ -6,6 +6,7 @@ Logs: gunicorn's own lines go through convoflow's handler (LOG_LEVEL, LOG_FORMAT
 Metrics: with PROMETHEUS_MULTIPROC_DIR set, the folder is emptied when gunicorn starts (old counts would be
 added in) and a worker's files are retired when it exits, so /metrics answers the same from any worker.
 """
+
 from __future__ import annotations
 
 import glob

@@ -3,6 +3,7 @@ holds, runs that message's turn and saves it (channels/turn_save.py). A failure 
 crash, a bug, a lost claim) leaves the inbox row unprocessed and the claim in place until its lease runs
 out; then a worker handles the message again, and its actions return their stored results.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ _PICK_TRIES = 5
 # aside with an apology, so one broken message does not hold its contact's later messages up for ever. A
 # database outage never reaches the cap: the failure cannot be counted while the database is down.
 MAX_TURN_ATTEMPTS = 3
-GAVE_UP_REPLY = ("Sorry, something went wrong on our side and I could not handle your last message. "
-                 "Send *menu* to start again.")
+GAVE_UP_REPLY = (
+    "Sorry, something went wrong on our side and I could not handle your last message. Send *menu* to start again."
+)
 
 
 def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id: str | None = None) -> int:
@@ -78,8 +80,15 @@ def _give_up(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Ex
         inbox.mark_processed(row.id, now, error=f"gave up after {MAX_TURN_ATTEMPTS} attempts: {type(error).__name__}")
         sessions.release(claim)
         outbox.enqueue(claim.contact_id, [outbound_dict(Outbound(to=contact, text=GAVE_UP_REPLY))], now)
-        events.record(EventRecord(now, "inbox.gave_up", contact, row.channel_message_id,
-                                  {"level": "error", "attempts": MAX_TURN_ATTEMPTS, "error": type(error).__name__}))
+        events.record(
+            EventRecord(
+                now,
+                "inbox.gave_up",
+                contact,
+                row.channel_message_id,
+                {"level": "error", "attempts": MAX_TURN_ATTEMPTS, "error": type(error).__name__},
+            )
+        )
 
 
 def _claim_next(claim_token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:

@@ -10,6 +10,7 @@ are read from the database at scrape time, so every process reports the same fig
 The public face is unchanged from the hand-written version: `Metrics().<counter>.inc(amount, **labels)`,
 `.value(**labels)`, `turn_latency.observe(seconds)` / `.count`, `gauges_from(reader)` and `render()`.
 """
+
 from __future__ import annotations
 
 import os
@@ -96,22 +97,38 @@ class Metrics:
         prometheus_client.disable_created_metrics()  # `_created` samples: noise for these counters
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.messages_in = Counter(r, "convoflow_messages_in_total", "User messages accepted by the webhook (new ones only).")
-        self.duplicates = Counter(r, "convoflow_messages_duplicate_total", "Redelivered messages the inbox already had.")
-        self.statuses = Counter(r, "convoflow_delivery_status_total", "Delivery receipts received, by status.", ("status",))
+        self.messages_in = Counter(
+            r, "convoflow_messages_in_total", "User messages accepted by the webhook (new ones only)."
+        )
+        self.duplicates = Counter(
+            r, "convoflow_messages_duplicate_total", "Redelivered messages the inbox already had."
+        )
+        self.statuses = Counter(
+            r, "convoflow_delivery_status_total", "Delivery receipts received, by status.", ("status",)
+        )
         self.messages_out = Counter(r, "convoflow_messages_out_total", "Messages the Graph API accepted.")
-        self.send_failures = Counter(r, "convoflow_send_failures_total",
-                                     "Failed send attempts, by outcome (retry or gave_up) and error code.",
-                                     ("outcome", "code"))
+        self.send_failures = Counter(
+            r,
+            "convoflow_send_failures_total",
+            "Failed send attempts, by outcome (retry or gave_up) and error code.",
+            ("outcome", "code"),
+        )
         self.turns = Counter(r, "convoflow_turns_total", "Turns run by the workers.")
         self.turn_errors = Counter(r, "convoflow_worker_errors_total", "Worker loop errors (the row is retried).")
         self.turn_latency = Histogram(r, "convoflow_turn_latency_seconds", "Time to handle one inbox message.")
-        self.webhook_rejected = Counter(r, "convoflow_webhook_rejected_total", "Webhook requests refused, by reason.",
-                                        ("reason",))
-        self.too_old = Counter(r, "convoflow_messages_too_old_total",
-                               "Webhook messages refused as older than WHATSAPP_MAX_MESSAGE_AGE_DAYS (replays).")
-        self.dead_letters = Counter(r, "convoflow_dead_letters_total",
-                                    "Webhook deliveries, or messages of one, that could not be stored: kept as dead letters.")
+        self.webhook_rejected = Counter(
+            r, "convoflow_webhook_rejected_total", "Webhook requests refused, by reason.", ("reason",)
+        )
+        self.too_old = Counter(
+            r,
+            "convoflow_messages_too_old_total",
+            "Webhook messages refused as older than WHATSAPP_MAX_MESSAGE_AGE_DAYS (replays).",
+        )
+        self.dead_letters = Counter(
+            r,
+            "convoflow_dead_letters_total",
+            "Webhook deliveries, or messages of one, that could not be stored: kept as dead letters.",
+        )
         self._gauges: Callable[[], dict] | None = None
 
     def gauges_from(self, reader: Callable[[], dict]) -> None:
@@ -154,7 +171,9 @@ def database_gauges() -> dict:
     backlog = InboxMessage.select().where(InboxMessage.processed_at.is_null()).count()
     outbox = {
         (("status", s),): n
-        for s, n in OutboxMessage.select(OutboxMessage.status, fn.COUNT(OutboxMessage.id)).group_by(OutboxMessage.status).tuples()
+        for s, n in OutboxMessage.select(OutboxMessage.status, fn.COUNT(OutboxMessage.id))
+        .group_by(OutboxMessage.status)
+        .tuples()
     }
     payments = {
         (("status", s),): n
@@ -181,9 +200,12 @@ def payment_guard_gauges() -> dict:
 
     wrong = PaymentTransaction.select(fn.COALESCE(fn.SUM(PaymentTransaction.otp_attempts), 0)).scalar()
     return {
-        ("convoflow_payment_starts_limited", "Payment starts refused by PAYMENT_STARTS_PER_CONTACT/_PER_WALLET, by limit."):
-            {(("limit", limit),): n for limit, n in payments.limited_counts().items()},
+        (
+            "convoflow_payment_starts_limited",
+            "Payment starts refused by PAYMENT_STARTS_PER_CONTACT/_PER_WALLET, by limit.",
+        ): {(("limit", limit),): n for limit, n in payments.limited_counts().items()},
         ("convoflow_payment_wrong_otps", "Wrong OTPs typed (every refusal counted)."): {(): int(wrong or 0)},
-        ("convoflow_payments_needing_person", "Payments marked as needing a person (see flows payments list)."):
-            {(): PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False)).count()},
+        ("convoflow_payments_needing_person", "Payments marked as needing a person (see flows payments list)."): {
+            (): PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False)).count()
+        },
     }

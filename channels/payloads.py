@@ -16,6 +16,7 @@ breaks a limit, so nothing is sent as-is over a limit, and nothing is cut silent
   "…") with a logged warning. `flows validate` warns about these before a flow ever runs.
 - more than 3 reply buttons are sent as a list; more than 10 list rows keep the first 10 (warning).
 """
+
 from __future__ import annotations
 
 import json
@@ -160,10 +161,13 @@ def _cut_id(x: Any, limit: int) -> str | None:
 def _contact(c: Any) -> Identity | None:
     c = _dict(c)
     profile = _dict(c.get("profile"))
-    who = Identity(wa_id=_cut_id(c.get("wa_id"), 32), user_id=_cut_id(c.get("user_id"), 128),
-                   parent_user_id=_cut_id(c.get("parent_user_id"), 128),
-                   username=_cut_id(profile.get("username") or c.get("username"), 128),
-                   profile_name=_cut_id(profile.get("name"), 256))
+    who = Identity(
+        wa_id=_cut_id(c.get("wa_id"), 32),
+        user_id=_cut_id(c.get("user_id"), 128),
+        parent_user_id=_cut_id(c.get("parent_user_id"), 128),
+        username=_cut_id(profile.get("username") or c.get("username"), 128),
+        profile_name=_cut_id(profile.get("name"), 256),
+    )
     return who if who.key else None
 
 
@@ -175,8 +179,13 @@ def _sender(m: dict, people: list[Identity]) -> Identity | None:
         match = people[0]
     if match is None:
         return Identity(wa_id=wa_id, user_id=user_id) if wa_id or user_id else None
-    return Identity(wa_id=wa_id or match.wa_id, user_id=user_id or match.user_id,
-                    parent_user_id=match.parent_user_id, username=match.username, profile_name=match.profile_name)
+    return Identity(
+        wa_id=wa_id or match.wa_id,
+        user_id=user_id or match.user_id,
+        parent_user_id=match.parent_user_id,
+        username=match.username,
+        profile_name=match.profile_name,
+    )
 
 
 def _event(m: dict, mtype: Any) -> tuple[str | None, str | None]:
@@ -274,7 +283,7 @@ def split_text(text: str, limit: int) -> list[str]:
         if cut < 0:
             cut, skip = limit, 0
         parts.append(rest[:cut])
-        rest = rest[cut + skip:]
+        rest = rest[cut + skip :]
     parts.append(rest)
     return parts
 
@@ -333,7 +342,9 @@ def to_cloud_api(out: Outbound, to: str | None = None) -> list[dict]:
 
     parts = split_text(out.text, INTERACTIVE_BODY_MAX) if out.text else [EMPTY_BODY]
     if len(parts) > 1:
-        log.warning("whatsapp: an interactive body of %d characters was split into %d messages", len(out.text), len(parts))
+        log.warning(
+            "whatsapp: an interactive body of %d characters was split into %d messages", len(out.text), len(parts)
+        )
     leading = [_text_message(to, p) for p in parts[:-1]]
     body = {"text": parts[-1]}
     if out.buttons and len(out.buttons) <= MAX_BUTTONS:
@@ -349,7 +360,9 @@ def to_cloud_api(out: Outbound, to: str | None = None) -> list[dict]:
         if len(choices) > MAX_ROWS:
             log.warning(
                 "whatsapp: a list of %d rows keeps the first %d; dropped: %s",
-                len(choices), MAX_ROWS, ", ".join(c.title for c in choices[MAX_ROWS:]),
+                len(choices),
+                MAX_ROWS,
+                ", ".join(c.title for c in choices[MAX_ROWS:]),
             )
             choices = choices[:MAX_ROWS]
         titles = _unique_titles(choices, ROW_TITLE_MAX, "list row title")

@@ -7,6 +7,7 @@ active conversations waiting on a step that changes or disappears. Those convers
 version they started with (storage/flowstore.py), so a load never breaks them; the count tells the
 author how many customers are mid-way through what they changed. Reads only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,8 +75,10 @@ def describe(plan: LoadPlan) -> list[str]:
     if plan.affected:
         where = ", ".join(f"{step} (v{version}): {n}" for (version, step), n in sorted(plan.waiting.items()))
         people = "conversation waits" if plan.affected == 1 else "conversations wait"
-        lines.append(f"    {plan.affected} active {people} on a step that changes or disappears: {where}. "
-                     "They finish on the version they started with.")
+        lines.append(
+            f"    {plan.affected} active {people} on a step that changes or disappears: {where}. "
+            "They finish on the version they started with."
+        )
     return lines
 
 

@@ -19,6 +19,7 @@ A process killed between 2 and 3 leaves the row pending: when the lease runs out
 Cloud API has no idempotency key, so that rare case can deliver a message twice; it never loses one.
 A message that WhatsApp's limits make into several parts (see payloads.py) is resent whole on a retry.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,13 @@ class RateLimiter:
     """At most `rate` posts a second (a short burst of a tenth of a second's worth allowed), and a shared
     pause after Meta says 429. Threads wait in acquire(); the clock and sleep are injectable for tests."""
 
-    def __init__(self, rate: float, *, monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / rate
         self.tolerance = max(0.0, 0.1 - self.interval)
         self.monotonic, self.sleep = monotonic, sleep
@@ -178,8 +184,10 @@ class Sender:
                 cancelled, self._cancelled = self._cancelled, []
             outbox.release(cancelled, self.clock())
         except peewee.PeeweeException as e:
-            log.warning("sender stopping: could not record the last outcomes (%s); their rows are sent again "
-                        "after the lease", type(e).__name__)
+            log.warning(
+                "sender stopping: could not record the last outcomes (%s); their rows are sent again after the lease",
+                type(e).__name__,
+            )
         self._http.clear()
 
     # ── the pipeline ───────────────────────────────────────────────────────────────────────────────
@@ -190,8 +198,11 @@ class Sender:
         try:
             recorded = self._record(tries=1)
         except (peewee.OperationalError, peewee.InterfaceError) as e:
-            log.warning("sender: could not record send outcomes (%s); they are kept and written on the next "
-                        "try, their rows not sent again", type(e).__name__)
+            log.warning(
+                "sender: could not record send outcomes (%s); they are kept and written on the next "
+                "try, their rows not sent again",
+                type(e).__name__,
+            )
             return 0
         with self._lock:
             room = 2 * self.parallel - len(self._in_flight)  # a few queued, so no sender waits for a claim
@@ -250,8 +261,9 @@ class Sender:
             attempt = self._post(message)
             if attempt.throttled:
                 pause = self.limiter.throttled(self.policy.throttle_pause)
-                log.warning("the Graph API says too many messages (%s): every sender pauses %.1f s", attempt.reason,
-                            pause)
+                log.warning(
+                    "the Graph API says too many messages (%s): every sender pauses %.1f s", attempt.reason, pause
+                )
             if not attempt.ok:
                 return attempt
             self.limiter.accepted()
@@ -286,8 +298,9 @@ class Sender:
         if detail:
             reason += f" ({str(detail)[:200]})"
         retry = resp.status == 429 or resp.status >= 500 or code in RETRY_CODES or err.get("is_transient") is True
-        return Attempt(ok=False, retry=retry, code=code, reason=reason,
-                       throttled=resp.status == 429 or code == THROTTLED)
+        return Attempt(
+            ok=False, retry=retry, code=code, reason=reason, throttled=resp.status == 429 or code == THROTTLED
+        )
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
@@ -311,9 +324,8 @@ class Sender:
                     with self._lock:
                         self._finished[:0] = outcomes
                     raise
-                log.warning("sender: could not record %d send outcomes (%s); trying again", len(plan),
-                            type(e).__name__)
-                self._pause(min(2.0, 0.1 * 2 ** n))
+                log.warning("sender: could not record %d send outcomes (%s); trying again", len(plan), type(e).__name__)
+                self._pause(min(2.0, 0.1 * 2**n))
         self._report(plan)
         return len(plan)
 
@@ -339,13 +351,22 @@ class Sender:
             if attempt.ok:
                 self.metrics.messages_out.inc()
                 continue
-            self.metrics.send_failures.inc(outcome="retry" if delay is not None else "gave_up",
-                                           code=str(attempt.code or ""))
+            self.metrics.send_failures.inc(
+                outcome="retry" if delay is not None else "gave_up", code=str(attempt.code or "")
+            )
             if delay is not None:
-                log.warning("send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
-                            row.id, row.attempts + 1, delay, attempt.reason)
+                log.warning(
+                    "send of outbox message %s failed (attempt %d), retrying in %.0f s: %s",
+                    row.id,
+                    row.attempts + 1,
+                    delay,
+                    attempt.reason,
+                )
                 continue
             why = f"gave up after {row.attempts + 1} attempts" if attempt.retry else "not retryable"
-            note = (" — the 24-hour window is closed: only an approved template can reach this contact"
-                    if attempt.code == WINDOW_CLOSED else "")
+            note = (
+                " — the 24-hour window is closed: only an approved template can reach this contact"
+                if attempt.code == WINDOW_CLOSED
+                else ""
+            )
             log.error("send of outbox message %s failed, %s: %s%s", row.id, why, attempt.reason, note)

@@ -12,6 +12,7 @@ Replies are printed as WhatsApp would show them, with buttons and list rows numb
 user may answer with the number. When standard input is not a terminal, each line is one message and
 the line is echoed ("> pay") before its replies, so a scripted chat reads as a transcript.
 """
+
 from __future__ import annotations
 
 import os
@@ -155,7 +156,7 @@ def chat_store_url(path: str, live_url: str) -> str:
     payments. Refused when path is the live database's file (DATABASE_URL).
     """
     chat = os.path.realpath(path)
-    live = live_url[len("sqlite:///"):] if live_url.startswith("sqlite:///") else None
+    live = live_url[len("sqlite:///") :] if live_url.startswith("sqlite:///") else None
     if live and os.path.realpath(live) == chat:
         raise ChatStoreError(f"'{path}' is the live database (DATABASE_URL): give the chat a file of its own")
     return f"sqlite:///{chat}"
@@ -168,5 +169,14 @@ def forget_conversations() -> int:
     return Session.delete().execute()
 
 
-__all__ = ["chat_loop", "render_outbound", "render_event", "MemoryTurns", "PROMPT", "CHAT_STORE", "chat_store_url",
-           "forget_conversations", "ChatStoreError"]
+__all__ = [
+    "chat_loop",
+    "render_outbound",
+    "render_event",
+    "MemoryTurns",
+    "PROMPT",
+    "CHAT_STORE",
+    "chat_store_url",
+    "forget_conversations",
+    "ChatStoreError",
+]

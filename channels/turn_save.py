@@ -3,6 +3,7 @@ message, and the turn's one write transaction (state and claim released, outbox 
 processed, events) — shared by the persisted turn path (channels/turns.py), the inbox worker path
 (channels/inbox_turns.py) and expiry (channels/expiry.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,18 @@ def inbound_from_payload(payload: dict[str, Any]) -> Inbound:
 def conversation_of(contact: str, state: dict[str, Any]) -> Conversation | None:
     if state["flow"] is None or state["step"] is None:
         return None
-    return Conversation(contact=contact, flow=state["flow"], version=state["flow_version"] or 0, step=state["step"],
-                        vars=state["vars"], attempts=state["attempts"] or 0, status=state["status"],
-                        started_at=state["started_at"], updated_at=state["updated_at"],
-                        expires_at=state["expires_at"])
+    return Conversation(
+        contact=contact,
+        flow=state["flow"],
+        version=state["flow_version"] or 0,
+        step=state["step"],
+        vars=state["vars"],
+        attempts=state["attempts"] or 0,
+        status=state["status"],
+        started_at=state["started_at"],
+        updated_at=state["updated_at"],
+        expires_at=state["expires_at"],
+    )
 
 
 def state_of(conversation: Conversation | None, before: dict[str, Any]) -> dict[str, Any]:
@@ -71,11 +80,17 @@ def state_of(conversation: Conversation | None, before: dict[str, Any]) -> dict[
 
 def outbound_dict(message: Outbound) -> dict[str, Any]:
     """Outbound.as_dict() without dataclasses.asdict's deep copy (a tenth of the cost, on every turn)."""
+
     def choices(items: tuple[Choice, ...]) -> list[dict[str, Any]]:
         return [{"id": c.id, "title": c.title, "description": c.description} for c in items]
 
-    return {"to": message.to, "text": message.text, "buttons": choices(message.buttons),
-            "options": choices(message.options), "list_button": message.list_button}
+    return {
+        "to": message.to,
+        "text": message.text,
+        "buttons": choices(message.buttons),
+        "options": choices(message.options),
+        "list_button": message.list_button,
+    }
 
 
 def persistent(ctx: TurnContext) -> TurnContext:
@@ -83,22 +98,43 @@ def persistent(ctx: TurnContext) -> TurnContext:
     return replace(ctx, invoke=stored_invoke) if ctx.invoke is call_handler else ctx
 
 
-def save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnContext, *, inbox_id: int | None = None,
-          received: Inbound | None = None, wa_id: str | None = None, profile_name: str | None = None) -> None:
+def save(
+    claim: sessions.Claim,
+    contact: str,
+    result: TurnResult,
+    ctx: TurnContext,
+    *,
+    inbox_id: int | None = None,
+    received: Inbound | None = None,
+    wa_id: str | None = None,
+    profile_name: str | None = None,
+) -> None:
     """The turn's one write transaction: state + claim released, outbox rows, the inbox row processed
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
     if (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
         # On PostgreSQL the same writes in one statement and one round trip.
-        sessions.save_and_release(claim, state_of(result.conversation, claim.state), sessions.Processed(
-            inbox_id, now,
-            [outbox.encode(outbound_dict(m)) for m in result.outbound],
-            [(now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
-             for e in result.events],
-            received and (inbox.processed_params(claim.contact_id, received.message_id, inbound_payload(received),
-                                                 received.timestamp or now, now),
-                          touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name))))
+        sessions.save_and_release(
+            claim,
+            state_of(result.conversation, claim.state),
+            sessions.Processed(
+                inbox_id,
+                now,
+                [outbox.encode(outbound_dict(m)) for m in result.outbound],
+                [
+                    (now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
+                    for e in result.events
+                ],
+                received
+                and (
+                    inbox.processed_params(
+                        claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
+                    ),
+                    touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name),
+                ),
+            ),
+        )
         return
     with write_transaction():
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
@@ -106,8 +142,12 @@ def save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnConte
         if inbox_id is not None:
             inbox.mark_processed(inbox_id, now)
         if received is not None:
-            if not inbox.add_processed(claim.contact_id, received.message_id, inbound_payload(received),
-                                       received.timestamp or now, now) and claim.read_as is not None:
+            if (
+                not inbox.add_processed(
+                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
+                )
+                and claim.read_as is not None
+            ):
                 raise sessions.ClaimLost(f"message {received.message_id} was handled while this turn ran")
             touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
@@ -115,7 +155,8 @@ def save(claim: sessions.Claim, contact: str, result: TurnResult, ctx: TurnConte
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))
         outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], now)
         events.record_many(
-            EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events)
+            EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
+        )
 
 
 def _without_secret(result: TurnResult, secrets: frozenset[str]) -> TurnResult:
@@ -133,5 +174,9 @@ def log_tags(contact: str, claim: sessions.Claim):
 
     state = claim.state
     started = state["started_at"]
-    return logs.context(contact=mask_msisdn(contact), flow=state["flow"], step=state["step"],
-                        conversation=f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}" if started else None)
+    return logs.context(
+        contact=mask_msisdn(contact),
+        flow=state["flow"],
+        step=state["step"],
+        conversation=f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}" if started else None,
+    )

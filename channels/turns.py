@@ -21,6 +21,7 @@ handle_message is for callers that hold the message themselves (`flows chat`, te
 raises, nothing about the turn was saved and the caller decides; a channel that must not lose a message
 stores it in the inbox first and lets process_inbox run it.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -36,8 +37,16 @@ from engine.runner import expire, run_turn, start
 from storage import inbox, sessions
 
 
-def handle_message(inbound: Inbound, flows: FlowSet, ctx: TurnContext, profile_name: str | None = None, *,
-                   wa_id: str | None = None, worker_id: str | None = None, wait: float = WAIT) -> TurnResult:
+def handle_message(
+    inbound: Inbound,
+    flows: FlowSet,
+    ctx: TurnContext,
+    profile_name: str | None = None,
+    *,
+    wa_id: str | None = None,
+    worker_id: str | None = None,
+    wait: float = WAIT,
+) -> TurnResult:
     """Run one message's turn now, persisted (see the module docstring), and record it in the inbox as
     processed in the same transaction that saves the turn.
 
@@ -72,8 +81,14 @@ class _StateMoved(BaseException):
     again under a claim. A BaseException so that the engine's guard around an action does not report it."""
 
 
-def _optimistic_turn(claim: sessions.Claim, inbound: Inbound, flows: FlowSet, ctx: TurnContext,
-                     wa_id: str | None, profile_name: str | None) -> TurnResult | None:
+def _optimistic_turn(
+    claim: sessions.Claim,
+    inbound: Inbound,
+    flows: FlowSet,
+    ctx: TurnContext,
+    wa_id: str | None,
+    profile_name: str | None,
+) -> TurnResult | None:
     """Run a turn on a state read without a claim (sessions.peek) and save it in one commit if the state is
     still as read; None when it moved on (nothing saved: run the turn under a claim). A turn that reaches
     an action claims the state first (sessions.claim_read), so actions never run on a stale state; from
@@ -94,8 +109,9 @@ def _optimistic_turn(claim: sessions.Claim, inbound: Inbound, flows: FlowSet, ct
 
     try:
         with released_on_stop(claim), log_tags(inbound.contact, claim):
-            result = run_turn(flows, conversation_of(inbound.contact, claim.state), inbound,
-                              replace(ctx, invoke=claim_then_invoke))
+            result = run_turn(
+                flows, conversation_of(inbound.contact, claim.state), inbound, replace(ctx, invoke=claim_then_invoke)
+            )
             save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
         return result
     except _StateMoved:
@@ -107,8 +123,9 @@ def _optimistic_turn(claim: sessions.Claim, inbound: Inbound, flows: FlowSet, ct
         return None
 
 
-def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None,
-               wait: float = WAIT) -> TurnResult:
+def start_flow(
+    contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None, wait: float = WAIT
+) -> TurnResult:
     """Open a flow for a contact directly (`flows chat FLOW`), persisted like a turn; raises KeyError for
     an unknown flow.
     """
@@ -123,8 +140,9 @@ def start_flow(contact: str, flow_name: str, flows: FlowSet, ctx: TurnContext, *
     return result
 
 
-def close_conversation(contact: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None,
-                       wait: float = WAIT) -> TurnResult | None:
+def close_conversation(
+    contact: str, flows: FlowSet, ctx: TurnContext, *, worker_id: str | None = None, wait: float = WAIT
+) -> TurnResult | None:
     """Expire the contact's active conversation now, through the flow's expiry (its step and message), as
     if it had timed out; None when there was none. For `flows demo`, whose sandbox forgets a payment left
     half-way between runs.

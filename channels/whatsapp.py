@@ -5,6 +5,7 @@ the inbox (unique on the WhatsApp message id, so a redelivery changes nothing) a
 receipts on the outbox rows they name. Conversations run later in the workers (channels/worker.py):
 no turn and no O'mari call ever happens inside a webhook request, so Meta gets its 200 in milliseconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,13 +38,18 @@ log = logging.getLogger("convoflow.whatsapp")
 MAX_BODY_BYTES = 3 * 1024 * 1024  # Meta batches up to a few hundred items; anything far larger is not Meta
 
 _STATUS_LINES = {
-    200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
-    413: "413 Request Entity Too Large", 503: "503 Service Unavailable",
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    413: "413 Request Entity Too Large",
+    503: "503 Service Unavailable",
 }
 
 # A store that fails with one of these failed because of what the delivery holds, not because the database
 # is down: the same body would fail on every retry, so it is kept as a dead letter instead (issue 10.2).
 _POISON = (ValueError, RecursionError, OverflowError, peewee.DataError, peewee.IntegrityError)
+
 
 class StoreBusy(RuntimeError):
     """The database could not take a delivery within the bounded wait (DATABASE_WAIT)."""
@@ -59,7 +65,6 @@ def _sqlite_writer(wait: float):
         yield
     finally:
         writer.release()
-
 
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:
@@ -78,11 +83,12 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         # The usual delivery, one message from someone who wrote before: one statement, no transaction.
         r = hook.messages[0]
         i, who = r.inbound, r.sender
-        if inbox.add_for_known_contact(who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r),
-                                       i.timestamp or now, now):
+        if inbox.add_for_known_contact(
+            who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r), i.timestamp or now, now
+        ):
             return 1, 0
     new = dup = 0
-    with (nullcontext() if is_postgres() else _sqlite_writer(wait)), write_transaction():
+    with nullcontext() if is_postgres() else _sqlite_writer(wait), write_transaction():
         # A redelivered event stops here, before its sender is looked up: after a number change the old
         # number names nobody any more, and looking it up would make a new contact.
         seen = inbox.known_ids([r.inbound.message_id for r in hook.messages if r.event])
@@ -111,9 +117,15 @@ def _store_message(r: Received, contact_id: int, key: str, now: datetime) -> boo
         return False
     if r.new_wa_id:
         moved = change_number(contact_id, r.new_wa_id)
-        events.record(EventRecord(now, "contact.number_changed" if moved else "contact.number_change_refused", key,
-                                  None, {"level": "info" if moved else "warning", "from": r.sender.wa_id,
-                                         "to": r.new_wa_id}))
+        events.record(
+            EventRecord(
+                now,
+                "contact.number_changed" if moved else "contact.number_change_refused",
+                key,
+                None,
+                {"level": "info" if moved else "warning", "from": r.sender.wa_id, "to": r.new_wa_id},
+            )
+        )
         if not moved:
             log.warning("contact %s changed number, but another contact already has the new one", contact_id)
     return True
@@ -148,8 +160,12 @@ def fresh_only(hook: Webhook, oldest: datetime) -> tuple[Webhook, int]:
         return hook, 0
     for r in hook.messages:
         if id(r) in old:
-            log.warning("webhook message %s refused: sent %s, before %s (a replay?)", storable(r.inbound.message_id),
-                        r.inbound.timestamp.isoformat(), oldest.isoformat(timespec="seconds"))
+            log.warning(
+                "webhook message %s refused: sent %s, before %s (a replay?)",
+                storable(r.inbound.message_id),
+                r.inbound.timestamp.isoformat(),
+                oldest.isoformat(timespec="seconds"),
+            )
     return replace(hook, messages=tuple(r for r in hook.messages if id(r) not in old)), len(old)
 
 
@@ -245,8 +261,9 @@ class WebhookEndpoint:
             body = environ["wsgi.input"].read(length) if length else b""
             status, text = self.receive(body, environ.get("HTTP_X_HUB_SIGNATURE_256"), environ.get("REMOTE_ADDR"))
         data = (text if status == 200 else text + "\n").encode()
-        start_response(_STATUS_LINES[status], [("Content-Type", "text/plain; charset=utf-8"),
-                                              ("Content-Length", str(len(data)))])
+        start_response(
+            _STATUS_LINES[status], [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+        )
         return [data]
 
 
@@ -298,8 +315,9 @@ def create_app(
     return app
 
 
-def _health_routes(app: Flask, metrics: Metrics, *, wait: float, clock: Callable[[], datetime],
-                   background: Callable[[], dict] | None) -> None:
+def _health_routes(
+    app: Flask, metrics: Metrics, *, wait: float, clock: Callable[[], datetime], background: Callable[[], dict] | None
+) -> None:
     """GET /healthz (liveness), /readyz (readiness) and /metrics."""
 
     @app.get("/healthz")
@@ -317,8 +335,12 @@ def _health_routes(app: Flask, metrics: Metrics, *, wait: float, clock: Callable
         try:
             beat(clock())
             written = time.perf_counter() - started
-            report = {"ready": True, "database": "writable", "write_ms": round(written * 1000, 1),
-                      "inbox_backlog": inbox.backlog()}
+            report = {
+                "ready": True,
+                "database": "writable",
+                "write_ms": round(written * 1000, 1),
+                "inbox_backlog": inbox.backlog(),
+            }
         except Exception as e:  # any failure means "cannot store a delivery now"; say which kind, never the URL
             log.warning("readiness check: the database cannot take a write (%s)", type(e).__name__)
             report = {"ready": False, "database": f"cannot write ({type(e).__name__})"}
@@ -363,17 +385,30 @@ def serve(
     from .worker import start_workers
 
     metrics = Metrics()
-    background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics, sms=sms) if workers else None
+    background = (
+        start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics, sms=sms) if workers else None
+    )
     try:
-        app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None,
-                         background=background.state if background else None)
+        app = create_app(
+            settings,
+            metrics=metrics,
+            on_inbox=background.wake if background else None,
+            background=background.state if background else None,
+        )
         # waitress warns "Task queue depth is N" whenever a request waits for a thread: under a burst from
         # Meta that is every request, and the log line would cost more than the request itself.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        server = create_server(app, host=host, port=port, ident="convoflow", threads=settings.http_threads,
-                               connection_limit=settings.http_connection_limit, backlog=settings.http_backlog,
-                               channel_timeout=settings.http_channel_timeout,
-                               asyncore_use_poll=True)  # select() stops at 1,024 sockets; poll() has no limit
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            ident="convoflow",
+            threads=settings.http_threads,
+            connection_limit=settings.http_connection_limit,
+            backlog=settings.http_backlog,
+            channel_timeout=settings.http_channel_timeout,
+            asyncore_use_poll=True,
+        )  # select() stops at 1,024 sockets; poll() has no limit
         if ready is not None:
             ready(f"http://{host}:{server.effective_port}")
         server.run()  # returns after KeyboardInterrupt / SystemExit, once waitress has shut its threads
@@ -406,12 +441,17 @@ def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     check_settings(settings, http=True, sandbox=sandbox)
-    check(open_database(settings.database_url, wait=settings.database_wait,
-                        max_connections=pool_size(settings, workers)))
+    check(
+        open_database(settings.database_url, wait=settings.database_wait, max_connections=pool_size(settings, workers))
+    )
     metrics = Metrics()
     background = start_workers(settings, sandbox=sandbox, threads=workers, metrics=metrics) if workers else None
-    app = create_app(settings, metrics=metrics, on_inbox=background.wake if background else None,
-                     background=background.state if background else None)
+    app = create_app(
+        settings,
+        metrics=metrics,
+        on_inbox=background.wake if background else None,
+        background=background.state if background else None,
+    )
     if background is not None:
         atexit.register(background.stop)
         app.extensions["convoflow.workers"] = background

@@ -11,6 +11,7 @@ Idle threads wait on an event with a timeout: the webhook (same process) and the
 at once, the timeout is the poll for work written by other processes. stop() lets each thread finish
 what it is doing (a turn, a send round) and returns within a bound.
 """
+
 from __future__ import annotations
 
 import logging
@@ -203,7 +204,9 @@ class Workers:
         alive = {t.name for t in self._threads if t.is_alive()}
         return {
             "turn_threads": sum(name.startswith("convoflow-turns-") for name in alive),
-            "sender": None if self.sender is None else {
+            "sender": None
+            if self.sender is None
+            else {
                 "running": "convoflow-sender" in alive,
                 "last_round_at": self.sender_ok_at.isoformat(timespec="seconds") + "Z" if self.sender_ok_at else None,
                 "error": self.sender_error,
@@ -240,9 +243,13 @@ def turn_context(services: Mapping[str, Any]) -> TurnContext:
     from channels.action_results import stored_invoke
 
     settings = services.get("settings") or Settings()
-    return TurnContext(services=services, invoke=stored_invoke, log=logging.getLogger("convoflow.engine"),
-                       business_timezone=settings.business_timezone,
-                       zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")))
+    return TurnContext(
+        services=services,
+        invoke=stored_invoke,
+        log=logging.getLogger("convoflow.engine"),
+        business_timezone=settings.business_timezone,
+        zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")),
+    )
 
 
 def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
@@ -264,8 +271,9 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
         raise SettingsError(f"WHATSAPP_API_URL must start with https:// (e.g. {DEFAULT_WHATSAPP_API_URL})")
     if sandbox:
         if settings.omari_merchant_key:
-            raise SettingsError("OMARI_MERCHANT_KEY is set but --sandbox was given: payments would not reach O'mari; "
-                                "drop one of them")
+            raise SettingsError(
+                "OMARI_MERCHANT_KEY is set but --sandbox was given: payments would not reach O'mari; drop one of them"
+            )
         return
     if settings.omari_merchant_key and not settings.omari_api_base_url:
         raise SettingsError("OMARI_API_BASE_URL is not set while OMARI_MERCHANT_KEY is")
@@ -273,8 +281,10 @@ def check_settings(settings: Settings, *, http: bool, sandbox: bool) -> None:
 
     clients, missing = providers.clients(settings)
     if not clients:  # any one provider configured is enough: O'mari, Paynow, …
-        raise SettingsError(f"no payment provider is configured ({'; '.join(missing.values())}): refusing to start "
-                            "without one (set one provider's settings, or give --sandbox to use the built-in sandboxes)")
+        raise SettingsError(
+            f"no payment provider is configured ({'; '.join(missing.values())}): refusing to start "
+            "without one (set one provider's settings, or give --sandbox to use the built-in sandboxes)"
+        )
 
 
 def build_services(settings: Settings, *, sandbox: bool, sms: Callable[[str, str], None] | None = None) -> dict:

@@ -3,6 +3,7 @@
 The engine does no I/O of its own: everything with a side effect comes in here, so tests run turns
 with a fake clock and no database.
 """
+
 from __future__ import annotations
 
 import logging

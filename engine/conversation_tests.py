@@ -19,6 +19,7 @@ A failure names the line of the item that failed; a test stops at its first fail
 Pure like the rest of the engine: the host gives the flows, how to render a message, and (optionally) how
 to run an action for real.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,7 +114,9 @@ def read_tests(text: str, file: str, registry: ActionRegistry) -> tuple[list[Con
     """The tests in one file, and every problem with it (a test with a problem is left out)."""
     source = parse(text, file)
     if source.problems:
-        return [], [Failure(file, p.line, None, EMPTY if p.code == "yaml.empty" else p.message) for p in source.problems]
+        return [], [
+            Failure(file, p.line, None, EMPTY if p.code == "yaml.empty" else p.message) for p in source.problems
+        ]
     tests_node = next((v for k, v, _ in _pairs(yaml.compose(text, Loader=yaml.SafeLoader)) if k == "tests"), None)
     if not isinstance(tests_node, yaml.SequenceNode):
         return [], [Failure(file, 1, None, EMPTY.split(": ", 1)[1])]
@@ -131,8 +134,11 @@ def _read_test(node: yaml.Node, file: str, number: int, registry: ActionRegistry
     fields = {k: (v, line) for k, v, line in _pairs(node)}
     name = _text(fields["name"][0]) if "name" in fields else None
     name = name or f"#{number}"
-    problems = [Failure(file, line, name, f"unknown key '{k}' (a test has {', '.join(TEST_KEYS)})")
-                for k, (_, line) in fields.items() if k not in TEST_KEYS]
+    problems = [
+        Failure(file, line, name, f"unknown key '{k}' (a test has {', '.join(TEST_KEYS)})")
+        for k, (_, line) in fields.items()
+        if k not in TEST_KEYS
+    ]
     if not isinstance(node, yaml.MappingNode) or "conversation" not in fields:
         return None, problems + [Failure(file, _line(node), name, "a test needs 'name:' and 'conversation:'")]
     mocks = dict(_read_mocks(fields["actions"][0], file, name, registry, problems)) if "actions" in fields else {}
@@ -146,8 +152,14 @@ def _read_mocks(node: yaml.Node, file: str, test: str, registry: ActionRegistry,
         spec = registry.get(action or "")
         if spec is None:
             close = registry.suggest(action or "")
-            problems.append(Failure(file, line, test, f"no action named '{action}' to mock"
-                                    + (f" — did you mean '{close}'?" if close else "")))
+            problems.append(
+                Failure(
+                    file,
+                    line,
+                    test,
+                    f"no action named '{action}' to mock" + (f" — did you mean '{close}'?" if close else ""),
+                )
+            )
             continue
         results = value.value if isinstance(value, yaml.SequenceNode) else [value]
         mocked = tuple(r for r in (_read_mock(n, spec, file, test, problems) for n in results) if r is not None)
@@ -160,13 +172,18 @@ def _read_mock(node: yaml.Node, spec: ActionSpec, file: str, test: str, problems
     outcome = _text(fields["outcome"]) if "outcome" in fields else None
     if outcome not in spec.outcomes:
         got = f"'{outcome}' is not one of its outcomes" if outcome else "it needs an 'outcome:'"
-        problems.append(Failure(file, _line(node), test, f"mock of '{spec.name}': {got} "
-                                f"({', '.join(spec.outcomes)})"))
+        problems.append(Failure(file, _line(node), test, f"mock of '{spec.name}': {got} ({', '.join(spec.outcomes)})"))
         return None
     extra = [k for k in fields if k not in MOCK_KEYS]
     if extra:
-        problems.append(Failure(file, _line(node), test, f"mock of '{spec.name}': unknown key '{extra[0]}' "
-                                "(a mock has outcome: and data:)"))
+        problems.append(
+            Failure(
+                file,
+                _line(node),
+                test,
+                f"mock of '{spec.name}': unknown key '{extra[0]}' (a mock has outcome: and data:)",
+            )
+        )
         return None
     data = yaml.safe_load(yaml.serialize(fields["data"])) if "data" in fields else None
     return Result(outcome, data)
@@ -176,16 +193,38 @@ def _read_items(node: yaml.Node, file: str, test: str, problems: list[Failure]) 
     for entry in node.value if isinstance(node, yaml.SequenceNode) else ():
         pairs = list(_pairs(entry))
         if len(pairs) != 1 or pairs[0][0] not in ITEM_KEYS or _text(pairs[0][1]) is None:
-            problems.append(Failure(file, _line(entry), test, "each line of a conversation is one of "
-                                    "'- user: what the customer sends', '- bot: what the reply contains', '- wait: 10m'"))
+            problems.append(
+                Failure(
+                    file,
+                    _line(entry),
+                    test,
+                    "each line of a conversation is one of "
+                    "'- user: what the customer sends', '- bot: what the reply contains', '- wait: 10m'",
+                )
+            )
             continue
         kind, value, line = pairs[0]
         if not (_text(value) or "").strip():
-            problems.append(Failure(file, line, test, f"'{kind}:' is empty: write what the "
-                                    + ("customer sends" if kind == "user" else "reply contains" if kind == "bot" else "time that passes")))
+            problems.append(
+                Failure(
+                    file,
+                    line,
+                    test,
+                    f"'{kind}:' is empty: write what the "
+                    + (
+                        "customer sends"
+                        if kind == "user"
+                        else "reply contains"
+                        if kind == "bot"
+                        else "time that passes"
+                    ),
+                )
+            )
             continue
         if kind == "wait" and parse_duration(_text(value) or "") is None:
-            problems.append(Failure(file, line, test, f"wait: '{_text(value)}' is not a duration like 30s, 11m, 2h or 1d"))
+            problems.append(
+                Failure(file, line, test, f"wait: '{_text(value)}' is not a duration like 30s, 11m, 2h or 1d")
+            )
             continue
         yield Item(kind, _text(value) or "", line)
     if not isinstance(node, yaml.SequenceNode) or not node.value:
@@ -248,9 +287,13 @@ class _Visited(Mapping):
 
 def _recording(flows: FlowSet, visited: set[tuple[str, str]]) -> FlowSet:
     """The same flows, noting every step walked into `visited` (for --coverage)."""
-    return replace(flows, versions={
-        name: {v: replace(f, steps=_Visited(f.steps, f.name, visited)) for v, f in by_version.items()}
-        for name, by_version in flows.versions.items()})
+    return replace(
+        flows,
+        versions={
+            name: {v: replace(f, steps=_Visited(f.steps, f.name, visited)) for v, f in by_version.items()}
+            for name, by_version in flows.versions.items()
+        },
+    )
 
 
 def unvisited(flows: FlowSet, visited: set[tuple[str, str]]) -> dict[str, list[str]]:
@@ -264,9 +307,15 @@ def unvisited(flows: FlowSet, visited: set[tuple[str, str]]) -> dict[str, list[s
     return missed
 
 
-def run_tests(tests: list[ConversationTest], flows: FlowSet, registry: ActionRegistry,
-              render: Callable[[Outbound], str], real: Invoke | None = None,
-              services: Mapping[str, Any] | None = None, before_each: Callable[[], None] | None = None) -> SuiteReport:
+def run_tests(
+    tests: list[ConversationTest],
+    flows: FlowSet,
+    registry: ActionRegistry,
+    render: Callable[[Outbound], str],
+    real: Invoke | None = None,
+    services: Mapping[str, Any] | None = None,
+    before_each: Callable[[], None] | None = None,
+) -> SuiteReport:
     """Run every test; before_each (e.g. a fresh database for real actions) runs before each one."""
     report = SuiteReport()
     recording = _recording(flows, report.visited)
@@ -280,12 +329,19 @@ def run_tests(tests: list[ConversationTest], flows: FlowSet, registry: ActionReg
     return report
 
 
-def _run_one(test: ConversationTest, flows: FlowSet, registry: ActionRegistry, render: Callable[[Outbound], str],
-             real: Invoke | None, services: Mapping[str, Any]) -> Failure | None:
+def _run_one(
+    test: ConversationTest,
+    flows: FlowSet,
+    registry: ActionRegistry,
+    render: Callable[[Outbound], str],
+    real: Invoke | None,
+    services: Mapping[str, Any],
+) -> Failure | None:
     clock, mocks = _Clock(), _Mocks(test.mocks, real)
     ids = iter(range(1, 1_000_000))
-    ctx = TurnContext(registry=registry, clock=clock, new_id=lambda: f"test-{next(ids)}", services=services,
-                      invoke=mocks)
+    ctx = TurnContext(
+        registry=registry, clock=clock, new_id=lambda: f"test-{next(ids)}", services=services, invoke=mocks
+    )
     conversation: Conversation | None = None
     replies: list[str] = []
     errors: list[str] = []
@@ -298,8 +354,13 @@ def _run_one(test: ConversationTest, flows: FlowSet, registry: ActionRegistry, r
             continue
         result = _act(item, n, test.contact, conversation, flows, ctx, clock)
         if mocks.unmocked:
-            return Failure(test.file, item.line, test.name, f"action '{mocks.unmocked[0]}' has no mock: add it "
-                           "under 'actions:' (its outcome and data), or run `flows test --real-actions`")
+            return Failure(
+                test.file,
+                item.line,
+                test.name,
+                f"action '{mocks.unmocked[0]}' has no mock: add it "
+                "under 'actions:' (its outcome and data), or run `flows test --real-actions`",
+            )
         if result is not None:
             conversation = result.conversation or conversation
             replies = [render(message) for message in result.outbound]
@@ -307,15 +368,21 @@ def _run_one(test: ConversationTest, flows: FlowSet, registry: ActionRegistry, r
     return None
 
 
-def _act(item: Item, n: int, contact: str, conversation: Conversation | None, flows: FlowSet, ctx: TurnContext,
-         clock: _Clock) -> TurnResult | None:
+def _act(
+    item: Item, n: int, contact: str, conversation: Conversation | None, flows: FlowSet, ctx: TurnContext, clock: _Clock
+) -> TurnResult | None:
     """A `user:` line is one message; a `wait:` moves the clock and expires the conversation when due."""
     if item.kind == "user":
-        return run_turn(flows, conversation, Inbound(contact=contact, message_id=f"test-message-{n}",
-                                                     text=item.value), ctx)
+        return run_turn(
+            flows, conversation, Inbound(contact=contact, message_id=f"test-message-{n}", text=item.value), ctx
+        )
     clock.now += timedelta(seconds=parse_duration(item.value) or 0)
-    due = conversation is not None and conversation.status == ACTIVE and conversation.expires_at is not None \
+    due = (
+        conversation is not None
+        and conversation.status == ACTIVE
+        and conversation.expires_at is not None
         and conversation.expires_at <= clock.now
+    )
     return expire(flows, conversation, ctx) if due else None
 
 
@@ -323,9 +390,15 @@ def _expect(expected: str, replies: list[str], errors: list[str], conversation: 
     """None when the next reply matches `expected`, else what went wrong, in the author's words."""
     wanted = f"a message matching {expected}" if _is_regex(expected) else f"a message containing '{expected}'"
     if not replies:
-        where = "the conversation has not started" if conversation is None else (
-            f"the bot waits at step '{conversation.step}'" if conversation.status == ACTIVE
-            else f"the conversation has {conversation.status}")
+        where = (
+            "the conversation has not started"
+            if conversation is None
+            else (
+                f"the bot waits at step '{conversation.step}'"
+                if conversation.status == ACTIVE
+                else f"the conversation has {conversation.status}"
+            )
+        )
         return f"expected {wanted}, got no message ({where})" + _errors(errors)
     got = replies[0]
     if _is_regex(expected):

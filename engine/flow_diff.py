@@ -4,6 +4,7 @@ Steps are compared as the data the author wrote (comments and layout do not coun
 is shown as a few lines of unified diff of that step alone, so a reader sees `- ask: …` / `+ ask: …`
 rather than the whole file.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -44,8 +45,11 @@ def _lines(step: Any) -> list[str]:
 
 
 def _short_diff(old: Any, new: Any) -> list[str]:
-    diff = [line for line in difflib.unified_diff(_lines(old), _lines(new), lineterm="", n=0)
-            if not line.startswith(("---", "+++", "@@"))]
+    diff = [
+        line
+        for line in difflib.unified_diff(_lines(old), _lines(new), lineterm="", n=0)
+        if not line.startswith(("---", "+++", "@@"))
+    ]
     if len(diff) > MAX_DIFF_LINES:
         diff = diff[:MAX_DIFF_LINES] + [f"… {len(diff) - MAX_DIFF_LINES} more lines"]
     return diff

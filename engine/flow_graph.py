@@ -2,6 +2,7 @@
 
 Tolerant of steps of the wrong shape (only string targets count), so it also serves files with errors.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping

@@ -8,6 +8,7 @@ branch), then the step is checked against that kind's definition alone. One `one
 answer "is not valid under any of the given schemas"; this names the field the author wrote.
 jsonschema's errors are turned into plain words at the place in the file they are about.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -42,8 +43,8 @@ _BASE: dict = {
     "$id": "https://convoflow.local/schemas/flow.schema.json",
     "title": "convoflow flow",
     "description": "One WhatsApp conversation flow. Put `# yaml-language-server: $schema=../schemas/flow.schema.json` "
-                   "on the first line of a flow file so your editor checks it as you type; `flows validate` checks "
-                   "everything this schema checks and more.",
+    "on the first line of a flow file so your editor checks it as you type; `flows validate` checks "
+    "everything this schema checks and more.",
     "type": "object",
     "required": ["flow", "steps"],
     "additionalProperties": False,
@@ -54,7 +55,7 @@ _BASE: dict = {
             "type": "array",
             "errorMessage": "must be a list of phrases, e.g. triggers: [pay, payment]",
             "description": "Messages that start this flow. The whole message must match; case, surrounding spaces "
-                           "and punctuation are ignored.",
+            "and punctuation are ignored.",
             "items": _TEXT,
         },
         "start": {"$ref": "#/$defs/step_name", "description": "The first step. Default: the first step written."},
@@ -65,19 +66,27 @@ _BASE: dict = {
             "properties": {
                 "words": {"type": "array", "items": _TEXT, "description": "Default: cancel, stop."},
                 "say": {"$ref": "#/$defs/text", "description": "The message sent when the user cancels."},
-                "step": {"$ref": "#/$defs/step_name", "description": "A step to run on cancel (e.g. to void a payment)."},
+                "step": {
+                    "$ref": "#/$defs/step_name",
+                    "description": "A step to run on cancel (e.g. to void a payment).",
+                },
             },
         },
-        "menu": {"$ref": "#/$defs/text",
-                 "description": "The word that returns to the main menu from any question. Default: menu."},
+        "menu": {
+            "$ref": "#/$defs/text",
+            "description": "The word that returns to the main menu from any question. Default: menu.",
+        },
         "expire": {
             "type": "object",
             "description": "End the conversation after this long without a message from the user.",
             "required": ["after"],
             "additionalProperties": False,
             "properties": {
-                "after": {"type": "string", "errorMessage": "must be a duration like 10m, 2h or 1d",
-                          "description": "How long: a number then s, m, h or d, e.g. 10m, 2h, 1d."},
+                "after": {
+                    "type": "string",
+                    "errorMessage": "must be a duration like 10m, 2h or 1d",
+                    "description": "How long: a number then s, m, h or d, e.g. 10m, 2h, 1d.",
+                },
                 "say": {"$ref": "#/$defs/text", "description": "The message sent when the conversation expires."},
                 "step": {"$ref": "#/$defs/step_name", "description": "A step to run when the conversation expires."},
             },
@@ -85,7 +94,7 @@ _BASE: dict = {
         "steps": {
             "type": "object",
             "description": "The steps, by name. Each step's kind is the key it carries: say, ask, action, flow or "
-                           "end (a step with only next: is a branch).",
+            "end (a step with only next: is a branch).",
             "minProperties": 1,
             "propertyNames": _STEP_NAME,
             "additionalProperties": {"$ref": "#/$defs/step"},
@@ -97,13 +106,13 @@ _BASE: dict = {
             "type": "string",
             "pattern": "^[a-z][a-z0-9_]*$",
             "patternErrorMessage": "must be lowercase letters, digits and underscores, starting with a letter, "
-                                   "e.g. omari_payment",
+            "e.g. omari_payment",
         },
         "step_name": {
             "type": "string",
             "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$",
             "patternErrorMessage": "must be letters, digits, '_' or '-' (no spaces), at most 64 characters, "
-                                   "e.g. ask_amount",
+            "e.g. ask_amount",
         },
         "variable": {
             "type": "string",
@@ -112,7 +121,7 @@ _BASE: dict = {
         },
         "next": {
             "description": "Where to go next: a step name, or a list of {if: <condition>, goto: <step>} ending with "
-                           "a plain {goto: <step>}.",
+            "a plain {goto: <step>}.",
             "type": ["string", "array"],
             "if": {"type": "string"},
             "then": _STEP_NAME,
@@ -138,8 +147,12 @@ def build_schema() -> dict:
     defs = root["$defs"]
     keyed = [k for k in kinds if k.key]
     rules = [{"if": {"required": [k.key]}, "then": {"$ref": f"#/$defs/{k.name}"}} for k in keyed]
-    rules.append({"if": {"not": {"anyOf": [{"required": [k.key]} for k in keyed]}},
-                  "then": {"$ref": f"#/$defs/{kinds.keyless().name}"}})
+    rules.append(
+        {
+            "if": {"not": {"anyOf": [{"required": [k.key]} for k in keyed]}},
+            "then": {"$ref": f"#/$defs/{kinds.keyless().name}"},
+        }
+    )
     defs["step"] = {"type": "object", "allOf": rules}
     for kind in kinds:
         defs[kind.name] = kind.schema
@@ -154,15 +167,20 @@ def _expect_defs() -> dict:
     return {
         "expect": {
             "description": f"The check the answer must pass: {', '.join(bare)}, or a mapping with one of them and "
-                           "its settings, e.g. {amount: {min: '1', max: '{{ booking.balance_due }}'}}, "
-                           "{regex: '^BK-'}, {choice: [a, b]}.",
+            "its settings, e.g. {amount: {min: '1', max: '{{ booking.balance_due }}'}}, "
+            "{regex: '^BK-'}, {choice: [a, b]}.",
             "type": ["string", "object"],
             "if": {"type": "string"},
             "then": {"enum": bare},
             "else": {"$ref": "#/$defs/expect_settings"},
         },
-        "expect_settings": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
-                            "properties": settings},
+        "expect_settings": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
+            "properties": settings,
+        },
     }
 
 
@@ -175,8 +193,12 @@ def _check_settings(check: Any) -> dict:
         return {"type": ["null", "object"], **settings}
     short = {k: v for k, v in check.args[check.shorthand].items() if k != "type"}
     short_type = check.args[check.shorthand]["type"]
-    return {"type": [short_type, "object"], "if": {"type": short_type}, "then": short,
-            "else": {"required": list(check.required), **settings}}
+    return {
+        "type": [short_type, "object"],
+        "if": {"type": short_type},
+        "then": short,
+        "else": {"required": list(check.required), **settings},
+    }
 
 
 @lru_cache(maxsize=1)
@@ -213,8 +235,10 @@ def _inline(node: Any, defs: dict) -> Any:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            merged = {**_inline(defs[ref.removeprefix("#/$defs/")], defs),
-                      **{k: _inline(v, defs) for k, v in node.items() if k != "$ref"}}
+            merged = {
+                **_inline(defs[ref.removeprefix("#/$defs/")], defs),
+                **{k: _inline(v, defs) for k, v in node.items() if k != "$ref"},
+            }
             return merged
         return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
     if isinstance(node, list):
@@ -241,8 +265,10 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     whose shape is right (the semantic checks look only at those).
     """
     data = source.data
-    problems = [source.problem(path, "error", code, msg, key=key)
-                for path, code, msg, key in _explain(_validators()["top"], data, (), "")]
+    problems = [
+        source.problem(path, "error", code, msg, key=key)
+        for path, code, msg, key in _explain(_validators()["top"], data, (), "")
+    ]
     kind_of: dict[str, str | None] = {}
     sound: set[str] = set()
     steps = data.get("steps") if isinstance(data, dict) else None
@@ -252,35 +278,46 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     if not isinstance(steps, dict):
         return problems, kind_of, sound
     for name, step in steps.items():
-        path = ("steps", name)
-        if not isinstance(step, dict):
-            kind_of[name] = None
-            problems.append(source.problem(path, "error", "field.type",
-                                           f"step '{name}' must be a mapping of fields, e.g. 'say: Hello'"))
-            continue
-        kind, found = step_kind(step)
+        kind, found = _check_step(source, name, step)
         kind_of[name] = kind
-        if kind is None and not found:
-            typo = next((f" ('{key}' looks like '{close[0]}')" for key in step
-                         if (close := difflib.get_close_matches(str(key), (*kinds.keys(), "next"), n=1, cutoff=0.6))), "")
-            problems.append(source.problem(path, "error", "step.kind_missing",
-                                           f"step '{name}' does not say what it does: give it one of "
-                                           f"{_or_list(kinds.keys())}{typo}", key=True))
-            continue
-        if kind is None:
-            problems.append(source.problem(path + (found[1],), "error", "step.kind_ambiguous",
-                                           f"step '{name}' has both '{found[0]}' and '{found[1]}': a step does one "
-                                           f"thing, so split it into two steps joined by 'next'", key=True))
-            continue
-        errors = list(_explain(_validators()[kind], step, path, f"step '{name}': ", kind=kind))
-        problems.extend(source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors)
-        if not errors:
+        problems.extend(found)
+        if kind is not None and not found:
             sound.add(name)
     return problems, kind_of, sound
 
 
-def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Path, prefix: str,
-             kind: str | None = None) -> Iterator[tuple[Path, str, str, bool]]:
+def _check_step(source: Source, name: str, step: Any) -> tuple[str | None, list[Problem]]:
+    """One step's kind (None when it cannot be told) and the problems with its shape."""
+    path = ("steps", name)
+    if not isinstance(step, dict):
+        return None, [
+            source.problem(path, "error", "field.type", f"step '{name}' must be a mapping of fields, e.g. 'say: Hello'")
+        ]
+    kind, found = step_kind(step)
+    if kind is None and not found:
+        typo = next(
+            (
+                f" ('{key}' looks like '{close[0]}')"
+                for key in step
+                if (close := difflib.get_close_matches(str(key), (*kinds.keys(), "next"), n=1, cutoff=0.6))
+            ),
+            "",
+        )
+        message = f"step '{name}' does not say what it does: give it one of {_or_list(kinds.keys())}{typo}"
+        return None, [source.problem(path, "error", "step.kind_missing", message, key=True)]
+    if kind is None:
+        message = (
+            f"step '{name}' has both '{found[0]}' and '{found[1]}': a step does one "
+            f"thing, so split it into two steps joined by 'next'"
+        )
+        return None, [source.problem(path + (found[1],), "error", "step.kind_ambiguous", message, key=True)]
+    errors = _explain(_validators()[kind], step, path, f"step '{name}': ", kind=kind)
+    return kind, [source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors]
+
+
+def _explain(
+    validator: jsonschema.Draft202012Validator, instance: Any, base: Path, prefix: str, kind: str | None = None
+) -> Iterator[tuple[Path, str, str, bool]]:
     """jsonschema errors as (path, code, plain message, point at the key?)."""
     required_seen: set[Path] = set()
     for err in validator.iter_errors(instance):
@@ -297,7 +334,12 @@ def _explain(validator: jsonschema.Draft202012Validator, instance: Any, base: Pa
             continue
         if "propertyNames" in err.schema_path:
             name = err.instance
-            yield path + (name,), "field.invalid", f"{prefix}step name '{name}' {err.schema.get('patternErrorMessage', 'is not allowed')}", True
+            yield (
+                path + (name,),
+                "field.invalid",
+                f"{prefix}step name '{name}' {err.schema.get('patternErrorMessage', 'is not allowed')}",
+                True,
+            )
             continue
         code, message = plain_words(err, _label(path, base))
         if err.validator == "dependentRequired":
@@ -320,7 +362,7 @@ def _unknown_field(extra: str, known: list[str], path: Path, base: Path, kind: s
 
 def _label(path: Path, base: Path) -> str:
     """The name the author wrote for path: 'attempts', or 'item 2 of triggers'."""
-    rel = path[len(base):] if path[: len(base)] == base else path
+    rel = path[len(base) :] if path[: len(base)] == base else path
     if not rel:
         return base[-1] if base else "the flow"
     last = rel[-1]
@@ -350,8 +392,10 @@ def _steps_as_list(steps: list) -> str:
     """The message for steps written as a list (`- name: hello`), showing the same step written right."""
     first = steps[0] if steps and isinstance(steps[0], dict) else {}
     name = first.get("name") if isinstance(first.get("name"), str) else "hello"
-    return (f"steps are not a list: write each step's name followed by ':' and its fields indented below it, "
-            f"e.g. '{name}:' instead of '- name: {name}'")
+    return (
+        f"steps are not a list: write each step's name followed by ':' and its fields indented below it, "
+        f"e.g. '{name}:' instead of '- name: {name}'"
+    )
 
 
 def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
@@ -366,7 +410,9 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
         missing = [r for r in value if not isinstance(err.instance, dict) or r not in err.instance] or value
         return "field.required", f"{subject} needs {and_list(missing)}"
     if v == "dependentRequired":
-        pairs = [(k, need) for k, needs in value.items() if k in err.instance for need in needs if need not in err.instance]
+        pairs = [
+            (k, need) for k, needs in value.items() if k in err.instance for need in needs if need not in err.instance
+        ]
         k, need = pairs[0] if pairs else next(iter(value.items()))
         return "field.required", f"'{k}' only works together with '{need}'"
     if v == "enum":
@@ -376,11 +422,17 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     if v == "pattern":
         return "field.invalid", f"{subject} {schema_.get('patternErrorMessage', 'does not look right')}"
     if v == "minLength":
-        return "field.invalid", f"{subject} must not be empty" if value == 1 else f"{subject} must be at least {value} characters"
+        return (
+            "field.invalid",
+            f"{subject} must not be empty" if value == 1 else f"{subject} must be at least {value} characters",
+        )
     if v == "maxLength":
         return "field.invalid", f"{subject} must be at most {value} characters"
     if v in ("minItems", "minProperties"):
-        return "field.invalid", f"{subject} must not be empty" if value == 1 else f"{subject} needs at least {value} entries"
+        return (
+            "field.invalid",
+            f"{subject} must not be empty" if value == 1 else f"{subject} needs at least {value} entries",
+        )
     if v in ("maxItems", "maxProperties"):
         if value == 0:
             return "field.invalid", f"{subject} takes no settings"

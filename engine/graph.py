@@ -8,6 +8,7 @@ condition, the default labelled "otherwise"), action outcomes (`on:`), `on_fail`
 another flow. The flow-wide ways out (cancel words, expiry) start from their own nodes, and end at "stopped" when the flow
 names no step for them.
 """
+
 from __future__ import annotations
 
 import re
@@ -80,9 +81,16 @@ def _label(node: str, kind: str) -> str:
 
 # ── mermaid ────────────────────────────────────────────────────────────────────────────────────────
 
-_MERMAID_SHAPES = {"ask": '[/"{}"/]', "say": '["{}"]', "action": '[["{}"]]', "branch": '{{"{}"}}',
-                   "end": '(["{}"])', "flow": '>"{}"]', "other_flow": '[("{}")]',
-                   "special": '(("{}"))'}
+_MERMAID_SHAPES = {
+    "ask": '[/"{}"/]',
+    "say": '["{}"]',
+    "action": '[["{}"]]',
+    "branch": '{{"{}"}}',
+    "end": '(["{}"])',
+    "flow": '>"{}"]',
+    "other_flow": '[("{}")]',
+    "special": '(("{}"))',
+}
 
 
 def _mermaid_id(node: str, ids: dict[str, str]) -> str:
@@ -103,15 +111,24 @@ def mermaid(flow: Flow) -> str:
     for node, kind in _nodes(flow, found).items():
         lines.append(f"    {_mermaid_id(node, ids)}{_MERMAID_SHAPES[kind].format(_mermaid_text(_label(node, kind)))}")
     for edge in found:
-        lines.append(f'    {_mermaid_id(edge.source, ids)} -->|"{_mermaid_text(edge.label)}"| '
-                     f"{_mermaid_id(edge.target, ids)}")
+        lines.append(
+            f'    {_mermaid_id(edge.source, ids)} -->|"{_mermaid_text(edge.label)}"| {_mermaid_id(edge.target, ids)}'
+        )
     return "\n".join(lines) + "\n"
 
 
 # ── Graphviz dot ──────────────────────────────────────────────────────────────────────────────────
 
-_DOT_SHAPES = {"ask": "parallelogram", "say": "box", "action": "box3d", "branch": "diamond", "end": "oval",
-               "flow": "cds", "other_flow": "cylinder", "special": "circle"}
+_DOT_SHAPES = {
+    "ask": "parallelogram",
+    "say": "box",
+    "action": "box3d",
+    "branch": "diamond",
+    "end": "oval",
+    "flow": "cds",
+    "other_flow": "cylinder",
+    "special": "circle",
+}
 
 
 def _quoted(text: str) -> str:

@@ -13,6 +13,7 @@ to save, or a problem in plain words, which the runner sends when the step has n
 A check whose own arguments are broken (a max that renders to "abc", a regex that does not compile)
 raises CheckArgsError: that is the flow author's mistake, not the user's.
 """
+
 from __future__ import annotations
 
 import re
@@ -139,9 +140,11 @@ checks = InputChecks()
 
 def input_check(name: str, **entry: Any) -> Callable[[Callable[..., Checked]], Callable[..., Checked]]:
     """Register the decorated parse function as the check `name` (see InputCheck for the fields)."""
+
     def register(parse: Callable[..., Checked]) -> Callable[..., Checked]:
         checks.register(InputCheck(name=name, parse=parse, **entry))
         return parse
+
     return register
 
 
@@ -186,8 +189,8 @@ def _networks(prefixes: tuple[str, ...]) -> str:
 @input_check(
     "phone_zw",
     accepts="a Zimbabwe mobile number: `263` then 9 digits on a mobile network's prefix (`26371`, `26373`, "
-            "`26377`, `26378`: setting `ZW_MOBILE_PREFIXES`); spaces, dashes and a leading `+` are ignored. "
-            "`0771234567` is refused with a hint to send `263771234567`.",
+    "`26377`, `26378`: setting `ZW_MOBILE_PREFIXES`); spaces, dashes and a leading `+` are ignored. "
+    "`0771234567` is refused with a hint to send `263771234567`.",
     saves='`"263771234567"`',
     hint="a mobile number like 263771234567",
     examples=("phone_zw",),
@@ -206,8 +209,10 @@ def phone_zw(text: str, context: CheckContext) -> Checked:
     local = None if full else _PHONE_LOCAL.fullmatch(digits)
     number = national or (local.group(1) if local else None)
     if number is not None and number[:2] not in prefixes and number[0] in {p[0] for p in prefixes}:
-        return _fail(f"Please send a number on a Zimbabwe mobile network: starting {_networks(prefixes)}, "
-                     f"e.g. 263{prefixes[0]}1234567.")
+        return _fail(
+            f"Please send a number on a Zimbabwe mobile network: starting {_networks(prefixes)}, "
+            f"e.g. 263{prefixes[0]}1234567."
+        )
     if national is not None and national[:2] in prefixes:
         return Checked("263" + national)
     if local is not None and number[:2] in prefixes:
@@ -238,7 +243,7 @@ def _decimal_arg(name: str, value: Any) -> Decimal | None:
 @input_check(
     "amount",
     accepts="a positive amount with at most 2 decimals: `50`, `50.00`, `$50`, `1,250.50`. Refuses `abc`, `-5`, "
-            "`0`, `1e3`, `50.123`. Settings `min`, `max` (may be templates).",
+    "`0`, `1e3`, `50.123`. Settings `min`, `max` (may be templates).",
     saves='`"50.00"`',
     hint="an amount like 50 or 50.00",
     examples=('{amount: {min: "0.01", max: "{{ booking.balance_due }}"}}',),
@@ -292,7 +297,7 @@ _CODE_LENGTH = {"type": "integer", "minimum": 1, "maximum": 12}
 @input_check(
     "otp",
     accepts="a one-time code of 4 to 8 digits. Settings `min_length`, `max_length`. The code is a secret: it "
-            "never reaches a log.",
+    "never reaches a log.",
     saves='`"123456"`',
     hint="the code from your SMS, in digits",
     examples=("{otp: {min_length: 4, max_length: 8}}",),
@@ -529,15 +534,23 @@ _DATE_LIMIT = {"type": "string", "minLength": 1}
 @input_check(
     "date",
     accepts="a day: `25/12/2026`, `25 Dec 2026`, `2026-12-25`, `today`, `tomorrow` (in the business's time "
-            "zone, setting `BUSINESS_TIMEZONE`). Settings `after`, `before`: the answer must be later / earlier "
-            "than that day; `today`, `tomorrow`, a date or a template.",
+    "zone, setting `BUSINESS_TIMEZONE`). Settings `after`, `before`: the answer must be later / earlier "
+    "than that day; `today`, `tomorrow`, a date or a template.",
     saves='`"2026-12-25"`',
     hint="a date like 25/12/2026",
-    examples=("date", "{date: {after: today, before: \"{{ booking.end_date }}\"}}"),
+    examples=("date", '{date: {after: today, before: "{{ booking.end_date }}"}}'),
     args={"after": _DATE_LIMIT, "before": _DATE_LIMIT},
     templates=frozenset({"after", "before"}),
-    limits=Limits("after", "before", _comparable_date, "expect.bad_date", "a date", "today or 2026-12-25",
-                  "the 'after' day is not before the 'before' day", exclusive=True),
+    limits=Limits(
+        "after",
+        "before",
+        _comparable_date,
+        "expect.bad_date",
+        "a date",
+        "today or 2026-12-25",
+        "the 'after' day is not before the 'before' day",
+        exclusive=True,
+    ),
 )
 def date_(text: str, context: CheckContext, after: Any = None, before: Any = None) -> Checked:
     """A calendar day, optionally strictly after `after` and before `before`; saved as ISO 2026-12-25."""
@@ -562,8 +575,7 @@ def _between(low: date, high: date) -> str:
 
 @input_check(
     "email",
-    accepts="an email address, checked for its form only (no mail is sent, no domain looked up): "
-            "`Tino@Example.com`.",
+    accepts="an email address, checked for its form only (no mail is sent, no domain looked up): `Tino@Example.com`.",
     saves='`"tino@example.com"` (lower-cased)',
     hint="an email address like name@example.com",
     examples=("email",),
@@ -579,8 +591,9 @@ def email(text: str, context: CheckContext) -> Checked:
     return Checked(checked.normalized.lower())
 
 
-def check(kind: str, answer: str, args: Mapping[str, Any] | None = None,
-          context: CheckContext | None = None) -> Checked:
+def check(
+    kind: str, answer: str, args: Mapping[str, Any] | None = None, context: CheckContext | None = None
+) -> Checked:
     """Run the check named kind on answer with its (rendered) arguments.
 
     Without a context, today is the date in the default time zone and the default prefixes apply.
@@ -595,5 +608,18 @@ def check(kind: str, answer: str, args: Mapping[str, Any] | None = None,
         raise CheckArgsError(f"{kind}: {e}") from None
 
 
-__all__ = ["Checked", "CheckArgsError", "CheckContext", "InputCheck", "InputChecks", "Limits", "checks",
-           "input_check", "check", "read_date", "day_text", "DEFAULT_TIMEZONE", "DEFAULT_ZW_PREFIXES"]
+__all__ = [
+    "Checked",
+    "CheckArgsError",
+    "CheckContext",
+    "InputCheck",
+    "InputChecks",
+    "Limits",
+    "checks",
+    "input_check",
+    "check",
+    "read_date",
+    "day_text",
+    "DEFAULT_TIMEZONE",
+    "DEFAULT_ZW_PREFIXES",
+]

@@ -10,6 +10,7 @@ Checks that need every flow (unique names and triggers, hand-overs, variables sa
 run only in load_paths. load_text judges one file alone, as a stored version is loaded at run time: there
 the variable checks (engine.variable_check) only warn, so a published version never stops loading.
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,6 +42,7 @@ def _without_gc_pauses(load: F) -> F:
     flow cost 6-7x a 1,000-step one instead of 5x. Nothing loading builds needs the collector (no
     cycles are left behind that reference counting cannot free), and it is switched back on after.
     """
+
     @functools.wraps(load)
     def paused(*args: Any, **kwargs: Any) -> Any:
         was_enabled = gc.isenabled()
@@ -50,6 +52,7 @@ def _without_gc_pauses(load: F) -> F:
         finally:
             if was_enabled:
                 gc.enable()
+
     return paused  # type: ignore[return-value]
 
 
@@ -85,7 +88,9 @@ def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
 
 
 @_without_gc_pauses
-def load_text(text: str, file: str, registry: ActionRegistry | None = None, version: int = 0) -> tuple[Flow | None, list[Problem]]:
+def load_text(
+    text: str, file: str, registry: ActionRegistry | None = None, version: int = 0
+) -> tuple[Flow | None, list[Problem]]:
     """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
     facts = _facts(text, file, registry)
     facts.problems.extend(check_variables([facts], complete=False))
@@ -117,7 +122,9 @@ def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> Load
         try:
             raw = FilePath(file).read_bytes()
         except OSError as e:
-            problems.append(Problem(file, 1, 1, "error", "file.unreadable", f"cannot read this file: {e.strerror or e}"))
+            problems.append(
+                Problem(file, 1, 1, "error", "file.unreadable", f"cannot read this file: {e.strerror or e}")
+            )
             continue
         text, decode_problems = decode(raw, file)
         if text is None:

@@ -4,6 +4,7 @@ Flows are frozen after loading, so what can be derived from them (normalised tri
 ask step accepts) is built on first use and kept for as long as that object lives. Keyed on the object
 itself (by identity): a reloaded flow set is a new object and gets fresh lookups.
 """
+
 from __future__ import annotations
 
 import unicodedata

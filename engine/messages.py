@@ -1,4 +1,5 @@
 """What goes into a turn and what comes out: inbound message, outbound messages, conversation state."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, asdict, replace

@@ -32,6 +32,7 @@ expect: the name of an input check (engine/inputs.py: phone_zw, amount, date, em
 buttons/options: a mapping id -> title (options: title or {title, description}), or a list of titles
     (ids are then the titles, lowercased). The answer may be the id, the title in any case, or its number.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """A registry of named entries (step kinds, input checks): each name registered once, kept in order."""
+
 from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, Protocol, TypeVar

@@ -1,4 +1,5 @@
 """Problems found in a flow, located at file:line:col, and the base of the typed errors the engine raises."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -11,6 +11,7 @@
 The engine renders templated parameters, validates them against the schema, then calls the handler with
 an ActionContext. What a handler returns as data must be JSON-able (it is saved into conversation vars).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -114,7 +115,9 @@ class ActionRegistry:
                     handler=fn,
                     params=params or {"type": "object"},
                     outcomes=tuple(outcomes),
-                    templates=tuple(templates) if templates is not None else tuple((params or {}).get("properties", {})),
+                    templates=tuple(templates)
+                    if templates is not None
+                    else tuple((params or {}).get("properties", {})),
                     description=description or (fn.__doc__ or "").strip().split("\n")[0],
                 )
             )

@@ -19,6 +19,7 @@ How a message is handled:
   gets a hint of what to send and uses no attempt.
 - Then the steps are walked from there until an ask step (status active), an end (ended) or an error.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -52,8 +53,23 @@ class Turn:
     """The working state of one turn. Steps read and change it; run_turn freezes it into a TurnResult."""
 
     __slots__ = (
-        "flows", "ctx", "contact", "message_id", "now", "flow", "vars", "step", "attempts", "status",
-        "started_at", "outbound", "actions", "events", "calls", "trail", "closing",
+        "flows",
+        "ctx",
+        "contact",
+        "message_id",
+        "now",
+        "flow",
+        "vars",
+        "step",
+        "attempts",
+        "status",
+        "started_at",
+        "outbound",
+        "actions",
+        "events",
+        "calls",
+        "trail",
+        "closing",
     )
 
     def __init__(self, flows: FlowSet, ctx: TurnContext, contact: str, message_id: str, now: datetime) -> None:
@@ -147,8 +163,13 @@ class Turn:
             return self.abort("template.undefined", f"{error.message} in {source!r}")
         return self.abort("template.error", f"{type(error).__name__}: {error} in {source!r}")
 
-    def send(self, text: str, buttons: tuple[Choice, ...] = (), options: tuple[Choice, ...] = (),
-             list_button: str | None = None) -> None:
+    def send(
+        self,
+        text: str,
+        buttons: tuple[Choice, ...] = (),
+        options: tuple[Choice, ...] = (),
+        list_button: str | None = None,
+    ) -> None:
         self.outbound.append(Outbound(self.contact, text, buttons, options, list_button))
 
     def say_choices(self, step: Step, text: str) -> None:
@@ -256,9 +277,12 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
         flow = flows.get(conversation.flow, conversation.version)
         step = flow.steps.get(conversation.step) if flow is not None else None
         if step is None or not kinds.get(step.kind).waits:
-            turn.event("warning", "conversation.lost",
-                       f"conversation at flow '{conversation.flow}' step '{conversation.step}' cannot go on: "
-                       "the flow changed under it")
+            turn.event(
+                "warning",
+                "conversation.lost",
+                f"conversation at flow '{conversation.flow}' step '{conversation.step}' cannot go on: "
+                "the flow changed under it",
+            )
             conversation = conversation.evolve(status=ENDED, updated_at=now)
             waiting = False
     try:
@@ -300,7 +324,14 @@ def _menu(turn: Turn, step: Step) -> str | None:
     flow = menu or (turn.flows.latest(triggered) if triggered else None)
     if flow is not None:
         return turn.begin(flow)
-    turn.say_choices(step, NO_MENU.format(menu=turn.menu_word, cancel=(turn.flow.cancel_words or ("cancel",))[0], question=turn.render(step.text or "")))
+    turn.say_choices(
+        step,
+        NO_MENU.format(
+            menu=turn.menu_word,
+            cancel=(turn.flow.cancel_words or ("cancel",))[0],
+            question=turn.render(step.text or ""),
+        ),
+    )
     turn.wait(step, turn.attempts)
     return None
 

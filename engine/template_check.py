@@ -5,6 +5,7 @@ here compiles there. Everything is read from jinja2's tree (one walk per templat
 names used as numbers as they stand (`rating <= 2`), the keys read (`tours[tour].name`), and the names a
 template guards with `is defined` or `| default`. Results are cached per source text: a generated flow repeats the same templates.
 """
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 What a user types is data: it is only ever passed in as a variable, never compiled as a template, so a
 booking reference of `{{ 7*7 }}` is echoed as typed.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime

@@ -7,6 +7,7 @@ template variables used, hand-overs); check_set() runs those across every file l
 
 Every check looks only at steps whose shape is right, so one typo gives one problem, not a cascade.
 """
+
 from __future__ import annotations
 
 import os
@@ -119,8 +120,11 @@ class _FileChecker:
         self.facts.sound = all(name in self.sound for name in self.steps)
         start = self.data.get("start")
         self.facts.start = start if isinstance(start, str) and start in self.steps else next(iter(self.steps), None)
-        self.facts.closing = [s["step"] for s in (self.data.get("cancel"), self.data.get("expire"))
-                              if isinstance(s, dict) and isinstance(s.get("step"), str) and s["step"] in self.steps]
+        self.facts.closing = [
+            s["step"]
+            for s in (self.data.get("cancel"), self.data.get("expire"))
+            if isinstance(s, dict) and isinstance(s.get("step"), str) and s["step"] in self.steps
+        ]
         return self.facts
 
     # ── flow-level settings ────────────────────────────────────────────────────────────────────────
@@ -148,9 +152,17 @@ class _FileChecker:
             if isinstance(settings.get("say"), str):
                 self.template((section, "say"), settings["say"], f"the {section} message", text_limit=MAX_TEXT_BODY)
         expire = data.get("expire")
-        if isinstance(expire, dict) and isinstance(expire.get("after"), str) and parse_duration(expire["after"]) is None:
-            self.add(("expire", "after"), "error", "flow.bad_duration",
-                     f"'after: {expire['after']}' is not a duration: write a number then s, m, h or d, e.g. 10m, 2h or 1d")
+        if (
+            isinstance(expire, dict)
+            and isinstance(expire.get("after"), str)
+            and parse_duration(expire["after"]) is None
+        ):
+            self.add(
+                ("expire", "after"),
+                "error",
+                "flow.bad_duration",
+                f"'after: {expire['after']}' is not a duration: write a number then s, m, h or d, e.g. 10m, 2h or 1d",
+            )
 
     # ── one step ───────────────────────────────────────────────────────────────────────────────────
 
@@ -169,24 +181,37 @@ class _FileChecker:
             self.facts.saves.add(step["save"])
             self.facts.saved.setdefault(step["save"], []).append(Saved(name))
             if step["save"] in BUILTIN_VARS:
-                self.add(base + ("save",), "error", "save.reserved",
-                         f"{label}: '{step['save']}' is set by convoflow itself: save into another name")
+                self.add(
+                    base + ("save",),
+                    "error",
+                    "save.reserved",
+                    f"{label}: '{step['save']}' is set by convoflow itself: save into another name",
+                )
         kind = kinds.get(self.kinds[name])
         if kind.check is not None:
             kind.check(StepChecker(self, name), name, step)
 
     def dead_end(self, name: str, step: dict, consequence: str) -> None:
         if "next" not in step:
-            self.add(("steps", name), "warning", "step.dead_end",
-                     f"step '{name}' has no 'next': {consequence}. Add 'next: <step>', or use an 'end:' step "
-                     f"if the conversation is meant to finish here", key=True)
+            self.add(
+                ("steps", name),
+                "warning",
+                "step.dead_end",
+                f"step '{name}' has no 'next': {consequence}. Add 'next: <step>', or use an 'end:' step "
+                f"if the conversation is meant to finish here",
+                key=True,
+            )
 
     # ── targets, conditions, templates ─────────────────────────────────────────────────────────────
 
     def target(self, path: Path, target: str, label: str) -> None:
         if self.steps and target not in self.steps:  # no steps at all is reported once, by the schema
-            self.add(path, "error", "step.unknown_target",
-                     f"{label}: there is no step '{target}'{flow_schema.suggest(target, self.steps)}")
+            self.add(
+                path,
+                "error",
+                "step.unknown_target",
+                f"{label}: there is no step '{target}'{flow_schema.suggest(target, self.steps)}",
+            )
 
     def conditions(self, step: dict, base: Path, label: str) -> None:
         routes = step.get("next")
@@ -196,16 +221,22 @@ class _FileChecker:
             if isinstance(route.get("if"), str):
                 self.expression(base + ("next", i, "if"), route["if"], label)
         if all("if" in route for route in routes):
-            self.add(base + ("next",), "warning", "step.no_default_route",
-                     f"{label}: when none of the conditions holds there is nowhere to go and the conversation "
-                     f"stops with an apology; end the list with '- goto: <step>'", key=True)
+            self.add(
+                base + ("next",),
+                "warning",
+                "step.no_default_route",
+                f"{label}: when none of the conditions holds there is nowhere to go and the conversation "
+                f"stops with an apology; end the list with '- goto: <step>'",
+                key=True,
+            )
 
     def expression(self, path: Path, source: str, label: str) -> None:
         info = inspect_expression(source)
         bare = " ".join(source.replace("{{", "").replace("}}", "").split())
         if info.error is not None and "{{" in source and bare and inspect_expression(bare).error is None:
-            self.add(path, "error", "template.syntax",
-                     f"{label}: a condition is written without {{{{ }}}}, e.g. if: {bare}")
+            self.add(
+                path, "error", "template.syntax", f"{label}: a condition is written without {{{{ }}}}, e.g. if: {bare}"
+            )
             return
         self._report_template(path, info, label, "condition")
 
@@ -213,9 +244,13 @@ class _FileChecker:
         if text_limit is not None:
             literal = literal_text(text)
             if len(literal) > text_limit:
-                self.add(path, "error", "whatsapp.text_too_long",
-                         f"{label}: the message is {len(literal)} characters; WhatsApp allows {text_limit}"
-                         + (" when it has buttons or options" if text_limit == MAX_INTERACTIVE_BODY else ""))
+                self.add(
+                    path,
+                    "error",
+                    "whatsapp.text_too_long",
+                    f"{label}: the message is {len(literal)} characters; WhatsApp allows {text_limit}"
+                    + (" when it has buttons or options" if text_limit == MAX_INTERACTIVE_BODY else ""),
+                )
         if is_template(text):
             self._report_template(path, inspect_template(text), label, "template")
 
@@ -225,13 +260,19 @@ class _FileChecker:
             self.add(path, "error", "template.syntax", f"{label}: the {what} does not parse: {info.error}{line_note}")
             return
         for name in info.unknown_filters:
-            self.add(path, "error", "template.unknown_filter",
-                     f"{label}: there is no filter '{name}'{flow_schema.suggest(name, _filters())}")
+            self.add(
+                path,
+                "error",
+                "template.unknown_filter",
+                f"{label}: there is no filter '{name}'{flow_schema.suggest(name, _filters())}",
+            )
         for name in info.unknown_tests:
             self.add(path, "error", "template.unknown_filter", f"{label}: there is no test '{name}'")
         line, col = self.source.where(path)
-        uses = {name: VarUse(name, line, col, label, self.current, self.in_route, name in info.guarded)
-                for name in sorted(info.names)}
+        uses = {
+            name: VarUse(name, line, col, label, self.current, self.in_route, name in info.guarded)
+            for name in sorted(info.names)
+        }
         self.facts.uses.extend(uses.values())
         self.facts.numeric.extend((uses[name], how) for name, how in info.numeric if name in uses)
         self.facts.reads.extend((uses[name], keys) for name, keys in info.reads if name in uses)
@@ -242,7 +283,9 @@ class _FileChecker:
         if not self.steps or any(name not in self.sound for name in self.steps):
             return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
         start = self.data.get("start")
-        seen = reachable(self.steps, start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
+        seen = reachable(
+            self.steps, start if isinstance(start, str) and start in self.steps else next(iter(self.steps))
+        )
         for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
             root = settings.get("step") if isinstance(settings, dict) else None
@@ -252,14 +295,22 @@ class _FileChecker:
             seen |= closing
             questions = [n for n in self.steps if n in closing and kinds.get(self.kinds[n]).waits]
             if questions:
-                self.add((section, "step"), "warning", "flow.closing_question",
-                         f"the {section} step '{root}' leads to the question '{questions[0]}', but nobody can "
-                         f"answer while the conversation is being {doing}: it stops there")
+                self.add(
+                    (section, "step"),
+                    "warning",
+                    "flow.closing_question",
+                    f"the {section} step '{root}' leads to the question '{questions[0]}', but nobody can "
+                    f"answer while the conversation is being {doing}: it stops there",
+                )
         for name in self.steps:
             if name not in seen:
-                self.add(("steps", name), "warning", "step.unreachable",
-                         f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it", key=True)
-
+                self.add(
+                    ("steps", name),
+                    "warning",
+                    "step.unreachable",
+                    f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it",
+                    key=True,
+                )
 
     def endless_loops(self) -> None:
         """Steps that go round in a circle with no question and no way out: the step limit would stop them."""
@@ -280,12 +331,21 @@ class _FileChecker:
                 exits[name] = goes_to
         for loop in closed_groups(exits):
             first = min(loop, key=list(self.steps).index)
-            circle = (f"step '{first}' only leads to itself" if len(loop) == 1 else
-                      f"steps {flow_schema.and_list(sorted(loop, key=list(self.steps).index))} only lead to each other")
-            self.add(("steps", first), "error", "step.endless_loop",
-                     f"{circle}, with no question and no way out: the conversation would go round until it is "
-                     f"stopped with an apology. Route {'it' if len(loop) == 1 else 'one of them'} to a question "
-                     f"or an end", key=True)
+            circle = (
+                f"step '{first}' only leads to itself"
+                if len(loop) == 1
+                else f"steps {flow_schema.and_list(sorted(loop, key=list(self.steps).index))} only lead to each other"
+            )
+            self.add(
+                ("steps", first),
+                "error",
+                "step.endless_loop",
+                f"{circle}, with no question and no way out: the conversation would go round until it is "
+                f"stopped with an apology. Route {'it' if len(loop) == 1 else 'one of them'} to a question "
+                f"or an end",
+                key=True,
+            )
+
 
 class StepChecker:
     """What a step kind's checks see of the file checker: one step, paths relative to it."""
@@ -343,9 +403,14 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
             continue
         first = names.setdefault(facts.name, facts)
         if first is not facts:
-            problems.append(facts.source.problem(("flow",), "error", "flow.duplicate_name",
-                                                 f"another flow is already named '{facts.name}' ({first.source.file}): "
-                                                 f"flow names must be unique"))
+            problems.append(
+                facts.source.problem(
+                    ("flow",),
+                    "error",
+                    "flow.duplicate_name",
+                    f"another flow is already named '{facts.name}' ({first.source.file}): flow names must be unique",
+                )
+            )
     claimed: dict[str, tuple[str, str, int]] = {}
     for facts in all_facts:
         mine: set[str] = set()
@@ -355,15 +420,31 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
             mine.add(norm)
             owner = claimed.setdefault(norm, (facts.name or "?", facts.source.file, line))
             if owner[1] != facts.source.file:
-                problems.append(Problem(facts.source.file, line, col, "error", "flow.duplicate_trigger",
-                                        f"the trigger '{phrase}' is already claimed by flow '{owner[0]}' "
-                                        f"({owner[1]}:{owner[2]}): a message can start only one flow"))
+                problems.append(
+                    Problem(
+                        facts.source.file,
+                        line,
+                        col,
+                        "error",
+                        "flow.duplicate_trigger",
+                        f"the trigger '{phrase}' is already claimed by flow '{owner[0]}' "
+                        f"({owner[1]}:{owner[2]}): a message can start only one flow",
+                    )
+                )
     for facts in all_facts:
         for target, line, col, step in facts.handovers:
             if target not in names:
-                problems.append(Problem(facts.source.file, line, col, "error", "flow.unknown_flow",
-                                        f"step '{step}': there is no flow '{target}' to hand over to"
-                                        f"{flow_schema.suggest(target, names)}"))
+                problems.append(
+                    Problem(
+                        facts.source.file,
+                        line,
+                        col,
+                        "error",
+                        "flow.unknown_flow",
+                        f"step '{step}': there is no flow '{target}' to hand over to"
+                        f"{flow_schema.suggest(target, names)}",
+                    )
+                )
     return problems
 
 
@@ -385,9 +466,27 @@ def not_checked(problems: list[Problem], unparsed: list[str]) -> list[Problem]:
             kept.append(p)
         elif p.file not in noted:
             noted.add(p.file)
-            kept.append(Problem(p.file, p.line, p.col, "warning", "flow.not_checked",
-                                f"not checked: {names} {has} hand-overs and variables are checked once {fixed}"))
+            kept.append(
+                Problem(
+                    p.file,
+                    p.line,
+                    p.col,
+                    "warning",
+                    "flow.not_checked",
+                    f"not checked: {names} {has} hand-overs and variables are checked once {fixed}",
+                )
+            )
     return kept
 
 
-__all__ = ["FileFacts", "VarUse", "StepChecker", "BUILTIN_VARS", "check_file", "check_set", "not_checked", "parse_duration", "Saved"]
+__all__ = [
+    "FileFacts",
+    "VarUse",
+    "StepChecker",
+    "BUILTIN_VARS",
+    "check_file",
+    "check_set",
+    "not_checked",
+    "parse_duration",
+    "Saved",
+]

@@ -11,6 +11,7 @@ with what every hand-over to it carries); a text answer compared by size or used
 computed with one bit per variable, so it stays linear in practice. With complete=False (one file judged
 alone, as a stored version is) what only the other flows could tell is a warning, never an error.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -25,7 +26,10 @@ from .validate import BUILTIN_VARS, FileFacts, VarUse
 CODES = ("template.undefined", "template.not_saved_yet", "template.text_as_number", "template.unknown_key")
 _MAX_ROUNDS = 20
 _STOPS = "would stop the conversation with an apology"
-_EFFECT = {"==": "is never true: text never equals a number", "!=": "is always true: text never equals a number"}  # hand-over chains longer than this are judged with what is known by then
+_EFFECT = {
+    "==": "is never true: text never equals a number",
+    "!=": "is always true: text never equals a number",
+}  # hand-over chains longer than this are judged with what is known by then
 
 
 class _Bits:
@@ -143,9 +147,16 @@ def _undefined(facts: FileFacts, known: set[str]) -> list[Problem]:
         if use.name in known or use.name in BUILTIN_VARS or (use.name, use.line, use.col) in seen:
             continue
         seen.add((use.name, use.line, use.col))
-        problems.append(_problem(facts, use, "error", "template.undefined",
-                                 f"no step saves '{use.name}', so this would stop the conversation with an apology"
-                                 f"{suggest(use.name, known | BUILTIN_VARS)}"))
+        problems.append(
+            _problem(
+                facts,
+                use,
+                "error",
+                "template.undefined",
+                f"no step saves '{use.name}', so this would stop the conversation with an apology"
+                f"{suggest(use.name, known | BUILTIN_VARS)}",
+            )
+        )
     return problems
 
 
@@ -160,21 +171,43 @@ def _not_saved_yet(facts: FileFacts, before: dict[str, int], bits: _Bits) -> lis
         have = before[use.step] | (bits.index[own[use.step]] if use.after_save and use.step in own else 0)
         if have & bits.index[use.name]:
             continue
-        where = (f"it is saved by step '{savers[use.name][0]}', which does not come before on every way here"
-                 if use.name in savers else "only another flow saves it, and no hand-over brings it here")
-        problems.append(_problem(facts, use, "error", "template.not_saved_yet",
-                                 f"'{use.name}' may not be saved yet when this runs: {where}. Save it earlier, "
-                                 f"or write '{use.name} | default(\"\")' where it may be missing"))
+        where = (
+            f"it is saved by step '{savers[use.name][0]}', which does not come before on every way here"
+            if use.name in savers
+            else "only another flow saves it, and no hand-over brings it here"
+        )
+        problems.append(
+            _problem(
+                facts,
+                use,
+                "error",
+                "template.not_saved_yet",
+                f"'{use.name}' may not be saved yet when this runs: {where}. Save it earlier, "
+                f"or write '{use.name} | default(\"\")' where it may be missing",
+            )
+        )
     return problems
 
 
 def _text_as_number(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
     """template.text_as_number: a variable every step saves as text, used as a number as it stands."""
-    found = [(use, how, entries[0].why) for use, how in facts.numeric
-             for entries in [_only(saved, use.name, "text")] if entries]
-    return [_problem(facts, use, "error", "template.text_as_number",
-                     f"'{use.name} {how} …' {_EFFECT.get(how, _STOPS)}, because {why}. Write '{use.name} | int' "
-                     f"(whole numbers) or '{use.name} | float'") for use, how, why in found]
+    found = [
+        (use, how, entries[0].why)
+        for use, how in facts.numeric
+        for entries in [_only(saved, use.name, "text")]
+        if entries
+    ]
+    return [
+        _problem(
+            facts,
+            use,
+            "error",
+            "template.text_as_number",
+            f"'{use.name} {how} …' {_EFFECT.get(how, _STOPS)}, because {why}. Write '{use.name} | int' "
+            f"(whole numbers) or '{use.name} | float'",
+        )
+        for use, how, why in found
+    ]
 
 
 def _unknown_keys(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
@@ -186,9 +219,16 @@ def _unknown_keys(facts: FileFacts, saved: dict[str, list]) -> list[Problem]:
         if missing is None:
             continue
         key, has = missing
-        problems.append(_problem(facts, use, "error", "template.unknown_key",
-                                 f"the table '{use.name}' (saved by step '{entries[0].step}') has no key '{key}' "
-                                 f"(it has {', '.join(map(str, has)) or 'no keys'}){suggest(str(key), has)}"))
+        problems.append(
+            _problem(
+                facts,
+                use,
+                "error",
+                "template.unknown_key",
+                f"the table '{use.name}' (saved by step '{entries[0].step}') has no key '{key}' "
+                f"(it has {', '.join(map(str, has)) or 'no keys'}){suggest(str(key), has)}",
+            )
+        )
     return problems
 
 
@@ -205,7 +245,7 @@ def _missing_key(table: Any, keys: tuple) -> tuple[Any, list] | None:
             return None
         if key is None:
             for row in table.values():
-                missing = _missing_key(row, keys[i + 1:])
+                missing = _missing_key(row, keys[i + 1 :])
                 if missing is not None:
                     return missing
             return None

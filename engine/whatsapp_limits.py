@@ -8,6 +8,7 @@ template is measured by its literal text only: what the variables will hold is n
     list button     at most 20 characters
     body            at most 1024 characters with buttons or a list, 4096 for plain text
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator
@@ -61,50 +62,79 @@ def _title_path(base: Path, key: Any, choice: Any) -> Path:
 def check_step_limits(step: dict, base: Path, label: str) -> Iterator[Finding]:
     """Every WhatsApp limit an ask step's buttons, options and list button break."""
     if "buttons" in step:
-        yield from _choices(step["buttons"], base + ("buttons",), label, "button", MAX_BUTTONS, MAX_BUTTON_TITLE,
-                            MAX_BUTTON_ID)
+        yield from _choices(
+            step["buttons"], base + ("buttons",), label, "button", MAX_BUTTONS, MAX_BUTTON_TITLE, MAX_BUTTON_ID
+        )
     if "options" in step:
-        yield from _choices(step["options"], base + ("options",), label, "option", MAX_OPTIONS, MAX_OPTION_TITLE,
-                            MAX_OPTION_ID)
+        yield from _choices(
+            step["options"], base + ("options",), label, "option", MAX_OPTIONS, MAX_OPTION_TITLE, MAX_OPTION_ID
+        )
     list_button = step.get("list_button")
     if isinstance(list_button, str) and len(literal_text(list_button)) > MAX_LIST_BUTTON:
-        yield (base + ("list_button",), "error", "whatsapp.list_button_too_long",
-               f"{label}: the list button '{list_button}' is {len(literal_text(list_button))} characters; "
-               f"WhatsApp allows {MAX_LIST_BUTTON}")
+        yield (
+            base + ("list_button",),
+            "error",
+            "whatsapp.list_button_too_long",
+            f"{label}: the list button '{list_button}' is {len(literal_text(list_button))} characters; "
+            f"WhatsApp allows {MAX_LIST_BUTTON}",
+        )
 
 
-def _choices(value: Any, path: Path, label: str, noun: str, most: int, title_limit: int,
-             id_limit: int) -> Iterator[Finding]:
+def _choices(
+    value: Any, path: Path, label: str, noun: str, most: int, title_limit: int, id_limit: int
+) -> Iterator[Finding]:
     plural = "buttons" if noun == "button" else "options"
     choices = choices_of(value)
     if len(choices) > most:
         hint = " (use options for a list of up to 10)" if noun == "button" else " (split the list over two questions)"
         # "[Yes, pay now, No]": a title that starts in lower case is most likely the rest of the one before.
         if isinstance(value, list) and any(isinstance(c, str) and c[:1].islower() for c in value[1:]):
-            hint += (f". In [ … ] every ',' starts a new {noun}: put a title that holds a comma in quotes, "
-                     f"e.g. [\"Yes, pay now\", \"No, later\"]")
-        yield (path, "error", f"whatsapp.too_many_{plural}",
-               f"{label} has {len(choices)} {plural}; WhatsApp shows at most {most}{hint}")
+            hint += (
+                f". In [ … ] every ',' starts a new {noun}: put a title that holds a comma in quotes, "
+                f'e.g. ["Yes, pay now", "No, later"]'
+            )
+        yield (
+            path,
+            "error",
+            f"whatsapp.too_many_{plural}",
+            f"{label} has {len(choices)} {plural}; WhatsApp shows at most {most}{hint}",
+        )
     seen: dict[str, Any] = {}
     raw = value if isinstance(value, dict) else dict(enumerate(value or ()))
     for key, choice_id, title, description in choices:
         title_path = _title_path(path, key, raw[key])
         literal = literal_text(title)
         if len(literal) > title_limit:
-            yield (title_path, "error", f"whatsapp.{noun}_title_too_long",
-                   f"{label}: the {noun} title '{title}' is {len(literal)} characters; WhatsApp allows {title_limit}")
+            yield (
+                title_path,
+                "error",
+                f"whatsapp.{noun}_title_too_long",
+                f"{label}: the {noun} title '{title}' is {len(literal)} characters; WhatsApp allows {title_limit}",
+            )
         if len(choice_id) > id_limit:
-            yield (path + (key,), "error", "whatsapp.choice_id_too_long",
-                   f"{label}: the {noun} id '{choice_id[:30]}…' is {len(choice_id)} characters; WhatsApp allows {id_limit}")
+            yield (
+                path + (key,),
+                "error",
+                "whatsapp.choice_id_too_long",
+                f"{label}: the {noun} id '{choice_id[:30]}…' is {len(choice_id)} characters; WhatsApp allows {id_limit}",
+            )
         if isinstance(description, str) and len(literal_text(description)) > MAX_OPTION_DESCRIPTION:
-            yield (path + (key, "description"), "error", "whatsapp.option_description_too_long",
-                   f"{label}: the description of '{title}' is {len(literal_text(description))} characters; "
-                   f"WhatsApp allows {MAX_OPTION_DESCRIPTION}")
+            yield (
+                path + (key, "description"),
+                "error",
+                "whatsapp.option_description_too_long",
+                f"{label}: the description of '{title}' is {len(literal_text(description))} characters; "
+                f"WhatsApp allows {MAX_OPTION_DESCRIPTION}",
+            )
         same = normalise(title)
         if same in seen:
-            yield (title_path, "error", f"whatsapp.duplicate_{noun}_title",
-                   f"{label}: {noun} {_name(key)} has the same title as {noun} {_name(seen[same])} ('{title}', "
-                   f"ignoring case and punctuation): a typed answer could not tell them apart")
+            yield (
+                title_path,
+                "error",
+                f"whatsapp.duplicate_{noun}_title",
+                f"{label}: {noun} {_name(key)} has the same title as {noun} {_name(seen[same])} ('{title}', "
+                f"ignoring case and punctuation): a typed answer could not tell them apart",
+            )
         else:
             seen[same] = key
 

@@ -9,6 +9,7 @@ Scalars follow YAML 1.2 rather than PyYAML's 1.1 rules, because flow authors wri
 `on` and `off` stay text (a button titled Yes must not become `True`, a key `on:` must stay "on"),
 `10:30` stays text (1.1 reads it as the number 630), and dates stay text.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,29 +35,41 @@ _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or 
 # The parser's wording (libyaml's and the pure-Python one's) for the mistakes authors make most, in
 # words they can act on. Matched on the start of the parser's message.
 _PLAIN_SYNTAX = (
-    (("mapping values are not allowed",),
-     "a ':' is not allowed here: put text that contains ': ' in quotes, or check the indentation of this line"),
-    (("could not find expected ':'",),
-     "expected 'name: value' here: check the indentation, or close the quotes opened above"),
+    (
+        ("mapping values are not allowed",),
+        "a ':' is not allowed here: put text that contains ': ' in quotes, or check the indentation of this line",
+    ),
+    (
+        ("could not find expected ':'",),
+        "expected 'name: value' here: check the indentation, or close the quotes opened above",
+    ),
     (("found unexpected end of stream",), "the file ends in the middle of a quoted text: close the quotes"),
     (("but found another document", "expected a single document"), "a file holds one flow: remove the second '---'"),
     (("found undefined alias",), "this '*name' refers to an '&name' that is not defined above"),
-    (("did not find expected node content", "expected the node content"),
-     "a value is missing here: close the '[' or '{' opened before, or remove a trailing ','"),
-    (("did not find expected ',' or '}'", "expected ',' or '}'"),
-     "a '{' is not closed: add '}', and put text that contains ',' or ':' in quotes"),
-    (("did not find expected ',' or ']'", "expected ',' or ']'"),
-     "a '[' is not closed: add ']', and put text that contains ',' in quotes"),
-    (("did not find expected '-' indicator", "expected <block end>, but found '?'"),
-     "this line does not line up with the list above it: start it with '- ' or fix its indentation"),
-    (("did not find expected key", "expected <block end>, but found '<scalar>'"),
-     "unexpected text after a value: check the indentation, and put text that starts with a quote or a bracket in quotes"),
+    (
+        ("did not find expected node content", "expected the node content"),
+        "a value is missing here: close the '[' or '{' opened before, or remove a trailing ','",
+    ),
+    (
+        ("did not find expected ',' or '}'", "expected ',' or '}'"),
+        "a '{' is not closed: add '}', and put text that contains ',' or ':' in quotes",
+    ),
+    (
+        ("did not find expected ',' or ']'", "expected ',' or ']'"),
+        "a '[' is not closed: add ']', and put text that contains ',' in quotes",
+    ),
+    (
+        ("did not find expected '-' indicator", "expected <block end>, but found '?'"),
+        "this line does not line up with the list above it: start it with '- ' or fix its indentation",
+    ),
+    (
+        ("did not find expected key", "expected <block end>, but found '<scalar>'"),
+        "unexpected text after a value: check the indentation, and put text that starts with a quote or a bracket in quotes",
+    ),
 )
 _TAB_MESSAGE = "a tab is not allowed here: indent with spaces"
 # A value (after `name: ` or `- `) that opens a quote: ("'" or '"', the rest of the line).
 _UNCLOSED_QUOTE = re.compile(r"""^\s*(?:-\s+|[^\s"'#:][^:#]*:\s+|-\s+[^\s"'#:][^:#]*:\s+)(["'])(.*)$""")
-
-
 
 
 @dataclass
@@ -104,19 +117,29 @@ def decode(raw: bytes, file: str) -> tuple[str | None, list[Problem]]:
         good = raw[: e.start].decode("utf-8", errors="replace")
         line, col = _offset_to_line_col(good, len(good))
         return None, [
-            Problem(file, line, col, "error", "yaml.encoding",
-                    f"this file is not UTF-8 text (byte 0x{raw[e.start]:02x} here): save it as UTF-8")
+            Problem(
+                file,
+                line,
+                col,
+                "error",
+                "yaml.encoding",
+                f"this file is not UTF-8 text (byte 0x{raw[e.start]:02x} here): save it as UTF-8",
+            )
         ]
 
 
 def _syntax_message(e: yaml.MarkedYAMLError, text: str) -> str:
     problem = e.problem or str(e)
     mark = e.problem_mark
-    if "tab" in problem or "'\\t'" in problem or (mark is not None and text[mark.index: mark.index + 1] == "\t"):
+    if "tab" in problem or "'\\t'" in problem or (mark is not None and text[mark.index : mark.index + 1] == "\t"):
         return _TAB_MESSAGE
     opened = e.context_mark
     # Where the unclosed quote or bracket (or the mapping) began: the fix is often there, not here.
-    began = f" (it begins on line {opened.line + 1})" if opened is not None and mark is not None and opened.line != mark.line else ""
+    began = (
+        f" (it begins on line {opened.line + 1})"
+        if opened is not None and mark is not None and opened.line != mark.line
+        else ""
+    )
     for raws, plain in _PLAIN_SYNTAX:
         if problem.startswith(raws) or (e.context or "").startswith(raws):
             return plain + began
@@ -131,11 +154,15 @@ def _common_slip(e: yaml.MarkedYAMLError, lines: list[str], line: int) -> tuple[
     for number, written in enumerate(lines[: line - 1], start=1):
         quote = _UNCLOSED_QUOTE.match(written)
         if quote and _open_quote(quote.group(2), quote.group(1)):
-            return (number, quote.start(1) + 1,
-                    f"the text in quotes that starts here is not closed: end it with {quote.group(1)} on this line")
+            return (
+                number,
+                quote.start(1) + 1,
+                f"the text in quotes that starts here is not closed: end it with {quote.group(1)} on this line",
+            )
     if (e.problem or "").startswith("mapping values are not allowed"):
-        above = next((n for n in range(line - 1, 0, -1) if lines[n - 1].strip() and
-                      not lines[n - 1].lstrip().startswith("#")), 0)
+        above = next(
+            (n for n in range(line - 1, 0, -1) if lines[n - 1].strip() and not lines[n - 1].lstrip().startswith("#")), 0
+        )
         written = lines[above - 1].strip() if above else ""
         if written and ":" not in written and not written.startswith(("-", '"', "'", "[", "{")):
             word, _, rest = written.partition(" ")
@@ -152,41 +179,52 @@ def _open_quote(rest: str, quote: str) -> bool:
     return rest.replace("\\\\", "").replace('\\"', "").count('"') == 0
 
 
-def parse(text: str, file: str) -> Source:
-    """Compose text and convert it; every problem found is in the returned Source."""
-    source = Source(file)
-    if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
-        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", "the file is empty: a flow needs at least 'flow:' and 'steps:'"))
-        return source
+_EMPTY = "the file is empty: a flow needs at least 'flow:' and 'steps:'"
+
+
+def _compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
+    """The YAML node tree of text, or the one problem that stops it from being read."""
     try:
-        root = yaml.compose(text, Loader=_LOADER)
+        return yaml.compose(text, Loader=_LOADER), None
     except yaml.reader.ReaderError as e:
         # libyaml counts the position in UTF-8 bytes, the pure-Python reader in characters.
-        offset = len(text.encode("utf-8")[: e.position].decode("utf-8", "ignore")) if _LOADER is not yaml.SafeLoader else e.position
+        offset = (
+            len(text.encode("utf-8")[: e.position].decode("utf-8", "ignore"))
+            if _LOADER is not yaml.SafeLoader
+            else e.position
+        )
         line, col = _offset_to_line_col(text, offset)
         char = e.character if isinstance(e.character, str) else chr(e.character)
-        source.problems.append(Problem(file, line, col, "error", "yaml.bad_character",
-                                       f"the character {char!r} cannot be used in a flow file: remove it"))
-        return source
+        message = f"the character {char!r} cannot be used in a flow file: remove it"
+        return None, Problem(file, line, col, "error", "yaml.bad_character", message)
     except yaml.MarkedYAMLError as e:
         line, col = _at(e.problem_mark or e.context_mark)
         slip = _common_slip(e, text.splitlines(), line)
         line, col, message = slip if slip else (line, col, _syntax_message(e, text))
-        source.problems.append(Problem(file, line, col, "error", "yaml.syntax", message))
-        return source
+        return None, Problem(file, line, col, "error", "yaml.syntax", message)
     except yaml.YAMLError as e:
-        source.problems.append(Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}"))
-        return source
+        return None, Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}")
     except RecursionError:
-        source.problems.append(Problem(file, 1, 1, "error", "yaml.too_deep", "the file is nested too deeply to be a flow"))
+        return None, Problem(file, 1, 1, "error", "yaml.too_deep", "the file is nested too deeply to be a flow")
+
+
+def parse(text: str, file: str) -> Source:
+    """Compose text and convert it; every problem found is in the returned Source."""
+    source = Source(file)
+    if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", _EMPTY))
+        return source
+    root, problem = _compose(text, file)
+    if problem is not None:
+        source.problems.append(problem)
         return source
     if root is None or (isinstance(root, ScalarNode) and root.tag == _TAG + "null" and not root.value):
-        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", "the file is empty: a flow needs at least 'flow:' and 'steps:'"))
+        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", _EMPTY))
         return source
     if not isinstance(root, MappingNode):
         line, col = _at(root.start_mark)
-        source.problems.append(Problem(file, line, col, "error", "yaml.not_mapping",
-                                       "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"))
+        message = "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"
+        source.problems.append(Problem(file, line, col, "error", "yaml.not_mapping", message))
         return source
     converter = _Converter(source)
     data = converter.convert(root, (), 0)
@@ -214,7 +252,9 @@ class _Converter:
         if self.nodes > _MAX_NODES:
             if not self.stopped:
                 self.stopped = True
-                self.fail(node, "yaml.too_large", "this file expands to too much data to be a flow (check the '*' aliases)")
+                self.fail(
+                    node, "yaml.too_large", "this file expands to too much data to be a flow (check the '*' aliases)"
+                )
             return None
         if depth > _MAX_DEPTH:
             self.fail(node, "yaml.too_deep", "this is nested too deeply to be part of a flow")
@@ -269,9 +309,16 @@ class _Converter:
             key = key_node.value
             if key in first_seen:
                 line, col = _at(key_node.start_mark)
-                self.source.problems.append(Problem(
-                    self.source.file, line, col, "error", "yaml.duplicate_key",
-                    f"'{key}' is written twice here (first on line {first_seen[key]}): only one can be kept, remove or rename one"))
+                self.source.problems.append(
+                    Problem(
+                        self.source.file,
+                        line,
+                        col,
+                        "error",
+                        "yaml.duplicate_key",
+                        f"'{key}' is written twice here (first on line {first_seen[key]}): only one can be kept, remove or rename one",
+                    )
+                )
                 continue
             first_seen[key] = key_node.start_mark.line + 1
             self.source.keys[path + (key,)] = _at(key_node.start_mark)

@@ -6,6 +6,7 @@ editors load) and the step-kind and input-check tables of docs/writing-flows.md.
 `flows validate` builds the same schema in memory (engine.flow_schema.build_schema); the test suite fails
 when the file or the tables are out of date.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 A booking's reference is kept as typed; `reference_key` (stripped, upper-cased) is unique and is what
 lookups use, so "bk-1 " finds "BK-1" through the index. Amounts are cents in the database.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,11 @@ UNPAID, PARTIAL, PAID = "UNPAID", "PARTIAL", "PAID"
 CSV_COLUMNS = ("reference", "customer", "tour", "total", "paid", "currency")
 _REQUIRED_COLUMNS = ("reference", "customer", "tour", "total")
 _BATCH = 500
-_FIND_SQL = ("SELECT " + ", ".join('"%s"' % f.column_name for f in Booking._meta.sorted_fields)
-             + ' FROM "booking" WHERE "reference_key" = ?')
+_FIND_SQL = (
+    "SELECT "
+    + ", ".join('"%s"' % f.column_name for f in Booking._meta.sorted_fields)
+    + ' FROM "booking" WHERE "reference_key" = ?'
+)
 
 
 class BookingError(ValueError):
@@ -103,15 +107,22 @@ class NewBooking:
         }
 
 
-def check_booking(reference: str, customer: str, tour: str, total: str | Decimal, paid: str | Decimal | None = None,
-                  currency: str | None = None) -> NewBooking:
+def check_booking(
+    reference: str,
+    customer: str,
+    tour: str,
+    total: str | Decimal,
+    paid: str | Decimal | None = None,
+    currency: str | None = None,
+) -> NewBooking:
     """Check a booking's fields (amounts as typed or as Decimals); raise BookingError naming the field."""
     reference = (reference or "").strip()
     if not reference:
         raise BookingError("reference is empty")
     if len(reference) > Booking.reference.max_length or any(ch.isspace() for ch in reference):
-        raise BookingError(f"reference '{reference}' must be at most {Booking.reference.max_length} characters, "
-                           "without spaces")
+        raise BookingError(
+            f"reference '{reference}' must be at most {Booking.reference.max_length} characters, without spaces"
+        )
     customer, tour = (customer or "").strip(), (tour or "").strip()
     if not customer:
         raise BookingError("customer is empty")
@@ -131,13 +142,22 @@ def check_booking(reference: str, customer: str, tour: str, total: str | Decimal
     if paid_minor < 0:
         raise BookingError("paid cannot be negative")
     if paid_minor > total_minor:
-        raise BookingError(f"paid {format_amount(from_minor(paid_minor))} is more than the total "
-                           f"{format_amount(from_minor(total_minor))}")
+        raise BookingError(
+            f"paid {format_amount(from_minor(paid_minor))} is more than the total "
+            f"{format_amount(from_minor(total_minor))}"
+        )
     return NewBooking(reference, customer, tour, currency, total_minor, paid_minor)
 
 
-def add_booking(reference: str, customer: str, tour: str, total: str | Decimal, paid: str | Decimal | None = None,
-                currency: str | None = None, now: datetime | None = None) -> Booking:
+def add_booking(
+    reference: str,
+    customer: str,
+    tour: str,
+    total: str | Decimal,
+    paid: str | Decimal | None = None,
+    currency: str | None = None,
+    now: datetime | None = None,
+) -> Booking:
     """Store one booking; raise BookingExists when its reference is taken, BookingError when a field is bad."""
     booking = check_booking(reference, customer, tour, total, paid, currency)
     try:
@@ -177,17 +197,23 @@ def _csv_columns(reader) -> list[str]:
     """The header row's column names; BookingImportError (line 1) when it is missing or wrong."""
     header = next(reader, None)
     if header is None:
-        raise BookingImportError([ImportProblem(1, "the file is empty; expected a header row: "
-                                                   + ",".join(CSV_COLUMNS))])
+        raise BookingImportError(
+            [ImportProblem(1, "the file is empty; expected a header row: " + ",".join(CSV_COLUMNS))]
+        )
     columns = [h.strip().lower() for h in header]
     unknown = [c for c in columns if c not in CSV_COLUMNS]
     missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
     if unknown or missing or len(set(columns)) != len(columns):
-        what = "; ".join(filter(None, [
-            f"unknown column(s) {', '.join(unknown)}" if unknown else "",
-            f"missing column(s) {', '.join(missing)}" if missing else "",
-            "a column appears twice" if len(set(columns)) != len(columns) else "",
-        ]))
+        what = "; ".join(
+            filter(
+                None,
+                [
+                    f"unknown column(s) {', '.join(unknown)}" if unknown else "",
+                    f"missing column(s) {', '.join(missing)}" if missing else "",
+                    "a column appears twice" if len(set(columns)) != len(columns) else "",
+                ],
+            )
+        )
         raise BookingImportError([ImportProblem(1, f"{what}; expected: {','.join(CSV_COLUMNS)}")])
     return columns
 
@@ -208,15 +234,22 @@ class _CsvImport:
             return
         fields = dict(zip(self.columns, record))
         try:
-            booking = check_booking(fields["reference"], fields["customer"], fields["tour"],
-                                    fields["total"], fields.get("paid"), fields.get("currency"))
+            booking = check_booking(
+                fields["reference"],
+                fields["customer"],
+                fields["tour"],
+                fields["total"],
+                fields.get("paid"),
+                fields.get("currency"),
+            )
         except BookingError as e:
             self.problems.append(ImportProblem(line, str(e)))
             return
         key = reference_key(booking.reference)
         if key in self.seen:
-            self.problems.append(ImportProblem(line, f"reference '{booking.reference}' is also on line "
-                                                     f"{self.seen[key]}"))
+            self.problems.append(
+                ImportProblem(line, f"reference '{booking.reference}' is also on line {self.seen[key]}")
+            )
             return
         self.seen[key] = line
         self.batch.append((line, booking))
@@ -259,7 +292,6 @@ def import_csv(source: TextIO | str, now: datetime | None = None, max_problems: 
     except _Rollback:
         raise BookingImportError(sorted(run.problems, key=lambda p: p.line)[:max_problems]) from None
     return run.count
-
 
 
 def add_to_paid(booking_id: int, amount_minor: int, now: datetime) -> Booking:

@@ -7,6 +7,7 @@ user id first appears in the middle of it. A row's `key` is chosen once, when th
 user id when Meta sent one, else the phone number), and never changes: sessions, payments and the audit
 log refer to it. wa_id and user_id are each unique.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,8 +74,9 @@ def resolve(who: Identity, now: datetime) -> tuple[int, str]:
         # Taken keys: the same person inserted by a concurrent request (found on the next pass), or an old
         # row holding this phone number as its key after its owner moved to another number.
         key = who.key if attempt == 0 else f"{who.key}~{uuid.uuid4().hex[:8]}"
-        row = execute(_INSERT, (key[:128], who.wa_id, who.user_id, who.parent_user_id, who.username,
-                                who.profile_name, now, now)).fetchone()
+        row = execute(
+            _INSERT, (key[:128], who.wa_id, who.user_id, who.parent_user_id, who.username, who.profile_name, now, now)
+        ).fetchone()
         if row:
             return row[0], key[:128]
     raise RuntimeError("could not record the contact (the row kept changing under this request)")
@@ -86,8 +88,9 @@ def _attach(who: Identity, rows: list[tuple], now: datetime) -> tuple[int, str]:
     by_phone = next((r for r in rows if who.wa_id and r[1] == who.wa_id), None)
     chosen = by_user or by_phone
     if by_user and by_phone and by_user[0] != by_phone[0]:
-        log.warning("contacts %s and %s look like one person (same user id and phone); kept them apart",
-                    by_user[0], by_phone[0])
+        log.warning(
+            "contacts %s and %s look like one person (same user id and phone); kept them apart", by_user[0], by_phone[0]
+        )
     wa_id = who.wa_id if by_phone is None or by_phone[0] == chosen[0] else None
     user_id = who.user_id if by_user is None or by_user[0] == chosen[0] else None
     row = execute(
@@ -95,17 +98,22 @@ def _attach(who: Identity, rows: list[tuple], now: datetime) -> tuple[int, str]:
         '"wa_id" = COALESCE(?, "wa_id"), "user_id" = COALESCE(?, "user_id"), '
         '"parent_user_id" = COALESCE(?, "parent_user_id"), "username" = COALESCE(?, "username") '
         'WHERE "id" = ? RETURNING "key"',
-        (now, who.profile_name, wa_id, user_id, who.parent_user_id, who.username, chosen[0])).fetchone()
+        (now, who.profile_name, wa_id, user_id, who.parent_user_id, who.username, chosen[0]),
+    ).fetchone()
     return chosen[0], row[0]
 
 
 def change_number(contact_id: int, new_wa_id: str) -> bool:
     """Move a contact to a new phone number (Meta's user_changed_number notice); the conversation stays.
     False, changing nothing, when another contact already holds that number."""
-    return execute(
-        'UPDATE "contact" SET "wa_id" = ? WHERE "id" = ? AND NOT EXISTS '
-        '(SELECT 1 FROM "contact" o WHERE o."wa_id" = ? AND o."id" <> ?) RETURNING "id"',
-        (storable(new_wa_id), contact_id, storable(new_wa_id), contact_id)).fetchone() is not None
+    return (
+        execute(
+            'UPDATE "contact" SET "wa_id" = ? WHERE "id" = ? AND NOT EXISTS '
+            '(SELECT 1 FROM "contact" o WHERE o."wa_id" = ? AND o."id" <> ?) RETURNING "id"',
+            (storable(new_wa_id), contact_id, storable(new_wa_id), contact_id),
+        ).fetchone()
+        is not None
+    )
 
 
 def upsert_contact(key: str, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> int:
@@ -122,8 +130,10 @@ def contact_id(key: str, now: datetime, wa_id: str | None = None, profile_name: 
 
 # Parameters: now, profile name, wa_id, contact id (touch_params); PostgreSQL's one-statement turn save
 # embeds it with a guard appended.
-TOUCH_SQL = ('UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
-             '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?')
+TOUCH_SQL = (
+    'UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
+    '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?'
+)
 
 
 def touch_params(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> tuple:

@@ -8,6 +8,7 @@ failed over, the SQLite file replaced), so one is checked before use when it sat
 (or on a server that turned read-only) is dropped and replaced at its next use outside a transaction; the
 statement that met the failure still fails, and its caller retries (Meta redelivers, the loops go round).
 """
+
 from __future__ import annotations
 
 import os
@@ -259,9 +260,10 @@ def _postgres_params(url: str) -> dict:
     try:
         params = parse_dsn(url)
     except Exception:  # libpq's message may quote the URL, password included: say what is wrong instead
-        raise ValueError("DATABASE_URL names several hosts but libpq cannot read it: "
-                         "use postgresql://user@host1:port1,host2:port2/database?target_session_attrs=read-write"
-                         ) from None
+        raise ValueError(
+            "DATABASE_URL names several hosts but libpq cannot read it: "
+            "use postgresql://user@host1:port1,host2:port2/database?target_session_attrs=read-write"
+        ) from None
     params["database"] = params.pop("dbname", None)
     return params
 
@@ -278,10 +280,17 @@ def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_con
         params = parse(url)
         db = SqliteCheckedDatabase(params.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False, **params)
     elif url.startswith(("postgres", "postgresql")):
-        params = {"connect_timeout": max(2, round(wait)), "keepalives": 1, "keepalives_idle": 30,
-                  "keepalives_interval": 10, "keepalives_count": 3, **_postgres_params(url)}
-        db = PooledPostgresqlCheckedDatabase(params.pop("database"), max_connections=max_connections,
-                                             stale_timeout=300, timeout=wait, **params)
+        params = {
+            "connect_timeout": max(2, round(wait)),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            **_postgres_params(url),
+        }
+        db = PooledPostgresqlCheckedDatabase(
+            params.pop("database"), max_connections=max_connections, stale_timeout=300, timeout=wait, **params
+        )
     else:
         raise ValueError(f"DATABASE_URL must start with sqlite:// or postgresql:// (got '{url.split(':', 1)[0]}')")
     database.initialize(db)

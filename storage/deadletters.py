@@ -4,6 +4,7 @@ A body that is signed (so it is Meta's) but cannot be read, or one message of it
 refuses, is answered 200 so that Meta does not retry it for days, and is kept here with the reason.
 The rest of the same delivery is stored as usual. `flows dead-letters` lists them.
 """
+
 from __future__ import annotations
 
 import hashlib

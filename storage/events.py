@@ -1,4 +1,5 @@
 """The audit log: what turns, payments and operators did, one row per event, never a secret."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Running conversations stay on the version they started with (the session row keeps flow and version);
 new conversations take the latest. Versions are never deleted, so a conversation can always finish.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,13 +48,18 @@ def store(name: str, source: str, file: str, now: datetime) -> StoredFlow:
     for _ in range(3):  # two loaders racing for the same next version number: the loser looks again
         try:
             with write_transaction():
-                latest = (FlowVersion.select(FlowVersion.version, FlowVersion.content_hash)
-                          .where(FlowVersion.name == name).order_by(FlowVersion.version.desc()).first())
+                latest = (
+                    FlowVersion.select(FlowVersion.version, FlowVersion.content_hash)
+                    .where(FlowVersion.name == name)
+                    .order_by(FlowVersion.version.desc())
+                    .first()
+                )
                 if latest is not None and latest.content_hash == digest:
                     return StoredFlow(name, latest.version, digest, UNCHANGED)
                 version = latest.version + 1 if latest else 1
-                FlowVersion.create(name=name, version=version, content_hash=digest, source=source, file=file,
-                                   loaded_at=now)
+                FlowVersion.create(
+                    name=name, version=version, content_hash=digest, source=source, file=file, loaded_at=now
+                )
                 return StoredFlow(name, version, digest, UPDATED if latest else NEW)
         except peewee.IntegrityError:
             continue
@@ -62,12 +68,18 @@ def store(name: str, source: str, file: str, now: datetime) -> StoredFlow:
 
 def latest_versions() -> list[FlowVersionRow]:
     """The latest version of every stored flow, by name."""
-    newest = (FlowVersion.select(FlowVersion.name, peewee.fn.MAX(FlowVersion.version).alias("top"))
-              .group_by(FlowVersion.name).alias("newest"))
-    rows = (FlowVersion.select(FlowVersion.name, FlowVersion.version, FlowVersion.content_hash, FlowVersion.file,
-                               FlowVersion.loaded_at)
-            .join(newest, on=((FlowVersion.name == newest.c.name) & (FlowVersion.version == newest.c.top)))
-            .order_by(FlowVersion.name))
+    newest = (
+        FlowVersion.select(FlowVersion.name, peewee.fn.MAX(FlowVersion.version).alias("top"))
+        .group_by(FlowVersion.name)
+        .alias("newest")
+    )
+    rows = (
+        FlowVersion.select(
+            FlowVersion.name, FlowVersion.version, FlowVersion.content_hash, FlowVersion.file, FlowVersion.loaded_at
+        )
+        .join(newest, on=((FlowVersion.name == newest.c.name) & (FlowVersion.version == newest.c.top)))
+        .order_by(FlowVersion.name)
+    )
     return [FlowVersionRow(r.name, r.version, r.content_hash, r.file, r.loaded_at) for r in rows]
 
 
@@ -76,9 +88,13 @@ def versions_in_use() -> list[FlowVersionRow]:
     rows = {(r.name, r.version): r for r in latest_versions()}
     wanted = [key for key in active_counts() if key not in rows and key[0] is not None]
     for name, version in wanted:
-        r = (FlowVersion.select(FlowVersion.name, FlowVersion.version, FlowVersion.content_hash, FlowVersion.file,
-                                FlowVersion.loaded_at)
-             .where((FlowVersion.name == name) & (FlowVersion.version == version)).first())
+        r = (
+            FlowVersion.select(
+                FlowVersion.name, FlowVersion.version, FlowVersion.content_hash, FlowVersion.file, FlowVersion.loaded_at
+            )
+            .where((FlowVersion.name == name) & (FlowVersion.version == version))
+            .first()
+        )
         if r is not None:
             rows[(name, version)] = FlowVersionRow(r.name, r.version, r.content_hash, r.file, r.loaded_at)
     return sorted(rows.values(), key=lambda r: (r.name, r.version))
@@ -90,6 +106,7 @@ def source(name: str, version: int) -> str:
 
 
 # ── history, rollback and what a load would do (issue 11) ───────────────────────────────────────────
+
 
 class NoSuchVersion(LookupError):
     """A flow or version that is not stored; the message names what is (for the author)."""
@@ -106,8 +123,11 @@ class VersionInfo:
 def history(name: str) -> list[VersionInfo]:
     """Every stored version of a flow, oldest first, with its active conversations; [] when none."""
     active = active_counts()
-    rows = (FlowVersion.select(FlowVersion.version, FlowVersion.loaded_at, FlowVersion.file)
-            .where(FlowVersion.name == name).order_by(FlowVersion.version))
+    rows = (
+        FlowVersion.select(FlowVersion.version, FlowVersion.loaded_at, FlowVersion.file)
+        .where(FlowVersion.name == name)
+        .order_by(FlowVersion.version)
+    )
     return [VersionInfo(r.version, r.loaded_at, r.file, active.get((name, r.version), 0)) for r in rows]
 
 
@@ -140,14 +160,21 @@ def rollback(name: str, to: int, now: datetime) -> StoredFlow:
 
 def waiting_steps(name: str) -> dict[tuple[int, str], int]:
     """Active conversations of one flow by (version, step they wait on)."""
-    rows = (Session.select(Session.flow_version, Session.step, peewee.fn.COUNT(Session.id).alias("n"))
-            .where((Session.status == "active") & (Session.flow == name))
-            .group_by(Session.flow_version, Session.step).tuples())
+    rows = (
+        Session.select(Session.flow_version, Session.step, peewee.fn.COUNT(Session.id).alias("n"))
+        .where((Session.status == "active") & (Session.flow == name))
+        .group_by(Session.flow_version, Session.step)
+        .tuples()
+    )
     return {(version, step): n for version, step, n in rows if version is not None and step is not None}
 
 
 def live_source(name: str) -> tuple[int, str] | None:
     """(version, source) of a flow's live (latest) version, None when it was never stored."""
-    row = (FlowVersion.select(FlowVersion.version, FlowVersion.source)
-           .where(FlowVersion.name == name).order_by(FlowVersion.version.desc()).first())
+    row = (
+        FlowVersion.select(FlowVersion.version, FlowVersion.source)
+        .where(FlowVersion.name == name)
+        .order_by(FlowVersion.version.desc())
+        .first()
+    )
     return (row.version, row.source) if row is not None else None

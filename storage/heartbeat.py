@@ -4,6 +4,7 @@ Each check rewrites this process's row of the `heartbeat` table (one small upser
 so a database that answers reads but cannot write (read-only after a failover, disk full, the SQLite file
 locked by another writer) fails the check, while `/healthz` stays the cheap liveness probe.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,5 +18,8 @@ PROCESS = f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 def beat(now: datetime, process: str = PROCESS) -> None:
     """Record that `process` wrote at `now`; raises the database's error when the write cannot commit."""
-    execute('INSERT INTO "heartbeat" ("process", "checked_at") VALUES (?, ?) '
-            'ON CONFLICT ("process") DO UPDATE SET "checked_at" = excluded."checked_at"', (process, now))
+    execute(
+        'INSERT INTO "heartbeat" ("process", "checked_at") VALUES (?, ?) '
+        'ON CONFLICT ("process") DO UPDATE SET "checked_at" = excluded."checked_at"',
+        (process, now),
+    )

@@ -3,6 +3,7 @@
 A redelivered message stops at the unique id. Rows are handled one contact at a time in the channel's
 timestamp order (sent_at, then id) and marked processed in the same transaction that saves the turn.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,17 @@ def _row(r: tuple) -> InboxRow:
     return InboxRow(r[0], r[1], r[2], json.loads(r[3]), InboxMessage.sent_at.python_value(r[4]), r[5] is not None)
 
 
-def add(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-        received_at: datetime) -> tuple[InboxRow, bool]:
+def add(
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, received_at: datetime
+) -> tuple[InboxRow, bool]:
     """Store a received message; returns (the row, True) or, for a message id seen before, (that row, False)."""
     channel_message_id, body = storable(channel_message_id), storable_json(payload)
     inserted = execute(_ADD, (channel_message_id, contact_id, body, sent_at, received_at)).fetchone()
     if inserted:
         return InboxRow(inserted[0], contact_id, channel_message_id, payload, sent_at, False), True
-    existing = execute(f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "channel_message_id" = ?',
-                       (channel_message_id,)).fetchone()
+    existing = execute(
+        f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "channel_message_id" = ?', (channel_message_id,)
+    ).fetchone()
     return _row(existing), False
 
 
@@ -63,17 +66,36 @@ _ADD_FOR_KNOWN_CONTACT = (
 )
 
 
-def add_for_known_contact(wa_id: str | None, user_id: str | None, profile_name: str | None, channel_message_id: str,
-                          payload: dict[str, Any], sent_at: datetime, now: datetime) -> bool:
+def add_for_known_contact(
+    wa_id: str | None,
+    user_id: str | None,
+    profile_name: str | None,
+    channel_message_id: str,
+    payload: dict[str, Any],
+    sent_at: datetime,
+    now: datetime,
+) -> bool:
     """PostgreSQL only, outside a transaction: store one received message from a contact already known by
     these ids, in one statement that commits on its own; payload["contact"] becomes the contact's key.
     True when the message was stored; False when it is a duplicate or the contact needs resolving.
     """
     rest = {k: v for k, v in payload.items() if k != "contact"}
     tail = "," + storable_json(rest)[1:]  # the object after its "contact"
-    row = execute(_ADD_FOR_KNOWN_CONTACT, (now, storable(profile_name), storable(user_id), storable(wa_id),
-                                           storable(user_id), storable(wa_id), storable(channel_message_id),
-                                           tail, sent_at, now)).fetchone()
+    row = execute(
+        _ADD_FOR_KNOWN_CONTACT,
+        (
+            now,
+            storable(profile_name),
+            storable(user_id),
+            storable(wa_id),
+            storable(user_id),
+            storable(wa_id),
+            storable(channel_message_id),
+            tail,
+            sent_at,
+            now,
+        ),
+    ).fetchone()
     return row is not None
 
 
@@ -83,12 +105,15 @@ _ADD_EVENT = (
 )
 
 
-def add_event(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-              now: datetime) -> bool:
+def add_event(
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, now: datetime
+) -> bool:
     """Record an item that is not an answer (a reaction, a revoke, a system notice) as already processed, so
     no turn ever takes it and a redelivery stops at its id. True when it is new."""
     body = storable_json(payload)
-    return execute(_ADD_EVENT, (storable(channel_message_id), contact_id, body, sent_at, now, now)).fetchone() is not None
+    return (
+        execute(_ADD_EVENT, (storable(channel_message_id), contact_id, body, sent_at, now, now)).fetchone() is not None
+    )
 
 
 def known_ids(channel_message_ids: list[str]) -> set[str]:
@@ -96,14 +121,20 @@ def known_ids(channel_message_ids: list[str]) -> set[str]:
     if not channel_message_ids:
         return set()
     marks = ", ".join("?" * len(channel_message_ids))
-    return {r[0] for r in execute(f'SELECT "channel_message_id" FROM "inbox_message" WHERE "channel_message_id" '
-                                  f'IN ({marks})', storable(channel_message_ids)).fetchall()}
+    return {
+        r[0]
+        for r in execute(
+            f'SELECT "channel_message_id" FROM "inbox_message" WHERE "channel_message_id" IN ({marks})',
+            storable(channel_message_ids),
+        ).fetchall()
+    }
 
 
 def is_processed(channel_message_id: str) -> bool:
     """Whether a message with this id was handled already (a redelivery)."""
-    row = execute('SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ?',
-                  (channel_message_id,)).fetchone()
+    row = execute(
+        'SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ?', (channel_message_id,)
+    ).fetchone()
     return row is not None and row[0] is not None
 
 
@@ -114,14 +145,16 @@ _ADD_PROCESSED = (
 )
 
 
-def processed_params(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-                     at: datetime) -> tuple:
+def processed_params(
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, at: datetime
+) -> tuple:
     """add_processed's parameters, in the order of its statement."""
     return storable(channel_message_id), contact_id, storable_json(payload), sent_at, at, at
 
 
-def add_processed(contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime,
-                  at: datetime) -> bool:
+def add_processed(
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, at: datetime
+) -> bool:
     """Record a message handled as it arrived (one write instead of insert-then-update); a row already
     stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
     False when the message was marked processed already (another turn handled it first).
@@ -147,8 +180,10 @@ def redact_answer(row_id: int | None = None, channel_message_id: str | None = No
     that saves the turn. Returns the forms of the code removed, for the caller to keep them out of the
     rest of the turn's writes too.
     """
-    r = execute('SELECT "id", "payload" FROM "inbox_message" WHERE "id" = ? OR "channel_message_id" = ?',
-                (row_id, storable(channel_message_id))).fetchone()
+    r = execute(
+        'SELECT "id", "payload" FROM "inbox_message" WHERE "id" = ? OR "channel_message_id" = ?',
+        (row_id, storable(channel_message_id)),
+    ).fetchone()
     if r is None:
         return frozenset()
     payload = json.loads(r[1])
@@ -163,8 +198,11 @@ def record_error(row_id: int, error: str) -> int:
     """Note why handling a row failed and count the failure; it stays unprocessed so it is tried again once
     its claim runs out. Returns how many times handling it has failed.
     """
-    row = execute('UPDATE "inbox_message" SET "error" = ?, "attempts" = "attempts" + 1 '
-                  'WHERE "id" = ? AND "processed_at" IS NULL RETURNING "attempts"', (error[:2000], row_id)).fetchone()
+    row = execute(
+        'UPDATE "inbox_message" SET "error" = ?, "attempts" = "attempts" + 1 '
+        'WHERE "id" = ? AND "processed_at" IS NULL RETURNING "attempts"',
+        (error[:2000], row_id),
+    ).fetchone()
     return row[0] if row else 0
 
 
@@ -172,7 +210,9 @@ def oldest_pending(contact_id: int) -> InboxRow | None:
     """The contact's next message to handle (index on processed_at, contact, sent_at)."""
     r = execute(
         f'SELECT {_COLUMNS} FROM "inbox_message" WHERE "processed_at" IS NULL AND "contact_id" = ? '
-        'ORDER BY "sent_at", "id" LIMIT 1', (contact_id,)).fetchone()
+        'ORDER BY "sent_at", "id" LIMIT 1',
+        (contact_id,),
+    ).fetchone()
     return _row(r) if r else None
 
 
@@ -181,7 +221,9 @@ def oldest_pending_with_key(contact_id: int) -> tuple[InboxRow, str] | None:
     r = execute(
         f'SELECT {", ".join("i." + c for c in _COLUMNS.split(", "))}, c."key" FROM "inbox_message" i '
         'JOIN "contact" c ON c."id" = i."contact_id" WHERE i."processed_at" IS NULL AND i."contact_id" = ? '
-        'ORDER BY i."sent_at", i."id" LIMIT 1', (contact_id,)).fetchone()
+        'ORDER BY i."sent_at", i."id" LIMIT 1',
+        (contact_id,),
+    ).fetchone()
     return (_row(r), r[6]) if r else None
 
 

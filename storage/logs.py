@@ -11,6 +11,7 @@ the O'mari client adds `tag(payment=…)`; every line written inside carries tho
 Callers pass values that are safe to write (the contact masked, a payment's our-side reference); no OTP,
 key or token is ever a field.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -63,8 +64,12 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, timezone.utc)
-        line = {"time": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
-                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        line = {
+            "time": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         line.update(getattr(record, "convoflow", None) or _context.get())
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

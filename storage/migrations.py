@@ -12,6 +12,7 @@ Rules for a new migration (append to MIGRATIONS, never edit or reorder a shipped
 - change the model (add a field, never rename one) and add a migration that makes the same change to an
   existing database through playhouse.migrate's SchemaMigrator.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -24,8 +25,7 @@ from playhouse.migrate import SchemaMigrator
 
 from .contacts import is_user_id
 from .db import execute, is_postgres, utcnow, write_transaction
-from .models import (ALL_MODELS, Contact, DeadLetter, Event, Heartbeat, InboxMessage, OutboxMessage,
-                     PaymentTransaction)
+from .models import ALL_MODELS, Contact, DeadLetter, Event, Heartbeat, InboxMessage, OutboxMessage, PaymentTransaction
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -85,12 +85,14 @@ def _contact_user_ids(db: peewee.Database, migrator: SchemaMigrator) -> None:
     """Business-scoped user ids on contacts: the columns, a contact keyed by one gets it as its user_id, and
     one person split over two rows by an earlier version (same phone number) becomes one row again."""
     _add_columns(db, migrator, Contact, "user_id", "parent_user_id", "username")
-    for contact_id, key in execute('SELECT "id", "key" FROM "contact" WHERE "user_id" IS NULL AND "key" LIKE ?',
-                                   ("%.%",), db=db).fetchall():
+    for contact_id, key in execute(
+        'SELECT "id", "key" FROM "contact" WHERE "user_id" IS NULL AND "key" LIKE ?', ("%.%",), db=db
+    ).fetchall():
         if is_user_id(key):
             execute('UPDATE "contact" SET "user_id" = ? WHERE "id" = ?', (key, contact_id), db=db)
-    split = execute('SELECT "wa_id" FROM "contact" WHERE "wa_id" IS NOT NULL GROUP BY "wa_id" HAVING COUNT(*) > 1',
-                    db=db).fetchall()
+    split = execute(
+        'SELECT "wa_id" FROM "contact" WHERE "wa_id" IS NOT NULL GROUP BY "wa_id" HAVING COUNT(*) > 1', db=db
+    ).fetchall()
     for (wa_id,) in split:
         _join_split_contact(db, wa_id)
     _add_index(db, migrator, Contact._meta.table_name, ("wa_id",), unique=True)
@@ -103,7 +105,10 @@ def _join_split_contact(db: peewee.Database, wa_id: str) -> None:
     rows = execute(
         'SELECT c."id", c."user_id" FROM "contact" c LEFT JOIN "session" s ON s."contact_id" = c."id" '
         'WHERE c."wa_id" = ? ORDER BY CASE WHEN s."status" = \'active\' THEN 0 ELSE 1 END, '
-        'c."last_seen_at" DESC, c."id" DESC', (wa_id,), db=db).fetchall()
+        'c."last_seen_at" DESC, c."id" DESC',
+        (wa_id,),
+        db=db,
+    ).fetchall()
     keeper, others = rows[0], rows[1:]
     user_id = keeper[1] or next((r[1] for r in others if r[1]), None)
     for other_id, _ in others:
@@ -124,7 +129,10 @@ def _lean_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # is the first column of (status, flow, flow_version); the (processed_at, contact, sent_at) index held
     # every processed row, where a partial one holds the backlog only.
     InboxMessage._schema.create_indexes(safe=True)
-    for table, name in (("session", "session_status"), ("inbox_message", "inbox_message_processed_at_contact_id_sent_at")):
+    for table, name in (
+        ("session", "session_status"),
+        ("inbox_message", "inbox_message_processed_at_contact_id_sent_at"),
+    ):
         if name in {ix.name for ix in db.get_indexes(table)}:
             migrator.drop_index(table, name).run()
 
@@ -133,20 +141,41 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
     Migration("0003_outbox_pending_index", _outbox_pending_index, "senders find each contact's next message fast"),
-    Migration("0004_inbox_attempts", lambda db, m: _add_columns(db, m, InboxMessage, "attempts"),
-              "count failed turns per message, so one that always fails stops holding its contact up"),
-    Migration("0005_contact_user_ids", _contact_user_ids,
-              "find a contact by phone number or business-scoped user id: one person, one contact"),
-    Migration("0006_payment_review_and_limits", _payment_review_and_limits,
-              "mark payments that need a person; find recent payment starts per contact and per wallet"),
-    Migration("0007_dead_letters", lambda db, m: db.create_tables([DeadLetter], safe=True),
-              "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever"),
-    Migration("0008_lean_indexes", _lean_indexes,
-              "a turn writes fewer indexes: a partial one for each contact's unhandled messages, no duplicate"),
-    Migration("0009_heartbeat", lambda db, m: db.create_tables([Heartbeat], safe=True),
-              "a row per serving process that /readyz rewrites, proving a write commits"),
-    Migration("0011_payment_provider", lambda db, m: _add_columns(db, m, PaymentTransaction, "provider", "poll_url"),
-              "which payment provider takes each payment (existing rows: omari) and where its status is asked"),
+    Migration(
+        "0004_inbox_attempts",
+        lambda db, m: _add_columns(db, m, InboxMessage, "attempts"),
+        "count failed turns per message, so one that always fails stops holding its contact up",
+    ),
+    Migration(
+        "0005_contact_user_ids",
+        _contact_user_ids,
+        "find a contact by phone number or business-scoped user id: one person, one contact",
+    ),
+    Migration(
+        "0006_payment_review_and_limits",
+        _payment_review_and_limits,
+        "mark payments that need a person; find recent payment starts per contact and per wallet",
+    ),
+    Migration(
+        "0007_dead_letters",
+        lambda db, m: db.create_tables([DeadLetter], safe=True),
+        "keep webhook deliveries that can never be stored, for a person, instead of refusing them for ever",
+    ),
+    Migration(
+        "0008_lean_indexes",
+        _lean_indexes,
+        "a turn writes fewer indexes: a partial one for each contact's unhandled messages, no duplicate",
+    ),
+    Migration(
+        "0009_heartbeat",
+        lambda db, m: db.create_tables([Heartbeat], safe=True),
+        "a row per serving process that /readyz rewrites, proving a write commits",
+    ),
+    Migration(
+        "0011_payment_provider",
+        lambda db, m: _add_columns(db, m, PaymentTransaction, "provider", "poll_url"),
+        "which payment provider takes each payment (existing rows: omari) and where its status is asked",
+    ),
 )
 
 

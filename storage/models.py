@@ -2,6 +2,7 @@
 
 Timestamps are naive UTC datetimes.
 """
+
 from __future__ import annotations
 
 import peewee as pw
@@ -78,11 +79,14 @@ class InboxMessage(BaseModel):
 # Workers look for the oldest unprocessed message, of any contact and of one contact; partial indexes keep
 # those lookups the size of the backlog, not of the millions of processed rows kept for audit, and a
 # message handled as it arrives (stored processed) is written into neither.
-InboxMessage.add_index(InboxMessage.index(InboxMessage.sent_at, name="inbox_message_pending").where(
-    InboxMessage.processed_at.is_null()))
-InboxMessage.add_index(InboxMessage.index(InboxMessage.contact, InboxMessage.sent_at,
-                                          name="inbox_message_pending_contact").where(
-    InboxMessage.processed_at.is_null()))
+InboxMessage.add_index(
+    InboxMessage.index(InboxMessage.sent_at, name="inbox_message_pending").where(InboxMessage.processed_at.is_null())
+)
+InboxMessage.add_index(
+    InboxMessage.index(InboxMessage.contact, InboxMessage.sent_at, name="inbox_message_pending_contact").where(
+        InboxMessage.processed_at.is_null()
+    )
+)
 
 
 class OutboxMessage(BaseModel):
@@ -91,7 +95,9 @@ class OutboxMessage(BaseModel):
     status = pw.CharField(max_length=16, default="pending")  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
-    channel_message_id = pw.CharField(max_length=256, null=True, index=True)  # the wamid returned; receipts find rows by it
+    channel_message_id = pw.CharField(
+        max_length=256, null=True, index=True
+    )  # the wamid returned; receipts find rows by it
     delivery_status = pw.CharField(max_length=16, null=True)  # sent | delivered | read | failed
     error = pw.TextField(null=True)
     created_at = pw.DateTimeField()
@@ -103,9 +109,11 @@ class OutboxMessage(BaseModel):
 
 # Senders take a contact's message only when no earlier one of that contact is still pending; this partial
 # index makes that check one lookup per row even with a backlog of thousands (Graph down for an hour).
-OutboxMessage.add_index(OutboxMessage.index(OutboxMessage.contact, OutboxMessage.id,
-                                            name="outbox_message_pending_contact").where(
-    OutboxMessage.status == "pending"))
+OutboxMessage.add_index(
+    OutboxMessage.index(OutboxMessage.contact, OutboxMessage.id, name="outbox_message_pending_contact").where(
+        OutboxMessage.status == "pending"
+    )
+)
 
 
 class Booking(BaseModel):
@@ -191,5 +199,16 @@ class Heartbeat(BaseModel):
     checked_at = pw.DateTimeField()
 
 
-ALL_MODELS = [Contact, FlowVersion, Session, InboxMessage, OutboxMessage, Booking, PaymentTransaction, ActionResult, Event,
-              DeadLetter, Heartbeat]
+ALL_MODELS = [
+    Contact,
+    FlowVersion,
+    Session,
+    InboxMessage,
+    OutboxMessage,
+    Booking,
+    PaymentTransaction,
+    ActionResult,
+    Event,
+    DeadLetter,
+    Heartbeat,
+]

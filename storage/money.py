@@ -2,6 +2,7 @@
 
 Every currency we take (USD, ZWG) has two decimal places, so one cent is 1/100 of a unit.
 """
+
 from __future__ import annotations
 
 import re

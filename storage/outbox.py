@@ -9,6 +9,7 @@ A row is `pending` until the channel accepts it (`sent`, with the id the channel
 gives up (`failed`). One contact's messages leave in id order: claim() offers a contact's row only when
 no earlier row of that contact is still pending.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ from .models import OutboxMessage
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
-_INSERT = ('INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", '
-           '"created_at") ')
+_INSERT = (
+    'INSERT INTO "outbox_message" ("contact_id", "payload", "status", "attempts", "next_attempt_at", "created_at") '
+)
 
 # Lease the first pending, due row of each contact whose earlier rows are all sent or failed (so one
 # contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so two
@@ -81,8 +83,7 @@ def insert_sql(count: int, guard: str) -> str:
     one-statement save): parameters contact id, next_attempt_at, created_at, then each payload in order;
     `guard` is a condition the rows are written under (e.g. that the session update matched)."""
     values = ", ".join(f"({n}, ?)" for n in range(count))
-    return (_INSERT + f"SELECT ?, v.p, 'pending', 0, ?, ? FROM (VALUES {values}) AS v (n, p) "
-            f"WHERE {guard} ORDER BY v.n")
+    return _INSERT + f"SELECT ?, v.p, 'pending', 0, ?, ? FROM (VALUES {values}) AS v (n, p) WHERE {guard} ORDER BY v.n"
 
 
 def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
@@ -91,8 +92,10 @@ def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
     sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
     rows = execute(sql, (lease_until, now, limit)).fetchall()
     # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
-    return [Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts)
-            for row_id, payload, attempts, key, address in sorted(rows)]
+    return [
+        Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts)
+        for row_id, payload, attempts, key, address in sorted(rows)
+    ]
 
 
 def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> None:
@@ -103,13 +106,19 @@ def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> None:
 
 
 def retry_later(row_id: int, next_attempt_at: datetime, error: str) -> None:
-    (OutboxMessage.update(attempts=OutboxMessage.attempts + 1, next_attempt_at=next_attempt_at, error=error[:2000])
-     .where(OutboxMessage.id == row_id).execute())
+    (
+        OutboxMessage.update(attempts=OutboxMessage.attempts + 1, next_attempt_at=next_attempt_at, error=error[:2000])
+        .where(OutboxMessage.id == row_id)
+        .execute()
+    )
 
 
 def mark_failed(row_id: int, error: str) -> None:
-    (OutboxMessage.update(status=FAILED, attempts=OutboxMessage.attempts + 1, error=error[:2000])
-     .where(OutboxMessage.id == row_id).execute())
+    (
+        OutboxMessage.update(status=FAILED, attempts=OutboxMessage.attempts + 1, error=error[:2000])
+        .where(OutboxMessage.id == row_id)
+        .execute()
+    )
 
 
 def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[tuple[int, str]]:
@@ -123,8 +132,9 @@ def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[t
             latest[wamid] = (status, error)
     if not latest:
         return []
-    rows = OutboxMessage.select(OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status).where(
-        OutboxMessage.channel_message_id.in_(list(latest)))
+    rows = OutboxMessage.select(
+        OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status
+    ).where(OutboxMessage.channel_message_id.in_(list(latest)))
     undelivered = []
     for row in rows:
         status, error = latest[row.channel_message_id]
@@ -140,12 +150,19 @@ def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[t
 
 def for_contact(contact_id: int) -> list[dict[str, Any]]:
     """Payloads queued for a contact, in order (for `flows chat` and tests)."""
-    return [json.loads(p) for (p,) in execute(
-        'SELECT "payload" FROM "outbox_message" WHERE "contact_id" = ? ORDER BY "id"', (contact_id,)).fetchall()]
+    return [
+        json.loads(p)
+        for (p,) in execute(
+            'SELECT "payload" FROM "outbox_message" WHERE "contact_id" = ? ORDER BY "id"', (contact_id,)
+        ).fetchall()
+    ]
 
 
 def release(row_ids: list[int], now: datetime) -> None:
     """Hand leased rows back at once (a sender stopping before it sent them), instead of after the lease."""
     if row_ids:
-        (OutboxMessage.update(next_attempt_at=now)
-         .where(OutboxMessage.id.in_(row_ids) & (OutboxMessage.status == PENDING)).execute())
+        (
+            OutboxMessage.update(next_attempt_at=now)
+            .where(OutboxMessage.id.in_(row_ids) & (OutboxMessage.status == PENDING))
+            .execute()
+        )

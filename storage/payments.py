@@ -16,6 +16,7 @@ many callers (a retried turn, two reconcile runs) race to record it.
 Every status change is appended to `status_history` (`[{"status": …, "at": …}]`) and written to the
 audit Event log. Nothing here ever stores an OTP.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,15 @@ from .models import Booking, Contact, Event, PaymentTransaction
 from .money import format_amount, from_minor, to_minor
 
 from .payment_states import (  # noqa: F401 (the states are used here and read through this module)
-    CANCELLED, EXPIRED, FAILED, FINAL, INITIATED, OTP_SENT, PENDING, STATUSES, SUCCESS,
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    FINAL,
+    INITIATED,
+    OTP_SENT,
+    PENDING,
+    STATUSES,
+    SUCCESS,
 )
 
 # Our decision (O'mari does not document it): an OTP is good for 10 minutes after /auth.
@@ -130,8 +139,13 @@ def create(
                 created_at=now,
                 updated_at=now,
             )
-            _audit("payment.status", reference, {"to": INITIATED, "booking": booking.reference, "provider": provider},
-                   now, contact_key)
+            _audit(
+                "payment.status",
+                reference,
+                {"to": INITIATED, "booking": booking.reference, "provider": provider},
+                now,
+                contact_key,
+            )
     except peewee.IntegrityError:
         # Another worker created the row for this key between our lookup and our insert.
         existing = by_idempotency_key(idempotency_key)
@@ -153,9 +167,13 @@ def _check_limits(limits: StartLimits, contact_key: str | None, msisdn: str, now
     if contact_key:
         checks.insert(0, ("contact", PaymentTransaction.contact_key == contact_key, limits.per_contact))
     for limit, which, allowed in checks:
-        starts = [row.created_at for row in PaymentTransaction.select(PaymentTransaction.created_at)
-                  .where(which & (PaymentTransaction.created_at > since))
-                  .order_by(PaymentTransaction.created_at.desc()).limit(allowed)]
+        starts = [
+            row.created_at
+            for row in PaymentTransaction.select(PaymentTransaction.created_at)
+            .where(which & (PaymentTransaction.created_at > since))
+            .order_by(PaymentTransaction.created_at.desc())
+            .limit(allowed)
+        ]
         if len(starts) >= allowed:
             raise StartLimited(limit, starts[-1] + limits.window)
 
@@ -172,8 +190,12 @@ def note_limited(limit: str, *, subject: str, contact_key: str | None, now: date
 def limited_counts() -> dict[str, int]:
     """Refused payment starts so far, by limit ("contact", "wallet")."""
     kinds = {f"payment.limited.{limit}": limit for limit in LIMITS}
-    counted = dict(Event.select(Event.kind, peewee.fn.COUNT(Event.id)).where(Event.kind.in_(list(kinds)))
-                   .group_by(Event.kind).tuples())
+    counted = dict(
+        Event.select(Event.kind, peewee.fn.COUNT(Event.id))
+        .where(Event.kind.in_(list(kinds)))
+        .group_by(Event.kind)
+        .tuples()
+    )
     return {limit: counted.get(kind, 0) for kind, limit in kinds.items()}
 
 
@@ -235,7 +257,9 @@ def transition(
         return updated
 
 
-def mark_for_person(reference: str, reason: str, *, from_statuses: Iterable[str], now: datetime) -> PaymentTransaction | None:
+def mark_for_person(
+    reference: str, reason: str, *, from_statuses: Iterable[str], now: datetime
+) -> PaymentTransaction | None:
     """O'mari's answer cannot be believed: leave the payment PENDING (moving it there from one of
     from_statuses) and mark it as needing a person, with the reason. Never FAILED, never credited.
     Returns None when the payment is in none of from_statuses.
@@ -243,7 +267,9 @@ def mark_for_person(reference: str, reason: str, *, from_statuses: Iterable[str]
     with write_transaction():
         before = get(reference)
         since = before.review_at if before is not None and before.review_reason == reason else now
-        row = transition(reference, PENDING, from_statuses=from_statuses, now=now, review_reason=reason, review_at=since)
+        row = transition(
+            reference, PENDING, from_statuses=from_statuses, now=now, review_reason=reason, review_at=since
+        )
         if row is not None and since == now:
             _audit("payment.needs_person", reference, {"reason": reason}, now, row.contact_key)
         return row
@@ -251,11 +277,16 @@ def mark_for_person(reference: str, reason: str, *, from_statuses: Iterable[str]
 
 def needs_person() -> list[PaymentTransaction]:
     """Payments marked as needing a person, oldest mark first."""
-    return list(PaymentTransaction.select().where(PaymentTransaction.review_reason.is_null(False))
-                .order_by(PaymentTransaction.review_at, PaymentTransaction.id))
+    return list(
+        PaymentTransaction.select()
+        .where(PaymentTransaction.review_reason.is_null(False))
+        .order_by(PaymentTransaction.review_at, PaymentTransaction.id)
+    )
 
 
-def count_otp_refused(reference: str, *, now: datetime, response_code: str | None, message: str | None) -> PaymentTransaction | None:
+def count_otp_refused(
+    reference: str, *, now: datetime, response_code: str | None, message: str | None
+) -> PaymentTransaction | None:
     """One more wrong OTP on an OTP_SENT transaction; returns the row (None if no longer OTP_SENT)."""
     with write_transaction():
         updated = (
@@ -312,7 +343,11 @@ def record_success(
         _audit(
             "payment.applied",
             reference,
-            {"booking": booking.reference, "amount": format_amount(from_minor(row.amount_minor)), "currency": row.currency},
+            {
+                "booking": booking.reference,
+                "amount": format_amount(from_minor(row.amount_minor)),
+                "currency": row.currency,
+            },
             now,
             row.contact_key,
         )
@@ -373,10 +408,15 @@ def finish_request(reference: str, idempotency_key: str, outcome: str) -> None:
 # ── queries for the operator and for reconcile ───────────────────────────────────────────────────────
 
 
-def list_payments(status: str | None = None, limit: int | None = None, needing_person: bool = False) -> list[PaymentTransaction]:
+def list_payments(
+    status: str | None = None, limit: int | None = None, needing_person: bool = False
+) -> list[PaymentTransaction]:
     """Newest first, optionally only one status, or only those marked as needing a person."""
-    query = (PaymentTransaction.select(PaymentTransaction, Booking).join(Booking)
-             .order_by(PaymentTransaction.created_at.desc(), PaymentTransaction.id.desc()))
+    query = (
+        PaymentTransaction.select(PaymentTransaction, Booking)
+        .join(Booking)
+        .order_by(PaymentTransaction.created_at.desc(), PaymentTransaction.id.desc())
+    )
     if status:
         query = query.where(PaymentTransaction.status == status.upper())
     if needing_person:

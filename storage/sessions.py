@@ -42,6 +42,7 @@ Lock order on PostgreSQL: a worker's pick locks the inbox row, then the session 
 inbox row, then the session row. Same order, so two workers never wait on each other in a cycle, and a
 pick tries one contact per transaction (a failed `ON CONFLICT … WHERE` still locks the row it found).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,17 @@ from .models import Session
 
 LEASE = timedelta(seconds=120)
 
-_STATE_COLUMNS = ("flow", "flow_version", "step", "vars", "attempts", "status", "started_at", "updated_at",
-                  "expires_at")
+_STATE_COLUMNS = (
+    "flow",
+    "flow_version",
+    "step",
+    "vars",
+    "attempts",
+    "status",
+    "started_at",
+    "updated_at",
+    "expires_at",
+)
 _RETURNING = ", ".join(f'"{c}"' for c in ("id", *_STATE_COLUMNS))
 
 _CLAIM_TAIL = (
@@ -73,19 +83,19 @@ _CLAIM = {
     # PostgreSQL: the claim's transaction commits without waiting for the WAL flush (set_config(…, true)
     # is local to the transaction, and the setting is read at commit), in the same single round trip.
     True: _CLAIM_COLUMNS + "SELECT ?, '{}', 0, 'ended', ?, ? "
-                           "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
-          + _CLAIM_TAIL,
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL,
 }
 
 # The same claim for a known contact, found by its key in the same statement: no row when the contact is
 # new (nothing to insert from) or claimed; the caller then takes the slow path (create, claim or wait).
 _CLAIM_BY_KEY_TAIL = _CLAIM_TAIL + ', "contact_id"'
 _CLAIM_BY_KEY = {
-    False: _CLAIM_COLUMNS + "SELECT c.\"id\", '{}', 0, 'ended', ?, ? FROM \"contact\" c WHERE c.\"key\" = ? "
-           + _CLAIM_BY_KEY_TAIL,
+    False: _CLAIM_COLUMNS
+    + 'SELECT c."id", \'{}\', 0, \'ended\', ?, ? FROM "contact" c WHERE c."key" = ? '
+    + _CLAIM_BY_KEY_TAIL,
     True: _CLAIM_COLUMNS + "SELECT c.\"id\", '{}', 0, 'ended', ?, ? FROM \"contact\" c "
-                           "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
-                           "WHERE c.\"key\" = ? " + _CLAIM_BY_KEY_TAIL,
+    "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
+    'WHERE c."key" = ? ' + _CLAIM_BY_KEY_TAIL,
 }
 
 # PostgreSQL: a worker's pick in one statement (its own transaction): lock the oldest unprocessed inbox
@@ -96,10 +106,10 @@ _CLAIM_NEXT = (
     'WITH pick AS (SELECT i."contact_id" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = '
     'i."contact_id" WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
     'ORDER BY i."sent_at", i."id" LIMIT 1 FOR UPDATE OF i SKIP LOCKED), '
-    'claimed AS (' + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
-    "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ') '
+    "claimed AS (" + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
+    "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ") "
     f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))} '
-    'FROM pick LEFT JOIN claimed ON true'
+    "FROM pick LEFT JOIN claimed ON true"
 )
 
 _SAVE = (
@@ -115,10 +125,14 @@ _UNCHANGED = {
     False: " AND ".join(f'"{c}" IS ?' for c in _STATE_COLUMNS),
     True: " AND ".join(f'"{c}" IS NOT DISTINCT FROM ?' for c in _STATE_COLUMNS),
 }
-_SAVE_READ = {pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
-              for pg, cas in _UNCHANGED.items()}
-_CLAIM_READ = {pg: 'UPDATE "session" SET "claimed_by" = ?, "claimed_until" = ? WHERE "id" = ? AND "claimed_by" IS NULL '
-                   f'AND {cas}' for pg, cas in _UNCHANGED.items()}
+_SAVE_READ = {
+    pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
+    for pg, cas in _UNCHANGED.items()
+}
+_CLAIM_READ = {
+    pg: f'UPDATE "session" SET "claimed_by" = ?, "claimed_until" = ? WHERE "id" = ? AND "claimed_by" IS NULL AND {cas}'
+    for pg, cas in _UNCHANGED.items()
+}
 
 # One read, no write: the contact's session as stored, its claim's end, and whether this message id was
 # handled already.
@@ -132,7 +146,7 @@ _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHE
 
 _DUE = (
     'SELECT s."id", s."contact_id", c."key" FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" '
-    "WHERE s.\"status\" = 'active' AND s.\"expires_at\" <= ? "
+    'WHERE s."status" = \'active\' AND s."expires_at" <= ? '
     'AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) ORDER BY s."expires_at" LIMIT ?'
 )
 
@@ -283,8 +297,9 @@ def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
         values = ", ".join(f"({n}, ?, ?, ?, ?, ?)" for n in range(events))
         parts.append(
             'e AS (INSERT INTO "event" ("at", "kind", "contact_key", "subject", "detail") '
-            f'SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) '
-            f'WHERE {guard} ORDER BY v.n)')
+            f"SELECT v.a, v.k, v.c, v.s, v.d FROM (VALUES {values}) AS v (n, a, k, c, s, d) "
+            f"WHERE {guard} ORDER BY v.n)"
+        )
     return parts
 
 
@@ -293,10 +308,10 @@ def _save_processed_sql(outbound: int, events: int) -> str:
     parts = [
         # The inbox row is locked first (the lock order of a worker's pick), then the session row.
         'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
-        's AS (' + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
+        "s AS (" + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
-    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + ' SELECT COUNT(*) FROM s'
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + " SELECT COUNT(*) FROM s"
 
 
 @lru_cache(maxsize=64)
@@ -306,12 +321,13 @@ def _save_received_sql(outbound: int, events: int, read: bool) -> str:
     # contact refreshed only under the session update, the rest only under the message's write.
     parts = [
         'WITH l AS (SELECT "processed_at" FROM "inbox_message" WHERE "channel_message_id" = ? FOR UPDATE), '
-        's AS (' + (_SAVE_READ[True] if read else _SAVE)
+        "s AS ("
+        + (_SAVE_READ[True] if read else _SAVE)
         + ' AND NOT EXISTS (SELECT 1 FROM l WHERE l."processed_at" IS NOT NULL) RETURNING "id"), '
-        'i AS (' + inbox.add_processed_sql("EXISTS (SELECT 1 FROM s)") + '), '
-        'c AS (' + TOUCH_SQL + ' AND EXISTS (SELECT 1 FROM i))'
+        "i AS (" + inbox.add_processed_sql("EXISTS (SELECT 1 FROM s)") + "), "
+        "c AS (" + TOUCH_SQL + " AND EXISTS (SELECT 1 FROM i))"
     ]
-    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM i)", outbound, events)) + ' SELECT COUNT(*) FROM i'
+    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM i)", outbound, events)) + " SELECT COUNT(*) FROM i"
 
 
 def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
@@ -343,7 +359,9 @@ def get_state(contact_key: str) -> dict[str, Any] | None:
     """The stored state of a contact's session (None when the contact never wrote)."""
     row = execute(
         f'SELECT s.{_RETURNING.replace(", ", ", s.")} FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" '
-        'WHERE c."key" = ?', (contact_key,)).fetchone()
+        'WHERE c."key" = ?',
+        (contact_key,),
+    ).fetchone()
     return _decode(row)[1] if row else None
 
 
@@ -351,5 +369,6 @@ def active_counts() -> dict[tuple[str, int], int]:
     """How many conversations are active on each (flow, version), from the (status, flow, version) index."""
     rows = execute(
         'SELECT "flow", "flow_version", COUNT(*) FROM "session" WHERE "status" = \'active\' '
-        'GROUP BY "flow", "flow_version"').fetchall()
+        'GROUP BY "flow", "flow_version"'
+    ).fetchall()
     return {(flow, version): n for flow, version, n in rows}

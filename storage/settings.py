@@ -5,6 +5,7 @@ default, how its text is parsed and checked, a one-line help and whether it is a
 them all in one pass and names the variable in any error; secrets are kept out of repr() and never reach a
 log line or an error message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,17 +24,20 @@ class SettingsError(ValueError):
 
 def setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = str, secret: bool = False) -> Any:
     """Declare one setting: a dataclass field carrying its variable name, parser, help line and secrecy."""
-    return field(default=default, repr=not secret,
-                 metadata={"env": env, "help": help, "parse": parse, "secret": secret})
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "help": help, "parse": parse, "secret": secret}
+    )
 
 
 def one_of(*choices: str) -> Callable[[str], str]:
     """A parser for a word out of `choices` (any case in, upper or as listed out)."""
+
     def parse(text: str) -> str:
         for choice in choices:
             if text.upper() == choice.upper():
                 return choice
         raise ValueError(f"must be one of {', '.join(choices)} (got '{text}')")
+
     return parse
 
 
@@ -78,60 +82,125 @@ def prefixes(text: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = setting("sqlite:///convoflow.db", "DATABASE_URL",
-                                "sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname")
+    database_url: str = setting(
+        "sqlite:///convoflow.db",
+        "DATABASE_URL",
+        "sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname",
+    )
     flows_dir: str = setting("flows", "FLOWS_DIR", "the folder holding the flow YAML files")
     omari_api_base_url: str | None = setting(None, "OMARI_API_BASE_URL", "O'mari merchant API base URL", url)
     omari_merchant_key: str | None = setting(None, "OMARI_MERCHANT_KEY", "O'mari merchant key", secret=True)
-    omari_channel: str = setting("WEB", "OMARI_CHANNEL", "the channel O'mari records: WEB or POS",
-                                 one_of("WEB", "POS"))
-    whatsapp_access_token: str | None = setting(None, "WHATSAPP_ACCESS_TOKEN",
-                                                "Graph API access token (system user)", secret=True)
-    whatsapp_phone_number_id: str | None = setting(None, "WHATSAPP_PHONE_NUMBER_ID",
-                                                   "the business phone number's id from Meta")
-    whatsapp_app_secret: str | None = setting(None, "WHATSAPP_APP_SECRET",
-                                              "the Meta app secret that signs webhook bodies", secret=True)
-    whatsapp_verify_token: str | None = setting(None, "WHATSAPP_VERIFY_TOKEN",
-                                                "the token Meta echoes when the webhook is verified", secret=True)
-    whatsapp_api_url: str = setting(DEFAULT_WHATSAPP_API_URL, "WHATSAPP_API_URL",
-                                    "Graph API base URL, with its version", url)
-    paynow_integration_id: str | None = setting(None, "PAYNOW_INTEGRATION_ID", "Paynow integration id (from the merchant dashboard)")
-    paynow_integration_key: str | None = setting(None, "PAYNOW_INTEGRATION_KEY", "Paynow integration key: signs every message both ways", secret=True)
-    paynow_auth_email: str | None = setting(None, "PAYNOW_AUTH_EMAIL", "the email Paynow's express checkout requires (the merchant's, in test mode)")
-    paynow_api_url: str = setting("https://www.paynow.co.zw/interface", "PAYNOW_API_URL", "Paynow interface base URL", url)
-    paynow_result_url: str | None = setting(None, "PAYNOW_RESULT_URL", "where Paynow posts status updates (optional: convoflow polls)")
-    paynow_return_url: str | None = setting(None, "PAYNOW_RETURN_URL", "where Paynow sends a web payer back (unused by express checkout)")
-    paynow_currency: str = setting("USD", "PAYNOW_CURRENCY", "the currency of the Paynow integration: USD or ZWG", one_of("USD", "ZWG"))
-    payment_starts_per_contact: int = setting(3, "PAYMENT_STARTS_PER_CONTACT",
-                                              "payments one WhatsApp contact may start per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
-    payment_starts_per_wallet: int = setting(5, "PAYMENT_STARTS_PER_WALLET",
-                                             "payments one wallet number may be asked for per PAYMENT_STARTS_WINDOW_MINUTES", positive_int)
-    payment_starts_window_minutes: int = setting(15, "PAYMENT_STARTS_WINDOW_MINUTES",
-                                                 "the window, in minutes, of the payment start limits", positive_int)
-    whatsapp_max_message_age_days: int = setting(7, "WHATSAPP_MAX_MESSAGE_AGE_DAYS", "refuse webhook messages "
-                                                 "older than this many days (replays; Meta retries for 7)", positive_int)
-    log_level: str = setting("INFO", "LOG_LEVEL", "least severe log lines written: DEBUG, INFO, WARNING or ERROR",
-                             one_of("DEBUG", "INFO", "WARNING", "ERROR"))
-    log_format: str = setting("text", "LOG_FORMAT", "log lines as text (for people) or json (one object a line)",
-                              one_of("text", "json"))
-    prometheus_multiproc_dir: str | None = setting(None, "PROMETHEUS_MULTIPROC_DIR",
-                                                   "an empty folder the processes of one server share, so /metrics "
-                                                   "sums them (gunicorn -w 2+); unset: one process", folder)
-    whatsapp_send_rate: int = setting(80, "WHATSAPP_SEND_RATE", "messages per second one process sends to the "
-                                      "Graph API (Meta allows 80 per number, more after an upgrade)", positive_int)
-    business_timezone: str = setting("Africa/Harare", "BUSINESS_TIMEZONE",
-                                     "the business's time zone: what day 'today' is in `expect: date`", time_zone)
-    zw_mobile_prefixes: str = setting("71,73,77,78", "ZW_MOBILE_PREFIXES",
-                                        "mobile network prefixes after 263 that `expect: phone_zw` accepts", prefixes)
-    database_wait: int = setting(5, "DATABASE_WAIT", "seconds a request waits for the database before giving up "
-                                 "(the webhook then answers 503 and Meta delivers again)", positive_int)
+    omari_channel: str = setting("WEB", "OMARI_CHANNEL", "the channel O'mari records: WEB or POS", one_of("WEB", "POS"))
+    whatsapp_access_token: str | None = setting(
+        None, "WHATSAPP_ACCESS_TOKEN", "Graph API access token (system user)", secret=True
+    )
+    whatsapp_phone_number_id: str | None = setting(
+        None, "WHATSAPP_PHONE_NUMBER_ID", "the business phone number's id from Meta"
+    )
+    whatsapp_app_secret: str | None = setting(
+        None, "WHATSAPP_APP_SECRET", "the Meta app secret that signs webhook bodies", secret=True
+    )
+    whatsapp_verify_token: str | None = setting(
+        None, "WHATSAPP_VERIFY_TOKEN", "the token Meta echoes when the webhook is verified", secret=True
+    )
+    whatsapp_api_url: str = setting(
+        DEFAULT_WHATSAPP_API_URL, "WHATSAPP_API_URL", "Graph API base URL, with its version", url
+    )
+    paynow_integration_id: str | None = setting(
+        None, "PAYNOW_INTEGRATION_ID", "Paynow integration id (from the merchant dashboard)"
+    )
+    paynow_integration_key: str | None = setting(
+        None, "PAYNOW_INTEGRATION_KEY", "Paynow integration key: signs every message both ways", secret=True
+    )
+    paynow_auth_email: str | None = setting(
+        None, "PAYNOW_AUTH_EMAIL", "the email Paynow's express checkout requires (the merchant's, in test mode)"
+    )
+    paynow_api_url: str = setting(
+        "https://www.paynow.co.zw/interface", "PAYNOW_API_URL", "Paynow interface base URL", url
+    )
+    paynow_result_url: str | None = setting(
+        None, "PAYNOW_RESULT_URL", "where Paynow posts status updates (optional: convoflow polls)"
+    )
+    paynow_return_url: str | None = setting(
+        None, "PAYNOW_RETURN_URL", "where Paynow sends a web payer back (unused by express checkout)"
+    )
+    paynow_currency: str = setting(
+        "USD", "PAYNOW_CURRENCY", "the currency of the Paynow integration: USD or ZWG", one_of("USD", "ZWG")
+    )
+    payment_starts_per_contact: int = setting(
+        3,
+        "PAYMENT_STARTS_PER_CONTACT",
+        "payments one WhatsApp contact may start per PAYMENT_STARTS_WINDOW_MINUTES",
+        positive_int,
+    )
+    payment_starts_per_wallet: int = setting(
+        5,
+        "PAYMENT_STARTS_PER_WALLET",
+        "payments one wallet number may be asked for per PAYMENT_STARTS_WINDOW_MINUTES",
+        positive_int,
+    )
+    payment_starts_window_minutes: int = setting(
+        15, "PAYMENT_STARTS_WINDOW_MINUTES", "the window, in minutes, of the payment start limits", positive_int
+    )
+    whatsapp_max_message_age_days: int = setting(
+        7,
+        "WHATSAPP_MAX_MESSAGE_AGE_DAYS",
+        "refuse webhook messages older than this many days (replays; Meta retries for 7)",
+        positive_int,
+    )
+    log_level: str = setting(
+        "INFO",
+        "LOG_LEVEL",
+        "least severe log lines written: DEBUG, INFO, WARNING or ERROR",
+        one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
+    log_format: str = setting(
+        "text", "LOG_FORMAT", "log lines as text (for people) or json (one object a line)", one_of("text", "json")
+    )
+    prometheus_multiproc_dir: str | None = setting(
+        None,
+        "PROMETHEUS_MULTIPROC_DIR",
+        "an empty folder the processes of one server share, so /metrics sums them (gunicorn -w 2+); unset: one process",
+        folder,
+    )
+    whatsapp_send_rate: int = setting(
+        80,
+        "WHATSAPP_SEND_RATE",
+        "messages per second one process sends to the Graph API (Meta allows 80 per number, more after an upgrade)",
+        positive_int,
+    )
+    business_timezone: str = setting(
+        "Africa/Harare",
+        "BUSINESS_TIMEZONE",
+        "the business's time zone: what day 'today' is in `expect: date`",
+        time_zone,
+    )
+    zw_mobile_prefixes: str = setting(
+        "71,73,77,78",
+        "ZW_MOBILE_PREFIXES",
+        "mobile network prefixes after 263 that `expect: phone_zw` accepts",
+        prefixes,
+    )
+    database_wait: int = setting(
+        5,
+        "DATABASE_WAIT",
+        "seconds a request waits for the database before giving up "
+        "(the webhook then answers 503 and Meta delivers again)",
+        positive_int,
+    )
     http_threads: int = setting(8, "HTTP_THREADS", "threads answering HTTP in `flows serve`", positive_int)
-    http_connection_limit: int = setting(1000, "HTTP_CONNECTION_LIMIT", "open HTTP connections `flows serve` "
-                                         "accepts at once (waitress's own default is 100)", positive_int)
-    http_channel_timeout: int = setting(60, "HTTP_CHANNEL_TIMEOUT", "seconds an idle keep-alive HTTP connection "
-                                        "stays open", positive_int)
-    http_backlog: int = setting(2048, "HTTP_BACKLOG", "connections the kernel queues before `flows serve` "
-                                "accepts them", positive_int)
+    http_connection_limit: int = setting(
+        1000,
+        "HTTP_CONNECTION_LIMIT",
+        "open HTTP connections `flows serve` accepts at once (waitress's own default is 100)",
+        positive_int,
+    )
+    http_channel_timeout: int = setting(
+        60, "HTTP_CHANNEL_TIMEOUT", "seconds an idle keep-alive HTTP connection stays open", positive_int
+    )
+    http_backlog: int = setting(
+        2048, "HTTP_BACKLOG", "connections the kernel queues before `flows serve` accepts them", positive_int
+    )
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":
@@ -172,8 +241,11 @@ def env_example() -> str:
     The repository's `.env.example` and the one `flows init` writes are this text; regenerate the former
     with `flows config --env-example > .env.example`.
     """
-    lines = ["# convoflow settings: copy this file to .env and fill in what you need. The environment overrides",
-             "# .env; an empty value means the default. Generated by `flows config --env-example`.", ""]
+    lines = [
+        "# convoflow settings: copy this file to .env and fill in what you need. The environment overrides",
+        "# .env; an empty value means the default. Generated by `flows config --env-example`.",
+        "",
+    ]
     for f in dataclasses.fields(Settings):
         notes = [f"default: {f.default}"] if f.default is not None else []
         notes += ["secret: keep it out of git"] if f.metadata["secret"] else []

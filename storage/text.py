@@ -5,6 +5,7 @@ UTF-8) and, for PostgreSQL, a NUL character. One such character from WhatsApp ma
 fail on every retry. `storable` swaps each for U+FFFD (the Unicode replacement character), so the
 message is kept with that one character marked unreadable.
 """
+
 from __future__ import annotations
 
 import json

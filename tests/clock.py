@@ -1,4 +1,5 @@
 """The clock tests move by hand: turns, actions and the sandbox all read it, nothing sleeps."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta

@@ -2,6 +2,7 @@
 sets it), on a real PostgreSQL as well. Both get their schema from storage.migrations.upgrade(), the
 same path `flows db upgrade` takes.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@ one): initdb into a temporary folder, a free loopback port, trust authentication
 programs run as the postgres user, like `.ci/run` does. `Cluster(primary=c)` is a streaming standby of c
 (pg_basebackup -R), promoted to a primary of its own by `promote()`: a real failover.
 """
+
 from __future__ import annotations
 
 import glob
@@ -43,8 +44,22 @@ class Cluster:
             self.start()
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "convoflow", "convoflow")
         else:  # initdb's trust rules allow replication from 127.0.0.1; -R writes standby.signal + primary_conninfo
-            self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "convoflow",
-                      "-D", self.data, "-R", "-X", "stream", "-c", "fast")
+            self._run(
+                "pg_basebackup",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "convoflow",
+                "-D",
+                self.data,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            )
             self.start()
         self.url = f"postgresql://convoflow@127.0.0.1:{self.port}/convoflow"
 
@@ -68,8 +83,21 @@ class Cluster:
 
     def sql(self, statement: str) -> None:
         """Run one statement as the superuser (outside a transaction, so ALTER SYSTEM works)."""
-        self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "convoflow", "-d", "convoflow",
-                  "-v", "ON_ERROR_STOP=1", "-c", statement)
+        self._run(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "convoflow",
+            "-d",
+            "convoflow",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            statement,
+        )
 
     def close(self) -> None:
         try:

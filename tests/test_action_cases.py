@@ -1,4 +1,5 @@
 """Registry-driven: every registered action has cases in tests/actions/test_<namespace>.py that name it."""
+
 from __future__ import annotations
 
 import ast

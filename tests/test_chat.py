@@ -1,4 +1,5 @@
 """`flows chat` and the terminal channel: what a person at the terminal (or a script) sees."""
+
 from __future__ import annotations
 
 import io
@@ -89,14 +90,19 @@ def memory_turns() -> MemoryTurns:
 
 
 def test_buttons_are_shown_numbered():
-    message = Outbound("2637", "Choose how you will pay.",
-                       buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney")))
+    message = Outbound(
+        "2637", "Choose how you will pay.", buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney"))
+    )
     assert render_outbound(message) == "Choose how you will pay.\n1. Ecocash\n2. OneMoney"
 
 
 def test_list_options_are_shown_numbered_with_descriptions_and_the_list_label():
-    message = Outbound("2637", "Which tour?", list_button="Tours",
-                       options=(Choice("t1", "Victoria Falls", "Full day"), Choice("t2", "Hwange")))
+    message = Outbound(
+        "2637",
+        "Which tour?",
+        list_button="Tours",
+        options=(Choice("t1", "Victoria Falls", "Full day"), Choice("t2", "Hwange")),
+    )
     assert render_outbound(message) == "Which tour?\n[Tours]\n1. Victoria Falls — Full day\n2. Hwange"
 
 
@@ -120,13 +126,19 @@ def test_a_scripted_chat_prints_a_transcript():
 def test_an_interactive_chat_prompts_and_can_open_a_flow_directly():
     turns = memory_turns()
     out = io.StringIO()
-    chat_loop(turns, "263771234567", io.StringIO("BK-9\n"), out, interactive=True,
-              opening=lambda: turns.start("263771234567", "pay"))
+    chat_loop(
+        turns,
+        "263771234567",
+        io.StringIO("BK-9\n"),
+        out,
+        interactive=True,
+        opening=lambda: turns.start("263771234567", "pay"),
+    )
     assert out.getvalue() == "Your booking reference?\n\nyou> How much would you like to pay for BK-9?\n\nyou> \n"
 
 
 def test_error_events_go_to_the_events_stream():
-    bad = "flow: oops\ntriggers: [go]\nsteps:\n  s:\n    end: \"{{ 1 / 0 }}\"\n"
+    bad = 'flow: oops\ntriggers: [go]\nsteps:\n  s:\n    end: "{{ 1 / 0 }}"\n'
     flow, problems = load_text(bad, "oops.yaml", registry)
     turns = MemoryTurns(FlowSet.of([flow]), TurnContext(registry=registry))
     out, errors = io.StringIO(), io.StringIO()
@@ -193,8 +205,15 @@ def test_a_shell_pipe_into_flows_chat(flows_dir):
     """`printf 'pay\\nBK-1\\n' | flows chat` in a real process, its standard input a pipe."""
     repo = Path(cli.__file__).parent
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    done = subprocess.run(FLOWS_CMD + ["chat"], input="pay\nBK-1\n", capture_output=True, text=True,
-                          timeout=60, env=env, cwd=flows_dir.parent)
+    done = subprocess.run(
+        FLOWS_CMD + ["chat"],
+        input="pay\nBK-1\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=flows_dir.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "> pay\nYour booking reference?\n\n> BK-1\nHow much would you like to pay for BK-1?\n\n"
 
@@ -203,8 +222,15 @@ def test_a_terminal_gets_a_prompt(flows_dir):
     repo = Path(cli.__file__).parent
     env = {**os.environ, "PYTHONPATH": str(repo)}
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(FLOWS_CMD + ["chat"], stdin=follower, stdout=follower, stderr=follower, env=env,
-                            cwd=flows_dir.parent, close_fds=True)
+    proc = subprocess.Popen(
+        FLOWS_CMD + ["chat"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        cwd=flows_dir.parent,
+        close_fds=True,
+    )
     os.close(follower)
     seen = b""
 
@@ -288,6 +314,8 @@ def test_a_flow_file_deleted_since_the_last_chat_is_gone_from_the_next(flows_dir
     (flows_dir / "main_menu.yaml").write_text(MENU.replace("    flow: pay\n", "    end: Soon.\n"))
     again = CliRunner().invoke(cli.main, ["chat"], input="BK-1\npay\n")
     assert again.exit_code == 0, again.output
-    assert again.stdout == ("> BK-1\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n"
-                            "> pay\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n")
+    assert again.stdout == (
+        "> BK-1\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n"
+        "> pay\nSorry, I did not understand that. Send *menu* to see what I can do.\n\n"
+    )
     assert "[warning conversation.lost] conversation at flow 'pay' step 'ask_reference'" in again.stderr

@@ -1,4 +1,5 @@
 """The author's commands on flow files: `flows validate`, `flows graph`, `flows test`."""
+
 from __future__ import annotations
 
 import click
@@ -8,9 +9,15 @@ from .base import CliError, load_actions
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
-@click.option("--format", "output", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True,
-              help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools; "
-                   "sarif: SARIF 2.1.0 for code-review tools (GitHub code scanning and the like).")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="text: one `file:line:col: severity[code] message` line per problem; json: a list for tools; "
+    "sarif: SARIF 2.1.0 for code-review tools (GitHub code scanning and the like).",
+)
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
     """Check flow files: shape, steps, actions, templates and WhatsApp limits.
@@ -33,13 +40,18 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
     report = load_paths(list(paths))
     failed = not report.ok or (strict and bool(report.warnings))
     if output == "json":
-        click.echo(json.dumps({
-            "ok": not failed,
-            "files": report.files,
-            "errors": len(report.errors),
-            "warnings": len(report.warnings),
-            "problems": [p.as_dict() for p in report.problems],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "files": report.files,
+                    "errors": len(report.errors),
+                    "warnings": len(report.warnings),
+                    "problems": [p.as_dict() for p in report.problems],
+                },
+                indent=2,
+            )
+        )
     elif output == "sarif":
         click.echo(json.dumps(_sarif(report.problems), indent=2, ensure_ascii=False))
     else:
@@ -64,18 +76,38 @@ def _sarif(problems: list) -> dict:
     from engine.codes import CODES
 
     used = sorted({p.code for p in problems})
-    rules = [{"id": code, "shortDescription": {"text": CODES[code].meaning if code in CODES else code},
-              "help": {"text": CODES[code].fix if code in CODES else ""},
-              "defaultConfiguration": {"level": CODES[code].severity if code in CODES else "error"}}
-             for code in used]
-    results = [{"ruleId": p.code, "ruleIndex": used.index(p.code), "level": p.severity,
-                "message": {"text": p.message},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": p.file.replace(os.sep, "/")},
-                                                    "region": {"startLine": p.line, "startColumn": p.col}}}]}
-               for p in problems]
+    rules = [
+        {
+            "id": code,
+            "shortDescription": {"text": CODES[code].meaning if code in CODES else code},
+            "help": {"text": CODES[code].fix if code in CODES else ""},
+            "defaultConfiguration": {"level": CODES[code].severity if code in CODES else "error"},
+        }
+        for code in used
+    ]
+    results = [
+        {
+            "ruleId": p.code,
+            "ruleIndex": used.index(p.code),
+            "level": p.severity,
+            "message": {"text": p.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": p.file.replace(os.sep, "/")},
+                        "region": {"startLine": p.line, "startColumn": p.col},
+                    }
+                }
+            ],
+        }
+        for p in problems
+    ]
     driver = {"name": "convoflow", "version": version("convoflow"), "rules": rules}
-    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-            "runs": [{"tool": {"driver": driver}, "results": results}]}
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": driver}, "results": results}],
+    }
 
 
 def summary(files: int, errors: int, warnings: int) -> str:
@@ -87,8 +119,14 @@ def summary(files: int, errors: int, warnings: int) -> str:
 
 @click.command()
 @click.argument("flow")
-@click.option("--format", "output", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True,
-              help="mermaid: paste into GitHub, GitLab or mermaid.live; dot: Graphviz (`dot -Tsvg`).")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="mermaid: paste into GitHub, GitLab or mermaid.live; dot: Graphviz (`dot -Tsvg`).",
+)
 def graph(flow: str, output: str) -> None:
     """Draw FLOW as a diagram: every step a box, every way onward an arrow with its label.
 
@@ -127,8 +165,11 @@ def _flow_on_disk(flow: str):
 
 @click.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, readable=True))
-@click.option("--real-actions", is_flag=True,
-              help="Run actions without a mock for real: a fresh in-memory database per test, O'mari sandbox.")
+@click.option(
+    "--real-actions",
+    is_flag=True,
+    help="Run actions without a mock for real: a fresh in-memory database per test, O'mari sandbox.",
+)
 @click.option("--coverage", is_flag=True, help="Also list the steps no test walks through.")
 def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> None:
     """Run conversation tests (*.test.yaml) against the flows in $FLOWS_DIR.
@@ -158,8 +199,12 @@ def test_flows(paths: tuple[str, ...], real_actions: bool, coverage: bool) -> No
     report = run_tests(tests, flows, registry, render_outbound, **(_real_actions(settings) if real_actions else {}))
     for failure in problems + report.failures:
         click.echo(str(failure))
-    summary = f"{report.ran} test{'' if report.ran == 1 else 's'}: {report.passed} passed, {len(report.failures)} failed"
-    click.echo(summary + (f"; {len(problems)} problems in the test files (those tests did not run)" if problems else ""))
+    summary = (
+        f"{report.ran} test{'' if report.ran == 1 else 's'}: {report.passed} passed, {len(report.failures)} failed"
+    )
+    click.echo(
+        summary + (f"; {len(problems)} problems in the test files (those tests did not run)" if problems else "")
+    )
     if coverage:
         missed = unvisited(flows, report.visited)
         click.echo("steps no test visits:" if missed else "every step is visited by a test")
@@ -219,5 +264,8 @@ def _real_actions(settings) -> dict:
 
     from .chat import sandbox_services
 
-    return {"real": call_handler, "services": sandbox_services(settings, fixed_otp="123456"),
-            "before_each": fresh_store}
+    return {
+        "real": call_handler,
+        "services": sandbox_services(settings, fixed_otp="123456"),
+        "before_each": fresh_store,
+    }

@@ -3,6 +3,7 @@ checked settings, and the database opened with one handler for what can go wrong
 
 Only click is imported here at module level: `flows --help` must stay fast.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

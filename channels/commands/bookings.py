@@ -1,4 +1,5 @@
 """`flows bookings`: add, import, list and show the bookings customers pay for."""
+
 from __future__ import annotations
 
 import click
@@ -15,8 +16,10 @@ def _booking_line(b) -> str:
     from storage.bookings import as_dict
 
     d = as_dict(b)
-    return (f"{d['reference']:<28} {d['payment_status']:<8} {d['currency']} total {d['total_amount']:>10}  "
-            f"paid {d['amount_paid']:>10}  due {d['balance_due']:>10}  {d['customer']} — {d['tour']}")
+    return (
+        f"{d['reference']:<28} {d['payment_status']:<8} {d['currency']} total {d['total_amount']:>10}  "
+        f"paid {d['amount_paid']:>10}  due {d['balance_due']:>10}  {d['customer']} — {d['tour']}"
+    )
 
 
 @bookings.command("add")
@@ -59,8 +62,11 @@ def bookings_import(file) -> None:
 
 
 @bookings.command("list")
-@click.option("--status", type=click.Choice(["UNPAID", "PARTIAL", "PAID"], case_sensitive=False),
-              help="Only bookings with this payment status.")
+@click.option(
+    "--status",
+    type=click.Choice(["UNPAID", "PARTIAL", "PAID"], case_sensitive=False),
+    help="Only bookings with this payment status.",
+)
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of the objects `bookings show --json` prints.")
 def bookings_list(status: str | None, as_json: bool) -> None:
     """Every booking, by reference."""
@@ -96,6 +102,14 @@ def bookings_show(reference: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
-    for key in ("reference", "customer", "tour", "currency", "total_amount", "amount_paid", "balance_due",
-                "payment_status"):
+    for key in (
+        "reference",
+        "customer",
+        "tour",
+        "currency",
+        "total_amount",
+        "amount_paid",
+        "balance_due",
+        "payment_status",
+    ):
         click.echo(f"{key.replace('_', ' ') + ':':<16} {d[key]}")

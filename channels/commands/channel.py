@@ -1,4 +1,5 @@
 """The WhatsApp channel's commands: `flows serve`, `flows worker`, `flows dead-letters`."""
+
 from __future__ import annotations
 
 import click
@@ -12,7 +13,9 @@ def _printable(text: str) -> str:
 
 
 @click.command("dead-letters")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="At most this many (newest first).")
+@click.option(
+    "--limit", type=click.IntRange(1), default=20, show_default=True, help="At most this many (newest first)."
+)
 @click.option("--show", "show_id", type=int, metavar="ID", help="Print one dead letter in full: its reason and body.")
 def dead_letters(limit: int, show_id: int | None) -> None:
     """Webhook deliveries that could never be stored (answered 200 so that Meta stops retrying), newest first."""
@@ -25,8 +28,12 @@ def dead_letters(limit: int, show_id: int | None) -> None:
     if not rows:
         click.echo("no dead letters")
     for r in rows:
-        click.echo(_printable(f"#{r.id}  {r.received_at:%Y-%m-%d %H:%M:%S}  {len(r.body):>8} bytes  "
-                              f"{r.item or 'whole body'}: {r.reason}"))
+        click.echo(
+            _printable(
+                f"#{r.id}  {r.received_at:%Y-%m-%d %H:%M:%S}  {len(r.body):>8} bytes  "
+                f"{r.item or 'whole body'}: {r.reason}"
+            )
+        )
     if show_id is not None:
         click.echo(_printable(rows[0].body.decode("utf-8", "replace")))
 
@@ -72,10 +79,19 @@ def _sandbox_sms(msisdn: str, text: str) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64),
-              help="Turn threads in this process (0: only answer the webhook; run `flows worker` elsewhere).")
-@click.option("--http-threads", type=click.IntRange(1, 256), default=None,
-              help="Threads answering HTTP (default: HTTP_THREADS, 8).")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Turn threads in this process (0: only answer the webhook; run `flows worker` elsewhere).",
+)
+@click.option(
+    "--http-threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Threads answering HTTP (default: HTTP_THREADS, 8).",
+)
 @click.option("--sandbox", is_flag=True, help="Take payments on the built-in O'mari sandbox (no OMARI_MERCHANT_KEY).")
 def serve(host: str, port: int, workers: int, http_threads: int | None, sandbox: bool) -> None:
     """Serve the WhatsApp webhook (waitress) and run the workers and the sender.

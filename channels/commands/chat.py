@@ -1,4 +1,5 @@
 """`flows chat` and `flows demo`: conversations in this terminal, payments on the built-in sandboxes."""
+
 from __future__ import annotations
 
 import sys
@@ -14,13 +15,25 @@ DEMO_CONTACT = "263771234567"
 
 @click.command()
 @click.argument("flow", required=False)
-@click.option("--contact", default="263770000000", show_default=True, metavar="ID",
-              help="The phone number the conversation is with (vars.contact in templates).")
+@click.option(
+    "--contact",
+    default="263770000000",
+    show_default=True,
+    metavar="ID",
+    help="The phone number the conversation is with (vars.contact in templates).",
+)
 @click.option("--reset", is_flag=True, help="Start over: forget the conversations this chat left open.")
-@click.option("--store", default=None, metavar="FILE",
-              help="The chat's own SQLite file (default: convoflow-chat.db here); never DATABASE_URL.")
-@click.option("--real-omari", is_flag=True,
-              help="Pay through the O'mari API configured (OMARI_API_BASE_URL, OMARI_MERCHANT_KEY), not the sandbox.")
+@click.option(
+    "--store",
+    default=None,
+    metavar="FILE",
+    help="The chat's own SQLite file (default: convoflow-chat.db here); never DATABASE_URL.",
+)
+@click.option(
+    "--real-omari",
+    is_flag=True,
+    help="Pay through the O'mari API configured (OMARI_API_BASE_URL, OMARI_MERCHANT_KEY), not the sandbox.",
+)
 def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_omari: bool) -> None:
     """Try the flows on disk in this terminal, with the same runner WhatsApp uses. Never publishes.
 
@@ -58,9 +71,11 @@ def chat(flow: str | None, contact: str, reset: bool, store: str | None, real_om
     interactive = sys.stdin.isatty()
     if interactive:
         payments = "the O'mari API configured" if real_omari else "the O'mari sandbox"
-        click.echo(f"Chatting as {contact} with the flows in {settings.flows_dir}: a preview, nothing is published.\n"
-                   f"Conversations are kept in {where} (--reset starts over); payments go to {payments}. "
-                   "Ctrl-D to leave.\n")
+        click.echo(
+            f"Chatting as {contact} with the flows in {settings.flows_dir}: a preview, nothing is published.\n"
+            f"Conversations are kept in {where} (--reset starts over); payments go to {payments}. "
+            "Ctrl-D to leave.\n"
+        )
     chat_loop(
         lambda inbound: persisted.handle_message(inbound, flows, ctx),
         contact,
@@ -137,6 +152,23 @@ def sandbox_services(settings, fixed_otp: str | None = None) -> dict:
     return providers.services(settings, sandbox=True, sms=sms, fixed_otp=fixed_otp)
 
 
+def _demo_banner(database_url: str, loaded: list, booking, due: str, left_open: bool) -> str:
+    """What `flows demo` says before the chat: the database, the flows, the booking and how to pay."""
+    return (
+        "convoflow demo: the O'mari payment conversation, in this terminal.\n"
+        f"  database  {database_url.split('://', 1)[0]} (schema upgraded); flows: "
+        + ", ".join(f"{s.name} v{s.version}" for s in loaded)
+        + "\n"
+        f"  booking   {booking.reference}, {booking.tour}: balance due {due}\n"
+        "  payments  go to the built-in O'mari sandbox: nothing leaves this machine. When a payment starts,\n"
+        '            the sandbox "texts" the one-time code here, on a line starting [O\'mari sandbox SMS …].\n'
+        f"Try: pay → {booking.reference} → 50 → 1 (Ecocash) → {DEMO_CONTACT} → the code from the SMS line.\n"
+        "Send cancel to stop a payment, menu for the menu"
+        + (", Ctrl-D to leave.\n" if sys.stdin.isatty() else ".\n")
+        + ("(The conversation you left open last time has been closed.)\n" if left_open else "")
+    )
+
+
 @click.command()
 @click.option("--contact", default=DEMO_CONTACT, show_default=True, metavar="ID", help="The phone number you chat as.")
 @click.option("--otp", metavar="CODE", help="Make the sandbox send this code every time (for scripts), e.g. 123456.")
@@ -181,18 +213,7 @@ def demo(contact: str, otp: str | None) -> None:
     # The sandbox starts empty each run: a payment left waiting for its code last time cannot finish now.
     left_open = persisted.close_conversation(contact, flows, ctx)
     due = money(store.balance_due(booking), booking.currency)
-    click.echo(
-        "convoflow demo: the O'mari payment conversation, in this terminal.\n"
-        f"  database  {settings.database_url.split('://', 1)[0]} (schema upgraded); flows: "
-        + ", ".join(f"{s.name} v{s.version}" for s in loaded) + "\n"
-        f"  booking   {booking.reference}, {booking.tour}: balance due {due}\n"
-        "  payments  go to the built-in O'mari sandbox: nothing leaves this machine. When a payment starts,\n"
-        "            the sandbox \"texts\" the one-time code here, on a line starting [O'mari sandbox SMS …].\n"
-        f"Try: pay → {booking.reference} → 50 → 1 (Ecocash) → {DEMO_CONTACT} → the code from the SMS line.\n"
-        "Send cancel to stop a payment, menu for the menu"
-        + (", Ctrl-D to leave.\n" if sys.stdin.isatty() else ".\n")
-        + ("(The conversation you left open last time has been closed.)\n" if left_open else "")
-    )
+    click.echo(_demo_banner(settings.database_url, loaded, booking, due, left_open))
     chat_loop(
         lambda inbound: persisted.handle_message(inbound, flows, ctx),
         contact,

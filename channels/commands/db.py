@@ -1,4 +1,5 @@
 """`flows db upgrade` and `flows db status`: the schema."""
+
 from __future__ import annotations
 
 import click
@@ -24,8 +25,12 @@ def db_upgrade() -> None:
 
 
 @db.command("status")
-@click.option("--json", "as_json", is_flag=True,
-              help="A JSON list: name, description, applied_at (ISO 8601 UTC, null when pending).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="A JSON list: name, description, applied_at (ISO 8601 UTC, null when pending).",
+)
 def db_status(as_json: bool) -> None:
     """List every migration and when it was applied (or that it is pending)."""
     import json
@@ -37,9 +42,19 @@ def db_status(as_json: bool) -> None:
     with database_errors():
         rows = status(open_database(Settings.from_env().database_url))
     if as_json:
-        click.echo(json.dumps([{"name": row.name, "description": row.description,
-                                "applied_at": row.applied_at.isoformat() + "Z" if row.applied_at else None}
-                               for row in rows], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": row.name,
+                        "description": row.description,
+                        "applied_at": row.applied_at.isoformat() + "Z" if row.applied_at else None,
+                    }
+                    for row in rows
+                ],
+                indent=2,
+            )
+        )
         return
     for row in rows:
         when = f"applied {row.applied_at:%Y-%m-%d %H:%M:%S} UTC" if row.applied_at else "pending"

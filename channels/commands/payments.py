@@ -1,4 +1,5 @@
 """`flows payments`: list, show and reconcile payments (O'mari, Paynow)."""
+
 from __future__ import annotations
 
 import click
@@ -14,10 +15,12 @@ def payments() -> None:
 
 
 @payments.command("list")
-@click.option("--status", type=click.Choice(PAYMENT_STATUSES, case_sensitive=False), help="Only payments in this status.")
+@click.option(
+    "--status", type=click.Choice(PAYMENT_STATUSES, case_sensitive=False), help="Only payments in this status."
+)
 @click.option("--needs-person", is_flag=True, help="Only payments marked as needing a person.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many (newest first).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON list, amounts as \"50.00\" strings.")
+@click.option("--json", "as_json", is_flag=True, help='A JSON list, amounts as "50.00" strings.')
 def payments_list(status: str | None, needs_person: bool, limit: int | None, as_json: bool) -> None:
     """Payments, newest first; a payment that needs a person says so (NEEDS A PERSON: why)."""
     import json
@@ -30,19 +33,28 @@ def payments_list(status: str | None, needs_person: bool, limit: int | None, as_
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
-        which = " ".join(filter(None, [f"with status {status.upper()}" if status else "",
-                                       "marked as needing a person" if needs_person else ""]))
+        which = " ".join(
+            filter(
+                None,
+                [
+                    f"with status {status.upper()}" if status else "",
+                    "marked as needing a person" if needs_person else "",
+                ],
+            )
+        )
         click.echo("no payments" + (f" {which}" if which else ""))
         return
     for p in rows:
         mark = f"  NEEDS A PERSON: {p['needs_person']}" if p["needs_person"] else ""
-        click.echo(f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
-                   f"{p['provider']:<6} {p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip())
+        click.echo(
+            f"{p['created_at']}  {p['reference']}  {p['booking']:<24} {p['amount']:>10} {p['currency']}  "
+            f"{p['provider']:<6} {p['wallet']:<9} {p['status']:<9} {p['response_code'] or '':<4} {p['error_message'] or ''}{mark}".rstrip()
+        )
 
 
 @payments.command("show")
 @click.argument("reference")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, amounts as \"50.00\" strings.")
+@click.option("--json", "as_json", is_flag=True, help='One JSON object, amounts as "50.00" strings.')
 def payments_show(reference: str, as_json: bool) -> None:
     """One payment by its reference (our UUID): its fields and its status history."""
     import json
@@ -93,22 +105,32 @@ def payments_reconcile(limit: int | None, as_json: bool) -> None:
     except SettingsError as e:
         clients, missing = {}, {"settings": str(e)}
     if not clients:
-        raise CliError(f"{'; '.join(missing.values())}: reconcile needs a payment provider's API "
-                       "(see docs/operations.md)")
+        raise CliError(
+            f"{'; '.join(missing.values())}: reconcile needs a payment provider's API (see docs/operations.md)"
+        )
     report = reconcile(clients, now=utcnow(), limit=limit)
     counts = report.summary()
     if as_json:
-        click.echo(json.dumps({"settlements": [s.as_dict() for s in report.settlements], "summary": counts},
-                              indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"settlements": [s.as_dict() for s in report.settlements], "summary": counts},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         for kind, title in (("settled", "settled"), ("pending", "still pending"), ("needs_person", "needs a person")):
             for s in report.of_kind(kind):
                 change = f"{s.before} → {s.after}" if s.after != s.before else f"{s.before} (unchanged)"
                 told = "  customer told" if s.notified else ""
                 click.echo(f"{title + ':':<16}{s.reference}  {change:<22} {s.note}{told}")
-        click.echo(f"{counts['checked']} checked: {counts['settled']} settled ({counts['paid']} paid, {counts['failed']} failed, "
-                   f"{counts['expired']} expired), {counts['still_pending']} still pending, "
-                   f"{counts['needs_person']} need a person")
+        click.echo(
+            f"{counts['checked']} checked: {counts['settled']} settled ({counts['paid']} paid, {counts['failed']} failed, "
+            f"{counts['expired']} expired), {counts['still_pending']} still pending, "
+            f"{counts['needs_person']} need a person"
+        )
     if counts["needs_person"]:
-        raise CliError(f"{counts['needs_person']} payment(s) need a person: see `flows payments list --needs-person` "
-                       "and docs/operations.md")
+        raise CliError(
+            f"{counts['needs_person']} payment(s) need a person: see `flows payments list --needs-person` "
+            "and docs/operations.md"
+        )

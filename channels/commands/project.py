@@ -1,4 +1,5 @@
 """`flows init` and `flows config`: a new project, the effective settings."""
+
 from __future__ import annotations
 
 import click
@@ -49,9 +50,12 @@ def _package_files(folder, prefix: str = ""):
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, variable: value (secrets masked).")
-@click.option("--env-example", is_flag=True,
-              help="Print .env.example instead: every setting, its help and default (regenerate the "
-                   "repository's with `flows config --env-example > .env.example`).")
+@click.option(
+    "--env-example",
+    is_flag=True,
+    help="Print .env.example instead: every setting, its help and default (regenerate the "
+    "repository's with `flows config --env-example > .env.example`).",
+)
 def config(as_json: bool, env_example: bool) -> None:
     """The effective settings (environment, then .env, then defaults), secrets masked."""
     import json

@@ -4,6 +4,7 @@ Which commands change the schema: `flows db upgrade`, and `flows load` (and the 
 because loading flows into a new database is how one starts. Every other command leaves the schema alone
 and, when it is missing or behind, exits 1 with "run `flows db upgrade`".
 """
+
 from __future__ import annotations
 
 import click
@@ -102,7 +103,7 @@ def _stored_flows_readable() -> bool:
     from storage.settings import Settings
 
     url = Settings.from_env().database_url
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         return False
     with database_errors():
         db = open_database(url)
@@ -110,8 +111,12 @@ def _stored_flows_readable() -> bool:
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True,
-              help="A JSON array: one object per flow with flow, version (the live one), active, triggers, loaded_at.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="A JSON array: one object per flow with flow, version (the live one), active, triggers, loaded_at.",
+)
 def list_flows(as_json: bool) -> None:
     """Each stored flow: its latest version, its triggers and the active conversations per version."""
     from engine.load import load_text
@@ -146,9 +151,17 @@ def _flows_json(rows, active: dict) -> str:
     for row in rows:
         flow, _ = load_text(source(row.name, row.version), row.file, version=row.version)
         per_version = {f"v{v}": n for (name, v), n in sorted(active.items()) if name == row.name}
-        listed.append({"flow": row.name, "version": row.version, "active": sum(per_version.values()),
-                       "active_by_version": per_version, "triggers": list(flow.triggers) if flow else None,
-                       "file": row.file, "loaded_at": row.loaded_at.isoformat(timespec="seconds")})
+        listed.append(
+            {
+                "flow": row.name,
+                "version": row.version,
+                "active": sum(per_version.values()),
+                "active_by_version": per_version,
+                "triggers": list(flow.triggers) if flow else None,
+                "file": row.file,
+                "loaded_at": row.loaded_at.isoformat(timespec="seconds"),
+            }
+        )
     return json.dumps(listed, indent=2, ensure_ascii=False)
 
 
@@ -217,5 +230,7 @@ def rollback(flow: str, to: int) -> None:
     if stored.status == "unchanged":
         click.echo(f"{flow}: v{stored.version} already has the content of v{to}; nothing changed")
     else:
-        click.echo(f"{flow}: v{stored.version} is live, with the content of v{to}. "
-                   "Conversations already running stay on their version.")
+        click.echo(
+            f"{flow}: v{stored.version} is live, with the content of v{to}. "
+            "Conversations already running stay on their version."
+        )

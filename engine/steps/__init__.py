@@ -8,6 +8,7 @@ and the runner all ask `kinds` instead of naming kinds themselves:
     kinds.get("ask").run     -> how an ask step runs
     kinds.keys()             -> ("say", "ask", "action", "flow", "end"): the keys that name a kind
 """
+
 from __future__ import annotations
 
 import importlib
@@ -90,15 +91,24 @@ class StepKinds(Registry[StepKind]):
 
     def docs_table(self) -> str:
         """The table of step kinds in docs/writing-flows.md (schemas/generate.py writes it)."""
-        rows = [f"| {f'`{k.key}`' if k.key else 'only `next`'} | {k.schema.get('description', '')} | "
-                f"{', '.join(f'`{f}`' for f in k.fields() if f != (k.key or 'next')) or '—'} |" for k in self]
+        rows = [
+            f"| {f'`{k.key}`' if k.key else 'only `next`'} | {k.schema.get('description', '')} | "
+            f"{', '.join(f'`{f}`' for f in k.fields() if f != (k.key or 'next')) or '—'} |"
+            for k in self
+        ]
         return "\n".join(["| the step carries | what it does | its other fields |", "|---|---|---|", *rows])
 
 
 def shape(description: str, key: str, properties: Mapping[str, Any], **more: Any) -> dict:
     """The JSON Schema of a step kind: a mapping that must carry key and may carry only properties."""
-    return {"description": description, "type": "object", "required": [key], "additionalProperties": False,
-            **more, "properties": dict(properties)}
+    return {
+        "description": description,
+        "type": "object",
+        "required": [key],
+        "additionalProperties": False,
+        **more,
+        "properties": dict(properties),
+    }
 
 
 def discover(into: StepKinds) -> StepKinds:

@@ -6,6 +6,7 @@ the flow wrote them. The rendered parameters are checked against the action's pa
 call. The call goes through ctx.invoke (the host's, which returns the stored result for an idempotency key
 already seen) with the key f"{contact}:{inbound message id}:{step}:{n}".
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -76,8 +77,10 @@ def run(turn: "Turn", step: Step) -> str | None:
         raise turn.abort("action.error", f"action '{spec.name}' failed: {type(e).__name__}: {e}") from None
     if not isinstance(result, Result) or result.outcome not in spec.outcomes:
         got = result.outcome if isinstance(result, Result) else type(result).__name__
-        raise turn.abort("action.bad_outcome",
-                         f"action '{spec.name}' returned '{got}', not one of its outcomes {list(spec.outcomes)}")
+        raise turn.abort(
+            "action.bad_outcome",
+            f"action '{spec.name}' returned '{got}', not one of its outcomes {list(spec.outcomes)}",
+        )
     try:
         data = jsonable(result.data)
     except TypeError as e:
@@ -91,8 +94,9 @@ def run(turn: "Turn", step: Step) -> str | None:
         return target
     if step.next:
         return turn.route(step)
-    raise turn.abort("action.unhandled_outcome",
-                     f"action '{spec.name}' returned '{result.outcome}', which the step does not handle")
+    raise turn.abort(
+        "action.unhandled_outcome", f"action '{spec.name}' returned '{result.outcome}', which the step does not handle"
+    )
 
 
 def _hide_secrets(spec: ActionSpec, params: dict, message: str) -> str:
@@ -137,8 +141,12 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
     _params_templates(checker, params, spec)
     if spec is None:
         hint = checker.registry.suggest(step["action"])
-        checker.add(("action",), "error", "action.unknown",
-                    f"{checker.label}: unknown action '{step['action']}'" + (f" — did you mean '{hint}'?" if hint else ""))
+        checker.add(
+            ("action",),
+            "error",
+            "action.unknown",
+            f"{checker.label}: unknown action '{step['action']}'" + (f" — did you mean '{hint}'?" if hint else ""),
+        )
         if "on" not in step:
             checker.dead_end("the conversation stops after the action")
         return
@@ -148,9 +156,14 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
     on = step.get("on") or {}
     for outcome in on:
         if outcome not in spec.outcomes:
-            checker.add(("on", outcome), "error", "action.unknown_outcome",
-                        f"{checker.label}: action '{spec.name}' never returns '{outcome}' (it returns "
-                        f"{', '.join(spec.outcomes)}){suggest(outcome, spec.outcomes)}", key=True)
+            checker.add(
+                ("on", outcome),
+                "error",
+                "action.unknown_outcome",
+                f"{checker.label}: action '{spec.name}' never returns '{outcome}' (it returns "
+                f"{', '.join(spec.outcomes)}){suggest(outcome, spec.outcomes)}",
+                key=True,
+            )
     if "next" in step:
         return
     if not on:
@@ -158,9 +171,14 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
         return
     for outcome in spec.outcomes:
         if outcome not in on:
-            checker.add(("on",), "warning", "action.unhandled_outcome",
-                        f"{checker.label}: action '{spec.name}' may return '{outcome}', which 'on' does not handle "
-                        f"and there is no 'next': the conversation would stop with an apology", key=True)
+            checker.add(
+                ("on",),
+                "warning",
+                "action.unhandled_outcome",
+                f"{checker.label}: action '{spec.name}' may return '{outcome}', which 'on' does not handle "
+                f"and there is no 'next': the conversation would stop with an apology",
+                key=True,
+            )
 
 
 def _params_templates(checker: "StepChecker", params: dict, spec: ActionSpec | None) -> None:
@@ -171,9 +189,13 @@ def _params_templates(checker: "StepChecker", params: dict, spec: ActionSpec | N
             if spec is not None and key not in spec.templates:
                 if key not in (spec.params.get("properties") or {}):
                     continue  # an unknown parameter: _params_schema says so, once
-                checker.add(value_path, "error", "action.param_not_template",
-                            f"{checker.label}: '{key}' of action '{spec.name}' is sent exactly as written, so it "
-                            f"cannot hold a template ({{{{ … }}}})")
+                checker.add(
+                    value_path,
+                    "error",
+                    "action.param_not_template",
+                    f"{checker.label}: '{key}' of action '{spec.name}' is sent exactly as written, so it "
+                    f"cannot hold a template ({{{{ … }}}})",
+                )
                 continue
             checker.message(value_path, text, None)
 
@@ -198,8 +220,13 @@ def _params_schema(checker: "StepChecker", spec: ActionSpec, params: dict) -> No
         elif err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {}))
             for extra in (k for k in err.instance if k not in known):
-                checker.add(where + (extra,), "error", "action.bad_params",
-                            f"{checker.label}: action '{spec.name}' takes no '{extra}'{suggest(extra, known)}", key=True)
+                checker.add(
+                    where + (extra,),
+                    "error",
+                    "action.bad_params",
+                    f"{checker.label}: action '{spec.name}' takes no '{extra}'{suggest(extra, known)}",
+                    key=True,
+                )
             continue
         else:
             message = _param_words(err, str(where[-1]))
@@ -247,21 +274,33 @@ def may_stop(step: dict, registry: ActionRegistry) -> bool:
 
 
 KIND = StepKind(
-    name="action", key="action", order=30,
-    schema=shape("Call a registered action, save its result and go on by its outcome.", "action", {
-        "action": {"type": "string", "minLength": 1, "description": "The action's name, e.g. booking.lookup."},
-        "with": {"type": "object",
-                 "description": "The action's parameters; values may be templates where the action allows it."},
-        "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the action's result."},
-        "on": {
-            "type": "object",
-            "description": "The step to go to for each outcome, e.g. {found: ask_amount, not_found: no_booking}.",
-            "additionalProperties": {"$ref": "#/$defs/step_name"},
+    name="action",
+    key="action",
+    order=30,
+    schema=shape(
+        "Call a registered action, save its result and go on by its outcome.",
+        "action",
+        {
+            "action": {"type": "string", "minLength": 1, "description": "The action's name, e.g. booking.lookup."},
+            "with": {
+                "type": "object",
+                "description": "The action's parameters; values may be templates where the action allows it.",
+            },
+            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the action's result."},
+            "on": {
+                "type": "object",
+                "description": "The step to go to for each outcome, e.g. {found: ask_amount, not_found: no_booking}.",
+                "additionalProperties": {"$ref": "#/$defs/step_name"},
+            },
+            "next": {"$ref": "#/$defs/next"},
         },
-        "next": {"$ref": "#/$defs/next"},
-    }),
-    build=lambda spec: {"action": spec["action"], "params": dict(spec.get("with") or {}), "save": spec.get("save"),
-                        "on": dict(spec.get("on") or {})},
+    ),
+    build=lambda spec: {
+        "action": spec["action"],
+        "params": dict(spec.get("with") or {}),
+        "save": spec.get("save"),
+        "on": dict(spec.get("on") or {}),
+    },
     run=run,
     check=check,
     may_stop=may_stop,

@@ -9,6 +9,7 @@ re-sending the buttons or options. After `attempts` failures the conversation go
 politely. A message that cannot be an answer at all (an image, a sticker, a location…) is not a try: it
 gets one short hint of what to send and uses no attempt.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,9 @@ def build(spec: dict) -> dict:
 
 
 def _choices(value: Any) -> tuple[Choice, ...]:
-    return tuple(Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value))
+    return tuple(
+        Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value)
+    )
 
 
 def _expect(value: Any) -> Expect | None:
@@ -130,7 +133,7 @@ def _expect(value: Any) -> Expect | None:
         return None
     if isinstance(value, str):
         return Expect(kind=value)
-    (kind, args), = value.items()
+    ((kind, args),) = value.items()
     arguments = checks.get(kind).arguments(args)
     return Expect(kind, {k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items()})
 
@@ -142,21 +145,30 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
     if isinstance(step.get("retry"), str):
         checker.message("retry", step["retry"], limit)
     if "buttons" in step and "options" in step:
-        checker.add(("options",), "error", "ask.buttons_and_options",
-                    f"{checker.label} has both 'buttons' and 'options': WhatsApp shows one or the other, keep one",
-                    key=True)
+        checker.add(
+            ("options",),
+            "error",
+            "ask.buttons_and_options",
+            f"{checker.label} has both 'buttons' and 'options': WhatsApp shows one or the other, keep one",
+            key=True,
+        )
     for path, text in _choice_texts(step):
         checker.message(path, text, None)
     if isinstance(step.get("list_button"), str):
         checker.message("list_button", step["list_button"], None)
     for path, severity, code, message in check_step_limits(step, checker.base, checker.label):
-        checker.add(path[len(checker.base):], severity, code, message)
+        checker.add(path[len(checker.base) :], severity, code, message)
     if "expect" in step:
         _check_expect(checker, step["expect"])
         if has_choices:
-            checker.add(("expect",), "warning", "ask.expect_with_choices",
-                        f"{checker.label}: with buttons or options the answer is one of them, so 'expect' is never "
-                        f"used; remove it", key=True)
+            checker.add(
+                ("expect",),
+                "warning",
+                "ask.expect_with_choices",
+                f"{checker.label}: with buttons or options the answer is one of them, so 'expect' is never "
+                f"used; remove it",
+                key=True,
+            )
     _numbered_ids(checker, step)
     if isinstance(step.get("save"), str):
         _saves(checker, step, has_choices)
@@ -169,10 +181,15 @@ def _numbered_ids(checker: "StepChecker", step: dict) -> None:
         rows = choices_of(step.get(field_)) if isinstance(step.get(field_), dict | list) else []
         for row, (key, cid, title, _) in enumerate(rows, start=1):
             if cid.isdigit() and int(cid) != row and int(cid) <= len(rows):
-                checker.add((field_, key), "warning", "ask.numbered_option_ids",
-                            f"{checker.label}: the {noun} '{title}' has the id {cid} but is number {row} in the "
-                            f"list: a customer who types {cid} for the {noun} numbered {cid} gets this one. Use a "
-                            f"word as its id, or put the {noun}s in the order of their numbers", key=isinstance(key, str))
+                checker.add(
+                    (field_, key),
+                    "warning",
+                    "ask.numbered_option_ids",
+                    f"{checker.label}: the {noun} '{title}' has the id {cid} but is number {row} in the "
+                    f"list: a customer who types {cid} for the {noun} numbered {cid} gets this one. Use a "
+                    f"word as its id, or put the {noun}s in the order of their numbers",
+                    key=isinstance(key, str),
+                )
 
 
 def _saves(checker: "StepChecker", step: dict, has_choices: bool) -> None:
@@ -191,7 +208,7 @@ def _check_expect(checker: "StepChecker", expect: Any) -> None:
     """The check's literal arguments: templates parse, limits read, the low limit below the high one."""
     if not isinstance(expect, dict):
         return
-    (kind, written), = expect.items()
+    ((kind, written),) = expect.items()
     entry = checks.get(kind)
     args = entry.arguments(written)
     at = ("expect", kind)
@@ -208,9 +225,13 @@ def _check_expect(checker: "StepChecker", expect: Any) -> None:
         elif limits is not None and arg in (limits.low, limits.high) and value is not None:
             read[arg] = limits.read(value)
             if read[arg] is None:
-                checker.add(where(arg), "error", limits.code,
-                            f"{checker.label}: '{arg}: {value}' is not {limits.what} (write e.g. {arg}: "
-                            f"{limits.example}, or a template)")
+                checker.add(
+                    where(arg),
+                    "error",
+                    limits.code,
+                    f"{checker.label}: '{arg}: {value}' is not {limits.what} (write e.g. {arg}: "
+                    f"{limits.example}, or a template)",
+                )
     low, high = (read.get(limits.low), read.get(limits.high)) if limits else (None, None)
     if low is not None and high is not None and limits.empty(low, high):
         checker.add(at, "error", "expect.bad_range", f"{checker.label}: {limits.clash}, so no answer can pass")
@@ -225,39 +246,66 @@ def _choice_texts(step: dict) -> list[tuple[tuple, str]]:
             if isinstance(choice, str):
                 texts.append(((field_, key), choice))
             elif isinstance(choice, dict):
-                texts.extend(((field_, key, part), choice[part]) for part in ("title", "description")
-                             if isinstance(choice.get(part), str))
+                texts.extend(
+                    ((field_, key, part), choice[part])
+                    for part in ("title", "description")
+                    if isinstance(choice.get(part), str)
+                )
     return texts
 
 
 def _choice_list(description: str, item: str) -> dict:
     """The schema of buttons or options: a mapping id -> item, or a list of items."""
     ref = {"$ref": f"#/$defs/{item}"}
-    return {"description": description, "type": ["object", "array"], "if": {"type": "array"},
-            "then": {"minItems": 1, "items": ref}, "else": {"minProperties": 1, "additionalProperties": ref}}
+    return {
+        "description": description,
+        "type": ["object", "array"],
+        "if": {"type": "array"},
+        "then": {"minItems": 1, "items": ref},
+        "else": {"minProperties": 1, "additionalProperties": ref},
+    }
 
 
 KIND = StepKind(
-    name="ask", key="ask", order=20,
-    schema=shape("Send a question, wait for the answer, check it and save it.", "ask", {
-        "ask": {"$ref": "#/$defs/text", "description": "The question (Jinja template)."},
-        "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the answer."},
-        "expect": {"$ref": "#/$defs/expect"},
-        "buttons": {"$ref": "#/$defs/buttons"},
-        "options": {"$ref": "#/$defs/options"},
-        "list_button": {"$ref": "#/$defs/text",
-                        "description": "The label of the button that opens the options list. Default: Choose."},
-        "retry": {"$ref": "#/$defs/text", "description": "The message sent when the answer does not pass the check."},
-        "attempts": {"type": "integer", "minimum": 1, "maximum": 20,
-                     "description": "How many answers to try before on_fail. Default: 3."},
-        "on_fail": {"$ref": "#/$defs/step_name",
-                    "description": "The step to go to when the attempts run out. Default: end politely."},
-        "next": {"$ref": "#/$defs/next"},
-    }, dependentRequired={"list_button": ["options"]}),
+    name="ask",
+    key="ask",
+    order=20,
+    schema=shape(
+        "Send a question, wait for the answer, check it and save it.",
+        "ask",
+        {
+            "ask": {"$ref": "#/$defs/text", "description": "The question (Jinja template)."},
+            "save": {"$ref": "#/$defs/variable", "description": "The variable that keeps the answer."},
+            "expect": {"$ref": "#/$defs/expect"},
+            "buttons": {"$ref": "#/$defs/buttons"},
+            "options": {"$ref": "#/$defs/options"},
+            "list_button": {
+                "$ref": "#/$defs/text",
+                "description": "The label of the button that opens the options list. Default: Choose.",
+            },
+            "retry": {
+                "$ref": "#/$defs/text",
+                "description": "The message sent when the answer does not pass the check.",
+            },
+            "attempts": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 20,
+                "description": "How many answers to try before on_fail. Default: 3.",
+            },
+            "on_fail": {
+                "$ref": "#/$defs/step_name",
+                "description": "The step to go to when the attempts run out. Default: end politely.",
+            },
+            "next": {"$ref": "#/$defs/next"},
+        },
+        dependentRequired={"list_button": ["options"]},
+    ),
     defs={
         "buttons": _choice_list("Up to 3 reply buttons: a mapping id -> title, or a list of titles.", "text"),
-        "options": _choice_list("Up to 10 list rows: a mapping id -> title (or {title, description}), or a list of "
-                                "titles.", "option"),
+        "options": _choice_list(
+            "Up to 10 list rows: a mapping id -> title (or {title, description}), or a list of titles.", "option"
+        ),
         "option": {
             "type": ["string", "object"],
             "if": {"type": "string"},
@@ -265,8 +313,11 @@ KIND = StepKind(
             "else": {
                 "required": ["title"],
                 "additionalProperties": False,
-                "properties": {"id": {"$ref": "#/$defs/text"}, "title": {"$ref": "#/$defs/text"},
-                               "description": {"$ref": "#/$defs/text"}},
+                "properties": {
+                    "id": {"$ref": "#/$defs/text"},
+                    "title": {"$ref": "#/$defs/text"},
+                    "description": {"$ref": "#/$defs/text"},
+                },
             },
         },
     },

@@ -1,4 +1,5 @@
 """Branch steps (a step with only `next:`): go to the first route whose `if` condition holds."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -16,9 +17,12 @@ def run(turn: "Turn", step: Step) -> str | None:
 
 
 KIND = StepKind(
-    name="branch", key=None, order=60,
-    schema=shape("Choose the next step by conditions, without sending anything.", "next",
-                 {"next": {"$ref": "#/$defs/next"}}),
+    name="branch",
+    key=None,
+    order=60,
+    schema=shape(
+        "Choose the next step by conditions, without sending anything.", "next", {"next": {"$ref": "#/$defs/next"}}
+    ),
     build=lambda spec: {},
     run=run,
 )

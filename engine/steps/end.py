@@ -1,4 +1,5 @@
 """`end` steps: finish the conversation, optionally with a last message."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -25,16 +26,22 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
 
 
 KIND = StepKind(
-    name="end", key="end", order=50,
-    schema=shape("End the conversation, with a message (end: Goodbye!) or without (end: true).", "end", {
-        "end": {
-            "type": ["string", "boolean"],
-            "errorMessage": "must be a message, or true",
-            "if": {"type": "boolean"},
-            "then": {"const": True, "errorMessage": "must be a message, or true"},
-            "else": {"minLength": 1},
+    name="end",
+    key="end",
+    order=50,
+    schema=shape(
+        "End the conversation, with a message (end: Goodbye!) or without (end: true).",
+        "end",
+        {
+            "end": {
+                "type": ["string", "boolean"],
+                "errorMessage": "must be a message, or true",
+                "if": {"type": "boolean"},
+                "then": {"const": True, "errorMessage": "must be a message, or true"},
+                "else": {"minLength": 1},
+            },
         },
-    }),
+    ),
     build=lambda spec: {"text": spec["end"] if isinstance(spec["end"], str) else None},
     run=run,
     check=check,

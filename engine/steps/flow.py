@@ -1,4 +1,5 @@
 """`flow` steps: hand the conversation over to another flow (the menu hands over to the payment flow)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -26,9 +27,14 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
 
 
 KIND = StepKind(
-    name="flow", key="flow", order=40,
-    schema=shape("Hand the conversation over to another flow (its first step). Saved variables are kept.", "flow",
-                 {"flow": {"$ref": "#/$defs/flow_name"}}),
+    name="flow",
+    key="flow",
+    order=40,
+    schema=shape(
+        "Hand the conversation over to another flow (its first step). Saved variables are kept.",
+        "flow",
+        {"flow": {"$ref": "#/$defs/flow_name"}},
+    ),
     build=lambda spec: {"target_flow": spec["flow"]},
     run=run,
     check=check,

@@ -1,4 +1,5 @@
 """`say` steps: send a message (a template), then go on."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -23,11 +24,17 @@ def check(checker: "StepChecker", name: str, step: dict) -> None:
 
 
 KIND = StepKind(
-    name="say", key="say", order=10,
-    schema=shape("Send a message, then go on.", "say", {
-        "say": {"$ref": "#/$defs/text", "description": "The message (Jinja template)."},
-        "next": {"$ref": "#/$defs/next"},
-    }),
+    name="say",
+    key="say",
+    order=10,
+    schema=shape(
+        "Send a message, then go on.",
+        "say",
+        {
+            "say": {"$ref": "#/$defs/text", "description": "The message (Jinja template)."},
+            "next": {"$ref": "#/$defs/next"},
+        },
+    ),
     build=lambda spec: {"text": spec["say"]},
     run=run,
     check=check,

@@ -8,6 +8,7 @@ Cassettes hold no secret and no environment detail:
 The rewriting runs on the live request before matching too, so a test matches on method, URI and body
 while sending real-looking numbers and codes.
 """
+
 from __future__ import annotations
 
 import json

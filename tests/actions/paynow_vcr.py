@@ -8,6 +8,7 @@ Cassettes hold no secret and no environment detail: every URI is rewritten to CA
 request's `phone` and `hash` (made with the key) are replaced, on the live request before matching too.
 The answers' hashes stay: replaying, the client verifies them with TEST_KEY as it would live.
 """
+
 from __future__ import annotations
 
 import random
@@ -47,8 +48,12 @@ def _scrub_request(request):
 
 def make_vcr(record_mode: str = "none") -> vcr.VCR:
     """record_mode "none" replays only (the tests); recording uses "all"."""
-    return vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode=record_mode,
-                   match_on=["method", "uri", "body"], before_record_request=_scrub_request)
+    return vcr.VCR(
+        cassette_library_dir=str(CASSETTES),
+        record_mode=record_mode,
+        match_on=["method", "uri", "body"],
+        before_record_request=_scrub_request,
+    )
 
 
 def client(key: str = TEST_KEY, api_url: str = API_URL) -> PaynowClient:
@@ -71,7 +76,9 @@ def _bad_hash(api_url, box):
 
 
 def _wrong_key(api_url, box):
-    client(key="not-the-key", api_url=api_url).start_mobile(REF_WRONG_KEY, AMOUNT, "Booking BK-1", "263771111111", "ecocash")
+    client(key="not-the-key", api_url=api_url).start_mobile(
+        REF_WRONG_KEY, AMOUNT, "Booking BK-1", "263771111111", "ecocash"
+    )
 
 
 SCENARIOS = {"paid.yaml": _paid, "refused.yaml": _refused, "bad_hash.yaml": _bad_hash, "wrong_key.yaml": _wrong_key}

@@ -9,6 +9,7 @@ through the real client and a real HTTP exchange. `--real` records the scenarios
 OMARI_TEST_MSISDN, and asks you to type each OTP O'mari texts to that phone. Either way the cassettes are
 scrubbed by tests/actions/omari_vcr.py (no key, no msisdn, no OTP); check `git diff` before committing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,12 @@ def auth_unauthorized_empty(client, otp_for, msisdn):
 
 def _pay_then_query(reference: str) -> Scenario:
     """/auth, /request with the right OTP (the odd fault hits one of them), then /query: what happened."""
+
     def scenario(client, otp_for, msisdn):
         client.auth(msisdn, reference, AMOUNT, "USD", "WEB")
         client.request(msisdn, reference, otp_for(reference))
         client.query(reference)
+
     return scenario
 
 

@@ -1,4 +1,5 @@
 """Cases for "booking.lookup" and "booking.apply_payment", on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,14 @@ REF = "BK-SLYKER-TECH-20251023"
 def call(name: str, params: dict, key: str = "263771234567:wamid.1:step:1"):
     spec = registry.get(name)
     assert spec.check_params(params) == []
-    ctx = ActionContext(clock=lambda: NOW, new_id=lambda: "id", idempotency_key=key, contact="263771234567",
-                        log=logging.getLogger("test.booking"), services={})
+    ctx = ActionContext(
+        clock=lambda: NOW,
+        new_id=lambda: "id",
+        idempotency_key=key,
+        contact="263771234567",
+        log=logging.getLogger("test.booking"),
+        services={},
+    )
     return spec.handler(ctx, params)
 
 
@@ -37,8 +44,15 @@ def test_lookup_finds_a_booking_ignoring_case_and_space(booking, typed):
     result = call("booking.lookup", {"reference": typed})
     assert result.outcome == "found"
     assert result.data == {
-        "reference": REF, "customer": "Tendai Moyo", "tour": "Victoria Falls 3-day safari", "currency": "USD",
-        "total": "300.00", "total_amount": "300.00", "amount_paid": "20.50", "balance_due": "279.50", "payment_status": "PARTIAL",
+        "reference": REF,
+        "customer": "Tendai Moyo",
+        "tour": "Victoria Falls 3-day safari",
+        "currency": "USD",
+        "total": "300.00",
+        "total_amount": "300.00",
+        "amount_paid": "20.50",
+        "balance_due": "279.50",
+        "payment_status": "PARTIAL",
     }
 
 
@@ -56,9 +70,17 @@ def test_lookup_of_a_booking_paid_in_full(db):
 
 def _succeeded_payment(booking, amount="50.00", key="k1"):
     """A transaction O'mari said SUCCESS to, recorded without applying it (as an older tool might)."""
-    row, _ = payments.create(booking, reference=f"00000000-0000-4000-8000-00000000000{key[-1]}", idempotency_key=key,
-                             msisdn="263771234567", amount=Decimal(amount), wallet="ecocash", channel="WEB",
-                             contact_key=None, now=NOW)
+    row, _ = payments.create(
+        booking,
+        reference=f"00000000-0000-4000-8000-00000000000{key[-1]}",
+        idempotency_key=key,
+        msisdn="263771234567",
+        amount=Decimal(amount),
+        wallet="ecocash",
+        channel="WEB",
+        contact_key=None,
+        now=NOW,
+    )
     payments.transition(row.reference, payments.SUCCESS, from_statuses=[payments.INITIATED], now=NOW)
     return row.reference
 
@@ -67,7 +89,11 @@ def test_apply_payment_adds_the_amount_once(booking):
     reference = _succeeded_payment(booking)
     first = call("booking.apply_payment", {"reference": reference})
     assert first.outcome == "applied"
-    assert (first.data["amount_paid"], first.data["balance_due"], first.data["payment_status"]) == ("70.50", "229.50", "PARTIAL")
+    assert (first.data["amount_paid"], first.data["balance_due"], first.data["payment_status"]) == (
+        "70.50",
+        "229.50",
+        "PARTIAL",
+    )
     second = call("booking.apply_payment", {"reference": reference.upper()})
     assert second.outcome == "already_applied" and second.data["amount_paid"] == "70.50"
     assert from_minor(find_booking(REF).paid_minor) == Decimal("70.50")
@@ -84,9 +110,17 @@ def test_apply_payment_of_an_unknown_transaction(booking):
 
 
 def test_apply_payment_refuses_a_transaction_that_did_not_succeed(booking):
-    row, _ = payments.create(booking, reference="00000000-0000-4000-8000-000000000009", idempotency_key="k9",
-                             msisdn="263771234567", amount=Decimal("5"), wallet="ecocash", channel="WEB",
-                             contact_key=None, now=NOW)
+    row, _ = payments.create(
+        booking,
+        reference="00000000-0000-4000-8000-000000000009",
+        idempotency_key="k9",
+        msisdn="263771234567",
+        amount=Decimal("5"),
+        wallet="ecocash",
+        channel="WEB",
+        contact_key=None,
+        now=NOW,
+    )
     result = call("booking.apply_payment", {"reference": row.reference})
     assert result.outcome == "not_paid" and result.data["status"] == "INITIATED"
     assert find_booking(REF).paid_minor == 2050

@@ -1,6 +1,7 @@
 """`flows validate` loads the actions only for the contracts on their decorators (issue 14.4): registering
 them must not pull in HTTP, the web server or the database, which made most of a new process's start.
 Each check runs in a new interpreter, where nothing else has imported those libraries first."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,20 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEAVY = ("requests", "urllib3", "flask", "werkzeug", "peewee", "psycopg2", "storage.db", "storage.models",
-         "storage.payments", "storage.bookings", "actions.omari_sandbox", "actions.paynow_sandbox")
+HEAVY = (
+    "requests",
+    "urllib3",
+    "flask",
+    "werkzeug",
+    "peewee",
+    "psycopg2",
+    "storage.db",
+    "storage.models",
+    "storage.payments",
+    "storage.bookings",
+    "actions.omari_sandbox",
+    "actions.paynow_sandbox",
+)
 
 
 def _in_new_process(code: str) -> list[str]:

@@ -1,4 +1,5 @@
 """Cases for the generic actions "core.set" and "core.log", run through real flows."""
+
 from __future__ import annotations
 
 import logging
@@ -32,16 +33,23 @@ def test_core_set_saves_a_rendered_value():
 
 def test_core_set_renders_every_string_in_a_mapping():
     result = run(
-        Step("s", "action", action="core.set", save="t", next=(Route("e"),),
-             params={"value": {"fee": "{{ '%.2f' | format(100 * 0.02) }}", "items": ["{{ 1 + 1 }}", 3]}}),
+        Step(
+            "s",
+            "action",
+            action="core.set",
+            save="t",
+            next=(Route("e"),),
+            params={"value": {"fee": "{{ '%.2f' | format(100 * 0.02) }}", "items": ["{{ 1 + 1 }}", 3]}},
+        ),
         Step("e", "end", text="Fee {{ t.fee | money }}, {{ t['items'] }}"),
     )
     assert [o.text for o in result.outbound] == ["Fee $2.00, ['2', 3]"]
 
 
 def test_core_set_without_a_value_is_refused_before_it_runs():
-    result = run(Step("s", "action", action="core.set", params={"valu": "x"}, save="t", next=(Route("e"),)),
-                 Step("e", "end"))
+    result = run(
+        Step("s", "action", action="core.set", params={"valu": "x"}, save="t", next=(Route("e"),)), Step("e", "end")
+    )
     assert [e.code for e in result.events] == ["action.params"]
     assert "'value' is required" in result.events[0].message
 
@@ -49,13 +57,19 @@ def test_core_set_without_a_value_is_refused_before_it_runs():
 def test_core_log_writes_a_line_tagged_with_the_contact(caplog):
     with caplog.at_level(logging.INFO, logger="test.core"):
         result = run(
-            Step("l", "action", action="core.log", params={"message": "paid {{ contact }}", "level": "warning"},
-                 next=(Route("e"),)),
+            Step(
+                "l",
+                "action",
+                action="core.log",
+                params={"message": "paid {{ contact }}", "level": "warning"},
+                next=(Route("e"),),
+            ),
             Step("e", "end", text="bye"),
         )
     assert [o.text for o in result.outbound] == ["bye"]
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "flow log [263771234567]: paid 263771234567")]
+        ("WARNING", "flow log [263771234567]: paid 263771234567")
+    ]
 
 
 @pytest.mark.parametrize("params", [{"message": ""}, {"message": "x", "level": "loud"}, {}])

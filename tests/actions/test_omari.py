@@ -2,6 +2,7 @@
 calls them (params checked against the action's schema, an ActionContext with its idempotency key), on
 real storage and the O'mari sandbox.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,12 +37,20 @@ class Env:
         if key is None:
             self.turn += 1
             key = f"{PHONE}:wamid.{self.turn}:{name}:1"
-        ctx = ActionContext(clock=lambda: self.now, new_id=lambda: "unused", idempotency_key=key, contact=PHONE,
-                            log=logging.getLogger("test.omari"), services=self.services)
+        ctx = ActionContext(
+            clock=lambda: self.now,
+            new_id=lambda: "unused",
+            idempotency_key=key,
+            contact=PHONE,
+            log=logging.getLogger("test.omari"),
+            services=self.services,
+        )
         return spec.handler(ctx, params)
 
     def initiate(self, amount="50.00", msisdn=PHONE, key=None):
-        return self.call("omari.initiate", {"booking": REF, "amount": amount, "wallet": "onemoney", "msisdn": msisdn}, key)
+        return self.call(
+            "omari.initiate", {"booking": REF, "amount": amount, "wallet": "onemoney", "msisdn": msisdn}, key
+        )
 
     def confirm(self, reference, otp=None, key=None):
         return self.call("omari.confirm", {"reference": reference, "otp": otp or self.sandbox.last_otp()}, key)
@@ -102,8 +111,19 @@ def test_initiate_refused_by_omari_fails_with_the_code_and_a_message(env):
     assert [h["status"] for h in payments.history(row)] == ["INITIATED", "FAILED"]
 
 
-@pytest.mark.parametrize("fault", ["timeout_before", "http_500", "malformed_json", "connection_error", "http_401_empty",
-                                   "html_after", "error_as_text", "missing_fields"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "timeout_before",
+        "http_500",
+        "malformed_json",
+        "connection_error",
+        "http_401_empty",
+        "html_after",
+        "error_as_text",
+        "missing_fields",
+    ],
+)
 def test_initiate_without_a_success_fails_at_once(env, fault, caplog):
     """No money moves at /auth: whatever O'mari (or a gateway) answers short of a success is FAILED."""
     env.sandbox.inject("auth", fault)
@@ -238,10 +258,13 @@ def test_confirm_with_an_unreadable_answer_and_a_failed_query_fails(env):
     assert result.outcome == "failed" and payments.get(reference).status == "FAILED" and paid() == Decimal("0.00")
 
 
-@pytest.mark.parametrize("fault,reason", [
-    ("unknown_status", "O'mari reports the status 'Processing', which is not one we know"),
-    ("other_amount", "O'mari reports 5.00 USD paid; the payment is 50.00 USD"),
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        ("unknown_status", "O'mari reports the status 'Processing', which is not one we know"),
+        ("other_amount", "O'mari reports 5.00 USD paid; the payment is 50.00 USD"),
+    ],
+)
 def test_confirm_with_an_unreadable_answer_and_a_query_we_cannot_believe_waits_for_a_person(env, fault, reason):
     reference = env.initiate().data["reference"]
     env.sandbox.inject("request", "html_after")

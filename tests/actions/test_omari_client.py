@@ -1,6 +1,7 @@
 """The O'mari client against cassettes recorded through real HTTP (see cassettes/README.md), and the
 parts of its contract a cassette cannot show: exact amounts, timeouts, logs without secrets.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,22 @@ import requests
 from actions.omari_client import OmariClient, OmariConfigError, encode_body, mask_msisdn
 from actions.omari_sandbox import OmariSandbox
 from omari_vcr import CANONICAL_BASE_URL, CASSETTES, make_vcr
-from record_cassettes import (AMOUNT, MSISDN, REF_401, REF_AMOUNT, REF_AUTH, REF_FAULT, REF_HTML, REF_MISSING, REF_PAY,
-                              REF_STATUS, REF_TEXT, REF_UNKNOWN, REF_VOID, REF_WRONG)
+from record_cassettes import (
+    AMOUNT,
+    MSISDN,
+    REF_401,
+    REF_AMOUNT,
+    REF_AUTH,
+    REF_FAULT,
+    REF_HTML,
+    REF_MISSING,
+    REF_PAY,
+    REF_STATUS,
+    REF_TEXT,
+    REF_UNKNOWN,
+    REF_VOID,
+    REF_WRONG,
+)
 
 KEY = "test-merchant-key-0123456789"
 
@@ -123,13 +138,17 @@ def test_a_401_with_an_empty_body_at_auth_is_not_a_success_and_says_so(replay, c
     assert result.message == "O'mari answered HTTP 401 with an empty body"
 
 
-@pytest.mark.parametrize("cassette_name,reference,why", [
-    ("request_html_after_paying.yaml", REF_HTML, "with a body that is not JSON"),
-    ("request_error_as_text.yaml", REF_TEXT, "with an 'error' field that is not true or false"),
-    ("request_missing_fields.yaml", REF_MISSING, "with no 'error' field"),
-])
+@pytest.mark.parametrize(
+    "cassette_name,reference,why",
+    [
+        ("request_html_after_paying.yaml", REF_HTML, "with a body that is not JSON"),
+        ("request_error_as_text.yaml", REF_TEXT, "with an 'error' field that is not true or false"),
+        ("request_missing_fields.yaml", REF_MISSING, "with no 'error' field"),
+    ],
+)
 def test_an_unreadable_request_answer_after_paying_is_unknown_and_query_shows_the_money_moved(
-        replay, client, cassette_name, reference, why):
+    replay, client, cassette_name, reference, why
+):
     with replay.use_cassette(cassette_name) as cassette:
         client.auth(MSISDN, reference, AMOUNT, "USD", "WEB")
         paid = client.request(MSISDN, reference, "482913")
@@ -139,10 +158,13 @@ def test_an_unreadable_request_answer_after_paying_is_unknown_and_query_shows_th
     assert (queried.outcome, queried.status, queried.amount, queried.currency) == ("success", "Success", AMOUNT, "USD")
 
 
-@pytest.mark.parametrize("cassette_name,reference,status,amount", [
-    ("query_unknown_status.yaml", REF_STATUS, "Processing", AMOUNT),
-    ("query_other_amount.yaml", REF_AMOUNT, "Success", Decimal("0.35")),
-])
+@pytest.mark.parametrize(
+    "cassette_name,reference,status,amount",
+    [
+        ("query_unknown_status.yaml", REF_STATUS, "Processing", AMOUNT),
+        ("query_other_amount.yaml", REF_AMOUNT, "Success", Decimal("0.35")),
+    ],
+)
 def test_query_answers_that_read_well_but_say_odd_things(replay, client, cassette_name, reference, status, amount):
     with replay.use_cassette(cassette_name):
         client.auth(MSISDN, reference, AMOUNT, "USD", "WEB")
@@ -190,11 +212,14 @@ def test_missing_configuration_names_the_setting_and_never_the_key():
     assert KEY not in repr(OmariClient("http://x", KEY))
 
 
-@pytest.mark.parametrize("fault,message", [
-    ("timeout_before", "no answer within the timeout"),
-    ("timeout_after", "no answer within the timeout"),
-    ("connection_error", "could not connect"),
-])
+@pytest.mark.parametrize(
+    "fault,message",
+    [
+        ("timeout_before", "no answer within the timeout"),
+        ("timeout_after", "no answer within the timeout"),
+        ("connection_error", "could not connect"),
+    ],
+)
 def test_transport_failures_are_unknown_outcomes(fault, message):
     sandbox = OmariSandbox()
     sandbox.inject("auth", fault)

@@ -1,4 +1,5 @@
 """The O'mari sandbox's own decisions (codes, OTP lifetime, test numbers), as the client sees them."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -37,8 +38,10 @@ def test_auth_texts_a_six_digit_otp_with_the_otp_reference(sandbox):
     answer = sandbox.client().auth(PHONE, "r1", Decimal("5"), "USD", "WEB")
     otp = sandbox.last_otp(PHONE)
     assert len(otp) == 6 and otp.isdigit()
-    assert sandbox.terminal == [f"[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is {otp} "
-                                f"(ref {answer.otp_reference}). It expires in 10 minutes."]
+    assert sandbox.terminal == [
+        f"[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is {otp} "
+        f"(ref {answer.otp_reference}). It expires in 10 minutes."
+    ]
 
 
 def test_the_otp_lives_ten_minutes(sandbox, clock):
@@ -57,19 +60,32 @@ def test_an_otp_in_time_pays(sandbox, clock):
     assert client.request(PHONE, "r1", sandbox.last_otp()).ok
 
 
-@pytest.mark.parametrize("call,code", [
-    (lambda c, s: c.auth("263771230005", "r9", Decimal("5"), "USD", "WEB"), "005"),
-    (lambda c, s: c.auth(PHONE, "r1", Decimal("5"), "USD", "WEB"), "026"),
-    (lambda c, s: _raw_auth(c, b'{"msisdn": "263771234567", "reference": "r9", "amount": 5.001, '
-                            b'"currency": "USD", "channel": "WEB"}'), "013"),
-    (lambda c, s: _raw_auth(c, b'{"msisdn": "263771234567", "reference": "r9", "amount": "5.00", '
-                            b'"currency": "USD", "channel": "WEB"}'), "030"),
-    (lambda c, s: c.auth(PHONE, "r9", Decimal("5"), "EUR", "WEB"), "030"),
-    (lambda c, s: c.auth(PHONE, "r9", Decimal("5"), "USD", "APP"), "030"),
-    (lambda c, s: c.request("263779999999", "r1", s.last_otp()), "012"),
-    (lambda c, s: c.request(PHONE, "r-unknown", "123456"), "025"),
-    (lambda c, s: c.query("r-unknown"), "025"),
-])
+@pytest.mark.parametrize(
+    "call,code",
+    [
+        (lambda c, s: c.auth("263771230005", "r9", Decimal("5"), "USD", "WEB"), "005"),
+        (lambda c, s: c.auth(PHONE, "r1", Decimal("5"), "USD", "WEB"), "026"),
+        (
+            lambda c, s: _raw_auth(
+                c,
+                b'{"msisdn": "263771234567", "reference": "r9", "amount": 5.001, "currency": "USD", "channel": "WEB"}',
+            ),
+            "013",
+        ),
+        (
+            lambda c, s: _raw_auth(
+                c,
+                b'{"msisdn": "263771234567", "reference": "r9", "amount": "5.00", "currency": "USD", "channel": "WEB"}',
+            ),
+            "030",
+        ),
+        (lambda c, s: c.auth(PHONE, "r9", Decimal("5"), "EUR", "WEB"), "030"),
+        (lambda c, s: c.auth(PHONE, "r9", Decimal("5"), "USD", "APP"), "030"),
+        (lambda c, s: c.request("263779999999", "r1", s.last_otp()), "012"),
+        (lambda c, s: c.request(PHONE, "r-unknown", "123456"), "025"),
+        (lambda c, s: c.query("r-unknown"), "025"),
+    ],
+)
 def test_refusals_carry_the_documented_codes(sandbox, call, code):
     client = sandbox.client()
     client.auth(PHONE, "r1", Decimal("5"), "USD", "WEB")
@@ -79,8 +95,13 @@ def test_refusals_carry_the_documented_codes(sandbox, call, code):
 
 def _raw_auth(client, body: bytes):
     """A body our client would never send (it refuses more than two decimals, and amounts as strings)."""
-    return client._read(client.session.post(client.base_url + "/auth", data=body, headers={
-        "X-Merchant-Key": "sandbox-merchant-key", "Content-Type": "application/json"}))
+    return client._read(
+        client.session.post(
+            client.base_url + "/auth",
+            data=body,
+            headers={"X-Merchant-Key": "sandbox-merchant-key", "Content-Type": "application/json"},
+        )
+    )
 
 
 def test_insufficient_funds_number_fails_at_request(sandbox):

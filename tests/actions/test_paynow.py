@@ -2,6 +2,7 @@
 calls them (params checked against the action's schema, an ActionContext with its idempotency key), on
 real storage and the Paynow sandbox.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -32,8 +33,14 @@ class Env:
 
     def call(self, name: str, params: dict, key: str | None = None):
         self.turn += 1
-        return call_action(name, params, key=key or f"{PHONE}:wamid.{self.turn}:{name}:1", now=self.now,
-                           contact=PHONE, services=self.services)
+        return call_action(
+            name,
+            params,
+            key=key or f"{PHONE}:wamid.{self.turn}:{name}:1",
+            now=self.now,
+            contact=PHONE,
+            services=self.services,
+        )
 
     def start(self, msisdn=PHONE, key=None, amount="50.00"):
         return self.call("paynow.start", {"booking": REF, "amount": amount, "wallet": "ecocash", "msisdn": msisdn}, key)

@@ -1,6 +1,7 @@
 """The Paynow client against exchanges recorded over real HTTP (tests/actions/paynow_vcr.py), and the
 protocol as the official `paynow` package (1.0.8) speaks it: the same fields, order, quoting and hash.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -11,8 +12,7 @@ import requests
 from actions.paynow_client import PaynowClient, PaynowConfigError, local_phone, sign, signed, verified
 from actions.providers import FAILED, SUCCESS, UNKNOWN
 
-from paynow_vcr import (AMOUNT, CASSETTES, REF_BAD_HASH, REF_PAID, REF_REFUSED, REF_WRONG_KEY, TEST_KEY, client,
-                        make_vcr)
+from paynow_vcr import AMOUNT, CASSETTES, REF_BAD_HASH, REF_PAID, REF_REFUSED, REF_WRONG_KEY, TEST_KEY, client, make_vcr
 
 
 def replay(cassette: str):
@@ -53,7 +53,9 @@ def test_a_signed_answer_is_unknown_to_a_client_holding_another_key():
 
 def test_a_request_signed_with_the_wrong_key_is_refused_by_paynow():
     with replay("wrong_key.yaml"):
-        answer = client(key="not-the-key").start_mobile(REF_WRONG_KEY, AMOUNT, "Booking BK-1", "263771111111", "ecocash")
+        answer = client(key="not-the-key").start_mobile(
+            REF_WRONG_KEY, AMOUNT, "Booking BK-1", "263771111111", "ecocash"
+        )
     assert (answer.outcome, answer.message) == (FAILED, "Invalid Hash")
 
 
@@ -67,12 +69,22 @@ def test_no_cassette_holds_the_key_a_request_hash_or_a_phone_number():
 def test_the_hash_is_the_official_packages():
     """Vector made by paynow 1.0.8's Paynow._Paynow__build_mobile (reference "BK-1 payment", 50, key
     "Test-Integration-Key"): the values are quote_plus-ed, concatenated, the key lower-cased, SHA-512."""
-    fields = [("resulturl", "http://result"), ("returnurl", "http://return"), ("reference", "BK-1+payment"),
-              ("amount", "50.0"), ("id", "1201"), ("additionalinfo", "Booking+BK-1%2C+safari%2C+"),
-              ("authemail", "merchant@example.com"), ("phone", "0771111111"), ("method", "ecocash"),
-              ("status", "Message")]
-    expected = ("6B256795C4CE6841692169F384B18125617DB748FAEF449D68835E770B9EA3F95C3FE1E9DE5C4EB5362E7242B15A3F95"
-                "C7EFED217DBB5AE21059C5D54E7EBDEF")
+    fields = [
+        ("resulturl", "http://result"),
+        ("returnurl", "http://return"),
+        ("reference", "BK-1+payment"),
+        ("amount", "50.0"),
+        ("id", "1201"),
+        ("additionalinfo", "Booking+BK-1%2C+safari%2C+"),
+        ("authemail", "merchant@example.com"),
+        ("phone", "0771111111"),
+        ("method", "ecocash"),
+        ("status", "Message"),
+    ]
+    expected = (
+        "6B256795C4CE6841692169F384B18125617DB748FAEF449D68835E770B9EA3F95C3FE1E9DE5C4EB5362E7242B15A3F95"
+        "C7EFED217DBB5AE21059C5D54E7EBDEF"
+    )
     assert sign([v for _, v in fields], "Test-Integration-Key") == expected
     assert verified(signed(fields, "Test-Integration-Key"), "test-integration-key")
     assert not verified(fields, "Test-Integration-Key")  # no hash: not verified
@@ -86,14 +98,32 @@ def test_the_start_sends_the_packages_fields_in_its_order_and_quoting():
             sent.append((url, data))
             raise requests.ConnectionError("recorded")
 
-    paynow = PaynowClient("1201", "k", auth_email="merchant@example.com", api_url="https://paynow.invalid/interface",
-                          result_url="http://result", return_url="http://return", session=Recorder())
+    paynow = PaynowClient(
+        "1201",
+        "k",
+        auth_email="merchant@example.com",
+        api_url="https://paynow.invalid/interface",
+        result_url="http://result",
+        return_url="http://return",
+        session=Recorder(),
+    )
     answer = paynow.start_mobile("BK-1 payment", Decimal("50.00"), "Booking BK-1, safari, ", "263771111111", "ecocash")
     assert answer.outcome == UNKNOWN and answer.message == "could not connect to Paynow"
     [(url, data)] = sent
     assert url == "https://paynow.invalid/interface/remotetransaction"
-    assert [k for k, _ in data] == ["resulturl", "returnurl", "reference", "amount", "id", "additionalinfo",
-                                    "authemail", "phone", "method", "status", "hash"]
+    assert [k for k, _ in data] == [
+        "resulturl",
+        "returnurl",
+        "reference",
+        "amount",
+        "id",
+        "additionalinfo",
+        "authemail",
+        "phone",
+        "method",
+        "status",
+        "hash",
+    ]
     assert dict(data)["additionalinfo"] == "Booking+BK-1%2C+safari%2C+" and dict(data)["amount"] == "50.00"
     assert dict(data)["phone"] == "0771111111" and local_phone("263771111111") == "0771111111"
 

@@ -1,6 +1,7 @@
 """A whole convoflow channel in one test process: stored flows, the webhook on waitress, the workers and
 the sender, against the Graph API stand-in. Used by the conversation tests and bench/webhook.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,10 @@ class Channel:
             metrics=self.metrics,
             options=WorkerOptions(threads=threads, poll_interval=0.05),
         )
-        self.server = wa.ServerThread(create_app(settings, metrics=self.metrics, on_inbox=self.workers.wake,
-                                                 background=self.workers.state), threads=http_threads)
+        self.server = wa.ServerThread(
+            create_app(settings, metrics=self.metrics, on_inbox=self.workers.wake, background=self.workers.state),
+            threads=http_threads,
+        )
         self.url = self.server.url
         self.http = requests.Session()
         self.started = False
@@ -60,8 +63,12 @@ class Channel:
 
     def post(self, doc: dict) -> requests.Response:
         body = wa.body_of(doc)
-        return self.http.post(self.url + "/webhook", data=body, timeout=10,
-                              headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)})
+        return self.http.post(
+            self.url + "/webhook",
+            data=body,
+            timeout=10,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)},
+        )
 
     def say(self, wa_id: str, item: dict, name: str = "Tendai") -> requests.Response:
         return self.post(wa.envelope([item], [wa.contact(wa_id, name)]))
@@ -107,7 +114,7 @@ class Phone:
     def send(self, item: dict, replies: int = 1) -> list[wa.Sent]:
         assert self.channel.say(TENDAI, item).status_code == 200
         sent = self.graph.wait_for(self.seen + replies)
-        new, self.seen = sent[self.seen:self.seen + replies], self.seen + replies
+        new, self.seen = sent[self.seen : self.seen + replies], self.seen + replies
         assert len(new) == replies, f"expected {replies} replies, got {[s.body for s in new]}"
         return new
 

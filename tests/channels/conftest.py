@@ -1,5 +1,6 @@
 """Fixtures for the WhatsApp channel tests: settings, the Graph API stand-in, the webhook server, and the payment
 conversation's channel (`channel`, on the O'mari sandbox `sandbox`; a module may override either)."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 test_wa_db_restart and test_wa_db_failover: start it, post as Meta does (again until 200), check that every
 contact saw each reply once, in order, and that the process is healthy again.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,10 @@ from channel_harness import FLOWS, REPO, store_flows
 
 MARKS = [
     pytest.mark.slow,
-    pytest.mark.skipif(sys.platform == "win32" or pgcluster.server_bin() is None,
-                       reason="needs the PostgreSQL server programs (initdb, pg_ctl)"),
+    pytest.mark.skipif(
+        sys.platform == "win32" or pgcluster.server_bin() is None,
+        reason="needs the PostgreSQL server programs (initdb, pg_ctl)",
+    ),
 ]
 
 CONTACTS = [f"2637730{i:05d}" for i in range(5)]
@@ -41,13 +44,25 @@ def store_echo(url: str) -> None:
 
 def start_serve(url: str, graph, tmp_path) -> tuple[subprocess.Popen, str]:
     port = pgcluster.free_port()
-    env = {**os.environ, "DATABASE_URL": url, "WHATSAPP_APP_SECRET": wa.SECRET,
-           "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN, "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
-           "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "WHATSAPP_API_URL": graph.url, "DATABASE_WAIT": "2"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "WHATSAPP_APP_SECRET": wa.SECRET,
+        "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN,
+        "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID,
+        "WHATSAPP_API_URL": graph.url,
+        "DATABASE_WAIT": "2",
+    }
     env.pop("OMARI_MERCHANT_KEY", None)
     log = open(tmp_path / "serve.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port), "--workers", "2", "--sandbox"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--workers", "2", "--sandbox"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     assert answers(base + "/healthz", 200, timeout=30), (tmp_path / "serve.log").read_text()
     return proc, base
@@ -72,9 +87,11 @@ def left_over(url: str) -> str:
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         lines = []
-        for sql in ('SELECT id, contact_id, attempts, error FROM inbox_message WHERE processed_at IS NULL',
-                    'SELECT contact_id, claimed_by, claimed_until FROM session WHERE claimed_by IS NOT NULL',
-                    "SELECT id, contact_id, attempts, next_attempt_at, error FROM outbox_message WHERE status = 'pending'"):
+        for sql in (
+            "SELECT id, contact_id, attempts, error FROM inbox_message WHERE processed_at IS NULL",
+            "SELECT contact_id, claimed_by, claimed_until FROM session WHERE claimed_by IS NOT NULL",
+            "SELECT id, contact_id, attempts, next_attempt_at, error FROM outbox_message WHERE status = 'pending'",
+        ):
             cur.execute(sql)
             lines.append(f"{sql.split(' FROM ')[1].split()[0]}: {cur.fetchall()}")
     return "\n".join(lines)
@@ -82,8 +99,9 @@ def left_over(url: str) -> str:
 
 def deliver(base: str, wa_id: str, words: str, ts: int, refusals: list[float]) -> None:
     """Post one message as Meta does: again and again until it is answered 200 (bounded)."""
-    body = wa.body_of(wa.envelope([wa.text(wa_id, words, ts=ts, mid=f"wamid.restart.{wa_id}.{ts}")],
-                                  [wa.contact(wa_id)]))
+    body = wa.body_of(
+        wa.envelope([wa.text(wa_id, words, ts=ts, mid=f"wamid.restart.{wa_id}.{ts}")], [wa.contact(wa_id)])
+    )
     deadline = time.monotonic() + RETRY_FOR
     while time.monotonic() < deadline:
         started = time.monotonic()
@@ -101,9 +119,11 @@ def deliver(base: str, wa_id: str, words: str, ts: int, refusals: list[float]) -
 
 def speaker(base: str, refusals: list[float]):
     """say(k, words): every contact sends words at time TS + k, each delivery retried as Meta does."""
+
     def say(k: int, words: str) -> None:
         with ThreadPoolExecutor(len(CONTACTS)) as pool:
             list(pool.map(lambda wa_id: deliver(base, wa_id, words, wa.TS + k, refusals), CONTACTS))
+
     return say
 
 

@@ -1,6 +1,7 @@
 """One person, one contact; events are not answers (issue 9.1, 9.2) — over real HTTP: signed webhook POSTs
 in, the workers, replies out at the Graph API stand-in, payments on the in-process O'mari sandbox.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,14 @@ class Person:
     def send(self, body: str, replies: int = 1) -> list[wa.Sent]:
         self.post(self.item("text", {"body": body}))
         sent = self.graph.wait_for(self.seen + replies)
-        new, self.seen = sent[self.seen:self.seen + replies], self.seen + replies
+        new, self.seen = sent[self.seen : self.seen + replies], self.seen + replies
         assert len(new) == replies, f"expected {replies} replies, got {[s.body for s in new]}"
         return new
 
     def silence(self) -> None:
         """Everything received was handled and nothing more was sent."""
         assert wait_until(settled)
-        assert [s.body for s in self.graph.sent[self.seen:]] == []
+        assert [s.body for s in self.graph.sent[self.seen :]] == []
 
 
 def text_of(s: wa.Sent) -> str:
@@ -106,13 +107,21 @@ def test_five_thumbs_up_at_the_amount_question_do_not_end_the_payment(channel, g
     assert "Which wallet will you pay from?" in text_of(wallets)
 
 
-@pytest.mark.parametrize("item", [
-    {"type": "revoke", "revoke": {"original_message_id": "wamid.earlier"}},
-    {"type": "system", "system": {"body": "User identity changed", "type": "customer_identity_changed"},
-     "identity": {"acknowledged": True, "created_timestamp": "1764000000", "hash": "x"}},
-    {"type": "edit", "edit": {"original_message_id": "wamid.earlier",
-                              "message": {"type": "text", "text": {"body": "pay"}}}},
-])
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "revoke", "revoke": {"original_message_id": "wamid.earlier"}},
+        {
+            "type": "system",
+            "system": {"body": "User identity changed", "type": "customer_identity_changed"},
+            "identity": {"acknowledged": True, "created_timestamp": "1764000000", "hash": "x"},
+        },
+        {
+            "type": "edit",
+            "edit": {"original_message_id": "wamid.earlier", "message": {"type": "text", "text": {"body": "pay"}}},
+        },
+    ],
+)
 def test_a_revoke_an_identity_notice_or_an_edit_at_the_main_menu_uses_no_attempt(channel, graph, item):
     tendai = Person(channel, graph)
     tendai.send("menu")
@@ -127,8 +136,10 @@ def test_a_revoke_an_identity_notice_or_an_edit_at_the_main_menu_uses_no_attempt
 def test_a_number_change_moves_the_contact_and_the_conversation_carries_on(channel, graph):
     tendai = Person(channel, graph)
     start_payment(tendai)
-    notice = tendai.item("system", {"body": f"User A changed from {PHONE} to {NEW_PHONE}", "wa_id": NEW_PHONE,
-                                    "type": "user_changed_number"})
+    notice = tendai.item(
+        "system",
+        {"body": f"User A changed from {PHONE} to {NEW_PHONE}", "wa_id": NEW_PHONE, "type": "user_changed_number"},
+    )
     for _ in range(2):  # delivered twice: recorded once
         assert channel.post(wa.envelope([notice])).status_code == 200
     tendai.silence()
@@ -136,7 +147,10 @@ def test_a_number_change_moves_the_contact_and_the_conversation_carries_on(chann
     assert (contact.key, contact.wa_id) == (PHONE, NEW_PHONE)
     (moved,) = Event.select().where(Event.kind.startswith("contact."))
     assert (moved.kind, moved.contact_key, json.loads(moved.detail)) == (
-        "contact.number_changed", PHONE, {"level": "info", "from": PHONE, "to": NEW_PHONE})
+        "contact.number_changed",
+        PHONE,
+        {"level": "info", "from": PHONE, "to": NEW_PHONE},
+    )
 
     tendai.wa_id = NEW_PHONE
     (wallets,) = tendai.send("50")

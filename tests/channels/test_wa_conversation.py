@@ -1,4 +1,5 @@
 """Whole conversations over real HTTP: signed webhook POSTs in, replies out at the Graph API stand-in."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,12 @@ def test_a_conversation_with_text_buttons_and_a_list(channel, graph):
     graph.wait_for(3)
     channel.say(TENDAI, wa.list_reply(TENDAI, "m", "Medium"))
     sent = graph.wait_for(4)
-    assert graph.texts_to(TENDAI) == ["What is your name?", "Pick a colour, Tendai.", "Pick a size.", "Thanks Tendai: red m."]
+    assert graph.texts_to(TENDAI) == [
+        "What is your name?",
+        "Pick a colour, Tendai.",
+        "Pick a size.",
+        "Thanks Tendai: red m.",
+    ]
     assert sent[1].body["interactive"]["action"]["buttons"][0]["reply"] == {"id": "red", "title": "Red"}
     assert sent[2].body["interactive"]["type"] == "list"
     assert wait_until(settled)
@@ -52,8 +58,12 @@ def test_an_image_and_a_sticker_get_the_step_s_re_prompt(channel, graph):
     channel.say(TENDAI, wa.message(TENDAI, "sticker", {"id": "55", "animated": False}))
     sent = graph.wait_for(4)
     # Issue 9.2: a picture or a sticker is not an answer: one short hint, and no attempt used.
-    assert graph.texts_to(TENDAI) == ["What is your name?", "Please type your answer: a reply in words.", "Pick a colour, Tendai.",
-                                      "Please tap one of the buttons, or send its number."]
+    assert graph.texts_to(TENDAI) == [
+        "What is your name?",
+        "Please type your answer: a reply in words.",
+        "Pick a colour, Tendai.",
+        "Please tap one of the buttons, or send its number.",
+    ]
     assert [b["reply"]["id"] for b in sent[3].body["interactive"]["action"]["buttons"]] == ["red", "blue"]
 
 

@@ -5,6 +5,7 @@ The worker runs as a real subprocess on the same database, O'mari is the sandbox
 behind a gate that holds the answer to /request after the money has moved — so the kill lands exactly
 "mid-turn, money moved, answer not yet recorded", the hardest moment.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,13 @@ def start_worker(db, graph, omari: GatedSandbox, tmp_path) -> subprocess.Popen:
         "OMARI_MERCHANT_KEY": SANDBOX_MERCHANT_KEY,
     }
     log = open(tmp_path / "worker.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "cli", "worker", "--workers", "2"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(worker: subprocess.Popen) -> None:
@@ -156,8 +162,12 @@ def test_a_worker_killed_while_meta_holds_the_answer_sends_the_reply_after_resta
     try:
         graph.hold_answers()
         body = wa.body_of(wa.envelope([wa.text(TENDAI, "hi")], [wa.contact(TENDAI)]))
-        assert requests.post(webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)},
-                             timeout=10).status_code == 200
+        assert (
+            requests.post(
+                webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)}, timeout=10
+            ).status_code
+            == 200
+        )
         assert len(graph.wait_for(1, timeout=30)) == 1, (tmp_path / "worker.log").read_text()
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)

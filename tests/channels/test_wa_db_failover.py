@@ -10,6 +10,7 @@ during the gap within seconds of the promotion, and /readyz is 200 again without
 
 On the code before this change `flows serve` could not start on such a URL (playhouse reads one host).
 """
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from outage_kit import (CONTACTS, MARKS, RETRY_FOR, all_answered_once, answers, left_over, pgcluster, serve_two_turns,
-                        store_echo, stop_serve)
+from outage_kit import (
+    CONTACTS,
+    MARKS,
+    RETRY_FOR,
+    all_answered_once,
+    answers,
+    left_over,
+    pgcluster,
+    serve_two_turns,
+    store_echo,
+    stop_serve,
+)
 
 pytestmark = MARKS
 
@@ -44,11 +55,12 @@ def pair():
 
 def test_a_failover_to_a_new_primary_under_flows_serve_loses_nothing_and_answers_once(pair, graph, tmp_path):
     primary, standby = pair
-    url = (f"postgresql://convoflow@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/convoflow"
-           "?target_session_attrs=read-write")
+    url = (
+        f"postgresql://convoflow@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/convoflow"
+        "?target_session_attrs=read-write"
+    )
     proc, base, say, refusals = serve_two_turns(url, graph, tmp_path)
     try:
-
         primary.stop("immediate")  # a crash: no shutdown, sessions cut
         with ThreadPoolExecutor(1) as background:
             during = background.submit(lambda: (say(2, "2"), say(3, "3")))

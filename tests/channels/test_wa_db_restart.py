@@ -6,6 +6,7 @@ is posted again. Every message posted before, during and after the outage is ans
 order; while the database is down the webhook says 503 quickly and /readyz says 503; afterwards /healthz,
 /readyz and /metrics are 200 again without restarting the process.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from outage_kit import (MARKS, RETRY_FOR, all_answered_once, answers, pgcluster, serve_two_turns, store_echo,
-                        stop_serve)
+from outage_kit import MARKS, RETRY_FOR, all_answered_once, answers, pgcluster, serve_two_turns, store_echo, stop_serve
 
 pytestmark = MARKS
 

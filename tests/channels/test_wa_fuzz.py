@@ -1,5 +1,6 @@
 """1,000 random messages from 40 contacts through the webhook: every POST answered 200, every message
 handled, every contact answered, nothing left stuck."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,29 @@ from storage.models import InboxMessage, OutboxMessage
 import whatsapp_fakes as wa
 from channel_harness import REF, REPO, Channel, settled, store_flows, wait_until
 
-WORDS = ["pay", "menu", "hi", REF, "bk-slyker-tech-20251023 ", "50", "abc", "-5", "1e3", "263771234567", "0771234567",
-         "cancel", "stop", "123456", "{{ 7*7 }}", "{% for %}", "NaN", "📱 Mobile Payment", "ecocash", "1", "3"]
+WORDS = [
+    "pay",
+    "menu",
+    "hi",
+    REF,
+    "bk-slyker-tech-20251023 ",
+    "50",
+    "abc",
+    "-5",
+    "1e3",
+    "263771234567",
+    "0771234567",
+    "cancel",
+    "stop",
+    "123456",
+    "{{ 7*7 }}",
+    "{% for %}",
+    "NaN",
+    "📱 Mobile Payment",
+    "ecocash",
+    "1",
+    "3",
+]
 
 
 def random_item(rng: random.Random, wa_id: str, ts: int) -> dict:
@@ -24,8 +46,14 @@ def random_item(rng: random.Random, wa_id: str, ts: int) -> dict:
     if roll < 0.35:
         return wa.text(wa_id, rng.choice(WORDS), ts=ts)
     if roll < 0.45:
-        return wa.text(wa_id, "".join(chr(rng.choice([rng.randint(0x20, 0x7e), rng.randint(0xa0, 0x2fff),
-                                                       rng.randint(0x1f300, 0x1faff)])) for _ in range(rng.randint(1, 60))), ts=ts)
+        return wa.text(
+            wa_id,
+            "".join(
+                chr(rng.choice([rng.randint(0x20, 0x7E), rng.randint(0xA0, 0x2FFF), rng.randint(0x1F300, 0x1FAFF)]))
+                for _ in range(rng.randint(1, 60))
+            ),
+            ts=ts,
+        )
     if roll < 0.50:
         return wa.text(wa_id, "x" * 10_240, ts=ts)
     if roll < 0.55:
@@ -36,7 +64,9 @@ def random_item(rng: random.Random, wa_id: str, ts: int) -> dict:
         return wa.list_reply(wa_id, rng.choice(["pay", "booking", "contact", "zzz"]), "📱 Mobile Payment", ts=ts)
     if roll < 0.80:
         return wa.template_button(wa_id, "PAY", "pay", ts=ts)
-    kind = rng.choice(["image", "audio", "sticker", "location", "reaction", "video", "contacts", "unsupported", "order"])
+    kind = rng.choice(
+        ["image", "audio", "sticker", "location", "reaction", "video", "contacts", "unsupported", "order"]
+    )
     return wa.message(wa_id, kind, {"id": str(rng.randint(1, 10**9))} if kind != "unsupported" else None, ts=ts)
 
 

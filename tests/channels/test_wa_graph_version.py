@@ -1,4 +1,5 @@
 """The Graph API version (issue 9.3): a current one by default, and moving to the next is one setting."""
+
 from __future__ import annotations
 
 import re

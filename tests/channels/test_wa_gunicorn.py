@@ -1,6 +1,7 @@
 """The webhook under gunicorn with two worker processes on one PostgreSQL (issue 13.5, 13.6): /metrics gives
 the same totals whichever worker answers (prometheus_client's multiprocess mode), and gunicorn's lines and
 the app's are the same JSON lines."""
+
 from __future__ import annotations
 
 import json
@@ -30,24 +31,48 @@ def free_port() -> int:
 
 
 def gunicorn(db, tmp_path, port: int, metrics_dir) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url(db), "WHATSAPP_APP_SECRET": wa.SECRET,
-           "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN, "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
-           "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(db),
+        "WHATSAPP_APP_SECRET": wa.SECRET,
+        "WHATSAPP_VERIFY_TOKEN": wa.VERIFY_TOKEN,
+        "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+    }
     if metrics_dir is not None:
         metrics_dir.mkdir()
         (metrics_dir / "counter_1.db").write_bytes(b"stale")  # a previous run's: emptied when gunicorn starts
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     log = open(tmp_path / "gunicorn.log", "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:channels.gunicorn_conf", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--control-socket", str(tmp_path / "gunicorn.ctl"), "channels.whatsapp:create_from_env(workers=0, sandbox=True)"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:channels.gunicorn_conf",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--control-socket",
+            str(tmp_path / "gunicorn.ctl"),
+            "channels.whatsapp:create_from_env(workers=0, sandbox=True)",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def deliver(url: str, wa_id: str) -> int:
     body = wa.body_of(wa.envelope([wa.text(wa_id, "hi")], [wa.contact(wa_id)]))
-    return requests.post(url + "/webhook", data=body, timeout=10,
-                         headers={"X-Hub-Signature-256": wa.sign(body), "Connection": "close"}).status_code
+    return requests.post(
+        url + "/webhook", data=body, timeout=10, headers={"X-Hub-Signature-256": wa.sign(body), "Connection": "close"}
+    ).status_code
 
 
 def accepted(counter_file) -> float:

@@ -1,5 +1,6 @@
 """Health that tells the truth (issue 10.4): /healthz is cheap liveness, /readyz proves a write and reports
 the inbox backlog and the sender, and the webhook gives up within DATABASE_WAIT when it cannot store."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,9 @@ def test_readyz_reports_the_workers_and_the_sender(db, settings, graph, http):
     assert report["sender"]["last_round_at"].endswith("Z")
 
 
-def test_a_locked_sqlite_database_makes_the_webhook_answer_503_within_the_bounded_wait(db, settings, http,
-                                                                                     other_writer):
+def test_a_locked_sqlite_database_makes_the_webhook_answer_503_within_the_bounded_wait(
+    db, settings, http, other_writer
+):
     server = wa.ServerThread(create_app(dataclasses.replace(settings, database_wait=1)))
     item = wa.text("263771234567", "hello")
     doc = wa.envelope([item], [wa.contact("263771234567")])

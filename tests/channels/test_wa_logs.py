@@ -1,5 +1,6 @@
 """Log lines of a whole WhatsApp payment (issue 13.5): JSON lines tagged with the contact, conversation, flow
 and payment; and nothing in them a thief could use — no OTP, key, token, app secret or full phone number."""
+
 from __future__ import annotations
 
 import io

@@ -2,6 +2,7 @@
 database — not in the inbox message (text or raw body), the conversation, the action results, the events
 or the outbox — checked by dumping the whole database (SQLite's .dump, pg_dump) and searching it.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
 def dump(db) -> str:
     """Every row of every table as text, the way an operator (or a thief with a backup) would see it."""
     if is_postgres():
-        return subprocess.run([PG_DUMP, "--data-only", "--inserts", "-d", db.url], capture_output=True, text=True,
-                              check=True, timeout=60).stdout
+        return subprocess.run(
+            [PG_DUMP, "--data-only", "--inserts", "-d", db.url], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
     db.close()
     with sqlite3.connect(db.url.removeprefix("sqlite:///")) as raw:
         return "\n".join(raw.iterdump())
@@ -86,5 +88,8 @@ def test_the_stored_message_keeps_everything_but_the_code(db, channel, graph):
     row = InboxMessage.get(InboxMessage.channel_message_id == item["id"])
     payload = json.loads(row.payload)
     assert (payload["text"], payload["raw"]["text"]["body"], payload["redacted"]) == (
-        "[one-time code removed]", "[one-time code removed]", True)
+        "[one-time code removed]",
+        "[one-time code removed]",
+        True,
+    )
     assert payload["raw"]["from"] == TENDAI and row.processed_at is not None

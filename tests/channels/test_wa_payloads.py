@@ -1,4 +1,5 @@
 """Parsing Meta's webhook bodies and rendering Cloud API messages (no database, no HTTP)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,14 @@ import logging
 import pytest
 
 from channels.payloads import (
-    BUTTON_TITLE_MAX, INTERACTIVE_BODY_MAX, TEXT_MAX, PayloadError, inbox_payload, parse_webhook, split_text, to_cloud_api,
+    BUTTON_TITLE_MAX,
+    INTERACTIVE_BODY_MAX,
+    TEXT_MAX,
+    PayloadError,
+    inbox_payload,
+    parse_webhook,
+    split_text,
+    to_cloud_api,
 )
 from engine.messages import Choice, Outbound
 
@@ -58,25 +66,38 @@ def test_the_contact_is_keyed_on_user_id_when_meta_sends_one():
 
 
 def test_a_username_user_without_a_phone_number_is_keyed_on_user_id():
-    doc = wa.envelope([wa.text(None, "hi", user_id="US.13491208655302741918")],
-                      [wa.contact(None, "anon", user_id="US.13491208655302741918")])
+    doc = wa.envelope(
+        [wa.text(None, "hi", user_id="US.13491208655302741918")],
+        [wa.contact(None, "anon", user_id="US.13491208655302741918")],
+    )
     hook = parse(doc)
     assert hook.messages[0].inbound.contact == "US.13491208655302741918"
     assert hook.contacts[0].wa_id is None
 
 
 def test_the_business_scoped_ids_and_username_are_read():
-    person = {"profile": {"name": "Sheena Nelson", "username": "@sheena"}, "wa_id": "16505551234",
-              "user_id": "US.13491208655302741918", "parent_user_id": "US.ENT.11815799212886844830"}
+    person = {
+        "profile": {"name": "Sheena Nelson", "username": "@sheena"},
+        "wa_id": "16505551234",
+        "user_id": "US.13491208655302741918",
+        "parent_user_id": "US.ENT.11815799212886844830",
+    }
     hook = parse(wa.envelope([wa.text("16505551234", "pay")], [person]))
     sender = hook.messages[0].sender
     assert (sender.wa_id, sender.user_id, sender.parent_user_id, sender.username, sender.profile_name) == (
-        "16505551234", "US.13491208655302741918", "US.ENT.11815799212886844830", "@sheena", "Sheena Nelson")
+        "16505551234",
+        "US.13491208655302741918",
+        "US.ENT.11815799212886844830",
+        "@sheena",
+        "Sheena Nelson",
+    )
 
 
 def test_a_message_from_a_user_id_alone_is_matched_to_its_contacts_entry():
-    doc = wa.envelope([wa.text(None, "pay", user_id="US.1")],
-                      [{"profile": {"name": "Sheena", "username": "@sheena"}, "user_id": "US.1"}])
+    doc = wa.envelope(
+        [wa.text(None, "pay", user_id="US.1")],
+        [{"profile": {"name": "Sheena", "username": "@sheena"}, "user_id": "US.1"}],
+    )
     sender = parse(doc).messages[0].sender
     assert (sender.wa_id, sender.user_id, sender.username, sender.key) == (None, "US.1", "@sheena", "US.1")
 
@@ -88,12 +109,30 @@ def test_a_message_from_a_user_id_alone_is_matched_to_its_contacts_entry():
         ("reaction", {"message_id": "wamid.x", "emoji": ""}, "reaction_removed", None),
         ("reaction", {"message_id": "wamid.x"}, "reaction_removed", None),
         ("revoke", {"original_message_id": "wamid.x"}, "revoke", None),
-        ("edit", {"original_message_id": "wamid.x", "message": {"type": "text", "text": {"body": "pay"}}}, "edit", None),
-        ("system", {"type": "customer_identity_changed", "body": "User identity changed"},
-         "system.customer_identity_changed", None),
-        ("system", {"type": "user_changed_number", "wa_id": "263779876543"}, "system.user_changed_number", "263779876543"),
-        ("system", {"type": "customer_changed_number", "new_wa_id": "263779876543"},
-         "system.customer_changed_number", "263779876543"),
+        (
+            "edit",
+            {"original_message_id": "wamid.x", "message": {"type": "text", "text": {"body": "pay"}}},
+            "edit",
+            None,
+        ),
+        (
+            "system",
+            {"type": "customer_identity_changed", "body": "User identity changed"},
+            "system.customer_identity_changed",
+            None,
+        ),
+        (
+            "system",
+            {"type": "user_changed_number", "wa_id": "263779876543"},
+            "system.user_changed_number",
+            "263779876543",
+        ),
+        (
+            "system",
+            {"type": "customer_changed_number", "new_wa_id": "263779876543"},
+            "system.customer_changed_number",
+            "263779876543",
+        ),
         ("system", None, "system.unknown", None),
         ("image", {"id": "1"}, None, None),
         ("sticker", {"id": "1"}, None, None),
@@ -113,8 +152,11 @@ def test_a_status_body_names_no_contact():
 
 def test_every_entry_change_message_and_status_is_read():
     first = wa.envelope([wa.text("263771000001", "a"), wa.text("263771000001", "b")], [wa.contact("263771000001")])
-    second = wa.envelope([wa.text("263771000002", "c")], [wa.contact("263771000002", "Rudo")],
-                         [wa.status("wamid.out.1", "delivered"), wa.status("wamid.out.2", "read")])
+    second = wa.envelope(
+        [wa.text("263771000002", "c")],
+        [wa.contact("263771000002", "Rudo")],
+        [wa.status("wamid.out.1", "delivered"), wa.status("wamid.out.2", "read")],
+    )
     first["entry"].append(second["entry"][0])
     first["entry"][0]["changes"].append({"field": "account_update", "value": {"event": "x"}})
     hook = parse(first)
@@ -124,7 +166,11 @@ def test_every_entry_change_message_and_status_is_read():
 
 
 def test_a_failed_status_carries_its_error():
-    hook = parse(wa.envelope(statuses=[wa.status("wamid.out.9", "failed", errors=[{"code": 131047, "title": "Re-engagement message"}])]))
+    hook = parse(
+        wa.envelope(
+            statuses=[wa.status("wamid.out.9", "failed", errors=[{"code": 131047, "title": "Re-engagement message"}])]
+        )
+    )
     assert hook.statuses[0].error == "131047 Re-engagement message"
 
 
@@ -145,8 +191,13 @@ def test_a_body_that_is_not_a_whatsapp_payload_is_refused_with_a_reason(body, re
 
 
 def test_odd_items_inside_a_valid_payload_are_skipped_not_fatal():
-    doc = wa.envelope([{"type": "text", "text": {"body": "no id"}, "from": "263771234567"}, "not a dict",
-                       wa.text("263771234567", "ok")])
+    doc = wa.envelope(
+        [
+            {"type": "text", "text": {"body": "no id"}, "from": "263771234567"},
+            "not a dict",
+            wa.text("263771234567", "ok"),
+        ]
+    )
     doc["entry"].append("junk")
     doc["entry"][0]["changes"].append({"field": "messages", "value": "junk"})
     hook = parse(doc)
@@ -167,8 +218,13 @@ def test_the_inbox_payload_keeps_the_inbound_and_the_raw_message():
 
 def test_text_renders_as_the_cloud_api_text_message():
     (msg,) = to_cloud_api(Outbound(to="263771234567", text="Hello *Tendai*"))
-    assert msg == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "263771234567",
-                   "type": "text", "text": {"preview_url": False, "body": "Hello *Tendai*"}}
+    assert msg == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "263771234567",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Hello *Tendai*"},
+    }
 
 
 def test_a_business_scoped_user_id_is_addressed_as_recipient():
@@ -177,20 +233,31 @@ def test_a_business_scoped_user_id_is_addressed_as_recipient():
 
 
 def test_buttons_render_as_reply_buttons():
-    out = Outbound(to="263771234567", text="Choose how you will pay.",
-                   buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney"), Choice("zimswitch", "ZimSwitch")))
+    out = Outbound(
+        to="263771234567",
+        text="Choose how you will pay.",
+        buttons=(Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney"), Choice("zimswitch", "ZimSwitch")),
+    )
     (msg,) = to_cloud_api(out)
     assert msg["interactive"] == {
         "type": "button",
         "body": {"text": "Choose how you will pay."},
-        "action": {"buttons": [{"type": "reply", "reply": {"id": i, "title": t}}
-                               for i, t in (("ecocash", "Ecocash"), ("onemoney", "OneMoney"), ("zimswitch", "ZimSwitch"))]},
+        "action": {
+            "buttons": [
+                {"type": "reply", "reply": {"id": i, "title": t}}
+                for i, t in (("ecocash", "Ecocash"), ("onemoney", "OneMoney"), ("zimswitch", "ZimSwitch"))
+            ]
+        },
     }
 
 
 def test_options_render_as_a_list():
-    out = Outbound(to="263771234567", text="What would you like to do?", list_button="Menu",
-                   options=(Choice("pay", "📱 Mobile Payment", "Pay a booking with O'mari"), Choice("help", "Help")))
+    out = Outbound(
+        to="263771234567",
+        text="What would you like to do?",
+        list_button="Menu",
+        options=(Choice("pay", "📱 Mobile Payment", "Pay a booking with O'mari"), Choice("help", "Help")),
+    )
     (msg,) = to_cloud_api(out)
     assert msg["interactive"]["type"] == "list"
     assert msg["interactive"]["action"]["button"] == "Menu"
@@ -222,7 +289,11 @@ def test_a_long_interactive_body_goes_first_as_text_and_the_buttons_ride_on_the_
 
 
 def test_over_long_titles_are_cut_with_a_warning_and_kept_unique(caplog):
-    out = Outbound(to="263771234567", text="Pick", buttons=(Choice("a", "Ecocash mobile wallet one"), Choice("b", "Ecocash mobile wallet two")))
+    out = Outbound(
+        to="263771234567",
+        text="Pick",
+        buttons=(Choice("a", "Ecocash mobile wallet one"), Choice("b", "Ecocash mobile wallet two")),
+    )
     with caplog.at_level(logging.WARNING, "convoflow.whatsapp"):
         (msg,) = to_cloud_api(out)
     titles = [b["reply"]["title"] for b in msg["interactive"]["action"]["buttons"]]

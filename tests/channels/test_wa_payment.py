@@ -1,6 +1,7 @@
 """The deployment checklist's payment conversation over WhatsApp: signed webhook POSTs with list and
 button replies in, replies out at the Graph API stand-in, payments on the in-process O'mari sandbox.
 """
+
 from __future__ import annotations
 
 from storage.bookings import find_booking
@@ -15,7 +16,10 @@ def test_the_whole_payment_conversation(channel, graph, sandbox):
     (menu,) = phone.send(wa.text(TENDAI, "menu"))
     rows = menu.body["interactive"]["action"]["sections"][0]["rows"]
     assert menu.body["interactive"]["type"] == "list" and rows[0] == {
-        "id": "pay", "title": "📱 Mobile Payment", "description": "Pay for a booking with O'mari"}
+        "id": "pay",
+        "title": "📱 Mobile Payment",
+        "description": "Pay for a booking with O'mari",
+    }
 
     (ask_ref,) = phone.send(wa.list_reply(TENDAI, "pay", "📱 Mobile Payment"))
     assert "Please send your booking reference" in phone.text(ask_ref)
@@ -28,7 +32,11 @@ def test_the_whole_payment_conversation(channel, graph, sandbox):
     assert "Please send an amount between" in phone.text(retry)
 
     (wallets,) = phone.send(wa.text(TENDAI, "50"))
-    assert [b["reply"]["title"] for b in wallets.body["interactive"]["action"]["buttons"]] == ["Ecocash", "OneMoney", "ZimSwitch"]
+    assert [b["reply"]["title"] for b in wallets.body["interactive"]["action"]["buttons"]] == [
+        "Ecocash",
+        "OneMoney",
+        "ZimSwitch",
+    ]
 
     (ask_phone,) = phone.send(wa.button_reply(TENDAI, "ecocash", "Ecocash"))
     assert "2637XXXXXXXX" in phone.text(ask_phone)

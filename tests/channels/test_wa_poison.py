@@ -2,6 +2,7 @@
 SQLite and PostgreSQL: odd text is stored cleaned, a body that can never be stored is answered 200 and
 kept as a dead letter, the messages next to it are kept, and old messages are refused and counted.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ def app(db, settings):
 def post(http, url: str, doc: dict | None = None, raw: bytes | None = None):
     # json.dumps escapes a lone surrogate as \ud800 and NUL as \u0000: valid JSON, as Meta would send it.
     body = raw if raw is not None else json.dumps(doc).encode()
-    return http.post(url + "/webhook", data=body, timeout=10,
-                     headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)})
+    return http.post(
+        url + "/webhook",
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)},
+    )
 
 
 def stored() -> dict[str, dict]:
@@ -53,7 +58,9 @@ def test_lone_surrogates_and_nul_are_stored_cleaned_with_the_messages_next_to_th
     assert (r.status_code, r.text) == (200, "OK")
     rows = stored()
     assert set(rows) == {"wamid.odd\ufffd", "wamid.good"}
-    assert rows["wamid.odd\ufffd"]["text"] == "pay\ufffd" and rows["wamid.odd\ufffd"]["raw"]["from"] == "26377\ufffd1234"
+    assert (
+        rows["wamid.odd\ufffd"]["text"] == "pay\ufffd" and rows["wamid.odd\ufffd"]["raw"]["from"] == "26377\ufffd1234"
+    )
     names = {c.key: c.profile_name for c in Contact.select()}
     assert names == {"26377\ufffd1234": "Tendai\ufffd\ufffd", RUDO: "Ru\ufffddo"}
     assert deadletters.count() == 0 and metrics.messages_in.value() == 2
@@ -88,19 +95,25 @@ def _refuse_in_the_database(message_id: str) -> None:
     from storage.db import database
 
     if is_postgres():
-        database.execute_sql('ALTER TABLE "inbox_message" ADD CONSTRAINT "refuse_one" '
-                             f"CHECK (\"channel_message_id\" <> '{message_id}')")
+        database.execute_sql(
+            f'ALTER TABLE "inbox_message" ADD CONSTRAINT "refuse_one" CHECK ("channel_message_id" <> \'{message_id}\')'
+        )
     else:
-        database.execute_sql('CREATE TRIGGER "refuse_one" BEFORE INSERT ON "inbox_message" '
-                             f"WHEN NEW.\"channel_message_id\" = '{message_id}' "
-                             "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        database.execute_sql(
+            'CREATE TRIGGER "refuse_one" BEFORE INSERT ON "inbox_message" '
+            f"WHEN NEW.\"channel_message_id\" = '{message_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
 
 
 def test_a_message_the_database_refuses_is_a_dead_letter_and_its_neighbours_are_kept(app, http, caplog):
     url, metrics = app
     _refuse_in_the_database("wamid.poison")
-    items = [wa.text(TENDAI, "pay", mid="wamid.before"), wa.text(TENDAI, "x", mid="wamid.poison"),
-             wa.text(RUDO, "menu", mid="wamid.after")]
+    items = [
+        wa.text(TENDAI, "pay", mid="wamid.before"),
+        wa.text(TENDAI, "x", mid="wamid.poison"),
+        wa.text(RUDO, "menu", mid="wamid.after"),
+    ]
     doc = wa.envelope(items, [wa.contact(TENDAI), wa.contact(RUDO)], [wa.status("wamid.unknown", "read")])
     with caplog.at_level(logging.WARNING):
         r = post(http, url, doc)
@@ -135,8 +148,9 @@ def test_a_message_older_than_the_window_is_refused_and_counted_and_the_fresh_on
 
 
 def test_the_window_is_a_setting(db, settings, http):
-    settings = Settings.from_env({**{f.metadata["env"]: str(v) for f, v in _env(settings)},
-                                  "WHATSAPP_MAX_MESSAGE_AGE_DAYS": "1"}, dotenv=False)
+    settings = Settings.from_env(
+        {**{f.metadata["env"]: str(v) for f, v in _env(settings)}, "WHATSAPP_MAX_MESSAGE_AGE_DAYS": "1"}, dotenv=False
+    )
     assert settings.whatsapp_max_message_age_days == 1
     server = wa.ServerThread(create_app(settings))
     try:
@@ -150,7 +164,9 @@ def test_the_window_is_a_setting(db, settings, http):
 def _env(settings: Settings):
     import dataclasses
 
-    return [(f, getattr(settings, f.name)) for f in dataclasses.fields(settings) if getattr(settings, f.name) is not None]
+    return [
+        (f, getattr(settings, f.name)) for f in dataclasses.fields(settings) if getattr(settings, f.name) is not None
+    ]
 
 
 def test_flows_dead_letters_lists_them_and_shows_one(app, http, db, monkeypatch):

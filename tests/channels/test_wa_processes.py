@@ -1,5 +1,6 @@
 """Several processes on one PostgreSQL: a webhook-only server and two `flows worker` processes share the
 inbox and the outbox. No message is handled twice and each contact's replies leave in order."""
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,23 @@ ROUNDS = 10
 
 
 def start_worker(db, graph, tmp_path, n: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url(db), "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
-           "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID, "WHATSAPP_API_URL": graph.url,
-           "LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(db),
+        "WHATSAPP_ACCESS_TOKEN": wa.ACCESS_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": wa.PHONE_NUMBER_ID,
+        "WHATSAPP_API_URL": graph.url,
+        "LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
     log = open(tmp_path / f"worker{n}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "cli", "worker", "--workers", "2", "--sandbox"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--workers", "2", "--sandbox"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.mark.slow
@@ -45,7 +57,9 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
         with requests.Session() as http:
             for k, words in enumerate(["start", *map(str, range(1, ROUNDS + 1))]):
                 body = wa.body_of(wa.envelope([wa.text(wa_id, words, ts=wa.TS + k)], [wa.contact(wa_id)]))
-                r = http.post(webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)}, timeout=10)
+                r = http.post(
+                    webhook.url + "/webhook", data=body, headers={"X-Hub-Signature-256": wa.sign(body)}, timeout=10
+                )
                 assert r.status_code == 200
 
     try:
@@ -69,8 +83,9 @@ def test_two_worker_processes_share_the_work_without_doubles_or_reordering(db, s
                 w.kill()
         webhook.close()
     for n in range(2):  # LOG_FORMAT=json: the workers' log lines are JSON objects
-        logged = [json.loads(line) for line in (tmp_path / f"worker{n}.log").read_text().splitlines()
-                  if line.startswith("{")]
+        logged = [
+            json.loads(line) for line in (tmp_path / f"worker{n}.log").read_text().splitlines() if line.startswith("{")
+        ]
         assert any(line["logger"] == "convoflow.worker" and "workers started" in line["message"] for line in logged)
 
 

@@ -5,6 +5,7 @@ system notice) and a status get silence, the contact rows are right, and the per
 
 Skipped, saying so, when the reference folder is not present.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,9 @@ def channel(db, settings):
 
 
 def values(doc: dict) -> list[dict]:
-    return [c.get("value") or {} for e in doc.get("entry", []) for c in e.get("changes", [])
-            if c.get("field") == "messages"]
+    return [
+        c.get("value") or {} for e in doc.get("entry", []) for c in e.get("changes", []) if c.get("field") == "messages"
+    ]
 
 
 def messages(doc: dict) -> list[dict]:
@@ -57,8 +59,12 @@ def address(item: dict) -> tuple[str, str]:
 
 
 def post_raw(channel: Channel, raw: bytes) -> requests.Response:
-    return channel.http.post(channel.url + "/webhook", data=raw, timeout=10,
-                             headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(raw)})
+    return channel.http.post(
+        channel.url + "/webhook",
+        data=raw,
+        timeout=10,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(raw)},
+    )
 
 
 @pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f)[:-5] for f in FILES])
@@ -72,8 +78,7 @@ def test_a_real_body_gets_its_reply_or_silence_and_the_person_carries_on(channel
     assert post_raw(channel, raw).status_code == 200
     assert wait_until(settled)
     sent = graph.wait_for(len(answers), timeout=10)
-    assert [(k, s.body.get(k)) for s, k in zip(sent, [address(m)[0] for m in answers])] == \
-           [address(m) for m in answers]
+    assert [(k, s.body.get(k)) for s, k in zip(sent, [address(m)[0] for m in answers])] == [address(m) for m in answers]
     assert len(graph.sent) == len(answers), "an event or a status was answered"
     assert InboxMessage.select().where(InboxMessage.processed_at.is_null()).count() == 0
 

@@ -2,6 +2,7 @@
 
 Time is a fake clock: back-off is checked by moving the clock, never by sleeping.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ def pace():
 
 @pytest.fixture
 def sender(db, settings, clock, pace):
-    s = Sender(settings, clock=clock, jitter=lambda: 0.5, policy=SendPolicy(max_attempts=4, base_delay=2.0),
-               limiter=RateLimiter(settings.whatsapp_send_rate, monotonic=pace.monotonic, sleep=pace.sleep))
+    s = Sender(
+        settings,
+        clock=clock,
+        jitter=lambda: 0.5,
+        policy=SendPolicy(max_attempts=4, base_delay=2.0),
+        limiter=RateLimiter(settings.whatsapp_send_rate, monotonic=pace.monotonic, sleep=pace.sleep),
+    )
     yield s
     s.close()
 
@@ -94,7 +100,9 @@ def rows(contact_id: int) -> list[OutboxMessage]:
 def test_messages_are_sent_in_order_with_the_token_and_the_wamid_is_kept(sender, graph):
     cid = queue("263771234567", "one", "two", "three")
     other = upsert_contact("263772222222", T0, wa_id="263772222222")
-    outbox.enqueue(other, [Outbound(to="263772222222", text="Choose", buttons=(Choice("a", "A"), Choice("b", "B"))).as_dict()], T0)
+    outbox.enqueue(
+        other, [Outbound(to="263772222222", text="Choose", buttons=(Choice("a", "A"), Choice("b", "B"))).as_dict()], T0
+    )
     assert drain(sender) == 4
     assert graph.texts_to("263771234567") == ["one", "two", "three"]
     assert graph.texts_to("263772222222") == ["Choose"]
@@ -163,12 +171,17 @@ def test_throttling_and_service_trouble_are_retried(sender, graph, clock, status
 
 def test_a_400_is_given_up_with_the_reason_logged_and_no_token_in_any_log(sender, graph, clock, caplog):
     cid = queue("263771234567", "hello", "next")
-    graph.fail_next(400, {"message": "(#100) Invalid parameter", "code": 100,
-                          "error_data": {"details": "Parameter 'to' is invalid"}})
+    graph.fail_next(
+        400,
+        {"message": "(#100) Invalid parameter", "code": 100, "error_data": {"details": "Parameter 'to' is invalid"}},
+    )
     with caplog.at_level(logging.DEBUG):
         drain(sender)
     first, second = rows(cid)
-    assert first.status == "failed" and first.error == "HTTP 400, code 100: (#100) Invalid parameter (Parameter 'to' is invalid)"
+    assert (
+        first.status == "failed"
+        and first.error == "HTTP 400, code 100: (#100) Invalid parameter (Parameter 'to' is invalid)"
+    )
     assert "not retryable: HTTP 400, code 100" in caplog.text
     assert second.status == "sent"  # a dead message does not block the ones after it
     assert wa.ACCESS_TOKEN not in caplog.text
@@ -184,8 +197,12 @@ def test_the_24_hour_window_is_noted(sender, graph, caplog):
 
 
 def test_a_stand_in_that_is_down_is_retried(db, settings, clock):
-    down = Sender(settings.__class__(**{**settings.__dict__, "whatsapp_api_url": "http://127.0.0.1:9/v21.0"}),
-                  clock=clock, jitter=lambda: 0.5, policy=SendPolicy(connect_timeout=1))
+    down = Sender(
+        settings.__class__(**{**settings.__dict__, "whatsapp_api_url": "http://127.0.0.1:9/v21.0"}),
+        clock=clock,
+        jitter=lambda: 0.5,
+        policy=SendPolicy(connect_timeout=1),
+    )
     try:
         cid = queue("263771234567", "hello")
         down.run_once()
@@ -251,8 +268,9 @@ def test_a_locked_sqlite_after_the_post_is_waited_out_and_the_reply_is_not_sent_
             graph.unlock()  # the other program commits after the sender has failed to write twice
 
     db.execute_sql("PRAGMA busy_timeout = 50")  # this thread's connection: fail fast instead of after 10 s
-    sender = Sender(settings.__class__(**{**settings.__dict__, "whatsapp_api_url": graph.url}), clock=clock,
-                    pause=pause)
+    sender = Sender(
+        settings.__class__(**{**settings.__dict__, "whatsapp_api_url": graph.url}), clock=clock, pause=pause
+    )
     try:
         cid = queue("263771234567", "hello")
         with caplog.at_level(logging.WARNING, "convoflow.sender"):

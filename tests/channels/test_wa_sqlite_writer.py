@@ -1,5 +1,6 @@
 """The SQLite writer lock the webhook's threads take turns at belongs to the database it guards (issue 12.6):
 held on one database it holds up that database's deliveries within DATABASE_WAIT, and none of another's."""
+
 from __future__ import annotations
 
 from datetime import datetime

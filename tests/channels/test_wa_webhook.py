@@ -1,4 +1,5 @@
 """The webhook over real HTTP on loopback: signature, parsing, inbox, receipts, health and metrics."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,15 @@ def post(http, url, doc=None, raw: bytes | None = None, signature: str | None = 
 
 
 def test_meta_verification_handshake(webhook, http):
-    ok = http.get(webhook + "/webhook", params={"hub.mode": "subscribe", "hub.verify_token": wa.VERIFY_TOKEN,
-                                                "hub.challenge": "1158201444"})
+    ok = http.get(
+        webhook + "/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": wa.VERIFY_TOKEN, "hub.challenge": "1158201444"},
+    )
     assert (ok.status_code, ok.text) == (200, "1158201444")
-    bad = http.get(webhook + "/webhook", params={"hub.mode": "subscribe", "hub.verify_token": "nope",
-                                                 "hub.challenge": "1158201444"})
+    bad = http.get(
+        webhook + "/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1158201444"},
+    )
     assert bad.status_code == 403 and "1158201444" not in bad.text
 
 
@@ -84,15 +89,23 @@ def test_the_same_message_delivered_twice_and_five_times_is_stored_once(webhook,
     five = wa.text("263771234567", "menu")
     doc5 = wa.envelope([five], [wa.contact("263771234567")])
     assert [post(http, webhook, doc5).status_code for _ in range(5)] == [200] * 5
-    assert sorted(m for (m,) in InboxMessage.select(InboxMessage.channel_message_id).tuples()) == sorted([once["id"], five["id"]])
+    assert sorted(m for (m,) in InboxMessage.select(InboxMessage.channel_message_id).tuples()) == sorted(
+        [once["id"], five["id"]]
+    )
     assert Contact.select().count() == 1
 
 
 def test_delivery_receipts_are_recorded_on_the_outbox_row_not_as_input(webhook, http):
     contact = Contact.create(key="263771234567", wa_id="263771234567", created_at=datetime(2026, 1, 1))
     now = datetime(2026, 1, 1)
-    row = OutboxMessage.create(contact=contact, payload="{}", status="sent", next_attempt_at=now, created_at=now,
-                               channel_message_id="wamid.out.7")
+    row = OutboxMessage.create(
+        contact=contact,
+        payload="{}",
+        status="sent",
+        next_attempt_at=now,
+        created_at=now,
+        channel_message_id="wamid.out.7",
+    )
     for state in ("sent", "read", "delivered"):  # unordered: the late "delivered" must not undo "read"
         assert post(http, webhook, wa.envelope(statuses=[wa.status("wamid.out.7", state)])).status_code == 200
     assert OutboxMessage.get_by_id(row.id).delivery_status == "read"

@@ -1,5 +1,6 @@
 """The worker's housekeeping and stop: idle conversations expire with their message sent, new flow
 versions are picked up, and stop() returns promptly."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Test helpers for the WhatsApp channel: Meta-shaped webhook bodies, signing, a Graph API stand-in on
 loopback and a waitress server in a thread. Also used by bench/webhook.py.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,10 @@ def envelope(messages: list[dict] = (), contacts: list[dict] = (), statuses: lis
         value["messages"] = list(messages)
     if statuses:
         value["statuses"] = list(statuses)
-    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 def contact(wa_id: str | None, name: str = "Tendai", user_id: str | None = None) -> dict:
@@ -59,8 +63,14 @@ def new_wamid() -> str:
     return f"wamid.HBgLMjYzNzcxMjM0NTY3FQIAEhgg{next(_ids):012d}"
 
 
-def message(wa_id: str | None, mtype: str, content: dict | None, ts: int = TS, mid: str | None = None,
-            user_id: str | None = None) -> dict:
+def message(
+    wa_id: str | None,
+    mtype: str,
+    content: dict | None,
+    ts: int = TS,
+    mid: str | None = None,
+    user_id: str | None = None,
+) -> dict:
     m: dict = {"id": mid or new_wamid(), "timestamp": str(ts), "type": mtype}
     if wa_id:
         m["from"] = wa_id
@@ -76,13 +86,17 @@ def text(wa_id: str, body: str, **kw) -> dict:
 
 
 def button_reply(wa_id: str, reply_id: str, title: str, **kw) -> dict:
-    return message(wa_id, "interactive", {"type": "button_reply", "button_reply": {"id": reply_id, "title": title}}, **kw)
+    return message(
+        wa_id, "interactive", {"type": "button_reply", "button_reply": {"id": reply_id, "title": title}}, **kw
+    )
 
 
 def list_reply(wa_id: str, reply_id: str, title: str, description: str = "", **kw) -> dict:
     return message(
-        wa_id, "interactive",
-        {"type": "list_reply", "list_reply": {"id": reply_id, "title": title, "description": description}}, **kw,
+        wa_id,
+        "interactive",
+        {"type": "list_reply", "list_reply": {"id": reply_id, "title": title, "description": description}},
+        **kw,
     )
 
 

@@ -2,6 +2,7 @@
 
 Flows are built directly from engine.model so the runner's tests do not depend on the YAML loader.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,7 +14,6 @@ from engine.model import Expect, Flow, FlowSet, Route, Step
 from engine.registry import ActionRegistry, Result
 from engine.runner import run_turn
 from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
-
 
 
 def routes(next: Any) -> tuple[Route, ...]:
@@ -31,22 +31,22 @@ def choices(spec: Any) -> tuple[Choice, ...]:
     return tuple(Choice(t.lower(), t) for t in spec or ())
 
 
-def step(name: str, kind: str, next: Any = None, expect: Any = None, buttons: Any = None,
-         options: Any = None, **kw: Any) -> Step:
+def step(
+    name: str, kind: str, next: Any = None, expect: Any = None, buttons: Any = None, options: Any = None, **kw: Any
+) -> Step:
     if isinstance(expect, str):
         expect = Expect(expect)
     elif isinstance(expect, tuple):
         expect = Expect(expect[0], expect[1])
-    return Step(name=name, kind=kind, next=routes(next), expect=expect, buttons=choices(buttons),
-                options=choices(options), **kw)
+    return Step(
+        name=name, kind=kind, next=routes(next), expect=expect, buttons=choices(buttons), options=choices(options), **kw
+    )
 
 
 def flow(name: str, *steps: Step, **kw: Any) -> Flow:
     kw.setdefault("title", name.replace("_", " ").title())
     kw.setdefault("start", steps[0].name)
     return Flow(name=name, steps={s.name: s for s in steps}, **kw)
-
-
 
 
 @dataclass
@@ -65,8 +65,13 @@ class Chat:
 
     @property
     def ctx(self) -> TurnContext:
-        return TurnContext(registry=self.registry, clock=self.clock, new_id=lambda: "id-1",
-                           max_steps=self.max_steps, services=self.services)
+        return TurnContext(
+            registry=self.registry,
+            clock=self.clock,
+            new_id=lambda: "id-1",
+            max_steps=self.max_steps,
+            services=self.services,
+        )
 
     def send(self, text: str | None = None, kind: str = "text", reply_id: str | None = None) -> TurnResult:
         self.sent += 1
@@ -117,23 +122,45 @@ def payment_flows(**kw) -> FlowSet:
     """A menu handing over to a payment flow that looks the booking up, asks an amount and a wallet."""
     menu = flow(
         "main_menu",
-        step("welcome", "ask", text="Hello! What would you like to do?", buttons={"pay": "Make a payment"},
-             save="choice", next="to_pay"),
+        step(
+            "welcome",
+            "ask",
+            text="Hello! What would you like to do?",
+            buttons={"pay": "Make a payment"},
+            save="choice",
+            next="to_pay",
+        ),
         step("to_pay", "flow", target_flow="payment"),
         triggers=("hi", "hello 👋"),
     )
     payment = flow(
         "payment",
         step("ask_reference", "ask", text="Your booking reference?", save="reference", next="find"),
-        step("find", "action", action="booking.lookup", params={"reference": "{{ reference }}"}, save="booking",
-             on={"found": "ask_amount", "not_found": "no_booking"}),
+        step(
+            "find",
+            "action",
+            action="booking.lookup",
+            params={"reference": "{{ reference }}"},
+            save="booking",
+            on={"found": "ask_amount", "not_found": "no_booking"},
+        ),
         step("no_booking", "end", text="I could not find {{ reference }}."),
-        step("ask_amount", "ask", text="Balance due: {{ booking.balance_due | money }}. How much?",
-             expect=("amount", {"min": "0.01", "max": "{{ booking.balance_due }}"}), save="amount",
-             next="ask_channel"),
-        step("ask_channel", "ask", text="Choose how you will pay.",
-             buttons={"ecocash": "Ecocash", "onemoney": "OneMoney", "zimswitch": "ZimSwitch"},
-             save="channel", next="big_or_small"),
+        step(
+            "ask_amount",
+            "ask",
+            text="Balance due: {{ booking.balance_due | money }}. How much?",
+            expect=("amount", {"min": "0.01", "max": "{{ booking.balance_due }}"}),
+            save="amount",
+            next="ask_channel",
+        ),
+        step(
+            "ask_channel",
+            "ask",
+            text="Choose how you will pay.",
+            buttons={"ecocash": "Ecocash", "onemoney": "OneMoney", "zimswitch": "ZimSwitch"},
+            save="channel",
+            next="big_or_small",
+        ),
         step("big_or_small", "branch", next=[("amount | float >= 100", "big"), (None, "small")]),
         step("big", "end", text="Paying {{ amount | money }} by {{ channel }}: a big one."),
         step("small", "end", text="Paying {{ amount | money }} by {{ channel }}."),

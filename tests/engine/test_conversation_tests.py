@@ -1,4 +1,5 @@
 """`flows test`: conversation tests in YAML, as an author writes and runs them (exit code and lines printed)."""
+
 from __future__ import annotations
 
 import re
@@ -72,12 +73,17 @@ def test_the_shipped_flows_pass_their_tests_and_every_step_is_visited(monkeypatc
 def test_flows_validate_leaves_the_tests_folder_alone():
     result = run("validate", str(SHIPPED))
     assert result.exit_code == 0
-    assert result.output.splitlines() == [f"{SHIPPED}/main_menu.yaml: ok", f"{SHIPPED}/omari_payment.yaml: ok",
-                                          f"{SHIPPED}/paynow_payment.yaml: ok"]
+    assert result.output.splitlines() == [
+        f"{SHIPPED}/main_menu.yaml: ok",
+        f"{SHIPPED}/omari_payment.yaml: ok",
+        f"{SHIPPED}/paynow_payment.yaml: ok",
+    ]
 
 
 def test_every_failure_is_printed_with_the_line_of_its_bot_line_and_exit_1(flows):
-    path = write(flows, """\
+    path = write(
+        flows,
+        """\
 tests:
   - name: a low score is answered kindly
     conversation:
@@ -95,7 +101,8 @@ tests:
   - name: nothing is said before the survey starts
     conversation:
       - bot: Score
-""")
+""",
+    )
     result = run("test")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
@@ -108,7 +115,9 @@ tests:
 
 
 def test_a_wait_moves_the_fake_clock_and_expires_the_conversation(flows):
-    write(flows, """\
+    write(
+        flows,
+        """\
 tests:
   - name: nine minutes is not too long
     conversation:
@@ -123,26 +132,31 @@ tests:
       - bot: Survey closed
       - user: 1
       - bot: did not understand
-""")
+""",
+    )
     result = run("test")
     assert result.exit_code == 0, result.output
     assert result.output == "2 tests: 2 passed, 0 failed\n"
 
 
 def test_an_action_without_a_mock_fails_unless_real_actions_are_allowed(flows):
-    path = write(flows, """\
+    path = write(
+        flows,
+        """\
 tests:
   - name: five stars
     conversation:
       - user: survey
       - user: 5
       - bot: Thank you for 5 stars!
-""")
+""",
+    )
     result = run("test")
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == (
         f"{path}:5: test 'five stars': action 'core.set' has no mock: add it under 'actions:' "
-        "(its outcome and data), or run `flows test --real-actions`")
+        "(its outcome and data), or run `flows test --real-actions`"
+    )
     assert run("test", "--real-actions").exit_code == 0
 
 
@@ -165,10 +179,16 @@ tests:
 
 
 def test_a_list_of_mocked_results_is_used_in_turn(flows):
-    (flows / "survey.yaml").write_text(SURVEY.replace("next: thanks", "next: again").replace(
-        "  sorry:", "  again:\n    action: core.set\n    with: {value: {stars: \"0\"}}\n    save: result\n"
-                    "    next: thanks\n  sorry:"))
-    write(flows, """\
+    (flows / "survey.yaml").write_text(
+        SURVEY.replace("next: thanks", "next: again").replace(
+            "  sorry:",
+            '  again:\n    action: core.set\n    with: {value: {stars: "0"}}\n    save: result\n'
+            "    next: thanks\n  sorry:",
+        )
+    )
+    write(
+        flows,
+        """\
 tests:
   - name: the second call gets the second result
     actions:
@@ -179,13 +199,16 @@ tests:
       - user: survey
       - user: 4
       - bot: Thank you for two stars!
-""")
+""",
+    )
     result = run("test")
     assert result.exit_code == 0, result.output
 
 
 def test_mistakes_in_a_test_file_are_named_where_they_are(flows):
-    path = write(flows, """\
+    path = write(
+        flows,
+        """\
 tests:
   - name: a misspelt action
     actions:
@@ -202,8 +225,11 @@ tests:
     conversation:
       - say: hello
       - wait: soon
-""")
-    broken = write(flows, "tests:\n  - name: x\n    conversation:\n      - user: survey\n      - bot: a: b\n", "b.test.yaml")
+""",
+    )
+    broken = write(
+        flows, "tests:\n  - name: x\n    conversation:\n      - user: survey\n      - bot: a: b\n", "b.test.yaml"
+    )
     result = run("test")
     assert result.exit_code == 1
     assert result.output.splitlines() == [

@@ -1,4 +1,5 @@
 """`flows graph`: every step a node, every route an edge with its label, in Mermaid and Graphviz dot."""
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,10 @@ def routes_written(flow: str) -> int:
 def mermaid_edges(text: str) -> list[tuple[str, str, str]]:
     """(source label, edge label, target label) for every edge, node ids mapped back to their labels."""
     labels = dict(re.findall(r'^    (n\d+_\w+)[\[({>/]+"([^"]+)"', text, re.M))
-    return [(labels[a], label, labels[b]) for a, label, b in
-            re.findall(r'^    (n\d+_\w+) -->\|"([^"]*)"\| (n\d+_\w+)$', text, re.M)]
+    return [
+        (labels[a], label, labels[b])
+        for a, label, b in re.findall(r'^    (n\d+_\w+) -->\|"([^"]*)"\| (n\d+_\w+)$', text, re.M)
+    ]
 
 
 def test_mermaid_draws_every_step_and_every_route_of_the_payment_flow():

@@ -1,4 +1,5 @@
 """Every built-in input check, table-driven: what a user types -> the value saved or the re-prompt."""
+
 from __future__ import annotations
 
 import pytest
@@ -119,16 +120,28 @@ PROBLEMS = [
     ("text", "   ", {}, "Please send a reply in words."),
     ("text", "abcd", {"max_length": 3}, "Please keep it to 3 characters or fewer."),
     # phone_zw: a prefix no mobile network uses is refused, and the refusal names the networks' prefixes
-    *[("phone_zw", number, {}, "Please send a number on a Zimbabwe mobile network: starting 26371, 26373, 26377 "
-                               "or 26378, e.g. 263711234567.") for number in ("263741234567", "263791234567", "0761234567")],
+    *[
+        (
+            "phone_zw",
+            number,
+            {},
+            "Please send a number on a Zimbabwe mobile network: starting 26371, 26373, 26377 "
+            "or 26378, e.g. 263711234567.",
+        )
+        for number in ("263741234567", "263791234567", "0761234567")
+    ],
     ("date", "31/02/2027", {}, "Please send a date like 25/12/2026, 25 Dec 2026 or 2026-12-25."),
     ("date", "next week", {}, "Please send a date like 25/12/2026"),
     ("date", "12/25/2026", {}, "Please send a date like 25/12/2026"),
     ("date", "", {}, "Please send a date like 25/12/2026"),
     ("date", "today", {"after": "today"}, "Please send a date after 26 Nov 2026."),
     ("date", "2026-12-01", {"before": "1 Dec 2026"}, "Please send a date before 1 Dec 2026."),
-    ("date", "yesterday", {"after": "today", "before": "2026-12-01"},
-     "Please send a date after 26 Nov 2026 and before 1 Dec 2026."),
+    (
+        "date",
+        "yesterday",
+        {"after": "today", "before": "2026-12-01"},
+        "Please send a date after 26 Nov 2026 and before 1 Dec 2026.",
+    ),
     ("email", "tino", {}, "Please send an email address like name@example.com."),
     ("email", "tino@localhost", {}, "Please send an email address like name@example.com."),
     ("email", "tino moyo@example.com", {}, "Please send an email address like name@example.com."),
@@ -183,10 +196,13 @@ def test_only_the_otp_answer_is_a_secret():
     assert [c.name for c in checks if c.secret] == ["otp"]
 
 
-@pytest.mark.parametrize("now, today", [
-    (datetime(2026, 12, 1, 21, 59), date(2026, 12, 1)),  # 23:59 in Harare
-    (datetime(2026, 12, 1, 22, 0), date(2026, 12, 2)),  # midnight in Harare, still 1 Dec in UTC
-])
+@pytest.mark.parametrize(
+    "now, today",
+    [
+        (datetime(2026, 12, 1, 21, 59), date(2026, 12, 1)),  # 23:59 in Harare
+        (datetime(2026, 12, 1, 22, 0), date(2026, 12, 2)),  # midnight in Harare, still 1 Dec in UTC
+    ],
+)
 def test_today_is_the_day_in_the_business_time_zone(now, today):
     context = CheckContext(now, "Africa/Harare")
     assert check("date", "today", {}, context).value == today.isoformat()
@@ -196,7 +212,8 @@ def test_today_is_the_day_in_the_business_time_zone(now, today):
 def test_the_mobile_prefixes_come_from_the_context():
     only_77 = CheckContext(AT.now, zw_prefixes=("77",))
     assert check("phone_zw", "263781234567", {}, only_77).problem == (
-        "Please send a number on a Zimbabwe mobile network: starting 26377, e.g. 263771234567.")
+        "Please send a number on a Zimbabwe mobile network: starting 26377, e.g. 263771234567."
+    )
     assert check("phone_zw", "263771234567", {}, only_77).value == "263771234567"
 
 
@@ -217,11 +234,14 @@ def test_bad_settings_are_named(variable, value):
         Settings.from_env({variable: value})
 
 
-@pytest.mark.parametrize("template, vars, shown", [
-    ('{{ d | date("%d %b %Y") }}', {"d": "2026-12-25"}, "25 Dec 2026"),
-    ("{{ d | date }}", {"d": "2026-12-25"}, "25 Dec 2026"),
-    ('{{ d | date("%A %d %B") }}', {"d": "2026-12-25"}, "Friday 25 December"),
-    ("{{ d | date }}", {"d": "soon"}, "soon"),
-])
+@pytest.mark.parametrize(
+    "template, vars, shown",
+    [
+        ('{{ d | date("%d %b %Y") }}', {"d": "2026-12-25"}, "25 Dec 2026"),
+        ("{{ d | date }}", {"d": "2026-12-25"}, "25 Dec 2026"),
+        ('{{ d | date("%A %d %B") }}', {"d": "2026-12-25"}, "Friday 25 December"),
+        ("{{ d | date }}", {"d": "soon"}, "soon"),
+    ],
+)
 def test_the_date_filter_formats_a_saved_date(template, vars, shown):
     assert render(template, vars) == shown

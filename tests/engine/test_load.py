@@ -1,4 +1,5 @@
 """Loading flows: positions, YAML pitfalls, the model a valid file becomes, and reading many files."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,10 @@ def test_fixture_flows_load_into_the_model():
     assert ask_amount.expect == Expect("amount", {"min": "0.01", "max": "{{ booking.balance_due }}"})
     assert ask_amount.on_fail == "give_up" and ask_amount.save == "amount" and ask_amount.attempts == 3
     assert pay.steps["ask_channel"].buttons == (
-        Choice("ecocash", "Ecocash"), Choice("onemoney", "OneMoney"), Choice("zimswitch", "ZimSwitch"))
+        Choice("ecocash", "Ecocash"),
+        Choice("onemoney", "OneMoney"),
+        Choice("zimswitch", "ZimSwitch"),
+    )
     assert pay.steps["check_big"].kind == "branch"
     assert pay.steps["check_big"].next == (Route("confirm_big", "amount | float >= 1000"), Route("initiate"))
     initiate = pay.steps["initiate"]
@@ -39,7 +43,9 @@ def test_fixture_flows_load_into_the_model():
     assert (pay.steps["ask_amount"].line, pay.steps["ask_amount"].col) == (27, 3)
     menu = flows["main_menu"]
     assert menu.steps["to_payment"].target_flow == "omari_payment"
-    assert menu.steps["choose"].options[0] == Choice("pay", "Pay for a booking", "Pay with Ecocash, OneMoney or ZimSwitch")
+    assert menu.steps["choose"].options[0] == Choice(
+        "pay", "Pay for a booking", "Pay with Ecocash, OneMoney or ZimSwitch"
+    )
     assert menu.steps["ask_reference"].expect == Expect("regex", {"pattern": "^[A-Za-z]{2}-[A-Za-z0-9-]+$"})
     assert menu.cancel_words == DEFAULT_CANCEL_WORDS and menu.menu_word == "menu"
     assert set(report.sources) == {"main_menu", "omari_payment"}
@@ -110,13 +116,16 @@ def test_merge_keys_fill_in_what_the_mapping_does_not_write():
 def test_warnings_do_not_stop_a_flow_but_errors_do():
     warned, problems = load_text("flow: w\nsteps:\n  hello:\n    say: Hi {{ nme }}\n", "w.yaml", validation_registry())
     assert warned is not None and {p.code for p in problems} == {"template.undefined", "step.dead_end"}
-    broken, problems = load_text("flow: w\nsteps:\n  hello:\n    say: Hi\n    next: nowhere\n", "w.yaml", validation_registry())
+    broken, problems = load_text(
+        "flow: w\nsteps:\n  hello:\n    say: Hi\n    next: nowhere\n", "w.yaml", validation_registry()
+    )
     assert broken is None and [p.code for p in problems] == ["step.unknown_target"]
 
 
 def test_variables_saved_by_another_loaded_flow_are_known(tmp_path):
     (tmp_path / "menu.yaml").write_text(
-        "flow: main_menu\nsteps:\n  ask_name:\n    ask: Name?\n    save: name\n    next: go\n  go:\n    flow: greet\n")
+        "flow: main_menu\nsteps:\n  ask_name:\n    ask: Name?\n    save: name\n    next: go\n  go:\n    flow: greet\n"
+    )
     (tmp_path / "greet.yaml").write_text("flow: greet\nsteps:\n  hello:\n    end: 'Hi {{ name }}'\n")
     alone, problems = load_text((tmp_path / "greet.yaml").read_text(), "greet.yaml", validation_registry())
     assert [p.code for p in problems] == ["template.undefined"]
@@ -163,5 +172,7 @@ def test_empty_files(text):
 
 
 def test_default_registry_is_used_when_none_is_given():
-    flow, problems = load_text("flow: r\nsteps:\n  go:\n    action: no_such.thing\n    next: bye\n  bye: {end: true}\n", "r.yaml")
+    flow, problems = load_text(
+        "flow: r\nsteps:\n  go:\n    action: no_such.thing\n    next: bye\n  bye: {end: true}\n", "r.yaml"
+    )
     assert flow is None and [p.code for p in problems] == ["action.unknown"]

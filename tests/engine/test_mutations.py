@@ -5,6 +5,7 @@ block, swap lines or values, put a value of the wrong kind, break the indentatio
 file short, drop garbage bytes into it. The seed is fixed, so a failure reproduces; its number is in the
 test id.
 """
+
 from __future__ import annotations
 
 import random
@@ -24,10 +25,30 @@ TEXT_MUTATIONS = 400
 BYTE_MUTATIONS = 100
 # The shipped flows are checked against the actions they really call.
 actions.load_all()
-ORIGINALS = [(f"{path.parent.name}/{path.name}", path.read_text(encoding="utf-8"))
-             for path in sorted([*SHIPPED.glob("*.yaml"), *FIXTURES.glob("*.yaml")])]
-WRONG_VALUES = ["123", "[]", "{}", "true", "null", "''", "'{{'", "'{% if %}'", "[a, [b]]", "{x: {y: z}}",
-                "-1", "1e9", "*nowhere", "&anchor", "!!binary aGk=", "'{{ 7*7 }}'", "|", ">-"]
+ORIGINALS = [
+    (f"{path.parent.name}/{path.name}", path.read_text(encoding="utf-8"))
+    for path in sorted([*SHIPPED.glob("*.yaml"), *FIXTURES.glob("*.yaml")])
+]
+WRONG_VALUES = [
+    "123",
+    "[]",
+    "{}",
+    "true",
+    "null",
+    "''",
+    "'{{'",
+    "'{% if %}'",
+    "[a, [b]]",
+    "{x: {y: z}}",
+    "-1",
+    "1e9",
+    "*nowhere",
+    "&anchor",
+    "!!binary aGk=",
+    "'{{ 7*7 }}'",
+    "|",
+    ">-",
+]
 KEY = re.compile(r"^(\s*)(-\s+)?([^\s:#][^:#]*):(\s.*)?$")
 
 
@@ -47,13 +68,26 @@ def mutate(text: str, rng: random.Random) -> tuple[str, str]:
     """One random edit of text; returns (what was done, the new text)."""
     lines = text.split("\n")
     i = rng.randrange(len(lines))
-    kind = rng.choice(["delete_line", "delete_key", "swap_lines", "swap_values", "wrong_value", "indent",
-                       "rename_key", "truncate", "duplicate_line", "duplicate_key", "garbage"])
+    kind = rng.choice(
+        [
+            "delete_line",
+            "delete_key",
+            "swap_lines",
+            "swap_values",
+            "wrong_value",
+            "indent",
+            "rename_key",
+            "truncate",
+            "duplicate_line",
+            "duplicate_key",
+            "garbage",
+        ]
+    )
     if kind == "delete_line":
         del lines[i]
     elif kind == "delete_key":
         k = rng.choice(_keyed(lines))
-        del lines[k:_block_end(lines, k)]
+        del lines[k : _block_end(lines, k)]
     elif kind == "swap_lines":
         j = rng.randrange(len(lines))
         lines[i], lines[j] = lines[j], lines[i]
@@ -76,18 +110,20 @@ def mutate(text: str, rng: random.Random) -> tuple[str, str]:
         if m:
             name = m.group(3)
             typo = name[:-1] if len(name) > 1 and rng.random() < 0.5 else name + rng.choice(["x", "_", "s"])
-            lines[k] = lines[k][: m.start(3)] + typo + lines[k][m.end(3):]
+            lines[k] = lines[k][: m.start(3)] + typo + lines[k][m.end(3) :]
     elif kind == "truncate":
         return kind, text[: rng.randrange(len(text))]
     elif kind == "duplicate_line":
         lines.insert(i, lines[i])
     elif kind == "duplicate_key":
         k = rng.choice(_keyed(lines))
-        lines[k:k] = lines[k:_block_end(lines, k)]
+        lines[k:k] = lines[k : _block_end(lines, k)]
     else:
         at = rng.randrange(len(text) + 1)
-        junk = "".join(chr(rng.choice([0, 7, 0x1B, 0xFEFF, 0xFFFE, 0x202E, 0xD7FF, 0x85, ord("{"), ord("%")]))
-                       for _ in range(rng.randint(1, 4)))
+        junk = "".join(
+            chr(rng.choice([0, 7, 0x1B, 0xFEFF, 0xFFFE, 0x202E, 0xD7FF, 0x85, ord("{"), ord("%")]))
+            for _ in range(rng.randint(1, 4))
+        )
         return kind, text[:at] + junk + text[at:]
     return kind, "\n".join(lines)
 

@@ -1,4 +1,5 @@
 """The turn runner as a user sees it: what they send, what they get back, where the conversation stands."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -85,7 +86,10 @@ def test_the_payment_conversation_from_trigger_to_end(chat, calls):
     result = chat.send("$150.5")
     assert texts(result) == ["Choose how you will pay."]
     assert [(b.id, b.title) for b in result.outbound[0].buttons] == [
-        ("ecocash", "Ecocash"), ("onemoney", "OneMoney"), ("zimswitch", "ZimSwitch")]
+        ("ecocash", "Ecocash"),
+        ("onemoney", "OneMoney"),
+        ("zimswitch", "ZimSwitch"),
+    ]
     assert chat.conversation.attempts == 0
     result = chat.send("OneMoney", kind="button", reply_id="onemoney")
     assert texts(result) == ["Paying $150.50 by onemoney: a big one."]
@@ -96,8 +100,16 @@ def test_the_payment_conversation_from_trigger_to_end(chat, calls):
     assert [(a.step, a.name, a.outcome) for a in chat.results[1].actions] == [("find", "booking.lookup", "found")]
 
 
-@pytest.mark.parametrize("typed, channel", [("2", "onemoney"), ("zimswitch", "zimswitch"), ("ECOCASH", "ecocash"),
-                                            (" onemoney! ", "onemoney"), ("3", "zimswitch")])
+@pytest.mark.parametrize(
+    "typed, channel",
+    [
+        ("2", "onemoney"),
+        ("zimswitch", "zimswitch"),
+        ("ECOCASH", "ecocash"),
+        (" onemoney! ", "onemoney"),
+        ("3", "zimswitch"),
+    ],
+)
 def test_a_button_answer_may_be_typed_as_its_title_id_or_number(chat, typed, channel):
     chat.say("pay"), chat.say("BK-1"), chat.say("20")
     assert chat.say(typed) == [f"Paying $20.00 by {channel}."]
@@ -138,16 +150,27 @@ def test_attempts_run_out_and_the_conversation_ends_politely(chat):
     chat.say("abc"), chat.say("abc")
     result = chat.send("abc")
     assert texts(result) == [
-        "Sorry, I could not understand your answer, so I have stopped here. Send *menu* to start again."]
+        "Sorry, I could not understand your answer, so I have stopped here. Send *menu* to start again."
+    ]
     assert result.conversation.status == ENDED
     assert "ask.gave_up" in codes(result)
 
 
 def test_retry_text_and_on_fail_route():
-    ask = step("ask_code", "ask", text="Code?", expect="otp", retry="That is not a code, {{ contact }}.",
-               attempts=2, on_fail="help", save="code", next="done")
-    f = flow("otp", ask, step("help", "end", text="Call us on 0800."), step("done", "end", text="ok"),
-             triggers=("code",))
+    ask = step(
+        "ask_code",
+        "ask",
+        text="Code?",
+        expect="otp",
+        retry="That is not a code, {{ contact }}.",
+        attempts=2,
+        on_fail="help",
+        save="code",
+        next="done",
+    )
+    f = flow(
+        "otp", ask, step("help", "end", text="Call us on 0800."), step("done", "end", text="ok"), triggers=("code",)
+    )
     chat = Chat(FlowSet.of([f]))
     chat.say("code")
     assert chat.say("12") == ["That is not a code, 263771234567."]
@@ -227,8 +250,13 @@ def test_a_template_error_at_run_time_ends_politely(source):
 
 
 def test_the_step_limit_names_the_loop():
-    f = flow("loop", step("a", "say", text="a", next="b"), step("b", "branch", next="c"),
-             step("c", "say", text="c", next="a"), triggers=("loop",))
+    f = flow(
+        "loop",
+        step("a", "say", text="a", next="b"),
+        step("b", "branch", next="c"),
+        step("c", "say", text="c", next="a"),
+        triggers=("loop",),
+    )
     chat = Chat(FlowSet.of([f]), max_steps=20)
     result = chat.send("loop")
     assert texts(result)[-1] == SORRY
@@ -251,8 +279,12 @@ def test_a_say_step_without_next_ends_the_conversation():
 
 
 def test_a_broken_check_argument_ends_politely():
-    f = flow("a", step("amt", "ask", text="How much?", expect=("amount", {"max": "{{ limit }}"}), next="x"),
-             step("x", "end"), triggers=("a",))
+    f = flow(
+        "a",
+        step("amt", "ask", text="How much?", expect=("amount", {"max": "{{ limit }}"}), next="x"),
+        step("x", "end"),
+        triggers=("a",),
+    )
     chat = Chat(FlowSet.of([f]))
     chat.say("a")
     result = chat.send("5")
@@ -268,10 +300,20 @@ def test_a_broken_check_argument_ends_politely():
 
 
 def test_a_running_conversation_stays_on_its_version_new_ones_take_the_latest():
-    v1 = flow("f", step("q", "ask", text="v1 question", next="e"), step("e", "end", text="v1 end"),
-              triggers=("go",), version=1)
-    v2 = flow("f", step("q", "ask", text="v2 question", next="e"), step("e", "end", text="v2 end"),
-              triggers=("go",), version=2)
+    v1 = flow(
+        "f",
+        step("q", "ask", text="v1 question", next="e"),
+        step("e", "end", text="v1 end"),
+        triggers=("go",),
+        version=1,
+    )
+    v2 = flow(
+        "f",
+        step("q", "ask", text="v2 question", next="e"),
+        step("e", "end", text="v2 end"),
+        triggers=("go",),
+        version=2,
+    )
     chat = Chat(FlowSet.of([v1]))
     assert chat.say("go") == ["v1 question"]
     chat.flows = FlowSet.of([v1, v2])
@@ -291,8 +333,9 @@ def test_a_conversation_whose_step_disappeared_starts_over_with_a_warning():
 
 
 def expiring_flows() -> FlowSet:
-    return payment_flows(expire_after=timedelta(minutes=10), expire_message="This payment timed out.",
-                         expire_step="void")
+    return payment_flows(
+        expire_after=timedelta(minutes=10), expire_message="This payment timed out.", expire_step="void"
+    )
 
 
 def test_a_waiting_conversation_expires_after_inactivity(calls):
@@ -382,4 +425,5 @@ def test_the_workers_turn_context_takes_the_mobile_prefixes_from_the_settings():
     refused = run_turn(flows, waiting, Inbound("263771234567", "m2", "263781234567"), ctx)
     assert texts(refused) == ["Please send a number on a Zimbabwe mobile network: starting 26377, e.g. 263771234567."]
     assert texts(run_turn(flows, refused.conversation, Inbound("263771234567", "m3", "263771234567"), ctx)) == [
-        "263771234567"]
+        "263771234567"
+    ]

@@ -1,6 +1,7 @@
 """Whatever arrives, a turn answers and never raises: thousands of random messages (seeded) through the
 payment flows, including button replies with stale ids, media, templates and control characters.
 """
+
 from __future__ import annotations
 
 import random
@@ -9,9 +10,39 @@ from engine.messages import ACTIVE, ENDED, EXPIRED
 
 from flowkit import Chat, make_registry, payment_flows
 
-WORDS = ["pay", "PAY!", "hi", "menu", "cancel", "stop", "BK-1", "bk-1", "nope", "50", "$1,250.50", "0", "-5",
-         "1e3", "NaN", "1", "2", "3", "4", "ecocash", "OneMoney", "{{ 7*7 }}", "{% for x in y %}", "", "   ",
-         "\x00", "👋", "yes", "0771234567", "263771234567", "a" * 5000]
+WORDS = [
+    "pay",
+    "PAY!",
+    "hi",
+    "menu",
+    "cancel",
+    "stop",
+    "BK-1",
+    "bk-1",
+    "nope",
+    "50",
+    "$1,250.50",
+    "0",
+    "-5",
+    "1e3",
+    "NaN",
+    "1",
+    "2",
+    "3",
+    "4",
+    "ecocash",
+    "OneMoney",
+    "{{ 7*7 }}",
+    "{% for x in y %}",
+    "",
+    "   ",
+    "\x00",
+    "👋",
+    "yes",
+    "0771234567",
+    "263771234567",
+    "a" * 5000,
+]
 
 
 def random_message(rng: random.Random) -> dict:

@@ -3,6 +3,7 @@ loader and runner: each entry sends a message (or moves the clock, or expires th
 states the replies the user gets, and optionally the buttons/options, status, flow, attempts, actions
 called and event codes.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,6 +1,7 @@
 """Every step kind has cases: a table of (flow, messages sent) -> replies and final status, plus the
 details of `action` and `ask` steps.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -31,30 +32,47 @@ def registry_with_echo() -> ActionRegistry:
 CASES = {
     "say": (
         [step("hi", "say", text="Hi {{ contact[-4:] }}!", next="bye"), step("bye", "end", text="Bye")],
-        ["go"], ["Hi 4567!", "Bye"], ENDED,
+        ["go"],
+        ["Hi 4567!", "Bye"],
+        ENDED,
     ),
     "ask": (
         [step("q", "ask", text="Name?", save="name", next="e"), step("e", "end", text="Hello {{ name }}")],
-        ["go", "  Tino  "], ["Hello Tino"], ENDED,
+        ["go", "  Tino  "],
+        ["Hello Tino"],
+        ENDED,
     ),
     "action": (
-        [step("a", "action", action="test.echo", params={"x": "{{ contact }}"}, save="r", on={"ok": "e"}),
-         step("e", "end", text="{{ r.x }}")],
-        ["go"], ["263771234567"], ENDED,
+        [
+            step("a", "action", action="test.echo", params={"x": "{{ contact }}"}, save="r", on={"ok": "e"}),
+            step("e", "end", text="{{ r.x }}"),
+        ],
+        ["go"],
+        ["263771234567"],
+        ENDED,
     ),
     "flow": (
         [step("a", "ask", text="Name?", save="name", next="h"), step("h", "flow", target_flow="other")],
-        ["go", "Rudo"], ["Other flow sees Rudo"], ENDED,
+        ["go", "Rudo"],
+        ["Other flow sees Rudo"],
+        ENDED,
     ),
     "end": (
         [step("e", "end")],
-        ["go"], [], ENDED,
+        ["go"],
+        [],
+        ENDED,
     ),
     "branch": (
-        [step("q", "ask", text="Age?", expect="integer", save="age", next="b"),
-         step("b", "branch", next=[("age >= 18", "adult"), (None, "child")]),
-         step("adult", "end", text="adult"), step("child", "end", text="child")],
-        ["go", "17"], ["child"], ENDED,
+        [
+            step("q", "ask", text="Age?", expect="integer", save="age", next="b"),
+            step("b", "branch", next=[("age >= 18", "adult"), (None, "child")]),
+            step("adult", "end", text="adult"),
+            step("child", "end", text="child"),
+        ],
+        ["go", "17"],
+        ["child"],
+        ENDED,
     ),
 }
 
@@ -80,8 +98,15 @@ def test_step_kind(kind):
 
 
 def test_options_become_a_list_with_a_button_label_and_answer_by_number_or_reply_id():
-    ask = step("pick", "ask", text="Which tour?", options={"t1": "Victoria Falls", "t2": "Hwange"},
-               list_button="Tours", save="tour", next="e")
+    ask = step(
+        "pick",
+        "ask",
+        text="Which tour?",
+        options={"t1": "Victoria Falls", "t2": "Hwange"},
+        list_button="Tours",
+        save="tour",
+        next="e",
+    )
     f = flow("f", ask, step("e", "end", text="You picked {{ tour }}"), triggers=("go",))
     chat = Chat(FlowSet.of([f]))
     result = chat.send("go")
@@ -95,8 +120,9 @@ def test_options_become_a_list_with_a_button_label_and_answer_by_number_or_reply
 
 
 def test_choice_titles_may_be_templates():
-    ask = step("pick", "ask", text="Pay?", buttons={"yes": "Pay {{ contact[:3] }}", "no": "No"}, save="answer",
-               next="e")
+    ask = step(
+        "pick", "ask", text="Pay?", buttons={"yes": "Pay {{ contact[:3] }}", "no": "No"}, save="answer", next="e"
+    )
     chat = Chat(FlowSet.of([flow("g", ask, step("e", "end", text="{{ answer }}"), triggers=("go",))]))
     result = chat.send("go")
     assert [b.title for b in result.outbound[0].buttons] == ["Pay 263", "No"]
@@ -118,21 +144,26 @@ def action_chat(handler, params=None, schema=None, outcomes=("ok",), templates=N
 
 def test_only_template_params_are_rendered_and_the_rest_pass_as_written():
     seen = []
-    chat = action_chat(lambda ctx, p: (seen.append(p), Result("ok"))[1],
-                       params={"who": "{{ contact }}", "raw": "{{ contact }}", "nested": {"a": ["{{ 1 + 1 }}"]},
-                               "n": 3},
-                       schema={"type": "object", "properties": {"who": {}, "raw": {}, "nested": {}, "n": {}}},
-                       templates=["who", "nested"])
+    chat = action_chat(
+        lambda ctx, p: (seen.append(p), Result("ok"))[1],
+        params={"who": "{{ contact }}", "raw": "{{ contact }}", "nested": {"a": ["{{ 1 + 1 }}"]}, "n": 3},
+        schema={"type": "object", "properties": {"who": {}, "raw": {}, "nested": {}, "n": {}}},
+        templates=["who", "nested"],
+    )
     chat.say("go")
     assert seen == [{"who": "263771234567", "raw": "{{ contact }}", "nested": {"a": ["2"]}, "n": 3}]
 
 
 def test_params_that_break_the_schema_end_politely_and_the_action_is_not_called():
     seen = []
-    schema = {"type": "object", "properties": {"amount": {"type": "string", "pattern": "^[0-9.]+$"}},
-              "required": ["amount"]}
-    chat = action_chat(lambda ctx, p: (seen.append(p), Result("ok"))[1], params={"amount": "{{ contact }}x"},
-                       schema=schema)
+    schema = {
+        "type": "object",
+        "properties": {"amount": {"type": "string", "pattern": "^[0-9.]+$"}},
+        "required": ["amount"],
+    }
+    chat = action_chat(
+        lambda ctx, p: (seen.append(p), Result("ok"))[1], params={"amount": "{{ contact }}x"}, schema=schema
+    )
     result = chat.send("go")
     assert texts(result) == [SORRY] and codes(result) == ["action.params"]
     assert "amount" in result.events[0].message
@@ -165,8 +196,13 @@ def test_an_outcome_the_step_does_not_route_ends_politely():
 def test_outcome_routes_win_over_next():
     reg = ActionRegistry()
     reg.action("t.act", outcomes=["ok", "odd"])(lambda ctx, p: Result("odd"))
-    f = flow("f", step("act", "action", action="t.act", on={"odd": "odd"}, next="done"),
-             step("odd", "end", text="odd"), step("done", "end", text="done"), triggers=("go",))
+    f = flow(
+        "f",
+        step("act", "action", action="t.act", on={"odd": "odd"}, next="done"),
+        step("odd", "end", text="odd"),
+        step("done", "end", text="done"),
+        triggers=("go",),
+    )
     assert Chat(FlowSet.of([f]), registry=reg).say("go") == ["odd"]
 
 
@@ -191,15 +227,27 @@ def test_the_action_context_carries_the_turns_services():
     seen = {}
 
     def handler(ctx, params):
-        seen.update(key=ctx.idempotency_key, contact=ctx.contact, now=ctx.clock(), id=ctx.new_id(),
-                    services=dict(ctx.services), vars=dict(ctx.vars))
+        seen.update(
+            key=ctx.idempotency_key,
+            contact=ctx.contact,
+            now=ctx.clock(),
+            id=ctx.new_id(),
+            services=dict(ctx.services),
+            vars=dict(ctx.vars),
+        )
         return Result("ok")
 
     chat = action_chat(handler)
     chat.services = {"settings": "S"}
     chat.say("go")
-    assert seen == {"key": "263771234567:wamid.1:act:1", "contact": "263771234567", "now": chat.clock.now,
-                    "id": "id-1", "services": {"settings": "S"}, "vars": {"contact": "263771234567"}}
+    assert seen == {
+        "key": "263771234567:wamid.1:act:1",
+        "contact": "263771234567",
+        "now": chat.clock.now,
+        "id": "id-1",
+        "services": {"settings": "S"},
+        "vars": {"contact": "263771234567"},
+    }
 
 
 def test_the_same_step_called_twice_in_a_turn_gets_distinct_keys():
@@ -211,8 +259,12 @@ def test_the_same_step_called_twice_in_a_turn_gets_distinct_keys():
         keys.append(ctx.idempotency_key)
         return Result("ok", len(keys))
 
-    f = flow("f", step("act", "action", action="t.count", save="n", next=[("n < 3", "act"), (None, "e")]),
-             step("e", "end", text="{{ n }}"), triggers=("go",))
+    f = flow(
+        "f",
+        step("act", "action", action="t.count", save="n", next=[("n < 3", "act"), (None, "e")]),
+        step("e", "end", text="{{ n }}"),
+        triggers=("go",),
+    )
     assert Chat(FlowSet.of([f]), registry=reg).say("go") == ["3"]
     assert keys == ["263771234567:wamid.1:act:1", "263771234567:wamid.1:act:2", "263771234567:wamid.1:act:3"]
 
@@ -220,8 +272,9 @@ def test_the_same_step_called_twice_in_a_turn_gets_distinct_keys():
 def test_write_only_params_are_kept_out_of_the_recorded_call():
     seen = []
     schema = {"type": "object", "properties": {"otp": {"type": "string", "writeOnly": True}, "ref": {"type": "string"}}}
-    chat = action_chat(lambda ctx, p: (seen.append(p), Result("ok"))[1], params={"otp": "123456", "ref": "R1"},
-                       schema=schema)
+    chat = action_chat(
+        lambda ctx, p: (seen.append(p), Result("ok"))[1], params={"otp": "123456", "ref": "R1"}, schema=schema
+    )
     result = chat.send("go")
     assert seen == [{"otp": "123456", "ref": "R1"}]
     assert result.actions[0].params == {"otp": "***", "ref": "R1"}
@@ -231,8 +284,14 @@ def test_write_only_params_are_kept_out_of_the_recorded_call():
 
 
 def test_a_cancel_step_that_asks_does_not_wait():
-    f = flow("f", step("q", "ask", text="Name?", next="e"), step("e", "end"),
-             step("oops", "ask", text="Sure?", next="e"), triggers=("go",), cancel_step="oops")
+    f = flow(
+        "f",
+        step("q", "ask", text="Name?", next="e"),
+        step("e", "end"),
+        step("oops", "ask", text="Sure?", next="e"),
+        triggers=("go",),
+        cancel_step="oops",
+    )
     chat = Chat(FlowSet.of([f]))
     chat.say("go")
     result = chat.send("cancel")
@@ -242,8 +301,13 @@ def test_a_cancel_step_that_asks_does_not_wait():
 
 
 def test_an_ask_step_waits_with_attempts_reset():
-    f = flow("f", step("q", "ask", text="Age?", expect="integer", next="q2"),
-             step("q2", "ask", text="Again?", expect="integer", next="e"), step("e", "end"), triggers=("go",))
+    f = flow(
+        "f",
+        step("q", "ask", text="Age?", expect="integer", next="q2"),
+        step("q2", "ask", text="Again?", expect="integer", next="e"),
+        step("e", "end"),
+        triggers=("go",),
+    )
     chat = Chat(FlowSet.of([f]))
     chat.say("go")
     chat.say("x")

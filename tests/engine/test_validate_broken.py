@@ -3,6 +3,7 @@
 Each case is NAME.yaml (or a directory NAME/ of flows checked together) and NAME.expected. Adding a
 problem code to engine.codes without a case here fails the suite.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -45,8 +46,11 @@ def test_load_text_reports_the_same_for_one_file(case):
         pytest.skip("load_text takes text; the bytes case is load_paths'")
     flow, problems = load_text(text, case, validation_registry())
     # A file judged alone (a stored version loading at run time) gets the variable checks as warnings.
-    alone = [line.replace(f"error[{code}]", f"warning[{code}]") for line in _expected(case) for code in
-             [next((c for c in VARIABLE_CODES if f"[{c}]" in line), "-")]]
+    alone = [
+        line.replace(f"error[{code}]", f"warning[{code}]")
+        for line in _expected(case)
+        for code in [next((c for c in VARIABLE_CODES if f"[{c}]" in line), "-")]
+    ]
     assert [str(p) for p in problems] == alone
     assert (flow is None) == any(p.severity == "error" for p in problems)
 

@@ -1,4 +1,5 @@
 """`flows validate` as a user runs it: the lines printed, the JSON, the exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ from click.testing import CliRunner
 import cli
 from validation_kit import FIXTURES
 
-GOOD = "flow: hello\ntriggers: [hi]\nsteps:\n  greet:\n    say: 'Hi {{ contact }}'\n    next: bye\n  bye:\n    end: Bye\n"
+GOOD = (
+    "flow: hello\ntriggers: [hi]\nsteps:\n  greet:\n    say: 'Hi {{ contact }}'\n    next: bye\n  bye:\n    end: Bye\n"
+)
 WARNED = "flow: warned\nsteps:\n  greet:\n    say: 'Hi {{ contact }}'\n"
 BROKEN = "flow: broken\nsteps:\n  greet:\n    say: Hi\n    next: by\n  bye:\n    end: Bye\n"
 
@@ -109,7 +112,9 @@ def test_garbage_is_reported_not_a_traceback(flows_dir):
 
 def test_real_actions_are_known(tmp_path):
     """The command registers the shipped actions itself: core.log is known without any setup."""
-    (tmp_path / "log.yaml").write_text("flow: log\nsteps:\n  note:\n    action: core.log\n    with: {message: hi}\n    next: bye\n  bye: {end: true}\n")
+    (tmp_path / "log.yaml").write_text(
+        "flow: log\nsteps:\n  note:\n    action: core.log\n    with: {message: hi}\n    next: bye\n  bye: {end: true}\n"
+    )
     result = run(str(tmp_path / "log.yaml"))
     assert result.exit_code == 0, result.output
 
@@ -130,4 +135,7 @@ def test_a_broken_action_module_is_one_line_not_a_traceback(flows_dir, monkeypat
     (flows_dir / "hello.yaml").write_text(GOOD)
     result = run(str(flows_dir))
     assert result.exit_code == 1
-    assert result.output == "Error: could not load the actions: RegistryError: action 'omari.initiate' is registered twice\n"
+    assert (
+        result.output
+        == "Error: could not load the actions: RegistryError: action 'omari.initiate' is registered twice\n"
+    )

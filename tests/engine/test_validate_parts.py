@@ -1,4 +1,5 @@
 """The pieces under `flows validate`: the schema editors load, template reading, durations, literal text."""
+
 from __future__ import annotations
 
 import jsonschema
@@ -34,32 +35,51 @@ def test_an_editor_using_the_schema_accepts_valid_flows(path):
     assert list(jsonschema.Draft202012Validator(written_schema()).iter_errors(data)) == []
 
 
-@pytest.mark.parametrize("case", ["field_unknown", "field_type", "field_invalid", "step_kind_ambiguous", "field_required_route"])
+@pytest.mark.parametrize(
+    "case", ["field_unknown", "field_type", "field_invalid", "step_kind_ambiguous", "field_required_route"]
+)
 def test_an_editor_using_the_schema_flags_broken_shapes(case):
     data = parse((BROKEN / f"{case}.yaml").read_text(encoding="utf-8"), case).data
     assert list(jsonschema.Draft202012Validator(written_schema()).iter_errors(data)) != []
 
 
-@pytest.mark.parametrize("condition,numeric", [
-    ("rating <= 2", (("rating", "<="),)), ("rating | int <= 2", ()), ("2 > rating", (("rating", ">"),)),
-    ("choice == 2", (("choice", "=="),)), ('choice == "2"', ()), ("a + 1", (("a", "+"),)), ("a + b", ()),
-    ("a ~ 1", ()), ("n * 2 - m", (("n", "*"), ("m", "-"))), ("total | float / 2", ()),
-])
+@pytest.mark.parametrize(
+    "condition,numeric",
+    [
+        ("rating <= 2", (("rating", "<="),)),
+        ("rating | int <= 2", ()),
+        ("2 > rating", (("rating", ">"),)),
+        ("choice == 2", (("choice", "=="),)),
+        ('choice == "2"', ()),
+        ("a + 1", (("a", "+"),)),
+        ("a + b", ()),
+        ("a ~ 1", ()),
+        ("n * 2 - m", (("n", "*"), ("m", "-"))),
+        ("total | float / 2", ()),
+    ],
+)
 def test_the_ast_names_variables_used_as_numbers_as_they_stand(condition, numeric):
     assert set(inspect_expression(condition).numeric) == set(numeric)
 
 
-@pytest.mark.parametrize("text,reads", [
-    ("{{ tours[tour].nmae }}", (("tours", (None, "nmae")),)),
-    ("{{ tours.safari['price'] | money }}", (("tours", ("safari", "price")),)),
-    ("{{ a[0].b }}", (("a", (0, "b")),)), ("{{ d.items() }}", ()), ("{{ x }}", ()),
-])
+@pytest.mark.parametrize(
+    "text,reads",
+    [
+        ("{{ tours[tour].nmae }}", (("tours", (None, "nmae")),)),
+        ("{{ tours.safari['price'] | money }}", (("tours", ("safari", "price")),)),
+        ("{{ a[0].b }}", (("a", (0, "b")),)),
+        ("{{ d.items() }}", ()),
+        ("{{ x }}", ()),
+    ],
+)
 def test_the_ast_names_the_keys_each_variable_is_read_by(text, reads):
     assert inspect_template(text).reads == reads
 
 
 def test_is_defined_and_default_guard_a_variable_for_the_whole_template():
-    info = inspect_template("{{ (payment.reference or '') if payment is defined else '' }} {{ x.y | default('') }} {{ z }}")
+    info = inspect_template(
+        "{{ (payment.reference or '') if payment is defined else '' }} {{ x.y | default('') }} {{ z }}"
+    )
     assert info.guarded == {"payment", "x"}
 
 
@@ -74,8 +94,21 @@ def test_template_errors_and_names():
     assert inspect_expression("x is odd and y is bigg").unknown_tests == ("bigg",)
 
 
-@pytest.mark.parametrize("text,seconds", [("30s", 30), ("10m", 600), ("2h", 7200), ("1d", 86400), (" 5 m ", 300),
-                                          ("10 minutes", None), ("0m", None), ("1.5h", None), ("m", None), ("10", None)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("2h", 7200),
+        ("1d", 86400),
+        (" 5 m ", 300),
+        ("10 minutes", None),
+        ("0m", None),
+        ("1.5h", None),
+        ("m", None),
+        ("10", None),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

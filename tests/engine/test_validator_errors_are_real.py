@@ -3,6 +3,7 @@
 The broken flows of tests/engine/broken are run as they are (a file judged alone only warns, so it loads)
 and the customer gets the apology exactly where `flows validate` said; the corrected line runs through.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -37,11 +38,14 @@ def _case(name: str) -> str:
     return (BROKEN / name).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("broken,fixed,answers", [
-    ("template_text_as_number.yaml", ("rating <= 2", "rating | int <= 2"), ["feedback", "1"]),
-    ("template_unknown_key.yaml", ("tours[tour].nmae", "tours[tour].name"), ["tours", "safari"]),
-    ("template_not_saved_yet.yaml", ("Hello {{ name }}", "Hello {{ contact }}"), ["book"]),
-])
+@pytest.mark.parametrize(
+    "broken,fixed,answers",
+    [
+        ("template_text_as_number.yaml", ("rating <= 2", "rating | int <= 2"), ["feedback", "1"]),
+        ("template_unknown_key.yaml", ("tours[tour].nmae", "tours[tour].name"), ["tours", "safari"]),
+        ("template_not_saved_yet.yaml", ("Hello {{ name }}", "Hello {{ contact }}"), ["book"]),
+    ],
+)
 def test_the_error_is_where_the_conversation_breaks_and_the_fix_mends_it(broken, fixed, answers):
     text = _case(broken)
     if broken == "template_unknown_key.yaml":  # only the misspelt key of the line is this test's subject

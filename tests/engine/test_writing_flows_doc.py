@@ -1,4 +1,5 @@
 """docs/writing-flows.md stays true: its full example is a valid flow, its snippets pass, every code is in it."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,13 @@ def test_step_examples_have_the_right_shape(snippet):
     """
     text = "flow: snippet\nsteps:\n" + snippet
     _, problems = load_text(text, "snippet.yaml", validation_registry())
-    allowed = {"step.unknown_target", "template.undefined", "step.unreachable", "step.dead_end",
-               "action.unhandled_outcome"}
+    allowed = {
+        "step.unknown_target",
+        "template.undefined",
+        "step.unreachable",
+        "step.dead_end",
+        "action.unhandled_outcome",
+    }
     assert [str(p) for p in problems if p.code not in allowed] == []
 
 
@@ -53,7 +59,9 @@ def test_the_generated_tables_and_schema_file_are_up_to_date():
     """The step-kind and input-check tables come from the registries: `python schemas/generate.py`."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("generate", Path(__file__).resolve().parents[2] / "schemas" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "generate", Path(__file__).resolve().parents[2] / "schemas" / "generate.py"
+    )
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
     assert generate.with_generated_docs(DOC) == DOC, "run python schemas/generate.py"

@@ -3,6 +3,7 @@
 Validation reads only an action's contract (params schema, outcomes, templated params), so the tests pin
 those here instead of depending on whatever actions/ registers today.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,10 +23,16 @@ def _unused(ctx: ActionContext, params: dict) -> Result:
 def validation_registry() -> ActionRegistry:
     """booking.lookup, booking.apply_payment, omari.initiate/confirm/cancel, core.set and core.log."""
     r = ActionRegistry()
-    ref = {"type": "object", "properties": {"reference": {"type": "string"}}, "required": ["reference"],
-           "additionalProperties": False}
+    ref = {
+        "type": "object",
+        "properties": {"reference": {"type": "string"}},
+        "required": ["reference"],
+        "additionalProperties": False,
+    }
     r.action("booking.lookup", params=ref, outcomes=["found", "not_found", "paid_in_full"])(_unused)
-    r.action("booking.apply_payment", params=ref, outcomes=["applied", "already_applied", "not_found", "not_paid"])(_unused)
+    r.action("booking.apply_payment", params=ref, outcomes=["applied", "already_applied", "not_found", "not_paid"])(
+        _unused
+    )
     r.action("omari.cancel", params=ref, outcomes=["cancelled", "pending", "paid"])(_unused)
     r.action(
         "omari.initiate",
@@ -45,17 +52,30 @@ def validation_registry() -> ActionRegistry:
     )(_unused)
     r.action(
         "omari.confirm",
-        params={"type": "object", "properties": {"reference": {"type": "string"}, "otp": {"type": "string"}},
-                "required": ["reference", "otp"], "additionalProperties": False},
+        params={
+            "type": "object",
+            "properties": {"reference": {"type": "string"}, "otp": {"type": "string"}},
+            "required": ["reference", "otp"],
+            "additionalProperties": False,
+        },
         outcomes=["success", "wrong_otp", "failed", "pending", "expired"],
     )(_unused)
-    r.action("core.set", params={"type": "object", "properties": {"value": {}}, "required": ["value"],
-                                 "additionalProperties": False}, outcomes=["ok"])(_unused)
+    r.action(
+        "core.set",
+        params={"type": "object", "properties": {"value": {}}, "required": ["value"], "additionalProperties": False},
+        outcomes=["ok"],
+    )(_unused)
     r.action(
         "core.log",
-        params={"type": "object", "properties": {"message": {"type": "string", "minLength": 1},
-                                                 "level": {"enum": ["debug", "error", "info", "warning"]}},
-                "required": ["message"], "additionalProperties": False},
+        params={
+            "type": "object",
+            "properties": {
+                "message": {"type": "string", "minLength": 1},
+                "level": {"enum": ["debug", "error", "info", "warning"]},
+            },
+            "required": ["message"],
+            "additionalProperties": False,
+        },
         outcomes=["ok"],
         templates=["message"],
     )(_unused)

@@ -1,5 +1,6 @@
 """docs/alerts.yml (issue 13.6): a Prometheus rule file whose alerts use metrics convoflow really exports,
 and that operations.md explains one by one."""
+
 from __future__ import annotations
 
 import re
@@ -10,9 +11,13 @@ import yaml
 from channels.metrics import Metrics, database_gauges
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-NEEDED = {"payments needing a person": "convoflow_payments_needing_person", "payments pending": "convoflow_payments",
-          "inbox backlog": "convoflow_inbox_backlog",
-          "sender failures": "convoflow_outbox_messages", "webhook signature failures": "convoflow_webhook_rejected_total"}
+NEEDED = {
+    "payments needing a person": "convoflow_payments_needing_person",
+    "payments pending": "convoflow_payments",
+    "inbox backlog": "convoflow_inbox_backlog",
+    "sender failures": "convoflow_outbox_messages",
+    "webhook signature failures": "convoflow_webhook_rejected_total",
+}
 
 
 def exported(db) -> set[str]:
@@ -22,7 +27,8 @@ def exported(db) -> set[str]:
     metrics.statuses.inc(status="read")
     metrics.send_failures.inc(outcome="gave_up", code="131047")
     return set(re.findall(r"^# TYPE (\S+) ", metrics.render(), re.M)) | {
-        name for name in re.findall(r"^(\w+)[{ ]", metrics.render(), re.M)}
+        name for name in re.findall(r"^(\w+)[{ ]", metrics.render(), re.M)
+    }
 
 
 def test_every_alert_reads_metrics_that_exist_and_is_explained(db):

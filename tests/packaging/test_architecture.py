@@ -1,4 +1,5 @@
 """The import directions docs/architecture.md draws, and the test kit's one rule: no test module imports another."""
+
 from __future__ import annotations
 
 import ast
@@ -54,8 +55,12 @@ def test_each_part_imports_only_the_parts_below_it(path):
 def test_no_test_module_imports_another():
     tests = REPO / "tests"
     test_modules = {p.stem for p in tests.rglob("test_*.py")}
-    offenders = {str(p.relative_to(REPO)): sorted(m for m in imported(p)
-                                                  if m.split(".")[0] in test_modules or m.startswith("tests."))
-                 for p in tests.rglob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(
+            m for m in imported(p) if m.split(".")[0] in test_modules or m.startswith("tests.")
+        )
+        for p in tests.rglob("*.py")
+    }
     assert {file: names for file, names in offenders.items() if names} == {}, (
-        "shared helpers belong in a kit (channel_harness, flowkit, payment_kit, …) or a conftest fixture")
+        "shared helpers belong in a kit (channel_harness, flowkit, payment_kit, …) or a conftest fixture"
+    )

@@ -1,4 +1,5 @@
 """`flows config`, `.env.example`, settings checked at start, and `flows init` (issue 13.2, 13.3)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,12 @@ import cli
 from storage.settings import Settings, env_example
 
 REPO = Path(__file__).resolve().parents[2]
-SECRETS = {"OMARI_MERCHANT_KEY": "mk-live-7f3a9c", "WHATSAPP_ACCESS_TOKEN": "EAAG-token-55e1",
-           "WHATSAPP_APP_SECRET": "app-secret-91b2", "WHATSAPP_VERIFY_TOKEN": "verify-me-0c4d"}
+SECRETS = {
+    "OMARI_MERCHANT_KEY": "mk-live-7f3a9c",
+    "WHATSAPP_ACCESS_TOKEN": "EAAG-token-55e1",
+    "WHATSAPP_APP_SECRET": "app-secret-91b2",
+    "WHATSAPP_VERIFY_TOKEN": "verify-me-0c4d",
+}
 
 
 def run(*args: str):
@@ -33,7 +38,8 @@ def test_the_repository_env_example_is_current():
     written = (REPO / ".env.example").read_text(encoding="utf-8")
     assert written == env_example(), (
         ".env.example is out of date with storage/settings.py: regenerate it with "
-        "`python -m cli config --env-example > .env.example`")
+        "`python -m cli config --env-example > .env.example`"
+    )
 
 
 def test_env_example_lists_every_setting_with_its_help_and_default_and_no_value():
@@ -66,15 +72,19 @@ def test_a_bad_setting_stops_every_command_with_its_name_and_no_traceback(clean,
     monkeypatch.setenv("LOG_LEVEL", "LOUD")
     done = run(*command)
     assert done.exit_code == 1
-    assert done.output == ("flows: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (got 'LOUD') "
-                           "(see `flows config` and .env.example)\n")
+    assert done.output == (
+        "flows: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (got 'LOUD') "
+        "(see `flows config` and .env.example)\n"
+    )
 
 
 def test_a_metrics_folder_that_does_not_exist_is_named(clean, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(clean / "nowhere"))
     done = run("config")
     assert done.exit_code == 1
-    assert done.output.startswith(f"flows: PROMETHEUS_MULTIPROC_DIR must be an existing folder (got '{clean / 'nowhere'}')")
+    assert done.output.startswith(
+        f"flows: PROMETHEUS_MULTIPROC_DIR must be an existing folder (got '{clean / 'nowhere'}')"
+    )
 
 
 def test_init_makes_a_project_that_validates_at_once(clean, monkeypatch):
@@ -82,8 +92,12 @@ def test_init_makes_a_project_that_validates_at_once(clean, monkeypatch):
     assert made.exit_code == 0, made.output
     shop = clean / "shop"
     assert sorted(str(p.relative_to(shop)) for p in shop.rglob("*") if p.is_file()) == [
-        ".env.example", "README.md", "flows/main_menu.yaml", "flows/tests/tour_enquiry.test.yaml",
-        "flows/tour_enquiry.yaml"]
+        ".env.example",
+        "README.md",
+        "flows/main_menu.yaml",
+        "flows/tests/tour_enquiry.test.yaml",
+        "flows/tour_enquiry.yaml",
+    ]
     assert (shop / ".env.example").read_text(encoding="utf-8") == env_example()
     assert len((shop / "README.md").read_text(encoding="utf-8").strip().splitlines()) == 5
     assert "# " in (shop / "flows" / "tour_enquiry.yaml").read_text(encoding="utf-8")

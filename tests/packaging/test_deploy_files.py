@@ -1,6 +1,7 @@
 """The container and service files (issue 13.4, 13.8). Docker is not run here: these check what can be
 checked without it — the YAML, the commands each container runs (parsed by the real `flows` command), the
 non-root user, the health check, and that the systemd unit in the guide is one systemd can read."""
+
 from __future__ import annotations
 
 import re
@@ -55,7 +56,8 @@ def test_compose_runs_postgres_migrations_once_then_serve_and_scalable_workers()
     assert [flows_lines(services[n]["command"]) for n in ("migrate", "serve", "worker")] == [
         [["flows", "db", "upgrade"], ["flows", "load"]],
         [["flows", "serve", "--host", "0.0.0.0", "--port", "8080", "--workers", "2"]],
-        [["flows", "worker", "--workers", "2"]]]
+        [["flows", "worker", "--workers", "2"]],
+    ]
 
 
 @pytest.mark.parametrize("service", ["migrate", "serve", "worker"])
@@ -85,8 +87,8 @@ def test_dockerfile_slim_non_root_with_a_healthcheck_on_healthz():
 
 def test_the_systemd_unit_in_the_guide_has_no_comment_after_a_value():
     guide = (REPO / "docs" / "deploying.md").read_text(encoding="utf-8")
-    unit = guide[guide.index("[Service]"):]
-    unit = unit[:unit.index("[Install]")]
+    unit = guide[guide.index("[Service]") :]
+    unit = unit[: unit.index("[Install]")]
     settings = [line.strip() for line in unit.splitlines() if "=" in line and not line.strip().startswith("#")]
     assert settings, "no systemd [Service] settings found in docs/deploying.md"
     for line in settings:
@@ -100,7 +102,9 @@ def test_compose_config_accepts_the_file_where_compose_is_installed(tmp_path):
     a Docker daemon. Skipped where neither is installed."""
     if shutil.which("docker-compose"):
         command = ["docker-compose"]
-    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    elif (
+        shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
         command = ["docker", "compose"]
     else:
         pytest.skip("neither `docker compose` nor docker-compose is installed")

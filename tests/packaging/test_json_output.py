@@ -1,5 +1,6 @@
 """`--json` for scripts on `flows list`, `bookings list`, `db status`; `flows validate --format sarif`
 (issue 13.7). Each is parsed as JSON and checked against what the text listing says."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,12 @@ def test_flows_list_json(db, monkeypatch):
 def test_bookings_list_json(db, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", db.url)
     assert json.loads(run("bookings", "list", "--json").stdout) == []
-    assert run("bookings", "add", "BK-2", "--customer", "Ann", "--tour", "Hwange", "--total", "300",
-               "--paid", "50").exit_code == 0
+    assert (
+        run(
+            "bookings", "add", "BK-2", "--customer", "Ann", "--tour", "Hwange", "--total", "300", "--paid", "50"
+        ).exit_code
+        == 0
+    )
     assert run("bookings", "add", "BK-1", "--customer", "Ben", "--tour", "Falls", "--total", "99.5").exit_code == 0
     listed = json.loads(run("bookings", "list", "--json").stdout)
     assert [b["reference"] for b in listed] == ["BK-1", "BK-2"]
@@ -66,8 +71,10 @@ def test_validate_sarif_names_each_problem_at_its_place():
     for result, line in zip(run_["results"], text):
         where = result["locations"][0]["physicalLocation"]
         region = where["region"]
-        assert line == (f"{where['artifactLocation']['uri']}:{region['startLine']}:{region['startColumn']}: "
-                        f"{result['level']}[{result['ruleId']}] {result['message']['text']}")
+        assert line == (
+            f"{where['artifactLocation']['uri']}:{region['startLine']}:{region['startColumn']}: "
+            f"{result['level']}[{result['ruleId']}] {result['message']['text']}"
+        )
         assert rules[result["ruleIndex"]] == result["ruleId"]
     assert {"error", "warning"} <= {r["level"] for r in run_["results"]}
 

@@ -1,5 +1,6 @@
 """A normal install, as a new user gets it: build the wheel, install it into a fresh virtual environment and
 use it from an empty directory, far from the source tree (issue 13.1)."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,21 @@ def installed(tmp_path_factory) -> Path:
 
     shutil.copytree(REPO, source, ignore=ignore)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"}
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
-         str(source)], tmp, env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(source),
+        ],
+        tmp,
+        env,
+    )
     wheel = next((tmp / "dist").glob("convoflow-*.whl"))
     run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp / "venv")], tmp, env)
     run([str(tmp / "venv" / "bin" / "python"), "-m", "pip", "install", "--no-deps", str(wheel)], tmp, env)
@@ -64,8 +78,16 @@ def user(installed, tmp_path):
 @pytest.mark.slow
 def test_the_wheel_runs_from_its_own_files(installed, user):
     home, env = user
-    where = run([str(installed / "python"), "-c", "import cli, engine, flows, schemas; "
-                 "print(cli.__file__, engine.__file__, flows.__file__, schemas.__file__)"], home, env)
+    where = run(
+        [
+            str(installed / "python"),
+            "-c",
+            "import cli, engine, flows, schemas; "
+            "print(cli.__file__, engine.__file__, flows.__file__, schemas.__file__)",
+        ],
+        home,
+        env,
+    )
     for path in where.stdout.split():
         assert str(installed.parent) in path, f"imported from outside the virtual environment: {path}"
     version = run([str(installed / "flows"), "--version"], home, env)
@@ -96,7 +118,9 @@ def test_demo_takes_a_payment_from_an_empty_directory(installed, user):
 @pytest.mark.slow
 def test_the_shipped_flows_and_their_tests_are_in_the_wheel(installed, user):
     home, env = user
-    where = run([str(installed / "python"), "-c", "import flows, os; print(os.path.dirname(flows.__file__))"], home, env)
+    where = run(
+        [str(installed / "python"), "-c", "import flows, os; print(os.path.dirname(flows.__file__))"], home, env
+    )
     shipped = {**env, "FLOWS_DIR": where.stdout.strip()}
     validated = run([str(installed / "flows"), "validate"], home, shipped).stdout
     assert "omari_payment.yaml: ok\n" in validated and validated.endswith("paynow_payment.yaml: ok\n")

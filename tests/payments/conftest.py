@@ -1,4 +1,5 @@
 """Fixtures for the payment tests."""
+
 from __future__ import annotations
 
 import os

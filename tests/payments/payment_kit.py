@@ -2,6 +2,7 @@
 persisted turn path (channels/turns.handle_message), real storage and the in-process O'mari sandbox, all
 on one movable clock.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -33,8 +34,6 @@ REF = "BK-SLYKER-TECH-20251023"
 TOUR = "Victoria Falls 3-day safari"
 
 
-
-
 def store_shipped_flows(now: datetime) -> None:
     actions.load_all()
     report = load_paths([str(REPO / "flows")], registry)
@@ -54,16 +53,31 @@ class Shop:
         add_booking(REF, "Tendai Moyo", TOUR, total, paid)
         self.flows = flowcache.load_flowset(registry)
         self.settings = Settings(omari_channel="WEB")
-        self.ctx = TurnContext(registry=registry, clock=self.clock,
-                               services={"omari": self.sandbox.client(), "paynow": self.paynow.client(),
-                                         "settings": self.settings})
+        self.ctx = TurnContext(
+            registry=registry,
+            clock=self.clock,
+            services={"omari": self.sandbox.client(), "paynow": self.paynow.client(), "settings": self.settings},
+        )
         self._ids = count(1)
 
-    def send(self, text: str | None = None, *, kind: str = "text", reply_id: str | None = None,
-             message_id: str | None = None, contact: str = PHONE) -> list[Outbound]:
+    def send(
+        self,
+        text: str | None = None,
+        *,
+        kind: str = "text",
+        reply_id: str | None = None,
+        message_id: str | None = None,
+        contact: str = PHONE,
+    ) -> list[Outbound]:
         """One message from the customer through the persisted turn path; the replies it brought."""
-        inbound = Inbound(contact=contact, message_id=message_id or f"wamid.{next(self._ids)}", text=text,
-                          kind=kind, reply_id=reply_id, timestamp=self.clock())
+        inbound = Inbound(
+            contact=contact,
+            message_id=message_id or f"wamid.{next(self._ids)}",
+            text=text,
+            kind=kind,
+            reply_id=reply_id,
+            timestamp=self.clock(),
+        )
         return turns.handle_message(inbound, self.flows, self.ctx).outbound
 
     def say(self, text: str, **kw) -> str:

@@ -2,6 +2,7 @@
 real storage (SQLite and PostgreSQL) and the O'mari sandbox. Assertions are what the customer reads and
 what the operator finds in the database.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,13 @@ def test_3_an_unknown_reference_is_named_and_the_flow_ends(shop):
 def test_4_a_valid_reference_shows_tour_total_paid_and_balance_then_asks_the_amount(shop):
     shop.say("pay")
     reply = shop.say("  bk-slyker-tech-20251023 ")  # any case, surrounding space ignored
-    for line in (f"Tour: {TOUR}", "Total: $300.00", "Amount paid: $0.00", "Balance due: $300.00",
-                 "How much would you like to pay?"):
+    for line in (
+        f"Tour: {TOUR}",
+        "Total: $300.00",
+        "Amount paid: $0.00",
+        "Balance due: $300.00",
+        "How much would you like to pay?",
+    ):
         assert line in reply
 
 

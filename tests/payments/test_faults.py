@@ -1,6 +1,7 @@
 """Faults on the way to O'mari and back, through the whole conversation: what the customer reads, what
 the transaction row says, and that the booking is paid exactly once whatever happens.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -24,7 +25,9 @@ def settle(shop):
     return reconcile(shop.sandbox.client(), now=shop.clock())
 
 
-NOT_STARTED = "❌ The payment could not be started. O'mari could not start the payment just now, and nothing was charged."
+NOT_STARTED = (
+    "❌ The payment could not be started. O'mari could not start the payment just now, and nothing was charged."
+)
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_401_empty", "malformed_json", "html_after"])
@@ -210,8 +213,11 @@ def redeliver(shop, text: str, message_id: str) -> str:
 def test_a_crash_after_request_never_calls_request_twice_and_pays_once(shop):
     shop.pay_until_otp()
     otp = shop.sandbox.last_otp(PHONE)
-    dying = shop.ctx.__class__(registry=shop.ctx.registry, clock=shop.clock,
-                               services={"omari": CrashAfter(shop.sandbox.client(), "request"), "settings": shop.settings})
+    dying = shop.ctx.__class__(
+        registry=shop.ctx.registry,
+        clock=shop.clock,
+        services={"omari": CrashAfter(shop.sandbox.client(), "request"), "settings": shop.settings},
+    )
     saved, shop.ctx = shop.ctx, dying
     with pytest.raises(Crash):
         shop.say(otp, message_id="wamid.otp")
@@ -232,8 +238,11 @@ def crash_right_after_auth(shop, **say) -> None:
     for text in ("pay", REF, "50", "1"):
         shop.say(text)
     saved = shop.ctx
-    shop.ctx = saved.__class__(registry=saved.registry, clock=shop.clock,
-                               services={"omari": CrashAfter(shop.sandbox.client(), "auth"), "settings": shop.settings})
+    shop.ctx = saved.__class__(
+        registry=saved.registry,
+        clock=shop.clock,
+        services={"omari": CrashAfter(shop.sandbox.client(), "auth"), "settings": shop.settings},
+    )
     with pytest.raises(Crash):
         shop.say(PHONE, **say)
     shop.ctx = saved

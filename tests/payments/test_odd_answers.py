@@ -2,6 +2,7 @@
 point 5), through the whole conversation and the `flows payments` commands: what the payer reads, what
 the operator sees, and that no money is credited on an answer we cannot believe.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,15 @@ def test_reconcile_json_sorts_settled_and_still_pending(url):  # noqa: F811
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [(s["kind"], s["after"]) for s in report["settlements"]] == [("settled", "SUCCESS"), ("pending", "PENDING")]
-    assert report["summary"] == {"checked": 2, "settled": 1, "paid": 1, "failed": 0, "expired": 0,
-                                 "still_pending": 1, "needs_person": 0}
+    assert report["summary"] == {
+        "checked": 2,
+        "settled": 1,
+        "paid": 1,
+        "failed": 0,
+        "expired": 0,
+        "still_pending": 1,
+        "needs_person": 0,
+    }
 
 
 # ── 10.5: payment starts limited per contact and per wallet; every wrong OTP counted ──────────────────
@@ -120,8 +128,10 @@ def test_a_contact_may_start_three_payments_per_15_minutes(shop):
         assert "Please enter the code" in start_and_cancel(shop)
         shop.clock.advance(minutes=1)
     refused = start_and_cancel(shop)
-    assert refused == ("⏳ You have started 3 payments in the last 15 minutes. To keep wallets safe from unwanted "
-                       "codes, please wait 12 minutes before starting another payment. Nothing was charged.")
+    assert refused == (
+        "⏳ You have started 3 payments in the last 15 minutes. To keep wallets safe from unwanted "
+        "codes, please wait 12 minutes before starting another payment. Nothing was charged."
+    )
     assert shop.sandbox.calls.count("auth") == 3 and len(shop.transactions()) == 3
     assert 'convoflow_payment_starts_limited{limit="contact"} 1' in metrics()
     assert 'convoflow_payment_starts_limited{limit="wallet"} 0' in metrics()
@@ -144,7 +154,9 @@ def test_a_wallet_number_may_be_texted_five_codes_per_15_minutes_whoever_asks(sh
 def test_the_limits_are_settings(shop):
     from dataclasses import replace
 
-    shop.ctx.services["settings"] = replace(shop.settings, payment_starts_per_contact=1, payment_starts_window_minutes=60)
+    shop.ctx.services["settings"] = replace(
+        shop.settings, payment_starts_per_contact=1, payment_starts_window_minutes=60
+    )
     assert "Please enter the code" in start_and_cancel(shop)
     shop.clock.advance(minutes=30)
     assert "please wait 30 minutes" in start_and_cancel(shop)

@@ -1,6 +1,7 @@
 """`flows payments list|show|reconcile` and `flows demo`, run as the operator runs them (click's runner,
 DATABASE_URL in the environment), on payments made through real conversations.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,23 @@ from storage.bookings import find_booking
 
 from payment_kit import PHONE, REF, Shop, flows
 
-ISSUE_FIELDS = {"reference", "booking", "msisdn", "amount", "currency", "wallet", "channel", "status", "otp_reference",
-                "payment_reference", "debit_reference", "response_code", "error_message", "created_at", "updated_at"}
+ISSUE_FIELDS = {
+    "reference",
+    "booking",
+    "msisdn",
+    "amount",
+    "currency",
+    "wallet",
+    "channel",
+    "status",
+    "otp_reference",
+    "payment_reference",
+    "debit_reference",
+    "response_code",
+    "error_message",
+    "created_at",
+    "updated_at",
+}
 
 
 @pytest.fixture
@@ -72,7 +88,9 @@ def test_reconcile_settles_a_pending_payment_over_http(url):
     assert "PENDING → SUCCESS" in first.stdout and "customer told" in first.stdout
     assert "settled:" in first.stdout
     assert "1 checked: 1 settled (1 paid, 0 failed, 0 expired), 0 still pending, 0 need a person" in first.stdout
-    assert again.stdout.strip() == "0 checked: 0 settled (0 paid, 0 failed, 0 expired), 0 still pending, 0 need a person"
+    assert (
+        again.stdout.strip() == "0 checked: 0 settled (0 paid, 0 failed, 0 expired), 0 still pending, 0 need a person"
+    )
     assert Decimal(find_booking(REF).paid_minor) / 100 == Decimal("50.00")
     assert shop.sandbox.merchant_key not in first.output
 

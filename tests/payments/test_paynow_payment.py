@@ -2,6 +2,7 @@
 persisted turn path, real storage, the Paynow sandbox speaking the signed protocol in-process. What the
 customer reads, what the transaction row says, and that the booking is paid exactly once.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -94,10 +95,13 @@ def test_a_lost_or_forged_start_answer_waits_for_a_person(shop, fault):
     assert (s.after, s.kind) == ("PENDING", "needs_person") and shop.paid() == Decimal("0.00")
 
 
-@pytest.mark.parametrize("fault,reason", [
-    ("unknown_status", "Paynow reports the status 'Processing', which is not one we know"),
-    ("other_amount", "Paynow reports 5.00 USD paid; the payment is 50.00 USD"),
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        ("unknown_status", "Paynow reports the status 'Processing', which is not one we know"),
+        ("other_amount", "Paynow reports 5.00 USD paid; the payment is 50.00 USD"),
+    ],
+)
 def test_a_status_we_cannot_believe_is_marked_for_a_person(shop, fault, reason):
     prompt(shop)
     shop.paynow.inject("poll", fault)
@@ -154,9 +158,18 @@ def test_a_booking_in_another_currency_is_refused_before_any_call(shop):
 def test_a_start_that_died_before_its_answer_is_marked_for_a_person_by_reconcile(shop):
     """The process stopped between committing the row and hearing Paynow: the payer may have paid."""
     booking = shop.booking()
-    row, _ = payments.create(booking, reference="5d0e7a10-0000-4000-8000-0000000000aa", idempotency_key="k-died",
-                             msisdn=PHONE, amount=Decimal("50.00"), wallet="ecocash", channel="express",
-                             contact_key=PHONE, now=shop.clock(), provider="paynow")
+    row, _ = payments.create(
+        booking,
+        reference="5d0e7a10-0000-4000-8000-0000000000aa",
+        idempotency_key="k-died",
+        msisdn=PHONE,
+        amount=Decimal("50.00"),
+        wallet="ecocash",
+        channel="express",
+        contact_key=PHONE,
+        now=shop.clock(),
+        provider="paynow",
+    )
     shop.clock.advance(minutes=11)
     [s] = settle(shop).settlements
     assert (s.before, s.after, s.kind) == ("INITIATED", "PENDING", "needs_person")

@@ -1,4 +1,5 @@
 """Helpers for the persisted-turn tests: a counting flow on its own action registry, a movable clock."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -36,14 +37,15 @@ steps:
 """
 
 
-
-
 def counter_registry(calls: list | None = None) -> ActionRegistry:
     """A registry with `test.increment` (n -> n + 1); every real call is appended to `calls`."""
     registry = ActionRegistry()
 
-    @registry.action("test.increment", params={"type": "object", "properties": {"n": {"type": "string"}},
-                                              "required": ["n"]}, outcomes=["ok"])
+    @registry.action(
+        "test.increment",
+        params={"type": "object", "properties": {"n": {"type": "string"}}, "required": ["n"]},
+        outcomes=["ok"],
+    )
     def increment(ctx, params):
         if calls is not None:
             calls.append(ctx.idempotency_key)
@@ -88,6 +90,9 @@ def say(contact: str, text: str) -> str:
     from engine.registry import registry
 
     actions.load_all()
-    result = turns.handle_message(message(contact, text, message_id=uuid.uuid4().hex),
-                                  flowcache.load_flowset(registry), TurnContext(registry=registry))
+    result = turns.handle_message(
+        message(contact, text, message_id=uuid.uuid4().hex),
+        flowcache.load_flowset(registry),
+        TurnContext(registry=registry),
+    )
     return "\n".join(m.text for m in result.outbound)

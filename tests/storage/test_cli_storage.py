@@ -1,4 +1,5 @@
 """`flows db`, `flows load`, `flows list`, `flows bookings` as a user runs them: output lines and exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,9 @@ def test_load_stores_new_then_updated_and_unchanged_versions(env):
     second = run("load", str(env))
     # The flow lines; the indented lines under them say what changed (tests/storage/test_flow_history.py).
     assert [line.split() for line in second.stdout.splitlines() if not line.startswith(" ")] == [
-        ["greeter", "v2", "updated"], ["survey", "v1", "unchanged"]]
+        ["greeter", "v2", "updated"],
+        ["survey", "v1", "unchanged"],
+    ]
     assert flowstore.source("greeter", 1) == GREETER
 
 
@@ -122,17 +125,34 @@ def test_chat_picks_up_a_conversation_left_earlier(env, tmp_path, monkeypatch):
 
 
 def test_bookings_add_list_show(env):
-    added = run("bookings", "add", "BK-SLYKER-TECH-20251023", "--customer", "Tendai Moyo", "--tour",
-                "Victoria Falls", "--total", "300", "--paid", "50.5")
+    added = run(
+        "bookings",
+        "add",
+        "BK-SLYKER-TECH-20251023",
+        "--customer",
+        "Tendai Moyo",
+        "--tour",
+        "Victoria Falls",
+        "--total",
+        "300",
+        "--paid",
+        "50.5",
+    )
     assert added.exit_code == 0, added.output
     assert "BK-SLYKER-TECH-20251023" in added.stdout and "PARTIAL" in added.stdout
 
     shown = run("bookings", "show", "  bk-slyker-tech-20251023 ", "--json")
     assert shown.exit_code == 0
     assert json.loads(shown.stdout) == {
-        "reference": "BK-SLYKER-TECH-20251023", "customer": "Tendai Moyo", "tour": "Victoria Falls",
-        "currency": "USD", "total_amount": "300.00", "amount_paid": "50.50", "balance_due": "249.50",
-        "payment_status": "PARTIAL"}
+        "reference": "BK-SLYKER-TECH-20251023",
+        "customer": "Tendai Moyo",
+        "tour": "Victoria Falls",
+        "currency": "USD",
+        "total_amount": "300.00",
+        "amount_paid": "50.50",
+        "balance_due": "249.50",
+        "payment_status": "PARTIAL",
+    }
     text = run("bookings", "show", "BK-SLYKER-TECH-20251023").stdout
     assert "balance due:     249.50" in text
 
@@ -140,12 +160,17 @@ def test_bookings_add_list_show(env):
     assert len(listed) == 1 and listed[0].startswith("BK-SLYKER-TECH-20251023")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["bookings", "show", "BK-NOPE"], "no booking with reference 'BK-NOPE'"),
-    (["bookings", "add", "BK-1", "--customer", "A", "--tour", "T", "--total", "12.345"], "more than two decimals"),
-    (["bookings", "add", "BK-1", "--customer", "A", "--tour", "T", "--total", "10", "--paid", "20"],
-     "paid 20.00 is more than the total 10.00"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["bookings", "show", "BK-NOPE"], "no booking with reference 'BK-NOPE'"),
+        (["bookings", "add", "BK-1", "--customer", "A", "--tour", "T", "--total", "12.345"], "more than two decimals"),
+        (
+            ["bookings", "add", "BK-1", "--customer", "A", "--tour", "T", "--total", "10", "--paid", "20"],
+            "paid 20.00 is more than the total 10.00",
+        ),
+    ],
+)
 def test_bookings_refusals_exit_1_with_a_clear_message(env, args, message):
     result = run(*args)
     assert result.exit_code == 1
@@ -160,8 +185,9 @@ def test_bookings_add_twice_is_refused(env):
 
 def test_bookings_import_is_all_or_nothing_with_bad_rows_by_line(env, tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("reference,customer,tour,total,paid,currency\nBK-1,A,T,100,0,USD\nBK-2,B,T,abc,0,USD\n"
-                   "BK-3,C,T,100,0,EUR\n")
+    bad.write_text(
+        "reference,customer,tour,total,paid,currency\nBK-1,A,T,100,0,USD\nBK-2,B,T,abc,0,USD\nBK-3,C,T,100,0,EUR\n"
+    )
     result = run("bookings", "import", str(bad))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -176,6 +202,9 @@ def test_bookings_import_is_all_or_nothing_with_bad_rows_by_line(env, tmp_path):
     imported = run("bookings", "import", str(good))
     assert imported.exit_code == 0 and imported.stdout.strip() == f"imported 2 bookings from {good}"
     assert [line.split()[:2] for line in run("bookings", "list").stdout.splitlines()] == [
-        ["BK-1", "UNPAID"], ["BK-2", "PAID"]]
+        ["BK-1", "UNPAID"],
+        ["BK-2", "PAID"],
+    ]
     assert [line.split()[:2] for line in run("bookings", "list", "--status", "paid").stdout.splitlines()] == [
-        ["BK-2", "PAID"]]
+        ["BK-2", "PAID"]
+    ]

@@ -1,4 +1,5 @@
 """Contacts found by phone number or business-scoped user id, and migration 0005 that brings old rows there."""
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,14 @@ def test_a_person_named_by_phone_then_both_then_user_id_is_one_contact(db):
     assert find(Identity(wa_id=PHONE, user_id=USER_ID, parent_user_id="ZW.ENT.1", username="@tendai")) == first
     assert find(Identity(user_id=USER_ID)) == first
     (c,) = Contact.select()
-    assert (c.key, c.wa_id, c.user_id, c.parent_user_id, c.username, c.profile_name) == \
-           (PHONE, PHONE, USER_ID, "ZW.ENT.1", "@tendai", "Tendai")
+    assert (c.key, c.wa_id, c.user_id, c.parent_user_id, c.username, c.profile_name) == (
+        PHONE,
+        PHONE,
+        USER_ID,
+        "ZW.ENT.1",
+        "@tendai",
+        "Tendai",
+    )
 
 
 def test_a_user_id_only_person_gets_their_phone_attached_later(db):
@@ -82,8 +89,11 @@ def _back_to_0004(database) -> None:
 
 def _old_contact(database, key: str, wa_id: str | None, seen: datetime) -> int:
     cursor = database.execute_sql(
-        'INSERT INTO "contact" ("key", "wa_id", "created_at", "last_seen_at") VALUES (%s, %s, %s, %s) RETURNING "id"'
-        .replace("%s", "?" if isinstance(database, peewee.SqliteDatabase) else "%s"), (key, wa_id, seen, seen))
+        'INSERT INTO "contact" ("key", "wa_id", "created_at", "last_seen_at") VALUES (%s, %s, %s, %s) RETURNING "id"'.replace(
+            "%s", "?" if isinstance(database, peewee.SqliteDatabase) else "%s"
+        ),
+        (key, wa_id, seen, seen),
+    )
     return cursor.fetchone()[0]
 
 
@@ -97,8 +107,12 @@ def test_migration_0005_gives_old_rows_their_user_id_and_joins_a_person_split_in
 
     assert upgrade(db) == ["0005_contact_user_ids"]
     rows = {c.id: (c.key, c.wa_id, c.user_id) for c in Contact.select()}
-    assert rows == {paying: (PHONE, PHONE, USER_ID), split: (USER_ID, None, None),
-                    username: ("US.99887766", None, "US.99887766"), terminal: ("c1", None, None)}
+    assert rows == {
+        paying: (PHONE, PHONE, USER_ID),
+        split: (USER_ID, None, None),
+        username: ("US.99887766", None, "US.99887766"),
+        terminal: ("c1", None, None),
+    }
     assert find(Identity(wa_id=PHONE, user_id=USER_ID), T0 + timedelta(hours=1))[0] == paying
     with pytest.raises(peewee.IntegrityError), db.atomic():
         _old_contact(db, "another", PHONE, T0)

@@ -4,6 +4,7 @@ PostgreSQL: the server ends the session (what a restart does to every connection
 read-only (what the old primary does in a failover). SQLite: the file is replaced (a restore) or vanishes.
 The statement that meets the failure may fail; the next one works, on a fresh connection.
 """
+
 from __future__ import annotations
 
 import os

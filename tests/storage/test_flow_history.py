@@ -1,6 +1,7 @@
 """`flows load --dry-run`, the load's impact report, `flows history`, `flows show`, `flows rollback` and
 `flows list --json`, as an author runs them, on SQLite and PostgreSQL.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,16 +67,18 @@ def test_dry_run_on_a_database_that_does_not_exist_says_new_and_creates_nothing(
     result = run("load", "--dry-run", str(flows))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "visitor                  new        would become v1", "dry run: nothing was written"]
+        "visitor                  new        would become v1",
+        "dry run: nothing was written",
+    ]
     assert not (tmp_path / "live.db").exists()
 
 
 def test_dry_run_shows_the_changed_step_and_who_waits_on_it_and_writes_nothing(env):
     assert run("load").exit_code == 0
-    say("263771111111", "hello")                   # waits at ask_name
-    say("263772222222", "hi")                      # waits at ask_name
+    say("263771111111", "hello")  # waits at ask_name
+    say("263772222222", "hi")  # waits at ask_name
     say("263773333333", "hi")
-    say("263773333333", "Rudo")                    # waits at ask_town, which does not change
+    say("263773333333", "Rudo")  # waits at ask_town, which does not change
     (env / "visitor.yaml").write_text(RENAMED)
 
     result = run("load", "--dry-run")
@@ -101,17 +104,23 @@ def test_dry_run_shows_the_changed_step_and_who_waits_on_it_and_writes_nothing(e
 def test_a_removed_step_counts_its_waiting_conversations_and_unchanged_flows_say_so(env):
     run("load")
     say("263771111111", "hello")
-    say("263771111111", "Rudo")                    # waits at ask_town
-    (env / "visitor.yaml").write_text(VISITOR.replace("next: ask_town", "next: bye").replace(
-        "  ask_town:\n    ask: Which town are you in, {{ name }}?\n    save: town\n    next: bye\n", "").replace(
-        " from {{ town }}", ""))
+    say("263771111111", "Rudo")  # waits at ask_town
+    (env / "visitor.yaml").write_text(
+        VISITOR.replace("next: ask_town", "next: bye")
+        .replace("  ask_town:\n    ask: Which town are you in, {{ name }}?\n    save: town\n    next: bye\n", "")
+        .replace(" from {{ town }}", "")
+    )
     lines = run("load", "--dry-run").stdout.splitlines()
     assert "    - step ask_town (removed)" in lines
     assert "    ~ step ask_name" in lines and "    ~ step bye" in lines
-    assert lines[-2].startswith("    1 active conversation waits on a step that changes or disappears: ask_town (v1): 1.")
+    assert lines[-2].startswith(
+        "    1 active conversation waits on a step that changes or disappears: ask_town (v1): 1."
+    )
     run("load")
     assert run("load", "--dry-run").stdout.splitlines() == [
-        "visitor                  unchanged  live v2", "dry run: nothing was written"]
+        "visitor                  unchanged  live v2",
+        "dry run: nothing was written",
+    ]
 
 
 def test_dry_run_with_an_error_loads_nothing_and_says_where(env):
@@ -153,10 +162,10 @@ def test_flows_chat_never_publishes_nor_touches_a_live_conversation(env, db):
 
 def test_history_show_and_rollback(env):
     run("load")
-    say("263771111111", "hello")                   # on v1
+    say("263771111111", "hello")  # on v1
     (env / "visitor.yaml").write_text(RENAMED)
     run("load")
-    say("263772222222", "hello")                   # on v2
+    say("263772222222", "hello")  # on v2
     say("263773333333", "hello")
 
     lines = run("history", "visitor").stdout.splitlines()
@@ -170,10 +179,11 @@ def test_history_show_and_rollback(env):
 
     back = run("rollback", "visitor", "--to", "1")
     assert back.exit_code == 0, back.output
-    assert back.stdout.strip() == ("visitor: v3 is live, with the content of v1. "
-                                   "Conversations already running stay on their version.")
+    assert back.stdout.strip() == (
+        "visitor: v3 is live, with the content of v1. Conversations already running stay on their version."
+    )
     assert flowstore.source("visitor", 3) == VISITOR
-    assert session("263772222222").flow_version == 2           # running conversations stay on theirs
+    assert session("263772222222").flow_version == 2  # running conversations stay on theirs
     assert say("263772222222", "Tino").startswith("Which town are you in, Tino?")
     assert say("263774444444", "hello") == "What is your name?"  # new ones get v1's content, as v3
     assert session("263774444444").flow_version == 3
@@ -186,17 +196,21 @@ def test_history_show_and_rollback_name_what_is_missing(env):
     missing = run("history", "greter")
     assert missing.exit_code == 1
     assert "no flow named 'greter' is stored (stored flows: visitor)" in missing.output
-    assert run("show", "visitor", "--version", "7").output.strip() == \
-        "Error: flow 'visitor' has no version 7 (it has v1 to v1)"
+    assert (
+        run("show", "visitor", "--version", "7").output.strip()
+        == "Error: flow 'visitor' has no version 7 (it has v1 to v1)"
+    )
     bad = run("rollback", "visitor", "--to", "4")
     assert bad.exit_code == 1 and "has no version 4" in bad.output
-    assert run("rollback", "visitor").exit_code == 2           # --to is required
+    assert run("rollback", "visitor").exit_code == 2  # --to is required
 
 
 def test_rollback_refuses_a_version_that_no_longer_loads(env, monkeypatch):
-    (env / "visitor.yaml").write_text(VISITOR.replace(
-        "  bye:\n", "  note:\n    action: core.log\n    with: {message: hi}\n    next: bye\n  bye:\n").replace(
-        "next: bye\n  note", "next: note\n  note"))
+    (env / "visitor.yaml").write_text(
+        VISITOR.replace(
+            "  bye:\n", "  note:\n    action: core.log\n    with: {message: hi}\n    next: bye\n  bye:\n"
+        ).replace("next: bye\n  note", "next: note\n  note")
+    )
     run("load")
     (env / "visitor.yaml").write_text(VISITOR)
     run("load")
@@ -218,5 +232,11 @@ def test_list_json_gives_flow_live_version_and_active_conversations(env):
     say("263773333333", "hello")
     listed = json.loads(run("list", "--json").stdout)
     assert [{k: row[k] for k in ("flow", "version", "active", "active_by_version", "triggers")} for row in listed] == [
-        {"flow": "visitor", "version": 2, "active": 3, "active_by_version": {"v1": 1, "v2": 2},
-         "triggers": ["hello", "hi"]}]
+        {
+            "flow": "visitor",
+            "version": 2,
+            "active": 3,
+            "active_by_version": {"v1": 1, "v2": 2},
+            "triggers": ["hello", "hi"],
+        }
+    ]

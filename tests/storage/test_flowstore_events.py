@@ -1,4 +1,5 @@
 """Flow versions and the audit log."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -30,11 +31,13 @@ def test_loaded_flows_are_parsed_once_per_version(db):
 
 
 def test_events_are_kept_by_subject_and_newest_first(db):
-    events.record_many([
-        EventRecord(NOW, "payment.status", "263771234567", "ref-1", {"status": "INITIATED"}),
-        EventRecord(NOW + timedelta(seconds=1), "payment.status", "263771234567", "ref-1", {"status": "OTP_SENT"}),
-        EventRecord(NOW + timedelta(seconds=2), "turn.error", "263779999999", None, {"message": "boom"}),
-    ])
+    events.record_many(
+        [
+            EventRecord(NOW, "payment.status", "263771234567", "ref-1", {"status": "INITIATED"}),
+            EventRecord(NOW + timedelta(seconds=1), "payment.status", "263771234567", "ref-1", {"status": "OTP_SENT"}),
+            EventRecord(NOW + timedelta(seconds=2), "turn.error", "263779999999", None, {"message": "boom"}),
+        ]
+    )
     assert [e.detail["status"] for e in events.for_subject("ref-1")] == ["INITIATED", "OTP_SENT"]
     assert [e.kind for e in events.recent(2)] == ["turn.error", "payment.status"]
     assert [e.detail for e in events.recent(contact_key="263779999999")] == [{"message": "boom"}]

@@ -1,4 +1,5 @@
 """Schema migrations: applied once, recorded, safe to run twice and from two processes at once."""
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,10 @@ def test_lean_indexes_replace_what_an_older_release_left_and_the_pending_lookup_
     # Put the indexes back to how a release before 0008 left them.
     blank_db.execute_sql('DROP INDEX "inbox_message_pending_contact"')
     blank_db.execute_sql('CREATE INDEX "session_status" ON "session" ("status")')
-    blank_db.execute_sql('CREATE INDEX "inbox_message_processed_at_contact_id_sent_at" ON "inbox_message" '
-                         '("processed_at", "contact_id", "sent_at")')
+    blank_db.execute_sql(
+        'CREATE INDEX "inbox_message_processed_at_contact_id_sent_at" ON "inbox_message" '
+        '("processed_at", "contact_id", "sent_at")'
+    )
     blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0008_lean_indexes'")
     assert upgrade(blank_db) == ["0008_lean_indexes"]
     assert "session_status" not in {ix.name for ix in blank_db.get_indexes("session")}
@@ -58,7 +61,9 @@ def test_lean_indexes_replace_what_an_older_release_left_and_the_pending_lookup_
     if not is_postgres(blank_db):  # PostgreSQL plans a scan for a table this small, whatever its indexes
         plan = blank_db.execute_sql(
             'EXPLAIN QUERY PLAN SELECT "id" FROM "inbox_message" WHERE "processed_at" IS NULL AND "contact_id" = ? '
-            'ORDER BY "sent_at", "id" LIMIT 1', (1,)).fetchall()
+            'ORDER BY "sent_at", "id" LIMIT 1',
+            (1,),
+        ).fetchall()
         assert "inbox_message_pending_contact" in str(plan)
     check(blank_db)
 
@@ -71,8 +76,16 @@ def test_two_processes_upgrading_at_once_apply_each_migration_exactly_once(blank
         print(",".join(upgrade(open_database(sys.argv[1]))))
     """)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    procs = [subprocess.Popen([sys.executable, "-c", script, blank_db.url], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, blank_db.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
     applied = [name for out, _ in outputs for name in out.strip().split(",") if name]

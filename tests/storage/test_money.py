@@ -5,8 +5,16 @@ import pytest
 from storage.money import MoneyError, format_amount, from_minor, parse_amount, to_minor
 
 
-@pytest.mark.parametrize("amount,minor", [(Decimal("300"), 30000), (Decimal("0.01"), 1), (Decimal("50.5"), 5050),
-                                          (Decimal("1250.50"), 125050), (Decimal("0"), 0)])
+@pytest.mark.parametrize(
+    "amount,minor",
+    [
+        (Decimal("300"), 30000),
+        (Decimal("0.01"), 1),
+        (Decimal("50.5"), 5050),
+        (Decimal("1250.50"), 125050),
+        (Decimal("0"), 0),
+    ],
+)
 def test_to_minor_and_back(amount, minor):
     assert to_minor(amount) == minor
     assert from_minor(minor) == amount

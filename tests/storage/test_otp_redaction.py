@@ -1,5 +1,6 @@
 """A message handled as it arrives (`flows chat`, handle_message) answering an `expect: otp` step is stored
 with the code taken out, in the transaction that saves the turn; other answers are stored as typed."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ from storage import sessions
 from storage.models import InboxMessage
 from storage_kit import COUNTER, Clock, context, counter_registry, message, store_counter
 
-CODE_FLOW = COUNTER.replace('    ask: "n={{ n }}"\n    save: answer', '    ask: "code?"\n    expect: otp\n    save: answer')
+CODE_FLOW = COUNTER.replace(
+    '    ask: "n={{ n }}"\n    save: answer', '    ask: "code?"\n    expect: otp\n    save: answer'
+)
 
 
 def test_an_answer_to_an_otp_step_is_redacted_and_others_are_not(db):

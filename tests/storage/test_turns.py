@@ -1,4 +1,5 @@
 """The persisted turn path on both databases: state, outbox, inbox, claims, versions, expiry, concurrency."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,10 @@ def test_running_conversations_stay_on_their_version_and_new_ones_get_the_latest
     ctx = context(registry, clock)
     turns.handle_message(message("old", "count"), flowcache.load_flowset(registry), ctx)
 
-    assert flowstore.store("counter", COUNTER.replace("n={{ n }}", "now {{ n }}"), "flows/counter.yaml",
-                           clock()).status == flowstore.UPDATED
+    assert (
+        flowstore.store("counter", COUNTER.replace("n={{ n }}", "now {{ n }}"), "flows/counter.yaml", clock()).status
+        == flowstore.UPDATED
+    )
     flows = flowcache.load_flowset(registry)
     assert sorted(flows.versions["counter"]) == [1, 2]
 
@@ -228,8 +231,17 @@ def test_two_contacts_paying_the_same_booking_at_once_end_with_the_exact_sum(db)
         try:
             for i, amount in enumerate(amounts[msisdn]):
                 reference = f"{msisdn}-{i}"
-                payments.create(booking, reference=reference, idempotency_key=f"key-{reference}", msisdn=msisdn,
-                                amount=amount, wallet="ecocash", channel="WEB", contact_key=msisdn, now=utcnow())
+                payments.create(
+                    booking,
+                    reference=reference,
+                    idempotency_key=f"key-{reference}",
+                    msisdn=msisdn,
+                    amount=amount,
+                    wallet="ecocash",
+                    channel="WEB",
+                    contact_key=msisdn,
+                    now=utcnow(),
+                )
                 payments.record_success(reference, now=utcnow())
         except Exception as error:
             errors.append(error)
@@ -303,7 +315,7 @@ def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(
     for contact in contacts:
         assert texts(contact) == [f"n={i}" for i in range(1, per_contact + 1)]
         assert sessions.get_state(contact)["vars"]["answer"] == f"answer {per_contact - 1}"
-        rows = (InboxMessage.select().join(Contact).where(Contact.key == contact).order_by(InboxMessage.sent_at))
+        rows = InboxMessage.select().join(Contact).where(Contact.key == contact).order_by(InboxMessage.sent_at)
         processed = [r.processed_at for r in rows]
         assert None not in processed and processed == sorted(processed)
 
@@ -428,6 +440,7 @@ def _capture(handle, errors: list) -> None:
         errors.append(error)
     finally:
         from storage.db import database
+
         database.obj.close()
 
 
