@@ -201,9 +201,14 @@ def _check_settings(check: Any) -> dict:
     }
 
 
-@lru_cache(maxsize=1)
 def schema() -> dict:
-    """The flow schema as the registries describe it (schemas/flow.schema.json is its copy for editors)."""
+    """The flow schema as the registries describe it now (schemas/flow.schema.json is its copy for editors).
+    Built once per state of the kind and check registries: a kind or check registered later is seen."""
+    return _schema_at(kinds.generation, checks.generation)
+
+
+@lru_cache(maxsize=4)
+def _schema_at(kinds_generation: int, checks_generation: int) -> dict:
     return build_schema()
 
 
@@ -213,9 +218,14 @@ def written_schema() -> dict:
     return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=1)
 def _validators() -> dict[str, jsonschema.Draft202012Validator]:
-    """One compiled validator for the flow's top level and one per step kind, built once per process."""
+    """One compiled validator for the flow's top level and one per step kind, built once per state of the
+    kind and check registries (keyed on their generations, so a later registration is seen)."""
+    return _validators_at(kinds.generation, checks.generation)
+
+
+@lru_cache(maxsize=4)
+def _validators_at(kinds_generation: int, checks_generation: int) -> dict[str, jsonschema.Draft202012Validator]:
     root = schema()
     top = dict(root)
     top["properties"] = dict(root["properties"])
@@ -265,9 +275,10 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     whose shape is right (the semantic checks look only at those).
     """
     data = source.data
+    validators = _validators()
     problems = [
         source.problem(path, "error", code, msg, key=key)
-        for path, code, msg, key in _explain(_validators()["top"], data, (), "")
+        for path, code, msg, key in _explain(validators["top"], data, (), "")
     ]
     kind_of: dict[str, str | None] = {}
     sound: set[str] = set()
@@ -278,7 +289,7 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     if not isinstance(steps, dict):
         return problems, kind_of, sound
     for name, step in steps.items():
-        kind, found = _check_step(source, name, step)
+        kind, found = _check_step(source, name, step, validators)
         kind_of[name] = kind
         problems.extend(found)
         if kind is not None and not found:
@@ -286,7 +297,9 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     return problems, kind_of, sound
 
 
-def _check_step(source: Source, name: str, step: Any) -> tuple[str | None, list[Problem]]:
+def _check_step(
+    source: Source, name: str, step: Any, validators: dict[str, jsonschema.Draft202012Validator]
+) -> tuple[str | None, list[Problem]]:
     """One step's kind (None when it cannot be told) and the problems with its shape."""
     path = ("steps", name)
     if not isinstance(step, dict):
@@ -311,7 +324,7 @@ def _check_step(source: Source, name: str, step: Any) -> tuple[str | None, list[
             f"thing, so split it into two steps joined by 'next'"
         )
         return None, [source.problem(path + (found[1],), "error", "step.kind_ambiguous", message, key=True)]
-    errors = _explain(_validators()[kind], step, path, f"step '{name}': ", kind=kind)
+    errors = _explain(validators[kind], step, path, f"step '{name}': ", kind=kind)
     return kind, [source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors]
 
 

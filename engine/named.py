@@ -22,6 +22,9 @@ class Registry(Generic[T]):
     def __init__(self, order_by: Callable[[T], object] | None = None) -> None:
         self._entries: dict[str, T] = {}
         self._order_by = order_by
+        # Counts registrations: anything built from the entries (the flow schema) is keyed on it, so it
+        # cannot go stale when an entry is registered after a first use.
+        self.generation = 0
 
     def register(self, entry: T) -> T:
         if entry.name in self._entries:
@@ -29,6 +32,7 @@ class Registry(Generic[T]):
         self._entries[entry.name] = entry
         if self._order_by is not None:
             self._entries = {e.name: e for e in sorted(self._entries.values(), key=self._order_by)}
+        self.generation += 1
         return entry
 
     def get(self, name: str) -> T | None:
