@@ -87,12 +87,13 @@ class Workers:
     ) -> None:
         from channels import expiry, flowcache, inbox_turns
 
-        self._inbox_turns, self._expiry, self._flowcache = inbox_turns, expiry, flowcache
+        self._inbox_turns, self._expiry = inbox_turns, expiry
         self.services = services
         self.sender = sender
         self.metrics = metrics or (sender.metrics if sender else Metrics())
         self.options = options
         self.ctx = turn_context(services)  # replaceable: tests give it a clock they can move
+        self.flow_cache = flowcache.FlowCache(self.ctx.registry)  # the flows parsed against the turns' actions
         self._stop = threading.Event()
         self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
@@ -231,7 +232,7 @@ class Workers:
         with self._flows_lock:
             if signature == self._flows_signature:
                 return
-            self.flows = self._flowcache.load_flowset()
+            self.flows = self.flow_cache.load()
             self._flows_signature = signature
         log.info("flows loaded: %d stored versions", signature[0])
 

@@ -25,7 +25,8 @@ def test_a_flow_gets_a_new_version_only_when_its_text_changes(db):
 def test_loaded_flows_are_parsed_once_per_version(db):
     registry = counter_registry()
     flowstore.store("counter", COUNTER, "a.yaml", NOW)
-    first, second = flowcache.load_flowset(registry), flowcache.load_flowset(registry)
+    cache = flowcache.FlowCache(registry)
+    first, second = cache.load(), cache.load()
     assert first.latest("counter") is second.latest("counter")
     assert first.latest("counter").version == 1
 
