@@ -16,12 +16,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from engine.registry import registry
+from engine.registry import ActionRegistry, registry
 
 
-def load_all() -> None:
-    """Register every shipped action and every plug-in action (their modules are imported once per process)."""
+def load_all() -> ActionRegistry:
+    """Register every shipped action and every plug-in action (their modules are imported once per process);
+    returns the registry they are in, for the caller to hand to what checks or runs flows."""
     for mod in pkgutil.iter_modules(__path__):
         if not mod.name.startswith("_") and not mod.name.endswith("_sandbox"):
             importlib.import_module(f"{__name__}.{mod.name}")
     registry.load_entry_points()
+    return registry

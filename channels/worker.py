@@ -242,9 +242,11 @@ def turn_context(services: Mapping[str, Any]) -> TurnContext:
     checks use the settings' time zone and mobile prefixes.
     """
     from channels.action_results import stored_invoke
+    from engine.registry import registry
 
     settings = services.get("settings") or Settings()
     return TurnContext(
+        registry=registry,
         services=services,
         invoke=stored_invoke,
         log=logging.getLogger("convoflow.engine"),

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from .inputs import DEFAULT_TIMEZONE, DEFAULT_ZW_PREFIXES
-from .registry import ActionContext, ActionRegistry, ActionSpec, Result, registry as default_registry
+from .registry import ActionContext, ActionRegistry, ActionSpec, Result
 
 Invoke = Callable[[ActionSpec, dict, ActionContext], Result]
 
@@ -36,7 +36,7 @@ class TurnContext:
     idempotency key already seen (storage.turns), so a redelivered message never acts twice.
     """
 
-    registry: ActionRegistry = default_registry
+    registry: ActionRegistry  # the actions a turn may call: the host's, always given (no process-wide default)
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     services: Mapping[str, Any] = field(default_factory=dict)

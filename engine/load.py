@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterable, TypeVar
 from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow, Route, Step
 from .problems import Problem
 from .registry import ActionRegistry
-from .registry import registry as default_registry
 from .steps import kinds
 from .validate import FileFacts, check_file, check_set, not_checked, parse_duration
 from .variable_check import check_variables
@@ -78,20 +77,19 @@ class LoadReport:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def _facts(text: str, file: str, registry: ActionRegistry | None) -> FileFacts:
+def _facts(text: str, file: str, registry: ActionRegistry) -> FileFacts:
     source = parse(text, file)
     if source.data is None:
         return FileFacts(source=source, problems=list(source.problems))
-    facts = check_file(source, registry if registry is not None else default_registry)
+    facts = check_file(source, registry)
     facts.problems[:0] = source.problems
     return facts
 
 
 @_without_gc_pauses
-def load_text(
-    text: str, file: str, registry: ActionRegistry | None = None, version: int = 0
-) -> tuple[Flow | None, list[Problem]]:
-    """Check and build one flow from its YAML text. Variables are judged against this file's saves only."""
+def load_text(text: str, file: str, registry: ActionRegistry, version: int = 0) -> tuple[Flow | None, list[Problem]]:
+    """Check and build one flow from its YAML text against the actions in registry (the caller's: there is
+    no default to fall back on). Variables are judged against this file's saves only."""
     facts = _facts(text, file, registry)
     facts.problems.extend(check_variables([facts], complete=False))
     problems = sorted(facts.problems)
@@ -112,7 +110,7 @@ def flow_files(paths: Iterable[str]) -> list[str]:
 
 
 @_without_gc_pauses
-def load_paths(paths: list[str], registry: ActionRegistry | None = None) -> LoadReport:
+def load_paths(paths: list[str], registry: ActionRegistry) -> LoadReport:
     """Load every flow file under paths and check them together (names, triggers, hand-overs, variables)."""
     all_facts: list[FileFacts] = []
     texts: dict[str, str] = {}

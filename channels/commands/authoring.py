@@ -36,8 +36,7 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
         if not os.path.isdir(default):
             raise click.UsageError(f"no flows directory '{default}': give flow files or set FLOWS_DIR")
         paths = (default,)
-    load_actions()
-    report = load_paths(list(paths))
+    report = load_paths(list(paths), load_actions())
     failed = not report.ok or (strict and bool(report.warnings))
     if output == "json":
         click.echo(
@@ -146,10 +145,10 @@ def _flow_on_disk(flow: str):
     from engine.load import load_paths
     from storage.settings import Settings
 
-    load_actions()
+    registry = load_actions()
     folder = Settings.from_env().flows_dir
     is_file = os.path.isfile(flow)  # a file is checked with its neighbours, as its hand-overs need them
-    report = load_paths([os.path.dirname(flow) or "."] if is_file else [folder])
+    report = load_paths([os.path.dirname(flow) or "."] if is_file else [folder], registry)
     found = next((f for f in report.flows if (os.path.samefile(f.file, flow) if is_file else f.name == flow)), None)
     if found is not None:
         return found
@@ -240,8 +239,7 @@ def _flows_to_run(folder: str):
     from engine.load import load_paths
     from engine.model import FlowSet
 
-    load_actions()
-    report = load_paths([folder])
+    report = load_paths([folder], load_actions())
     for problem in report.errors:
         click.echo(str(problem), err=True)
     if not report.ok:

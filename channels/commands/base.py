@@ -7,9 +7,12 @@ Only click is imported here at module level: `flows --help` must stay fast.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
+
+if TYPE_CHECKING:
+    from engine.registry import ActionRegistry
 
 
 class CliError(click.ClickException):
@@ -36,12 +39,13 @@ def checked_settings():
         raise CliError(f"{e} (see `flows config` and .env.example)") from None
 
 
-def load_actions() -> None:
-    """Register every action (actions.load_all); a broken action module or plug-in is one line saying which."""
+def load_actions() -> ActionRegistry:
+    """Register every action (actions.load_all) and return the registry they are in; a broken action module
+    or plug-in is one line saying which."""
     import actions
 
     try:
-        actions.load_all()
+        return actions.load_all()
     except Exception as e:
         raise click.ClickException(f"could not load the actions: {type(e).__name__}: {e}") from None
 

@@ -99,8 +99,7 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     from storage.flowstore import store
     from storage.migrations import upgrade
 
-    load_actions()
-    report = load_paths([settings.flows_dir])
+    report = load_paths([settings.flows_dir], load_actions())
     for problem in report.problems:
         click.echo(str(problem), err=True)
     if not report.ok:

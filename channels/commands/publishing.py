@@ -19,8 +19,7 @@ def _checked_flows(paths: list[str]):
     """
     from engine.load import load_paths
 
-    load_actions()
-    report = load_paths(paths)
+    report = load_paths(paths, load_actions())
     for problem in report.problems:
         click.echo(str(problem))
     if not report.ok:
@@ -123,24 +122,24 @@ def list_flows(as_json: bool) -> None:
     from storage.flowstore import active_by_version, latest_versions, source
 
     database()
-    load_actions()
+    registry = load_actions()
     active = active_by_version()
     rows = latest_versions()
     if as_json:
-        click.echo(_flows_json(rows, active))
+        click.echo(_flows_json(rows, active, registry))
         return
     if not rows:
         click.echo("no flows loaded: run `flows load`")
         return
     for row in rows:
-        flow, _ = load_text(source(row.name, row.version), row.file, version=row.version)
+        flow, _ = load_text(source(row.name, row.version), row.file, registry, version=row.version)
         triggers = ", ".join(flow.triggers) if flow is not None else "(does not load: see `flows validate`)"
         counts = sorted((version, n) for (name, version), n in active.items() if name == row.name)
         running = ", ".join(f"v{version}: {n}" for version, n in counts) or "none"
         click.echo(f"{row.name:<24} v{row.version:<4} triggers: {triggers or '-'}   active: {running}")
 
 
-def _flows_json(rows, active: dict) -> str:
+def _flows_json(rows, active: dict, registry) -> str:
     """`flows list --json`: per flow its live version, active conversations (all versions and per version)."""
     import json
 
@@ -149,7 +148,7 @@ def _flows_json(rows, active: dict) -> str:
 
     listed = []
     for row in rows:
-        flow, _ = load_text(source(row.name, row.version), row.file, version=row.version)
+        flow, _ = load_text(source(row.name, row.version), row.file, registry, version=row.version)
         per_version = {f"v{v}": n for (name, v), n in sorted(active.items()) if name == row.name}
         listed.append(
             {
@@ -215,12 +214,12 @@ def rollback(flow: str, to: int) -> None:
     from storage.flowstore import NoSuchVersion, rollback as make_live, version_source
 
     database()
-    load_actions()
+    registry = load_actions()
     try:
         _, text = version_source(flow, to)
     except NoSuchVersion as e:
         raise click.ClickException(str(e)) from None
-    loaded, problems = load_text(text, f"{flow} v{to}")
+    loaded, problems = load_text(text, f"{flow} v{to}", registry)
     errors = [p for p in problems if p.severity == "error"]
     for problem in errors:
         click.echo(str(problem), err=True)

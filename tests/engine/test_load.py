@@ -171,8 +171,15 @@ def test_empty_files(text):
     assert flow is None and [(p.line, p.col, p.code) for p in problems] == [(1, 1, "yaml.empty")]
 
 
-def test_default_registry_is_used_when_none_is_given():
-    flow, problems = load_text(
-        "flow: r\nsteps:\n  go:\n    action: no_such.thing\n    next: bye\n  bye: {end: true}\n", "r.yaml"
-    )
+def test_the_registry_is_always_given_and_is_the_one_used():
+    from engine.registry import ActionRegistry, Result
+
+    text = "flow: r\nsteps:\n  go:\n    action: some.thing\n    next: bye\n  bye: {end: true}\n"
+    with pytest.raises(TypeError):
+        load_text(text, "r.yaml")  # no process-wide registry to fall back on
+    flow, problems = load_text(text, "r.yaml", ActionRegistry())
     assert flow is None and [p.code for p in problems] == ["action.unknown"]
+    knows = ActionRegistry()
+    knows.action("some.thing")(lambda ctx, params: Result("ok"))
+    flow, problems = load_text(text, "r.yaml", knows)
+    assert flow is not None and problems == []

@@ -75,6 +75,5 @@ def test_a_flow_started_by_its_trigger_does_not_get_what_a_hand_over_would_bring
 def test_the_shipped_flows_and_the_fixtures_have_none_of_the_new_errors():
     import actions
 
-    actions.load_all()
-    assert [str(p) for p in load_paths(["flows"]).problems] == []
+    assert [str(p) for p in load_paths(["flows"], actions.load_all()).problems] == []
     assert load_paths(["tests/engine/fixtures"], validation_registry()).problems == []
