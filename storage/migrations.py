@@ -137,6 +137,13 @@ def _lean_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
             migrator.drop_index(table, name).run()
 
 
+def _outbox_wamid_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # The wamid index held a NULL for every reply inserted by a turn; the partial one only sent messages.
+    OutboxMessage._schema.create_indexes(safe=True)
+    if "outbox_message_channel_message_id" in {ix.name for ix in db.get_indexes("outbox_message")}:
+        migrator.drop_index("outbox_message", "outbox_message_channel_message_id").run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
@@ -175,6 +182,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0011_payment_provider",
         lambda db, m: _add_columns(db, m, PaymentTransaction, "provider", "poll_url"),
         "which payment provider takes each payment (existing rows: omari) and where its status is asked",
+    ),
+    Migration(
+        "0012_outbox_wamid_index",
+        _outbox_wamid_index,
+        "a turn's reply no longer writes the wamid index: it holds only messages that were sent",
     ),
 )
 

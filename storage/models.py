@@ -95,9 +95,7 @@ class OutboxMessage(BaseModel):
     status = pw.CharField(max_length=16, default="pending")  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
-    channel_message_id = pw.CharField(
-        max_length=256, null=True, index=True
-    )  # the wamid returned; receipts find rows by it
+    channel_message_id = pw.CharField(max_length=256, null=True)  # the wamid returned; receipts find rows by it
     delivery_status = pw.CharField(max_length=16, null=True)  # sent | delivered | read | failed
     error = pw.TextField(null=True)
     created_at = pw.DateTimeField()
@@ -112,6 +110,13 @@ class OutboxMessage(BaseModel):
 OutboxMessage.add_index(
     OutboxMessage.index(OutboxMessage.contact, OutboxMessage.id, name="outbox_message_pending_contact").where(
         OutboxMessage.status == "pending"
+    )
+)
+# Receipts find a sent message by its wamid; a reply is inserted without one, so a partial index is not
+# written on the insert of every turn (only when the sender records the wamid).
+OutboxMessage.add_index(
+    OutboxMessage.index(OutboxMessage.channel_message_id, name="outbox_message_wamid").where(
+        OutboxMessage.channel_message_id.is_null(False)
     )
 )
 

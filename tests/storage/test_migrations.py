@@ -91,3 +91,20 @@ def test_two_processes_upgrading_at_once_apply_each_migration_exactly_once(blank
     applied = [name for out, _ in outputs for name in out.strip().split(",") if name]
     assert sorted(applied) == sorted(ALL)
     assert len(migrations.status(blank_db)) == len(ALL)
+
+
+def test_the_wamid_index_holds_only_sent_messages_and_receipts_use_it(blank_db):
+    upgrade(blank_db)
+    # Put the index back to how a release before 0012 left it: every reply wrote a NULL into it.
+    blank_db.execute_sql('DROP INDEX "outbox_message_wamid"')
+    blank_db.execute_sql('CREATE INDEX "outbox_message_channel_message_id" ON "outbox_message" ("channel_message_id")')
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0012_outbox_wamid_index'")
+    assert upgrade(blank_db) == ["0012_outbox_wamid_index"]
+    outbox = {ix.name for ix in blank_db.get_indexes("outbox_message")}
+    assert "outbox_message_wamid" in outbox and "outbox_message_channel_message_id" not in outbox
+    if not is_postgres(blank_db):  # PostgreSQL plans a scan for a table this small, whatever its indexes
+        plan = blank_db.execute_sql(
+            'EXPLAIN QUERY PLAN SELECT "id" FROM "outbox_message" WHERE "channel_message_id" IN (?, ?)', ("a", "b")
+        ).fetchall()
+        assert "outbox_message_wamid" in str(plan)
+    check(blank_db)
