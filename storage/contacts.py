@@ -136,10 +136,19 @@ TOUCH_SQL = (
 )
 
 
+# Without a wa_id to record, "wa_id" stays out of the SET list: SQLite rewrites its unique index for any
+# column set, even to its own value (a page written per turn).
+_TOUCH_KEEP_WA_ID = TOUCH_SQL.replace(', "wa_id" = COALESCE(?, "wa_id")', "")
+
+
 def touch_params(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> tuple:
     return now, storable(profile_name), storable(wa_id), contact_id
 
 
 def touch(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> None:
     """Refresh last seen (and the profile name or wa_id when the channel gave one); call in the turn's save."""
-    execute(TOUCH_SQL, touch_params(contact_id, now, wa_id, profile_name))
+    params = touch_params(contact_id, now, wa_id, profile_name)
+    if params[2] is None:
+        execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:])
+    else:
+        execute(TOUCH_SQL, params)
