@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from .context import TurnContext
 from .lookups import flow_lookups, flowset_lookups, normalise
@@ -37,7 +37,6 @@ NO_MENU = "There is no *{menu}* here. Please answer the question, or send *{canc
 SORRY = "Sorry, something went wrong on our side. Send *{menu}* to start again."
 
 # One module per step kind (engine/steps); each `run(turn, step)` returns the next step's name, or None.
-RUNNERS: dict[str, Callable[["Turn", Step], str | None]] = {kind.name: kind.run for kind in kinds}
 
 
 class Abort(Exception):
@@ -213,7 +212,7 @@ class Turn:
                 raise self.abort("step.unknown", f"there is no step '{name}'")
             self.step = name
             self.trail.append(name)
-            name = RUNNERS[step.kind](self, step)
+            name = kinds.get(step.kind).run(self, step)  # asked each time: a kind registered later runs too
             steps = self.flow.steps  # a `flow` step switches flows
 
     def closing_walk(self, name: str | None) -> None:
@@ -407,4 +406,4 @@ def _expire_into(turn: Turn, conversation: Conversation) -> Conversation:
     return closed
 
 
-__all__ = ["run_turn", "expire", "start", "Turn", "Abort", "RUNNERS", "SORRY"]
+__all__ = ["run_turn", "expire", "start", "Turn", "Abort", "SORRY"]
