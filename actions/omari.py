@@ -196,29 +196,22 @@ def _confirm_answered(row, answer: OmariResult, ctx: ActionContext) -> Result:
             response_code=answer.response_code,
             error_message=None,
         )
-    elif answer.outcome == FAILED and answer.response_code in WRONG_OTP_CODES | {OTP_TRIES_EXCEEDED}:
-        counted = payments.count_otp_refused(
-            reference, now=now, response_code=answer.response_code, message=answer.message
-        )
-        if counted is not None and counted.otp_attempts < OTP_TRIES and answer.response_code != OTP_TRIES_EXCEEDED:
-            return Result("wrong_otp", payment_data(counted))
-        tries = counted.otp_attempts if counted is not None else OTP_TRIES
-        payments.transition(
-            reference,
-            payments.FAILED,
-            from_statuses=[payments.OTP_SENT],
-            now=now,
-            response_code=answer.response_code,
-            error_message=f"wrong OTP {tries} times",
-        )
     elif answer.outcome == FAILED:
+        failure = answer.message
+        if answer.response_code in WRONG_OTP_CODES | {OTP_TRIES_EXCEEDED}:
+            counted = payments.count_otp_refused(
+                reference, now=now, response_code=answer.response_code, message=answer.message
+            )
+            if counted is not None and counted.otp_attempts < OTP_TRIES and answer.response_code != OTP_TRIES_EXCEEDED:
+                return Result("wrong_otp", payment_data(counted))
+            failure = f"wrong OTP {counted.otp_attempts if counted is not None else OTP_TRIES} times"
         payments.transition(
             reference,
             payments.FAILED,
             from_statuses=[payments.OTP_SENT],
             now=now,
             response_code=answer.response_code,
-            error_message=answer.message,
+            error_message=failure,
         )
     else:
         payments.transition(
