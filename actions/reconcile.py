@@ -203,6 +203,50 @@ def settle(
     )
 
 
+class CannotSettle(Exception):
+    """A payment a person cannot settle by hand: unknown, or already final (the message says which)."""
+
+
+def settle_by_hand(reference: str, paid: bool, *, by: str, why: str, now: datetime, tell: bool = True) -> Settlement:
+    """A person settles an unfinished payment after checking with the provider (`flows payments settle`):
+    paid → SUCCESS and applied to its booking once; not paid → FAILED. The mark clears either way, and an
+    audit event `payment.settled_by_hand` says who and why, in the same transaction as the change (with
+    the customer's message unless tell=False). Conditional on the status the payment had, like every
+    settlement: a reconcile run settling it at the same moment wins or loses cleanly. Raises CannotSettle.
+    """
+    from storage import events, payments
+
+    row = payments.get(reference)
+    if row is None:
+        raise CannotSettle(f"no payment with reference '{reference.strip()}' (see `flows payments list`)")
+    if row.status in payments.FINAL:
+        raise CannotSettle(f"payment {row.reference} is already {row.status}: nothing to settle")
+    to_status = payments.SUCCESS if paid else payments.FAILED
+    told: list[bool] = []
+
+    def record(txn: PaymentTransaction, booking: Booking | None) -> None:
+        detail = {"from": row.status, "to": to_status, "by": by, "why": why}
+        events.record(events.EventRecord(now, "payment.settled_by_hand", txn.contact_key, txn.reference, detail))
+        told.append(tell and _tell(txn, booking, now))
+
+    note = f"settled by hand by {by}: {why}"
+    if paid:
+        done = payments.record_success(row.reference, now=now, from_statuses=[row.status], on_change=record)
+        changed = done.transaction if done is not None and done.applied else None
+    else:
+        changed = payments.transition(
+            row.reference,
+            to_status,
+            from_statuses=[row.status],
+            now=now,
+            error_message=note,
+            on_change=lambda txn: record(txn, None),
+        )
+    if changed is None:
+        raise CannotSettle(f"payment {row.reference} changed while it was being settled: look at it again")
+    return Settlement(row.reference, row.status, to_status, note, bool(told and told[0]))
+
+
 def _start_lost(row: PaymentTransaction, provider: Provider, now: datetime) -> Settlement:
     """A start that never recorded its answer, at a gateway where the payer may pay right after it
     (Paynow): there is no handle to ask about it, so a person must look it up."""

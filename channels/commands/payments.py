@@ -134,3 +134,43 @@ def payments_reconcile(limit: int | None, as_json: bool) -> None:
             f"{counts['needs_person']} payment(s) need a person: see `flows payments list --needs-person` "
             "and docs/operations.md"
         )
+
+
+@payments.command("settle")
+@click.argument("reference")
+@click.option("--paid", "outcome", flag_value="paid", help="The money moved: SUCCESS, and credit the booking once.")
+@click.option("--failed", "outcome", flag_value="failed", help="The money did not move: FAILED.")
+@click.option("--why", required=True, help="What you checked (kept in the audit log), e.g. a support ticket.")
+@click.option("--by", default=None, help="Who settles it (default: $USER).")
+@click.option("--no-tell", is_flag=True, help="Do not message the customer about it.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def payments_settle(reference: str, outcome: str | None, why: str, by: str | None, no_tell: bool, yes: bool) -> None:
+    """Settle an unfinished payment by hand (INITIATED, OTP_SENT or PENDING, e.g. one that needs a person),
+    after checking with the provider what really happened. --paid credits the booking once; --failed
+    fails it. Either clears the needs-a-person mark, tells the customer (unless --no-tell) and writes a
+    `payment.settled_by_hand` audit event with who and why.
+    """
+    import getpass
+
+    from actions.reconcile import CannotSettle, settle_by_hand
+    from storage import payments as store
+    from storage.db import utcnow
+
+    if outcome is None:
+        raise CliError("say how it ended: --paid or --failed", exit_code=2)
+    if not why.strip():
+        raise CliError("--why must say what you checked", exit_code=2)
+    database()
+    row = store.get(reference)
+    if row is not None and row.status not in store.FINAL and not yes:
+        p = store.as_dict(row)
+        what = f"credit {p['amount']} {p['currency']} to booking {p['booking']}" if outcome == "paid" else "fail it"
+        click.confirm(f"Payment {row.reference} is {row.status}. Settle it as {outcome} and {what}?", abort=True)
+    try:
+        s = settle_by_hand(
+            reference, outcome == "paid", by=by or getpass.getuser(), why=why.strip(), now=utcnow(), tell=not no_tell
+        )
+    except CannotSettle as e:
+        raise CliError(str(e)) from None
+    told = "  customer told" if s.notified else ""
+    click.echo(f"settled by hand: {s.reference}  {s.before} → {s.after}  {s.note}{told}")
