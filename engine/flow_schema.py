@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jsonschema
 
+from .fast_schema import compile_schema
 from .inputs import checks
 from .problems import Problem
 from .steps import kinds
@@ -218,14 +220,28 @@ def written_schema() -> dict:
     return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
-def _validators() -> dict[str, jsonschema.Draft202012Validator]:
-    """One compiled validator for the flow's top level and one per step kind, built once per state of the
-    kind and check registries (keyed on their generations, so a later registration is seen)."""
+@dataclass(frozen=True)
+class _Shape:
+    """One schema the shape is checked against: a quick yes/no (None when it cannot be compiled) and
+    jsonschema's validator, asked only for what the quick check does not pass, to explain it."""
+
+    quick: Callable[[Any], bool] | None
+    validator: jsonschema.Draft202012Validator
+
+    def explain(self, instance: Any, base: Path, prefix: str, kind: str | None = None) -> list:
+        if self.quick is not None and self.quick(instance):
+            return []
+        return list(_explain(self.validator, instance, base, prefix, kind=kind))
+
+
+def _validators() -> dict[str, _Shape]:
+    """The checks for the flow's top level and one per step kind, built once per state of the kind and
+    check registries (keyed on their generations, so a later registration is seen)."""
     return _validators_at(kinds.generation, checks.generation)
 
 
 @lru_cache(maxsize=4)
-def _validators_at(kinds_generation: int, checks_generation: int) -> dict[str, jsonschema.Draft202012Validator]:
+def _validators_at(kinds_generation: int, checks_generation: int) -> dict[str, _Shape]:
     root = schema()
     top = dict(root)
     top["properties"] = dict(root["properties"])
@@ -234,10 +250,8 @@ def _validators_at(kinds_generation: int, checks_generation: int) -> dict[str, j
     defs = root["$defs"]
     # References are written out in place: following a $ref costs more than checking what it points to,
     # and a 1,000-step flow follows tens of thousands of them.
-    validators = {"top": jsonschema.Draft202012Validator(_inline(top, defs))}
-    for kind in kinds.names():
-        validators[kind] = jsonschema.Draft202012Validator(_inline(defs[kind], defs))
-    return validators
+    inlined = {"top": _inline(top, defs), **{kind: _inline(defs[kind], defs) for kind in kinds.names()}}
+    return {name: _Shape(compile_schema(one), jsonschema.Draft202012Validator(one)) for name, one in inlined.items()}
 
 
 def _inline(node: Any, defs: dict) -> Any:
@@ -278,7 +292,7 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
     validators = _validators()
     problems = [
         source.problem(path, "error", code, msg, key=key)
-        for path, code, msg, key in _explain(validators["top"], data, (), "")
+        for path, code, msg, key in validators["top"].explain(data, (), "")
     ]
     kind_of: dict[str, str | None] = {}
     sound: set[str] = set()
@@ -298,7 +312,7 @@ def check(source: Source) -> tuple[list[Problem], dict[str, str | None], set[str
 
 
 def _check_step(
-    source: Source, name: str, step: Any, validators: dict[str, jsonschema.Draft202012Validator]
+    source: Source, name: str, step: Any, validators: dict[str, _Shape]
 ) -> tuple[str | None, list[Problem]]:
     """One step's kind (None when it cannot be told) and the problems with its shape."""
     path = ("steps", name)
@@ -324,7 +338,7 @@ def _check_step(
             f"thing, so split it into two steps joined by 'next'"
         )
         return None, [source.problem(path + (found[1],), "error", "step.kind_ambiguous", message, key=True)]
-    errors = _explain(validators[kind], step, path, f"step '{name}': ", kind=kind)
+    errors = validators[kind].explain(step, path, f"step '{name}': ", kind=kind)
     return kind, [source.problem(p, "error", code, msg, key=key) for p, code, msg, key in errors]
 
 

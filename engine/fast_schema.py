@@ -1,0 +1,183 @@
+"""A JSON Schema compiled into one yes/no function, for the common case: a step that is valid.
+
+jsonschema explains every problem (flow_schema turns its errors into the author's words), but walking a
+schema through it costs a new validator object per keyword it descends into: most of the time `flows
+validate` spends on a valid flow's shape. compile_schema() turns the keywords flow schemas use into plain
+closures that answer only "valid or not", with jsonschema's meaning of each keyword (Draft 2020-12: an
+integer is not a bool, 1.0 is an integer, `pattern` searches, a keyword ignores values of other types).
+A schema using any keyword it does not know gives None, and the caller asks jsonschema for everything;
+an instance it calls invalid is handed to jsonschema too, for the messages. So its answer can only ever
+skip work jsonschema would have found nothing in.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Any, Callable
+
+Check = Callable[[Any], bool]
+
+# Keywords that only describe (jsonschema checks nothing for them).
+_NOTES = frozenset(
+    {"$schema", "$id", "$comment", "title", "description", "default", "examples", "errorMessage", "patternErrorMessage"}
+)
+_TYPES: dict[str, Check] = {
+    "string": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+}
+
+
+class _Unknown(Exception):
+    """The schema uses something compile_schema does not know: jsonschema alone must judge it."""
+
+
+def compile_schema(schema: Any) -> Check | None:
+    """A function telling whether an instance is valid under schema, or None when schema uses a keyword
+    (or a value of a keyword) this module does not know."""
+    try:
+        return _compile(schema)
+    except _Unknown:
+        return None
+
+
+def _compile(schema: Any) -> Check:
+    if schema is True or schema == {}:
+        return lambda v: True
+    if schema is False:
+        return lambda v: False
+    if not isinstance(schema, dict):
+        raise _Unknown
+    checks = [_keyword(name, value, schema) for name, value in schema.items() if name not in _NOTES]
+    checks = [c for c in checks if c is not None]
+    return lambda v: all(check(v) for check in checks)
+
+
+def _keyword(name: str, value: Any, schema: dict) -> Check | None:
+    """One keyword's check (None: the keyword checks nothing by itself, like `then`)."""
+    if name in _SIMPLE and not (name == "items" and "prefixItems" in schema):
+        return _SIMPLE[name](value)
+    if name in ("then", "else"):
+        return None
+    if name == "if":
+        test, then, else_ = _compile(value), _compile(schema.get("then", True)), _compile(schema.get("else", True))
+        return lambda v: then(v) if test(v) else else_(v)
+    if name == "additionalProperties":
+        if "patternProperties" in schema:
+            raise _Unknown
+        known, extra = frozenset(schema.get("properties", ())), _compile(value)
+        return lambda v: not isinstance(v, dict) or all(extra(v[k]) for k in v if k not in known)
+    raise _Unknown
+
+
+def _type(value: Any) -> Check:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or any(n not in _TYPES for n in names):
+        raise _Unknown
+    tests = [_TYPES[n] for n in names]
+    return lambda v: any(test(v) for test in tests)
+
+
+def _properties(value: dict) -> Check:
+    if not isinstance(value, dict):
+        raise _Unknown
+    subs = [(name, _compile(sub)) for name, sub in value.items()]
+    return lambda v: not isinstance(v, dict) or all(check(v[name]) for name, check in subs if name in v)
+
+
+def _items(value: Any) -> Check:
+    each = _compile(value)  # (with prefixItems beside it, items would mean the rest: _keyword refuses that)
+    return lambda v: not isinstance(v, list) or all(each(item) for item in v)
+
+
+def _equal_to(value: Any) -> Check:
+    # jsonschema's `equal` keeps True apart from 1; only text and booleans are compiled (as flow schemas use).
+    if isinstance(value, str):
+        return lambda v: isinstance(v, str) and v == value
+    if isinstance(value, bool):
+        return lambda v: v is value
+    raise _Unknown
+
+
+def _enum(value: list) -> Check:
+    if not isinstance(value, list):
+        raise _Unknown
+    tests = [_equal_to(each) for each in value]
+    return lambda v: any(test(v) for test in tests)
+
+
+def _dependent_required(value: dict) -> Check:
+    pairs = [(name, tuple(needs)) for name, needs in value.items()]
+    return lambda v: not isinstance(v, dict) or all(all(n in v for n in needs) for name, needs in pairs if name in v)
+
+
+def _sized(kind: type, compare: Callable[[int, int], bool]) -> Callable[[int], Check]:
+    return lambda limit: lambda v: not isinstance(v, kind) or compare(len(v), limit)
+
+
+def _bound(compare: Callable[[Any, Any], bool]) -> Callable[[Any], Check]:
+    def make(limit: Any) -> Check:
+        return lambda v: not _TYPES["number"](v) or compare(v, limit)
+
+    return make
+
+
+def _pattern(value: str) -> Check:
+    search = re.compile(value).search
+    return lambda v: not isinstance(v, str) or search(v) is not None
+
+
+def _all_of(value: list) -> Check:
+    subs = [_compile(sub) for sub in value]
+    return lambda v: all(check(v) for check in subs)
+
+
+def _any_of(value: list) -> Check:
+    subs = [_compile(sub) for sub in value]
+    return lambda v: any(check(v) for check in subs)
+
+
+def _not(value: Any) -> Check:
+    sub = _compile(value)
+    return lambda v: not sub(v)
+
+
+def _required(value: list) -> Check:
+    names = tuple(value)
+    return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+
+
+def _property_names(value: Any) -> Check:
+    each = _compile(value)
+    return lambda v: not isinstance(v, dict) or all(each(k) for k in v)
+
+
+_SIMPLE: dict[str, Callable[[Any], Check]] = {
+    "type": _type,
+    "properties": _properties,
+    "items": _items,
+    "const": _equal_to,
+    "enum": _enum,
+    "required": _required,
+    "dependentRequired": _dependent_required,
+    "propertyNames": _property_names,
+    "pattern": _pattern,
+    "minLength": _sized(str, lambda n, m: n >= m),
+    "maxLength": _sized(str, lambda n, m: n <= m),
+    "minItems": _sized(list, lambda n, m: n >= m),
+    "maxItems": _sized(list, lambda n, m: n <= m),
+    "minProperties": _sized(dict, lambda n, m: n >= m),
+    "maxProperties": _sized(dict, lambda n, m: n <= m),
+    "minimum": _bound(lambda v, m: not v < m),
+    "maximum": _bound(lambda v, m: not v > m),
+    "allOf": _all_of,
+    "anyOf": _any_of,
+    "not": _not,
+}
+
+__all__ = ["compile_schema"]
