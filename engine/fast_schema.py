@@ -54,8 +54,20 @@ def _compile(schema: Any) -> Check:
     if not isinstance(schema, dict):
         raise _Unknown
     checks = [_keyword(name, value, schema) for name, value in schema.items() if name not in _NOTES]
-    checks = [c for c in checks if c is not None]
-    return lambda v: all(check(v) for check in checks)
+    return _every([c for c in checks if c is not None])
+
+
+def _every(checks: list[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+
+    def every(v: Any) -> bool:
+        for check in checks:  # a loop, not all(<generator>): this runs for every value of every step
+            if not check(v):
+                return False
+        return True
+
+    return every
 
 
 def _keyword(name: str, value: Any, schema: dict) -> Check | None:
@@ -87,7 +99,15 @@ def _properties(value: dict) -> Check:
     if not isinstance(value, dict):
         raise _Unknown
     subs = [(name, _compile(sub)) for name, sub in value.items()]
-    return lambda v: not isinstance(v, dict) or all(check(v[name]) for name, check in subs if name in v)
+
+    def properties(v: Any) -> bool:
+        if isinstance(v, dict):
+            for name, check in subs:
+                if name in v and not check(v[name]):
+                    return False
+        return True
+
+    return properties
 
 
 def _items(value: Any) -> Check:
@@ -133,8 +153,7 @@ def _pattern(value: str) -> Check:
 
 
 def _all_of(value: list) -> Check:
-    subs = [_compile(sub) for sub in value]
-    return lambda v: all(check(v) for check in subs)
+    return _every([_compile(sub) for sub in value])
 
 
 def _any_of(value: list) -> Check:

@@ -75,10 +75,7 @@ def inspect_expression(source: str) -> TemplateInfo:
 
 
 def _describe(tree: nodes.Node) -> TemplateInfo:
-    every: dict[type, list] = {}
-    for node in tree.find_all(nodes.Node):  # one walk over the tree, then each question asks its kind
-        every.setdefault(type(node), []).append(node)
-    found = _Nodes(every)
+    found = _Nodes(_by_type(tree))  # one walk over the tree, then each question asks its kind
     loaded: set[str] = set()
     stored: set[str] = set()
     for name in found(nodes.Name):
@@ -93,6 +90,33 @@ def _describe(tree: nodes.Node) -> TemplateInfo:
         reads=_key_reads(found),
         guarded=_guarded(found),
     )
+
+
+def _by_type(tree: nodes.Node) -> dict[type, list]:
+    """Every node below tree, grouped by type, in the order tree.find_all(nodes.Node) gives them.
+
+    One walk with a list for a stack: find_all's nested generators cost a frame per level for every node.
+    """
+    every: dict[type, list] = {}
+    todo = _children(tree)
+    while todo:
+        node = todo.pop()
+        every.setdefault(type(node), []).append(node)
+        todo.extend(_children(node))
+    return every
+
+
+def _children(node: nodes.Node) -> list[nodes.Node]:
+    """node.iter_child_nodes(), last child first (so popping from the end walks them in order)."""
+    found: list[nodes.Node] = []
+    for name in node.fields:
+        item = getattr(node, name, None)
+        if isinstance(item, list):
+            found.extend(n for n in item if isinstance(n, nodes.Node))
+        elif isinstance(item, nodes.Node):
+            found.append(item)
+    found.reverse()
+    return found
 
 
 class _Nodes:

@@ -29,6 +29,10 @@ _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _SPECIAL_FLOATS = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp"))
+_STR, _NULL, _BOOL, _INT_TAG, _FLOAT_TAG, _TIMESTAMP = (
+    _TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp")
+)
+_MAP, _SEQ, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "merge"
 _MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
 _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
 
@@ -247,7 +251,8 @@ class _Converter:
         self.source.problems.append(Problem(self.source.file, line, col, "error", code, message))
 
     def convert(self, node: Node, path: Path, depth: int) -> Any:
-        self.source.values.setdefault(path, _at(node.start_mark))
+        if path not in self.source.values:
+            self.source.values[path] = _at(node.start_mark)
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
@@ -267,7 +272,7 @@ class _Converter:
         self.active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
-                if node.tag != _TAG + "seq":
+                if node.tag != _SEQ:
                     self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
                 return [self.convert(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
             return self.mapping(node, path, depth)
@@ -276,31 +281,31 @@ class _Converter:
 
     def scalar(self, node: ScalarNode) -> Any:
         tag, value = node.tag, node.value
-        if tag == _TAG + "str" or (node.style and tag in _SCALAR_TAGS):  # quoted or block: always text
+        if tag == _STR or (node.style and tag in _SCALAR_TAGS):  # quoted or block: always text
             return value
-        if tag == _TAG + "null":
+        if tag == _NULL:
             return None
-        if tag == _TAG + "bool":
+        if tag == _BOOL:
             return {"true": True, "false": False}.get(value.lower(), value)
-        if tag == _TAG + "int":
+        if tag == _INT_TAG:
             return int(value) if _INT.fullmatch(value) else value
-        if tag == _TAG + "float":
+        if tag == _FLOAT_TAG:
             if value.lower() in _SPECIAL_FLOATS:
                 return _SPECIAL_FLOATS[value.lower()]
             return float(value) if _FLOAT.fullmatch(value) else value
-        if tag == _TAG + "timestamp":
+        if tag == _TIMESTAMP:
             return value
         self.fail(node, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
         return value
 
     def mapping(self, node: MappingNode, path: Path, depth: int) -> dict:
-        if node.tag != _TAG + "map":
+        if node.tag != _MAP:
             self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
         result: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         merged: list[tuple[Node, Node]] = []
         for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+            if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE:
                 merged.extend(self._merge_sources(value_node))
                 continue
             if not isinstance(key_node, ScalarNode):
@@ -320,12 +325,14 @@ class _Converter:
                     )
                 )
                 continue
-            first_seen[key] = key_node.start_mark.line + 1
-            self.source.keys[path + (key,)] = _at(key_node.start_mark)
-            result[key] = self.convert(value_node, path + (key,), depth + 1)
+            mark = key_node.start_mark
+            first_seen[key] = mark.line + 1
+            here = path + (key,)
+            self.source.keys[here] = (mark.line + 1, mark.column + 1)
+            result[key] = self.convert(value_node, here, depth + 1)
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_node, value_node in merged:
-            if not isinstance(key_node, ScalarNode) or key_node.tag == _TAG + "merge":
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE:
                 continue
             key = key_node.value
             if key not in result:
