@@ -272,8 +272,15 @@ def _inline(node: Any, defs: dict) -> Any:
 
 def suggest(word: str, choices: Any) -> str:
     """' — did you mean 'x'?' when a known word is close to what was written, else ''."""
+    return _suggest(str(word), tuple(str(c) for c in choices))
+
+
+@lru_cache(maxsize=64)
+def _suggest(word: str, choices: tuple[str, ...]) -> str:
+    # Kept per word and choices: difflib compares the word with every choice, and a mistake repeated
+    # across a long flow (a renamed step still named in 50 places) would compare it 50 times with each.
     # 0.75: close enough for typos (titel, nxt, refrence), far enough to not offer 'payment' for 'amount'.
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
