@@ -40,3 +40,53 @@ def test_the_cancel_step_may_read_what_the_flow_saves(tmp_path):
         "    next: done\n  done:\n    end: Cancelled\n"
     )
     assert _codes(tmp_path, pay=flow) == []
+
+
+def _round_robin(facts, entry, bits):
+    """The plain statement of "saved before": every step's value from its routes in, until nothing changes."""
+    saves = {s.step: bits.index[var] for var, saved in facts.saved.items() for s in saved}
+    reached, todo = set(), [r for r in [facts.start, *facts.closing] if r]
+    while todo:
+        name = todo.pop()
+        if name not in reached and name in facts.routes:
+            reached.add(name)
+            todo.extend(t for t, _ in facts.routes[name])
+    fixed = {facts.start: entry, **{root: bits.all for root in facts.closing}}
+    before = {name: bits.all for name in reached}
+    changed = True
+    while changed:
+        changed = False
+        for name in sorted(reached):
+            value = fixed.get(name, bits.all)
+            for source in reached:
+                for target, after_save in facts.routes[source]:
+                    if target == name:
+                        value &= before[source] | (saves.get(source, 0) if after_save else 0)
+            if value != before[name]:
+                before[name], changed = value, True
+    return before
+
+
+def test_saved_before_is_the_fixed_point_on_random_step_graphs():
+    import random
+
+    from engine.validate import FileFacts, Saved
+    from engine.variable_check import _Bits, _saved_before
+    from engine.yaml_source import Source
+
+    rng = random.Random(14)
+    for _ in range(300):
+        steps = [f"s{i}" for i in range(rng.randint(1, 14))]
+        names = [f"v{i}" for i in range(rng.randint(1, 5))]
+        facts = FileFacts(source=Source("x.yaml"))
+        facts.routes = {
+            s: [(rng.choice(steps + ["gone"]), rng.random() < 0.8) for _ in range(rng.randint(0, 3))] for s in steps
+        }
+        for s in steps:
+            if rng.random() < 0.5:
+                facts.saved.setdefault(rng.choice(names), []).append(Saved(s))
+        facts.start = steps[0]
+        facts.closing = rng.sample(steps, rng.randint(0, min(2, len(steps))))
+        bits = _Bits(names)
+        entry = rng.randint(0, bits.all)
+        assert _saved_before(facts, entry, bits) == _round_robin(facts, entry, bits)
