@@ -2,16 +2,17 @@
 answer? Goals (issue 14.4): 5,000 steps take at most 5x the time of 1,000 (in process, the same run);
 a 1,000-step validate as a new process (`python -m cli validate`) takes under 700 ms.
 
-    python bench/validate.py [--steps 1000] [--large 5000] [--runs 7]
+    python bench/validate.py [--small 100] [--steps 1000] [--large 5000] [--runs 7]
 
 The flow mixes every step kind the way real flows do: questions with checks, buttons and option lists,
 actions with templated parameters and outcome routes, branches on conditions, messages and ends, each
 with its own templates (so no cache makes later steps free). Timed two ways: in-process through the
 click command (template caches cleared before each run; CPU time of the process), and as a fresh `flows validate` subprocess
 (interpreter start, imports and all: wall time, and the child's CPU time, which waiting for a busy
-machine's CPU does not inflate). The two sizes are timed in turns, so a busy machine slows both
-alike. Prints every run, the median and the spread (min-max), then the ratio of the medians, and the
-libraries the command has no use for that a new process still imported.
+machine's CPU does not inflate). The sizes are timed in turns, so a busy machine slows them all
+alike. Prints every run, the median and the spread (min-max), the CPU time per step of each size (equal
+when validate is linear), the ratio of the medians from each size to the next (and of the fastest and
+slowest runs), and the libraries the command has no use for that a new process still imported.
 """
 
 from __future__ import annotations
@@ -168,27 +169,43 @@ def write_flow(folder: str, steps: int) -> str:
     return path
 
 
+def time_sizes(paths: dict[int, str], runs: int) -> dict[int, list[float]]:
+    """In-process CPU seconds of each flow, runs times, the sizes taken in turns (a busy machine slows all alike)."""
+    time_in_process(paths[min(paths)])  # warm-up: imports and actions.load_all() happen once per process
+    times: dict[int, list[float]] = {steps: [] for steps in paths}
+    for _ in range(runs):
+        for steps, path in paths.items():
+            times[steps].append(time_in_process(path))
+    return times
+
+
+def report_growth(times: dict[int, list[float]]) -> None:
+    """Each size's CPU time, its cost per step, and each size's time over the one before (medians)."""
+    sizes = sorted(times)
+    for steps in sizes:
+        report(f"in-process CPU time, {steps} steps (flows validate via click)", times[steps])
+    per_step = ", ".join(f"{steps}: {statistics.median(times[steps]) / steps * 1e6:.0f}" for steps in sizes)
+    print(f"per step (median): {per_step} us; a linear validate keeps these equal")
+    for small, large in zip(sizes, sizes[1:]):
+        ratio = statistics.median(times[large]) / statistics.median(times[small])
+        best = min(times[large]) / min(times[small])
+        print(
+            f"growth: {large} steps take {ratio:.2f}x the time of {small} (medians; fastest runs {best:.2f}x, "
+            f"slowest {max(times[large]) / max(times[small]):.2f}x); steps x{large / small:g}, goal <= {large / small:g}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--large", type=int, default=5000, help="the larger flow, for the growth ratio")
+    parser.add_argument("--small", type=int, default=100, help="a smaller flow, to show the growth from it")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        small, large = write_flow(tmp, args.steps), write_flow(tmp, args.large)
-        time_in_process(small)  # warm-up: imports and actions.load_all() happen once per process
-        times: dict[str, list[float]] = {small: [], large: []}
-        for _ in range(args.runs):
-            for path in (small, large):
-                times[path].append(time_in_process(path))
-        report(f"in-process CPU time, {args.steps} steps (flows validate via click)", times[small])
-        report(f"in-process CPU time, {args.large} steps", times[large])
-        ratio = statistics.median(times[large]) / statistics.median(times[small])
-        best = min(times[large]) / min(times[small])
-        print(
-            f"growth: {args.large} steps take {ratio:.2f}x the time of {args.steps} (medians; fastest runs "
-            f"{best:.2f}x); steps x{args.large / args.steps:g}, goal <= {args.large / args.steps:g}x"
-        )
+        paths = {steps: write_flow(tmp, steps) for steps in sorted({args.small, args.steps, args.large})}
+        report_growth(time_sizes(paths, args.runs))
+        small = paths[args.steps]
         env = cached_bytecode_env(os.path.join(tmp, "pycache"))
         time_subprocess(small, env)  # the first run writes the bytecode cache
         cpu: list[float] = []
