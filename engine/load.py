@@ -110,8 +110,9 @@ def flow_files(paths: Iterable[str]) -> list[str]:
 
 
 @_without_gc_pauses
-def load_paths(paths: list[str], registry: ActionRegistry) -> LoadReport:
-    """Load every flow file under paths and check them together (names, triggers, hand-overs, variables)."""
+def load_paths(paths: list[str], registry: ActionRegistry, *, build: bool = True) -> LoadReport:
+    """Load every flow file under paths and check them together (names, triggers, hand-overs, variables).
+    build=False only checks: the report has the problems and files, no flows (what `flows validate` needs)."""
     all_facts: list[FileFacts] = []
     texts: dict[str, str] = {}
     problems: list[Problem] = []
@@ -137,7 +138,7 @@ def load_paths(paths: list[str], registry: ActionRegistry) -> LoadReport:
     failed = {p.file for p in problems if p.severity == "error"}
     flows: list[Flow] = []
     sources: dict[str, tuple[str, str]] = {}
-    for facts in all_facts:
+    for facts in all_facts if build else ():
         file = facts.source.file
         if file not in failed:
             flow = build_flow(facts.source, facts.kinds, 0)

@@ -36,7 +36,7 @@ def validate(paths: tuple[str, ...], output: str, strict: bool) -> None:
         if not os.path.isdir(default):
             raise click.UsageError(f"no flows directory '{default}': give flow files or set FLOWS_DIR")
         paths = (default,)
-    report = load_paths(list(paths), load_actions())
+    report = load_paths(list(paths), load_actions(), build=False)
     failed = not report.ok or (strict and bool(report.warnings))
     if output == "json":
         click.echo(

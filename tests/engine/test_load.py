@@ -11,7 +11,7 @@ from engine.load import load_paths, load_text
 from engine.messages import Choice
 from engine.model import DEFAULT_CANCEL_WORDS, Expect, FlowSet, Route
 from engine.yaml_source import parse
-from validation_kit import FIXTURES, validation_registry
+from validation_kit import FIXTURES, SHIPPED, validation_registry
 
 
 def test_fixture_flows_load_into_the_model():
@@ -183,3 +183,12 @@ def test_the_registry_is_always_given_and_is_the_one_used():
     knows.action("some.thing")(lambda ctx, params: Result("ok"))
     flow, problems = load_text(text, "r.yaml", knows)
     assert flow is not None and problems == []
+
+
+def test_checking_without_building_reports_the_same(tmp_path):
+    (tmp_path / "bad.yaml").write_text("flow: bad\nsteps:\n  a:\n    say: '{{ nobody }}'\n    next: b\n")
+    for paths in ([str(SHIPPED)], [str(FIXTURES), str(tmp_path)]):
+        built = load_paths(paths, validation_registry())
+        checked = load_paths(paths, validation_registry(), build=False)
+        assert built.flows and checked.flows == [] and checked.sources == {}
+        assert (checked.problems, checked.files, checked.ok) == (built.problems, built.files, built.ok)
