@@ -329,12 +329,13 @@ class _FileChecker:
                 exits[name] = None  # e.g. an action outcome without a route stops the walk
             else:
                 exits[name] = goes_to
+        written = {name: i for i, name in enumerate(self.steps)}  # each loop is named in the order written
         for loop in closed_groups(exits):
-            first = min(loop, key=list(self.steps).index)
+            first = min(loop, key=written.__getitem__)
             circle = (
                 f"step '{first}' only leads to itself"
                 if len(loop) == 1
-                else f"steps {flow_schema.and_list(sorted(loop, key=list(self.steps).index))} only lead to each other"
+                else f"steps {flow_schema.and_list(sorted(loop, key=written.__getitem__))} only lead to each other"
             )
             self.add(
                 ("steps", first),
