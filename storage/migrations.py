@@ -25,7 +25,17 @@ from playhouse.migrate import SchemaMigrator
 
 from .contacts import is_user_id
 from .db import execute, is_postgres, utcnow, write_transaction
-from .models import ALL_MODELS, Contact, DeadLetter, Event, Heartbeat, InboxMessage, OutboxMessage, PaymentTransaction
+from .models import (
+    ALL_MODELS,
+    Contact,
+    DeadLetter,
+    Event,
+    Heartbeat,
+    InboxMessage,
+    OutboxMessage,
+    PaymentTransaction,
+    Session,
+)
 
 # A fixed 64-bit key for pg_advisory_xact_lock, the same in every process that upgrades this schema.
 _LOCK_KEY = zlib.crc32(b"convoflow.schema_migrations")
@@ -144,6 +154,23 @@ def _outbox_wamid_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
         migrator.drop_index("outbox_message", "outbox_message_channel_message_id").run()
 
 
+def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # A stored turn wrote 5 indexes no query needs (bench/turn_pages.py; docs/storage.md): the contact_id
+    # indexes of inbox and outbox (queries by contact read the partial pending indexes; contacts are never
+    # deleted), the outbox's (status, next_attempt_at) (the claim reads the pending partial index), and
+    # the session's expires_at and (status, flow, flow_version), now one partial index of active sessions.
+    Session._schema.create_indexes(safe=True)
+    for table, name in (
+        ("inbox_message", "inbox_message_contact_id"),
+        ("outbox_message", "outbox_message_contact_id"),
+        ("outbox_message", "outbox_message_status_next_attempt_at"),
+        ("session", "session_expires_at"),
+        ("session", "session_status_flow_flow_version"),
+    ):
+        if name in {ix.name for ix in db.get_indexes(table)}:
+            migrator.drop_index(table, name).run()
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
@@ -187,6 +214,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0012_outbox_wamid_index",
         _outbox_wamid_index,
         "a turn's reply no longer writes the wamid index: it holds only messages that were sent",
+    ),
+    Migration(
+        "0013_turn_indexes",
+        _turn_indexes,
+        "a turn writes 3 fewer indexes: none on contact_id, one partial index of active sessions, pending outbox",
     ),
 )
 

@@ -52,20 +52,28 @@ class Session(BaseModel):
     status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (indexed below, with the flow)
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
-    expires_at = pw.DateTimeField(null=True, index=True)
+    expires_at = pw.DateTimeField(null=True)  # indexed for active sessions only (session_active, below)
     # The claim (lease) that serialises one contact's turns without holding a database lock across an
     # action's HTTP call: see storage/sessions.py.
     claimed_by = pw.CharField(max_length=128, null=True)
     claimed_until = pw.DateTimeField(null=True)
 
-    class Meta:
-        # `flows list` and load_flowset() count active conversations per flow version from the index alone.
-        indexes = ((("status", "flow", "flow_version"), False),)
+
+# One index on the active sessions, written once by a turn that moves expires_at: expiry takes the earliest
+# expires_at from it, and `flows list`, `flows load` and load_flowset() count active conversations per flow
+# version from it alone. Ended sessions are in no index but the contact's.
+Session.add_index(
+    Session.index(Session.expires_at, Session.flow, Session.flow_version, name="session_active").where(
+        Session.status == "active"
+    )
+)
 
 
 class InboxMessage(BaseModel):
     channel_message_id = pw.CharField(max_length=256, unique=True)
-    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE")
+    # No index on contact_id: each query by contact is of unhandled messages (the partial indexes below), and
+    # no contact is ever deleted (a cascade, if one were, would scan).
+    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE", index=False)
     payload = pw.TextField()  # JSON: the parsed Inbound (and the raw channel message)
     sent_at = pw.DateTimeField()  # the channel's timestamp: order of handling within a contact
     received_at = pw.DateTimeField()
@@ -90,7 +98,7 @@ InboxMessage.add_index(
 
 
 class OutboxMessage(BaseModel):
-    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE")
+    contact = pw.ForeignKeyField(Contact, on_delete="CASCADE", index=False)  # pending rows: indexed below
     payload = pw.TextField()  # JSON: Outbound.as_dict()
     status = pw.CharField(max_length=16, default="pending")  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
@@ -101,12 +109,10 @@ class OutboxMessage(BaseModel):
     created_at = pw.DateTimeField()
     sent_at = pw.DateTimeField(null=True)
 
-    class Meta:
-        indexes = ((("status", "next_attempt_at"), False),)
-
 
 # Senders take a contact's message only when no earlier one of that contact is still pending; this partial
-# index makes that check one lookup per row even with a backlog of thousands (Graph down for an hour).
+# index makes that check one lookup per row even with a backlog of thousands (Graph down for an hour), and
+# the claim finds the pending rows themselves in it (the backlog, never the sent history).
 OutboxMessage.add_index(
     OutboxMessage.index(OutboxMessage.contact, OutboxMessage.id, name="outbox_message_pending_contact").where(
         OutboxMessage.status == "pending"

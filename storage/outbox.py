@@ -34,7 +34,7 @@ _CLAIM = (
     'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
     'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
     'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
-    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY f."id" LIMIT ?{lock}) '
+    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY +f."id" LIMIT ?{lock}) '
     'RETURNING "id", "payload", "attempts", '
     '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
     '(SELECT COALESCE(c."wa_id", c."user_id") FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
