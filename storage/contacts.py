@@ -14,7 +14,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .db import execute
 from .text import storable
@@ -128,27 +128,42 @@ def contact_id(key: str, now: datetime, wa_id: str | None = None, profile_name: 
     return row[0] if row else upsert_contact(key, now, wa_id=wa_id, profile_name=profile_name)
 
 
-# Parameters: now, profile name, wa_id, contact id (touch_params); PostgreSQL's one-statement turn save
-# embeds it with a guard appended.
-TOUCH_SQL = (
-    'UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
-    '"wa_id" = COALESCE(?, "wa_id") WHERE "id" = ?'
-)
+# last_seen_at is kept to the minute: a turn rewrites the contact row only when the stored time is a minute
+# old or the channel names the person differently (a page less written by most turns of a conversation).
+# Nothing reads it closer than that (0005's choice between two rows of one person orders by it).
+SEEN_WITHIN = timedelta(minutes=1)
 
 
+def _touch_sql(wa_id: bool) -> str:
+    sets = ['"last_seen_at" = ?', '"profile_name" = COALESCE(?, "profile_name")']
+    moved = [
+        '"last_seen_at" IS NULL',
+        '"last_seen_at" < ?',
+        'COALESCE(?, "profile_name") <> COALESCE("profile_name", \'\')',
+    ]
+    if wa_id:
+        sets.append('"wa_id" = COALESCE(?, "wa_id")')
+        moved.append('COALESCE(?, "wa_id") <> COALESCE("wa_id", \'\')')
+    return f'UPDATE "contact" SET {", ".join(sets)} WHERE "id" = ? AND ({" OR ".join(moved)})'
+
+
+# Parameters: touch_params; PostgreSQL's one-statement turn save embeds it with a guard appended.
+TOUCH_SQL = _touch_sql(wa_id=True)
 # Without a wa_id to record, "wa_id" stays out of the SET list: SQLite rewrites its unique index for any
 # column set, even to its own value (a page written per turn).
-_TOUCH_KEEP_WA_ID = TOUCH_SQL.replace(', "wa_id" = COALESCE(?, "wa_id")', "")
+_TOUCH_KEEP_WA_ID = _touch_sql(wa_id=False)
 
 
 def touch_params(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> tuple:
-    return now, storable(profile_name), storable(wa_id), contact_id
+    profile_name, wa_id = storable(profile_name), storable(wa_id)
+    return now, profile_name, wa_id, contact_id, now - SEEN_WITHIN, profile_name, wa_id
 
 
 def touch(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> None:
-    """Refresh last seen (and the profile name or wa_id when the channel gave one); call in the turn's save."""
+    """Refresh last seen (to the minute: SEEN_WITHIN) and the profile name or wa_id when the channel gave a
+    new one; call in the turn's save."""
     params = touch_params(contact_id, now, wa_id, profile_name)
     if params[2] is None:
-        execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:])
+        execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:-1])
     else:
         execute(TOUCH_SQL, params)

@@ -29,7 +29,9 @@ _INSERT = (
 # Lease the first pending, due row of each contact whose earlier rows are all sent or failed (so one
 # contact's messages leave in order). On PostgreSQL the candidates are locked with SKIP LOCKED, so two
 # senders never take the same row; the UPDATE then moves them out of reach for the lease. One statement,
-# atomic without an explicit transaction.
+# atomic without an explicit transaction. The candidates come from the partial index of pending rows:
+# ORDER BY +id (an expression, not the key) stops both planners from walking the whole sent history in id
+# order instead (PostgreSQL did: 78 ms a claim with 300,000 sent rows, 4 ms from the pending index).
 _CLAIM = (
     'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
     'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '

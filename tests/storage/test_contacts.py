@@ -117,3 +117,31 @@ def test_migration_0005_gives_old_rows_their_user_id_and_joins_a_person_split_in
     with pytest.raises(peewee.IntegrityError), db.atomic():
         _old_contact(db, "another", PHONE, T0)
     assert upgrade(db) == []
+
+
+def test_a_turn_records_last_seen_to_the_minute_and_a_new_name_or_number_at_once(db):
+    from channels import flowcache, turns
+    from storage_kit import Clock, context, counter_registry, message, store_counter
+
+    clock = Clock(T0)
+    registry = counter_registry()
+    store_counter(clock)
+    flows, ctx = flowcache.load_flowset(registry), context(registry, clock)
+
+    def turn(text: str, **who) -> Contact:
+        turns.handle_message(message("c1", text, at=clock.now), flows, ctx, **who)
+        return Contact.get(Contact.key == "c1")
+
+    assert turn("count", profile_name="Tendai").last_seen_at == T0
+    clock.advance(seconds=59)
+    assert turn("one").last_seen_at == T0  # within the minute: the contact row is not rewritten
+    clock.advance(seconds=2)
+    assert turn("two").last_seen_at == T0 + timedelta(seconds=61)
+    clock.advance(seconds=5)
+    renamed = turn("three", profile_name="Tendai M")
+    assert (renamed.profile_name, renamed.last_seen_at) == ("Tendai M", clock.now)
+    clock.advance(seconds=5)
+    numbered = turn("four", wa_id=PHONE, profile_name="Tendai M")
+    assert (numbered.wa_id, numbered.profile_name, numbered.last_seen_at) == (PHONE, "Tendai M", clock.now)
+    clock.advance(seconds=5)
+    assert turn("five", wa_id=PHONE, profile_name="Tendai M").last_seen_at == clock.now - timedelta(seconds=5)

@@ -108,3 +108,42 @@ def test_the_wamid_index_holds_only_sent_messages_and_receipts_use_it(blank_db):
         ).fetchall()
         assert "outbox_message_wamid" in str(plan)
     check(blank_db)
+
+
+TURN_INDEXES_BEFORE_0013 = (
+    'CREATE INDEX "inbox_message_contact_id" ON "inbox_message" ("contact_id")',
+    'CREATE INDEX "outbox_message_contact_id" ON "outbox_message" ("contact_id")',
+    'CREATE INDEX "outbox_message_status_next_attempt_at" ON "outbox_message" ("status", "next_attempt_at")',
+    'CREATE INDEX "session_expires_at" ON "session" ("expires_at")',
+    'CREATE INDEX "session_status_flow_flow_version" ON "session" ("status", "flow", "flow_version")',
+)
+
+
+def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_what_is_left(blank_db):
+    from storage import outbox, sessions
+
+    upgrade(blank_db)
+    # Put the indexes back to how a release before 0013 left them.
+    blank_db.execute_sql('DROP INDEX "session_active"')
+    for ddl in TURN_INDEXES_BEFORE_0013:
+        blank_db.execute_sql(ddl)
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0013_turn_indexes'")
+    assert upgrade(blank_db) == ["0013_turn_indexes"]
+    names = {ix.name for table in ("inbox_message", "outbox_message", "session") for ix in blank_db.get_indexes(table)}
+    assert "session_active" in names and not names & {ddl.split('"')[1] for ddl in TURN_INDEXES_BEFORE_0013}
+    check(blank_db)
+    if is_postgres(blank_db):  # PostgreSQL plans a scan for a table this small, whatever its indexes
+        return
+    plans = (
+        # the sender's claim walks the pending rows, never the whole sent history in id order
+        ("outbox_message_pending_contact", outbox._CLAIM.format(lock=""), (None, None, 64)),
+        ("session_active", sessions._DUE, (None, None, 100)),
+        (
+            "session_active",
+            'SELECT "flow", "flow_version", COUNT(*) FROM "session" WHERE "status" = ? GROUP BY "flow", "flow_version"',
+            ("active",),
+        ),
+    )
+    for index, sql, params in plans:
+        plan = " | ".join(row[3] for row in blank_db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+        assert f"INDEX {index}" in plan and "SCAN f |" not in plan and not plan.endswith("SCAN f"), plan
