@@ -158,7 +158,8 @@ def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # A stored turn wrote 5 indexes no query needs (bench/turn_pages.py; docs/storage.md): the contact_id
     # indexes of inbox and outbox (queries by contact read the partial pending indexes; contacts are never
     # deleted), the outbox's (status, next_attempt_at) (the claim reads the pending partial index), and
-    # the session's expires_at and (status, flow, flow_version), now one partial index of active sessions.
+    # the session's expires_at and (status, flow, flow_version), now partial: a turn writes them only when
+    # the value moves.
     Session._schema.create_indexes(safe=True)
     for table, name in (
         ("inbox_message", "inbox_message_contact_id"),
@@ -218,7 +219,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0013_turn_indexes",
         _turn_indexes,
-        "a turn writes 3 fewer indexes: none on contact_id, one partial index of active sessions, pending outbox",
+        "a turn writes fewer indexes: none on contact_id, pending outbox rows only, sessions' when they move",
     ),
 )
 

@@ -52,20 +52,20 @@ class Session(BaseModel):
     status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (indexed below, with the flow)
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
-    expires_at = pw.DateTimeField(null=True)  # indexed for active sessions only (session_active, below)
+    expires_at = pw.DateTimeField(null=True)  # indexed where set (session_expiring, below)
     # The claim (lease) that serialises one contact's turns without holding a database lock across an
     # action's HTTP call: see storage/sessions.py.
     claimed_by = pw.CharField(max_length=128, null=True)
     claimed_until = pw.DateTimeField(null=True)
 
 
-# One index on the active sessions, written once by a turn that moves expires_at: expiry takes the earliest
-# expires_at from it, and `flows list`, `flows load` and load_flowset() count active conversations per flow
-# version from it alone. Ended sessions are in no index but the contact's.
+# Expiry takes the earliest expires_at of the sessions that have one (active ones of a flow with an expiry:
+# ended and expired sessions store none); `flows list`, `flows load` and load_flowset() count active
+# conversations per flow version from session_active alone. Partial, so a turn writes neither unless the
+# value moves: SQLite rewrites an index whose column a turn sets, and a NULL one is in neither.
+Session.add_index(Session.index(Session.expires_at, name="session_expiring").where(Session.expires_at.is_null(False)))
 Session.add_index(
-    Session.index(Session.expires_at, Session.flow, Session.flow_version, name="session_active").where(
-        Session.status == "active"
-    )
+    Session.index(Session.flow, Session.flow_version, name="session_active").where(Session.status == "active")
 )
 
 
