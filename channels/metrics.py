@@ -166,15 +166,11 @@ def database_gauges() -> dict:
     """Shared-state gauges read from the database: inbox backlog, outbox by status, payments by status."""
     from peewee import fn
 
-    from storage.models import InboxMessage, OutboxMessage, PaymentTransaction
+    from storage import outbox as storage_outbox
+    from storage.models import InboxMessage, PaymentTransaction
 
     backlog = InboxMessage.select().where(InboxMessage.processed_at.is_null()).count()
-    outbox = {
-        (("status", s),): n
-        for s, n in OutboxMessage.select(OutboxMessage.status, fn.COUNT(OutboxMessage.id))
-        .group_by(OutboxMessage.status)
-        .tuples()
-    }
+    outbox = {(("status", s),): n for s, n in storage_outbox.counts_by_status().items()}
     payments = {
         (("status", s),): n
         for s, n in PaymentTransaction.select(PaymentTransaction.status, fn.COUNT(PaymentTransaction.id))

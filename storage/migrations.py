@@ -161,6 +161,7 @@ def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # the session's expires_at and (status, flow, flow_version), now partial: a turn writes them only when
     # the value moves.
     Session._schema.create_indexes(safe=True)
+    OutboxMessage._schema.create_indexes(safe=True)  # outbox_message_done: /metrics' count of sent and failed
     for table, name in (
         ("inbox_message", "inbox_message_contact_id"),
         ("outbox_message", "outbox_message_contact_id"),

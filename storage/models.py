@@ -118,6 +118,11 @@ OutboxMessage.add_index(
         OutboxMessage.status == "pending"
     )
 )
+# /metrics counts the outbox by status: the sent and failed rows here (the sender writes it, a turn does not),
+# the pending ones in outbox_message_pending_contact.
+OutboxMessage.add_index(
+    OutboxMessage.index(OutboxMessage.status, name="outbox_message_done").where(OutboxMessage.status != "pending")
+)
 # Receipts find a sent message by its wamid; a reply is inserted without one, so a partial index is not
 # written on the insert of every turn (only when the sender records the wamid).
 OutboxMessage.add_index(

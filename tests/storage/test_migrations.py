@@ -147,6 +147,13 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
             ("active",),
         ),
     )
+    plans += (
+        (
+            "outbox_message_done",
+            'SELECT "status", COUNT(*) FROM "outbox_message" WHERE "status" <> ? GROUP BY "status"',
+            ("pending",),
+        ),
+    )
     for index, sql, params in plans:
         plan = " | ".join(row[3] for row in blank_db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
         assert f"INDEX {index}" in plan and "SCAN f |" not in plan and not plan.endswith("SCAN f"), plan

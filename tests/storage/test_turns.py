@@ -501,3 +501,20 @@ def test_a_message_handled_meanwhile_by_another_worker_is_answered_once(db):
     assert result.outbound == []
     assert len(texts("c1")) == len(before) + 1
     assert InboxMessage.select().where(InboxMessage.channel_message_id == twice.message_id).count() == 1
+
+
+def test_metrics_count_the_outbox_by_status_from_its_partial_indexes(db):
+    from channels.metrics import database_gauges
+
+    now = utcnow()
+    a, b = upsert_contact("a", now), upsert_contact("b", now)
+    outbox.enqueue(a, [{"to": "a", "text": "1"}, {"to": "a", "text": "2"}], now)
+    outbox.enqueue(b, [{"to": "b", "text": "3"}, {"to": "b", "text": "4"}], now)
+    sent, failed = outbox.claim(now, now + timedelta(seconds=120), 50)
+    outbox.record_sent([(sent.id, "wamid.1")], now)
+    outbox.mark_failed(failed.id, "refused")
+    counts = next(v for (name, _), v in database_gauges().items() if name == "convoflow_outbox_messages")
+    assert counts == {(("status", "sent"),): 1, (("status", "failed"),): 1, (("status", "pending"),): 2}
+    outbox.record_sent([(r.id, f"wamid.{r.id}") for r in outbox.claim(now, now + timedelta(seconds=120), 50)], now)
+    counts = next(v for (name, _), v in database_gauges().items() if name == "convoflow_outbox_messages")
+    assert counts == {(("status", "sent"),): 3, (("status", "failed"),): 1}
