@@ -49,7 +49,7 @@ class Session(BaseModel):
     step = pw.CharField(max_length=128, null=True)
     vars = pw.TextField(default="{}")  # JSON
     attempts = pw.IntegerField(default=0)
-    status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (indexed below, with the flow)
+    status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (session_active: active ones)
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
     expires_at = pw.DateTimeField(null=True)  # indexed where set (session_expiring, below)
