@@ -167,16 +167,21 @@ def _without_secret(result: TurnResult, secrets: frozenset[str]) -> TurnResult:
     return replace(result, conversation=replace(result.conversation, vars=without(result.conversation.vars, secrets)))
 
 
-def log_tags(contact: str, claim: sessions.Claim):
+def log_tags(contact: str, claim: sessions.Claim) -> logs.context:
     """Tag the turn's log lines: the contact masked, the conversation (contact row and start time, no
-    number in it), its flow and step."""
-    from actions.omari_client import mask_msisdn
-
+    number in it), its flow and step. The masked number and the conversation are worked out only for a
+    line that is written."""
     state = claim.state
     started = state["started_at"]
     return logs.context(
-        contact=mask_msisdn(contact),
+        contact=logs.Deferred(lambda: _masked(contact)),
         flow=state["flow"],
         step=state["step"],
-        conversation=f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}" if started else None,
+        conversation=logs.Deferred(lambda: f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}") if started else None,
     )
+
+
+def _masked(contact: str) -> str:
+    from actions.omari_client import mask_msisdn
+
+    return mask_msisdn(contact)

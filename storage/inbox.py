@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .db import execute, is_postgres
-from .models import InboxMessage
+from .db import execute, is_postgres, stored_time
 from .text import secret_forms, storable, storable_json, without
 
 
@@ -34,7 +33,7 @@ _COLUMNS = '"id", "contact_id", "channel_message_id", "payload", "sent_at", "pro
 
 
 def _row(r: tuple) -> InboxRow:
-    return InboxRow(r[0], r[1], r[2], json.loads(r[3]), InboxMessage.sent_at.python_value(r[4]), r[5] is not None)
+    return InboxRow(r[0], r[1], r[2], json.loads(r[3]), stored_time(r[4]), r[5] is not None)
 
 
 def add(

@@ -18,9 +18,8 @@ import contextvars
 import json
 import logging
 import sys
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator, TextIO
+from typing import Callable, TextIO
 
 FIELDS = ("contact", "conversation", "flow", "step", "payment")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(tags)s"
@@ -28,32 +27,56 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(tags)s"
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("convoflow_log_context", default={})
 
 
-@contextmanager
-def context(**fields: object) -> Iterator[None]:
-    """Tag every log line written inside (in this thread) with these fields; None values are left out."""
-    token = _context.set({**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+class Deferred:
+    """A field's value worked out only when a line is written (most turns write none): `fn()`, once."""
+
+    __slots__ = ("_fn", "_text")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn, self._text = fn, None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = str(self._fn())
+        return self._text
+
+
+def _fields(fields: dict[str, object]) -> dict[str, object]:
+    return {k: v if isinstance(v, Deferred) else str(v) for k, v in fields.items() if v is not None}
+
+
+class context:
+    """Tag every log line written inside (in this thread) with these fields; None values are left out.
+    A value may be Deferred: worked out for the first line that carries it."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: object) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**_context.get(), **_fields(self._fields)})
+
+    def __exit__(self, *exc: object) -> None:
+        _context.reset(self._token)
 
 
 def tag(**fields: object) -> None:
     """Add fields to the current context until the enclosing `context()` ends (e.g. a payment reference
     learnt halfway through a turn)."""
-    _context.set({**_context.get(), **{k: str(v) for k, v in fields.items() if v is not None}})
+    _context.set({**_context.get(), **_fields(fields)})
 
 
 def current() -> dict:
     """The fields the next log line in this thread would carry."""
-    return dict(_context.get())
+    return {k: str(v) for k, v in _context.get().items()}
 
 
 class _Tags(logging.Filter):
     """Copies the context's fields onto each record (record.tags holds them as ` key=value` text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = _context.get()
+        fields = current()
         record.convoflow = fields
         record.tags = ("  [" + " ".join(f"{k}={fields[k]}" for k in FIELDS if k in fields) + "]") if fields else ""
         return True
@@ -70,7 +93,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update(getattr(record, "convoflow", None) or _context.get())
+        line.update(getattr(record, "convoflow", None) or current())
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Iterable
 
 from .db import execute, is_postgres
 from .models import OutboxMessage
+from .text import compact_json
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -66,18 +68,22 @@ class Claimed:
 
 def encode(payload: dict[str, Any]) -> str:
     """A message as the outbox stores it (compact JSON, text as written)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(payload)
 
 
 def enqueue(contact_id: int, payloads: list[dict[str, Any]], now: datetime) -> None:
     """Queue messages for one contact in the given order (one multi-row INSERT)."""
     if not payloads:
         return
-    values = ", ".join(["(?, ?, 'pending', 0, ?, ?)"] * len(payloads))
     params: list[Any] = []
     for payload in payloads:
         params += [contact_id, encode(payload), now, now]
-    execute(_INSERT + f"VALUES {values}", params)
+    execute(_enqueue_sql(len(payloads)), params)
+
+
+@lru_cache(maxsize=16)
+def _enqueue_sql(count: int) -> str:
+    return _INSERT + "VALUES " + ", ".join(["(?, ?, 'pending', 0, ?, ?)"] * count)
 
 
 def insert_sql(count: int, guard: str) -> str:

@@ -53,8 +53,8 @@ from typing import Any
 
 from . import inbox, outbox
 from .contacts import TOUCH_SQL
-from .db import execute, is_postgres
-from .models import Session
+from .db import execute, is_postgres, stored_time
+from .text import ascii_json
 
 LEASE = timedelta(seconds=120)
 
@@ -197,7 +197,7 @@ def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
     state = dict(zip(_STATE_COLUMNS, row[1:]))
     state["vars"] = json.loads(state["vars"] or "{}")
     for name in ("started_at", "updated_at", "expires_at"):
-        state[name] = Session._meta.fields[name].python_value(state[name])
+        state[name] = stored_time(state[name])
     return row[0], state
 
 
@@ -282,7 +282,7 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     the session is then written, and only if its state is as this turn read it).
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
-    params[3] = json.dumps(state.get("vars") or {}, separators=(",", ":"))
+    params[3] = ascii_json(state.get("vars") or {})
     params[4] = state.get("attempts") or 0
     params += [claim.session_id, claim.token]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged

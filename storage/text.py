@@ -15,6 +15,11 @@ from typing import Any
 REPLACEMENT = "\ufffd"
 REDACTED = "[one-time code removed]"
 
+# Built once: json.dumps with options builds a new encoder on every call (a few µs, three times a turn).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # JSON-native values only
+ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # any character escaped: always storable
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # In JSON text written with ensure_ascii=False a lone surrogate stays itself and NUL becomes \u0000.
 _UNSTORABLE_JSON = re.compile(r"[\ud800-\udfff]|\\u0000")
@@ -34,9 +39,9 @@ def storable(value: Any) -> Any:
 def storable_json(value: Any) -> str:
     """value as compact JSON text both databases can hold, its strings cleaned as by storable. One scan of
     the text, not a walk of the value, in the usual case where there is nothing to clean."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _COMPACT(value)
     if _UNSTORABLE_JSON.search(text):
-        text = json.dumps(storable(value), separators=(",", ":"), ensure_ascii=False, default=str)
+        text = _COMPACT(storable(value))
     return text
 
 
