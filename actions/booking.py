@@ -38,6 +38,7 @@ def booking_data(booking: Booking) -> dict:
         "additionalProperties": False,
     },
     outcomes=["found", "not_found", "paid_in_full"],
+    reads_only=True,
 )
 def lookup(ctx: ActionContext, params: dict) -> Result:
     """Find a booking by reference (any case, surrounding space ignored) and say what is still due."""

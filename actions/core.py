@@ -31,6 +31,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
     },
     outcomes=["ok"],
     templates=["value"],
+    reads_only=True,
 )
 def set_value(ctx: ActionContext, params: dict) -> Result:
     """Save a rendered value (or a mapping of them) into the step's `save` variable."""

@@ -14,8 +14,11 @@ from storage.db import execute
 def stored_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
     """TurnContext.invoke for persisted turns: the stored result when this idempotency key ran before,
     otherwise run the handler and store its result at once (committed before the turn goes on, so a
-    crash later in the turn cannot make the action run twice).
+    crash later in the turn cannot make the action run twice). An action that only reads (spec.reads_only)
+    is simply run: running it again is safe, and a turn handled again reads afresh.
     """
+    if spec.reads_only:
+        return call_handler(spec, params, actx)
     key = actx.idempotency_key
     row = execute('SELECT "outcome", "data" FROM "action_result" WHERE "idempotency_key" = ?', (key,)).fetchone()
     if row is not None:

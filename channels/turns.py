@@ -92,14 +92,15 @@ def _optimistic_turn(
     """Run a turn on a state read without a claim (sessions.peek) and save it in one commit if the state is
     still as read; None when it moved on (nothing saved: run the turn under a claim). A turn that reaches
     an action claims the state first (sessions.claim_read), so actions never run on a stale state; from
-    then on it is a claimed turn and a lost claim raises ClaimLost as usual.
+    then on it is a claimed turn and a lost claim raises ClaimLost as usual. An action that only reads
+    (ActionSpec.reads_only) runs without the claim: the save's compare-and-set still refuses a moved state.
     """
     claimed = False
     invoke = ctx.invoke
 
     def claim_then_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
         nonlocal claimed
-        if not claimed:
+        if not claimed and not spec.reads_only:  # a read on a moved state is harmless: the save's CAS fails
             if not sessions.claim_read(claim, actx.clock()):
                 raise _StateMoved
             claimed = True

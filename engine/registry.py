@@ -75,6 +75,9 @@ class ActionSpec:
     outcomes: tuple[str, ...]
     templates: tuple[str, ...]  # parameter names whose values may be Jinja templates
     description: str = ""
+    # Only reads (changes nothing anywhere): running it again is safe, so a persisted turn neither stores
+    # its result under the idempotency key nor claims the conversation before it (one commit, not three).
+    reads_only: bool = False
 
     def check_params(self, params: dict) -> list[str]:
         """Plain-words problems with params against the schema (empty when fine)."""
@@ -105,6 +108,7 @@ class ActionRegistry:
         outcomes: list[str] | tuple[str, ...] = ("ok",),
         templates: list[str] | tuple[str, ...] | None = None,
         description: str = "",
+        reads_only: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator: register the handler under `name` ("namespace.name") with its contract."""
 
@@ -119,6 +123,7 @@ class ActionRegistry:
                     if templates is not None
                     else tuple((params or {}).get("properties", {})),
                     description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                    reads_only=reads_only,
                 )
             )
             return fn
