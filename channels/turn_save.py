@@ -15,7 +15,7 @@ from channels.action_results import stored_invoke
 from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
 from storage import events, inbox, logs, outbox, sessions
-from storage.contacts import touch, touch_params
+from storage.contacts import contact_id, touch, touch_params
 from storage.db import is_postgres, write_transaction
 from storage.events import EventRecord
 from storage.text import without
@@ -113,7 +113,8 @@ def save(
     (inbox_id: a worker's row; received: a message handled as it arrived), events.
     """
     now = ctx.clock()
-    if (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
+    stored = claim.session_id is not None
+    if stored and (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
         # On PostgreSQL the same writes in one statement and one round trip.
         sessions.save_and_release(
             claim,
@@ -137,6 +138,8 @@ def save(
         )
         return
     with write_transaction():
+        if claim.contact_id is None:  # a first turn read as unstored: the contact is found or created with it
+            claim = sessions.with_contact(claim, contact_id(contact, now, wa_id=wa_id, profile_name=profile_name))
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
         # two never wait on each other in a cycle.
         if inbox_id is not None:

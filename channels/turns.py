@@ -56,14 +56,18 @@ def handle_message(
     ctx = persistent(ctx)
     claim_token = token(worker_id)
     peeked = sessions.peek(inbound.contact, inbound.message_id, claim_token)
-    if peeked is not None and peeked[0] is not None:
+    # A contact (or session) not stored yet: its first turn too is tried in one commit, its save creating both.
+    unstored = peeked is None
+    if unstored:
+        peeked = sessions.unstored(claim_token), False
+    if peeked[0] is not None:
         claim, handled = peeked
         if handled:
             return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
         result = _optimistic_turn(claim, inbound, flows, ctx, wa_id, profile_name)
         if result is not None:
             return result
-    claim = sessions.try_claim_by_key(inbound.contact, claim_token, ctx.clock()) if peeked is not None else None
+    claim = None if unstored else sessions.try_claim_by_key(inbound.contact, claim_token, ctx.clock())
     if claim is None:  # a new contact, or one another worker holds
         claim = claim_contact(inbound.contact, claim_token, ctx, wait, wa_id=wa_id, profile_name=profile_name)
     # Checked under the claim: whoever handled this id before us for this contact has committed.

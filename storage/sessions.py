@@ -170,8 +170,8 @@ class ContactBusy(RuntimeError):
 class Claim:
     """A held claim on one contact's session, with the state as it was when claimed."""
 
-    session_id: int
-    contact_id: int
+    session_id: int | None  # None: no session stored yet (unstored)
+    contact_id: int | None  # None: the contact may not be stored yet either (unstored)
     token: str
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
     # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
@@ -191,6 +191,15 @@ class Processed:
     outbound: list[str]
     events: list[tuple]
     received: tuple[tuple, tuple] | None = None
+
+
+# A contact's first turn (handle_message): no session row yet, so the turn runs on the state a new row
+# holds and its save inserts the row — unless one appeared meanwhile (then ClaimLost: claim and run again).
+_NEW_STATE = (None, None, None, "{}", 0, "ended", None, None, None)  # the _STATE_COLUMNS of a row _CLAIM inserts
+_INSERT_NEW = (
+    'INSERT INTO "session" ("contact_id", ' + ", ".join(f'"{c}"' for c in _STATE_COLUMNS) + ") "
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ("contact_id") DO NOTHING'
+)
 
 
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
@@ -246,9 +255,23 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
     return Claim(session_id, row[-3], token, state, read_as=row[1:-3]), row[-1] is not None
 
 
+def unstored(token: str) -> Claim:
+    """A read of a contact with no session yet (peek gave None), for a first turn run like a peek's: its
+    save (save_and_release, after `with_contact`) creates the session. It never claims (claim_read finds no
+    row), so a turn that reaches an action takes the claim path."""
+    return Claim(None, None, token, _decode((None, *_NEW_STATE))[1], read_as=_NEW_STATE)
+
+
+def with_contact(claim: Claim, contact_id: int) -> Claim:
+    """An unstored read's Claim once its contact is known (its save resolves or creates the contact)."""
+    return Claim(claim.session_id, contact_id, claim.token, claim.state, claim.read_as)
+
+
 def claim_read(claim: Claim, now: datetime, lease: timedelta = LEASE) -> bool:
     """Claim the session a peek read, if it is still unclaimed and unchanged (one statement, its own
     transaction); False when it moved on."""
+    if claim.session_id is None:  # unstored: nothing to claim yet
+        return False
     params = (claim.token, now + lease, claim.session_id, *claim.read_as)
     return execute(_CLAIM_READ[is_postgres()], params).rowcount == 1
 
@@ -287,7 +310,9 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     params += [claim.session_id, claim.token]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
         params += claim.read_as
-    if processed is not None:
+    if claim.session_id is None:  # an unstored read's first turn: the session is created, if still missing
+        saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
+    elif processed is not None:
         saved = _save_processed(claim, params, processed)
     elif not is_postgres() and all(params[i] == claim.state.get(_STATE_COLUMNS[i]) for i in _KEPT):
         # Unchanged since claimed (no one else writes a claimed session) or read (the compare-and-set holds).

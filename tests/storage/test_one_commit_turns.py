@@ -1,6 +1,7 @@
-"""Actions that only read (ActionSpec.reads_only): a persisted turn runs them without storing their result
-or claiming the conversation first, so such a turn is one commit; the save's compare-and-set still keeps
-a turn computed from a state that moved on from being saved."""
+"""Turns stored in one commit, and the compare-and-set that keeps them right: a contact's first message
+(the save creates the contact and its session), and a turn whose action only reads (ActionSpec.reads_only:
+run without storing its result or claiming the conversation first). A turn computed from a state that
+moved on meanwhile is never saved: it runs again on the new state."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from channels import flowcache, turns
 from engine.registry import ActionRegistry, Result
 from storage import flowstore, sessions
 from storage.db import database, is_postgres
-from storage.models import ActionResult, Session
+from storage.models import ActionResult, Contact, InboxMessage, Session
 from storage_kit import Clock, context, message
+from test_turns import MeanwhileClock, texts
 
 LOOKUP = """\
 flow: lookup
@@ -36,10 +38,8 @@ steps:
 """
 
 
-def lookup_setup(handler):
-    """The lookup flow on a fresh registry whose `test.look` (reads only) is `handler`, and contact c1 at
-    its first question: (flows, ctx)."""
-    clock = Clock()
+def lookup_flows(handler, clock):
+    """The lookup flow on a fresh registry whose `test.look` (reads only) is `handler`: (flows, ctx)."""
     registry = ActionRegistry()
     registry.action(
         "test.look",
@@ -47,18 +47,65 @@ def lookup_setup(handler):
         reads_only=True,
     )(handler)
     flowstore.store("lookup", LOOKUP, "flows/lookup.yaml", clock())
-    flows = flowcache.load_flowset(registry)
-    ctx = context(registry, clock)
+    return flowcache.load_flowset(registry), context(registry, clock)
+
+
+def lookup_setup(handler):
+    """lookup_flows, and contact c1 at its first question."""
+    flows, ctx = lookup_flows(handler, Clock())
     turns.handle_message(message("c1", "look"), flows, ctx)
     return flows, ctx
+
+
+def traced() -> list[str]:
+    """The SQL this thread's SQLite connection runs from now on (nothing on PostgreSQL)."""
+    statements: list[str] = []
+    if not is_postgres():
+        database.connection().set_trace_callback(statements.append)
+    return statements
+
+
+def untraced() -> None:
+    if not is_postgres():
+        database.connection().set_trace_callback(None)
+
+
+def test_a_new_contacts_first_message_is_stored_in_one_commit(db):
+    flows, ctx = lookup_flows(lambda actx, params: Result("ok", params["word"]), Clock())
+    statements = traced()
+
+    result = turns.handle_message(message("c7", "look", message_id="wamid.first"), flows, ctx)
+
+    untraced()
+    assert [o.text for o in result.outbound] == ["word?"]
+    assert texts("c7") == ["word?"]
+    assert sessions.get_state("c7")["step"] == "ask_word"
+    assert Session.get().claimed_by is None
+    assert InboxMessage.get(InboxMessage.channel_message_id == "wamid.first").processed_at is not None
+    if not is_postgres():
+        # Before: the contact and its claimed session in one commit, then the save in another.
+        assert commits(statements) == 1, statements
+
+
+def test_two_first_messages_of_a_new_contact_at_once_are_each_answered_on_the_state_before_them(db):
+    # Both turns read "no contact yet"; the other one saves first (creating the contact and its session),
+    # so ours finds a session where it expected none, and runs again on the state the other one left.
+    clock = MeanwhileClock()
+    flows, ctx = lookup_flows(lambda actx, params: Result("ok", params["word"].upper()), clock)
+    clock.arm(lambda: turns.handle_message(message("c8", "look"), flows, ctx, worker_id="other"))
+
+    result = turns.handle_message(message("c8", "look"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["saw LOOK; word?"]
+    assert texts("c8") == ["word?", "saw LOOK; word?"]
+    assert Contact.select().where(Contact.key == "c8").count() == 1
+    assert Session.select().count() == 1 and Session.get().claimed_by is None
 
 
 def test_a_turn_with_a_read_only_action_commits_once_and_stores_no_result(db):
     calls: list[str] = []
     flows, ctx = lookup_setup(lambda actx, params: calls.append(params["word"]) or Result("ok", params["word"].upper()))
-    statements: list[str] = []
-    if not is_postgres():
-        database.connection().set_trace_callback(statements.append)
+    statements = traced()
 
     result = turns.handle_message(message("c1", "zebra"), flows, ctx)
 
@@ -66,8 +113,8 @@ def test_a_turn_with_a_read_only_action_commits_once_and_stores_no_result(db):
     assert calls == ["zebra"]
     assert ActionResult.select().count() == 0  # nothing to return on a redo: a read is simply run again
     assert Session.get().claimed_by is None
+    untraced()
     if not is_postgres():
-        database.connection().set_trace_callback(None)
         # Before: the claim's commit, the stored result's commit, then the save's.
         assert commits(statements) == 1, statements
 
