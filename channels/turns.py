@@ -7,7 +7,9 @@ One turn, whatever the channel (the WhatsApp workers' path, channels/inbox_turns
    claims it and returns its state — see storage/sessions.py for the claim/lease design; a worker
    claims inside the transaction that picks its inbox row. handle_message first reads the state without
    a claim (sessions.peek) and saves with a compare-and-set, so an uncontended turn without an action is
-   one commit; it claims before an action, and falls back to the claim when the state moved meanwhile;
+   one commit; it claims before an action (not before one that only reads: ActionSpec.reads_only), and
+   falls back to the claim when the state moved meanwhile. A contact's first message runs the same way
+   on a new session's state (sessions.unstored), its save creating the contact and the session;
 2. run the engine turn outside any transaction (actions may call O'mari for up to 40 s); actions go
    through `stored_invoke`, so a message handled again returns the stored result instead of acting twice;
 3. save (one write transaction; on PostgreSQL one statement): the new session state, the outbound

@@ -78,9 +78,11 @@ class _Checked:
         (cursor), the driver's errors raised as peewee's and a dead connection marked stay the same."""
         if self.query_hooks:
             return self.execute_sql(sql, params)
+        state = self._state
         try:
             with peewee.__exception_wrapper__:
-                cursor = self.cursor()
+                # Inside a transaction the connection was checked at its BEGIN: straight to a cursor.
+                cursor = state.conn.cursor() if state.transactions else self.cursor()
                 cursor.execute(sql, params)
         except (peewee.DatabaseError, peewee.InterfaceError) as e:
             self._failed(e)

@@ -1,0 +1,102 @@
+"""Where a stored turn's CPU goes, on bench/peer.py's in-process load (channels.turns.handle_message on a
+SQLite file, the four-step conversation): SQLite's own work (thread CPU inside sqlite3's execute, COMMIT
+included), the engine (channels.turns.run_turn), and the rest — the Python around them: statements' path
+through storage.db and peewee, parameters, JSON, log tags, transactions.
+
+    python bench/turn_split.py [--runs 5] [--turns 3000]
+
+Each run is a fresh database; the figures are the median run (by total) with the spread of the totals.
+The measuring itself (a Python wrapper around each execute) adds about a microsecond per statement to
+"the rest". On a shared machine compare runs made in the same invocation, or alternate two checkouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+import peewee  # noqa: E402
+
+import peer  # noqa: E402  (the in-process load: messages, convoflow_cpu)
+
+_spent = {"sql": 0.0, "engine": 0.0}
+
+
+class _TimedCursor(sqlite3.Cursor):
+    def execute(self, sql, params=()):
+        started = time.thread_time()
+        try:
+            return super().execute(sql, params)
+        finally:
+            _spent["sql"] += time.thread_time() - started
+
+
+class _TimedConnection(sqlite3.Connection):
+    def cursor(self, factory=_TimedCursor):
+        return super().cursor(factory)
+
+    def execute(self, sql, params=()):
+        return self.cursor().execute(sql, params)
+
+
+def instrument() -> None:
+    """Time every SQLite statement of databases opened from now on, and the engine's run_turn."""
+    from channels import turns
+
+    connect = peewee.SqliteDatabase._connect
+
+    def timed_connect(self):
+        self.connect_params["factory"] = _TimedConnection
+        return connect(self)
+
+    peewee.SqliteDatabase._connect = timed_connect
+    run_turn = turns.run_turn
+
+    def timed_run_turn(*args, **kwargs):
+        started = time.thread_time()
+        try:
+            return run_turn(*args, **kwargs)
+        finally:
+            _spent["engine"] += time.thread_time() - started
+
+    turns.run_turn = timed_run_turn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=3000)
+    args = parser.parse_args()
+    instrument()
+    work = peer.messages(args.turns, 100)
+    folder = tempfile.mkdtemp(prefix="convoflow-split.")
+    peer.convoflow_cpu(os.path.join(folder, "warm.db"), work[:300])  # caches: templates, flows, statements
+    runs = []
+    for run in range(args.runs):
+        _spent.update(sql=0.0, engine=0.0)
+        total = peer.convoflow_cpu(os.path.join(folder, f"run{run}.db"), work)
+        sql, engine = (_spent[k] / len(work) * 1e6 for k in ("sql", "engine"))
+        runs.append((total, sql, engine, total - sql - engine))
+    total, sql, engine, rest = sorted(runs)[len(runs) // 2]
+    totals = [r[0] for r in runs]
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.runs} runs of {len(work)} turns; "
+        f"CPU per stored turn, the median run (totals {min(totals):.0f}–{max(totals):.0f}, "
+        f"median {statistics.median(totals):.0f} µs):"
+    )
+    print(f"  SQLite (execute, COMMIT included) {sql:6.0f} µs")
+    print(f"  engine (run_turn)                 {engine:6.0f} µs")
+    print(f"  the rest (the Python around them) {rest:6.0f} µs")
+    print(f"  total                             {total:6.0f} µs")
+
+
+if __name__ == "__main__":
+    main()
