@@ -115,27 +115,7 @@ def save(
     now = ctx.clock()
     stored = claim.session_id is not None
     if stored and (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
-        # On PostgreSQL the same writes in one statement and one round trip.
-        sessions.save_and_release(
-            claim,
-            state_of(result.conversation, claim.state),
-            sessions.Processed(
-                inbox_id,
-                now,
-                [outbox.encode(outbound_dict(m)) for m in result.outbound],
-                [
-                    (now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
-                    for e in result.events
-                ],
-                received
-                and (
-                    inbox.processed_params(
-                        claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
-                    ),
-                    touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name),
-                ),
-            ),
-        )
+        _save_in_one_statement(claim, contact, result, now, inbox_id, received, wa_id, profile_name)
         return
     with write_transaction():
         if claim.contact_id is None:  # a first turn read as unstored: the contact is found or created with it
@@ -160,6 +140,39 @@ def save(
         events.record_many(
             EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
         )
+
+
+def _save_in_one_statement(
+    claim: sessions.Claim,
+    contact: str,
+    result: TurnResult,
+    now: datetime,
+    inbox_id: int | None,
+    received: Inbound | None,
+    wa_id: str | None,
+    profile_name: str | None,
+) -> None:
+    """save's writes on PostgreSQL, for a stored session: one statement and one round trip."""
+    sessions.save_and_release(
+        claim,
+        state_of(result.conversation, claim.state),
+        sessions.Processed(
+            inbox_id,
+            now,
+            [outbox.encode(outbound_dict(m)) for m in result.outbound],
+            [
+                (now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
+                for e in result.events
+            ],
+            received
+            and (
+                inbox.processed_params(
+                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
+                ),
+                touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name),
+            ),
+        ),
+    )
 
 
 def _without_secret(result: TurnResult, secrets: frozenset[str]) -> TurnResult:
