@@ -133,7 +133,14 @@ class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
     def _alive(self, conn, ping: bool) -> bool:
         if conn.closed:
             return False
-        return not ping or not self._adapter.is_connection_closed(conn)
+        if not ping:
+            return True
+        status = self._adapter.txn_status(conn)
+        if status not in (self._adapter.txn_idle, self._adapter.txn_unknown):
+            # A transaction is open (peewee takes it off its stack before the COMMIT, which comes through
+            # here): the ping would roll it back, silently losing what the caller is committing.
+            return True
+        return not self._adapter.is_connection_closed(conn)
 
     def _fatal(self, error: Exception) -> bool:
         code = getattr(error, "pgcode", None) or ""
@@ -180,7 +187,10 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
         return opened
 
     def _alive(self, conn, ping: bool) -> bool:
-        return not ping or _file_identity(self.database) == getattr(self._state, "identity", None)
+        # An open transaction (its COMMIT comes through here) is finished on the file it began on.
+        return (
+            not ping or conn.in_transaction or _file_identity(self.database) == getattr(self._state, "identity", None)
+        )
 
     def _fatal(self, error: Exception) -> bool:
         name = getattr(error, "sqlite_errorname", "") or ""

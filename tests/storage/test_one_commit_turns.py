@@ -11,11 +11,10 @@ import pytest
 
 from channels import flowcache, turns
 from engine.registry import ActionRegistry, Result
-from storage import flowstore, sessions
+from storage import flowstore, outbox, sessions
 from storage.db import database, is_postgres
 from storage.models import ActionResult, Contact, InboxMessage, Session
 from storage_kit import Clock, context, message
-from test_turns import MeanwhileClock, texts
 
 LOOKUP = """\
 flow: lookup
@@ -57,6 +56,44 @@ def lookup_setup(handler):
     return flows, ctx
 
 
+def texts(contact_key: str) -> list[str]:
+    contact = Contact.get(Contact.key == contact_key)
+    return [p["text"] for p in outbox.for_contact(contact.id)]
+
+
+def aside(handle) -> None:
+    """Run handle() to the end on another thread (another worker), now."""
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            handle()
+        except Exception as error:  # reported here: an assertion in a thread would be lost
+            errors.append(error)
+
+    other = threading.Thread(target=run)
+    other.start()
+    other.join(timeout=60)
+    assert errors == []
+
+
+class FirstReadClock(Clock):
+    """A clock that, read for the first time after then(handle), first lets handle run aside: the turn
+    reading it is between reading the state and saving it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list = []
+
+    def then(self, handle) -> None:
+        self.pending.append(handle)
+
+    def __call__(self):
+        if self.pending:
+            aside(self.pending.pop())
+        return super().__call__()
+
+
 def traced() -> list[str]:
     """The SQL this thread's SQLite connection runs from now on (nothing on PostgreSQL)."""
     statements: list[str] = []
@@ -90,9 +127,9 @@ def test_a_new_contacts_first_message_is_stored_in_one_commit(db):
 def test_two_first_messages_of_a_new_contact_at_once_are_each_answered_on_the_state_before_them(db):
     # Both turns read "no contact yet"; the other one saves first (creating the contact and its session),
     # so ours finds a session where it expected none, and runs again on the state the other one left.
-    clock = MeanwhileClock()
+    clock = FirstReadClock()
     flows, ctx = lookup_flows(lambda actx, params: Result("ok", params["word"].upper()), clock)
-    clock.arm(lambda: turns.handle_message(message("c8", "look"), flows, ctx, worker_id="other"))
+    clock.then(lambda: turns.handle_message(message("c8", "look"), flows, ctx, worker_id="other"))
 
     result = turns.handle_message(message("c8", "look"), flows, ctx)
 
@@ -144,9 +181,7 @@ def test_a_read_only_action_on_a_state_that_moved_on_meanwhile_is_run_again_on_t
     def look(actx, params):
         calls.append(params["word"])
         if meanwhile:
-            other = threading.Thread(target=meanwhile.pop())
-            other.start()
-            other.join(timeout=60)
+            aside(meanwhile.pop())
         return Result("ok", params["word"].upper())
 
     flows, ctx = lookup_setup(look)
