@@ -11,7 +11,9 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -61,23 +63,145 @@ def compile_expression(source: str):
     return env.compile_expression(source)
 
 
+# Filters the fast path may call itself: ours, plain functions of (value, *constant args) that take no
+# context. Any other filter, and anything but names, `.key` / `['key']` and text, goes through Jinja.
+FAST_FILTERS = frozenset({"money", "date"})
+# `x.items` on a dict is the method in Jinja's sandbox, not the key: such a template is left to Jinja.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class Prepared:
+    """A compiled template with what a render needs built once: the globals as a plain dict (Jinja's
+    `Template.render` flattens a ChainMap on every call, most of a short render's cost), whether the
+    template can read the caller's vars without a copy, and the fast path's parts when it has one.
+    """
+
+    __slots__ = ("template", "globals", "shares_vars", "parts")
+
+    def __init__(self, template, tree: nodes.Node, parts: tuple | None = None) -> None:
+        self.template = template
+        self.globals = dict(template.globals)
+        # A template that names no global can read vars as they are (Jinja's own `shared` context);
+        # one that does needs the globals under the vars, so it gets a merged copy.
+        names = {node.name for node in tree.find_all(nodes.Name)}
+        self.shares_vars = not (names & self.globals.keys())
+        self.parts = parts
+
+    def context(self, vars: dict) -> Context:
+        parent = vars if self.shares_vars else {**self.globals, **vars}
+        template = self.template
+        return env.context_class(env, parent, template.name, template.blocks, globals=self.globals)
+
+
+def _fast_parts(tree: nodes.Template) -> tuple | None:
+    """The template as text and (name, keys, filter, filter args) parts, or None when it is more than
+    text and `{{ name.key | filter(const) }}` outputs.
+    """
+    if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
+        return None
+    parts: list = []
+    for node in tree.body[0].nodes:
+        if type(node) is nodes.TemplateData:
+            parts.append(node.data)
+            continue
+        filter_name, args = None, ()
+        if type(node) is nodes.Filter:
+            if node.name not in FAST_FILTERS or node.kwargs or node.dyn_args or node.dyn_kwargs:
+                return None
+            if any(type(a) is not nodes.Const for a in node.args):
+                return None
+            filter_name, args, node = node.name, tuple(a.value for a in node.args), node.node
+        keys: list[str] = []
+        while type(node) in (nodes.Getattr, nodes.Getitem):
+            key = node.attr if type(node) is nodes.Getattr else getattr(node.arg, "value", None)
+            if type(node) is nodes.Getitem and type(node.arg) is not nodes.Const or type(key) is not str:
+                return None
+            if type(node) is nodes.Getattr and key in _DICT_ATTRIBUTES:
+                return None
+            keys.append(key)
+            node = node.node
+        if type(node) is not nodes.Name or node.ctx != "load":
+            return None
+        parts.append((node.name, tuple(reversed(keys)), filter_name, args))
+    return tuple(parts)
+
+
+def _render_fast(parts: tuple, vars: dict) -> str:
+    """What Jinja renders for these parts when every name and key is there; raises otherwise (a missing
+    name, a value that is not a dict): the caller then lets Jinja render it, errors and all.
+    """
+    out = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+            continue
+        name, keys, filter_name, args = part
+        value = vars[name]
+        for key in keys:
+            if type(value) is not dict:
+                raise LookupError(key)
+            value = value[key]
+        if filter_name is not None:
+            value = env.filters[filter_name](value, *args)
+        out.append(str(value))
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def prepare(source: str) -> Prepared:
+    """Compile once per distinct source text; flows render the same templates on every turn."""
+    tree = env.parse(source)
+    plain = env.autoescape is False and env.finalize is None
+    return Prepared(compile_template(source), tree, _fast_parts(tree) if plain else None)
+
+
+@lru_cache(maxsize=4096)
+def prepare_expression(source: str) -> Prepared:
+    """The compiled expression's template (it assigns `result`) and the names it reads."""
+    template = compile_expression(source)._template
+    return Prepared(template, Parser(env, source, state="variable").parse_expression())
+
+
 def render(source: str, vars: dict) -> str:
-    """Render a template string; raises jinja2.UndefinedError for a variable nobody saved."""
+    """Render a template string; raises jinja2.UndefinedError for a variable nobody saved.
+
+    The same text, and the same errors, as `compile_template(source).render(vars)`.
+    """
     if "{" not in source:
         return source
-    return compile_template(source).render(vars)
+    prepared = prepare(source)
+    if prepared.parts is not None:
+        try:
+            return _render_fast(prepared.parts, vars)
+        except Exception:  # a missing name or key, a filter that failed: Jinja says it, in its words
+            pass
+    return render_jinja(prepared, vars)
+
+
+def render_jinja(prepared: Prepared, vars: dict) -> str:
+    """Template.render without its per-call setup: the root render function over a prebuilt context."""
+    try:
+        return env.concat(prepared.template.root_render_func(prepared.context(vars)))
+    except Exception:
+        env.handle_exception()
 
 
 def evaluate(expression: str, vars: dict) -> Any:
-    """Evaluate a condition such as `amount > 100` over the saved variables."""
-    return compile_expression(expression)(**vars)
+    """Evaluate a condition such as `amount > 100` over the saved variables.
+
+    As `compile_expression(expression)(**vars)`: the expression assigns `result`; undefined is None.
+    """
+    prepared = prepare_expression(expression)
+    context = prepared.context(vars)
+    for _ in prepared.template.root_render_func(context):
+        pass
+    result = context.vars["result"]
+    return None if isinstance(result, Undefined) else result
 
 
 def variables_used(source: str) -> set[str]:
     """Top-level variable names a template reads (for the 'no step saves this' warning)."""
-    from jinja2 import meta
-
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
-__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template"]
+__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template", "prepare"]
