@@ -95,7 +95,7 @@ class Prepared:
 
 def _fast_parts(tree: nodes.Template) -> tuple | None:
     """The template as text and (name, keys, filter, filter args) parts, or None when it is more than
-    text and `{{ name.key | filter(const) }}` outputs.
+    text and `{{ name.key | filter(const) }}` / `{{ name[-4:] }}` outputs.
     """
     if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
         return None
@@ -111,12 +111,10 @@ def _fast_parts(tree: nodes.Template) -> tuple | None:
             if any(type(a) is not nodes.Const for a in node.args):
                 return None
             filter_name, args, node = node.name, tuple(a.value for a in node.args), node.node
-        keys: list[str] = []
+        keys: list[str | slice] = []
         while type(node) in (nodes.Getattr, nodes.Getitem):
-            key = node.attr if type(node) is nodes.Getattr else getattr(node.arg, "value", None)
-            if type(node) is nodes.Getitem and type(node.arg) is not nodes.Const or type(key) is not str:
-                return None
-            if type(node) is nodes.Getattr and key in _DICT_ATTRIBUTES:
+            key = _key(node)
+            if key is None:
                 return None
             keys.append(key)
             node = node.node
@@ -124,6 +122,30 @@ def _fast_parts(tree: nodes.Template) -> tuple | None:
             return None
         parts.append((node.name, tuple(reversed(keys)), filter_name, args))
     return tuple(parts)
+
+
+def _key(node: nodes.Getattr | nodes.Getitem) -> str | slice | None:
+    """`.key` or `['key']` (a dict's key), `[a:b]` with whole-number bounds (a text's slice), else None."""
+    if type(node) is nodes.Getattr:
+        return node.attr if node.attr not in _DICT_ATTRIBUTES else None
+    arg = node.arg
+    if type(arg) is nodes.Const:
+        return arg.value if type(arg.value) is str else None
+    if type(arg) is not nodes.Slice:
+        return None
+    bounds = [_whole_number(b) for b in (arg.start, arg.stop, arg.step)]
+    return None if False in bounds else slice(*bounds)
+
+
+def _whole_number(node: nodes.Expr | None) -> int | None | bool:
+    """The int a slice bound names (None for none), or False when it is not a constant whole number."""
+    if node is None:
+        return None
+    negative = type(node) is nodes.Neg
+    node = node.node if negative else node
+    if type(node) is not nodes.Const or type(node.value) is not int:
+        return False
+    return -node.value if negative else node.value
 
 
 def _render_fast(parts: tuple, vars: dict) -> str:
@@ -138,9 +160,10 @@ def _render_fast(parts: tuple, vars: dict) -> str:
         name, keys, filter_name, args = part
         value = vars[name]
         for key in keys:
-            if type(value) is not dict:
+            if type(key) is str and type(value) is dict or type(key) is slice and type(value) is str:
+                value = value[key]
+            else:
                 raise LookupError(key)
-            value = value[key]
         if filter_name is not None:
             value = env.filters[filter_name](value, *args)
         out.append(str(value))
