@@ -63,9 +63,10 @@ def compile_expression(source: str):
     return env.compile_expression(source)
 
 
-# Filters the fast path may call itself: ours, plain functions of (value, *constant args) that take no
-# context. Any other filter, and anything but names, `.key` / `['key']` and text, goes through Jinja.
-FAST_FILTERS = frozenset({"money", "date"})
+# Filters the fast path may call itself (while env.filters holds these very functions): ours, plain
+# functions of (value, *constant args) that take no context. Any other filter, and anything but text,
+# names, `.key` / `['key']` and a text's `[a:b]`, goes through Jinja.
+FAST_FILTERS = {"money": money, "date": date_filter}
 # `x.items` on a dict is the method in Jinja's sandbox, not the key: such a template is left to Jinja.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
@@ -104,13 +105,20 @@ def _fast_parts(tree: nodes.Template) -> tuple | None:
         if type(node) is nodes.TemplateData:
             parts.append(node.data)
             continue
-        filter_name, args = None, ()
+        apply, args = None, ()
         if type(node) is nodes.Filter:
-            if node.name not in FAST_FILTERS or node.kwargs or node.dyn_args or node.dyn_kwargs:
+            apply = FAST_FILTERS.get(node.name)
+            if (
+                apply is None
+                or env.filters.get(node.name) is not apply
+                or node.kwargs
+                or node.dyn_args
+                or node.dyn_kwargs
+            ):
                 return None
             if any(type(a) is not nodes.Const for a in node.args):
                 return None
-            filter_name, args, node = node.name, tuple(a.value for a in node.args), node.node
+            args, node = tuple(a.value for a in node.args), node.node
         keys: list[str | slice] = []
         while type(node) in (nodes.Getattr, nodes.Getitem):
             key = _key(node)
@@ -120,7 +128,7 @@ def _fast_parts(tree: nodes.Template) -> tuple | None:
             node = node.node
         if type(node) is not nodes.Name or node.ctx != "load":
             return None
-        parts.append((node.name, tuple(reversed(keys)), filter_name, args))
+        parts.append((node.name, tuple(reversed(keys)), apply, args))
     return tuple(parts)
 
 
@@ -157,15 +165,15 @@ def _render_fast(parts: tuple, vars: dict) -> str:
         if type(part) is str:
             out.append(part)
             continue
-        name, keys, filter_name, args = part
+        name, keys, apply, args = part
         value = vars[name]
         for key in keys:
             if type(key) is str and type(value) is dict or type(key) is slice and type(value) is str:
                 value = value[key]
             else:
                 raise LookupError(key)
-        if filter_name is not None:
-            value = env.filters[filter_name](value, *args)
+        if apply is not None:
+            value = apply(value, *args)
         out.append(str(value))
     return "".join(out)
 
