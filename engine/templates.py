@@ -95,8 +95,9 @@ class Prepared:
 
 
 def _fast_parts(tree: nodes.Template) -> tuple | None:
-    """The template as text and (name, keys, filter, filter args) parts, or None when it is more than
-    text and `{{ name.key | filter(const) }}` / `{{ name[-4:] }}` outputs.
+    """The template as text and (value, filter, filter args) parts, or None when it is more than text and
+    `{{ name.key }}`, `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs. A value or an argument is
+    (name, keys) to look up, or (None, constant).
     """
     if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
         return None
@@ -108,28 +109,36 @@ def _fast_parts(tree: nodes.Template) -> tuple | None:
         apply, args = None, ()
         if type(node) is nodes.Filter:
             apply = FAST_FILTERS.get(node.name)
-            if (
-                apply is None
-                or env.filters.get(node.name) is not apply
-                or node.kwargs
-                or node.dyn_args
-                or node.dyn_kwargs
-            ):
+            if apply is None or env.filters.get(node.name) is not apply:
                 return None
-            if any(type(a) is not nodes.Const for a in node.args):
+            if node.kwargs or node.dyn_args or node.dyn_kwargs:
                 return None
-            args, node = tuple(a.value for a in node.args), node.node
-        keys: list[str | slice] = []
-        while type(node) in (nodes.Getattr, nodes.Getitem):
-            key = _key(node)
-            if key is None:
-                return None
-            keys.append(key)
-            node = node.node
-        if type(node) is not nodes.Name or node.ctx != "load":
+            args = tuple(_argument(a) for a in node.args)
+            value = _argument(node.node)
+        else:
+            value = _path(node)
+        if value is None or None in args:
             return None
-        parts.append((node.name, tuple(reversed(keys)), apply, args))
+        parts.append((value, apply, args))
     return tuple(parts)
+
+
+def _argument(node: nodes.Node) -> tuple | None:
+    return (None, node.value) if type(node) is nodes.Const else _path(node)
+
+
+def _path(node: nodes.Node) -> tuple | None:
+    """(name, keys) for `name.key['key'][a:b]`, or None for any other expression."""
+    keys: list[str | slice] = []
+    while type(node) in (nodes.Getattr, nodes.Getitem):
+        key = _key(node)
+        if key is None:
+            return None
+        keys.append(key)
+        node = node.node
+    if type(node) is not nodes.Name or node.ctx != "load":
+        return None
+    return node.name, tuple(reversed(keys))
 
 
 def _key(node: nodes.Getattr | nodes.Getitem) -> str | slice | None:
@@ -165,17 +174,25 @@ def _render_fast(parts: tuple, vars: dict) -> str:
         if type(part) is str:
             out.append(part)
             continue
-        name, keys, apply, args = part
-        value = vars[name]
-        for key in keys:
-            if type(key) is str and type(value) is dict or type(key) is slice and type(value) is str:
-                value = value[key]
-            else:
-                raise LookupError(key)
+        value, apply, args = part
+        value = _look_up(vars, value)
         if apply is not None:
-            value = apply(value, *args)
+            value = apply(value, *[_look_up(vars, a) for a in args])
         out.append(str(value))
     return "".join(out)
+
+
+def _look_up(vars: dict, value: tuple) -> Any:
+    name, keys = value
+    if name is None:
+        return keys  # a constant
+    value = vars[name]
+    for key in keys:
+        if type(key) is str and type(value) is dict or type(key) is slice and type(value) is str:
+            value = value[key]
+        else:
+            raise LookupError(key)
+    return value
 
 
 @lru_cache(maxsize=4096)
