@@ -6,12 +6,13 @@ booking reference of `{{ 7*7 }}` is echoed as typed.
 
 from __future__ import annotations
 
+import operator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2 import StrictUndefined, Undefined, filters, meta, nodes
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -63,10 +64,13 @@ def compile_expression(source: str):
     return env.compile_expression(source)
 
 
-# Filters the fast path may call itself (while env.filters holds these very functions): ours, plain
-# functions of (value, *constant args) that take no context. Any other filter, and anything but text,
+# Filters the fast path may call itself (while env.filters holds these very functions): plain functions
+# of (value, *args) that take no context; and the comparisons a condition may make, Python's own operators
+# as in Jinja's compiled code (the sandbox intercepts none of them). Any other filter, and anything but text,
 # names, `.key` / `['key']` and a text's `[a:b]`, goes through Jinja.
-FAST_FILTERS = {"money": money, "date": date_filter}
+FAST_FILTERS = {"money": money, "date": date_filter, "float": filters.do_float, "int": filters.do_int}
+COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "gt": operator.gt}
+COMPARISONS |= {"lteq": operator.le, "gteq": operator.ge}
 # `x.items` on a dict is the method in Jinja's sandbox, not the key: such a template is left to Jinja.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
@@ -95,32 +99,49 @@ class Prepared:
 
 
 def _fast_parts(tree: nodes.Template) -> tuple | None:
-    """The template as text and (value, filter, filter args) parts, or None when it is more than text and
-    `{{ name.key }}`, `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs. A value or an argument is
-    (name, keys) to look up, or (None, constant).
+    """The template as text and outputs, or None when it is more than text and `{{ name.key }}`,
+    `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs (see _output).
     """
     if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
         return None
     parts: list = []
     for node in tree.body[0].nodes:
-        if type(node) is nodes.TemplateData:
-            parts.append(node.data)
-            continue
-        apply, args = None, ()
-        if type(node) is nodes.Filter:
-            apply = FAST_FILTERS.get(node.name)
-            if apply is None or env.filters.get(node.name) is not apply:
-                return None
-            if node.kwargs or node.dyn_args or node.dyn_kwargs:
-                return None
-            args = tuple(_argument(a) for a in node.args)
-            value = _argument(node.node)
-        else:
-            value = _path(node)
-        if value is None or None in args:
+        part = node.data if type(node) is nodes.TemplateData else _output(node)
+        if part is None:
             return None
-        parts.append((value, apply, args))
+        parts.append(part)
     return tuple(parts)
+
+
+def _fast_expression(node: nodes.Expr) -> tuple | None:
+    """(output,) for `name.key` or `name | filter`, (output, operator, output) for one comparison such as
+    `amount | float > 100` or `choice == "pay"`; None for any other expression.
+    """
+    if type(node) is not nodes.Compare:
+        output = _output(node)
+        return None if output is None else (output,)
+    if len(node.ops) != 1 or node.ops[0].op not in COMPARISONS:
+        return None
+    left, right = _output(node.expr, constant=True), _output(node.ops[0].expr, constant=True)
+    return None if left is None or right is None else (left, COMPARISONS[node.ops[0].op], right)
+
+
+def _output(node: nodes.Expr, constant: bool = False) -> tuple | None:
+    """(value, filter, filter args) for a saved value, perhaps through one of FAST_FILTERS. A value or an
+    argument is (name, keys) to look up, or (None, constant).
+    """
+    apply, args = None, ()
+    if type(node) is nodes.Filter:
+        apply = FAST_FILTERS.get(node.name)
+        if apply is None or env.filters.get(node.name) is not apply:
+            return None
+        if node.kwargs or node.dyn_args or node.dyn_kwargs:
+            return None
+        args = tuple(_argument(a) for a in node.args)
+        value = _argument(node.node)
+    else:
+        value = _argument(node) if constant else _path(node)
+    return None if value is None or None in args else (value, apply, args)
 
 
 def _argument(node: nodes.Node) -> tuple | None:
@@ -169,17 +190,21 @@ def _render_fast(parts: tuple, vars: dict) -> str:
     """What Jinja renders for these parts when every name and key is there; raises otherwise (a missing
     name, a value that is not a dict): the caller then lets Jinja render it, errors and all.
     """
-    out = []
-    for part in parts:
-        if type(part) is str:
-            out.append(part)
-            continue
-        value, apply, args = part
-        value = _look_up(vars, value)
-        if apply is not None:
-            value = apply(value, *[_look_up(vars, a) for a in args])
-        out.append(str(value))
-    return "".join(out)
+    return "".join([part if type(part) is str else str(_value(vars, part)) for part in parts])
+
+
+def _evaluate_fast(parts: tuple, vars: dict) -> Any:
+    """As _render_fast, for what _fast_expression built: the value, or the comparison's result."""
+    if len(parts) == 1:
+        return _value(vars, parts[0])
+    left, compare, right = parts
+    return compare(_value(vars, left), _value(vars, right))
+
+
+def _value(vars: dict, output: tuple) -> Any:
+    value, apply, args = output
+    value = _look_up(vars, value)
+    return value if apply is None else apply(value, *[_look_up(vars, a) for a in args])
 
 
 def _look_up(vars: dict, value: tuple) -> Any:
@@ -207,7 +232,8 @@ def prepare(source: str) -> Prepared:
 def prepare_expression(source: str) -> Prepared:
     """The compiled expression's template (it assigns `result`) and the names it reads."""
     template = compile_expression(source)._template
-    return Prepared(template, Parser(env, source, state="variable").parse_expression())
+    tree = Parser(env, source, state="variable").parse_expression()
+    return Prepared(template, tree, _fast_expression(tree))
 
 
 def render(source: str, vars: dict) -> str:
@@ -240,6 +266,11 @@ def evaluate(expression: str, vars: dict) -> Any:
     As `compile_expression(expression)(**vars)`: the expression assigns `result`; undefined is None.
     """
     prepared = prepare_expression(expression)
+    if prepared.parts is not None:
+        try:
+            return _evaluate_fast(prepared.parts, vars)
+        except Exception:  # as in render: Jinja evaluates it again and raises its own error
+            pass
     context = prepared.context(vars)
     for _ in prepared.template.root_render_func(context):
         pass

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from jinja2 import nodes
 
-from engine.templates import compile_expression, compile_template, env, evaluate, prepare, render
+from engine.templates import compile_expression, compile_template, env, evaluate, prepare, prepare_expression, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VALUES = [
@@ -34,7 +34,7 @@ VALUES = [
     True,
     None,
 ]
-VALUES += [["a", "b"], {"reference": "BK-1"}, "263771234567", "ab"]
+VALUES += [["a", "b"], {"reference": "BK-1"}, "263771234567", "ab", "100", 100, "pay", 3]
 
 
 def _walk(node, seen=None):
@@ -159,7 +159,11 @@ def test_a_template_renders_exactly_as_jinja_renders_it(source):
         assert _outcome(lambda: render(source, vars)) == expected, vars
 
 
-@pytest.mark.parametrize("source", CONDITIONS + ["amount | float > 100", "range(3) | list", "nobody"])
+CONDITION_EXTRA = ["range(3) | list", "nobody", "paid", "booking.balance_due | float >= amount | float"]
+CONDITION_EXTRA += ["contact[-4:] == '4567'", "amount | money(booking.currency) != '$1.00'", "1 < amount", "a < b < c"]
+
+
+@pytest.mark.parametrize("source", CONDITIONS + CONDITION_EXTRA)
 def test_a_condition_evaluates_exactly_as_jinja_evaluates_it(source):
     for vars in _cases(_paths(source, _parse_expression)):
         expected = _outcome(lambda: compile_expression(source)(**vars))
@@ -171,6 +175,13 @@ def test_rendering_leaves_the_vars_as_they_were():
     render("{% set contact = 'x' %}{{ contact }} {{ booking.reference }} {{ range(2) | list }}", vars)
     evaluate("contact == '263771234567'", vars)
     assert vars == {"contact": "263771234567", "booking": {"reference": "BK-1"}}
+
+
+def test_the_fast_path_takes_one_comparison_of_saved_values_and_constants():
+    for source in ["amount | float > 100", 'choice == "pay"', "paid", "rating | int == 3", "1 < amount"]:
+        assert prepare_expression(source).parts is not None, source
+    for source in ["people > 4 and tip == 0", "not paid", "a < b < c", "x in y", "range(3) | list", "1 + a > 2"]:
+        assert prepare_expression(source).parts is None, source
 
 
 def test_the_fast_path_takes_only_plain_outputs():
