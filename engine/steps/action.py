@@ -9,7 +9,6 @@ already seen) with the key f"{contact}:{inbound message id}:{step}:{n}".
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import jsonschema
 
+from ..fast_schema import compile_schema
 from ..lookups import per_object
 from ..messages import ActionCall
 from ..model import Step
@@ -42,74 +42,15 @@ def _secret_params(spec: ActionSpec) -> frozenset[str]:
     return frozenset(k for k, v in properties.items() if isinstance(v, dict) and v.get("writeOnly"))
 
 
-# What a params check may skip: words for people and tools, no constraint on the value.
-_ANNOTATIONS = frozenset({"description", "title", "writeOnly", "readOnly", "examples", "default", "$comment"})
-_VALUE_KEYWORDS = _ANNOTATIONS | {"type", "minLength", "maxLength", "pattern", "enum"}
-_OBJECT_KEYWORDS = _ANNOTATIONS | {"type", "properties", "required", "additionalProperties"}
-# JSON types by the exact Python type of a value: anything else (a bool for a number, a float that is a
-# whole number, a tuple) is left to jsonschema, whose answer may differ.
-_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "null": (type(None),)}
-_TYPES |= {"object": (dict,), "array": (list,)}
-
-
-def _quick_value(schema: Any) -> Callable[[Any], bool] | None:
-    """A test that passes only values the schema accepts; None for a schema using more than it knows."""
-    if not isinstance(schema, dict) or set(schema) - _VALUE_KEYWORDS:
-        return None
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else None
-    if kinds is not None and not all(k in _TYPES for k in kinds):
-        return None
-    enum = schema.get("enum")
-    if enum is not None and not (isinstance(enum, list) and all(type(e) is str for e in enum)):
-        return None
-    types = None if kinds is None else frozenset(t for k in kinds for t in _TYPES[k])
-    shortest, longest = schema.get("minLength"), schema.get("maxLength")
-    try:
-        pattern = re.compile(schema["pattern"]) if "pattern" in schema else None
-    except (re.error, TypeError):
-        return None
-    allowed = None if enum is None else frozenset(enum)
-
-    def passes(value: Any) -> bool:
-        if types is not None and type(value) not in types:
-            return False
-        if type(value) is str:
-            if (shortest is not None and len(value) < shortest) or (longest is not None and len(value) > longest):
-                return False
-            if pattern is not None and not pattern.search(value):
-                return False
-        return allowed is None or (type(value) is str and value in allowed)
-
-    return passes
-
-
 def _params_check(spec: ActionSpec) -> Callable[[dict], bool]:
-    """Whether params are valid under the action's schema: a direct test of the keywords actions use
-    (types, lengths, patterns, string enums, required, no extra keys); jsonschema decides whatever that
-    test does not pass, and for a schema using any other keyword.
+    """Whether params are valid under the action's schema: its compiled yes/no check (engine/fast_schema),
+    and jsonschema for whatever that does not pass, or for a schema it cannot compile.
     """
     validator = validator_for(spec)
-    schema = spec.params
-    properties = schema.get("properties", {})
-    tests = {name: _quick_value(sub) for name, sub in properties.items()} if isinstance(properties, dict) else {}
-    extra = schema.get("additionalProperties", True)
-    required = schema.get("required", [])
-    simple = not set(schema) - _OBJECT_KEYWORDS and schema.get("type", "object") == "object"
-    if not simple or None in tests.values() or type(extra) is not bool or not isinstance(required, list):
+    quick = compile_schema(spec.params)
+    if quick is None:
         return validator.is_valid
-
-    def valid(params: dict) -> bool:
-        if type(params) is dict and all(name in params for name in required):
-            for name, value in params.items():
-                test = tests.get(name)
-                if not (extra if test is None else test(value)):
-                    break
-            else:
-                return True
-        return validator.is_valid(params)
-
-    return valid
+    return lambda params: quick(params) or validator.is_valid(params)
 
 
 validator_for = per_object(_validator)

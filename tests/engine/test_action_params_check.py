@@ -1,4 +1,4 @@
-"""An action step checks its rendered params with a direct test of the keywords actions use, and asks
+"""An action step checks its rendered params with its schema compiled into a yes/no function, and asks
 jsonschema whenever that test does not pass: the answer must always be jsonschema's, and an author still
 reads jsonschema's words (action.params).
 """
