@@ -132,9 +132,10 @@ def main() -> None:
     )
     # Wall time includes waiting for the CPU when other processes share the machine; CPU time is what
     # one core spent on the turns, the figure the goal is about.
+    median = statistics.median(cpu_rates)
     print(
-        f"median {statistics.median(cpu_rates):,.0f} turns per CPU-second "
-        f"(spread {min(cpu_rates):,.0f}-{max(cpu_rates):,.0f})"
+        f"median {median:,.0f} turns per CPU-second (spread {min(cpu_rates):,.0f}-{max(cpu_rates):,.0f}) = "
+        f"{1e6 / median:.1f} µs of CPU per turn (spread {1e6 / max(cpu_rates):.1f}-{1e6 / min(cpu_rates):.1f})"
     )
     print(f"median {statistics.median(rates):,.0f} turns/s wall clock (spread {min(rates):,.0f}-{max(rates):,.0f})")
 

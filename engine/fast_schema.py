@@ -21,6 +21,7 @@ Check = Callable[[Any], bool]
 # Keywords that only describe (jsonschema checks nothing for them).
 _NOTES = frozenset(
     {"$schema", "$id", "$comment", "title", "description", "default", "examples", "errorMessage", "patternErrorMessage"}
+    | {"readOnly", "writeOnly", "deprecated"}
 )
 _TYPES: dict[str, Check] = {
     "string": lambda v: isinstance(v, str),

@@ -49,6 +49,8 @@ def normalise(text: str | None) -> str:
     if not text:
         return ""
     folded = " ".join(text.split()).casefold()
+    if folded[:1].isalnum() and folded[-1:].isalnum():
+        return folded  # the common case: a letter or digit at each end is neither space nor punctuation
     start, end = 0, len(folded)
     while start < end and _edge(folded[start]):
         start += 1

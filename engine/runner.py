@@ -22,7 +22,6 @@ How a message is handled:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -245,9 +244,9 @@ class Turn:
             expires_at=expires_at,
         )
 
-    def result(self, conversation: Conversation | None = None) -> TurnResult:
+    def result(self, conversation: Conversation | None = None, secret_answer: bool = False) -> TurnResult:
         state = self.conversation() if self.flow is not None else conversation
-        return TurnResult(state, self.outbound, self.actions, self.events)
+        return TurnResult(state, self.outbound, self.actions, self.events, secret_answer)
 
 
 def _loop(trail: list[str]) -> str:
@@ -296,11 +295,8 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
             turn.walk(turn.begin(target))
     except Abort as error:
         turn.sorry(error)
-    result = turn.result(conversation)
     # Tell the store the message was a one-time code (it redacts it with the turn's save: issue 10.6).
-    if waiting and step.expect is not None and step.expect.kind == "otp":
-        return replace(result, secret_answer=True)
-    return result
+    return turn.result(conversation, secret_answer=waiting and step.expect is not None and step.expect.kind == "otp")
 
 
 def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:

@@ -6,12 +6,15 @@ booking reference of `{{ 7*7 }}` is echoed as typed.
 
 from __future__ import annotations
 
+import operator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Undefined, filters, meta, nodes
+from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -61,23 +64,223 @@ def compile_expression(source: str):
     return env.compile_expression(source)
 
 
+# Filters the fast path may call itself (while env.filters holds these very functions): plain functions
+# of (value, *args) that take no context; and the comparisons a condition may make, Python's own operators
+# as in Jinja's compiled code (the sandbox intercepts none of them). Any other filter, and anything but text,
+# names, `.key` / `['key']` and a text's `[a:b]`, goes through Jinja.
+FAST_FILTERS = {"money": money, "date": date_filter, "float": filters.do_float, "int": filters.do_int}
+COMPARISONS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "gt": operator.gt}
+COMPARISONS |= {"lteq": operator.le, "gteq": operator.ge}
+# `x.items` on a dict is the method in Jinja's sandbox, not the key: such a template is left to Jinja.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class Prepared:
+    """A compiled template with what a render needs built once: the globals as a plain dict (Jinja's
+    `Template.render` flattens a ChainMap on every call, most of a short render's cost), whether the
+    template can read the caller's vars without a copy, and the fast path's parts when it has one.
+    """
+
+    __slots__ = ("template", "globals", "shares_vars", "parts")
+
+    def __init__(self, template, tree: nodes.Node, parts: tuple | None = None) -> None:
+        self.template = template
+        self.globals = dict(template.globals)
+        # A template that names no global can read vars as they are (Jinja's own `shared` context);
+        # one that does needs the globals under the vars, so it gets a merged copy.
+        names = {node.name for node in tree.find_all(nodes.Name)}
+        self.shares_vars = not (names & self.globals.keys())
+        self.parts = parts
+
+    def context(self, vars: dict) -> Context:
+        parent = vars if self.shares_vars else {**self.globals, **vars}
+        template = self.template
+        return env.context_class(env, parent, template.name, template.blocks, globals=self.globals)
+
+
+def _fast_parts(tree: nodes.Template) -> tuple | None:
+    """The template as text and outputs, or None when it is more than text and `{{ name.key }}`,
+    `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs (see _output).
+    """
+    if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
+        return None
+    parts: list = []
+    for node in tree.body[0].nodes:
+        part = node.data if type(node) is nodes.TemplateData else _output(node)
+        if part is None:
+            return None
+        parts.append(part)
+    return tuple(parts)
+
+
+def _fast_expression(node: nodes.Expr) -> tuple | None:
+    """(output,) for `name.key` or `name | filter`, (output, operator, output) for one comparison such as
+    `amount | float > 100` or `choice == "pay"`; None for any other expression.
+    """
+    if type(node) is not nodes.Compare:
+        output = _output(node)
+        return None if output is None else (output,)
+    if len(node.ops) != 1 or node.ops[0].op not in COMPARISONS:
+        return None
+    left, right = _output(node.expr, constant=True), _output(node.ops[0].expr, constant=True)
+    return None if left is None or right is None else (left, COMPARISONS[node.ops[0].op], right)
+
+
+def _output(node: nodes.Expr, constant: bool = False) -> tuple | None:
+    """(value, filter, filter args) for a saved value, perhaps through one of FAST_FILTERS. A value or an
+    argument is (name, keys) to look up, or (None, constant).
+    """
+    apply, args = None, ()
+    if type(node) is nodes.Filter:
+        apply = FAST_FILTERS.get(node.name)
+        if apply is None or env.filters.get(node.name) is not apply:
+            return None
+        if node.kwargs or node.dyn_args or node.dyn_kwargs:
+            return None
+        args = tuple(_argument(a) for a in node.args)
+        value = _argument(node.node)
+    else:
+        value = _argument(node) if constant else _path(node)
+    return None if value is None or None in args else (value, apply, args)
+
+
+def _argument(node: nodes.Node) -> tuple | None:
+    return (None, node.value) if type(node) is nodes.Const else _path(node)
+
+
+def _path(node: nodes.Node) -> tuple | None:
+    """(name, keys) for `name.key['key'][a:b]`, or None for any other expression."""
+    keys: list[str | slice] = []
+    while type(node) in (nodes.Getattr, nodes.Getitem):
+        key = _key(node)
+        if key is None:
+            return None
+        keys.append(key)
+        node = node.node
+    if type(node) is not nodes.Name or node.ctx != "load":
+        return None
+    return node.name, tuple(reversed(keys))
+
+
+def _key(node: nodes.Getattr | nodes.Getitem) -> str | slice | None:
+    """`.key` or `['key']` (a dict's key), `[a:b]` with whole-number bounds (a text's slice), else None."""
+    if type(node) is nodes.Getattr:
+        return node.attr if node.attr not in _DICT_ATTRIBUTES else None
+    arg = node.arg
+    if type(arg) is nodes.Const:
+        return arg.value if type(arg.value) is str else None
+    if type(arg) is not nodes.Slice:
+        return None
+    bounds = [_whole_number(b) for b in (arg.start, arg.stop, arg.step)]
+    return None if False in bounds else slice(*bounds)
+
+
+def _whole_number(node: nodes.Expr | None) -> int | None | bool:
+    """The int a slice bound names (None for none), or False when it is not a constant whole number."""
+    if node is None:
+        return None
+    negative = type(node) is nodes.Neg
+    node = node.node if negative else node
+    if type(node) is not nodes.Const or type(node.value) is not int:
+        return False
+    return -node.value if negative else node.value
+
+
+def _render_fast(parts: tuple, vars: dict) -> str:
+    """What Jinja renders for these parts when every name and key is there; raises otherwise (a missing
+    name, a value that is not a dict): the caller then lets Jinja render it, errors and all.
+    """
+    return "".join([part if type(part) is str else str(_value(vars, part)) for part in parts])
+
+
+def _evaluate_fast(parts: tuple, vars: dict) -> Any:
+    """As _render_fast, for what _fast_expression built: the value, or the comparison's result."""
+    if len(parts) == 1:
+        return _value(vars, parts[0])
+    left, compare, right = parts
+    return compare(_value(vars, left), _value(vars, right))
+
+
+def _value(vars: dict, output: tuple) -> Any:
+    value, apply, args = output
+    value = _look_up(vars, value)
+    return value if apply is None else apply(value, *[_look_up(vars, a) for a in args])
+
+
+def _look_up(vars: dict, value: tuple) -> Any:
+    name, keys = value
+    if name is None:
+        return keys  # a constant
+    value = vars[name]
+    for key in keys:
+        if type(key) is str and type(value) is dict or type(key) is slice and type(value) is str:
+            value = value[key]
+        else:
+            raise LookupError(key)
+    return value
+
+
+@lru_cache(maxsize=4096)
+def prepare(source: str) -> Prepared:
+    """Compile once per distinct source text; flows render the same templates on every turn."""
+    tree = env.parse(source)
+    plain = env.autoescape is False and env.finalize is None
+    return Prepared(compile_template(source), tree, _fast_parts(tree) if plain else None)
+
+
+@lru_cache(maxsize=4096)
+def prepare_expression(source: str) -> Prepared:
+    """The compiled expression's template (it assigns `result`) and the names it reads."""
+    template = compile_expression(source)._template
+    tree = Parser(env, source, state="variable").parse_expression()
+    return Prepared(template, tree, _fast_expression(tree))
+
+
 def render(source: str, vars: dict) -> str:
-    """Render a template string; raises jinja2.UndefinedError for a variable nobody saved."""
+    """Render a template string; raises jinja2.UndefinedError for a variable nobody saved.
+
+    The same text, and the same errors, as `compile_template(source).render(vars)`.
+    """
     if "{" not in source:
         return source
-    return compile_template(source).render(vars)
+    prepared = prepare(source)
+    if prepared.parts is not None:
+        try:
+            return _render_fast(prepared.parts, vars)
+        except Exception:  # a missing name or key, a filter that failed: Jinja says it, in its words
+            pass
+    return render_jinja(prepared, vars)
+
+
+def render_jinja(prepared: Prepared, vars: dict) -> str:
+    """Template.render without its per-call setup: the root render function over a prebuilt context."""
+    try:
+        return env.concat(prepared.template.root_render_func(prepared.context(vars)))
+    except Exception:
+        env.handle_exception()
 
 
 def evaluate(expression: str, vars: dict) -> Any:
-    """Evaluate a condition such as `amount > 100` over the saved variables."""
-    return compile_expression(expression)(**vars)
+    """Evaluate a condition such as `amount > 100` over the saved variables.
+
+    As `compile_expression(expression)(**vars)`: the expression assigns `result`; undefined is None.
+    """
+    prepared = prepare_expression(expression)
+    if prepared.parts is not None:
+        try:
+            return _evaluate_fast(prepared.parts, vars)
+        except Exception:  # as in render: Jinja evaluates it again and raises its own error
+            pass
+    context = prepared.context(vars)
+    for _ in prepared.template.root_render_func(context):
+        pass
+    result = context.vars["result"]
+    return None if isinstance(result, Undefined) else result
 
 
 def variables_used(source: str) -> set[str]:
     """Top-level variable names a template reads (for the 'no step saves this' warning)."""
-    from jinja2 import meta
-
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
-__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template"]
+__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template", "prepare"]

@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import jsonschema
 
+from ..fast_schema import compile_schema
 from ..lookups import per_object
 from ..messages import ActionCall
 from ..model import Step
@@ -41,7 +42,19 @@ def _secret_params(spec: ActionSpec) -> frozenset[str]:
     return frozenset(k for k, v in properties.items() if isinstance(v, dict) and v.get("writeOnly"))
 
 
+def _params_check(spec: ActionSpec) -> Callable[[dict], bool]:
+    """Whether params are valid under the action's schema: its compiled yes/no check (engine/fast_schema),
+    and jsonschema for whatever that does not pass, or for a schema it cannot compile.
+    """
+    validator = validator_for(spec)
+    quick = compile_schema(spec.params)
+    if quick is None:
+        return validator.is_valid
+    return lambda params: quick(params) or validator.is_valid(params)
+
+
 validator_for = per_object(_validator)
+params_valid = per_object(_params_check)
 secrets_of = per_object(_secret_params)
 
 
@@ -53,7 +66,7 @@ def run(turn: "Turn", step: Step) -> str | None:
         raise turn.abort("action.unknown", f"no action named '{step.action}' is registered")
     templated = spec.templates
     params = {k: (turn.render_value(v) if k in templated else v) for k, v in step.params.items()}
-    if not validator_for(spec).is_valid(params):
+    if not params_valid(spec)(params):
         problems = _hide_secrets(spec, params, "; ".join(spec.check_params(params)))
         raise turn.abort("action.params", f"action '{spec.name}': {problems}")
 
