@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from .context import TurnContext
+from .inputs import checks
 from .lookups import flow_lookups, flowset_lookups, normalise
 from .messages import ACTIVE, ENDED, EXPIRED, ActionCall, Choice, Conversation, Event, Inbound, Outbound, TurnResult
 from .model import Flow, FlowSet, Step
@@ -296,7 +297,23 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
     except Abort as error:
         turn.sorry(error)
     # Tell the store the message was a one-time code (it redacts it with the turn's save: issue 10.6).
-    return turn.result(conversation, secret_answer=waiting and step.expect is not None and step.expect.kind == "otp")
+    return turn.result(conversation, secret_answer=waiting and _asks_secret(step))
+
+
+def awaits_secret(flows: FlowSet, conversation: Conversation | None) -> bool:
+    """Whether the conversation waits at a question whose answer is a secret (`expect: otp`): a message
+    sent to it is kept out of storage — redacted with the turn's save, or when it is set aside unhandled."""
+    if conversation is None or conversation.status != ACTIVE:
+        return False
+    flow = flows.get(conversation.flow, conversation.version)
+    return flow is not None and _asks_secret(flow.steps.get(conversation.step))
+
+
+def _asks_secret(step: Step | None) -> bool:
+    if step is None or step.expect is None:
+        return False
+    check = checks.get(step.expect.kind)
+    return check is not None and check.secret
 
 
 def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
