@@ -1,18 +1,23 @@
-"""The inbox worker path: a worker claims the contact with the oldest unprocessed inbox message nobody
-holds, runs that message's turn and saves it (channels/turn_save.py). A failure in the turn or the save (a
-crash, a bug, a lost claim) leaves the inbox row unprocessed and the claim in place until its lease runs
-out; then a worker handles the message again, and its actions return their stored results.
+"""The inbox worker path: a worker takes the oldest unprocessed inbox message of a contact nobody holds,
+runs that message's turn and saves it (channels/turn_save.py). On SQLite the turn runs on the session as
+read, without a claim, and its save is a compare-and-set that also marks the row processed: one commit
+(channels/optimistic.py); otherwise, and when that state moved on, the worker claims the contact first.
+A failure in the turn or the save (a crash, a bug, a lost claim) leaves the inbox row unprocessed (and a
+failed turn's claim in place until its lease runs out); then a worker handles the message again, and its
+actions return their stored results.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Iterator
 
 from channels.claims import give_back, released_on_stop, token
+from channels.optimistic import OptimisticTurn
 from channels.turn_save import conversation_of, inbound_from_payload, log_tags, outbound_dict, persistent, save
 from engine.context import TurnContext
 from engine.messages import Outbound
@@ -35,39 +40,114 @@ GAVE_UP_REPLY = (
 )
 
 
-def process_inbox(ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id: str | None = None) -> int:
+class InHand:
+    """The contacts this process's turn threads are handling: an optimistic pick skips them, so threads do
+    not all run the same contact's message and lose the compare-and-set to each other. (Across processes
+    the compare-and-set keeps it correct; a lost race costs a turn run for nothing.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contacts: set[int] = set()
+
+    @contextmanager
+    def picked(
+        self, claim_token: str, now: datetime
+    ) -> Iterator[tuple[sessions.Claim | None, inbox.InboxRow, str] | None]:
+        """sessions.peek_next skipping the contacts in hand, the one found held for the body's duration."""
+        with self._lock:
+            found = sessions.peek_next(claim_token, now, frozenset(self._contacts))
+            if found is not None:
+                self._contacts.add(found[1].contact_id)
+        try:
+            yield found
+        finally:
+            if found is not None:
+                with self._lock:
+                    self._contacts.discard(found[1].contact_id)
+
+
+IN_HAND = InHand()
+
+
+def process_inbox(
+    ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id: str | None = None, in_hand: InHand = IN_HAND
+) -> int:
     """Handle up to `limit` unprocessed inbox messages, each contact's oldest first, skipping contacts
     another worker holds; returns how many were handled. Safe to run in many threads and processes.
+
+    Each message's turn runs first without a claim and saves with a compare-and-set that also marks the
+    inbox row processed: one commit (channels/optimistic.py). A new session, a claim that ran out, or a
+    state that moved meanwhile takes the claim path instead (_claim_next), as does PostgreSQL, whose
+    SKIP LOCKED pick keeps several processes off each other's contacts.
     """
     ctx = persistent(ctx)
     done = 0
     while done < limit:
-        taken = _claim_next(token(worker_id), ctx.clock())
+        claim_token = token(worker_id)
+        if not is_postgres():
+            with in_hand.picked(claim_token, ctx.clock()) as found:
+                if found is None:
+                    break
+                if found[0] is not None and _optimistic(found[0], found[1], found[2], flows, ctx):
+                    done += 1
+                    continue
+        taken = _claim_next(claim_token, ctx.clock())
         if taken is None:
             break
-        claim, row, contact = taken
-        try:
-            with released_on_stop(claim), log_tags(contact, claim):
-                # The contact's stored key, whichever id (phone or user id) the message named it by.
-                inbound = replace(inbound_from_payload(row.payload), contact=contact)
-                result = run_turn(flows, conversation_of(contact, claim.state), inbound, ctx)
-                save(claim, contact, result, ctx, inbox_id=row.id)
-        except Exception as error:
-            if unavailable(error):  # the database went away mid-turn: not the message's fault, not counted
-                give_back(claim)
-                raise
-            # The row stays unprocessed and the claim stays until its lease runs out: the message is
-            # tried again later, not in a tight loop — up to MAX_TURN_ATTEMPTS times.
-            try:
-                attempts = inbox.record_error(row.id, f"{type(error).__name__}: {error}")
-            except Exception:  # the database itself failed: the original error is the one to report
-                log.warning("could not note the error on inbox row %s", row.id)
-                raise error
-            if attempts < MAX_TURN_ATTEMPTS:
-                raise
-            _give_up(claim, contact, row, error, ctx)
+        _claimed_turn(*taken, flows, ctx)
         done += 1
     return done
+
+
+def _optimistic(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows: FlowSet, ctx: TurnContext) -> bool:
+    """The row's turn without a claim, saved in one commit; False when the state moved on (nothing saved).
+    A turn that fails takes the claim first, so the row is retried after the lease as on the claim path."""
+    inbound = replace(inbound_from_payload(row.payload), contact=contact)
+    turn = OptimisticTurn(claim, inbound)
+    try:
+        result = turn.run(
+            ctx,
+            lambda turn_ctx: run_turn(flows, conversation_of(contact, claim.state), inbound, turn_ctx),
+            lambda read, result: save(read, contact, result, ctx, inbox_id=row.id),
+        )
+        return result is not None
+    except Exception as error:
+        if unavailable(error):
+            if turn.claimed:
+                give_back(claim)
+            raise
+        if not turn.claimed and not sessions.claim_read(claim, ctx.clock()):
+            raise  # the state moved on meanwhile: whoever moved it handles the row, or it is picked again
+        _failed(claim, contact, row, error, ctx)
+    return True
+
+
+def _claimed_turn(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows: FlowSet, ctx: TurnContext) -> None:
+    try:
+        with released_on_stop(claim), log_tags(contact, claim):
+            # The contact's stored key, whichever id (phone or user id) the message named it by.
+            inbound = replace(inbound_from_payload(row.payload), contact=contact)
+            result = run_turn(flows, conversation_of(contact, claim.state), inbound, ctx)
+            save(claim, contact, result, ctx, inbox_id=row.id)
+    except Exception as error:
+        if unavailable(error):  # the database went away mid-turn: not the message's fault, not counted
+            give_back(claim)
+            raise
+        _failed(claim, contact, row, error, ctx)
+
+
+def _failed(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:
+    """A claimed turn failed: the row stays unprocessed and the claim stays until its lease runs out, so the
+    message is tried again later, not in a tight loop — up to MAX_TURN_ATTEMPTS times; re-raises the error
+    until then."""
+    try:
+        attempts = inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+    except Exception:  # the database itself failed: the original error is the one to report
+        log.warning("could not note the error on inbox row %s", row.id)
+        raise error
+    if attempts < MAX_TURN_ATTEMPTS:
+        raise error
+    _give_up(claim, contact, row, error, ctx)
 
 
 def _give_up(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:

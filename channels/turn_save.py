@@ -122,7 +122,10 @@ def save(
             claim = sessions.with_contact(claim, contact_id(contact, now, wa_id=wa_id, profile_name=profile_name))
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
         # two never wait on each other in a cycle.
-        if inbox_id is not None:
+        if inbox_id is not None and claim.read_as is not None:  # a turn without a claim: the row may be done
+            if not inbox.mark_pending_processed(inbox_id, now):
+                raise sessions.ClaimLost(f"inbox row {inbox_id} was handled while this turn ran")
+        elif inbox_id is not None:
             inbox.mark_processed(inbox_id, now)
         if received is not None:
             if (

@@ -27,14 +27,13 @@ stores it in the inbox first and lets process_inbox run it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 
 from channels.claims import WAIT, claim_contact, released_on_stop, token
+from channels.optimistic import OptimisticTurn
 from channels.turn_save import conversation_of, log_tags, persistent, save
 from engine.context import TurnContext
 from engine.messages import Inbound, TurnResult
 from engine.model import FlowSet
-from engine.registry import ActionContext, ActionSpec, Result
 from engine.runner import expire, run_turn, start
 from storage import inbox, sessions
 
@@ -66,7 +65,13 @@ def handle_message(
         claim, handled = peeked
         if handled:
             return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
-        result = _optimistic_turn(claim, inbound, flows, ctx, wa_id, profile_name)
+        result = OptimisticTurn(claim, inbound).run(
+            ctx,
+            lambda turn_ctx: run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, turn_ctx),
+            lambda read, turn: save(
+                read, inbound.contact, turn, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name
+            ),
+        )
         if result is not None:
             return result
     claim = None if unstored else sessions.try_claim_by_key(inbound.contact, claim_token, ctx.clock())
@@ -80,54 +85,6 @@ def handle_message(
         result = run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, ctx)
         save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
     return result
-
-
-class _StateMoved(BaseException):
-    """An optimistic turn reached an action but the session changed since it was read: the turn is run
-    again under a claim. A BaseException so that the engine's guard around an action does not report it."""
-
-
-def _optimistic_turn(
-    claim: sessions.Claim,
-    inbound: Inbound,
-    flows: FlowSet,
-    ctx: TurnContext,
-    wa_id: str | None,
-    profile_name: str | None,
-) -> TurnResult | None:
-    """Run a turn on a state read without a claim (sessions.peek) and save it in one commit if the state is
-    still as read; None when it moved on (nothing saved: run the turn under a claim). A turn that reaches
-    an action claims the state first (sessions.claim_read), so actions never run on a stale state; from
-    then on it is a claimed turn and a lost claim raises ClaimLost as usual. An action that only reads
-    (ActionSpec.reads_only) runs without the claim: the save's compare-and-set still refuses a moved state.
-    """
-    claimed = False
-    invoke = ctx.invoke
-
-    def claim_then_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
-        nonlocal claimed
-        if not claimed and not spec.reads_only:  # a read on a moved state is harmless: the save's CAS fails
-            if not sessions.claim_read(claim, actx.clock()):
-                raise _StateMoved
-            claimed = True
-            if inbox.is_processed(inbound.message_id):  # handled before our claim: leave it
-                raise _StateMoved
-        return invoke(spec, params, actx)
-
-    try:
-        with released_on_stop(claim), log_tags(inbound.contact, claim):
-            result = run_turn(
-                flows, conversation_of(inbound.contact, claim.state), inbound, replace(ctx, invoke=claim_then_invoke)
-            )
-            save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
-        return result
-    except _StateMoved:
-        sessions.release(claim)
-        return None
-    except sessions.ClaimLost:
-        if claimed:
-            raise
-        return None
 
 
 def start_flow(

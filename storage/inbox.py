@@ -30,6 +30,12 @@ _ADD = (
     'VALUES (?, ?, ?, ?, ?) ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
 )
 _COLUMNS = '"id", "contact_id", "channel_message_id", "payload", "sent_at", "processed_at"'
+COLUMNS = _COLUMNS  # row_of reads them in this order
+
+
+def row_of(r: tuple) -> InboxRow:
+    """An InboxRow from the COLUMNS of a statement that selected them (e.g. sessions.peek_next)."""
+    return _row(r)
 
 
 def _row(r: tuple) -> InboxRow:
@@ -171,6 +177,18 @@ def add_processed_sql(guard: str) -> str:
 def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
     """Call inside the transaction that saves the turn."""
     execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
+
+
+def mark_pending_processed(row_id: int, at: datetime) -> bool:
+    """mark_processed for a turn run without a claim (sessions.peek_next): only while the row is still
+    unprocessed; False when another turn handled it first. Call inside the transaction that saves the turn."""
+    return (
+        execute(
+            'UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND "processed_at" IS NULL',
+            (at, row_id),
+        ).rowcount
+        == 1
+    )
 
 
 def redact_answer(row_id: int | None = None, channel_message_id: str | None = None) -> frozenset[str]:

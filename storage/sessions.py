@@ -149,6 +149,17 @@ _PEEK = (
     'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
 )
 
+# A worker's optimistic pick (peek_next): the oldest unprocessed message of a contact nobody holds and that
+# this process's other threads are not handling, with the contact's key and session as stored: one read,
+# no write, no commit.
+_PEEK_NEXT = (
+    f'SELECT {", ".join("i." + c for c in inbox.COLUMNS.split(", "))}, c."key", '
+    f's.{_RETURNING.replace(", ", ", s.")}, s."claimed_until" FROM "inbox_message" i '
+    'JOIN "contact" c ON c."id" = i."contact_id" LEFT JOIN "session" s ON s."contact_id" = i."contact_id" '
+    'WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?){skip} '
+    'ORDER BY i."sent_at", i."id" LIMIT 1'
+)
+
 _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 
 _DUE = (
@@ -276,6 +287,23 @@ def claim_read(claim: Claim, now: datetime, lease: timedelta = LEASE) -> bool:
     return execute(_CLAIM_READ[is_postgres()], params).rowcount == 1
 
 
+def peek_next(token: str, now: datetime, skip: frozenset[int] = frozenset()) -> tuple[Claim | None, Any, str] | None:
+    """The oldest unprocessed message of a contact nobody holds (and not in `skip`, the contacts this
+    process is handling), read without a claim: (the session's unclaimed Claim, the inbox.InboxRow, the
+    contact's key), or None when there is no such message. The Claim is None when the session is new or
+    held by a claim that ran out: take the claim path then. See peek for how the read turn saves.
+    """
+    marks = f' AND i."contact_id" NOT IN ({", ".join("?" * len(skip))})' if skip else ""
+    row = execute(_PEEK_NEXT.format(skip=marks), (now, *skip)).fetchone()
+    if row is None:
+        return None
+    message, key, session = inbox.row_of(row[:6]), row[6], row[7:]
+    if session[0] is None or session[-1] is not None:
+        return None, message, key
+    session_id, state = _decode(session[:-1])
+    return Claim(session_id, message.contact_id, token, state, read_as=session[1:-1]), message, key
+
+
 def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> tuple[bool, Claim | None]:
     """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
     holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
@@ -340,11 +368,15 @@ def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def _save_processed_sql(outbound: int, events: int) -> str:
+def _save_processed_sql(outbound: int, events: int, read: bool = False) -> str:
+    # A read turn (peek_next) saves only while its message is still unprocessed and the state as read.
+    pending, saved = (
+        ('AND "processed_at" IS NULL ', "EXISTS (SELECT 1 FROM i)") if read else ("", "(SELECT COUNT(*) FROM i) >= 0")
+    )
     parts = [
         # The inbox row is locked first (the lock order of a worker's pick), then the session row.
-        'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
-        "s AS (" + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
+        f'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? {pending}FOR UPDATE), '
+        "s AS (" + (_SAVE_READ[True] if read else _SAVE) + f' AND {saved} RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
     return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + " SELECT COUNT(*) FROM s"
@@ -368,7 +400,7 @@ def _save_received_sql(outbound: int, events: int, read: bool) -> str:
 
 def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
     if processed.received is None:
-        sql = _save_processed_sql(len(processed.outbound), len(processed.events))
+        sql = _save_processed_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
         params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
     else:
         sql = _save_received_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
