@@ -10,6 +10,7 @@ actions return their stored results.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -84,7 +85,7 @@ def process_inbox(
     done = 0
     while done < limit:
         claim_token = token(worker_id)
-        if not is_postgres():
+        if not is_postgres() or os.environ.get("CONVOFLOW_PG_OPTIMISTIC"):
             with in_hand.picked(claim_token, ctx.clock()) as found:
                 if found is None:
                     break

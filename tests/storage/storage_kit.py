@@ -69,11 +69,11 @@ def context(registry: ActionRegistry, clock) -> TurnContext:
     return TurnContext(registry=registry, clock=clock)
 
 
-def counter_setup(calls: list | None = None):
+def counter_setup(calls: list | None = None, clock: Clock | None = None):
     """The counter flow stored and loaded on a fresh registry, with a hand-moved clock: (clock, flows, ctx)."""
     from channels import flowcache
 
-    clock = Clock()
+    clock = clock or Clock()
     registry = counter_registry(calls)
     store_counter(clock)
     return clock, flowcache.load_flowset(registry), context(registry, clock)

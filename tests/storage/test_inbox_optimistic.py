@@ -4,41 +4,34 @@ message twice, saving over a state that moved on, or running an action on it."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 
-from channels import flowcache, inbox_turns, turn_save, turns
-from engine.registry import ActionRegistry
-from storage import flowstore, inbox, sessions
+from channels import inbox_turns, turn_save, turns
+from storage import inbox, sessions
 from storage.contacts import upsert_contact
 from storage.db import is_postgres
 from storage.models import InboxMessage, Session
-from storage_kit import Clock, context, counter_registry, message, store_counter
-from test_turns import STEPS, _capture, texts
+from storage_kit import Clock, counter_setup, message
+from test_turns import MeanwhileClock, steps_setup, texts
 
 
-class LaterClock(Clock):
-    """A frozen clock that, at the turn's first reading after the worker's pick (the pick reads it first),
-    lets another worker (another process: its own InHand) handle the inbox to the end on another thread:
-    that turn runs while ours is between reading the state and saving it."""
+class LaterClock(MeanwhileClock):
+    """MeanwhileClock for a worker, whose pick reads the clock first: the other worker (another process:
+    its own InHand) runs at the turn's first reading after the pick, while ours is between reading the
+    state and saving it."""
 
-    meanwhile = None
-    readings = 0
+    skip = 0
 
     def arm(self, handle) -> None:
-        self.meanwhile, self.readings = handle, 0
+        super().arm(handle)
+        self.skip = 1
 
     def __call__(self):
-        self.readings += 1
-        if self.meanwhile is not None and self.readings == 2:
-            handle, self.meanwhile = self.meanwhile, None
-            errors: list[Exception] = []
-            other = threading.Thread(target=lambda: _capture(handle, errors))
-            other.start()
-            other.join(timeout=60)
-            assert errors == []
+        if self.skip:
+            self.skip -= 1
+            return Clock.__call__(self)
         return super().__call__()
 
 
@@ -57,20 +50,10 @@ def another_worker(flows, ctx, limit: int = 1):
     return lambda: inbox_turns.process_inbox(ctx, flows, limit=limit, worker_id="other", in_hand=inbox_turns.InHand())
 
 
-def steps(first: str):
-    clock = LaterClock()
-    registry = ActionRegistry()
-    flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
-    flows = flowcache.load_flowset(registry)
-    ctx = context(registry, clock)
-    turns.handle_message(message("c1", first), flows, ctx)
-    return clock, flows, ctx
-
-
 def test_a_worker_turn_without_an_action_commits_once_on_sqlite(db):
     if is_postgres(db):
         pytest.skip("counts SQLite transactions")
-    clock, flows, ctx = steps("go")
+    clock, flows, ctx = steps_setup("go", LaterClock())
     queue("c1", "first", clock=clock)
     commits: list[str] = []
     connection = db.connection()
@@ -110,7 +93,7 @@ def test_threads_of_one_process_pick_different_contacts(db):
 
 def test_a_message_a_worker_handled_meanwhile_is_answered_once(db):
     # A turn that leaves the state as it was: only the inbox row tells the second save the message is done.
-    clock, flows, ctx = steps("hello")
+    clock, flows, ctx = steps_setup("hello", LaterClock())
     before = texts("c1")
     (msg,) = queue("c1", "hello again", clock=clock)
 
@@ -123,7 +106,7 @@ def test_a_message_a_worker_handled_meanwhile_is_answered_once(db):
 
 
 def test_a_worker_turn_whose_state_moved_on_is_not_saved_and_the_next_message_runs_on_the_new_state(db):
-    clock, flows, ctx = steps("go")
+    clock, flows, ctx = steps_setup("go", LaterClock())
     queue("c1", "first", "second", clock=clock)
 
     clock.arm(another_worker(flows, ctx))
@@ -137,11 +120,7 @@ def test_a_worker_turn_whose_state_moved_on_is_not_saved_and_the_next_message_ru
 
 def test_a_worker_never_runs_an_action_on_a_state_that_moved_on(db):
     calls: list[str] = []
-    clock = LaterClock()
-    registry = counter_registry(calls)
-    store_counter(clock)
-    flows = flowcache.load_flowset(registry)
-    ctx = context(registry, clock)
+    clock, flows, ctx = counter_setup(calls, LaterClock())
     turns.handle_message(message("c1", "count"), flows, ctx)
     queue("c1", "mine", "next", clock=clock)
 

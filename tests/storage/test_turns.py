@@ -444,9 +444,9 @@ def _capture(handle, errors: list) -> None:
         database.obj.close()
 
 
-def steps_setup(first: str):
+def steps_setup(first: str, clock: Clock | None = None):
     """The steps flow stored and loaded, contact c1 having sent `first`: (clock, flows, ctx)."""
-    clock = MeanwhileClock()
+    clock = clock or MeanwhileClock()
     registry = ActionRegistry()
     flowstore.store("steps", STEPS, "flows/steps.yaml", clock())
     flows = flowcache.load_flowset(registry)
