@@ -10,7 +10,6 @@ actions return their stored results.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
@@ -85,7 +84,7 @@ def process_inbox(
     done = 0
     while done < limit:
         claim_token = token(worker_id)
-        if not is_postgres() or os.environ.get("CONVOFLOW_PG_OPTIMISTIC"):
+        if not is_postgres():
             with in_hand.picked(claim_token, ctx.clock()) as found:
                 if found is None:
                     break

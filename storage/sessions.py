@@ -28,7 +28,7 @@ idempotency key, so nothing is paid twice. A second worker for a claimed contact
 The claim token is unique per claim (worker id plus a random part) so two claims by one worker differ.
 A clean stop mid-turn (Ctrl-C, SIGTERM) gives the claim back at once instead of waiting out the lease.
 
-A turn that needs no claim at all (handle_message, most turns): the claim's own commit is skipped when
+A turn that needs no claim at all (handle_message, and an inbox worker on SQLite through peek_next): the claim's own commit is skipped when
 nothing contends. peek reads the stored session (no write, no commit) with whether the message was handled
 already; the turn runs on that state and its save is a compare-and-set — `… WHERE "id" = ? AND
 ("claimed_by" = <token> OR "claimed_by" IS NULL AND <every state column as read>)` — so the turn is saved,
@@ -368,15 +368,11 @@ def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def _save_processed_sql(outbound: int, events: int, read: bool = False) -> str:
-    # A read turn (peek_next) saves only while its message is still unprocessed and the state as read.
-    pending, saved = (
-        ('AND "processed_at" IS NULL ', "EXISTS (SELECT 1 FROM i)") if read else ("", "(SELECT COUNT(*) FROM i) >= 0")
-    )
+def _save_processed_sql(outbound: int, events: int) -> str:
     parts = [
         # The inbox row is locked first (the lock order of a worker's pick), then the session row.
-        f'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? {pending}FOR UPDATE), '
-        "s AS (" + (_SAVE_READ[True] if read else _SAVE) + f' AND {saved} RETURNING "id"), '
+        'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
+        "s AS (" + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
     return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + " SELECT COUNT(*) FROM s"
@@ -400,7 +396,7 @@ def _save_received_sql(outbound: int, events: int, read: bool) -> str:
 
 def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
     if processed.received is None:
-        sql = _save_processed_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
+        sql = _save_processed_sql(len(processed.outbound), len(processed.events))
         params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
     else:
         sql = _save_received_sql(len(processed.outbound), len(processed.events), claim.read_as is not None)
