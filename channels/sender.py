@@ -154,11 +154,15 @@ class Sender:
                 raise SenderConfigError(f"{name} is not set: the sender cannot reach the WhatsApp Cloud API")
         self._url = f"{settings.whatsapp_api_url}/{settings.whatsapp_phone_number_id}/messages"
         # urllib3 rather than requests: the same connection pooling at about a third of the CPU per call,
-        # which is most of the sender's cost. One keep-alive connection per sending thread, reused.
-        self._http = urllib3.PoolManager(
+        # which is most of the sender's cost. One keep-alive connection per sending thread, reused. The pool
+        # of the one host itself, not a PoolManager: no URL to parse and no pool to look up on every call
+        # (about a fifth of the call's CPU).
+        self._http = urllib3.connection_from_url(
+            self._url,
             maxsize=parallel,
             headers={"Authorization": f"Bearer {settings.whatsapp_access_token}", "Content-Type": "application/json"},
         )
+        self._path = urllib3.util.parse_url(self._url).request_uri
         self._timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -188,7 +192,7 @@ class Sender:
                 "sender stopping: could not record the last outcomes (%s); their rows are sent again after the lease",
                 type(e).__name__,
             )
-        self._http.clear()
+        self._http.close()
 
     # ── the pipeline ───────────────────────────────────────────────────────────────────────────────
 
@@ -272,9 +276,9 @@ class Sender:
 
     def _post(self, message: dict) -> Attempt:
         try:
-            resp = self._http.request(
+            resp = self._http.urlopen(
                 "POST",
-                self._url,
+                self._path,
                 body=json.dumps(message, ensure_ascii=False).encode(),
                 timeout=self._timeout,
                 retries=False,  # our own back-off decides; a blind resend could deliver twice
