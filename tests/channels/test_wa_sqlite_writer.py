@@ -3,6 +3,8 @@ held on one database it holds up that database's deliveries within DATABASE_WAIT
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -21,14 +23,34 @@ def delivery(text: str):
     return parse_webhook(wa.body_of(wa.envelope([wa.text("263771234567", text)])))
 
 
+@contextmanager
+def held_by_another_thread(lock):
+    """The lock held by another thread of this process (a thread already holding it may take it again)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(30)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join(30)
+
+
 def test_a_held_writer_lock_holds_up_only_its_own_database(sqlite_db, tmp_path):
     other = open_database(f"sqlite:///{tmp_path / 'other.db'}")
     upgrade(other)
     database.initialize(sqlite_db)  # deliveries go to the test's database again
-    with other.writer:  # a thread of this process writing to other.db
+    with held_by_another_thread(other.writer):  # a thread of this process writing to other.db
         assert store_webhook(delivery("hi"), NOW, wait=0.5) == (1, 0)
     other.close()
-    with sqlite_db.writer:  # a thread of this process writing to the same database
+    with held_by_another_thread(sqlite_db.writer):  # a thread of this process writing to the same database
         with pytest.raises(StoreBusy, match="within 0.1 s"):
             store_webhook(delivery("hello"), NOW, wait=0.1)
     assert store_webhook(delivery("hello"), NOW, wait=0.1) == (1, 0)
