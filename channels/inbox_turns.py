@@ -22,7 +22,7 @@ from channels.turn_save import conversation_of, inbound_from_payload, log_tags, 
 from engine.context import TurnContext
 from engine.messages import Outbound
 from engine.model import FlowSet
-from engine.runner import run_turn
+from engine.runner import awaits_secret, run_turn
 from storage import events, inbox, outbox, sessions
 from storage.db import is_postgres, unavailable, write_transaction
 from storage.events import EventRecord
@@ -118,7 +118,7 @@ def _optimistic(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows:
             raise
         if not turn.claimed and not sessions.claim_read(claim, ctx.clock()):
             raise  # the state moved on meanwhile: whoever moved it handles the row, or it is picked again
-        _failed(claim, contact, row, error, ctx)
+        _failed(claim, contact, row, error, ctx, flows)
     return True
 
 
@@ -133,30 +133,38 @@ def _claimed_turn(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flow
         if unavailable(error):  # the database went away mid-turn: not the message's fault, not counted
             give_back(claim)
             raise
-        _failed(claim, contact, row, error, ctx)
+        _failed(claim, contact, row, error, ctx, flows)
 
 
-def _failed(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:
+def _failed(
+    claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext, flows: FlowSet
+) -> None:
     """A claimed turn failed: the row stays unprocessed and the claim stays until its lease runs out, so the
     message is tried again later, not in a tight loop — up to MAX_TURN_ATTEMPTS times; re-raises the error
-    until then."""
+    until then. A message sent to a question whose answer is a secret (an OTP) keeps no copy of the code:
+    not in the error noted (which may quote it), nor in the row once it is set aside."""
+    secret = awaits_secret(flows, conversation_of(contact, claim.state))
     try:
-        attempts = inbox.record_error(row.id, f"{type(error).__name__}: {error}")
+        attempts = inbox.record_error(row.id, type(error).__name__ if secret else f"{type(error).__name__}: {error}")
     except Exception:  # the database itself failed: the original error is the one to report
         log.warning("could not note the error on inbox row %s", row.id)
         raise error
     if attempts < MAX_TURN_ATTEMPTS:
         raise error
-    _give_up(claim, contact, row, error, ctx)
+    _give_up(claim, contact, row, error, ctx, secret)
 
 
-def _give_up(claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext) -> None:
+def _give_up(
+    claim: sessions.Claim, contact: str, row: inbox.InboxRow, error: Exception, ctx: TurnContext, secret: bool
+) -> None:
     """Set a message that keeps failing aside: processed with its error, the conversation left as it was,
-    the customer told, an error event for the operator.
+    the customer told, an error event for the operator; a secret answer (an OTP) redacted from the row.
     """
     now = ctx.clock()
     log.error("inbox row %s failed %d times; set aside (%s)", row.id, MAX_TURN_ATTEMPTS, type(error).__name__)
     with write_transaction():
+        if secret:
+            inbox.redact_answer(row.id)
         inbox.mark_processed(row.id, now, error=f"gave up after {MAX_TURN_ATTEMPTS} attempts: {type(error).__name__}")
         sessions.release(claim)
         outbox.enqueue(claim.contact_id, [outbound_dict(Outbound(to=contact, text=GAVE_UP_REPLY))], now)

@@ -176,6 +176,47 @@ def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_
     assert texts("c1") == ["n=1", inbox_turns.GAVE_UP_REPLY, "n=2"]
 
 
+CODE_FLOW = """\
+flow: code
+triggers: [code]
+steps:
+  ask_code:
+    ask: Type the code we sent you.
+    expect: otp
+    save: code
+    next: done
+  done:
+    end: Thanks.
+"""
+
+
+def test_a_one_time_code_whose_turn_always_fails_is_set_aside_without_the_code(db, monkeypatch):
+    clock = Clock()
+    registry = counter_registry()
+    flowstore.store("code", CODE_FLOW, "flows/code.yaml", clock())
+    flows, ctx = flowcache.load_flowset(registry), context(registry, clock)
+    turns.handle_message(message("c1", "code"), flows, ctx)
+    code = message("c1", "482913", at=clock())
+    inbox.add(upsert_contact("c1", clock()), code.message_id, turn_save.inbound_payload(code), code.timestamp, clock())
+
+    def fails_quoting_the_code(flows, conversation, inbound, ctx):
+        raise ValueError(f"could not check {inbound.text}")
+
+    monkeypatch.setattr(inbox_turns, "run_turn", fails_quoting_the_code)
+    for _ in range(1, inbox_turns.MAX_TURN_ATTEMPTS):
+        with pytest.raises(ValueError):
+            inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
+        row = InboxMessage.get(InboxMessage.channel_message_id == code.message_id)
+        assert row.error == "ValueError" and "482913" in row.payload  # kept for the next try, never in the error
+        clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
+    assert inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1") == 1
+
+    row = InboxMessage.get(InboxMessage.channel_message_id == code.message_id)
+    assert row.processed_at is not None and row.error.startswith("gave up after 3 attempts")
+    assert "482913" not in row.payload and json.loads(row.payload)["redacted"] is True
+    assert texts("c1")[-1] == inbox_turns.GAVE_UP_REPLY
+
+
 def test_a_stale_worker_whose_claim_was_taken_over_cannot_overwrite_newer_state(db):
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
