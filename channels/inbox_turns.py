@@ -144,14 +144,24 @@ def _failed(
     until then. A message sent to a question whose answer is a secret (an OTP) keeps no copy of the code:
     not in the error noted (which may quote it), nor in the row once it is set aside."""
     secret = awaits_secret(flows, conversation_of(contact, claim.state))
+    shown = _without_text(error) if secret else error
     try:
-        attempts = inbox.record_error(row.id, type(error).__name__ if secret else f"{type(error).__name__}: {error}")
+        attempts = inbox.record_error(row.id, str(shown) if secret else f"{type(error).__name__}: {error}")
     except Exception:  # the database itself failed: the original error is the one to report
         log.warning("could not note the error on inbox row %s", row.id)
-        raise error
+        raise shown from None
     if attempts < MAX_TURN_ATTEMPTS:
-        raise error
+        raise shown from None
     _give_up(claim, contact, row, error, ctx, secret)
+
+
+class SecretAnswerError(Exception):
+    """A turn failed on an answer that is a secret (an OTP): the error's type and where it was raised (its
+    traceback), without its text, which may quote the code, so no log line carries it."""
+
+
+def _without_text(error: Exception) -> SecretAnswerError:
+    return SecretAnswerError(type(error).__name__).with_traceback(error.__traceback__)
 
 
 def _give_up(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import traceback
 from datetime import timedelta
 from decimal import Decimal
 
@@ -204,8 +205,10 @@ def test_a_one_time_code_whose_turn_always_fails_is_set_aside_without_the_code(d
 
     monkeypatch.setattr(inbox_turns, "run_turn", fails_quoting_the_code)
     for _ in range(1, inbox_turns.MAX_TURN_ATTEMPTS):
-        with pytest.raises(ValueError):
+        with pytest.raises(inbox_turns.SecretAnswerError) as raised:  # what the worker's log line shows
             inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
+        logged = "".join(traceback.format_exception(raised.value))
+        assert "ValueError" in logged and "fails_quoting_the_code" in logged and "482913" not in logged
         row = InboxMessage.get(InboxMessage.channel_message_id == code.message_id)
         assert row.error == "ValueError" and "482913" in row.payload  # kept for the next try, never in the error
         clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
