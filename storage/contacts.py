@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from .db import execute
+from .db import execute, stored_time
 from .text import storable
 
 log = logging.getLogger("convoflow.contacts")
@@ -34,7 +34,10 @@ _INSERT = (
     'INSERT INTO "contact" ("key", "wa_id", "user_id", "parent_user_id", "username", "profile_name", "created_at", '
     '"last_seen_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING "id"'
 )
-_MATCH = 'SELECT "id", "wa_id", "user_id" FROM "contact" WHERE "user_id" = ? OR "wa_id" = ?'
+_MATCH = (
+    'SELECT "id", "wa_id", "user_id", "key", "last_seen_at", "profile_name", "parent_user_id", "username" '
+    'FROM "contact" WHERE "user_id" = ? OR "wa_id" = ?'
+)
 _INSERT_TRIES = 3
 
 
@@ -93,6 +96,8 @@ def _attach(who: Identity, rows: list[tuple], now: datetime) -> tuple[int, str]:
         )
     wa_id = who.wa_id if by_phone is None or by_phone[0] == chosen[0] else None
     user_id = who.user_id if by_user is None or by_user[0] == chosen[0] else None
+    if _nothing_new(chosen, (wa_id, user_id, who.profile_name, who.parent_user_id, who.username), now):
+        return chosen[0], chosen[3]  # no write: a webhook's commit stays a page or three smaller
     row = execute(
         'UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name"), '
         '"wa_id" = COALESCE(?, "wa_id"), "user_id" = COALESCE(?, "user_id"), '
@@ -101,6 +106,17 @@ def _attach(who: Identity, rows: list[tuple], now: datetime) -> tuple[int, str]:
         (now, who.profile_name, wa_id, user_id, who.parent_user_id, who.username, chosen[0]),
     ).fetchone()
     return chosen[0], row[0]
+
+
+def _nothing_new(row: tuple, named: tuple, now: datetime) -> bool:
+    """Whether the matched row already holds every id and name the message gives (wa_id, user_id,
+    profile_name, parent_user_id, username; None gives nothing) and was seen within SEEN_WITHIN: then the
+    UPDATE, which rewrites the row and both unique indexes on SQLite, is left out."""
+    _, *held = row[:3] + row[5:]  # wa_id, user_id, profile_name, parent_user_id, username as stored
+    if any(given is not None and given != stored for given, stored in zip(named, held)):
+        return False
+    seen = stored_time(row[4])
+    return seen is not None and seen >= now - SEEN_WITHIN
 
 
 def change_number(contact_id: int, new_wa_id: str) -> bool:

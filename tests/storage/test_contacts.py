@@ -145,3 +145,20 @@ def test_a_turn_records_last_seen_to_the_minute_and_a_new_name_or_number_at_once
     assert (numbered.wa_id, numbered.profile_name, numbered.last_seen_at) == (PHONE, "Tendai M", clock.now)
     clock.advance(seconds=5)
     assert turn("five", wa_id=PHONE, profile_name="Tendai M").last_seen_at == clock.now - timedelta(seconds=5)
+
+
+def test_resolve_rewrites_a_known_contact_only_for_something_new_or_a_minute_on(db):
+    def resolved(after: int, **given) -> Contact:
+        find(Identity(**{"wa_id": PHONE, **given}), T0 + timedelta(seconds=after))
+        return Contact.get(Contact.wa_id == PHONE)
+
+    first = resolved(0, profile_name="Tendai")
+    assert resolved(59, profile_name="Tendai").last_seen_at == T0  # nothing new within the minute: no UPDATE
+    later = resolved(61)
+    assert later.last_seen_at == T0 + timedelta(seconds=61) and later.profile_name == "Tendai"
+    renamed = resolved(62, profile_name="Tendai M")
+    assert (renamed.profile_name, renamed.last_seen_at) == ("Tendai M", T0 + timedelta(seconds=62))
+    with_id = resolved(63, user_id=USER_ID, profile_name="Tendai M")
+    assert (with_id.id, with_id.user_id, with_id.last_seen_at) == (first.id, USER_ID, T0 + timedelta(seconds=63))
+    assert resolved(64, user_id=USER_ID, profile_name="Tendai M").last_seen_at == T0 + timedelta(seconds=63)
+    assert resolved(65, username="tendai").username == "tendai"
