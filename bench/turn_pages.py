@@ -2,6 +2,7 @@
 the peer benchmark's four-step conversation (channels.turns.handle_message).
 
     python bench/turn_pages.py [--turns 2000] [--contacts 100] [--postgres URL]
+    python bench/turn_pages.py --postgres URL --cpu-runs 5   # the backend's CPU per turn, prepared vs plain
 
 Deterministic (no timing): the count follows the indexes a turn's writes touch, the lever on a stored
 turn's CPU that bench/peer.py and bench/storage.py time. The second half of the turns is counted, so every
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
+import time
 from datetime import datetime
 from typing import Callable
 
@@ -85,12 +88,46 @@ def postgres_figures(url: str, turns: int, contacts: int) -> dict[str, float]:
     return counted_turns(url, turns, contacts, totals)
 
 
+def server_cpu(url: str, turns: int, contacts: int, runs: int) -> None:
+    """The PostgreSQL backend's CPU per stored turn (user + system, from /proc/<pid>/stat: the server must
+    run on this machine), with execute's statements prepared and plain, alternating in one run."""
+    from storage import db as storage_db
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(db) -> dict[str, float]:
+        with open(f"/proc/{db.connection().info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return {"cpu": (int(fields[11]) + int(fields[12])) / tick, "wall": time.perf_counter()}
+
+    figures: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(runs):
+        for prepare in (False, True):
+            storage_db.PooledPostgresqlCheckedDatabase.prepare = prepare
+            got = counted_turns(url, turns, contacts, cpu)
+            figures[prepare].append((got["cpu"] * 1e6, got["wall"] * 1e6))
+    storage_db.PooledPostgresqlCheckedDatabase.prepare = True
+    for prepare, label in ((False, "plain SQL"), (True, "prepared")):
+        for i, what in ((0, "server CPU"), (1, "wall")):
+            values = [f[i] for f in figures[prepare]]
+            print(
+                f"PostgreSQL {label:9}: {what} per stored turn median {statistics.median(values):.0f} µs "
+                f"(min {min(values):.0f}, max {max(values):.0f}, {runs} runs)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--contacts", type=int, default=100)
     parser.add_argument("--postgres", metavar="URL", help="also count WAL bytes on this (quiet) PostgreSQL")
+    parser.add_argument(
+        "--cpu-runs", type=int, default=0, help="only time the --postgres backend's CPU per turn, this many runs"
+    )
     args = parser.parse_args()
+    if args.postgres and args.cpu_runs:
+        server_cpu(args.postgres, args.turns, args.contacts, args.cpu_runs)
+        return
     print(f"SQLite: WAL frames (pages) written per stored turn: {sqlite_frames(args.turns, args.contacts):.2f}")
     if args.postgres:
         figures = postgres_figures(args.postgres, args.turns, args.contacts)

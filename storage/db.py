@@ -84,11 +84,14 @@ class _Checked:
             with peewee.__exception_wrapper__:
                 # Inside a transaction the connection was checked at its BEGIN: straight to a cursor.
                 cursor = state.conn.cursor() if state.transactions else self.cursor()
-                cursor.execute(sql, params)
+                self._send(cursor, sql, params)
         except (peewee.DatabaseError, peewee.InterfaceError) as e:
             self._failed(e)
             raise
         return cursor
+
+    def _send(self, cursor, sql: str, params) -> None:
+        cursor.execute(sql, params)
 
     def _failed(self, error: Exception) -> None:
         if self._fatal(getattr(error, "orig", error)):  # the driver's own error, with its SQLSTATE
@@ -124,12 +127,61 @@ class _Checked:
 class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
     """The PostgreSQL pool, with dead connections dropped instead of handed out again."""
 
+    prepare = True  # run execute's statements as server-side prepared statements (see _send)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._waits: dict[int, float | None] = {}
+        self._prepared: dict[tuple[int, int], set[str]] = {}  # per connection: the names PREPAREd on it
 
-    def run(self, sql: str, params) -> Any:
-        return super().run(_postgres_placeholders(sql), params)
+    def _send(self, cursor, sql: str, params) -> None:
+        """Run one of storage.db.execute's fixed statements as a prepared statement: PREPAREd on this
+        connection at its first use (parsed and analysed once), EXECUTEd after that. A statement the server
+        cannot prepare (a parameter whose type it cannot infer) runs as plain SQL from then on; one this
+        connection has lost (DISCARD ALL) is prepared again, at once outside a transaction, else at the
+        caller's retry."""
+        name = _statement_name(sql) if self.prepare else None
+        if name is None:
+            cursor.execute(_postgres_placeholders(sql), params)
+            return
+        conn = cursor.connection
+        key = _backend(conn)
+        known = self._prepared.setdefault(key, set())
+        if name not in known:
+            if len(known) >= MAX_PREPARED or not self._prepare(
+                cursor, name, sql, inside=bool(self._state.transactions)
+            ):
+                cursor.execute(_postgres_placeholders(sql), params)
+                return
+            known.add(name)
+        try:
+            cursor.execute(_execute_sql(name, len(params)), params or None)
+        except Exception as e:
+            if getattr(e, "pgcode", None) != "26000":  # "prepared statement does not exist"
+                raise
+            known.clear()  # the server forgot them all (DISCARD ALL): prepared again at their next use
+            if self._state.transactions:
+                raise  # the transaction is aborted: its caller retries it
+            self._send(cursor, sql, params)
+
+    def _prepare(self, cursor, name: str, sql: str, inside: bool) -> bool:
+        """PREPARE sql as name on cursor's connection; False when the server refuses it (the statement is
+        then never prepared again). Inside a transaction a savepoint keeps a refusal from aborting it."""
+        prepare = f"PREPARE {name} AS {_numbered_placeholders(sql)}"
+        try:
+            cursor.execute(f"SAVEPOINT cf_prepare; {prepare}; RELEASE SAVEPOINT cf_prepare" if inside else prepare)
+        except Exception as e:
+            if not str(getattr(e, "pgcode", "") or "").startswith("42"):  # not a statement fault: an outage
+                raise
+            if inside:
+                cursor.execute("ROLLBACK TO SAVEPOINT cf_prepare; RELEASE SAVEPOINT cf_prepare")
+            _UNPREPARABLE.add(sql)
+            return False
+        return True
+
+    def _close_raw(self, conn):
+        self._prepared.pop(_backend(conn), None)
+        return super()._close_raw(conn)
 
     def _alive(self, conn, ping: bool) -> bool:
         if conn.closed:
@@ -157,6 +209,7 @@ class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
 
     def _forget(self, conn) -> None:
         self._waits.pop(_backend(conn), None)
+        self._prepared.pop(_backend(conn), None)
         with self._pool_lock:
             self._in_use.pop(self.conn_key(conn), None)
             self._pool_available.notify()
@@ -309,6 +362,39 @@ def _sqlite_write(target: peewee.SqliteDatabase) -> Iterator[None]:
 @lru_cache(maxsize=512)
 def _postgres_placeholders(sql: str) -> str:
     return sql.replace("?", "%s")
+
+
+MAX_PREPARED = 200  # statements prepared per PostgreSQL connection; further ones (rare batch sizes) run plain
+_PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES")
+_UNPREPARABLE: set[str] = set()  # statements the server refused to prepare: run as plain SQL
+_names: dict[str, str] = {}
+_name_lock = threading.Lock()
+
+
+def _statement_name(sql: str) -> str | None:
+    """The prepared-statement name of a statement (one per SQL text in this process), or None for one not
+    to prepare: DDL and the like, a statement with a quoted `?`, one the server refused."""
+    if sql in _UNPREPARABLE:
+        return None
+    name = _names.get(sql)
+    if name is not None:
+        return name
+    words = sql.lstrip(" (\n").split(None, 1)
+    if not words or words[0].upper() not in _PREPARABLE or "'?" in sql or "?'" in sql:
+        return None
+    with _name_lock:
+        return _names.setdefault(sql, f"cf_{len(_names)}")
+
+
+def _numbered_placeholders(sql: str) -> str:
+    """`?` placeholders as PREPARE numbers them: $1, $2, …"""
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+@lru_cache(maxsize=512)
+def _execute_sql(name: str, count: int) -> str:
+    return f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
 
 
 def execute(sql: str, params: tuple | list = (), db: peewee.Database | None = None):
