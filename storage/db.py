@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from operator import methodcaller
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import peewee
 from playhouse.db_url import parse
@@ -431,6 +431,19 @@ def _postgres_params(url: str) -> dict:
     return params
 
 
+def _prepare_option(url: str) -> tuple[str, bool]:
+    """The URL without the project's own `prepare_statements` option, and whether statements are prepared:
+    `?prepare_statements=off` behind a pooler in transaction mode (PgBouncer), where a connection's server
+    session changes under it and statements PREPAREd on one are missing on the next."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    values = [v for k, v in query if k == "prepare_statements"]
+    if not values:
+        return url, True
+    rest = urlencode([(k, v) for k, v in query if k != "prepare_statements"])
+    return urlunsplit(parts._replace(query=rest)), values[-1].lower() not in ("off", "false", "0", "no")
+
+
 def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_connections: int = 32) -> peewee.Database:
     """Connect the models to the database named by url (or DATABASE_URL, or the SQLite default).
 
@@ -443,6 +456,7 @@ def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_con
         params = parse(url)
         db = SqliteCheckedDatabase(params.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False, **params)
     elif url.startswith(("postgres", "postgresql")):
+        url, prepare = _prepare_option(url)
         params = {
             "connect_timeout": max(2, round(wait)),
             "keepalives": 1,
@@ -454,6 +468,7 @@ def open_database(url: str | None = None, *, wait: float = DEFAULT_WAIT, max_con
         db = PooledPostgresqlCheckedDatabase(
             params.pop("database"), max_connections=max_connections, stale_timeout=300, timeout=wait, **params
         )
+        db.prepare = prepare
     else:
         raise ValueError(f"DATABASE_URL must start with sqlite:// or postgresql:// (got '{url.split(':', 1)[0]}')")
     database.initialize(db)
