@@ -313,16 +313,21 @@ def summary(label: str, rates: list[float]) -> str:
 
 
 def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, runs: int) -> None:
-    ours, bare = [], []
+    """Our turns against the floor, alternating; on PostgreSQL also ours with execute's statements sent as
+    plain SQL (`?prepare_statements=off`), what they were before they were prepared."""
+    ours, bare, plain = [], [], []
+    plain_url = url + ("&" if "?" in url else "?") + "prepare_statements=off" if url.startswith("postgres") else None
     warm = fresh(url)
     persisted_turns(seed(warm), range(contacts))  # warm-up: template and flow caches, not counted
     warm.close()
     for run in range(runs):
         # Alternate which goes first so neither always gets the warmer cache.
         order = [("ours", ours), ("floor", bare)] if run % 2 == 0 else [("floor", bare), ("ours", ours)]
+        if plain_url:
+            order.insert(run % 3, ("plain", plain))
         for which, rates in order:
-            db = fresh(url)
-            if which == "ours":
+            db = fresh(plain_url if which == "plain" else url)
+            if which in ("ours", "plain"):
                 flows = seed(db)
                 timed(lambda: persisted_turns(flows, range(contacts)), rates)
             else:
@@ -333,6 +338,9 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
     print(summary(f"{name}: persisted turns", ours))
     print(summary(f"{name}: floor (bare driver, same rows)", bare))
     print(f"{name}: cost of a persisted turn = {statistics.median(bare) / statistics.median(ours):.2f}x the floor")
+    if plain:
+        print(summary(f"{name}: turns, statements not prepared", plain))
+        print(f"{name}: cost with statements not prepared = {statistics.median(bare) / statistics.median(plain):.2f}x")
 
 
 # ── --big ────────────────────────────────────────────────────────────────────────────────────────────
