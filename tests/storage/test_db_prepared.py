@@ -11,22 +11,11 @@ import peewee
 import pytest
 
 from storage.db import _UNPREPARABLE, execute, open_database, write_transaction
-from storage.migrations import upgrade
+from test_db_recovery import pg  # noqa: F401 (the fixture: a fresh PostgreSQL schema)
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 COUNT_KEYS = 'SELECT COUNT(*) FROM "contact" WHERE "key" = ?'
 ADD = 'INSERT INTO "contact" ("key", "created_at", "last_seen_at") VALUES (?, now(), now())'
-
-
-@pytest.fixture
-def pg():
-    if not PG_URL:
-        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL")
-    db = open_database(PG_URL)
-    db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    upgrade(db)
-    yield db
-    db.close_all()
 
 
 def prepared(db) -> list[str]:
