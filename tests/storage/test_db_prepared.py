@@ -10,12 +10,19 @@ import os
 import peewee
 import pytest
 
-from storage.db import _UNPREPARABLE, execute, open_database, write_transaction
-from test_db_recovery import pg  # noqa: F401 (the fixture: a fresh PostgreSQL schema)
+from storage.db import _UNPREPARABLE, execute, is_postgres, open_database, write_transaction
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 COUNT_KEYS = 'SELECT COUNT(*) FROM "contact" WHERE "key" = ?'
 ADD = 'INSERT INTO "contact" ("key", "created_at", "last_seen_at") VALUES (?, now(), now())'
+
+
+@pytest.fixture
+def pg(db):
+    """conftest's fresh database, on PostgreSQL only (SQLite has nothing to prepare)."""
+    if not is_postgres(db):
+        pytest.skip("PostgreSQL only: SQLite's statements are cached by sqlite3")
+    return db
 
 
 def prepared(db) -> list[str]:
