@@ -91,9 +91,8 @@ def postgres_figures(url: str, turns: int, contacts: int) -> dict[str, float]:
 def server_cpu(url: str, turns: int, contacts: int, runs: int) -> None:
     """The PostgreSQL backend's CPU per stored turn (user + system, from /proc/<pid>/stat: the server must
     run on this machine), with execute's statements prepared and plain, alternating in one run."""
-    from storage import db as storage_db
-
     tick = os.sysconf("SC_CLK_TCK")
+    plain_url = url + ("&" if "?" in url else "?") + "prepare_statements=off"
 
     def cpu(db) -> dict[str, float]:
         with open(f"/proc/{db.connection().info.backend_pid}/stat") as f:
@@ -103,10 +102,8 @@ def server_cpu(url: str, turns: int, contacts: int, runs: int) -> None:
     figures: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for _ in range(runs):
         for prepare in (False, True):
-            storage_db.PooledPostgresqlCheckedDatabase.prepare = prepare
-            got = counted_turns(url, turns, contacts, cpu)
+            got = counted_turns(url if prepare else plain_url, turns, contacts, cpu)
             figures[prepare].append((got["cpu"] * 1e6, got["wall"] * 1e6))
-    storage_db.PooledPostgresqlCheckedDatabase.prepare = True
     for prepare, label in ((False, "plain SQL"), (True, "prepared")):
         for i, what in ((0, "server CPU"), (1, "wall")):
             values = [f[i] for f in figures[prepare]]
