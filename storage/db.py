@@ -148,9 +148,7 @@ class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
         key = _backend(conn)
         known = self._prepared.setdefault(key, set())
         if name not in known:
-            if len(known) >= MAX_PREPARED or not self._prepare(
-                cursor, name, sql, inside=bool(self._state.transactions)
-            ):
+            if len(known) >= MAX_PREPARED or not self._prepare(cursor, name, sql, inside=self._in_transaction(conn)):
                 cursor.execute(_postgres_placeholders(sql), params)
                 return
             known.add(name)
@@ -160,7 +158,7 @@ class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
             if getattr(e, "pgcode", None) != "26000":  # "prepared statement does not exist"
                 raise
             known.clear()  # the server forgot them all (DISCARD ALL): prepared again at their next use
-            if self._state.transactions:
+            if self._in_transaction(conn):
                 raise  # the transaction is aborted: its caller retries it
             self._send(cursor, sql, params)
 
@@ -178,6 +176,10 @@ class PooledPostgresqlCheckedDatabase(_Checked, PooledPostgresqlDatabase):
             _UNPREPARABLE.add(sql)
             return False
         return True
+
+    def _in_transaction(self, conn) -> bool:
+        """Whether the server has a transaction open on conn (peewee's or a raw BEGIN's, failed or not)."""
+        return self._adapter.txn_status(conn) != self._adapter.txn_idle
 
     def _close_raw(self, conn):
         self._prepared.pop(_backend(conn), None)

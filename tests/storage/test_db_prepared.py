@@ -99,3 +99,12 @@ def test_prepare_statements_off_in_the_url_runs_plain_sql(pg):
         assert prepared(db) == []
     finally:
         db.close_all()
+
+
+def test_a_refused_statement_inside_a_transaction_begun_by_hand_keeps_it(pg):
+    pg.execute_sql("BEGIN")  # not through peewee's atomic(): the server's transaction status is what counts
+    execute(ADD, ("a",))
+    assert execute("SELECT ? IS NOT NULL", ("x",)).fetchone()[0] is True
+    execute(ADD, ("b",))
+    pg.execute_sql("COMMIT")
+    assert execute('SELECT COUNT(*) FROM "contact"').fetchone()[0] == 2
