@@ -268,14 +268,25 @@ def sqlite_floor(path: str, contacts: range) -> int:
         conn.close()
 
 
-def postgres_floor(url: str, contacts: range) -> int:
+def postgres_floor(url: str, contacts: range, prepared: bool = False) -> int:
+    """The floor on PostgreSQL; prepared: each statement PREPAREd once and then EXECUTEd, as convoflow's
+    own statements are (storage/db.py), so the two are compared like for like."""
     import psycopg2
 
     conn = psycopg2.connect(url)
     cur = conn.cursor()
+    names: dict[str, str] = {}
 
     def execute(sql: str, params: tuple):
-        cur.execute(sql.replace("?", "%s"), params)
+        if not prepared:
+            cur.execute(sql.replace("?", "%s"), params)
+            return cur
+        if sql not in names:
+            names[sql] = f"floor_{len(names)}"
+            parts = sql.split("?")
+            numbered = "".join(part + (f"${n + 1}" if n < len(parts) - 1 else "") for n, part in enumerate(parts))
+            cur.execute(f"PREPARE {names[sql]} AS {numbered}")
+        cur.execute(f"EXECUTE {names[sql]} ({', '.join(['%s'] * len(params))})", params)
         return cur
 
     try:
@@ -312,10 +323,18 @@ def summary(label: str, rates: list[float]) -> str:
     )
 
 
-def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, runs: int) -> None:
+def compare(
+    name: str,
+    url: str,
+    floor: Callable[[range], int],
+    contacts: int,
+    runs: int,
+    floor_prepared: Callable[[range], int] | None = None,
+) -> None:
     """Our turns against the floor, alternating; on PostgreSQL also ours with execute's statements sent as
-    plain SQL (`?prepare_statements=off`), what they were before they were prepared."""
-    ours, bare, plain = [], [], []
+    plain SQL (`?prepare_statements=off`), what they were before they were prepared, and the floor with
+    its statements prepared (floor_prepared), the like-for-like floor of our prepared statements."""
+    ours, bare, plain, bare_prepared = [], [], [], []
     plain_url = url + ("&" if "?" in url else "?") + "prepare_statements=off" if url.startswith("postgres") else None
     warm = fresh(url)
     persisted_turns(seed(warm), range(contacts))  # warm-up: template and flow caches, not counted
@@ -325,6 +344,8 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
         order = [("ours", ours), ("floor", bare)] if run % 2 == 0 else [("floor", bare), ("ours", ours)]
         if plain_url:
             order.insert(run % 3, ("plain", plain))
+        if floor_prepared is not None:
+            order.insert((run + 1) % (len(order) + 1), ("floor prepared", bare_prepared))
         for which, rates in order:
             db = fresh(plain_url if which == "plain" else url)
             if which in ("ours", "plain"):
@@ -333,7 +354,8 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
             else:
                 seed(db)
                 db.close()
-                timed(lambda: floor(range(contacts)), rates)
+                bare_floor = floor_prepared if which == "floor prepared" else floor
+                timed(lambda: bare_floor(range(contacts)), rates)
             db.close()
     print(summary(f"{name}: persisted turns", ours))
     print(summary(f"{name}: floor (bare driver, same rows)", bare))
@@ -341,6 +363,12 @@ def compare(name: str, url: str, floor: Callable[[range], int], contacts: int, r
     if plain:
         print(summary(f"{name}: turns, statements not prepared", plain))
         print(f"{name}: cost with statements not prepared = {statistics.median(bare) / statistics.median(plain):.2f}x")
+    if bare_prepared:
+        print(summary(f"{name}: floor, statements prepared", bare_prepared))
+        print(
+            f"{name}: cost of a persisted turn = {statistics.median(bare_prepared) / statistics.median(ours):.2f}x "
+            "the prepared floor (like for like)"
+        )
 
 
 # ── --big ────────────────────────────────────────────────────────────────────────────────────────────
@@ -558,6 +586,8 @@ def main() -> None:
         for name, url, floor in targets:
             if args.big:
                 big(name, url, args.contacts, args.runs, args.sessions, args.inbox)
+            elif url == pg_url:
+                compare(name, url, floor, args.contacts, args.runs, lambda r: postgres_floor(pg_url, r, prepared=True))
             else:
                 compare(name, url, floor, args.contacts, args.runs)
     if not args.dir:
