@@ -147,6 +147,70 @@ class Server:
             self.proc.kill()
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:8]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """Where the CPU of a load goes: the servers, the PostgreSQL backends serving this database, the rest of
+    the PostgreSQL server (its background processes: shared with any other database on it), this process
+    (the clients and the Graph stand-in) and the whole machine (anything else running shares it)."""
+
+    def __init__(self, url: str, servers: list[Server]) -> None:
+        self.url, self.servers = url, servers
+        self.before = self._snapshot()
+
+    def _backends(self) -> dict[str, dict[int, float]]:
+        if not self.url.startswith("postgres"):
+            return {"backends": {}, "postgres background": {}}
+        import psycopg2
+
+        conn = psycopg2.connect(self.url)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT pid, datname = current_database() FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+            rows = cur.fetchall()
+        finally:
+            conn.close()
+        ours = {pid: proc_cpu(pid) for pid, mine in rows if mine}
+        background = {pid: proc_cpu(pid) for pid, mine in rows if mine is None}
+        return {"backends": ours, "postgres background": background}
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        busy, total = machine_busy()
+        own = os.times()
+        return {
+            "servers": {s.proc.pid: s.cpu_seconds() for s in self.servers},
+            **self._backends(),
+            "bench process": {0: own.user + own.system},
+            "machine busy": {0: busy},
+            "machine total": {0: total},
+        }
+
+    def per_message(self, messages: int) -> dict[str, float]:
+        """CPU ms per message of each part since construction (a backend that started meanwhile from 0)."""
+        after = self._snapshot()
+        out = {}
+        for part, now in after.items():
+            was = self.before.get(part, {})
+            out[part] = sum(cpu - was.get(pid, 0.0) for pid, cpu in now.items()) / messages * 1000
+        return out
+
+
 def wa_id(c: int) -> str:
     return f"2637{c:08d}"
 
@@ -259,9 +323,9 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
     servers = [Server.flows_serve(url, graph.url, args.workers, args.send_rate / processes) for _ in range(processes)]
     try:
         ports = [s.port for s in servers]
-        cpu = sum(s.cpu_seconds() for s in servers)
+        split = CpuSplit(url, servers)
         burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
-        cpu = (sum(s.cpu_seconds() for s in servers) - cpu) / args.messages * 1000
+        cpu = split.per_message(args.messages)
         steady, lat = end_to_end(
             ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads, args.offered * processes
         )
@@ -276,7 +340,8 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
         "p50": pct(lat, 50) * 1000,
         "p99": pct(lat, 99) * 1000,
         "rss": rss,
-        "cpu": cpu,
+        "cpu": cpu["servers"],
+        **{f"cpu:{part}": ms for part, ms in cpu.items()},
     }
 
 
@@ -293,6 +358,8 @@ def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> N
 
     print("  " + summary(f"{label}: capacity (burst)", col("burst"), "messages/s"))
     print("  " + summary(f"{label}: server CPU per message (burst)", col("cpu"), "ms", "{:.2f}"))
+    for key in [k for k in results[0] if k.startswith("cpu:")]:
+        print("    " + summary(f"CPU per message, {key[4:]}", col(key), "ms", "{:.2f}"))
     print("  " + summary(f"{label}: steady load offered at {offered:.0f}/s", col("steady"), "messages/s"))
     print("  " + summary(f"{label}: POST-to-reply p50", col("p50"), "ms"))
     print("  " + summary(f"{label}: POST-to-reply p99", col("p99"), "ms"))

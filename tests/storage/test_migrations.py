@@ -157,3 +157,48 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
     for index, sql, params in plans:
         plan = " | ".join(row[3] for row in blank_db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
         assert f"INDEX {index}" in plan and "SCAN f |" not in plan and not plan.endswith("SCAN f"), plan
+
+
+PENDING_INDEXES_BEFORE_0016 = (
+    'CREATE INDEX "inbox_message_pending" ON "inbox_message" ("sent_at") WHERE "processed_at" IS NULL',
+    'CREATE INDEX "inbox_message_pending_contact" ON "inbox_message" ("contact_id", "sent_at") '
+    'WHERE "processed_at" IS NULL',
+)
+
+
+def test_inbox_pending_order_lets_a_pick_stop_at_the_first_row_instead_of_sorting_the_backlog(blank_db):
+    from datetime import datetime
+
+    from storage import sessions
+    from storage.db import _postgres_placeholders
+
+    upgrade(blank_db)
+    # Put the backlog's indexes back to how a release before 0016 left them.
+    blank_db.execute_sql('DROP INDEX "inbox_message_pending"')
+    blank_db.execute_sql('DROP INDEX "inbox_message_pending_contact"')
+    for ddl in PENDING_INDEXES_BEFORE_0016:
+        blank_db.execute_sql(ddl)
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0016_inbox_pending_order'")
+    assert upgrade(blank_db) == ["0016_inbox_pending_order"]
+    columns = {ix.name: ix.columns for ix in blank_db.get_indexes("inbox_message")}
+    assert columns["inbox_message_pending"] == ["sent_at", "id"]
+    assert columns["inbox_message_pending_contact"] == ["contact_id", "sent_at", "id"]
+    check(blank_db)
+    if not is_postgres(blank_db):  # SQLite's indexes end with the rowid (the id) already
+        return
+    # A burst's backlog, on tables never analysed (a fresh database, or the first minute of one): the
+    # worker's pick reads the pending rows in (sent_at, id) order and stops at the first it can take.
+    blank_db.execute_sql(
+        'INSERT INTO "contact" ("key", "created_at") SELECT \'c\' || g, now() FROM generate_series(1, 50) g'
+    )
+    blank_db.execute_sql(
+        'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
+        "SELECT 'm' || g, 1 + mod(g, 50), '{}', now() + g * interval '1 ms', now() FROM generate_series(1, 600) g"
+    )
+    now = datetime(2026, 1, 1)
+    plan = blank_db.execute_sql(
+        "EXPLAIN (ANALYZE, COSTS OFF) " + _postgres_placeholders(sessions._CLAIM_NEXT),
+        (now, "token", now + sessions.LEASE, now),
+    ).fetchall()
+    text = "\n".join(row[0] for row in plan)
+    assert "Sort" not in text and "inbox_message_pending on inbox_message" in text, text
