@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .contacts import SEEN_WITHIN
 from .db import execute, is_postgres, stored_time
 from .text import secret_forms, storable, storable_json, without
 
@@ -56,15 +57,19 @@ def add(
     return _row(existing), False
 
 
-# PostgreSQL: a known contact's refresh and the message's insert in one statement, run on its own
-# (autocommit, so durable before the caller answers): one round trip for the usual webhook (one message
-# from someone who wrote before) instead of BEGIN, three statements and COMMIT. The contact must already
-# hold every id the message names (nothing to attach); otherwise no row comes back and the caller takes
-# the full path (contacts.resolve in a transaction).
+# PostgreSQL: a known contact's message inserted in one statement, run on its own (autocommit, so durable
+# before the caller answers): one round trip for the usual webhook (one message from someone who wrote
+# before) instead of BEGIN, three statements and COMMIT. The contact must already hold every id the
+# message names (nothing to attach); otherwise no row comes back and the caller takes the full path
+# (contacts.resolve in a transaction). Like resolve, the contact row is rewritten only when its
+# last_seen_at is SEEN_WITHIN old or the profile name is new: most deliveries write the message alone.
 _ADD_FOR_KNOWN_CONTACT = (
-    'WITH c AS (UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name") '
+    'WITH c AS (SELECT "id", "key" FROM "contact" '
     'WHERE ("user_id" = ? OR "wa_id" = ?) AND "user_id" IS NOT DISTINCT FROM COALESCE(?, "user_id") '
-    'AND "wa_id" IS NOT DISTINCT FROM COALESCE(?, "wa_id") RETURNING "id", "key") '
+    'AND "wa_id" IS NOT DISTINCT FROM COALESCE(?, "wa_id")), '
+    'u AS (UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name") '
+    'WHERE "id" IN (SELECT "id" FROM c) AND ("last_seen_at" IS NULL OR "last_seen_at" < ? '
+    'OR COALESCE(?, "profile_name") <> COALESCE("profile_name", \'\'))) '
     'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
     'SELECT ?, c."id", \'{"contact":\' || to_json(c."key")::text || ?, ?, ? FROM c '
     'ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
@@ -86,19 +91,13 @@ def add_for_known_contact(
     """
     rest = {k: v for k, v in payload.items() if k != "contact"}
     tail = "," + storable_json(rest)[1:]  # the object after its "contact"
+    user_id, wa_id, profile_name = storable(user_id), storable(wa_id), storable(profile_name)
     row = execute(
         _ADD_FOR_KNOWN_CONTACT,
         (
-            now,
-            storable(profile_name),
-            storable(user_id),
-            storable(wa_id),
-            storable(user_id),
-            storable(wa_id),
-            storable(channel_message_id),
-            tail,
-            sent_at,
-            now,
+            *(user_id, wa_id, user_id, wa_id),
+            *(now, profile_name, now - SEEN_WITHIN, profile_name),
+            *(storable(channel_message_id), tail, sent_at, now),
         ),
     ).fetchone()
     return row is not None

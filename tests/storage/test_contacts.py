@@ -162,3 +162,33 @@ def test_resolve_rewrites_a_known_contact_only_for_something_new_or_a_minute_on(
     assert (with_id.id, with_id.user_id, with_id.last_seen_at) == (first.id, USER_ID, T0 + timedelta(seconds=63))
     assert resolved(64, user_id=USER_ID, profile_name="Tendai M").last_seen_at == T0 + timedelta(seconds=63)
     assert resolved(65, username="tendai").username == "tendai"
+
+
+def test_the_postgresql_webhook_insert_rewrites_a_known_contact_only_for_a_new_name_or_a_minute_on(db):
+    import json
+
+    from storage import inbox
+    from storage.db import execute, is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement insert for a known contact is PostgreSQL's webhook path")
+    first = find(Identity(wa_id=PHONE, profile_name="Tendai"))
+
+    def delivered(after: int, mid: str, **given) -> tuple[Contact, int]:
+        at = T0 + timedelta(seconds=after)
+        payload = {"contact": "ignored", "message_id": mid, "text": "hi"}
+        assert inbox.add_for_known_contact(given.get("wa_id", PHONE), None, given.get("name"), mid, payload, at, at)
+        version = execute('SELECT xmin::text::bigint FROM "contact" WHERE "id" = ?', (first[0],)).fetchone()[0]
+        return Contact.get_by_id(first[0]), version
+
+    _, before = delivered(0, "m0", name="Tendai")
+    seen, version = delivered(59, "m1", name="Tendai")
+    assert (seen.last_seen_at, version) == (T0, before)  # nothing new within the minute: the row is not rewritten
+    later, _ = delivered(61, "m2")
+    assert (later.last_seen_at, later.profile_name) == (T0 + timedelta(seconds=61), "Tendai")
+    renamed, _ = delivered(62, "m3", name="Tendai M")
+    assert (renamed.profile_name, renamed.last_seen_at) == ("Tendai M", T0 + timedelta(seconds=62))
+    assert not inbox.add_for_known_contact(PHONE, None, None, "m3", {"message_id": "m3"}, T0, T0)  # a duplicate
+    assert not inbox.add_for_known_contact(OTHER_PHONE, None, None, "m4", {"message_id": "m4"}, T0, T0)  # unknown
+    stored = execute('SELECT "payload" FROM "inbox_message" ORDER BY "id"').fetchall()
+    assert [json.loads(p)["contact"] for (p,) in stored] == [PHONE] * 4
