@@ -173,15 +173,6 @@ def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
             migrator.drop_index(table, name).run()
 
 
-def _inbox_pending_order(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # The backlog's indexes end with the id, the pick's tie-break: without it PostgreSQL sorted every
-    # pending row on each pick (docs/storage.md). Partial indexes of the backlog only: rebuilt quickly.
-    for name in ("inbox_message_pending", "inbox_message_pending_contact"):
-        if name in {ix.name for ix in db.get_indexes("inbox_message")}:
-            migrator.drop_index("inbox_message", name).run()
-    InboxMessage._schema.create_indexes(safe=True)
-
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _initial, "every table and index"),
     Migration("0002_event_subject_index", _event_subject_index, "look up a payment's audit trail by reference"),
@@ -230,11 +221,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0013_turn_indexes",
         _turn_indexes,
         "a turn writes fewer indexes: none on contact_id, pending outbox rows only, sessions' when they move",
-    ),
-    Migration(
-        "0016_inbox_pending_order",
-        _inbox_pending_order,
-        "workers find the oldest unhandled message without sorting the backlog (PostgreSQL)",
     ),
 )
 

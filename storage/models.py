@@ -86,18 +86,14 @@ class InboxMessage(BaseModel):
 
 # Workers look for the oldest unprocessed message, of any contact and of one contact; partial indexes keep
 # those lookups the size of the backlog, not of the millions of processed rows kept for audit, and a
-# message handled as it arrives (stored processed) is written into neither. Each ends with the id, the
-# lookups' tie-break (ORDER BY sent_at, id): PostgreSQL then reads the backlog in order and stops at the
-# first row it can take, instead of sorting the whole backlog on every pick (migration 0016).
+# message handled as it arrives (stored processed) is written into neither.
 InboxMessage.add_index(
-    InboxMessage.index(InboxMessage.sent_at, InboxMessage.id, name="inbox_message_pending").where(
-        InboxMessage.processed_at.is_null()
-    )
+    InboxMessage.index(InboxMessage.sent_at, name="inbox_message_pending").where(InboxMessage.processed_at.is_null())
 )
 InboxMessage.add_index(
-    InboxMessage.index(
-        InboxMessage.contact, InboxMessage.sent_at, InboxMessage.id, name="inbox_message_pending_contact"
-    ).where(InboxMessage.processed_at.is_null())
+    InboxMessage.index(InboxMessage.contact, InboxMessage.sent_at, name="inbox_message_pending_contact").where(
+        InboxMessage.processed_at.is_null()
+    )
 )
 
 
