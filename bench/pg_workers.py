@@ -9,9 +9,9 @@ Each run empties the schema of TEST_DATABASE_URL's database, stores bench/flows/
   known contact), one process, one connection: CPU per message of the process and of its backend;
 - workers: --processes processes with --threads turn threads each call process_inbox until the backlog is
   empty (the worker's pick, the turn and the save; no sender): messages/s from the start of the first to
-  the end of the last, CPU per message of the processes and of this database's backends, and the
-  transactions a message took (pg_stat_database; the claim-first worker needs three: the pick with its
-  claim, the read of the contact's oldest message, the save; more when a pick found nothing or lost).
+  the end of the last, and CPU per message of the processes and of this database's backends.
+With pg_stat_statements on the server, its calls, buffers and WAL per statement say where the backends'
+part goes (bench/webhook.py --processes prints the same CPU split with HTTP and the sender).
 Figures are the median of --runs with the spread; the machine's load average is printed, since anything
 else running shares the cores. A figure, not a test: nothing here fails on a slow machine.
 """
@@ -55,20 +55,6 @@ def backends(url: str) -> dict[int, float]:
         cur = conn.cursor()
         cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
         return {pid: proc_cpu(pid) for (pid,) in cur.fetchall()}
-    finally:
-        conn.close()
-
-
-def transactions(url: str) -> int:
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    try:
-        cur = conn.cursor()
-        cur.execute(
-            "SELECT pg_stat_clear_snapshot(), xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
-        )
-        return cur.fetchone()[1]
     finally:
         conn.close()
 
@@ -163,7 +149,7 @@ def workers(url: str, processes: int, threads: int, messages: int) -> dict[str, 
     ]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
-    before_server, before_xacts = backends(url), transactions(url)
+    before_server = backends(url)
     before_cpu = {p.pid: proc_cpu(p.pid) for p in procs}
     start = time.perf_counter()
     for p in procs:
@@ -180,12 +166,10 @@ def workers(url: str, processes: int, threads: int, messages: int) -> dict[str, 
     if done != messages:
         raise RuntimeError(f"the workers handled {done} of {messages} messages")
     server_ms = sum(v - before_server.get(k, 0.0) for k, v in server.items()) / messages * 1000
-    xacts = transactions(url) - before_xacts - 1  # less this function's own look
     return {
         "rate": messages / wall,
         "cpu": cpu / messages * 1000,
         "server": server_ms,
-        "xacts": xacts / messages,
     }
 
 
@@ -235,11 +219,6 @@ def main() -> None:
     print(summary("workers: messages/s", results["rate"], "msg/s", "{:.0f}"))
     print(summary("workers: CPU per message, the worker processes", results["cpu"], "ms"))
     print(summary("workers: CPU per message, their backends", results["server"], "ms"))
-    print(
-        summary(
-            "workers: transactions a message (pick, read, save; more for empty or lost picks)", results["xacts"], ""
-        )
-    )
 
 
 if __name__ == "__main__":
