@@ -1,5 +1,5 @@
-"""What several benchmarks share: a wiped database with the current schema, timing a command, printing
-times as a median with its spread.
+"""What several benchmarks share: a wiped database with the current schema, timing a command, a process's
+CPU from /proc, printing times as a median with its spread.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ def fresh_database(url: str):
         db.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     upgrade(db)
     return db
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far, from /proc (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:

@@ -32,18 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from benchkit import proc_cpu  # noqa: E402  (bench/, after the repository: bench/storage.py is not storage)
+
 FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
 SCRIPT = ("start", "Tendai {c}", "BK-{c:05d}", "50")  # what each contact says, as bench/webhook.py
 T0 = datetime(2026, 1, 1, 12, 0)
-
-
-def proc_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def backends(url: str) -> dict[int, float]:
@@ -71,7 +64,6 @@ def analyze(url: str) -> None:
 
 
 def prepare(url: str) -> None:
-    sys.path.append(HERE)  # after the repository: bench/storage.py is not the storage package
     from benchkit import fresh_database
     from storage import flowstore
 

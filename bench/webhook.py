@@ -44,6 +44,7 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, os.path.join(REPO, "tests", "channels")]
 
 import whatsapp_fakes as wa  # noqa: E402  (the Graph stand-in and payload builders the tests use)
+from benchkit import proc_cpu  # noqa: E402
 
 FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
 SCRIPT = ("start", "Tendai {c}", "BK-{c:05d}", "50")  # what each contact says, over and over
@@ -145,16 +146,6 @@ class Server:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:
