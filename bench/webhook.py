@@ -16,6 +16,9 @@ For each database it starts `flows serve` as real subprocesses on 127.0.0.1 and 
   reply reaching the stand-in). With --processes N (PostgreSQL) N servers share the database and the
   number, each sending at --send-rate / N (WHATSAPP_SEND_RATE; Meta allows 80/s a number, up to 1,000
   after an upgrade);
+- where the burst's CPU went, per message (from /proc): the servers, on PostgreSQL the backends of the
+  benchmark's database and the server's background processes, this process (the clients and the Graph
+  stand-in), and the whole machine's busy time (other work on the machine included);
 - idle RSS: the resident memory of a serving process (with workers) once the load is over and idle.
 Each figure is the median of --runs runs, with the spread (min–max). Loops are bounded by counts.
 
@@ -148,12 +151,11 @@ class Server:
             self.proc.kill()
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy so far (all but idle and I/O wait), from /proc/stat."""
     with open("/proc/stat") as f:
         ticks = [int(x) for x in f.readline().split()[1:8]]
-    idle = ticks[3] + ticks[4]
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSplit:
@@ -167,7 +169,7 @@ class CpuSplit:
 
     def _backends(self) -> dict[str, dict[int, float]]:
         if not self.url.startswith("postgres"):
-            return {"backends": {}, "postgres background": {}}
+            return {}
         import psycopg2
 
         conn = psycopg2.connect(self.url)
@@ -182,14 +184,12 @@ class CpuSplit:
         return {"backends": ours, "postgres background": background}
 
     def _snapshot(self) -> dict[str, dict[int, float]]:
-        busy, total = machine_busy()
         own = os.times()
         return {
             "servers": {s.proc.pid: s.cpu_seconds() for s in self.servers},
             **self._backends(),
             "bench process": {0: own.user + own.system},
-            "machine busy": {0: busy},
-            "machine total": {0: total},
+            "machine busy": {0: machine_busy()},
         }
 
     def per_message(self, messages: int) -> dict[str, float]:
@@ -349,7 +349,7 @@ def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> N
 
     print("  " + summary(f"{label}: capacity (burst)", col("burst"), "messages/s"))
     print("  " + summary(f"{label}: server CPU per message (burst)", col("cpu"), "ms", "{:.2f}"))
-    for key in [k for k in results[0] if k.startswith("cpu:")]:
+    for key in [k for k in results[0] if k.startswith("cpu:") and k != "cpu:servers"]:
         print("    " + summary(f"CPU per message, {key[4:]}", col(key), "ms", "{:.2f}"))
     print("  " + summary(f"{label}: steady load offered at {offered:.0f}/s", col("steady"), "messages/s"))
     print("  " + summary(f"{label}: POST-to-reply p50", col("p50"), "ms"))
