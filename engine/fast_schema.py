@@ -177,6 +177,78 @@ def _property_names(value: Any) -> Check:
     return lambda v: not isinstance(v, dict) or all(each(k) for k in v)
 
 
+def well_formed(schema: Any) -> bool:
+    """Whether schema is certainly a valid Draft 2020-12 schema, judged only for the keywords this module
+    knows, each against what the meta-schema asks of it. False means "not known here", not "invalid": the
+    caller asks jsonschema's check_schema, which judges every keyword and explains what is wrong."""
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict):
+        return False
+    for name, value in schema.items():
+        rule = _WELL_FORMED.get(name)
+        if rule is None or not rule(value):
+            return False
+    return True
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _unique_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value) and len(set(value)) == len(value)
+
+
+def _type_names(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in _TYPES
+    return bool(value) and _unique_names(value) and all(n in _TYPES for n in value)
+
+
+def _regex(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)  # the meta-schema's `format: regex`, as jsonschema checks it
+    except re.error:
+        return False
+    return True
+
+
+def _schemas(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(well_formed(sub) for sub in value)
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+_WELL_FORMED: dict[str, Callable[[Any], bool]] = {
+    "type": _type_names,
+    "properties": lambda v: isinstance(v, dict) and all(well_formed(sub) for sub in v.values()),
+    "additionalProperties": well_formed,
+    "items": well_formed,
+    "propertyNames": well_formed,
+    "not": well_formed,
+    "if": well_formed,
+    "then": well_formed,
+    "else": well_formed,
+    "allOf": _schemas,
+    "anyOf": _schemas,
+    "required": _unique_names,
+    "dependentRequired": lambda v: isinstance(v, dict) and all(_unique_names(n) for n in v.values()),
+    "enum": lambda v: isinstance(v, list),
+    "const": _anything,
+    "pattern": _regex,
+    **dict.fromkeys(("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"), _count),
+    **dict.fromkeys(("minimum", "maximum"), lambda v: _TYPES["number"](v)),
+    **dict.fromkeys(("title", "description", "$comment"), lambda v: isinstance(v, str)),
+    **dict.fromkeys(("readOnly", "writeOnly", "deprecated"), lambda v: isinstance(v, bool)),
+    "examples": lambda v: isinstance(v, list),
+    **dict.fromkeys(("default", "errorMessage", "patternErrorMessage"), _anything),
+}
+
 _SIMPLE: dict[str, Callable[[Any], Check]] = {
     "type": _type,
     "properties": _properties,
@@ -200,4 +272,4 @@ _SIMPLE: dict[str, Callable[[Any], Check]] = {
     "not": _not,
 }
 
-__all__ = ["compile_schema"]
+__all__ = ["compile_schema", "well_formed"]

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
-from typing import Any, Callable, Iterator
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .fast_schema import compile_schema
 from .inputs import checks
@@ -26,6 +23,8 @@ from .problems import Problem
 from .steps import kinds
 from .yaml_source import Path, Source
 
+if TYPE_CHECKING:
+    import jsonschema
 
 _TYPE_WORDS = {
     "string": "text",
@@ -220,13 +219,20 @@ def written_schema() -> dict:
     return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
-@dataclass(frozen=True)
 class _Shape:
     """One schema the shape is checked against: a quick yes/no (None when it cannot be compiled) and
-    jsonschema's validator, asked only for what the quick check does not pass, to explain it."""
+    jsonschema's validator, asked only for what the quick check does not pass, to explain it (so a valid
+    flow never imports jsonschema)."""
 
-    quick: Callable[[Any], bool] | None
-    validator: jsonschema.Draft202012Validator
+    def __init__(self, schema: dict) -> None:
+        self.schema = schema
+        self.quick: Callable[[Any], bool] | None = compile_schema(schema)
+
+    @cached_property
+    def validator(self) -> jsonschema.Draft202012Validator:
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(self.schema)
 
     def explain(self, instance: Any, base: Path, prefix: str, kind: str | None = None) -> list:
         if self.quick is not None and self.quick(instance):
@@ -251,7 +257,7 @@ def _validators_at(kinds_generation: int, checks_generation: int) -> dict[str, _
     # References are written out in place: following a $ref costs more than checking what it points to,
     # and a 1,000-step flow follows tens of thousands of them.
     inlined = {"top": _inline(top, defs), **{kind: _inline(defs[kind], defs) for kind in kinds.names()}}
-    return {name: _Shape(compile_schema(one), jsonschema.Draft202012Validator(one)) for name, one in inlined.items()}
+    return {name: _Shape(one) for name, one in inlined.items()}
 
 
 def _inline(node: Any, defs: dict) -> Any:

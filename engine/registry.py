@@ -19,11 +19,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import jsonschema
-
+from .fast_schema import well_formed
 from .problems import EngineError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 ENTRY_POINT_GROUP = "convoflow.actions"
 
@@ -81,6 +83,8 @@ class ActionSpec:
 
     def check_params(self, params: dict) -> list[str]:
         """Plain-words problems with params against the schema (empty when fine)."""
+        import jsonschema
+
         validator = jsonschema.Draft202012Validator(self.params)
         return [_describe(e) for e in sorted(validator.iter_errors(params), key=lambda e: list(e.path))]
 
@@ -92,6 +96,20 @@ def _describe(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         return err.message
     return f"'{where}': {err.message}" if where else err.message
+
+
+def _check_schema(spec: ActionSpec) -> None:
+    """Raise RegistryError when spec's params schema breaks the meta-schema.
+
+    jsonschema is imported here, not at the top: importing it and checking every contract costs a new
+    process about 0.1 s, and the contracts actions ship are judged by fast_schema.well_formed first.
+    """
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(spec.params)
+    except jsonschema.SchemaError as e:
+        raise RegistryError(f"action '{spec.name}' has an invalid params schema: {e.message}") from None
 
 
 class ActionRegistry:
@@ -137,10 +155,8 @@ class ActionRegistry:
             raise RegistryError(f"action '{spec.name}' is registered twice")
         if not spec.outcomes:
             raise RegistryError(f"action '{spec.name}' declares no outcomes")
-        try:
-            jsonschema.Draft202012Validator.check_schema(spec.params)
-        except jsonschema.SchemaError as e:
-            raise RegistryError(f"action '{spec.name}' has an invalid params schema: {e.message}") from None
+        if not well_formed(spec.params):
+            _check_schema(spec)
         self._specs[spec.name] = spec
 
     def get(self, name: str) -> ActionSpec | None:

@@ -14,8 +14,6 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
-import jsonschema
-
 from ..fast_schema import compile_schema
 from ..lookups import per_object
 from ..messages import ActionCall
@@ -25,6 +23,8 @@ from ..template_check import is_template
 from . import StepKind, shape
 
 if TYPE_CHECKING:
+    import jsonschema
+
     from ..runner import Turn
     from ..validate import StepChecker
 
@@ -33,6 +33,8 @@ SAVES_ITS_VALUE = "core.set"  # the action whose saved result is its `value` par
 
 
 def _validator(spec: ActionSpec) -> jsonschema.Draft202012Validator:
+    import jsonschema  # only once a quick check refuses (or cannot judge): `flows validate` starts without it
+
     return jsonschema.Draft202012Validator(spec.params)
 
 
@@ -46,11 +48,10 @@ def _params_check(spec: ActionSpec) -> Callable[[dict], bool]:
     """Whether params are valid under the action's schema: its compiled yes/no check (engine/fast_schema),
     and jsonschema for whatever that does not pass, or for a schema it cannot compile.
     """
-    validator = validator_for(spec)
     quick = compile_schema(spec.params)
     if quick is None:
-        return validator.is_valid
-    return lambda params: quick(params) or validator.is_valid(params)
+        return validator_for(spec).is_valid
+    return lambda params: quick(params) or validator_for(spec).is_valid(params)
 
 
 validator_for = per_object(_validator)
@@ -218,6 +219,8 @@ def _params_schema(checker: "StepChecker", spec: ActionSpec, params: dict) -> No
 
     # A templated value is judged when the conversation runs (or, where the action takes no template,
     # by action.param_not_template already).
+    if params_valid(spec)(params):
+        return  # nothing to say: jsonschema is asked only to explain a refusal
     templated = {k for k, v in params.items() if any(is_template(t) for _, t in _strings(v, ()))}
     required_seen: set[tuple] = set()
     for err in validator_for(spec).iter_errors(params):

@@ -14,7 +14,8 @@ import jsonschema
 import pytest
 
 from engine import flow_schema
-from engine.fast_schema import compile_schema
+from engine.fast_schema import compile_schema, well_formed
+from engine.registry import ActionRegistry, RegistryError
 from engine.steps import kinds
 from engine.yaml_source import parse
 from validation_kit import BROKEN, FIXTURES, SHIPPED
@@ -162,3 +163,60 @@ def test_each_keyword_means_what_it_means_to_jsonschema(schema, instances):
 )
 def test_a_keyword_it_does_not_know_leaves_the_whole_schema_to_jsonschema(schema):
     assert compile_schema(schema) is None
+
+
+# Values for random schemas: well-formed and broken ones for every keyword well_formed() knows, and some it
+# does not know, so that both of its answers are reached.
+_KEYWORD_VALUES = {
+    "type": ["string", "integer", "text", ["string", "null"], ["string", "string"], [], 3],
+    "properties": [{}, {"a": {"type": "string"}}, {"a": {"type": "nope"}}, {"a": 3}, []],
+    "additionalProperties": [False, {"type": "string"}, {"minLength": -1}, "no"],
+    "required": [["a"], [], ["a", "a"], ["a", 1], "a"],
+    "enum": [["a", 1], [], "a"],
+    "const": [None, "a"],
+    "pattern": ["^[A-Z]{2}$", "(", 5],
+    "minLength": [0, 3, -1, 1.5, True, "3"],
+    "maxItems": [2, -2, None],
+    "minimum": [0, 1.5, "1", False],
+    "description": ["words", 4],
+    "writeOnly": [True, "yes"],
+    "anyOf": [[{"type": "string"}], [], [{"type": 1}], {}],
+    "dependentRequired": [{"a": ["b"]}, {"a": "b"}, {"a": ["b", "b"]}],
+    "items": [{"type": "string"}, True, {"minItems": "x"}],
+    "not": [{"required": ["a"]}, 7],
+    "format": ["date"],
+    "$ref": ["#/$defs/x"],
+}
+
+
+def test_well_formed_says_yes_only_to_schemas_jsonschema_accepts():
+    rng = random.Random(SEED)
+    answers = {True: 0, False: 0}
+    for _ in range(3000):
+        names = rng.sample(sorted(_KEYWORD_VALUES), rng.randint(1, 4))
+        schema = {name: rng.choice(_KEYWORD_VALUES[name]) for name in names}
+        if rng.random() < 0.3:
+            schema = {"type": "object", "properties": {"x": schema}}
+        said = well_formed(schema)
+        answers[said] += 1
+        if said:
+            jsonschema.Draft202012Validator.check_schema(schema)  # raises SchemaError when well_formed lied
+    assert answers[True] > 300 and answers[False] > 300  # both answers are reached
+
+
+def test_every_shipped_contract_is_judged_without_jsonschema():
+    import actions
+
+    registry = actions.load_all()
+    assert [name for name in registry.names() if not well_formed(registry.get(name).params)] == []
+
+
+def test_a_broken_contract_is_still_refused_in_jsonschema_s_words():
+    registry = ActionRegistry()
+    with pytest.raises(RegistryError) as refused:
+        registry.action("shop.find", params={"type": "object", "properties": {"sku": {"type": "text"}}})(
+            lambda c, p: None
+        )
+    assert str(refused.value) == (
+        "action 'shop.find' has an invalid params schema: 'text' is not valid under any of the given schemas"
+    )

@@ -139,3 +139,50 @@ def test_a_broken_action_module_is_one_line_not_a_traceback(flows_dir, monkeypat
         result.output
         == "Error: could not load the actions: RegistryError: action 'omari.initiate' is registered twice\n"
     )
+
+
+# A new `flows validate` process: what it printed, its exit code, and whether it imported jsonschema.
+_IN_A_NEW_PROCESS = """
+import sys
+import cli
+try:
+    cli.main(["validate", *sys.argv[1:]])
+except SystemExit as e:
+    print("exit", e.code, "jsonschema" in sys.modules)
+"""
+
+
+def _new_process(*paths: str) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_A_NEW_PROCESS, *paths], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.stderr == "", done.stderr
+    return done.stdout.splitlines()
+
+
+def test_a_new_process_judges_valid_flows_without_importing_jsonschema(flows_dir):
+    (flows_dir / "hello.yaml").write_text(GOOD)
+    (flows_dir / "pay.yaml").write_text(
+        "flow: pay\ntriggers: [pay]\nsteps:\n  log:\n    action: core.log\n    with: {message: 'hi {{ contact }}'}\n"
+        "    next: bye\n  bye:\n    end: Bye\n"
+    )
+    assert _new_process(str(flows_dir)) == [
+        f"{flows_dir / 'hello.yaml'}: ok",
+        f"{flows_dir / 'pay.yaml'}: ok",
+        "exit 0 False",
+    ]
+
+
+def test_a_new_process_still_explains_a_refused_shape_and_params(flows_dir):
+    (flows_dir / "bad.yaml").write_text(
+        "flow: bad\nsteps:\n  log:\n    action: core.log\n    with: {level: loud}\n    next: bye\n  bye:\n    end: Bye\n    attempts: 2\n"
+    )
+    lines = _new_process(str(flows_dir / "bad.yaml"))
+    assert lines[-1] == "exit 1 True"
+    assert any("[action.bad_params]" in line for line in lines), lines
+    assert any("[field.unknown]" in line and "'attempts'" in line for line in lines), lines
