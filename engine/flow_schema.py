@@ -276,6 +276,14 @@ def _inline(node: Any, defs: dict) -> Any:
     return node
 
 
+# 0.75: close enough for typos (titel, nxt, refrence), far enough to not offer 'payment' for 'amount'.
+_CLOSE = 0.75
+# How many (mistake, known name) pairs one set of names compares in all: difflib compares a mistake with
+# every name, so a flow of thousands of steps with as many different mistakes would take minutes. Past
+# this, a mistake is still reported, without a "did you mean".
+SUGGESTION_BUDGET = 100_000
+
+
 def suggest(word: str, choices: Any) -> str:
     """' — did you mean 'x'?' when a known word is close to what was written, else ''."""
     return _suggest(str(word), tuple(str(c) for c in choices))
@@ -283,11 +291,38 @@ def suggest(word: str, choices: Any) -> str:
 
 @lru_cache(maxsize=64)
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
-    # Kept per word and choices: difflib compares the word with every choice, and a mistake repeated
-    # across a long flow (a renamed step still named in 50 places) would compare it 50 times with each.
-    # 0.75: close enough for typos (titel, nxt, refrence), far enough to not offer 'payment' for 'amount'.
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
-    return f" — did you mean '{close[0]}'?" if close else ""
+    return Suggestions(choices)(word)
+
+
+class Suggestions:
+    """ "Did you mean" over one set of known names (a flow's steps, every saved variable), asked for many
+    mistakes: the names are read once, each mistake is compared only with the names whose length could be
+    close enough (difflib's own first test, so the answer is the same), an answer is kept per mistake, and
+    the comparisons made in all are bounded by SUGGESTION_BUDGET.
+    """
+
+    def __init__(self, choices: Any, budget: int = SUGGESTION_BUDGET) -> None:
+        self.by_length: dict[int, list[str]] = {}
+        for choice in dict.fromkeys(str(c) for c in choices):
+            self.by_length.setdefault(len(choice), []).append(choice)
+        self.budget = budget
+        self.answers: dict[str, str] = {}
+
+    def __call__(self, word: Any) -> str:
+        word = str(word)
+        if word not in self.answers:
+            size = len(word)
+            # difflib's real_quick_ratio: 2 * min(len(a), len(b)) / (len(a) + len(b)) must reach the cutoff.
+            near = [
+                choice
+                for length, group in self.by_length.items()
+                if (2.0 * min(size, length) / (size + length) if size + length else 1.0) >= _CLOSE
+                for choice in group
+            ]
+            self.budget -= len(near)
+            close = difflib.get_close_matches(word, near, n=1, cutoff=_CLOSE) if self.budget >= 0 else []
+            self.answers[word] = f" — did you mean '{close[0]}'?" if close else ""
+        return self.answers[word]
 
 
 def step_kind(step: dict) -> tuple[str | None, list[str]]:
@@ -486,4 +521,14 @@ def plain_words(err: jsonschema.ValidationError, label: str) -> tuple[str, str]:
     return "field.invalid", f"{subject}: {err.message}"
 
 
-__all__ = ["build_schema", "written_schema", "schema", "check", "step_kind", "suggest", "plain_words", "and_list"]
+__all__ = [
+    "build_schema",
+    "written_schema",
+    "schema",
+    "check",
+    "step_kind",
+    "suggest",
+    "Suggestions",
+    "plain_words",
+    "and_list",
+]

@@ -103,6 +103,7 @@ class _FileChecker:
         self.facts = FileFacts(source=source, kinds=kinds)
         self.current: str | None = None  # the step whose templates are being read
         self.in_route = False  # reading a route's condition (after the step's save)
+        self.step_names: flow_schema.Suggestions | None = None  # "did you mean" over the steps, once needed
 
     def add(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> None:
         self.facts.problems.append(self.source.problem(path, severity, code, message, key=key))
@@ -206,11 +207,10 @@ class _FileChecker:
 
     def target(self, path: Path, target: str, label: str) -> None:
         if self.steps and target not in self.steps:  # no steps at all is reported once, by the schema
+            if self.step_names is None:
+                self.step_names = flow_schema.Suggestions(self.steps)
             self.add(
-                path,
-                "error",
-                "step.unknown_target",
-                f"{label}: there is no step '{target}'{flow_schema.suggest(target, self.steps)}",
+                path, "error", "step.unknown_target", f"{label}: there is no step '{target}'{self.step_names(target)}"
             )
 
     def conditions(self, step: dict, base: Path, label: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Iterable
 
-from .flow_schema import suggest
+from .flow_schema import Suggestions, suggest
 from .problems import Problem
 from .validate import BUILTIN_VARS, FileFacts, VarUse
 
@@ -47,8 +47,11 @@ class _Bits:
 
 
 def _saved_before(facts: FileFacts, entry: int, bits: _Bits) -> dict[str, int]:
-    """For each step reached from the start: the variables saved on every route to it (as bits)."""
-    saves = {s.step: bits.index[var] for var, saved in facts.saved.items() for s in saved}
+    """For each step reached from the start: the variables of bits saved on every route to it (as bits).
+
+    Each step's value is as wide as bits: _SavedBefore asks this only about variables several steps save.
+    """
+    saves = {s.step: bits.index.get(var, 0) for var, saved in facts.saved.items() for s in saved}
     order: list[str] = []
     seen: set[str] = set()
     for root in [facts.start, *facts.closing]:
@@ -79,47 +82,165 @@ def _saved_before(facts: FileFacts, entry: int, bits: _Bits) -> dict[str, int]:
     return before
 
 
-def _walk(all_facts: list[FileFacts], bits: _Bits) -> dict[str, dict[str, int]]:
-    """Per file, what each step sees saved (_saved_before), where a flow starts with nothing (besides contact)
-    when a trigger starts it, else with what every hand-over to it carries. Repeated until nothing changes,
-    so chains of hand-overs count."""
+class _SavedBefore:
+    """Whether a variable is saved on every route from a flow's start to a step, one question at a time.
+
+    A variable one step saves is saved before X exactly when that step's save dominates X: every route from
+    the start to X passes it. One dominator tree of the flow (the save of a step is a node of its own,
+    after the step, so an `on_fail` route skips it) answers that for every variable in constant time, where
+    a set of saved variables per step grows with the flow and made the check quadratic. A variable several
+    steps save (two branches that both ask for it) is judged by the fixed point over those variables only.
+    What a flow starts with (entry: None for everything) is saved everywhere; a step not reached from the
+    start (only from a cancel or expire step, which may read anything) sees everything saved.
+    """
+
+    def __init__(self, facts: FileFacts) -> None:
+        self.savers: dict[str, list[str]] = {var: [s.step for s in saved] for var, saved in facts.saved.items()}
+        self.own = {step: var for var, steps in self.savers.items() for step in steps}
+        self.routes = facts.routes
+        self.everything = facts.start not in facts.routes or facts.start in facts.closing
+        self.number: dict[Any, int] = {}  # step name, or (step,) for its save -> its place in reverse postorder
+        if not self.everything:
+            self._dominators(facts.start)
+        several = [var for var, steps in self.savers.items() if len(steps) > 1]
+        self.bits = _Bits(several)
+        self.several = _saved_before(facts, 0, self.bits) if several else {}
+
+    def _successors(self, node: Any) -> list[Any]:
+        if isinstance(node, tuple):  # the save of a step: where its routes go once the answer is saved
+            return [t for t, after_save in self.routes[node[0]] if after_save and t in self.routes]
+        if node not in self.own:
+            return [t for t, _ in self.routes[node] if t in self.routes]
+        return [(node,)] + [t for t, after_save in self.routes[node] if not after_save and t in self.routes]
+
+    def _dominators(self, start: str) -> None:
+        """Number the nodes reached from start in reverse postorder, find each one's immediate dominator,
+        and lay the dominator tree out so that a subtree is a range of numbers (self.first, self.size)."""
+        postorder: list[Any] = []
+        successors = {start: self._successors(start)}
+        work = [(start, iter(successors[start]))]
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                postorder.append(work.pop()[0])
+            elif child not in successors:
+                successors[child] = self._successors(child)
+                work.append((child, iter(successors[child])))
+        nodes = postorder[::-1]
+        self.number = {node: i for i, node in enumerate(nodes)}
+        preds: list[list[int]] = [[] for _ in nodes]
+        for i, node in enumerate(nodes):
+            for child in successors[node]:
+                preds[self.number[child]].append(i)
+        self.first, self.size = _tree_ranges(_immediate_dominators(preds))
+
+    def saved(self, var: str, step: str, entry: frozenset[str] | None) -> bool:
+        """Whether var is saved on every route from the start to step (before step's own save)."""
+        at = self.number.get(step)
+        if self.everything or at is None or entry is None or var in entry:
+            return True
+        savers = self.savers.get(var, ())
+        if len(savers) == 1:
+            save = self.number.get((savers[0],))
+            return save is not None and self.first[save] <= self.first[at] < self.first[save] + self.size[save]
+        return bool(self.several.get(step, self.bits.all) & self.bits.index.get(var, 0))
+
+    def saved_names(self, step: str, entry: frozenset[str] | None) -> frozenset[str] | None:
+        """Every variable saved on every route to step (None: everything, as at a step not reached)."""
+        if self.everything or entry is None or step not in self.number:
+            return None
+        return entry | {var for var in self.savers if self.saved(var, step, frozenset())}
+
+
+def _immediate_dominators(preds: list[list[int]]) -> list[int]:
+    """Each node's immediate dominator, nodes numbered in reverse postorder from node 0 (Cooper, Harvey and
+    Kennedy, "A Simple, Fast Dominance Algorithm")."""
+    idom = [-1] * len(preds)
+    idom[0] = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in range(1, len(preds)):
+            new = -1
+            for pred in preds[node]:
+                if idom[pred] == -1:
+                    continue
+                if new == -1:
+                    new = pred
+                    continue
+                a, b = pred, new
+                while a != b:
+                    while a > b:
+                        a = idom[a]
+                    while b > a:
+                        b = idom[b]
+                new = a
+            if idom[node] != new:
+                idom[node], changed = new, True
+    return idom
+
+
+def _tree_ranges(idom: list[int]) -> tuple[list[int], list[int]]:
+    """The dominator tree in preorder: node a dominates b exactly when first[a] <= first[b] < first[a] +
+    size[a]. A node's immediate dominator comes before it in reverse postorder, so two plain passes do."""
+    size = [1] * len(idom)
+    for node in range(len(idom) - 1, 0, -1):
+        size[idom[node]] += size[node]
+    first = [0] * len(idom)
+    free = [1] * len(idom)  # the next number free under each node
+    for node in range(1, len(idom)):
+        parent = idom[node]
+        first[node] = free[parent]
+        free[parent] += size[node]
+        free[node] = first[node] + 1
+    return first, size
+
+
+def _walk(all_facts: list[FileFacts]) -> dict[str, tuple[_SavedBefore, frozenset[str] | None]]:
+    """Per file, what each step sees saved (_SavedBefore) and what the flow starts with: nothing (besides
+    contact) when a trigger starts it, else what every hand-over to it carries (None: anything). Repeated
+    until nothing changes, so chains of hand-overs count."""
     by_name = {f.name: f for f in all_facts if f.name}
-    handed = {f.name: [] for f in all_facts if f.name}
+    handed: dict[str, list[tuple[FileFacts, str]]] = {f.name: [] for f in all_facts if f.name}
     for facts in all_facts:
         for target, _line, _col, step in facts.handovers:
             if target in handed:
                 handed[target].append((facts, step))
-    builtin = bits.of(BUILTIN_VARS)
+    builtin = frozenset(BUILTIN_VARS)
+    analyses = {f.source.file: _SavedBefore(f) for f in by_name.values() if f.sound}
     # Without a trigger a flow starts by a hand-over, or from `flows chat FLOW`, or from a flow not loaded
     # here: only the hand-overs seen can narrow what it starts with.
     open_ = {name for name, f in by_name.items() if not f.triggers}
-    entries = {name: (bits.all if name in open_ else builtin) for name in by_name}
+    entries: dict[str, frozenset[str] | None] = {name: (None if name in open_ else builtin) for name in by_name}
     for _ in range(_MAX_ROUNDS):
-        before = {f.source.file: _saved_before(f, entries[name], bits) for name, f in by_name.items() if f.sound}
         new = dict(entries)
         for name in open_:
             if handed[name]:
-                carried = bits.all
+                carried: frozenset[str] | None = None
                 for facts, step in handed[name]:
-                    carried &= before.get(facts.source.file, {}).get(step, bits.all)
-                new[name] = carried | builtin
+                    analysis = analyses.get(facts.source.file)
+                    here = analysis.saved_names(step, entries[str(facts.name)]) if analysis else None
+                    carried = here if carried is None else (carried if here is None else carried & here)
+                new[name] = None if carried is None else carried | builtin
         if new == entries:
-            return before
+            break
         entries = new
-    return {f.source.file: _saved_before(f, entries[name], bits) for name, f in by_name.items() if f.sound}
+    return {f.source.file: (analyses[f.source.file], entries[name]) for name, f in by_name.items() if f.sound}
 
 
 def check_variables(all_facts: list[FileFacts], complete: bool = True) -> list[Problem]:
     """The four checks over flows loaded together (complete) or one file alone (complete=False)."""
     saved_anywhere = set().union(*(f.saves for f in all_facts)) if all_facts else set()
-    bits = _Bits(saved_anywhere | BUILTIN_VARS)
-    walked = _walk(all_facts, bits)
+    known = saved_anywhere | BUILTIN_VARS
+    walked = _walk(all_facts)
     saved = _saved_by_name(all_facts)
     problems: list[Problem] = []
+    hints = Suggestions(known)
     for facts in all_facts:
-        problems.extend(_undefined(facts, saved_anywhere))
+        problems.extend(_undefined(facts, saved_anywhere, hints))
         if facts.source.file in walked:
-            problems.extend(_not_saved_yet(facts, walked[facts.source.file], bits))
+            problems.extend(_not_saved_yet(facts, *walked[facts.source.file], known))
         problems.extend(_text_as_number(facts, saved))
         problems.extend(_unknown_keys(facts, saved))
     if not complete:
@@ -139,7 +260,7 @@ def _problem(facts: FileFacts, use: VarUse, severity: str, code: str, message: s
     return Problem(facts.source.file, use.line, use.col, severity, code, f"{use.where}: {message}")
 
 
-def _undefined(facts: FileFacts, known: set[str]) -> list[Problem]:
+def _undefined(facts: FileFacts, known: set[str], hints: Suggestions) -> list[Problem]:
     """template.undefined: a variable no step of the loaded flows saves."""
     problems: list[Problem] = []
     seen: set[tuple[str, int, int]] = set()
@@ -153,23 +274,22 @@ def _undefined(facts: FileFacts, known: set[str]) -> list[Problem]:
                 use,
                 "error",
                 "template.undefined",
-                f"no step saves '{use.name}', so this would stop the conversation with an apology"
-                f"{suggest(use.name, known | BUILTIN_VARS)}",
+                f"no step saves '{use.name}', so this would stop the conversation with an apology{hints(use.name)}",
             )
         )
     return problems
 
 
-def _not_saved_yet(facts: FileFacts, before: dict[str, int], bits: _Bits) -> list[Problem]:
+def _not_saved_yet(
+    facts: FileFacts, before: _SavedBefore, entry: frozenset[str] | None, known: set[str]
+) -> list[Problem]:
     """template.not_saved_yet: a variable some route reaches this read without saving first."""
-    savers = {var: [s.step for s in saved] for var, saved in facts.saved.items()}
-    own = {s.step: var for var, saved in facts.saved.items() for s in saved}
+    savers = before.savers
     problems: list[Problem] = []
     for use in facts.uses:
-        if use.step is None or use.step not in before or use.guarded or use.name not in bits.index:
+        if use.step is None or use.guarded or use.name not in known:
             continue
-        have = before[use.step] | (bits.index[own[use.step]] if use.after_save and use.step in own else 0)
-        if have & bits.index[use.name]:
+        if before.saved(use.name, use.step, entry) or (use.after_save and before.own.get(use.step) == use.name):
             continue
         where = (
             f"it is saved by step '{savers[use.name][0]}', which does not come before on every way here"

@@ -128,3 +128,42 @@ def test_closed_groups_find_only_loops_with_no_way_out():
     chain["b"] = {"a", "exit"}  # can leave through exit: not endless
     chain["self"] = {"self"}
     assert sorted(map(sorted, closed_groups(chain))) == [["s4999", "s5000"], ["self"]]
+
+
+def test_did_you_mean_over_many_names_answers_as_difflib_does():
+    import difflib
+    import random
+
+    from engine.flow_schema import Suggestions
+
+    rng = random.Random(14)
+    letters = "abcde_"
+    for _ in range(200):
+        names = ["".join(rng.choices(letters, k=rng.randint(0, 12))) for _ in range(rng.randint(1, 30))]
+        hints = Suggestions(names)
+        for _ in range(10):
+            word = "".join(rng.choices(letters, k=rng.randint(0, 12)))
+            close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
+            assert hints(word) == (f" — did you mean '{close[0]}'?" if close else ""), (word, names)
+
+
+def test_past_its_budget_did_you_mean_stays_quiet_and_every_mistake_is_still_reported():
+    from engine.flow_schema import Suggestions
+
+    hints = Suggestions([f"ask_{i:03d}" for i in range(100)], budget=250)
+    assert [hints(f"ask_{i:03d}x") for i in (1, 2)] == [" — did you mean 'ask_001'?", " — did you mean 'ask_002'?"]
+    assert hints("ask_003x") == ""  # 300 comparisons would pass the budget of 250
+    assert hints("ask_001x") == " — did you mean 'ask_001'?"  # an answer already given stays
+
+
+def test_every_unknown_target_of_a_long_flow_is_reported(tmp_path):
+    from engine.load import load_paths
+    from validation_kit import validation_registry
+
+    steps = "".join(f"  s{i}:\n    say: Hi\n    next: t{i}_gone\n" for i in range(400))
+    (tmp_path / "long.yaml").write_text(f"flow: long\ntriggers: [go]\nsteps:\n{steps}")
+    problems = [
+        p for p in load_paths([str(tmp_path)], validation_registry()).problems if p.code == "step.unknown_target"
+    ]
+    assert len(problems) == 400
+    assert problems[0].message == "step 's0': there is no step 't0_gone'"
