@@ -24,7 +24,9 @@ from .problems import Problem
 Path = tuple  # of str keys and int indexes
 _TAG = "tag:yaml.org,2002:"
 # libyaml composes ~20x faster than the pure-Python parser, with the same marks (columns in characters).
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _SPECIAL_FLOATS = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
@@ -33,6 +35,38 @@ _STR, _NULL, _BOOL, _INT_TAG, _FLOAT_TAG, _TIMESTAMP = (
     _TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp")
 )
 _MAP, _SEQ, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "merge"
+
+
+class _ResolvingLoader(_SAFE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader with the same tags, found faster: the composer asks for every node, and the
+    resolver's own method builds two lists per scalar and walks path resolvers nobody registered."""
+
+    _first = {first: tuple(found) for first, found in _SAFE_LOADER.yaml_implicit_resolvers.items()}
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode:
+            if implicit[0]:
+                for tag, pattern in self._first.get(value[:1], ()):
+                    if pattern.match(value):
+                        return tag
+            return _STR
+        return _MAP if kind is MappingNode else _SEQ
+
+    def descend_resolver(self, current_node: Node | None, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+# Only while no resolver matches any first character and no path resolver is registered (PyYAML has none).
+_LOADER = (
+    _ResolvingLoader
+    if None not in _SAFE_LOADER.yaml_implicit_resolvers and not _SAFE_LOADER.yaml_path_resolvers
+    else _SAFE_LOADER
+)
+
+
 _MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
 _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
 
@@ -194,7 +228,7 @@ def _compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
         # libyaml counts the position in UTF-8 bytes, the pure-Python reader in characters.
         offset = (
             len(text.encode("utf-8")[: e.position].decode("utf-8", "ignore"))
-            if _LOADER is not yaml.SafeLoader
+            if _SAFE_LOADER is not yaml.SafeLoader
             else e.position
         )
         line, col = _offset_to_line_col(text, offset)

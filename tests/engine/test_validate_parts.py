@@ -167,3 +167,68 @@ def test_every_unknown_target_of_a_long_flow_is_reported(tmp_path):
     ]
     assert len(problems) == 400
     assert problems[0].message == "step 's0': there is no step 't0_gone'"
+
+
+def test_the_faster_resolver_gives_every_node_the_safe_loader_s_tag():
+    import itertools
+
+    import yaml
+
+    from engine import yaml_source
+    from validation_kit import BROKEN, FIXTURES, SHIPPED
+
+    def tags(root) -> list:
+        """(tag, value) of every scalar and the tag of every collection, each node once (aliases share)."""
+        found, todo, seen = [], [root] if root is not None else [], set()
+        while todo:
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                found.append(node.tag)
+                todo.extend(item for pair in node.value for item in pair)
+            elif isinstance(node, yaml.SequenceNode):
+                found.append(node.tag)
+                todo.extend(node.value)
+            else:
+                found.append((node.tag, node.value))
+        return found
+
+    words = [
+        "",
+        "~",
+        "null",
+        "Null",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "true",
+        "False",
+        "0",
+        "-1",
+        "+2",
+        "0x1F",
+        "0o7",
+        "1_000",
+    ]
+    words += ["10:30", "1.5", ".5", "-.inf", ".NaN", "1e3", "2026-12-02", "2026-12-02 10:30:00", "<<", "=", "!", "&"]
+    words += ["*", "say", "Yes please", "t", "n", "-", ".", "9lives", "0755", "089"]
+    texts = [
+        p.read_text(encoding="utf-8", errors="replace") for p in [*SHIPPED.glob("*.yaml"), *FIXTURES.glob("*.yaml")]
+    ]
+    texts += [p.read_text(encoding="utf-8", errors="replace") for p in BROKEN.rglob("*.yaml")]
+    texts += [
+        "\n".join(f"k{i}: {w}\nl{i}: [{w}, '{w}']" for i, w in enumerate(words)) + "\nm: {a: 1, b: [x, {c: d}]}\n"
+    ]
+    texts += [f"{a}: {b}\n" for a, b in itertools.product(words[:12], words)]
+    compared = 0
+    for text in texts:
+        try:
+            plain = yaml.compose(text, Loader=yaml_source._SAFE_LOADER)
+        except yaml.YAMLError:
+            continue
+        assert tags(yaml.compose(text, Loader=yaml_source._LOADER)) == tags(plain), text
+        compared += 1
+    assert yaml_source._LOADER is not yaml_source._SAFE_LOADER and compared > 300
