@@ -2,7 +2,7 @@
 answer? Goals (issue 14.4): 5,000 steps take at most 5x the time of 1,000 (in process, the same run);
 a 1,000-step validate as a new process (`python -m cli validate`) takes under 700 ms.
 
-    python bench/validate.py [--small 100] [--steps 1000] [--large 5000] [--runs 7]
+    python bench/validate.py [--small 100] [--steps 1000] [--large 5000] [--runs 7] [--mistakes-runs 3]
 
 The flow mixes every step kind the way real flows do: questions with checks, buttons and option lists,
 actions with templated parameters and outcome routes, branches on conditions, messages and ends, each
@@ -13,6 +13,8 @@ machine's CPU does not inflate). The sizes are timed in turns, so a busy machine
 alike. Prints every run, the median and the spread (min-max), the CPU time per step of each size (equal
 when validate is linear), the ratio of the medians from each size to the next (and of the fastest and
 slowest runs), and the libraries the command has no use for that a new process still imported.
+Then the same two sizes with a different mistake in every step (each `next:` names a step that is not
+there, misspelt): every one is reported, and "did you mean" must not make the time grow with the square.
 """
 
 from __future__ import annotations
@@ -111,15 +113,42 @@ def generate(steps: int) -> str:
     return "\n".join(lines)
 
 
-def time_in_process(path: str) -> float:
+def generate_mistakes(steps: int) -> str:
+    """A flow of `steps` steps whose every `next:` names a step that is not there (two letters swapped)."""
+    lines = ["flow: bench_mistakes", "triggers: [bench mistakes]", "steps:"]
+    for i in range(steps):
+        lines += [f"  step_{i:05d}:", f"    say: Part {i}.", f"    next: stpe_{i + 1:05d}"]
+    lines += [f"  step_{steps:05d}:", "    end: Thank you!", ""]
+    return "\n".join(lines)
+
+
+def time_in_process(path: str, exit_code: int = 0) -> float:
     """CPU seconds of this process for one validate: what it costs, even while other processes share the CPU."""
     inspect_template.cache_clear()
     inspect_expression.cache_clear()
     started = time.process_time()
     result = CliRunner().invoke(cli.main, ["validate", path])
     elapsed = time.process_time() - started
-    assert result.exit_code == 0, result.output[-2000:]
+    assert result.exit_code == exit_code, result.output[-2000:]
     return elapsed
+
+
+def time_mistakes(folder: str, sizes: list[int], runs: int) -> None:
+    """In-process CPU time of a flow with a different mistake in every step, each size in turn."""
+    paths = {}
+    for steps in sizes:
+        paths[steps] = os.path.join(folder, f"mistakes_{steps}.yaml")
+        with open(paths[steps], "w", encoding="utf-8") as f:
+            f.write(generate_mistakes(steps))
+    times: dict[int, list[float]] = {steps: [] for steps in sizes}
+    for _ in range(runs):
+        for steps in sizes:
+            times[steps].append(time_in_process(paths[steps], exit_code=1))
+    for steps in sizes:
+        report(f"in-process CPU time, {steps} steps, a different mistake in each", times[steps])
+    small, large = min(sizes), max(sizes)
+    ratio = statistics.median(times[large]) / statistics.median(times[small])
+    print(f"growth with a mistake in every step: {large} steps take {ratio:.2f}x the time of {small} (medians)")
 
 
 # What validate has no use for: HTTP, the web server, the database (issue 14.4: import only what it needs).
@@ -201,6 +230,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=5000, help="the larger flow, for the growth ratio")
     parser.add_argument("--small", type=int, default=100, help="a smaller flow, to show the growth from it")
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--mistakes-runs", type=int, default=3, help="runs of the flows with a mistake in each step")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = {steps: write_flow(tmp, steps) for steps in sorted({args.small, args.steps, args.large})}
@@ -215,6 +245,8 @@ def main() -> None:
         )
         report("  its CPU time (user + system)", cpu)
         print(f"imported without need: {', '.join(unneeded_imports(small, env)) or 'none'}")
+        if args.mistakes_runs:
+            time_mistakes(tmp, [args.steps, args.large], args.mistakes_runs)
 
 
 if __name__ == "__main__":

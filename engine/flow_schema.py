@@ -281,7 +281,7 @@ _CLOSE = 0.75
 # How many (mistake, known name) pairs one set of names compares in all: difflib compares a mistake with
 # every name, so a flow of thousands of steps with as many different mistakes would take minutes. Past
 # this, a mistake is still reported, without a "did you mean".
-SUGGESTION_BUDGET = 100_000
+SUGGESTION_BUDGET = 50_000
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -320,9 +320,29 @@ class Suggestions:
                 for choice in group
             ]
             self.budget -= len(near)
-            close = difflib.get_close_matches(word, near, n=1, cutoff=_CLOSE) if self.budget >= 0 else []
-            self.answers[word] = f" — did you mean '{close[0]}'?" if close else ""
+            close = _closest(word, near) if self.budget >= 0 else None
+            self.answers[word] = f" — did you mean '{close}'?" if close is not None else ""
         return self.answers[word]
+
+
+def _closest(word: str, choices: list[str]) -> str | None:
+    """difflib.get_close_matches(word, choices, n=1, cutoff=_CLOSE)[0], or None: the same tests in the same
+    order, but a choice whose quick upper bound cannot beat (or tie) the best ratio so far is not compared
+    in full (the full comparison is most of the cost, and one close choice rules out most others)."""
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    best: tuple[float, str] | None = None
+    for choice in choices:
+        matcher.set_seq1(choice)
+        if matcher.real_quick_ratio() < _CLOSE:
+            continue
+        bound = matcher.quick_ratio()
+        if bound < _CLOSE or (best is not None and bound < best[0]):
+            continue
+        score = matcher.ratio()
+        if score >= _CLOSE and (best is None or (score, choice) > best):
+            best = (score, choice)
+    return best[1] if best else None
 
 
 def step_kind(step: dict) -> tuple[str | None, list[str]]:
