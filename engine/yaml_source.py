@@ -116,8 +116,10 @@ class Source:
 
     file: str
     data: Any = None
-    values: dict[Path, tuple[int, int]] = field(default_factory=dict)  # path -> where its value starts
-    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)  # path -> where its key is written
+    # path -> where its value starts / where its key is written, as line << 32 | column (_place): one int
+    # instead of a tuple of two for every key and value of the file, the bulk of what a parsed flow holds.
+    values: dict[Path, int] = field(default_factory=dict)
+    keys: dict[Path, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
@@ -125,9 +127,9 @@ class Source:
         path = tuple(path)
         while True:
             if key and path in self.keys:
-                return self.keys[path]
+                return _line_col(self.keys[path])
             if path in self.values:
-                return self.values[path]
+                return _line_col(self.values[path])
             if not path:
                 return (1, 1)
             path = path[:-1]
@@ -135,6 +137,14 @@ class Source:
     def problem(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> Problem:
         line, col = self.where(path, key=key)
         return Problem(self.file, line, col, severity, code, message)
+
+
+def _place(mark: yaml.Mark) -> int:
+    return (mark.line + 1) << 32 | (mark.column + 1)
+
+
+def _line_col(place: int) -> tuple[int, int]:
+    return place >> 32, place & 0xFFFFFFFF
 
 
 def _at(mark: yaml.Mark | None) -> tuple[int, int]:
@@ -286,7 +296,7 @@ class _Converter:
 
     def convert(self, node: Node, path: Path, depth: int) -> Any:
         if path not in self.source.values:
-            self.source.values[path] = _at(node.start_mark)
+            self.source.values[path] = _place(node.start_mark)
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
@@ -362,7 +372,7 @@ class _Converter:
             mark = key_node.start_mark
             first_seen[key] = mark.line + 1
             here = path + (key,)
-            self.source.keys[here] = (mark.line + 1, mark.column + 1)
+            self.source.keys[here] = _place(mark)
             result[key] = self.convert(value_node, here, depth + 1)
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_node, value_node in merged:
@@ -370,7 +380,7 @@ class _Converter:
                 continue
             key = key_node.value
             if key not in result:
-                self.source.keys[path + (key,)] = _at(key_node.start_mark)
+                self.source.keys[path + (key,)] = _place(key_node.start_mark)
                 result[key] = self.convert(value_node, path + (key,), depth + 1)
         return result
 
