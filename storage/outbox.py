@@ -34,15 +34,30 @@ _INSERT = (
 # atomic without an explicit transaction. The candidates come from the partial index of pending rows:
 # ORDER BY +id (an expression, not the key) stops both planners from walking the whole sent history in id
 # order instead (PostgreSQL did: 78 ms a claim with 300,000 sent rows, 4 ms from the pending index).
-_CLAIM = (
+# "First of its contact": SQLite stops at the first earlier pending row (NOT EXISTS). PostgreSQL is asked
+# for the contact's smallest pending id, one index probe a candidate whatever its statistics say; its
+# NOT EXISTS became a nested-loop anti-join on a new or freshly grown table (10 ms a claim with 200
+# pending rows, 0.6 ms asked this way).
+_CLAIM_SQL = (
     'UPDATE "outbox_message" SET "next_attempt_at" = ? WHERE "id" IN ('
     'SELECT f."id" FROM "outbox_message" f WHERE f."status" = \'pending\' AND f."next_attempt_at" <= ? '
-    'AND NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
-    'AND p."status" = \'pending\' AND p."id" < f."id") ORDER BY +f."id" LIMIT ?{lock}) '
+    'AND {first} ORDER BY +f."id" LIMIT ?{lock}) '
     'RETURNING "id", "payload", "attempts", '
     '(SELECT c."key" FROM "contact" c WHERE c."id" = "outbox_message"."contact_id"), '
     '(SELECT COALESCE(c."wa_id", c."user_id") FROM "contact" c WHERE c."id" = "outbox_message"."contact_id")'
 )
+_CLAIM = {
+    False: _CLAIM_SQL.format(
+        first='NOT EXISTS (SELECT 1 FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
+        'AND p."status" = \'pending\' AND p."id" < f."id")',
+        lock="",
+    ),
+    True: _CLAIM_SQL.format(
+        first='f."id" = (SELECT min(p."id") FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
+        "AND p.\"status\" = 'pending')",
+        lock=" FOR UPDATE OF f SKIP LOCKED",
+    ),
+}
 # Every row the channel accepted, with its id, in one statement.
 _SENT = (
     'WITH v ("id", "wamid") AS (VALUES {values}) '
@@ -97,8 +112,7 @@ def insert_sql(count: int, guard: str) -> str:
 def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
     """Lease up to `limit` rows to send (until `lease_until`): the oldest pending, due row of each contact
     with no older pending row, oldest first."""
-    sql = _CLAIM.format(lock=" FOR UPDATE OF f SKIP LOCKED" if is_postgres() else "")
-    rows = execute(sql, (lease_until, now, limit)).fetchall()
+    rows = execute(_CLAIM[is_postgres()], (lease_until, now, limit)).fetchall()
     # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
     return [
         Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts)

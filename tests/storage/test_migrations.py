@@ -139,7 +139,7 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
         return
     plans = (
         # the sender's claim walks the pending rows, never the whole sent history in id order
-        ("outbox_message_pending_contact", outbox._CLAIM.format(lock=""), (None, None, 64)),
+        ("outbox_message_pending_contact", outbox._CLAIM[False], (None, None, 64)),
         ("session_expiring", sessions._DUE, (None, None, 100)),
         (
             "session_active",
