@@ -135,7 +135,7 @@ def save(
                 and claim.read_as is not None
             ):
                 raise sessions.ClaimLost(f"message {received.message_id} was handled while this turn ran")
-            touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
+            touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name, seen=claim.seen)
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))

@@ -52,7 +52,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import inbox, outbox
-from .contacts import TOUCH_SQL
+from .contacts import SEEN, TOUCH_SQL
 from .db import execute, is_postgres, stored_time
 from .text import ascii_json
 
@@ -141,13 +141,14 @@ _CLAIM_READ = {
     for pg, cas in _UNCHANGED.items()
 }
 
-# One read, no write: the contact's session as stored, its claim's end, and whether this message id was
-# handled already.
+# One read, no write: the contact's session as stored, what the turn's touch compares (contacts.SEEN), its
+# claim's end, and whether this message id was handled already.
 _PEEK = (
-    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."contact_id", s."claimed_until", '
-    '(SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
+    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, {", ".join("c." + c for c in SEEN)}, s."contact_id", '
+    's."claimed_until", (SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
     'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
 )
+_PEEK_SEEN = slice(1 + len(_STATE_COLUMNS), 1 + len(_STATE_COLUMNS) + len(SEEN))
 
 # A worker's optimistic pick (peek_next): the oldest unprocessed message of a contact nobody holds and that
 # this process's other threads are not handling, with the contact's key and session as stored: one read,
@@ -187,6 +188,7 @@ class Claim:
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
     # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
     read_as: tuple | None = None
+    seen: tuple | None = None  # the contact's contacts.SEEN columns as peek read them (the save's touch)
 
 
 @dataclass(frozen=True)
@@ -262,8 +264,9 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
         return None
     if row[-2] is not None:  # claimed, live or run out: the claim path waits for it or takes it over
         return None, False
-    session_id, state = _decode(row[:-3])
-    return Claim(session_id, row[-3], token, state, read_as=row[1:-3]), row[-1] is not None
+    session_id, state = _decode(row)
+    claim = Claim(session_id, row[-3], token, state, read_as=row[1 : _PEEK_SEEN.start], seen=row[_PEEK_SEEN])
+    return claim, row[-1] is not None
 
 
 def unstored(token: str) -> Claim:
