@@ -55,6 +55,11 @@ class _Checked:
     idle_check = IDLE_CHECK
 
     def cursor(self, *args, **kwargs):
+        self._check()
+        return super().cursor(*args, **kwargs)
+
+    def _check(self) -> None:
+        """Drop this thread's connection when it is doomed or, after sitting idle, found dead."""
         state = self._state
         if not state.closed and not state.transactions:  # inside a transaction it was checked at BEGIN
             now = time.monotonic()
@@ -62,7 +67,6 @@ class _Checked:
             if state.doomed or not self._alive(state.conn, ping=now - state.used_at > self.idle_check):
                 self._drop()
             state.used_at = now
-        return super().cursor(*args, **kwargs)
 
     def _execute_cursor(self, sql, params, **options):
         try:
@@ -239,14 +243,18 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
         self.writer = threading.RLock()  # re-entrant: write_transaction takes it too, nested in the webhook's
 
     def run(self, sql: str, params) -> Any:
-        """_Checked.run; inside a transaction the statement goes straight to the connection checked at BEGIN."""
+        """_Checked.run with the statement straight on the connection (sqlite3 makes the cursor in C), checked
+        first outside a transaction (inside one it was checked at BEGIN)."""
+        if self.query_hooks:
+            return self.execute_sql(sql, params)
         state = self._state
-        if state.transactions and not self.query_hooks:
-            try:
+        try:
+            if state.transactions:
                 return state.conn.execute(sql, params)
-            except Exception:
-                self._raise_as_peewee()
-        return super().run(sql, params)
+            self._check()
+            return self.connection().execute(sql, params)
+        except Exception:
+            self._raise_as_peewee()
 
     def _connect(self):
         if self._opened_once and self.database != ":memory:" and not os.path.exists(self.database):
