@@ -191,13 +191,18 @@ def log_tags(contact: str, claim: sessions.Claim) -> logs.context:
     number in it), its flow and step. The masked number and the conversation are worked out only for a
     line that is written."""
     state = claim.state
-    started = state["started_at"]
-    return logs.context(
-        contact=logs.Deferred(lambda: _masked(contact)),
-        flow=state["flow"],
-        step=state["step"],
-        conversation=logs.Deferred(lambda: f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}") if started else None,
-    )
+    fields: dict[str, str | logs.Deferred] = {"contact": logs.Deferred(_masked, contact)}
+    if state["flow"] is not None:
+        fields["flow"] = state["flow"]
+    if state["step"] is not None:
+        fields["step"] = state["step"]
+    if state["started_at"] is not None:
+        fields["conversation"] = logs.Deferred(_conversation_tag, claim.contact_id, state["started_at"])
+    return logs.context.of(fields)
+
+
+def _conversation_tag(contact_id: int | None, started: datetime) -> str:
+    return f"{contact_id}-{started:%Y%m%dT%H%M%S}"
 
 
 def _masked(contact: str) -> str:
