@@ -140,9 +140,10 @@ def save(
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))
         outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], now)
-        events.record_many(
-            EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
-        )
+        if result.events:
+            events.record_many(
+                EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
+            )
 
 
 def _save_in_one_statement(
