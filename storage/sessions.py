@@ -49,6 +49,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from . import inbox, outbox
@@ -132,6 +133,13 @@ _SAVE_READ = {
 # The same saves leaving flow, flow_version and status alone: SQLite rewrites an index whose column is in
 # the SET list even to the same value, and most turns move the step only (a page fewer written per turn).
 _KEPT = (0, 1, 5)  # their places in _STATE_COLUMNS
+_kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
+_kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
+# A save's parameters without the kept columns', for _SAVE_KEEP: the state's, the id and token, the read.
+_UNKEPT = {
+    n: itemgetter(*(i for i in range(n) if i not in _KEPT))
+    for n in (len(_STATE_COLUMNS) + 2, 2 * len(_STATE_COLUMNS) + 2)
+}
 _SAVE_KEEP = {
     read: sql.replace('"flow" = ?, "flow_version" = ?, ', "").replace('"status" = ?, ', "")
     for read, sql in ((False, _SAVE), (True, _SAVE_READ[False]))
@@ -348,10 +356,9 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
         saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
     elif processed is not None:
         saved = _save_processed(claim, params, processed)
-    elif not is_postgres() and all(params[i] == claim.state.get(_STATE_COLUMNS[i]) for i in _KEPT):
+    elif not is_postgres() and _kept_params(params) == _kept_state(claim.state):
         # Unchanged since claimed (no one else writes a claimed session) or read (the compare-and-set holds).
-        kept = [p for i, p in enumerate(params) if i not in _KEPT]
-        saved = execute(_SAVE_KEEP[claim.read_as is not None], kept).rowcount
+        saved = execute(_SAVE_KEEP[claim.read_as is not None], _UNKEPT[len(params)](params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:
