@@ -17,7 +17,6 @@ import threading
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from operator import methodcaller
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,10 +35,25 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",  # safe with WAL: a crash loses no committed transaction's consistency
 }
 
-# How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05 09:14:03.120000",
-# which peewee reads back), registered explicitly (that default is deprecated) and without its Python frame:
-# a turn passes about eight of them.
-sqlite3.register_adapter(datetime, methodcaller("isoformat", " "))
+
+_last_time: list[tuple[datetime | None, str]] = [(None, "")]  # _sqlite_time's memo: one value and its text
+
+
+def _sqlite_time(value: datetime) -> str:
+    """How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05
+    09:14:03.120000", which peewee reads back), registered explicitly (that default is deprecated).
+    isoformat costs a µs or two, and a turn's save passes its `now` five times, so the last value's text
+    is kept (by identity: datetimes are immutable, and the pair is replaced whole, so a thread never reads
+    one value's text for another's)."""
+    last = _last_time[0]
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat(" ")
+    _last_time[0] = (value, text)
+    return text
+
+
+sqlite3.register_adapter(datetime, _sqlite_time)
 
 DEFAULT_WAIT = 5.0  # seconds to wait for a connection (see open_database)
 IDLE_CHECK = 1.0  # seconds a connection may sit unused before it is checked again at its next use
