@@ -8,6 +8,11 @@ through storage.db and peewee, parameters, JSON, log tags, transactions.
 Each run is a fresh database; the figures are the median run (by total) with the spread of the totals.
 The measuring itself (a Python wrapper around each execute) adds about a microsecond per statement to
 "the rest". On a shared machine compare runs made in the same invocation, or alternate two checkouts.
+
+Then the floor of the statements themselves: every statement of the median run, with its parameters,
+replayed in order through a bare sqlite3 connection on a fresh file (no convoflow, no peewee, no engine:
+what SQLite alone costs for what a turn asks of it), against the peer's whole turn (bench/peer_bot.py's
+Store.handle), each --runs times in the same invocation.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import peewee  # noqa: E402
 import peer  # noqa: E402  (the in-process load: messages, convoflow_cpu)
 
 _spent = {"sql": 0.0, "engine": 0.0}
+_said: list[tuple[str, tuple]] = []  # every statement of the current run, in order, for the replay
+_first_turn: list[int] = []  # where in _said each run's first turn starts
 
 
 class _TimedCursor(sqlite3.Cursor):
     def execute(self, sql, params=()):
+        _said.append((sql, tuple(params)))
         started = time.thread_time()
         try:
             return super().execute(sql, params)
@@ -68,6 +76,28 @@ def instrument() -> None:
             _spent["engine"] += time.thread_time() - started
 
     turns.run_turn = timed_run_turn
+    handle_message = turns.handle_message
+
+    def marked_handle_message(*args, **kwargs):
+        if not _first_turn:
+            _first_turn.append(len(_said))
+        return handle_message(*args, **kwargs)
+
+    turns.handle_message = marked_handle_message
+
+
+def replayed(said: list[tuple[str, tuple]], first_turn: int, folder: str, run: int) -> float:
+    """Process CPU of said[first_turn:] through a bare sqlite3 connection, after said[:first_turn] (the
+    schema, the flow, the connection's PRAGMAs) on a fresh file; µs a turn is the caller's to work out."""
+    conn = sqlite3.connect(os.path.join(folder, f"replay{run}.db"), isolation_level=None)
+    for sql, params in said[:first_turn]:
+        conn.execute(sql, params).fetchall()
+    started = time.process_time()
+    for sql, params in said[first_turn:]:
+        conn.execute(sql, params).fetchall()
+    cpu = time.process_time() - started
+    conn.close()
+    return cpu
 
 
 def main() -> None:
@@ -82,10 +112,16 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         _spent.update(sql=0.0, engine=0.0)
+        _said.clear()
+        _first_turn.clear()
         total = peer.convoflow_cpu(os.path.join(folder, f"run{run}.db"), work)
         sql, engine = (_spent[k] / len(work) * 1e6 for k in ("sql", "engine"))
-        runs.append((total, sql, engine, total - sql - engine))
-    total, sql, engine, rest = sorted(runs)[len(runs) // 2]
+        runs.append((total, sql, engine, total - sql - engine, list(_said), _first_turn[0]))
+    total, sql, engine, rest, said, first_turn = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+    floors, peers = [], []
+    for run in range(args.runs):
+        floors.append(replayed(said, first_turn, folder, run) / len(work) * 1e6)
+        peers.append(peer.peer_cpu(os.path.join(folder, f"peer{run}.db"), work))
     totals = [r[0] for r in runs]
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.runs} runs of {len(work)} turns; "
@@ -96,6 +132,12 @@ def main() -> None:
     print(f"  engine (run_turn)                 {engine:6.0f} µs")
     print(f"  the rest (the Python around them) {rest:6.0f} µs")
     print(f"  total                             {total:6.0f} µs")
+    floor, whole = statistics.median(floors), statistics.median(peers)
+    print(
+        f"its {(len(said) - first_turn) / len(work):.1f} statements a turn replayed through bare sqlite3: "
+        f"{floor:.0f} µs a turn ({min(floors):.0f}–{max(floors):.0f}); the peer's whole turn {whole:.0f} µs "
+        f"({min(peers):.0f}–{max(peers):.0f}): our statements alone are {floor / whole:.2f}x the peer's turn"
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ import random
 import socket
 import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from engine.context import TurnContext
 from storage import sessions
@@ -28,7 +26,9 @@ GIVE_BACK_PATIENCE = 20.0
 def token(worker_id: str | None) -> str:
     """A claim token unique per claim: the worker (or host, process and thread) plus a random part."""
     who = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-    return f"{who}:{os.urandom(6).hex()}"
+    # 48 random bits from `random`, not os.urandom's system call (every turn makes a token): unguessability
+    # is not needed, only uniqueness, and `random` is seeded afresh in each process, a forked one too.
+    return f"{who}:{random.getrandbits(48):012x}"
 
 
 def claim_contact(
@@ -63,16 +63,23 @@ def _wait_for_claim(contact_id: int, claim_token: str, ctx: TurnContext, wait: f
         pause = min(pause * 2, 0.05)
 
 
-@contextmanager
-def released_on_stop(claim: sessions.Claim) -> Iterator[None]:
+class released_on_stop:
     """Ctrl-C or SIGTERM mid-turn is a clean stop, not a crash: give the claim back at once so the contact
-    is not held for the rest of the lease. (After a committed save the release matches no row.)
+    is not held for the rest of the lease. (After a committed save the release matches no row.) A class,
+    not a generator: it wraps every turn.
     """
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit):
-        sessions.release(claim)
-        raise
+
+    __slots__ = ("claim",)
+
+    def __init__(self, claim: sessions.Claim) -> None:
+        self.claim = claim
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            sessions.release(self.claim)
 
 
 def give_back(claim: sessions.Claim, patience: float = GIVE_BACK_PATIENCE) -> None:

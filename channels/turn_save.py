@@ -135,14 +135,15 @@ def save(
                 and claim.read_as is not None
             ):
                 raise sessions.ClaimLost(f"message {received.message_id} was handled while this turn ran")
-            touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name)
+            touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name, seen=claim.seen)
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))
         outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], now)
-        events.record_many(
-            EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
-        )
+        if result.events:
+            events.record_many(
+                EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
+            )
 
 
 def _save_in_one_statement(
@@ -191,13 +192,18 @@ def log_tags(contact: str, claim: sessions.Claim) -> logs.context:
     number in it), its flow and step. The masked number and the conversation are worked out only for a
     line that is written."""
     state = claim.state
-    started = state["started_at"]
-    return logs.context(
-        contact=logs.Deferred(lambda: _masked(contact)),
-        flow=state["flow"],
-        step=state["step"],
-        conversation=logs.Deferred(lambda: f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}") if started else None,
-    )
+    fields: dict[str, str | logs.Deferred] = {"contact": logs.Deferred(_masked, contact)}
+    if state["flow"] is not None:
+        fields["flow"] = state["flow"]
+    if state["step"] is not None:
+        fields["step"] = state["step"]
+    if state["started_at"] is not None:
+        fields["conversation"] = logs.Deferred(_conversation_tag, claim.contact_id, state["started_at"])
+    return logs.context.of(fields)
+
+
+def _conversation_tag(contact_id: int | None, started: datetime) -> str:
+    return f"{contact_id}-{started:%Y%m%dT%H%M%S}"
 
 
 def _masked(contact: str) -> str:

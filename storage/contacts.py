@@ -175,11 +175,37 @@ def touch_params(contact_id: int, now: datetime, wa_id: str | None = None, profi
     return now, profile_name, wa_id, contact_id, now - SEEN_WITHIN, profile_name, wa_id
 
 
-def touch(contact_id: int, now: datetime, wa_id: str | None = None, profile_name: str | None = None) -> None:
+# The contact's columns touch compares, as a read before the turn gives them (sessions.peek): with them the
+# statement is left out when its WHERE would change nothing, as on most turns.
+SEEN = ("last_seen_at", "profile_name", "wa_id")
+
+
+def touch(
+    contact_id: int,
+    now: datetime,
+    wa_id: str | None = None,
+    profile_name: str | None = None,
+    seen: tuple | None = None,
+) -> None:
     """Refresh last seen (to the minute: SEEN_WITHIN) and the profile name or wa_id when the channel gave a
-    new one; call in the turn's save."""
+    new one; call in the turn's save. `seen`: the row's SEEN columns read earlier, when the caller has them."""
     params = touch_params(contact_id, now, wa_id, profile_name)
+    if seen is not None and not _moved(seen, params):
+        return
     if params[2] is None:
         execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:-1])
     else:
         execute(TOUCH_SQL, params)
+
+
+def _moved(seen: tuple, params: tuple) -> bool:
+    """Whether touch's UPDATE (its WHERE, on touch_params) would change a row holding `seen`."""
+    seen_at, stored_name, stored_wa_id = seen
+    seen_at = stored_time(seen_at)
+    _, name, wa_id, _, stale_before, _, _ = params
+    return (
+        seen_at is None
+        or seen_at < stale_before
+        or (name is not None and name != (stored_name or ""))
+        or (wa_id is not None and wa_id != (stored_wa_id or ""))
+    )

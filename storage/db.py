@@ -15,11 +15,9 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
-from operator import methodcaller
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import peewee
@@ -37,10 +35,25 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",  # safe with WAL: a crash loses no committed transaction's consistency
 }
 
-# How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05 09:14:03.120000",
-# which peewee reads back), registered explicitly (that default is deprecated) and without its Python frame:
-# a turn passes about eight of them.
-sqlite3.register_adapter(datetime, methodcaller("isoformat", " "))
+
+_last_time: list[tuple[datetime | None, str]] = [(None, "")]  # _sqlite_time's memo: one value and its text
+
+
+def _sqlite_time(value: datetime) -> str:
+    """How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05
+    09:14:03.120000", which peewee reads back), registered explicitly (that default is deprecated).
+    isoformat costs a µs or two, and a turn's save passes its `now` five times, so the last value's text
+    is kept (by identity: datetimes are immutable, and the pair is replaced whole, so a thread never reads
+    one value's text for another's)."""
+    last = _last_time[0]
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat(" ")
+    _last_time[0] = (value, text)
+    return text
+
+
+sqlite3.register_adapter(datetime, _sqlite_time)
 
 DEFAULT_WAIT = 5.0  # seconds to wait for a connection (see open_database)
 IDLE_CHECK = 1.0  # seconds a connection may sit unused before it is checked again at its next use
@@ -56,14 +69,18 @@ class _Checked:
     idle_check = IDLE_CHECK
 
     def cursor(self, *args, **kwargs):
+        self._check()
+        return super().cursor(*args, **kwargs)
+
+    def _check(self) -> None:
+        """Drop this thread's connection when it is doomed or, after sitting idle, found dead."""
         state = self._state
         if not state.closed and not state.transactions:  # inside a transaction it was checked at BEGIN
             now = time.monotonic()
-            stale = now - getattr(state, "used_at", now) > self.idle_check
-            if getattr(state, "doomed", False) or not self._alive(state.conn, ping=stale):
+            # used_at and doomed are set when the connection opens (connect)
+            if state.doomed or not self._alive(state.conn, ping=now - state.used_at > self.idle_check):
                 self._drop()
             state.used_at = now
-        return super().cursor(*args, **kwargs)
 
     def _execute_cursor(self, sql, params, **options):
         try:
@@ -81,17 +98,26 @@ class _Checked:
             return self.execute_sql(sql, params)
         state = self._state
         try:
-            with peewee.__exception_wrapper__:
-                # Inside a transaction the connection was checked at its BEGIN: straight to a cursor.
-                cursor = state.conn.cursor() if state.transactions else self.cursor()
-                self._send(cursor, sql, params)
-        except (peewee.DatabaseError, peewee.InterfaceError) as e:
-            self._failed(e)
-            raise
+            # Inside a transaction the connection was checked at its BEGIN: straight to a cursor.
+            cursor = state.conn.cursor() if state.transactions else self.cursor()
+            self._send(cursor, sql, params)
+        except Exception:
+            self._raise_as_peewee()
         return cursor
 
     def _send(self, cursor, sql: str, params) -> None:
         cursor.execute(sql, params)
+
+    def _raise_as_peewee(self) -> None:
+        """Re-raise the exception being handled as peewee's execute_sql would: a driver's error as peewee's
+        class of it (`orig` the driver's), the connection marked when the error says it is dead. Called
+        from an `except` block only (the try costs nothing until something is raised)."""
+        try:
+            with peewee.__exception_wrapper__:
+                raise
+        except (peewee.DatabaseError, peewee.InterfaceError) as e:
+            self._failed(e)
+            raise
 
     def _failed(self, error: Exception) -> None:
         if self._fatal(getattr(error, "orig", error)):  # the driver's own error, with its SQLSTATE
@@ -230,6 +256,20 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
         # instead, so each starts the moment the previous one commits (lower p99). One lock per database.
         self.writer = threading.RLock()  # re-entrant: write_transaction takes it too, nested in the webhook's
 
+    def run(self, sql: str, params) -> Any:
+        """_Checked.run with the statement straight on the connection (sqlite3 makes the cursor in C), checked
+        first outside a transaction (inside one it was checked at BEGIN)."""
+        if self.query_hooks:
+            return self.execute_sql(sql, params)
+        state = self._state
+        try:
+            if state.transactions:
+                return state.conn.execute(sql, params)
+            self._check()
+            return self.connection().execute(sql, params)
+        except Exception:
+            self._raise_as_peewee()
+
     def _connect(self):
         if self._opened_once and self.database != ":memory:" and not os.path.exists(self.database):
             raise peewee.OperationalError(f"the SQLite database file is missing: {self.database}")
@@ -344,21 +384,77 @@ def write_transaction(db: peewee.Database | None = None):
     return target.atomic()
 
 
-@contextmanager
-def _sqlite_write(target: peewee.SqliteDatabase) -> Iterator[None]:
+class _sqlite_write:
     """BEGIN IMMEDIATE, this process's writers queued first on the database's writer lock: they take turns
     the moment the previous one commits instead of sleeping in SQLite's busy handler (1, 2, 5, 10 ms …),
     which under load cost the turn threads and the sender a sixth of the end-to-end throughput. After the
-    thread's own wait on the lock the transaction goes to SQLite anyway, which then decides as before."""
-    writer = getattr(target, "writer", None)
-    wait = getattr(target._state, "wait", None) or SQLITE_PRAGMAS["busy_timeout"] / 1000
-    held = writer is not None and writer.acquire(timeout=wait)
-    try:
-        with target.atomic("IMMEDIATE"):
-            yield
-    finally:
-        if held:
-            writer.release()
+    thread's own wait on the lock the transaction goes to SQLite anyway, which then decides as before.
+
+    peewee's atomic() without its layers (a dozen µs of a turn): BEGIN and COMMIT go through `run`, so the
+    connection is checked at BEGIN and a driver error is peewee's, and the transaction sits on peewee's
+    stack, so a nested write_transaction or atomic() is a savepoint and model queries see it open. As with
+    peewee, a COMMIT that fails is rolled back and its error raised."""
+
+    __slots__ = ("db", "held", "nested")
+
+    def __init__(self, target: peewee.SqliteDatabase) -> None:
+        self.db = target
+
+    def __enter__(self) -> None:
+        db = self.db
+        state = db._state
+        writer = getattr(db, "writer", None)
+        self.held = writer is not None and writer.acquire(
+            timeout=getattr(state, "wait", None) or SQLITE_PRAGMAS["busy_timeout"] / 1000
+        )
+        try:
+            if state.transactions:  # nested: a savepoint, as peewee's atomic() makes one
+                self.nested = db.atomic()
+                self.nested.__enter__()
+                return
+            self.nested = None
+            db.run("BEGIN IMMEDIATE", ())
+            db._state.transactions.append(self)  # the state of the connection BEGIN may have just opened
+        except BaseException:
+            self._release()
+            raise
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.nested is not None:
+                self.nested.__exit__(exc_type, exc, tb)
+                return
+            db = self.db
+            db._state.transactions.pop()
+            if exc_type is not None:
+                self._rollback()
+                return
+            try:
+                self._end("COMMIT")
+            except Exception:
+                self._rollback()
+                raise
+            db._run_commit_callbacks()
+        finally:
+            self._release()
+
+    def _rollback(self) -> None:
+        db = self.db
+        conn = db._state.conn
+        if conn is not None and conn.in_transaction:
+            self._end("ROLLBACK")
+        db._clear_commit_callbacks()
+
+    def _end(self, sql: str) -> None:
+        # On the connection the transaction began on, already checked (the idle check has nothing to add).
+        try:
+            self.db._state.conn.execute(sql)
+        except Exception:
+            self.db._raise_as_peewee()
+
+    def _release(self) -> None:
+        if self.held:
+            self.db.writer.release()
 
 
 @lru_cache(maxsize=512)

@@ -149,6 +149,9 @@ _ADD_PROCESSED = (
 )
 
 
+_ADD_PROCESSED_ROW = _ADD_PROCESSED.format(rows="VALUES (?, ?, ?, ?, ?, ?)")
+
+
 def processed_params(
     contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, at: datetime
 ) -> tuple:
@@ -164,7 +167,7 @@ def add_processed(
     False when the message was marked processed already (another turn handled it first).
     """
     params = processed_params(contact_id, channel_message_id, payload, sent_at, at)
-    return execute(_ADD_PROCESSED.format(rows="VALUES (?, ?, ?, ?, ?, ?)"), params).rowcount == 1
+    return execute(_ADD_PROCESSED_ROW, params).rowcount == 1
 
 
 def add_processed_sql(guard: str) -> str:

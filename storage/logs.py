@@ -28,16 +28,16 @@ _context: contextvars.ContextVar[dict] = contextvars.ContextVar("convoflow_log_c
 
 
 class Deferred:
-    """A field's value worked out only when a line is written (most turns write none): `fn()`, once."""
+    """A field's value worked out only when a line is written (most turns write none): `fn(*args)`, once."""
 
-    __slots__ = ("_fn", "_text")
+    __slots__ = ("_fn", "_args", "_text")
 
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self._fn, self._text = fn, None
+    def __init__(self, fn: Callable[..., object], *args: object) -> None:
+        self._fn, self._args, self._text = fn, args, None
 
     def __str__(self) -> str:
         if self._text is None:
-            self._text = str(self._fn())
+            self._text = str(self._fn(*self._args))
         return self._text
 
 
@@ -52,10 +52,18 @@ class context:
     __slots__ = ("_fields", "_token")
 
     def __init__(self, **fields: object) -> None:
-        self._fields = fields
+        self._fields = _fields(fields)
+
+    @classmethod
+    def of(cls, fields: dict[str, str | Deferred]) -> context:
+        """context(**fields) for fields already as tags hold them (text or Deferred, no None): a turn's."""
+        made = cls.__new__(cls)
+        made._fields = fields
+        return made
 
     def __enter__(self) -> None:
-        self._token = _context.set({**_context.get(), **_fields(self._fields)})
+        outer = _context.get()
+        self._token = _context.set({**outer, **self._fields} if outer else self._fields)
 
     def __exit__(self, *exc: object) -> None:
         _context.reset(self._token)

@@ -49,10 +49,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from . import inbox, outbox
-from .contacts import TOUCH_SQL
+from .contacts import SEEN, TOUCH_SQL
 from .db import execute, is_postgres, stored_time
 from .text import ascii_json
 
@@ -132,6 +133,13 @@ _SAVE_READ = {
 # The same saves leaving flow, flow_version and status alone: SQLite rewrites an index whose column is in
 # the SET list even to the same value, and most turns move the step only (a page fewer written per turn).
 _KEPT = (0, 1, 5)  # their places in _STATE_COLUMNS
+_kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
+_kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
+# A save's parameters without the kept columns', for _SAVE_KEEP: the state's, the id and token, the read.
+_UNKEPT = {
+    n: itemgetter(*(i for i in range(n) if i not in _KEPT))
+    for n in (len(_STATE_COLUMNS) + 2, 2 * len(_STATE_COLUMNS) + 2)
+}
 _SAVE_KEEP = {
     read: sql.replace('"flow" = ?, "flow_version" = ?, ', "").replace('"status" = ?, ', "")
     for read, sql in ((False, _SAVE), (True, _SAVE_READ[False]))
@@ -141,13 +149,14 @@ _CLAIM_READ = {
     for pg, cas in _UNCHANGED.items()
 }
 
-# One read, no write: the contact's session as stored, its claim's end, and whether this message id was
-# handled already.
+# One read, no write: the contact's session as stored, what the turn's touch compares (contacts.SEEN), its
+# claim's end, and whether this message id was handled already.
 _PEEK = (
-    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."contact_id", s."claimed_until", '
-    '(SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
+    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, {", ".join("c." + c for c in SEEN)}, s."contact_id", '
+    's."claimed_until", (SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
     'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
 )
+_PEEK_SEEN = slice(1 + len(_STATE_COLUMNS), 1 + len(_STATE_COLUMNS) + len(SEEN))
 
 # A worker's optimistic pick (peek_next): the oldest unprocessed message of a contact nobody holds and that
 # this process's other threads are not handling, with the contact's key and session as stored: one read,
@@ -187,6 +196,7 @@ class Claim:
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
     # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
     read_as: tuple | None = None
+    seen: tuple | None = None  # the contact's contacts.SEEN columns as peek read them (the save's touch)
 
 
 @dataclass(frozen=True)
@@ -213,9 +223,12 @@ _INSERT_NEW = (
 )
 
 
+_from_json = json.JSONDecoder().decode  # json.loads without its per-call checks: the text is ours
+
+
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
     state = dict(zip(_STATE_COLUMNS, row[1:]))
-    state["vars"] = json.loads(state["vars"] or "{}")
+    state["vars"] = _from_json(state["vars"] or "{}")
     for name in ("started_at", "updated_at", "expires_at"):
         state[name] = stored_time(state[name])
     return row[0], state
@@ -262,8 +275,9 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
         return None
     if row[-2] is not None:  # claimed, live or run out: the claim path waits for it or takes it over
         return None, False
-    session_id, state = _decode(row[:-3])
-    return Claim(session_id, row[-3], token, state, read_as=row[1:-3]), row[-1] is not None
+    session_id, state = _decode(row)
+    claim = Claim(session_id, row[-3], token, state, read_as=row[1 : _PEEK_SEEN.start], seen=row[_PEEK_SEEN])
+    return claim, row[-1] is not None
 
 
 def unstored(token: str) -> Claim:
@@ -342,10 +356,9 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
         saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
     elif processed is not None:
         saved = _save_processed(claim, params, processed)
-    elif not is_postgres() and all(params[i] == claim.state.get(_STATE_COLUMNS[i]) for i in _KEPT):
+    elif not is_postgres() and _kept_params(params) == _kept_state(claim.state):
         # Unchanged since claimed (no one else writes a claimed session) or read (the compare-and-set holds).
-        kept = [p for i, p in enumerate(params) if i not in _KEPT]
-        saved = execute(_SAVE_KEEP[claim.read_as is not None], kept).rowcount
+        saved = execute(_SAVE_KEEP[claim.read_as is not None], _UNKEPT[len(params)](params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from typing import Any, Callable
 
 REPLACEMENT = "\ufffd"
 REDACTED = "[one-time code removed]"
 
-# Built once: json.dumps with options builds a new encoder on every call (a few µs, three times a turn).
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # JSON-native values only
-ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # any character escaped: always storable
+
+def _compact_encoder(ensure_ascii: bool, default: Callable[[Any], Any] | None) -> Callable[[Any], str]:
+    """Compact JSON text, the encoder built once: json.dumps with options builds one on every call, and
+    JSONEncoder.encode its C encoder (a few µs, three times a turn). No check for circular references (a
+    value that holds itself raises RecursionError, not ValueError): what we store comes from JSON and YAML."""
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=ensure_ascii, default=default).encode
+    strings = encode_basestring_ascii if ensure_ascii else encode_basestring
+    encoder = c_make_encoder(None, default or _not_json, strings, None, ":", ",", False, False, True)
+    return lambda value: "".join(encoder(value, 0))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_COMPACT = _compact_encoder(ensure_ascii=False, default=str)
+compact_json = _compact_encoder(ensure_ascii=False, default=None)  # JSON-native values only
+ascii_json = _compact_encoder(ensure_ascii=True, default=None)  # any character escaped: always storable
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # In JSON text written with ensure_ascii=False a lone surrogate stays itself and NUL becomes \u0000.

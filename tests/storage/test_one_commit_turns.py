@@ -196,3 +196,23 @@ def test_a_read_only_action_on_a_state_that_moved_on_meanwhile_is_run_again_on_t
     state = sessions.get_state("c1")
     assert (state["step"], state["vars"]["word"], state["vars"]["seen"]) == ("ask_word_again", "second", "SECOND")
     assert Session.get().claimed_by is None
+
+
+def test_the_optimistic_turns_context_is_the_callers_with_only_its_action_runner_swapped():
+    # channels/optimistic.py copies the frozen TurnContext field for field instead of dataclasses.replace:
+    # the same object as replace would make, for as long as TurnContext has no __post_init__ to run.
+    from dataclasses import fields, replace
+
+    from channels.optimistic import _with_invoke
+    from engine.context import TurnContext
+
+    def invoke(spec, params, actx):
+        return None
+
+    ctx = TurnContext(registry=ActionRegistry(), clock=Clock(), max_steps=7, services={"k": "v"})
+    copy = _with_invoke(ctx, invoke)
+    assert copy == replace(ctx, invoke=invoke) and copy.invoke is invoke and ctx.invoke is not invoke
+    assert [getattr(copy, f.name) for f in fields(ctx) if f.name != "invoke"] == [
+        getattr(ctx, f.name) for f in fields(ctx) if f.name != "invoke"
+    ]
+    assert not hasattr(TurnContext, "__post_init__")

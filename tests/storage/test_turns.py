@@ -381,6 +381,29 @@ def test_a_stop_mid_turn_gives_the_claim_back_at_once(db, monkeypatch):
     assert texts("c1") == ["n=1", "n=2"]
 
 
+def test_a_stop_in_an_action_gives_back_the_claim_the_turn_took_for_it(db):
+    class StopOnCall(list):  # the action's record of its calls, raising Ctrl-C once armed
+        armed = False
+
+        def append(self, key):
+            if self.armed:
+                raise KeyboardInterrupt
+            super().append(key)
+
+    calls = StopOnCall()
+    clock, flows, ctx = counter_setup(calls)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+
+    calls.armed = True  # the answer's turn reaches test.increment, so it claims the session first
+    with pytest.raises(KeyboardInterrupt):
+        turns.handle_message(message("c1", "interrupted"), flows, ctx)
+    calls.armed = False
+
+    assert Session.get().claimed_by is None
+    turns.handle_message(message("c1", "again"), flows, ctx, wait=0)
+    assert texts("c1") == ["n=1", "n=2"]
+
+
 def test_a_contact_held_by_a_live_claim_makes_a_waiting_turn_give_up_with_contact_busy(db):
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)

@@ -1,0 +1,31 @@
+"""How SQLite stores a datetime parameter: the text peewee reads back, whatever order values come in (the
+adapter keeps the last value's text, storage/db.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+from storage.db import execute, stored_time
+
+
+def test_datetime_parameters_are_stored_as_their_own_text_however_they_repeat_and_interleave(sqlite_db):
+    execute('CREATE TABLE "t" ("n" INTEGER, "at" TEXT)')
+    start = datetime(2026, 1, 5, 9, 14, 3, 120000)
+    values = [start + timedelta(microseconds=i % 7 * 250_001) for i in range(60)]
+    values += [values[3]] * 5 + [start.replace(microsecond=0)]  # one object again and again; no fraction
+
+    def write(offset: int) -> None:
+        for n, value in enumerate(values):
+            execute('INSERT INTO "t" VALUES (?, ?)', (offset + n, value))
+
+    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    rows = execute('SELECT "n", "at" FROM "t"').fetchall()
+    assert len(rows) == 4 * len(values)
+    for n, text in rows:
+        assert text == values[n % 1000].isoformat(" ") and stored_time(text) == values[n % 1000]
