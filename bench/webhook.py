@@ -85,7 +85,7 @@ def prepare(url: str) -> None:
 class Server:
     """A server subprocess (`flows serve`, or the peer bot) on a free port; waits until /healthz answers."""
 
-    def __init__(self, args: list[str], graph_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], graph_url: str, env: dict[str, str] | None = None, cwd: str = REPO) -> None:
         import socket
 
         s = socket.socket()
@@ -105,7 +105,7 @@ class Server:
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, *args, "--port", str(self.port)],
-            cwd=REPO,
+            cwd=cwd,
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -123,11 +123,13 @@ class Server:
         raise RuntimeError(f"{args} did not start:\n" + self.log.read().decode(errors="replace"))
 
     @classmethod
-    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80) -> Server:
+    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80, cwd: str = REPO) -> Server:
+        """`flows serve` of the checkout at cwd (this one by default: `python -m cli` runs the cwd's code)."""
         return cls(
             ["-m", "cli", "serve", "--workers", str(workers), "--sandbox"],
             graph_url,
             {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))},
+            cwd,
         )
 
     def rss_mb(self) -> float:
