@@ -15,6 +15,7 @@ import logging
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -79,16 +80,26 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
     for the other webhook threads' writes."""
     if not hook.messages and not hook.statuses:
         return 0, 0
-    if is_postgres() and len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
+    writer = nullcontext if is_postgres() else partial(_sqlite_writer, wait)
+    if len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
         # The usual delivery, one message from someone who wrote before: one statement, no transaction.
         r = hook.messages[0]
         i, who = r.inbound, r.sender
-        if inbox.add_for_known_contact(
-            who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r), i.timestamp or now, now
-        ):
-            return 1, 0
+        with writer():
+            if inbox.add_for_known_contact(
+                who.wa_id,
+                who.user_id,
+                who.profile_name,
+                i.message_id,
+                inbox_payload(r),
+                i.timestamp or now,
+                now,
+                parent_user_id=who.parent_user_id,
+                username=who.username,
+            ):
+                return 1, 0
     new = dup = 0
-    with nullcontext() if is_postgres() else _sqlite_writer(wait), write_transaction():
+    with writer(), write_transaction():
         # A redelivered event stops here, before its sender is looked up: after a number change the old
         # number names nobody any more, and looking it up would make a new contact.
         seen = inbox.known_ids([r.inbound.message_id for r in hook.messages if r.event])

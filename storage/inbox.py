@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from .contacts import SEEN_WITHIN
@@ -76,6 +77,24 @@ _ADD_FOR_KNOWN_CONTACT = (
 )
 
 
+# SQLite: the same for a contact whose row already holds every id and name the message gives and was seen
+# within contacts.SEEN_WITHIN, so there is nothing to refresh (contacts.resolve would write nothing either):
+# one INSERT … SELECT, its own implicit transaction, instead of BEGIN, the contact's SELECT, the INSERT and
+# COMMIT. The condition names only the fields the message gives (storage.contacts._nothing_new's rule).
+_SQLITE_IDENTITY = ("user_id", "wa_id", "profile_name", "parent_user_id", "username")
+
+
+@lru_cache(maxsize=32)
+def _sqlite_add_for_known_contact(given: tuple[str, ...]) -> str:
+    matches = " AND ".join(f'c."{name}" = ?' for name in given)
+    return (
+        'INSERT INTO "inbox_message" ("channel_message_id", "contact_id", "payload", "sent_at", "received_at") '
+        'SELECT ?, c."id", \'{"contact":\' || json_quote(c."key") || ?, ?, ? FROM "contact" c '
+        f'WHERE {matches} AND c."last_seen_at" >= ? '
+        'ON CONFLICT ("channel_message_id") DO NOTHING RETURNING "id"'
+    )
+
+
 def add_for_known_contact(
     wa_id: str | None,
     user_id: str | None,
@@ -84,13 +103,24 @@ def add_for_known_contact(
     payload: dict[str, Any],
     sent_at: datetime,
     now: datetime,
+    parent_user_id: str | None = None,
+    username: str | None = None,
 ) -> bool:
-    """PostgreSQL only, outside a transaction: store one received message from a contact already known by
-    these ids, in one statement that commits on its own; payload["contact"] becomes the contact's key.
-    True when the message was stored; False when it is a duplicate or the contact needs resolving.
+    """Outside a transaction: store one received message from a contact already known by these ids, in one
+    statement that commits on its own; payload["contact"] becomes the contact's key. True when the message
+    was stored; False when it is a duplicate or the contact needs resolving (contacts.resolve). On
+    PostgreSQL a stale last seen time or a new profile name is refreshed in the same statement; on SQLite
+    only a contact with nothing to refresh is taken (call it holding the SQLite database's writer lock).
     """
     rest = {k: v for k, v in payload.items() if k != "contact"}
     tail = "," + storable_json(rest)[1:]  # the object after its "contact"
+    if not is_postgres():
+        if user_id is None and wa_id is None:
+            return False
+        named = dict(zip(_SQLITE_IDENTITY, (user_id, wa_id, profile_name, parent_user_id, username)))
+        given = tuple(name for name in _SQLITE_IDENTITY if named[name] is not None)
+        params = (storable(channel_message_id), tail, sent_at, now, *(storable(named[n]) for n in given))
+        return execute(_sqlite_add_for_known_contact(given), (*params, now - SEEN_WITHIN)).fetchone() is not None
     user_id, wa_id, profile_name = storable(user_id), storable(wa_id), storable(profile_name)
     row = execute(
         _ADD_FOR_KNOWN_CONTACT,

@@ -95,6 +95,28 @@ def test_the_same_message_delivered_twice_and_five_times_is_stored_once(webhook,
     assert Contact.select().count() == 1
 
 
+def test_a_known_contacts_next_message_is_stored_alike_and_what_changed_about_them_is_recorded(webhook, http):
+    """The usual delivery (one message from someone who wrote before) takes a one-statement path: its row
+    reads the same as the first message's, and a new profile name or a last seen over a minute old still
+    reaches the contact."""
+    phone = "263771234567"
+    first, second, renamed, later = (wa.text(phone, words) for words in ("hi", "pay", "menu", "1"))
+    assert post(http, webhook, wa.envelope([first], [wa.contact(phone, "Tendai")])).status_code == 200
+    seen = Contact.get().last_seen_at
+    assert post(http, webhook, wa.envelope([second], [wa.contact(phone, "Tendai")])).status_code == 200
+    rows = {r.channel_message_id: json.loads(r.payload) for r in InboxMessage.select()}
+    assert rows[second["id"]] == {**rows[first["id"]], "message_id": second["id"], "text": "pay", "raw": second}
+    assert rows[second["id"]]["contact"] == phone
+
+    assert post(http, webhook, wa.envelope([renamed], [wa.contact(phone, "Tendai M.")])).status_code == 200
+    assert Contact.get().profile_name == "Tendai M."
+    Contact.update(last_seen_at=datetime(2026, 1, 1)).execute()  # seen long ago
+    assert post(http, webhook, wa.envelope([later], [wa.contact(phone, "Tendai M.")])).status_code == 200
+    assert Contact.get().last_seen_at >= seen
+    assert post(http, webhook, wa.envelope([later], [wa.contact(phone, "Tendai M.")])).status_code == 200
+    assert InboxMessage.select().count() == 4 and Contact.select().count() == 1
+
+
 def test_delivery_receipts_are_recorded_on_the_outbox_row_not_as_input(webhook, http):
     contact = Contact.create(key="263771234567", wa_id="263771234567", created_at=datetime(2026, 1, 1))
     now = datetime(2026, 1, 1)
