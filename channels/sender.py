@@ -7,10 +7,10 @@ How a row leaves:
    taken with FOR UPDATE SKIP LOCKED, so several processes share the outbox without taking the same row.
 2. Send (no transaction): POST each message on a pool of threads sharing keep-alive connections, never
    faster than the number's rate (WHATSAPP_SEND_RATE) and pausing every thread after a 429.
-3. Record (one transaction for every outcome finished since the last one): the returned wamid and
-   "sent"; or a retry time with exponential back-off; or "failed" with the reason. An outcome that
-   cannot be written (a locked SQLite, a lost connection) is kept and written again; its row is not
-   sent again meanwhile.
+3. Record (one transaction for every outcome finished since the last one, which also claims the next
+   rows: one commit for both): the returned wamid and "sent"; or a retry time with exponential back-off;
+   or "failed" with the reason. An outcome that cannot be written (a locked SQLite, a lost connection)
+   is kept and written again; its row is not sent again meanwhile.
 
 There is no round: pump() records what finished and claims as many rows as there are free senders, so
 a reply goes out as soon as it is due and one contact's next message as soon as the previous is recorded.
@@ -22,18 +22,21 @@ A message that WhatsApp's limits make into several parts (see payloads.py) is re
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
+from urllib.parse import urlsplit
 
 import peewee
-import urllib3
+from urllib3.util.wait import wait_for_read
 
 from engine.context import utcnow
 from engine.messages import Outbound
@@ -153,17 +156,21 @@ class Sender:
             if not value:
                 raise SenderConfigError(f"{name} is not set: the sender cannot reach the WhatsApp Cloud API")
         self._url = f"{settings.whatsapp_api_url}/{settings.whatsapp_phone_number_id}/messages"
-        # urllib3 rather than requests: the same connection pooling at about a third of the CPU per call,
-        # which is most of the sender's cost. One keep-alive connection per sending thread, reused. The pool
-        # of the one host itself, not a PoolManager: no URL to parse and no pool to look up on every call
-        # (about a fifth of the call's CPU).
-        self._http = urllib3.connection_from_url(
-            self._url,
-            maxsize=parallel,
-            headers={"Authorization": f"Bearer {settings.whatsapp_access_token}", "Content-Type": "application/json"},
+        # http.client itself, one keep-alive connection per sending thread, reused: urllib3's pool around it
+        # cost about as much CPU again per post, the largest part of the sender's work.
+        url = urlsplit(self._url)
+        self._path = url.path + (f"?{url.query}" if url.query else "")
+        self._connect_to = (
+            url.hostname or "",
+            url.port,
+            ssl.create_default_context() if url.scheme == "https" else None,
         )
-        self._path = urllib3.util.parse_url(self._url).request_uri
-        self._timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
+        self._headers = {
+            "Authorization": f"Bearer {settings.whatsapp_access_token}",
+            "Content-Type": "application/json",
+        }
+        self._local = threading.local()
+        self._connections: dict[int, http.client.HTTPConnection] = {}  # by sending thread, to close at the end
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.policy = policy
@@ -192,15 +199,21 @@ class Sender:
                 "sender stopping: could not record the last outcomes (%s); their rows are sent again after the lease",
                 type(e).__name__,
             )
-        self._http.close()
+        with self._lock:
+            connections, self._connections = list(self._connections.values()), {}
+        for conn in connections:
+            conn.close()
 
     # ── the pipeline ───────────────────────────────────────────────────────────────────────────────
 
     def pump(self) -> int:
-        """Record every send finished since the last call, then claim due rows for the free senders and
-        start them; returns how many rows were recorded or started (0: nothing to do until woken)."""
+        """Record every send finished since the last call and claim due rows for the free senders, in one
+        transaction (one commit for both), then start them; returns how many rows were recorded or started
+        (0: nothing to do until woken)."""
+        with self._lock:
+            room = 2 * self.parallel - len(self._in_flight)  # a few queued, so no sender waits for a claim
         try:
-            recorded = self._record(tries=1)
+            recorded, claimed = self._record(tries=1, claim=min(room, self.batch))
         except (peewee.OperationalError, peewee.InterfaceError) as e:
             log.warning(
                 "sender: could not record send outcomes (%s); they are kept and written on the next "
@@ -208,9 +221,6 @@ class Sender:
                 type(e).__name__,
             )
             return 0
-        with self._lock:
-            room = 2 * self.parallel - len(self._in_flight)  # a few queued, so no sender waits for a claim
-        claimed = self.claim(min(room, self.batch)) if room > 0 else []
         for row in claimed:
             self._submit(row)
         return recorded + len(claimed)
@@ -275,19 +285,48 @@ class Sender:
         return Attempt(ok=True, wamid=wamid)
 
     def _post(self, message: dict) -> Attempt:
+        body = json.dumps(message, ensure_ascii=False).encode()
         try:
-            resp = self._http.urlopen(
-                "POST",
-                self._path,
-                body=json.dumps(message, ensure_ascii=False).encode(),
-                timeout=self._timeout,
-                retries=False,  # our own back-off decides; a blind resend could deliver twice
-            )
-        except urllib3.exceptions.HTTPError as e:
-            # The exception text may carry the URL but never the headers, so naming its type is enough.
+            conn = self._connection()
+            conn.request("POST", self._path, body=body, headers=self._headers)
+            resp = conn.getresponse()
+            data = resp.read()  # no blind resend on a failure: our own back-off decides (it could deliver twice)
+        except (OSError, http.client.HTTPException) as e:
+            self._drop_connection()
+            # The exception text may carry the host but never the headers, so naming its type is enough.
             return Attempt(ok=False, retry=True, reason=f"no answer from the Graph API ({type(e).__name__})")
+        return self._answer(resp, data)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's keep-alive connection; a new one when there is none or the server closed it while
+        it sat idle (it is readable then: a reused dead connection would fail a send that never left)."""
+        conn = self._local.__dict__.get("conn")
+        if conn is not None and (conn.sock is None or wait_for_read(conn.sock, timeout=0.0)):
+            self._drop_connection()
+            conn = None
+        if conn is None:
+            host, port, context = self._connect_to
+            timeout = self.policy.connect_timeout
+            if context is None:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            else:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            self._local.conn = conn
+            with self._lock:
+                self._connections[threading.get_ident()] = conn
+            conn.connect()
+            conn.sock.settimeout(self.policy.read_timeout)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = self._local.__dict__.pop("conn", None)
+        if conn is not None:
+            conn.close()
+
+    def _answer(self, resp: http.client.HTTPResponse, data: bytes) -> Attempt:
+        """The Attempt a Graph API answer means: its wamid, or why it failed and whether to try again."""
         try:
-            doc = json.loads(resp.data)
+            doc = json.loads(data)
         except ValueError:
             doc = {}
         doc = doc if isinstance(doc, dict) else {}
@@ -308,20 +347,22 @@ class Sender:
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
-    def _record(self, tries: int) -> int:
+    def _record(self, tries: int, claim: int = 0) -> tuple[int, list[Claimed]]:
         """Write every finished outcome in one transaction, trying `tries` times (a locked SQLite, a lost
-        connection); outcomes that could not be written are kept for the next call, and the error raised.
-        Returns how many were written."""
+        connection), and lease up to `claim` rows to send next in the same transaction; outcomes that could
+        not be written are kept for the next call, and the error raised. Returns (how many were written,
+        the rows leased)."""
         with self._lock:
             outcomes, self._finished = self._finished, []
         if not outcomes:
-            return 0
+            return 0, self.claim(claim) if claim > 0 else []
         now = self.clock()
         plan = [(row, attempt, self._next_try(row, attempt)) for row, attempt in outcomes]
         for n in range(tries):
             try:
                 with write_transaction():
                     self._write(plan, now)
+                    claimed = self.claim(claim) if claim > 0 else []
                 break
             except (peewee.OperationalError, peewee.InterfaceError) as e:
                 if n + 1 >= tries:
@@ -331,7 +372,7 @@ class Sender:
                 log.warning("sender: could not record %d send outcomes (%s); trying again", len(plan), type(e).__name__)
                 self._pause(min(2.0, 0.1 * 2**n))
         self._report(plan)
-        return len(plan)
+        return len(plan), claimed
 
     def _next_try(self, row: Claimed, attempt: Attempt) -> float | None:
         """Seconds until the row's next try; None when it is sent or given up."""

@@ -212,6 +212,46 @@ def test_a_stand_in_that_is_down_is_retried(db, settings, clock):
         down.close()
 
 
+class ClosingGraph(wa.GraphStandIn):
+    """A Graph API that closes each connection once it has answered, without saying so (as a server does
+    when a keep-alive connection sat idle past its timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Semaphore(0)
+        handler, stand_in = self.server.RequestHandlerClass, self
+
+        class Closing(handler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                super().do_POST()
+                self.close_connection = True
+
+            def finish(self) -> None:
+                super().finish()
+                stand_in.closed.release()
+
+        self.server.RequestHandlerClass = Closing
+
+    def wait_closed(self) -> None:
+        assert self.closed.acquire(timeout=10)
+
+
+def test_a_connection_the_graph_api_closed_while_idle_is_replaced_and_nothing_fails(db, settings, clock):
+    graph = ClosingGraph()
+    sender = Sender(settings.__class__(**{**settings.__dict__, "whatsapp_api_url": graph.url}), clock=clock, parallel=1)
+    try:
+        cid = queue("263771234567", "one")
+        assert sender.run_once() == 1
+        graph.wait_closed()
+        outbox.enqueue(cid, [Outbound(to="263771234567", text="two").as_dict()], T0)
+        assert sender.run_once() == 1
+        assert [(r.status, r.attempts) for r in rows(cid)] == [("sent", 1), ("sent", 1)]
+        assert graph.texts_to("263771234567") == ["one", "two"]
+    finally:
+        sender.close()
+        graph.close()
+
+
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_runs_out(sender, settings, clock):
     cid = queue("263771234567", "one", "two")
     other = Sender(settings, clock=clock)
