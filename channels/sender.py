@@ -184,6 +184,7 @@ class Sender:
         self._lock = threading.Lock()
         self._in_flight: dict[int, Future] = {}
         self._finished: list[tuple[Claimed, Attempt]] = []  # sent or refused, not written down yet
+        self.more_due = False  # the last pump() claimed all it could take: pump again without waiting
         self._cancelled: list[int] = []
 
     def close(self) -> None:
@@ -221,6 +222,7 @@ class Sender:
                 type(e).__name__,
             )
             return 0
+        self.more_due = len(claimed) == self.batch  # a full claim: more rows may be due at once
         for row in claimed:
             self._submit(row)
         return recorded + len(claimed)

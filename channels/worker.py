@@ -185,7 +185,10 @@ class Workers:
                 continue
             outage.ok()
             self.sender_ok_at, self.sender_error = utcnow(), None
-            if not sent:
+            # Whatever can make a row due sooner wakes this loop (a turn's replies, a finished send, the
+            # sweep), so after a pump it waits unless that pump's claim was full; a retry that comes due,
+            # or a row another process queued, waits for the poll.
+            if not (sent and self.sender.more_due):
                 self._outbox_wake.wait(self.options.poll_interval)
 
     def _housekeeping_loop(self) -> None:
