@@ -8,9 +8,11 @@ conversation, the same durability), measured in the same run:
   once and in --graph-latency-ms; messages/s from the first POST until the last reply reached the
   stand-in.
 
-    python bench/peer.py [--runs 5] [--turns 3000] [--messages 1200] [--graph-latency-ms 150]
+    python bench/peer.py [--runs 5] [--turns 3000] [--messages 1200] [--graph-latency-ms 150] [--against /work/main]
 
-Every figure is the median of --runs with its spread, and the ratio convoflow/peer of the medians. The
+Every figure is the median of --runs with its spread, and the ratio convoflow/peer of the medians. With
+--against, another checkout's `flows serve` (e.g. of main) runs end to end in the same loop too, and
+convoflow/that is printed: a change measured against the code before it, on the same machine at once. The
 sender keeps to --send-rate (default 1,000/s, an upgraded number's tier; the peer has no limit at all).
 Goals (issue 14): CPU per stored turn ≤ 3× the peer; end to end ≥ 1.2× the peer at 0 ms, ≥ 2× at 150 ms.
 """
@@ -91,9 +93,10 @@ def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
     """Messages/s of one burst against a fresh server. (No latency figure: the peer answers Meta only
     after its reply is posted, so its clients wait and its queue is not seen in POST-to-reply times.)"""
     path = removed(os.path.join(folder, f"{which}.db"))
-    if which == "convoflow":
+    if which in ("convoflow", "against"):
         wb.prepare(f"sqlite:///{path}")
-        server = wb.Server.flows_serve(f"sqlite:///{path}", graph.url, args.workers, args.send_rate)
+        checkout = args.against if which == "against" else wb.REPO
+        server = wb.Server.flows_serve(f"sqlite:///{path}", graph.url, args.workers, args.send_rate, cwd=checkout)
     else:
         server = wb.Server([os.path.join(HERE, "peer_bot.py"), "--db", path, "--threads", "4"], graph.url)
     try:
@@ -103,13 +106,15 @@ def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
         server.stop()
 
 
-def line(label: str, ours: list[float], peer: list[float], unit: str, lower_is_better: bool = False) -> None:
+def line(
+    label: str, ours: list[float], peer: list[float], unit: str, lower_is_better: bool = False, them: str = "peer"
+) -> None:
     def spread(values: list[float]) -> str:
         return f"{statistics.median(values):.0f} {unit} ({min(values):.0f}–{max(values):.0f})"
 
     ratio = statistics.median(ours) / statistics.median(peer)
     print(
-        f"  {label:<34} convoflow {spread(ours):<26} peer {spread(peer):<26} convoflow/peer {ratio:.2f}x"
+        f"  {label:<34} convoflow {spread(ours):<26} {them} {spread(peer):<26} convoflow/{them} {ratio:.2f}x"
         + ("  (lower is better)" if lower_is_better else "")
     )
 
@@ -124,6 +129,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="turn threads of flows serve")
     parser.add_argument("--graph-latency-ms", type=float, default=150.0)
     parser.add_argument("--send-rate", type=float, default=1000)
+    parser.add_argument(
+        "--against", help="another checkout (e.g. of main) whose flows serve also runs end to end, alternately"
+    )
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="convoflow-peer.")
     print(
@@ -135,10 +143,11 @@ def main() -> None:
     figures: dict[str, list[float]] = {}
     try:
         for run in range(args.runs):
-            order = ("convoflow", "peer") if run % 2 == 0 else ("peer", "convoflow")
-            for which in order:
-                cpu = convoflow_cpu if which == "convoflow" else peer_cpu
-                figures.setdefault(f"{which} cpu", []).append(cpu(os.path.join(folder, f"cpu-{which}.db"), work))
+            order = ("convoflow", "peer") + (("against",) if args.against else ())
+            for which in order if run % 2 == 0 else order[::-1]:
+                if which != "against":
+                    cpu = convoflow_cpu if which == "convoflow" else peer_cpu
+                    figures.setdefault(f"{which} cpu", []).append(cpu(os.path.join(folder, f"cpu-{which}.db"), work))
                 for graph in graphs:
                     figures.setdefault(f"{which} rate {graph.latency}", []).append(
                         end_to_end(which, folder, graph, args, run)
@@ -155,6 +164,14 @@ def main() -> None:
             figures[f"convoflow rate {graph.latency}"],
             figures[f"peer rate {graph.latency}"],
             "msg/s",
+        )
+    for graph in graphs if args.against else ():
+        line(
+            f"end to end, Graph at {graph.latency * 1000:.0f} ms",
+            figures[f"convoflow rate {graph.latency}"],
+            figures[f"against rate {graph.latency}"],
+            "msg/s",
+            them="--against",
         )
 
 
