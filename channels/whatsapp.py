@@ -15,8 +15,8 @@ import logging
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Callable
 
 import peewee
