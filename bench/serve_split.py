@@ -1,9 +1,10 @@
 """Where a `flows serve` process (SQLite) spends its CPU per message end to end, by kind of thread, and
 the same against another checkout in the same run.
 
-    python bench/serve_split.py [--runs 5] [--messages 2000] [--against /work/main] [--graph-latency-ms 0]
+    python bench/serve_split.py [--runs 5] [--messages 2000] [--warm 200] [--against /work/main] [--graph-latency-ms 0]
 
-Each run starts `flows serve --workers 2` on a fresh SQLite file, posts a burst of the four-step
+Each run starts `flows serve --workers 2` on a fresh SQLite file, posts --warm messages (0: none, a cold
+start as bench/peer.py's), then a burst of the four-step
 conversation (bench/webhook.py's bodies, 4 client threads) and waits for every reply at the Graph API
 stand-in. It prints messages/s, the server's CPU per message, and that CPU split by thread kind (from
 /proc: waitress's request threads, its socket loop in the main thread, the turn threads, the sender's
@@ -59,7 +60,8 @@ def one_run(checkout: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
     wb.prepare(f"sqlite:///{path}")
     server = wb.Server.flows_serve(f"sqlite:///{path}", graph.url, 2, args.send_rate, cwd=checkout)
     try:
-        wb.end_to_end([server.port], graph, wb.bodies(200, 100, f"warm{tag}"), args.threads, None)
+        if args.warm:
+            wb.end_to_end([server.port], graph, wb.bodies(args.warm, 100, f"warm{tag}"), args.threads, None)
         names = thread_names(server.proc.pid)
         before = thread_times(server.proc.pid)
         rate, _ = wb.end_to_end([server.port], graph, wb.bodies(args.messages, 100, tag), args.threads, None)
@@ -93,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument(
+        "--warm", type=int, default=200, help="messages before the measured burst (0: cold, as peer.py)"
+    )
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--graph-latency-ms", type=float, default=0.0)
     parser.add_argument("--send-rate", type=float, default=1000)
