@@ -60,14 +60,16 @@ def add(
 
 # PostgreSQL: a known contact's message inserted in one statement, run on its own (autocommit, so durable
 # before the caller answers): one round trip for the usual webhook (one message from someone who wrote
-# before) instead of BEGIN, three statements and COMMIT. The contact must already hold every id the
-# message names (nothing to attach); otherwise no row comes back and the caller takes the full path
+# before) instead of BEGIN, three statements and COMMIT. The contact must already hold every id, parent
+# user id and username the message names (nothing to attach); otherwise no row comes back and the caller takes the full path
 # (contacts.resolve in a transaction). Like resolve, the contact row is rewritten only when its
 # last_seen_at is SEEN_WITHIN old or the profile name is new: most deliveries write the message alone.
 _ADD_FOR_KNOWN_CONTACT = (
     'WITH c AS (SELECT "id", "key" FROM "contact" '
     'WHERE ("user_id" = ? OR "wa_id" = ?) AND "user_id" IS NOT DISTINCT FROM COALESCE(?, "user_id") '
-    'AND "wa_id" IS NOT DISTINCT FROM COALESCE(?, "wa_id")), '
+    'AND "wa_id" IS NOT DISTINCT FROM COALESCE(?, "wa_id") '
+    'AND "parent_user_id" IS NOT DISTINCT FROM COALESCE(?, "parent_user_id") '
+    'AND "username" IS NOT DISTINCT FROM COALESCE(?, "username")), '
     'u AS (UPDATE "contact" SET "last_seen_at" = ?, "profile_name" = COALESCE(?, "profile_name") '
     'WHERE "id" IN (SELECT "id" FROM c) AND ("last_seen_at" IS NULL OR "last_seen_at" < ? '
     'OR COALESCE(?, "profile_name") <> COALESCE("profile_name", \'\'))) '
@@ -125,7 +127,7 @@ def add_for_known_contact(
     row = execute(
         _ADD_FOR_KNOWN_CONTACT,
         (
-            *(user_id, wa_id, user_id, wa_id),
+            *(user_id, wa_id, user_id, wa_id, storable(parent_user_id), storable(username)),
             *(now, profile_name, now - SEEN_WITHIN, profile_name),
             *(storable(channel_message_id), tail, sent_at, now),
         ),

@@ -163,3 +163,16 @@ def test_a_broken_database_answers_503_so_meta_delivers_again(webhook, http, db,
     assert r.status_code == 503
     assert "Meta will deliver it again" in caplog.text
     assert Contact.select().count() == 0  # the transaction was rolled back as a whole
+
+
+def test_a_known_contacts_new_username_and_parent_user_id_are_recorded(webhook, http):
+    """The one-statement path for a known contact takes only a message that names nothing new; a username or
+    a parent user id first seen on a later message reaches the contact (on PostgreSQL it was dropped)."""
+    phone, user_id = "16505551234", "US.13491208655302741918"
+    first = {"profile": {"name": "Sheena"}, "wa_id": phone, "user_id": user_id}
+    later = {**first, "profile": {"name": "Sheena", "username": "@sheena"}, "parent_user_id": "US.ENT.1181"}
+    assert post(http, webhook, wa.envelope([wa.text(phone, "hi", user_id=user_id)], [first])).status_code == 200
+    assert (Contact.get().username, Contact.get().parent_user_id) == (None, None)
+    assert post(http, webhook, wa.envelope([wa.text(phone, "pay", user_id=user_id)], [later])).status_code == 200
+    assert (Contact.get().username, Contact.get().parent_user_id) == ("@sheena", "US.ENT.1181")
+    assert InboxMessage.select().count() == 2 and Contact.select().count() == 1
