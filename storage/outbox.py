@@ -123,8 +123,14 @@ def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
 def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> None:
     """Mark rows the channel accepted as sent, each with the id the channel returned (one statement)."""
     if sent:
-        values = ", ".join(["(?, ?)"] * len(sent))
-        execute(_SENT.format(values=values), [x for pair in sent for x in pair] + [at])
+        execute(_sent_sql(len(sent)), [x for pair in sent for x in pair] + [at])
+
+
+@lru_cache(maxsize=64)
+def _sent_sql(count: int) -> str:
+    # The first row's casts type the VALUES list: PostgreSQL cannot infer bare parameters' types there,
+    # refused to PREPARE the statement and planned it anew on every mark.
+    return _SENT.format(values=", ".join(["(CAST(? AS INTEGER), CAST(? AS TEXT))"] + ["(?, ?)"] * (count - 1)))
 
 
 def retry_later(row_id: int, next_attempt_at: datetime, error: str) -> None:

@@ -108,3 +108,20 @@ def test_a_refused_statement_inside_a_transaction_begun_by_hand_keeps_it(pg):
     execute(ADD, ("b",))
     pg.execute_sql("COMMIT")
     assert execute('SELECT COUNT(*) FROM "contact"').fetchone()[0] == 2
+
+
+def test_the_senders_mark_of_sent_rows_is_prepared(pg):
+    # Its VALUES list's parameters once had no type PostgreSQL could infer: planned anew on every mark.
+    from datetime import datetime
+
+    from storage import outbox
+
+    execute(ADD, ("263771234567",))
+    contact_id = execute('SELECT "id" FROM "contact" WHERE "key" = ?', ("263771234567",)).fetchone()[0]
+    at = datetime(2026, 12, 2, 8, 0)
+    outbox.enqueue(contact_id, [{"to": "263771234567", "text": f"reply {n}"} for n in range(2)], at)
+    for n in range(2):  # a contact's rows are claimed one at a time, each marked by the same statement
+        outbox.record_sent([(row.id, f"wamid.{n}") for row in outbox.claim(at, at, 10)], at)
+    assert sum('UPDATE "outbox_message" SET "status" = \'sent\'' in t for t in prepared(pg)) == 1
+    marked = execute('SELECT "status", "channel_message_id" FROM "outbox_message" ORDER BY "id"').fetchall()
+    assert [tuple(r) for r in marked] == [("sent", "wamid.0"), ("sent", "wamid.1")]
