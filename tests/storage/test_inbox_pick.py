@@ -1,0 +1,59 @@
+"""A worker's pick on PostgreSQL (storage.sessions.claim_next): the contact with the oldest unprocessed
+message nobody holds, found by walking the pending index and stopping at the first such row, and that
+contact's messages then read in the order they were sent."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from storage import inbox, sessions
+from storage.contacts import upsert_contact
+from storage.db import execute, is_postgres
+
+NOW = datetime(2026, 1, 1, 12, 0)
+
+
+@pytest.fixture
+def pg(db):
+    if not is_postgres(db):
+        pytest.skip("PostgreSQL only: SQLite picks inside its write transaction (inbox.pending_contacts)")
+    return db
+
+
+def _pending(contacts: int, each: int, second: datetime) -> list[int]:
+    """Contact ids, each with `each` unprocessed messages, all sent in one second (WhatsApp's timestamps
+    are whole seconds), queued turn about."""
+    ids = [upsert_contact(f"2637{c:08d}", NOW) for c in range(contacts)]
+    for n in range(contacts * each):
+        c = n % contacts
+        inbox.add(ids[c], f"wamid.{n}", {"contact": f"2637{c:08d}", "text": f"m{n}"}, second, NOW)
+    return ids
+
+
+def test_the_pick_stops_at_the_first_pending_row_of_a_contact_nobody_holds(pg):
+    _pending(100, 3, NOW)
+    execute('ANALYZE "inbox_message"')
+    execute('ANALYZE "session"')
+    pick = sessions._CLAIM_NEXT[len("WITH pick AS (") : sessions._CLAIM_NEXT.index(" FOR UPDATE")]
+    plan = "\n".join(r[0] for r in execute("EXPLAIN ANALYZE " + pick, (NOW,)).fetchall())
+    # Ordered by (sent_at, id), PostgreSQL sorted each pick with an incremental sort, which reads at least
+    # 32 rows (joining each to its session) before it gives the first; 300 in one second, here.
+    assert "Sort" not in plan, plan
+    assert "inbox_message_pending" in plan, plan
+
+
+def test_picks_take_the_oldest_second_first_and_a_contacts_messages_in_order(pg):
+    late = _pending(3, 2, NOW + timedelta(seconds=1))
+    early = upsert_contact("263799999999", NOW)
+    inbox.add(early, "wamid.early", {"contact": "263799999999", "text": "first"}, NOW, NOW)
+    found, claim = sessions.claim_next("w1", NOW)
+    assert found and claim.contact_id == early
+    picked = []
+    for worker in ("w2", "w3", "w4"):
+        found, claim = sessions.claim_next(worker, NOW)
+        row, _ = inbox.oldest_pending_with_key(claim.contact_id)
+        picked.append((claim.contact_id, row.channel_message_id))
+    assert sorted(picked) == sorted(zip(late, ["wamid.0", "wamid.1", "wamid.2"]))
+    assert sessions.claim_next("w5", NOW) == (False, None)  # every contact with pending messages is held
