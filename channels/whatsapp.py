@@ -186,7 +186,7 @@ class Intake:
     refused), keep an unreadable one as a dead letter, or answer 503 when the database cannot store."""
 
     metrics: Metrics
-    on_inbox: Callable[[int], None] | None
+    on_inbox: Callable[[], None] | None
     max_age: timedelta  # WHATSAPP_MAX_MESSAGE_AGE_DAYS
     wait: float = DEFAULT_WAIT  # DATABASE_WAIT: how long a delivery waits for the database before a 503
 
@@ -215,7 +215,7 @@ class Intake:
         if new:
             self.metrics.messages_in.inc(new)
             if self.on_inbox is not None:
-                self.on_inbox(new)
+                self.on_inbox()
         if dup:
             self.metrics.duplicates.inc(dup)
         for s in hook.statuses:
@@ -282,14 +282,14 @@ def create_app(
     settings: Settings,
     *,
     metrics: Metrics | None = None,
-    on_inbox: Callable[[int], None] | None = None,
+    on_inbox: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
     background: Callable[[], dict] | None = None,
 ) -> Flask:
     """The webhook app. The database must already be open (storage.db.open_database).
 
-    on_inbox is called with their number after new messages are committed (the in-process workers wake up
-    at once instead of waiting for their next poll). background describes the process's workers and sender for /readyz
+    on_inbox is called after new messages are committed (the in-process workers wake up at once instead
+    of waiting for their next poll). background describes the process's workers and sender for /readyz
     (channels.worker.Workers.state).
     """
     if not settings.whatsapp_app_secret or not settings.whatsapp_verify_token:
