@@ -7,10 +7,9 @@
 - One housekeeping thread expires idle conversations (channels.expiry.expire_due) and picks up flows
   loaded with `flows load` while the process runs.
 
-Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
-new message, the turn threads and the sweep wake the sender; the timeout is the poll for work written by
-other processes. stop() lets each thread finish what it is doing (a turn, a send round) and returns
-within a bound.
+Idle threads wait on an event with a timeout: the webhook (same process) and the turn threads wake them
+at once, the timeout is the poll for work written by other processes. stop() lets each thread finish
+what it is doing (a turn, a send round) and returns within a bound.
 """
 
 from __future__ import annotations
@@ -71,40 +70,6 @@ class Outage:
             self.since = None
 
 
-class Wakeups:
-    """Wake-ups for the turn threads, one thread for each: an Event's set() wakes every waiting thread, and
-    all but the one that takes the new message look at the inbox for nothing (a pick statement each, in
-    this process and in its database backend). A wake-up with no thread waiting is kept (up to `limit`,
-    the number of threads) for the next thread about to wait, so one that lands during a look is not lost.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._pending = 0
-        self._limit = max(1, limit)
-        self._all = False
-
-    def wake(self, n: int = 1) -> None:
-        """n threads (n new messages), or every waiting one if fewer wait."""
-        with self._cond:
-            self._pending = min(self._pending + n, self._limit)
-            self._cond.notify(n)
-
-    def wake_all(self) -> None:
-        """Every thread, now and from now on (stop)."""
-        with self._cond:
-            self._all = True
-            self._cond.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        """Until a wake-up (one kept counts) or the timeout."""
-        with self._cond:
-            if not (self._pending or self._all):
-                self._cond.wait(timeout)
-            if self._pending:
-                self._pending -= 1
-
-
 class NoFlowsLoaded(RuntimeError):
     """The database holds no flows: every message would get the default reply."""
 
@@ -130,7 +95,7 @@ class Workers:
         self.ctx = turn_context(services)  # replaceable: tests give it a clock they can move
         self.flow_cache = flowcache.FlowCache(self.ctx.registry)  # the flows parsed against the turns' actions
         self._stop = threading.Event()
-        self._inbox_wake = Wakeups(options.threads)
+        self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
         if sender is not None:
             sender.on_done = self._outbox_wake.set  # a finished send frees a sender and maybe its contact's next row
@@ -152,14 +117,14 @@ class Workers:
         self._spawn("convoflow-housekeeping", self._housekeeping_loop)
         log.info("workers started: %d turn threads%s", self.options.threads, " and the sender" if self.sender else "")
 
-    def wake(self, messages: int = 1) -> None:
-        """New inbox rows were committed (the webhook calls this): one idle turn thread for each."""
-        self._inbox_wake.wake(messages)
+    def wake(self) -> None:
+        """New inbox rows were committed (the webhook calls this)."""
+        self._inbox_wake.set()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Ask every thread to finish its current piece of work; True when all ended within timeout."""
         self._stop.set()
-        self._inbox_wake.wake_all()
+        self._inbox_wake.set()
         self._outbox_wake.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -181,6 +146,8 @@ class Workers:
     def _turn_loop(self, worker_id: str) -> None:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
+            # Cleared before looking: a wake-up that lands during the look makes the wait return at once.
+            self._inbox_wake.clear()
             try:
                 done = self.run_turn(worker_id)
             except Exception as e:
