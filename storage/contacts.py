@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from .db import execute, stored_time
 from .text import storable
@@ -113,9 +114,15 @@ def _nothing_new(row: tuple, named: tuple, now: datetime) -> bool:
     profile_name, parent_user_id, username; None gives nothing) and was seen within SEEN_WITHIN: then the
     UPDATE, which rewrites the row and both unique indexes on SQLite, is left out."""
     _, *held = row[:3] + row[5:]  # wa_id, user_id, profile_name, parent_user_id, username as stored
-    if any(given is not None and given != stored for given, stored in zip(named, held)):
+    return holds(held, named, row[4], now)
+
+
+def holds(stored: tuple | list, given: tuple, seen_at: Any, now: datetime) -> bool:
+    """The one rule for "nothing new about this contact": every value given (None gives nothing) equals the
+    stored one in the same place, and the row was seen (`seen_at`, as stored) within SEEN_WITHIN of now."""
+    if any(value is not None and value != held for value, held in zip(given, stored)):
         return False
-    seen = stored_time(row[4])
+    seen = stored_time(seen_at)
     return seen is not None and seen >= now - SEEN_WITHIN
 
 
@@ -190,22 +197,9 @@ def touch(
     """Refresh last seen (to the minute: SEEN_WITHIN) and the profile name or wa_id when the channel gave a
     new one; call in the turn's save. `seen`: the row's SEEN columns read earlier, when the caller has them."""
     params = touch_params(contact_id, now, wa_id, profile_name)
-    if seen is not None and not _moved(seen, params):
+    if seen is not None and holds(seen[1:], (params[1], params[2]), seen[0], now):
         return
     if params[2] is None:
         execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:-1])
     else:
         execute(TOUCH_SQL, params)
-
-
-def _moved(seen: tuple, params: tuple) -> bool:
-    """Whether touch's UPDATE (its WHERE, on touch_params) would change a row holding `seen`."""
-    seen_at, stored_name, stored_wa_id = seen
-    seen_at = stored_time(seen_at)
-    _, name, wa_id, _, stale_before, _, _ = params
-    return (
-        seen_at is None
-        or seen_at < stale_before
-        or (name is not None and name != (stored_name or ""))
-        or (wa_id is not None and wa_id != (stored_wa_id or ""))
-    )

@@ -61,9 +61,10 @@ def add(
 # PostgreSQL: a known contact's message inserted in one statement, run on its own (autocommit, so durable
 # before the caller answers): one round trip for the usual webhook (one message from someone who wrote
 # before) instead of BEGIN, three statements and COMMIT. The contact must already hold every id, parent
-# user id and username the message names (nothing to attach); otherwise no row comes back and the caller takes the full path
-# (contacts.resolve in a transaction). Like resolve, the contact row is rewritten only when its
-# last_seen_at is SEEN_WITHIN old or the profile name is new: most deliveries write the message alone.
+# user id and username the message names (nothing to attach); otherwise no row comes back and the caller
+# takes the full path (contacts.resolve in a transaction). Like resolve, the contact row is rewritten only
+# when its last_seen_at is SEEN_WITHIN old or the profile name is new: most deliveries write the message
+# alone.
 _ADD_FOR_KNOWN_CONTACT = (
     'WITH c AS (SELECT "id", "key" FROM "contact" '
     'WHERE ("user_id" = ? OR "wa_id" = ?) AND "user_id" IS NOT DISTINCT FROM COALESCE(?, "user_id") '
@@ -82,7 +83,7 @@ _ADD_FOR_KNOWN_CONTACT = (
 # SQLite: the same for a contact whose row already holds every id and name the message gives and was seen
 # within contacts.SEEN_WITHIN, so there is nothing to refresh (contacts.resolve would write nothing either):
 # one INSERT … SELECT, its own implicit transaction, instead of BEGIN, the contact's SELECT, the INSERT and
-# COMMIT. The condition names only the fields the message gives (storage.contacts._nothing_new's rule).
+# COMMIT. The condition names only the fields the message gives (storage.contacts.holds' rule).
 _SQLITE_IDENTITY = ("user_id", "wa_id", "profile_name", "parent_user_id", "username")
 
 
