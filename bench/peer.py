@@ -9,11 +9,17 @@ conversation, the same durability), measured in the same run:
   stand-in.
 
     python bench/peer.py [--runs 5] [--turns 3000] [--messages 1200] [--graph-latency-ms 150] [--against /work/main]
+    python bench/peer.py --only e2e0 --runs 12      # only end to end with the Graph API at 0 ms: more pairs
 
-Every figure is the median of --runs with its spread, and the ratio convoflow/peer of the medians. With
---against, another checkout's `flows serve` (e.g. of main) runs end to end in the same loop too, and
-convoflow/that is printed: a change measured against the code before it, on the same machine at once. The
-sender keeps to --send-rate (default 1,000/s, an upgraded number's tier; the peer has no limit at all).
+Each run measures every part as a pair, one side right after the other (who goes first alternates run by
+run): CPU per stored turn, then end to end at 0 ms, then at --graph-latency-ms, so both sides of a pair
+meet the machine in the same state. Every figure is the median of --runs with its spread, the ratio
+convoflow/peer of the medians, and the median of the pair-by-pair ratios with their spread (min–max): on a
+shared machine single runs swing by a third, the ratio of a pair much less. With --against, another
+checkout's `flows serve` (e.g. of main) runs end to end in each pair too, and convoflow/that is printed
+the same way: a change measured against the code before it, on the same machine at once. --only runs one
+part (cpu, e2e0 or e2e). The sender keeps to --send-rate (default 1,000/s, an upgraded number's tier; the
+peer has no limit at all).
 Goals (issue 14): CPU per stored turn ≤ 3× the peer; end to end ≥ 1.2× the peer at 0 ms, ≥ 2× at 150 ms.
 """
 
@@ -109,12 +115,16 @@ def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
 def line(
     label: str, ours: list[float], peer: list[float], unit: str, lower_is_better: bool = False, them: str = "peer"
 ) -> None:
+    """The two sides' medians (min–max), the ratio of the medians and the median of the pair-by-pair ratios."""
+
     def spread(values: list[float]) -> str:
         return f"{statistics.median(values):.0f} {unit} ({min(values):.0f}–{max(values):.0f})"
 
     ratio = statistics.median(ours) / statistics.median(peer)
+    pairs = [a / b for a, b in zip(ours, peer)]
     print(
-        f"  {label:<34} convoflow {spread(ours):<26} {them} {spread(peer):<26} convoflow/{them} {ratio:.2f}x"
+        f"  {label:<34} convoflow {spread(ours):<26} {them} {spread(peer):<26} convoflow/{them} {ratio:.2f}x; "
+        f"pair by pair {statistics.median(pairs):.2f}x ({min(pairs):.2f}–{max(pairs):.2f})"
         + ("  (lower is better)" if lower_is_better else "")
     )
 
@@ -132,23 +142,29 @@ def main() -> None:
     parser.add_argument(
         "--against", help="another checkout (e.g. of main) whose flows serve also runs end to end, alternately"
     )
+    parser.add_argument(
+        "--only", choices=["cpu", "e2e0", "e2e"], help="one part: CPU per turn, end to end at 0 ms, or at the latency"
+    )
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="convoflow-peer.")
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (a shared machine: the ratios, "
-        f"measured in the same run and alternating who goes first, are the figures to read)"
+        f"measured pair by pair in the same run and alternating who goes first, are the figures to read)"
     )
-    work = messages(args.turns, args.contacts)
-    graphs = [wb.TimedGraph(0), wb.TimedGraph(args.graph_latency_ms)]
+    work = messages(args.turns, args.contacts) if args.only in (None, "cpu") else []
+    graphs = [
+        wb.TimedGraph(ms) for part, ms in (("e2e0", 0), ("e2e", args.graph_latency_ms)) if args.only in (None, part)
+    ]
     figures: dict[str, list[float]] = {}
     try:
         for run in range(args.runs):
-            order = ("convoflow", "peer") + (("against",) if args.against else ())
-            for which in order if run % 2 == 0 else order[::-1]:
-                if which != "against":
+            flip = slice(None, None, -1 if run % 2 else 1)
+            if work:
+                for which in ("convoflow", "peer")[flip]:
                     cpu = convoflow_cpu if which == "convoflow" else peer_cpu
                     figures.setdefault(f"{which} cpu", []).append(cpu(os.path.join(folder, f"cpu-{which}.db"), work))
-                for graph in graphs:
+            for graph in graphs:
+                for which in (("convoflow", "peer") + (("against",) if args.against else ()))[flip]:
                     figures.setdefault(f"{which} rate {graph.latency}", []).append(
                         end_to_end(which, folder, graph, args, run)
                     )
@@ -156,7 +172,8 @@ def main() -> None:
         for graph in graphs:
             graph.close()
     print(f"\n{args.runs} runs; load average {os.getloadavg()[0]:.1f} at the end")
-    line("CPU per stored turn (in process)", figures["convoflow cpu"], figures["peer cpu"], "µs", True)
+    if work:
+        line("CPU per stored turn (in process)", figures["convoflow cpu"], figures["peer cpu"], "µs", True)
     for graph in graphs:
         ms = f"{graph.latency * 1000:.0f} ms"
         line(
