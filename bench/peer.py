@@ -4,9 +4,9 @@ conversation, the same durability), measured in the same run:
 - CPU per stored turn, in process: convoflow's channels.turns.handle_message against the peer's
   Store.handle, each on a fresh SQLite file, one thread, the same messages; process CPU per turn;
 - end to end over HTTP: `flows serve` (SQLite, --workers turn threads, its sender) against the peer
-  served by waitress with as many threads as `flows serve` has, the Graph API stand-in answering at
-  once and in --graph-latency-ms; messages/s from the first POST until the last reply reached the
-  stand-in.
+  served by waitress with 4 threads, the Graph API stand-in answering at once and in
+  --graph-latency-ms; messages/s from the first POST until the last reply reached the stand-in, and
+  the server process's CPU per message (steadier than the rate when other work shares the cores).
 
     python bench/peer.py [--runs 5] [--turns 3000] [--messages 1200] [--graph-latency-ms 150] [--against /work/main]
     python bench/peer.py --only e2e0 --runs 12      # only end to end with the Graph API at 0 ms: more pairs
@@ -95,9 +95,13 @@ def peer_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     return cpu / len(work) * 1e6
 
 
-def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Namespace, run: int) -> float:
-    """Messages/s of one burst against a fresh server. (No latency figure: the peer answers Meta only
-    after its reply is posted, so its clients wait and its queue is not seen in POST-to-reply times.)"""
+def end_to_end(
+    which: str, folder: str, graph: wb.TimedGraph, args: argparse.Namespace, run: int
+) -> tuple[float, float]:
+    """Messages/s of one burst against a fresh server, and the server process's CPU µs per message (steadier
+    than the rate on a shared machine: it does not count the wait for a core). (No latency figure: the peer
+    answers Meta only after its reply is posted, so its clients wait and its queue is not seen in
+    POST-to-reply times.)"""
     path = removed(os.path.join(folder, f"{which}.db"))
     if which in ("convoflow", "against"):
         wb.prepare(f"sqlite:///{path}")
@@ -107,7 +111,9 @@ def end_to_end(which: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
         server = wb.Server([os.path.join(HERE, "peer_bot.py"), "--db", path, "--threads", "4"], graph.url)
     try:
         per = wb.bodies(args.messages, args.contacts, f"{which}{run}{graph.latency}")
-        return wb.end_to_end([server.port], graph, per, args.threads, None)[0]
+        cpu = server.cpu_seconds()
+        rate = wb.end_to_end([server.port], graph, per, args.threads, None)[0]
+        return rate, (server.cpu_seconds() - cpu) / args.messages * 1e6
     finally:
         server.stop()
 
@@ -165,9 +171,9 @@ def main() -> None:
                     figures.setdefault(f"{which} cpu", []).append(cpu(os.path.join(folder, f"cpu-{which}.db"), work))
             for graph in graphs:
                 for which in (("convoflow", "peer") + (("against",) if args.against else ()))[flip]:
-                    figures.setdefault(f"{which} rate {graph.latency}", []).append(
-                        end_to_end(which, folder, graph, args, run)
-                    )
+                    rate, cpu = end_to_end(which, folder, graph, args, run)
+                    figures.setdefault(f"{which} rate {graph.latency}", []).append(rate)
+                    figures.setdefault(f"{which} serve cpu {graph.latency}", []).append(cpu)
     finally:
         for graph in graphs:
             graph.close()
@@ -182,14 +188,24 @@ def main() -> None:
             figures[f"peer rate {graph.latency}"],
             "msg/s",
         )
-    for graph in graphs if args.against else ():
         line(
-            f"end to end, Graph at {graph.latency * 1000:.0f} ms",
-            figures[f"convoflow rate {graph.latency}"],
-            figures[f"against rate {graph.latency}"],
-            "msg/s",
-            them="--against",
+            f"  server CPU per message at {ms}",
+            figures[f"convoflow serve cpu {graph.latency}"],
+            figures[f"peer serve cpu {graph.latency}"],
+            "µs",
+            True,
         )
+    for graph in graphs if args.against else ():
+        ms = f"{graph.latency * 1000:.0f} ms"
+        for key, label, unit in (("rate", f"end to end, Graph at {ms}", "msg/s"), ("serve cpu", "  server CPU", "µs")):
+            line(
+                label,
+                figures[f"convoflow {key} {graph.latency}"],
+                figures[f"against {key} {graph.latency}"],
+                unit,
+                key != "rate",
+                them="--against",
+            )
 
 
 if __name__ == "__main__":
