@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -80,24 +82,16 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
     for the other webhook threads' writes."""
     if not hook.messages and not hook.statuses:
         return 0, 0
-    writer = nullcontext if is_postgres() else partial(_sqlite_writer, wait)
+    postgres = is_postgres()
+    writer = nullcontext if postgres else partial(_sqlite_writer, wait)
     if len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
         # The usual delivery, one message from someone who wrote before: one statement, no transaction.
         r = hook.messages[0]
         i, who = r.inbound, r.sender
-        with writer():
-            if inbox.add_for_known_contact(
-                who.wa_id,
-                who.user_id,
-                who.profile_name,
-                i.message_id,
-                inbox_payload(r),
-                i.timestamp or now,
-                now,
-                parent_user_id=who.parent_user_id,
-                username=who.username,
-            ):
-                return 1, 0
+        known = (who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r), i.timestamp or now, now)
+        known += (who.parent_user_id, who.username)
+        if inbox.add_for_known_contact(*known) if postgres else joined().store(known, wait):
+            return 1, 0
     new = dup = 0
     with writer(), write_transaction():
         # A redelivered event stops here, before its sender is looked up: after a number change the old
@@ -114,6 +108,85 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         for row_id, error in outbox.record_deliveries((s.wamid, s.status, s.error) for s in hook.statuses):
             log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
     return new, dup
+
+
+class _Waiting:
+    """A delivery waiting for the SQLite writer lock: add_for_known_contact's arguments and, once written,
+    its answer (None: not written yet; ALONE: the joint write failed, write it on its own)."""
+
+    __slots__ = ("known", "stored")
+
+    def __init__(self, known: tuple) -> None:
+        self.known, self.stored = known, None
+
+
+ALONE = object()
+
+
+class JoinedWrites:
+    """SQLite: the usual deliveries (one message from a known contact) that queue for the writer lock are
+    written together by whichever of them gets it first, in one transaction: one commit for the lot
+    instead of one each, and the others find theirs done when their turn at the lock comes. Each request
+    still answers only once its own message is committed: it learns its answer under the lock, after the
+    commit. When the joint write fails, each request writes its own message alone, as before, so an error
+    stays with the delivery that caused it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+
+    def store(self, known: tuple, wait: float) -> bool:
+        """inbox.add_for_known_contact(*known), alone or with others waiting; StoreBusy after `wait` s."""
+        mine = _Waiting(known)
+        with self._lock:
+            self._waiting.append(mine)
+        try:
+            with _sqlite_writer(wait):
+                if mine.stored is None:  # nobody took it: write everything waiting, this one included
+                    with self._lock:
+                        batch, self._waiting = self._waiting, []
+                    if batch:
+                        self._write(batch)
+                if mine.stored is ALONE:
+                    mine.stored = inbox.add_for_known_contact(*known)
+                return mine.stored
+        except StoreBusy:
+            with self._lock:
+                if mine in self._waiting:
+                    self._waiting.remove(mine)
+            raise
+
+    @staticmethod
+    def _write(batch: list[_Waiting]) -> None:
+        if len(batch) == 1:  # on its own: one statement, its own implicit transaction
+            batch[0].stored = ALONE
+            return
+        try:
+            with write_transaction():
+                stored = [inbox.add_for_known_contact(*w.known) for w in batch]
+        except Exception as e:
+            log.info(
+                "webhook: %d deliveries written together failed (%s); each is written alone",
+                len(batch),
+                type(e).__name__,
+            )
+            stored = [ALONE] * len(batch)
+        for w, answer in zip(batch, stored):
+            w.stored = answer
+
+
+_joined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_joined_lock = threading.Lock()
+
+
+def joined() -> JoinedWrites:
+    """The open SQLite database's JoinedWrites (one per database, as its writer lock)."""
+    db = database.obj
+    with _joined_lock:
+        writes = _joined.get(db)
+        if writes is None:
+            writes = _joined[db] = JoinedWrites()
+    return writes
 
 
 def _store_message(r: Received, contact_id: int, key: str, now: datetime) -> bool:
