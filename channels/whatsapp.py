@@ -85,7 +85,8 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
     postgres = is_postgres()
     writer = nullcontext if postgres else partial(_sqlite_writer, wait)
     if len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
-        # The usual delivery, one message from someone who wrote before: one statement, no transaction.
+        # The usual delivery, one message from someone who wrote before: one statement, no transaction (on
+        # SQLite, one transaction for every such delivery waiting for the writer lock: JoinedWrites).
         r = hook.messages[0]
         i, who = r.inbound, r.sender
         known = (who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r), i.timestamp or now, now)
@@ -112,7 +113,7 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
 
 class _Waiting:
     """A delivery waiting for the SQLite writer lock: add_for_known_contact's arguments and, once written,
-    its answer (None: not written yet; ALONE: the joint write failed, write it on its own)."""
+    its answer (None: not written yet; _ALONE: the joint write failed, write it on its own)."""
 
     __slots__ = ("known", "stored")
 
@@ -120,7 +121,7 @@ class _Waiting:
         self.known, self.stored = known, None
 
 
-ALONE = object()
+_ALONE = object()
 
 
 class JoinedWrites:
@@ -147,7 +148,7 @@ class JoinedWrites:
                         batch, self._waiting = self._waiting, []
                     if batch:
                         self._write(batch)
-                if mine.stored is ALONE:
+                if mine.stored is _ALONE:
                     mine.stored = inbox.add_for_known_contact(*known)
                 return mine.stored
         except StoreBusy:
@@ -159,7 +160,7 @@ class JoinedWrites:
     @staticmethod
     def _write(batch: list[_Waiting]) -> None:
         if len(batch) == 1:  # on its own: one statement, its own implicit transaction
-            batch[0].stored = ALONE
+            batch[0].stored = _ALONE
             return
         try:
             with write_transaction():
@@ -170,7 +171,7 @@ class JoinedWrites:
                 len(batch),
                 type(e).__name__,
             )
-            stored = [ALONE] * len(batch)
+            stored = [_ALONE] * len(batch)
         for w, answer in zip(batch, stored):
             w.stored = answer
 

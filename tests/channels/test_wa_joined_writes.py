@@ -18,8 +18,7 @@ from storage import inbox
 from storage.models import InboxMessage
 
 import whatsapp_fakes as wa
-
-from test_wa_sqlite_writer import held_by_another_thread
+from whatsapp_fakes import held_by_another_thread
 
 NOW = datetime(2026, 1, 1, 12, 0)
 

@@ -3,8 +3,6 @@ held on one database it holds up that database's deliveries within DATABASE_WAIT
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -15,32 +13,13 @@ from storage.db import database, open_database
 from storage.migrations import upgrade
 
 import whatsapp_fakes as wa
+from whatsapp_fakes import held_by_another_thread
 
 NOW = datetime(2026, 1, 1, 12, 0)
 
 
 def delivery(text: str):
     return parse_webhook(wa.body_of(wa.envelope([wa.text("263771234567", text)])))
-
-
-@contextmanager
-def held_by_another_thread(lock):
-    """The lock held by another thread of this process (a thread already holding it may take it again)."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            taken.set()
-            done.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(30)
-    try:
-        yield
-    finally:
-        done.set()
-        holder.join(30)
 
 
 def test_a_held_writer_lock_holds_up_only_its_own_database(sqlite_db, tmp_path):

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -245,3 +246,23 @@ class ServerThread:
             wasyncore.close_all(self.server._map)
         self._thread.join(5)
         self.server.task_dispatcher.shutdown()
+
+
+@contextmanager
+def held_by_another_thread(lock):
+    """The lock held by another thread of this process (a thread already holding it may take it again)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(30)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join(30)
