@@ -26,7 +26,6 @@ import http.client
 import json
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
@@ -132,116 +131,6 @@ class RateLimiter:
         self._pause = 0.0
 
 
-class GraphConnection:
-    """One keep-alive HTTP/1.1 connection to the Graph API, for one sending thread: a request is one write
-    (http.client wrote the headers and the body apart: two system calls, and two chances to lose the GIL)
-    and its answer is read with a few readline calls (http.client parsed the headers through the email
-    package). It speaks only what a JSON POST needs: a Content-Length or chunked answer, or one that ends
-    when the server closes; no redirects, no compression (none is asked for)."""
-
-    MAX_LINE = 65536  # as http.client's
-    MAX_HEADERS = 100
-
-    def __init__(self, host: str, port: int | None, context: ssl.SSLContext | None, policy: SendPolicy) -> None:
-        sock = socket.create_connection((host, port or (443 if context else 80)), timeout=policy.connect_timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if context is not None:
-                sock = context.wrap_socket(sock, server_hostname=host)
-            sock.settimeout(policy.read_timeout)
-            self.file = sock.makefile("rb")
-        except BaseException:
-            sock.close()
-            raise
-        self.sock: socket.socket | None = sock
-        self.reusable = True
-
-    def exchange(self, request: bytes) -> tuple[int, str, bytes]:
-        """Send one whole request; (status, reason, body) of its answer. A protocol error raises
-        http.client.HTTPException, a network one OSError; the connection is unusable after either, and
-        after an answer that said it closes (reusable is then False)."""
-        self.sock.sendall(request)
-        while True:
-            version, status, reason = self._status_line()
-            length, chunked, close = self._headers()
-            if not 100 <= status < 200:
-                break  # a 1xx (100 Continue) is followed by the real answer
-        if version == "HTTP/1.0" or close:
-            self.reusable = False
-        if status in (204, 304):
-            return status, reason, b""
-        if chunked:
-            return status, reason, self._chunks()
-        if length is None:  # the body ends when the server closes
-            self.reusable = False
-            return status, reason, self.file.read()
-        body = self.file.read(length)
-        if len(body) < length:
-            raise http.client.IncompleteRead(body, length - len(body))
-        return status, reason, body
-
-    def _line(self) -> bytes:
-        line = self.file.readline(self.MAX_LINE + 1)
-        if len(line) > self.MAX_LINE:
-            raise http.client.LineTooLong("answer line")
-        if not line:
-            raise http.client.RemoteDisconnected("the Graph API closed the connection without an answer")
-        return line
-
-    def _status_line(self) -> tuple[str, int, str]:
-        parts = self._line().decode("latin-1").rstrip("\r\n").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit() or len(parts[1]) != 3:
-            raise http.client.BadStatusLine(" ".join(parts)[:100])
-        return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
-
-    def _headers(self) -> tuple[int | None, bool, bool]:
-        """(Content-Length, chunked, Connection: close) of the answer's headers."""
-        length, chunked, close = None, False, False
-        for _ in range(self.MAX_HEADERS + 1):
-            line = self._line()
-            if line in (b"\r\n", b"\n"):
-                return length, chunked, close
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip().lower(), value.strip()
-            if name == "content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise http.client.HTTPException(f"bad Content-Length {value[:40]!r}")
-                length = int(value)
-            elif name == "transfer-encoding":
-                chunked = value.lower().endswith("chunked")
-            elif name == "connection":
-                close = "close" in value.lower()
-        raise http.client.HTTPException(f"more than {self.MAX_HEADERS} headers in the answer")
-
-    def _chunks(self) -> bytes:
-        body = bytearray()
-        while True:
-            size = self._line().split(b";", 1)[0].strip()
-            try:
-                n = int(size, 16)
-            except ValueError:
-                raise http.client.HTTPException("bad chunk size in the answer") from None
-            if n == 0:
-                while self._line() not in (b"\r\n", b"\n"):  # trailers, then the end
-                    pass
-                return bytes(body)
-            chunk = self.file.read(n + 2)
-            if len(chunk) < n + 2:
-                raise http.client.IncompleteRead(bytes(body) + chunk[:n], n + 2 - len(chunk))
-            body += chunk[:n]
-
-    def idle_closed(self) -> bool:
-        """Whether the server closed this idle connection (it is readable then): a reused dead connection
-        would fail a send that never left."""
-        return self.sock is None or wait_for_read(self.sock, timeout=0.0)
-
-    def close(self) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            self.file.close()
-            sock.close()
-
-
 class Sender:
     """Delivers due outbox rows. A worker loop calls pump() whenever it is woken (a turn queued replies,
     a send finished: on_done) or its poll runs out; run_once() is one round that waits for its sends
@@ -267,23 +156,21 @@ class Sender:
             if not value:
                 raise SenderConfigError(f"{name} is not set: the sender cannot reach the WhatsApp Cloud API")
         self._url = f"{settings.whatsapp_api_url}/{settings.whatsapp_phone_number_id}/messages"
-        # One keep-alive connection per sending thread, reused (GraphConnection): urllib3's pool cost about as
-        # much CPU again per post as the post, http.client's header parsing a third of it.
+        # http.client itself, one keep-alive connection per sending thread, reused: urllib3's pool around it
+        # cost about as much CPU again per post, the largest part of the sender's work.
         url = urlsplit(self._url)
-        default_port = 443 if url.scheme == "https" else 80
-        host = url.hostname or ""
-        self._connect_to = (host, url.port, ssl.create_default_context() if url.scheme == "https" else None)
-        path = url.path + (f"?{url.query}" if url.query else "")
-        self._request_head = (
-            f"POST {path} HTTP/1.1\r\n"
-            f"Host: {host if url.port in (None, default_port) else f'{host}:{url.port}'}\r\n"
-            "Accept-Encoding: identity\r\n"
-            f"Authorization: Bearer {settings.whatsapp_access_token}\r\n"
-            "Content-Type: application/json\r\n"
-            "Content-Length: "
-        ).encode("latin-1")
+        self._path = url.path + (f"?{url.query}" if url.query else "")
+        self._connect_to = (
+            url.hostname or "",
+            url.port,
+            ssl.create_default_context() if url.scheme == "https" else None,
+        )
+        self._headers = {
+            "Authorization": f"Bearer {settings.whatsapp_access_token}",
+            "Content-Type": "application/json",
+        }
         self._local = threading.local()
-        self._connections: dict[int, GraphConnection] = {}  # by sending thread, to close at the end
+        self._connections: dict[int, http.client.HTTPConnection] = {}  # by sending thread, to close at the end
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.policy = policy
@@ -403,28 +290,34 @@ class Sender:
         body = json.dumps(message, ensure_ascii=False).encode()
         try:
             conn = self._connection()
-            # no blind resend on a failure: our own back-off decides (it could deliver twice)
-            status, reason, data = conn.exchange(b"%s%d\r\n\r\n%s" % (self._request_head, len(body), body))
+            conn.request("POST", self._path, body=body, headers=self._headers)
+            resp = conn.getresponse()
+            data = resp.read()  # no blind resend on a failure: our own back-off decides (it could deliver twice)
         except (OSError, http.client.HTTPException) as e:
             self._drop_connection()
             # The exception text may carry the host but never the headers, so naming its type is enough.
             return Attempt(ok=False, retry=True, reason=f"no answer from the Graph API ({type(e).__name__})")
-        if not conn.reusable:
-            self._drop_connection()
-        return self._answer(status, reason, data)
+        return self._answer(resp, data)
 
-    def _connection(self) -> GraphConnection:
+    def _connection(self) -> http.client.HTTPConnection:
         """This thread's keep-alive connection; a new one when there is none or the server closed it while
-        it sat idle."""
+        it sat idle (it is readable then: a reused dead connection would fail a send that never left)."""
         conn = self._local.__dict__.get("conn")
-        if conn is not None and conn.idle_closed():
+        if conn is not None and (conn.sock is None or wait_for_read(conn.sock, timeout=0.0)):
             self._drop_connection()
             conn = None
         if conn is None:
             host, port, context = self._connect_to
-            conn = self._local.conn = GraphConnection(host, port, context, self.policy)
+            timeout = self.policy.connect_timeout
+            if context is None:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            else:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            self._local.conn = conn
             with self._lock:
                 self._connections[threading.get_ident()] = conn
+            conn.connect()
+            conn.sock.settimeout(self.policy.read_timeout)
         return conn
 
     def _drop_connection(self) -> None:
@@ -432,25 +325,27 @@ class Sender:
         if conn is not None:
             conn.close()
 
-    def _answer(self, status: int, reason: str, data: bytes) -> Attempt:
+    def _answer(self, resp: http.client.HTTPResponse, data: bytes) -> Attempt:
         """The Attempt a Graph API answer means: its wamid, or why it failed and whether to try again."""
         try:
             doc = json.loads(data)
         except ValueError:
             doc = {}
         doc = doc if isinstance(doc, dict) else {}
-        if 200 <= status < 300:
+        if 200 <= resp.status < 300:
             ids = [m.get("id") for m in doc.get("messages") or [] if isinstance(m, dict)]
             return Attempt(ok=True, wamid=ids[0] if ids else None)
         err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
         code = err.get("code") if isinstance(err.get("code"), int) else None
         detail = (err.get("error_data") or {}).get("details") if isinstance(err.get("error_data"), dict) else None
-        text = str(err.get("message") or reason or "")[:300]
-        reason = f"HTTP {status}" + (f", code {code}" if code is not None else "") + (f": {text}" if text else "")
+        text = str(err.get("message") or resp.reason or "")[:300]
+        reason = f"HTTP {resp.status}" + (f", code {code}" if code is not None else "") + (f": {text}" if text else "")
         if detail:
             reason += f" ({str(detail)[:200]})"
-        retry = status == 429 or status >= 500 or code in RETRY_CODES or err.get("is_transient") is True
-        return Attempt(ok=False, retry=retry, code=code, reason=reason, throttled=status == 429 or code == THROTTLED)
+        retry = resp.status == 429 or resp.status >= 500 or code in RETRY_CODES or err.get("is_transient") is True
+        return Attempt(
+            ok=False, retry=retry, code=code, reason=reason, throttled=resp.status == 429 or code == THROTTLED
+        )
 
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
