@@ -346,8 +346,10 @@ def describe(error: BaseException) -> str:
 
 
 def utcnow() -> datetime:
-    """Naive UTC now, the project's one time convention (storage does not import the engine's copy)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Naive UTC now, the project's one time convention (storage does not import the engine's copy; both
+    use combine, cheaper than replace(tzinfo=None))."""
+    now = datetime.now(timezone.utc)
+    return datetime.combine(now.date(), now.time())
 
 
 def stored_time(value: Any) -> datetime | None:
@@ -404,8 +406,10 @@ class _sqlite_write:
         db = self.db
         state = db._state
         writer = getattr(db, "writer", None)
-        self.held = writer is not None and writer.acquire(
-            timeout=getattr(state, "wait", None) or SQLITE_PRAGMAS["busy_timeout"] / 1000
+        # A free lock is taken without the timed wait's keyword call (most transactions find it free).
+        self.held = writer is not None and (
+            writer.acquire(False)
+            or writer.acquire(timeout=getattr(state, "wait", None) or SQLITE_PRAGMAS["busy_timeout"] / 1000)
         )
         try:
             if state.transactions:  # nested: a savepoint, as peewee's atomic() makes one
