@@ -36,20 +36,24 @@ SQLITE_PRAGMAS = {
 }
 
 
-_last_time: list[tuple[datetime | None, str]] = [(None, "")]  # _sqlite_time's memo: one value and its text
+# _sqlite_time's memo: the last two values and their texts, as one tuple replaced whole.
+_last_times: list[tuple[tuple[datetime | None, str], tuple[datetime | None, str]]] = [((None, ""), (None, ""))]
 
 
 def _sqlite_time(value: datetime) -> str:
     """How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05
     09:14:03.120000", which peewee reads back), registered explicitly (that default is deprecated).
-    isoformat costs a µs or two, and a turn's save passes its `now` five times, so the last value's text
-    is kept (by identity: datetimes are immutable, and the pair is replaced whole, so a thread never reads
-    one value's text for another's)."""
-    last = _last_time[0]
+    isoformat costs a µs or two, and a turn's save passes its `now` seven times, with the conversation's
+    start between them, so the last two values' texts are kept (by identity: datetimes are immutable, and
+    the memo is replaced whole, so a thread never reads one value's text for another's)."""
+    last, before = _last_times[0]
     if last[0] is value:
         return last[1]
+    if before[0] is value:
+        _last_times[0] = before, last
+        return before[1]
     text = value.isoformat(" ")
-    _last_time[0] = (value, text)
+    _last_times[0] = (value, text), last
     return text
 
 

@@ -1,5 +1,5 @@
 """How SQLite stores a datetime parameter: the text peewee reads back, whatever order values come in (the
-adapter keeps the last value's text, storage/db.py)."""
+adapter keeps the last two values' texts, storage/db.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def test_datetime_parameters_are_stored_as_their_own_text_however_they_repeat_an
     start = datetime(2026, 1, 5, 9, 14, 3, 120000)
     values = [start + timedelta(microseconds=i % 7 * 250_001) for i in range(60)]
     values += [values[3]] * 5 + [start.replace(microsecond=0)]  # one object again and again; no fraction
+    values += [values[10], values[11], values[10], values[12], values[11], values[10]]  # two kept, a third
 
     def write(offset: int) -> None:
         for n, value in enumerate(values):
