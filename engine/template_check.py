@@ -15,7 +15,7 @@ from functools import lru_cache
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 
-from .templates import env
+from .templates import env, simple_template
 
 _TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _ORDERING = {"lt": "<", "gt": ">", "lteq": "<=", "gteq": ">="}
@@ -77,66 +77,48 @@ def inspect_expression(source: str) -> TemplateInfo:
     return _describe(nodes.Template([nodes.Output([expr])]))
 
 
-# Most templates only show variables: `{{ name }}`, `{{ booking.total | money }}`, `{{ tries | default(0) }}`.
-# _simple_template reads those with one regular expression instead of Jinja's lexer and parser (most of
-# what `flows validate` spends on a flow); anything else, however slightly different, goes to Jinja.
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_STRING = r"""'[^'\\]*'|"[^"\\]*\""""
-_LITERAL = rf"[0-9]+(?:\.[0-9]+)?|{_STRING}"
-_ARGUMENTS = rf"\(\s*(?:(?:{_LITERAL})\s*(?:,\s*(?:{_LITERAL})\s*)*)?\)"
-_FILTER = re.compile(rf"\|\s*({_IDENT})(?:\s*{_ARGUMENTS})?")  # one filter; a '|' in its quotes is read past
-_SIMPLE_TAG = re.compile(
-    rf"\{{\{{\s*(?P<name>{_IDENT})(?P<keys>(?:\.{_IDENT}|\[(?:[0-9]+|{_STRING})\])*)"
-    rf"(?P<filters>(?:\s*\|\s*{_IDENT}(?:\s*{_ARGUMENTS})?)*)\s*\}}\}}"
-)
-_KEY = re.compile(rf"""\.({_IDENT})|\[([0-9]+)\]|\[(?:'([^']*)'|"([^"]*)")\]""")
-# Words Jinja reads as constants or operators, not as names: such a template is left to Jinja.
-_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"})
-
-
 def _simple_template(source: str) -> TemplateInfo | None:
-    """What inspect_template would find, for a template whose every tag is a variable with keys and
-    filters taking literal arguments; None for anything else (Jinja then reads it)."""
-    chains: list[tuple[str, tuple, bool]] = []  # (name, keys, last key is [..]) of every tag, in order
+    """What inspect_template would find, for a template engine.templates.simple_template reads (every tag
+    a variable with keys and filters); None for anything else (Jinja then reads it)."""
+    simple = simple_template(source)
+    if simple is None:
+        return None
+    chains: list[tuple[str, tuple]] = []  # every (name, keys) read with keys, in the order Jinja walks them
     names: set[str] = set()
     filters: set[str] = set()
     guarded: set[str] = set()
-    end = 0
-    for tag in _SIMPLE_TAG.finditer(source):
-        if _opens_tag(source, end, tag.start()):
-            return None
-        end = tag.end()
-        name, written = tag.group("name"), _FILTER.findall(tag.group("filters"))
-        keys = _KEY.findall(tag.group("keys"))
-        if name in _WORDS or name in env.globals or _WORDS.intersection(written):
-            return None
-        if any(attr in _WORDS for attr, *_ in keys):
-            return None
-        names.add(name)
-        filters.update(written)
-        if written[:1] in (["default"], ["d"]):
-            guarded.add(name)
-        if keys:
-            read = tuple(attr or (int(index) if index else single or double) for attr, index, single, double in keys)
-            chains.append((name, read, not keys[-1][0]))
-    if _opens_tag(source, end, len(source)):
-        return None
+    for part in simple:
+        if type(part) is str:
+            continue
+        (name, keys), shown_filters = part
+        if name is not None:  # else a constant, such as '0.01' in `{{ '0.01' | money }}`
+            names.add(name)
+            if keys:
+                chains.append((name, keys))
+            if shown_filters and shown_filters[0][0] in ("default", "d"):
+                guarded.add(name)
+        for filter_name, arguments in shown_filters:
+            filters.add(filter_name)
+            for argument in arguments:
+                if argument[0] is not None:
+                    names.add(argument[0])
+                    if argument[1]:
+                        chains.append(argument)
     # Jinja's tree lists the `.key` chains and the `[..]` chains apart, whichever kind comes first first.
-    first_is_item = next((chain[2] for chain in chains), False)
-    ordered = [c for c in chains if c[2] == first_is_item] + [c for c in chains if c[2] != first_is_item]
+    first_is_attribute = next((keys[-1][1] for _, keys in chains), True)
+    ordered = [c for c in chains if c[1][-1][1] == first_is_attribute]
+    ordered += [c for c in chains if c[1][-1][1] != first_is_attribute]
     return TemplateInfo(
         names=frozenset(names),
         unknown_filters=tuple(sorted(f for f in filters if f not in env.filters)),
-        reads=tuple(dict.fromkeys((name, keys) for name, keys, _ in ordered)),
+        reads=tuple(dict.fromkeys((name, tuple(_read(k) for k, _ in keys)) for name, keys in ordered)),
         guarded=frozenset(guarded),
     )
 
 
-def _opens_tag(source: str, start: int, stop: int) -> bool:
-    """Whether the text between two simple tags opens a tag of its own ({{, {% or {#, or a { just before
-    the next tag's {{, which Jinja reads as a tag opened one character earlier)."""
-    text = source[start:stop]
-    return "{{" in text or "{%" in text or "{#" in text or (stop < len(source) and text.endswith("{"))
+def _read(key: str | int | slice) -> str | int | None:
+    """A key as TemplateInfo.reads holds it: a slice is computed, not a key (None)."""
+    return None if type(key) is slice else key
 
 
 def _describe(tree: nodes.Node) -> TemplateInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -98,19 +99,43 @@ class Prepared:
         return env.context_class(env, parent, template.name, template.blocks, globals=self.globals)
 
 
-def _fast_parts(tree: nodes.Template) -> tuple | None:
+def _fast_parts(source: str) -> tuple | None:
     """The template as text and outputs, or None when it is more than text and `{{ name.key }}`,
-    `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs (see _output).
-    """
-    if len(tree.body) != 1 or type(tree.body[0]) is not nodes.Output:
+    `{{ name[-4:] }}`, `{{ name | money(other.key) }}` outputs (one of FAST_FILTERS at most)."""
+    simple = simple_template(source)
+    if simple is None:
         return None
     parts: list = []
-    for node in tree.body[0].nodes:
-        part = node.data if type(node) is nodes.TemplateData else _output(node)
-        if part is None:
+    for part in simple:
+        if type(part) is str:
+            parts.append(part)
+            continue
+        (name, keys), filters = part
+        value = (None, keys) if name is None and filters else _fast_path(name, keys) if name is not None else None
+        if value is None or len(filters) > 1:
             return None
-        parts.append(part)
+        apply, args = None, ()
+        if filters:
+            filter_name, written = filters[0]
+            apply = FAST_FILTERS.get(filter_name)
+            if apply is None or env.filters.get(filter_name) is not apply:
+                return None
+            args = tuple(a if a[0] is None else _fast_path(*a) for a in written)
+            if None in args:
+                return None
+        parts.append((value, apply, args))
     return tuple(parts)
+
+
+def _fast_path(name: str, keys: tuple) -> tuple | None:
+    """(name, keys) as _look_up takes it: `.key` (not a dict's own method) and `['key']` look up a dict's
+    key, `[a:b]` slices a text; an index (`[0]`) is left to Jinja."""
+    found: list[str | slice] = []
+    for key, attribute in keys:
+        if type(key) is int or (attribute and key in _DICT_ATTRIBUTES):
+            return None
+        found.append(key)
+    return name, tuple(found)
 
 
 def _fast_expression(node: nodes.Expr) -> tuple | None:
@@ -225,7 +250,7 @@ def prepare(source: str) -> Prepared:
     """Compile once per distinct source text; flows render the same templates on every turn."""
     tree = env.parse(source)
     plain = env.autoescape is False and env.finalize is None
-    return Prepared(compile_template(source), tree, _fast_parts(tree) if plain else None)
+    return Prepared(compile_template(source), tree, _fast_parts(source) if plain else None)
 
 
 @lru_cache(maxsize=4096)
@@ -283,4 +308,143 @@ def variables_used(source: str) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source)))
 
 
-__all__ = ["env", "money", "date_filter", "render", "evaluate", "variables_used", "compile_template", "prepare"]
+# ── Simple templates: the one reading of a template that only shows variables ─────────────────────────
+
+# Most templates only show variables: `{{ name }}`, `{{ booking.total | money }}`, `{{ tries | default(0) }}`,
+# `{{ amount | money(booking.currency) }}`, `{{ contact[-4:] }}`. simple_template reads those with regular
+# expressions instead of Jinja's lexer and parser, for the renderer's fast path (above) and for `flows
+# validate` (engine.template_check, where Jinja's parser was most of what it spent on a flow). Anything
+# else, however slightly different, is left to Jinja (None). tests/engine/ holds both askers to Jinja's own
+# answer (test_template_simple.py, test_template_fast_path.py).
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_STRING = r"""'[^'\\]*'|"[^"\\]*\""""
+_WHOLE = r"0|[1-9][0-9]*"  # as Jinja's lexer: a whole number has no leading zero (`01` does not parse)
+_NUMBER = rf"[0-9]+\.[0-9]+|{_WHOLE}"
+_BOUND = rf"-?(?:{_WHOLE})"
+_KEYS = rf"(?:\.{_IDENT}|\[(?:{_WHOLE}|{_STRING})\]|\[(?:{_BOUND})?:(?:{_BOUND})?(?::(?:{_BOUND})?)?\])*"
+_ARGUMENT = rf"{_NUMBER}|{_STRING}|{_IDENT}{_KEYS}"
+_ARGUMENTS = rf"\(\s*(?:(?:{_ARGUMENT})\s*(?:,\s*(?:{_ARGUMENT})\s*)*)?\)"
+_SIMPLE_TAG = re.compile(
+    rf"\{{\{{(?P<lstrip>-?)\s*(?:(?P<constant>{_NUMBER}|{_STRING})|(?P<name>{_IDENT})(?P<keys>{_KEYS}))"
+    rf"(?P<filters>(?:\s*\|\s*{_IDENT}(?:\s*{_ARGUMENTS})?)*)\s*(?P<rstrip>-?)\}}\}}"
+)
+_FILTER = re.compile(rf"\|\s*({_IDENT})(?:\s*({_ARGUMENTS}))?")  # one filter; a '|' in its quotes is read past
+_ARGUMENT_RE = re.compile(rf"({_NUMBER})|'([^']*)'|\"([^\"]*)\"|({_IDENT})({_KEYS})")
+_KEY = re.compile(
+    rf"""\.({_IDENT})|\[({_WHOLE})\]|\[(?:'([^']*)'|"([^"]*)")\]|\[({_BOUND})?:({_BOUND})?(?::({_BOUND})?)?\]"""
+)
+# Words Jinja reads as constants or operators, not as names: such a template is left to Jinja.
+_WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"})
+
+# A name with its keys: (name, ((key, attribute), ...)), key a str (`.key` when attribute, else `['key']`),
+# an int (`[0]`) or a slice (`[a:b]`). A filter's argument is such a path or (None, constant).
+Path = tuple[str, tuple[tuple[str | int | slice, bool], ...]]
+Argument = tuple[str | None, Any]
+# `{{ path | filter(args) | ... }}`; the value may be a constant, (None, constant), as in `{{ '1' | money }}`.
+Shown = tuple[Path | Argument, tuple[tuple[str, tuple[Argument, ...]], ...]]
+
+
+def simple_template(source: str) -> tuple[str | Shown, ...] | None:
+    """source as Jinja reads it, as text and shown values in order, when every tag shows a variable with
+    keys (or a constant) through filters whose arguments are constants or variables; None for anything
+    else (left to Jinja).
+
+    The text is Jinja's: its one trailing newline dropped (keep_trailing_newline is off), the whitespace
+    that `{{-` and `-}}` take away gone. A source with a carriage return (which Jinja turns into a
+    newline) is left to Jinja.
+    """
+    if "\r" in source:
+        return None
+    if source.endswith("\n"):
+        source = source[:-1]
+    parts: list[str | Shown] = []
+    end = 0
+    strip = False  # the tag before ends with `-}}`: the whitespace after it goes
+    for tag in _SIMPLE_TAG.finditer(source):
+        text = source[end : tag.start()]
+        if _opens_tag(text, True):
+            return None
+        text = text.lstrip() if strip else text
+        text = text.rstrip() if tag.group("lstrip") else text
+        if text:
+            parts.append(text)
+        end, strip = tag.end(), bool(tag.group("rstrip"))
+        name, filters = tag.group("name"), tag.group("filters")
+        shown = tuple((f, _arguments(written)) for f, written in _FILTER.findall(filters))
+        if name is None:
+            value: Path | Argument = (None, _constant(tag.group("constant")))
+        elif name in _WORDS or name in env.globals:
+            return None
+        else:
+            value = (name, _keys(tag.group("keys")))
+            if value[1] is None:
+                return None
+        if any(f in _WORDS or args is None for f, args in shown):
+            return None
+        parts.append((value, shown))
+    text = source[end:]
+    if _opens_tag(text, False):
+        return None
+    text = text.lstrip() if strip else text
+    if text:
+        parts.append(text)
+    return tuple(parts)
+
+
+def _opens_tag(text: str, before_tag: bool) -> bool:
+    """Whether text between two simple tags opens a tag of its own ({{, {% or {#, or a { just before the
+    next tag's {{, which Jinja reads as a tag opened one character earlier)."""
+    return "{{" in text or "{%" in text or "{#" in text or (before_tag and text.endswith("{"))
+
+
+def _keys(written: str) -> tuple | None:
+    keys: list[tuple[str | int | slice, bool]] = []
+    for key in _KEY.finditer(written):
+        attribute, index, single, double, *bounds = key.groups()
+        if attribute is not None:
+            if attribute in _WORDS:
+                return None
+            keys.append((attribute, True))
+        elif index is not None:
+            keys.append((int(index), False))
+        elif single is not None or double is not None:
+            keys.append((single if single is not None else double, False))
+        else:
+            keys.append((slice(*(None if b is None else int(b) for b in bounds)), False))
+    return tuple(keys)
+
+
+def _constant(written: str) -> str | int | float:
+    """A number or a quoted text (without a backslash) as Jinja reads it."""
+    if written[0] in "'\"":
+        return written[1:-1]
+    return float(written) if "." in written else int(written)
+
+
+def _arguments(written: str) -> tuple[Argument, ...] | None:
+    arguments: list[Argument] = []
+    for argument in _ARGUMENT_RE.finditer(written):
+        number, single, double, name, keys = argument.groups()
+        if number is not None:
+            arguments.append((None, _constant(number)))
+        elif name is not None:
+            path = _keys(keys)
+            if path is None or name in _WORDS or name in env.globals:
+                return None
+            arguments.append((name, path))
+        else:
+            arguments.append((None, single if single is not None else double))
+    return tuple(arguments)
+
+
+__all__ = [
+    "env",
+    "money",
+    "date_filter",
+    "render",
+    "evaluate",
+    "variables_used",
+    "compile_template",
+    "prepare",
+    "simple_template",
+]

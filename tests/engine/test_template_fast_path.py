@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 from decimal import Decimal
 
 import pytest
@@ -168,6 +169,35 @@ def test_a_condition_evaluates_exactly_as_jinja_evaluates_it(source):
     for vars in _cases(_paths(source, _parse_expression)):
         expected = _outcome(lambda: compile_expression(source)(**vars))
         assert _outcome(lambda: evaluate(source, vars)) == expected, vars
+
+
+# Pieces of templates for random ones: what the fast path takes, and near misses it must leave to Jinja.
+PIECES = ["{{ contact }}", "{{ booking.reference }}", "{{ booking['balance_due'] | money }}", "{{ contact[-4:] }}"]
+PIECES += ["{{ amount | money(booking.currency) }}", "{{ amount | money('ZWG') }}", "{{ when | date('%A') }}"]
+PIECES += [
+    "{{ amount | float }}",
+    "{{ amount | int | money }}",
+    "{{ booking.items }}",
+    "{{ contact[0] }}",
+    "{{ a[::2] }}",
+]
+PIECES += ["{{ a | upper }}", "{{ a | default(b) }}", "{{- a }}", "{{ range }}", "{{ a[''] }}", "{{ a[1:3] }}"]
+PIECES += ["{{- amount | money }}", "{{ contact -}}", " \n ", "{{ '0.01' | money(booking.currency) }}", "{{ 1 }}"]
+PIECES += ["text ", "\n", "\r\n", "\r", "{", "}", "}}", " { ", "'", "|", "Paid: "]
+
+
+def test_random_templates_render_exactly_as_jinja_renders_them():
+    rng = random.Random(20261202)
+    fast = 0
+    for _ in range(600):
+        source = "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 5)))
+        if "{" not in source or not _compiles(compile_template, source):
+            continue  # text without a brace is sent as written, not rendered
+        fast += prepare(source).parts is not None
+        for vars in _cases(_paths(source, env.parse)):
+            expected = _outcome(lambda: compile_template(source).render(vars))
+            assert _outcome(lambda: render(source, vars)) == expected, (source, vars)
+    assert fast > 100  # both ways are taken
 
 
 def test_rendering_leaves_the_vars_as_they_were():
