@@ -286,9 +286,10 @@ class _Converter:
     """Node graph to plain objects, recording marks and problems as it goes.
 
     With consume, each node is dropped from its parent as soon as it is converted, so the node graph
-    shrinks while the data grows: a 5,000-step flow's nodes take about 22 MB, and holding them all until
-    the end made parsing peak at 37 MB instead of 23 (what no longer fits in the processor's cache makes
-    every step of a large flow slower). Only for a graph without anchors, where no node is reached twice.
+    shrinks while the data grows: a 5,000-step flow's nodes take about 26 MB, and holding them all until
+    the end made parsing peak at 37 MB instead of 28.5 (by tracemalloc; what no longer fits in the
+    processor's cache makes every step of a large flow slower). Only for a graph without anchors, where
+    no node is reached twice.
     """
 
     def __init__(self, source: Source, consume: bool = False) -> None:
