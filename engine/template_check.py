@@ -111,7 +111,7 @@ def _simple_template(source: str) -> TemplateInfo | None:
     return TemplateInfo(
         names=frozenset(names),
         unknown_filters=tuple(sorted(f for f in filters if f not in env.filters)),
-        reads=tuple(dict.fromkeys((name, tuple(_read(k) for k, _ in keys)) for name, keys in ordered)),
+        reads=tuple(dict.fromkeys((name, tuple([_read(k) for k, _ in keys])) for name, keys in ordered)),
         guarded=frozenset(guarded),
     )
 

@@ -329,10 +329,8 @@ _SIMPLE_TAG = re.compile(
     rf"(?P<filters>(?:\s*\|\s*{_IDENT}(?:\s*{_ARGUMENTS})?)*)\s*(?P<rstrip>-?)\}}\}}"
 )
 _FILTER = re.compile(rf"\|\s*({_IDENT})(?:\s*({_ARGUMENTS}))?")  # one filter; a '|' in its quotes is read past
-_ARGUMENT_RE = re.compile(rf"({_NUMBER})|'([^']*)'|\"([^\"]*)\"|({_IDENT})({_KEYS})")
-_KEY = re.compile(
-    rf"""\.({_IDENT})|\[({_WHOLE})\]|\[(?:'([^']*)'|"([^"]*)")\]|\[({_BOUND})?:({_BOUND})?(?::({_BOUND})?)?\]"""
-)
+_ARGUMENT_RE = re.compile(rf"({_NUMBER}|{_STRING})|({_IDENT})({_KEYS})")
+_KEY = re.compile(rf"\.({_IDENT})|\[({_WHOLE})\]|\[({_STRING})\]|\[({_BOUND})?:({_BOUND})?(?::({_BOUND})?)?\]")
 # Words Jinja reads as constants or operators, not as names: such a template is left to Jinja.
 _WORDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"})
 
@@ -370,7 +368,7 @@ def simple_template(source: str) -> tuple[str | Shown, ...] | None:
             parts.append(text)
         end, strip = tag.end(), bool(tag.group("rstrip"))
         name, filters = tag.group("name"), tag.group("filters")
-        shown = tuple((f, _arguments(written)) for f, written in _FILTER.findall(filters))
+        shown = tuple((f, _arguments(written)) for f, written in _FILTER.findall(filters)) if filters else ()
         if name is None:
             value: Path | Argument = (None, _constant(tag.group("constant")))
         elif name in _WORDS or name in env.globals:
@@ -398,19 +396,20 @@ def _opens_tag(text: str, before_tag: bool) -> bool:
 
 
 def _keys(written: str) -> tuple | None:
+    if not written:
+        return ()
     keys: list[tuple[str | int | slice, bool]] = []
-    for key in _KEY.finditer(written):
-        attribute, index, single, double, *bounds = key.groups()
-        if attribute is not None:
+    for attribute, index, quoted, *bounds in _KEY.findall(written):
+        if attribute:
             if attribute in _WORDS:
                 return None
             keys.append((attribute, True))
-        elif index is not None:
+        elif index:
             keys.append((int(index), False))
-        elif single is not None or double is not None:
-            keys.append((single if single is not None else double, False))
+        elif quoted:
+            keys.append((quoted[1:-1], False))
         else:
-            keys.append((slice(*(None if b is None else int(b) for b in bounds)), False))
+            keys.append((slice(*[int(b) if b else None for b in bounds]), False))
     return tuple(keys)
 
 
@@ -422,18 +421,17 @@ def _constant(written: str) -> str | int | float:
 
 
 def _arguments(written: str) -> tuple[Argument, ...] | None:
+    if not written:
+        return ()
     arguments: list[Argument] = []
-    for argument in _ARGUMENT_RE.finditer(written):
-        number, single, double, name, keys = argument.groups()
-        if number is not None:
-            arguments.append((None, _constant(number)))
-        elif name is not None:
-            path = _keys(keys)
-            if path is None or name in _WORDS or name in env.globals:
-                return None
-            arguments.append((name, path))
-        else:
-            arguments.append((None, single if single is not None else double))
+    for constant, name, keys in _ARGUMENT_RE.findall(written):
+        if constant:
+            arguments.append((None, _constant(constant)))
+            continue
+        path = _keys(keys)
+        if path is None or name in _WORDS or name in env.globals:
+            return None
+        arguments.append((name, path))
     return tuple(arguments)
 
 
