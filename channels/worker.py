@@ -97,6 +97,7 @@ class Workers:
         self._stop = threading.Event()
         self._inbox_wake = threading.Event()
         self._outbox_wake = threading.Event()
+        self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
         if sender is not None:
             sender.on_done = self._outbox_wake.set  # a finished send frees a sender and maybe its contact's next row
         self._threads: list[threading.Thread] = []
@@ -167,16 +168,29 @@ class Workers:
         if done:
             self.metrics.turn_latency.observe(time.perf_counter() - started)
             self.metrics.turns.inc(done)
-            self._outbox_wake.set()
+            self._queued()
         return done
+
+    def _queued(self) -> None:
+        """Outbox rows were committed here: the sender claims at once."""
+        self._outbox_queued.set()
+        self._outbox_wake.set()
 
     def _sender_loop(self) -> None:
         assert self.sender is not None
         outage = Outage("sender")
+        looked = float("-inf")
         while not self._stop.is_set():
             self._outbox_wake.clear()
+            # A pump woken only by a finished send claims only when that send freed a row; rows queued by
+            # this process's turns or the sweep are claimed at once, anything else (another process's rows,
+            # a retry come due, a lease run out) at least every poll_interval.
+            look = self._outbox_queued.is_set() or time.monotonic() - looked >= self.options.poll_interval
+            if look:
+                self._outbox_queued.clear()  # before the claim: rows committed after it set it again
+                looked = time.monotonic()
             try:
-                sent = self.sender.pump()
+                sent = self.sender.pump(look)
             except Exception as e:
                 if not outage.failed(e):
                     log.exception("sender: unexpected error; unsent messages stay in the outbox")
@@ -189,7 +203,7 @@ class Workers:
             # sweep), so after a pump it waits unless that pump's claim was full; a retry that comes due,
             # or a row another process queued, waits for the poll.
             if not (sent and self.sender.more_due):
-                self._outbox_wake.wait(self.options.poll_interval)
+                self._outbox_wake.wait(max(0.0, looked + self.options.poll_interval - time.monotonic()))
 
     def _housekeeping_loop(self) -> None:
         outage = Outage("housekeeping")
@@ -224,7 +238,7 @@ class Workers:
         expired = self._expiry.expire_due(self.ctx, self.flows)
         if expired:
             log.info("expired %d idle conversations", expired)
-            self._outbox_wake.set()
+            self._queued()
         return expired
 
     def refresh_flows(self) -> None:

@@ -58,12 +58,16 @@ _CLAIM = {
         lock=" FOR UPDATE OF f SKIP LOCKED",
     ),
 }
-# Every row the channel accepted, with its id, in one statement.
+# Every row the channel accepted, with its id, in one statement; each marked row says whether its contact
+# has a later pending row, which the mark has just made claim()'s "first of its contact" (the statement's
+# snapshot still shows the marked rows pending, but a contact has one row in flight at a time).
 _SENT = (
     'WITH v ("id", "wamid") AS (VALUES {values}) '
     'UPDATE "outbox_message" SET "status" = \'sent\', '
     '"channel_message_id" = (SELECT v."wamid" FROM v WHERE v."id" = "outbox_message"."id"), '
-    '"sent_at" = ?, "attempts" = "attempts" + 1, "error" = NULL WHERE "id" IN (SELECT "id" FROM v)'
+    '"sent_at" = ?, "attempts" = "attempts" + 1, "error" = NULL WHERE "id" IN (SELECT "id" FROM v) '
+    'RETURNING EXISTS (SELECT 1 FROM "outbox_message" n WHERE n."contact_id" = "outbox_message"."contact_id" '
+    'AND n."status" = \'pending\' AND n."id" > "outbox_message"."id")'
 )
 
 # Receipts arrive unordered; a later "delivered" must not overwrite "read".
@@ -120,10 +124,12 @@ def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
     ]
 
 
-def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> None:
-    """Mark rows the channel accepted as sent, each with the id the channel returned (one statement)."""
-    if sent:
-        execute(_sent_sql(len(sent)), [x for pair in sent for x in pair] + [at])
+def record_sent(sent: list[tuple[int, str | None]], at: datetime) -> bool:
+    """Mark rows the channel accepted as sent, each with the id the channel returned (one statement).
+    True when one of their contacts has a later pending row, which claim() offers from now on."""
+    if not sent:
+        return False
+    return any(later for (later,) in execute(_sent_sql(len(sent)), [x for pair in sent for x in pair] + [at]))
 
 
 @lru_cache(maxsize=64)

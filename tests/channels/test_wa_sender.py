@@ -373,3 +373,40 @@ def test_a_slow_answer_holds_up_only_its_own_contact(db, settings, clock):
         graph.gate.set()
         sender.close()
         graph.close()
+
+
+def settle(sender: Sender, woken: threading.Event) -> None:
+    """Wait until every send under way has finished (bounded)."""
+    for _ in range(100):
+        with sender._lock:
+            if not sender._in_flight:
+                return
+        woken.wait(0.1)
+        woken.clear()
+    raise AssertionError("a send never finished")
+
+
+def test_a_pump_that_only_records_claims_the_next_row_its_send_freed_and_leaves_the_rest_to_a_look(
+    db, settings, clock, graph
+):
+    # The worker loop pumps with look=False when only a finished send woke it: the contact's next row,
+    # which the recorded send freed, goes at once; a row queued meanwhile by someone who did not wake this
+    # sender (another process) waits for the next look (the worker's poll), and is not lost.
+    sender = Sender(settings, clock=clock, jitter=lambda: 0.5)
+    woken = threading.Event()
+    sender.on_done = woken.set
+    try:
+        first = queue("263770000001", "one", "two")
+        assert sender.pump() == 1  # "one"; "two" waits behind it
+        settle(sender, woken)
+        assert sender.pump(look=False) == 2  # "one" recorded, "two" claimed: its contact's next row
+        other = queue("263770000002", "elsewhere")
+        settle(sender, woken)
+        assert sender.pump(look=False) == 1  # "two" recorded; nothing freed, so no claim
+        assert [r.status for r in rows(first)] == ["sent", "sent"] and [r.status for r in rows(other)] == ["pending"]
+        assert sender.pump() == 1  # a look claims it
+        settle(sender, woken)
+        assert sender.pump(look=False) == 1 and [r.status for r in rows(other)] == ["sent"]
+        assert graph.texts_to("263770000001") == ["one", "two"] and graph.texts_to("263770000002") == ["elsewhere"]
+    finally:
+        sender.close()

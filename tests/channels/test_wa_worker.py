@@ -76,3 +76,18 @@ def test_stop_returns_promptly_when_idle(db, settings):
     started = time.monotonic()
     assert workers.stop(timeout=10) is True
     assert time.monotonic() - started < 2  # the idle waits are woken, not waited out
+
+
+def test_a_reply_another_process_queued_is_sent_by_the_poll(channel, graph):
+    # The sender loop claims at once only rows this process queued, or a contact's next row a finished
+    # send freed; a row another process queued (no wake-up here) is taken by its look every poll_interval.
+    from storage import outbox
+    from storage.contacts import upsert_contact
+
+    for n in range(3):
+        channel.say("263771234567", wa.text("263771234567", "quiz", mid=f"wamid.poll.{n}"))
+    graph.wait_for(3)
+    elsewhere = upsert_contact("263770000009", utcnow(), wa_id="263770000009")
+    outbox.enqueue(elsewhere, [{"to": "263770000009", "text": "queued elsewhere"}], utcnow())
+    graph.wait_for(4)
+    assert graph.texts_to("263770000009") == ["queued elsewhere"]
