@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterator
+from typing import Callable, Iterator
 
 from channels.claims import give_back, released_on_stop, token
 from channels.optimistic import OptimisticTurn
@@ -70,10 +70,17 @@ IN_HAND = InHand()
 
 
 def process_inbox(
-    ctx: TurnContext, flows: FlowSet, limit: int = 100, worker_id: str | None = None, in_hand: InHand = IN_HAND
+    ctx: TurnContext,
+    flows: FlowSet,
+    limit: int = 100,
+    worker_id: str | None = None,
+    in_hand: InHand = IN_HAND,
+    on_more: Callable[[], None] | None = None,
 ) -> int:
     """Handle up to `limit` unprocessed inbox messages, each contact's oldest first, skipping contacts
     another worker holds; returns how many were handled. Safe to run in many threads and processes.
+    on_more is called when a message was taken and another may be waiting (PostgreSQL's pick says whether
+    one was; on SQLite it is assumed), so the caller knows to look again and can wake another thread.
 
     Each message's turn runs first without a claim and saves with a compare-and-set that also marks the
     inbox row processed: one commit (channels/optimistic.py). A new session, a claim that ran out, or a
@@ -88,10 +95,12 @@ def process_inbox(
             with in_hand.picked(claim_token, ctx.clock()) as found:
                 if found is None:
                     break
+                if on_more is not None:
+                    on_more()
                 if found[0] is not None and _optimistic(found[0], found[1], found[2], flows, ctx):
                     done += 1
                     continue
-        taken = _claim_next(claim_token, ctx.clock())
+        taken = _claim_next(claim_token, ctx.clock(), on_more)
         if taken is None:
             break
         _claimed_turn(*taken, flows, ctx)
@@ -189,7 +198,9 @@ def _give_up(
         )
 
 
-def _claim_next(claim_token: str, now: datetime) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
+def _claim_next(
+    claim_token: str, now: datetime, on_more: Callable[[], None] | None = None
+) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
     """Claim the contact with the oldest unprocessed message nobody holds, and take that message.
 
     One claim attempt per pick (see _picking): on PostgreSQL a failed `ON CONFLICT DO UPDATE … WHERE` still
@@ -198,11 +209,14 @@ def _claim_next(claim_token: str, now: datetime) -> tuple[sessions.Claim, inbox.
     looking again with a fresh pick costs little.
     """
     for _ in range(_PICK_TRIES):
-        with _picking(claim_token, now) as (found, claim):
+        with _picking(claim_token, now) as picked:
+            found, claim = picked
             if not found:
                 return None
             if claim is None:
                 continue
+            if on_more is not None and getattr(picked, "more", True):
+                on_more()
             taken = inbox.oldest_pending_with_key(claim.contact_id)
             if taken is None:  # handled by someone else between the pick and the claim
                 sessions.release(claim)
@@ -214,7 +228,8 @@ def _claim_next(claim_token: str, now: datetime) -> tuple[sessions.Claim, inbox.
 @contextmanager
 def _picking(claim_token: str, now: datetime) -> Iterator[tuple[bool, sessions.Claim | None]]:
     """One pick: (whether a contact with pending messages was found, its claim or None when another worker
-    won it); the body reads the contact's oldest message. The SQLite/PostgreSQL difference, in one place:
+    won it; on PostgreSQL a sessions.Pick, which also says whether more was waiting); the body reads the
+    contact's oldest message. The SQLite/PostgreSQL difference, in one place:
 
     - SQLite: the pick, the claim and the read in one write transaction (`BEGIN IMMEDIATE`);
     - PostgreSQL: the pick and the claim in one statement, its own transaction (sessions.claim_next); the
@@ -226,9 +241,10 @@ def _picking(claim_token: str, now: datetime) -> Iterator[tuple[bool, sessions.C
             candidates = inbox.pending_contacts(now, limit=1)
             yield (True, sessions.try_claim(candidates[0], claim_token, now)) if candidates else (False, None)
         return
-    found, claim = sessions.claim_next(claim_token, now)
+    picked = sessions.claim_next(claim_token, now)
+    claim = picked[1]
     try:
-        yield found, claim
+        yield picked
     except Exception as error:
         if claim is not None and unavailable(error):
             give_back(claim)

@@ -7,9 +7,11 @@
 - One housekeeping thread expires idle conversations (channels.expiry.expire_due) and picks up flows
   loaded with `flows load` while the process runs.
 
-Idle threads wait on an event with a timeout: the webhook (same process) and the turn threads wake them
-at once, the timeout is the poll for work written by other processes. stop() lets each thread finish
-what it is doing (a turn, a send round) and returns within a bound.
+Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
+delivery it stored; a thread that took a message looks again after its turn, and wakes one more idle
+thread, only when another message was waiting beside it; the turn threads and the sweep wake the sender.
+The timeout is the poll for work written by other processes. stop() lets each thread finish what it is doing (a turn, a send round) and
+returns within a bound.
 """
 
 from __future__ import annotations
@@ -70,6 +72,50 @@ class Outage:
             self.since = None
 
 
+class Wakeups:
+    """Wake-ups for the turn threads, one thread for each: an Event's set() woke every waiting thread, and
+    all but the one that took the new message looked at the inbox for nothing (a pick statement each, in
+    this process and in its database backend). A wake-up with no thread waiting is kept (up to `limit`,
+    the number of threads) for the next thread about to wait, so one that lands during a look is not lost.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._kept = 0
+        self._waiting = 0
+        self._limit = max(1, limit)
+        self._all = False
+
+    def wake(self) -> None:
+        """One thread: a waiting one, else the next to wait."""
+        with self._cond:
+            self._kept = min(self._kept + 1, self._limit)
+            self._cond.notify()
+
+    def nudge(self) -> None:
+        """One waiting thread, if any waits (not kept: the threads at work look again anyway)."""
+        with self._cond:
+            if self._waiting > self._kept:
+                self._kept += 1
+                self._cond.notify()
+
+    def wake_all(self) -> None:
+        """Every thread, now and from now on (stop)."""
+        with self._cond:
+            self._all = True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Until a wake-up (a kept one counts) or the timeout."""
+        with self._cond:
+            if not (self._kept or self._all):
+                self._waiting += 1
+                self._cond.wait(timeout)
+                self._waiting -= 1
+            if self._kept:
+                self._kept -= 1
+
+
 class NoFlowsLoaded(RuntimeError):
     """The database holds no flows: every message would get the default reply."""
 
@@ -95,7 +141,7 @@ class Workers:
         self.ctx = turn_context(services)  # replaceable: tests give it a clock they can move
         self.flow_cache = flowcache.FlowCache(self.ctx.registry)  # the flows parsed against the turns' actions
         self._stop = threading.Event()
-        self._inbox_wake = threading.Event()
+        self._inbox_wake = Wakeups(options.threads)
         self._outbox_wake = threading.Event()
         self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
         if sender is not None:
@@ -119,13 +165,13 @@ class Workers:
         log.info("workers started: %d turn threads%s", self.options.threads, " and the sender" if self.sender else "")
 
     def wake(self) -> None:
-        """New inbox rows were committed (the webhook calls this)."""
-        self._inbox_wake.set()
+        """New inbox rows were committed (the webhook calls this): one idle turn thread looks."""
+        self._inbox_wake.wake()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Ask every thread to finish its current piece of work; True when all ended within timeout."""
         self._stop.set()
-        self._inbox_wake.set()
+        self._inbox_wake.wake_all()
         self._outbox_wake.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -147,10 +193,9 @@ class Workers:
     def _turn_loop(self, worker_id: str) -> None:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
-            # Cleared before looking: a wake-up that lands during the look makes the wait return at once.
-            self._inbox_wake.clear()
+            more: list[bool] = []
             try:
-                done = self.run_turn(worker_id)
+                self.run_turn(worker_id, on_more=lambda: more.append(True))
             except Exception as e:
                 if not outage.failed(e):
                     log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
@@ -158,13 +203,18 @@ class Workers:
                 self._stop.wait(self.options.error_pause)
                 continue
             outage.ok()
-            if not done:
+            # Another message was waiting beside the one taken: one idle thread for it, and look again. Else
+            # wait: a message that arrived meanwhile has left a wake-up, so the wait returns at once.
+            if more:
+                self._inbox_wake.nudge()
+            else:
                 self._inbox_wake.wait(self.options.poll_interval)
 
-    def run_turn(self, worker_id: str) -> int:
-        """Handle at most one inbox message; returns how many were handled (0 or 1)."""
+    def run_turn(self, worker_id: str, on_more: Callable[[], None] | None = None) -> int:
+        """Handle at most one inbox message; returns how many were handled (0 or 1). on_more: see
+        channels.inbox_turns.process_inbox."""
         started = time.perf_counter()
-        done = self._inbox_turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id)
+        done = self._inbox_turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id, on_more=on_more)
         if done:
             self.metrics.turn_latency.observe(time.perf_counter() - started)
             self.metrics.turns.inc(done)

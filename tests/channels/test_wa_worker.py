@@ -91,3 +91,19 @@ def test_a_reply_another_process_queued_is_sent_by_the_poll(channel, graph):
     outbox.enqueue(elsewhere, [{"to": "263770000009", "text": "queued elsewhere"}], utcnow())
     graph.wait_for(4)
     assert graph.texts_to("263770000009") == ["queued elsewhere"]
+
+
+def test_a_message_stored_with_no_wake_up_is_handled_by_the_poll(channel, graph):
+    # Another process's webhook stores a message and wakes only its own threads; this process's threads,
+    # idle (their last pick found nothing more), take it at their poll: a missed wake-up costs time, never
+    # the message.
+    from storage import inbox
+    from storage.contacts import upsert_contact
+
+    channel.say("263771234567", wa.text("263771234567", "quiz"))
+    graph.wait_for(1)
+    other = upsert_contact("263770000008", utcnow(), wa_id="263770000008")
+    payload = {"contact": "263770000008", "message_id": "wamid.elsewhere", "text": "quiz", "kind": "text"}
+    inbox.add(other, "wamid.elsewhere", payload, utcnow(), utcnow())
+    graph.wait_for(2)
+    assert graph.texts_to("263770000008") == ["What is 6 times 7?"]

@@ -57,3 +57,19 @@ def test_picks_take_the_oldest_second_first_and_a_contacts_messages_in_order(pg)
         picked.append((claim.contact_id, row.channel_message_id))
     assert sorted(picked) == sorted(zip(late, ["wamid.0", "wamid.1", "wamid.2"]))
     assert sessions.claim_next("w5", NOW) == (False, None)  # every contact with pending messages is held
+
+
+def test_a_pick_says_whether_another_message_is_waiting_to_be_taken(pg):
+    # A worker looks again after its turn, and wakes another idle thread, only when its pick said so.
+    first, second = _pending(2, 1, NOW)
+    picked = sessions.claim_next("w1", NOW)
+    assert picked == (True, picked[1]) and picked.more  # the other contact's message waits, nobody holds it
+    other = sessions.claim_next("w2", NOW)
+    assert {picked[1].contact_id, other[1].contact_id} == {first, second}
+    assert not other.more  # the only other message is held by w1
+    assert not sessions.claim_next("w3", NOW).more  # nothing found
+    later = upsert_contact("263711111111", NOW)
+    for n in range(2):
+        inbox.add(later, f"wamid.later.{n}", {"contact": "263711111111", "text": "hi"}, NOW, NOW)
+    picked = sessions.claim_next("w4", NOW)
+    assert picked[1].contact_id == later and picked.more  # its own next message: w4 looks again after it
