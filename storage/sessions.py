@@ -117,9 +117,9 @@ _CLAIM_NEXT = (
     "claimed AS (" + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
     "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ") "
     f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))}, '
-    'EXISTS (SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
+    '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
     'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
-    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?)) '
+    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL '
     "FROM pick LEFT JOIN claimed ON true"
 )
 

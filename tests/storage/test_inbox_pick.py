@@ -4,6 +4,7 @@ contact's messages then read in the order they were sent."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -73,3 +74,26 @@ def test_a_pick_says_whether_another_message_is_waiting_to_be_taken(pg):
         inbox.add(later, f"wamid.later.{n}", {"contact": "263711111111", "text": "hi"}, NOW, NOW)
     picked = sessions.claim_next("w4", NOW)
     assert picked[1].contact_id == later and picked.more  # its own next message: w4 looks again after it
+
+
+def test_the_pick_looks_for_more_in_the_pending_index_not_the_handled_history(pg):
+    # Asked as EXISTS, PostgreSQL's generic plan (the one a prepared pick runs) read the table from its
+    # start for it, every handled message before the first pending one (96 buffers with 3,000 handled
+    # rows and a backlog of 800, as in a burst).
+    ids = _pending(100, 30, NOW - timedelta(days=1))
+    execute('UPDATE "inbox_message" SET "processed_at" = ?', (NOW,))
+    for n in range(800):
+        c = n % 100
+        inbox.add(ids[c], f"wamid.new.{n}", {"contact": f"2637{c:08d}", "text": "hi"}, NOW, NOW)
+    execute("ANALYZE")
+    execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        marks = iter(range(1, 100))
+        execute("PREPARE pick_plan AS " + re.sub(r"\?", lambda _: f"${next(marks)}", sessions._CLAIM_NEXT))
+        now, later = f"'{NOW.isoformat(' ')}'", f"'{(NOW + sessions.LEASE).isoformat(' ')}'"
+        args = ", ".join([now, "'w1'", later, now, now])
+        plan = "\n".join(r[0] for r in execute(f"EXPLAIN EXECUTE pick_plan({args})").fetchall())
+    finally:
+        execute("DEALLOCATE ALL")
+        execute("RESET plan_cache_mode")
+    assert "Seq Scan on inbox_message" not in plan, plan
