@@ -10,12 +10,13 @@
 Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
 delivery it stored; a thread that took a message looks again after its turn, and wakes one more idle
 thread, only when another message was waiting beside it; the turn threads and the sweep wake the sender.
-The timeout is the poll for work written by other processes. stop() lets each thread finish what it is doing (a turn, a send round) and
-returns within a bound.
+The timeout is the poll for work written by other processes. stop() lets each thread finish what it is
+doing (a turn, a send round) and returns within a bound.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -142,6 +143,11 @@ class Workers:
         self.flow_cache = flowcache.FlowCache(self.ctx.registry)  # the flows parsed against the turns' actions
         self._stop = threading.Event()
         self._inbox_wake = Wakeups(options.threads)
+        # Numbers the turn threads' looks that found nothing; the last one's number is kept. A look that came
+        # up empty while a thread held a contact may have missed that contact's next message: the holder
+        # looks again after its turn.
+        self._empty_looks = itertools.count(1)
+        self._last_empty = 0
         self._outbox_wake = threading.Event()
         self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
         if sender is not None:
@@ -194,8 +200,9 @@ class Workers:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
             more: list[bool] = []
+            empty_before = self._last_empty
             try:
-                self.run_turn(worker_id, on_more=lambda: more.append(True))
+                done = self.run_turn(worker_id, on_more=lambda: more.append(True))
             except Exception as e:
                 if not outage.failed(e):
                     log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
@@ -203,11 +210,15 @@ class Workers:
                 self._stop.wait(self.options.error_pause)
                 continue
             outage.ok()
-            # Another message was waiting beside the one taken: one idle thread for it, and look again. Else
-            # wait: a message that arrived meanwhile has left a wake-up, so the wait returns at once.
+            # Another message was waiting beside the one taken: one idle thread for it, and look again; so
+            # too when another thread's look found nothing during this turn (its message may be this
+            # contact's next). Else wait: a message that arrived meanwhile has left a wake-up.
             if more:
                 self._inbox_wake.nudge()
-            else:
+            elif not done:
+                self._last_empty = next(self._empty_looks)
+                self._inbox_wake.wait(self.options.poll_interval)
+            elif self._last_empty == empty_before:
                 self._inbox_wake.wait(self.options.poll_interval)
 
     def run_turn(self, worker_id: str, on_more: Callable[[], None] | None = None) -> int:
