@@ -16,7 +16,6 @@ doing (a turn, a send round) and returns within a bound.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -143,11 +142,6 @@ class Workers:
         self.flow_cache = flowcache.FlowCache(self.ctx.registry)  # the flows parsed against the turns' actions
         self._stop = threading.Event()
         self._inbox_wake = Wakeups(options.threads)
-        # Numbers the turn threads' looks that found nothing; the last one's number is kept. A look that came
-        # up empty while a thread held a contact may have missed that contact's next message: the holder
-        # looks again after its turn.
-        self._empty_looks = itertools.count(1)
-        self._last_empty = 0
         self._outbox_wake = threading.Event()
         self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
         if sender is not None:
@@ -200,9 +194,8 @@ class Workers:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
             more: list[bool] = []
-            empty_before = self._last_empty
             try:
-                done = self.run_turn(worker_id, on_more=lambda: more.append(True))
+                self.run_turn(worker_id, on_more=lambda: more.append(True))
             except Exception as e:
                 if not outage.failed(e):
                     log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
@@ -210,15 +203,13 @@ class Workers:
                 self._stop.wait(self.options.error_pause)
                 continue
             outage.ok()
-            # Another message was waiting beside the one taken: one idle thread for it, and look again; so
-            # too when another thread's look found nothing during this turn (its message may be this
-            # contact's next). Else wait: a message that arrived meanwhile has left a wake-up.
+            # Another message was waiting beside the one taken: one idle thread for it, and look again. Else
+            # wait: a message that arrived meanwhile has left a wake-up, so the wait returns at once. (A
+            # contact's next message stored during its turn, whose own look found the contact held, waits
+            # for the next delivery's look or the poll.)
             if more:
                 self._inbox_wake.nudge()
-            elif not done:
-                self._last_empty = next(self._empty_looks)
-                self._inbox_wake.wait(self.options.poll_interval)
-            elif self._last_empty == empty_before:
+            else:
                 self._inbox_wake.wait(self.options.poll_interval)
 
     def run_turn(self, worker_id: str, on_more: Callable[[], None] | None = None) -> int:
