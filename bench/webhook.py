@@ -141,9 +141,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU the server process has used so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
