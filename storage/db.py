@@ -36,28 +36,32 @@ SQLITE_PRAGMAS = {
 }
 
 
-# _sqlite_time's memo: the last two values and their texts, as one tuple replaced whole.
-_last_times: list[tuple[tuple[datetime | None, str], tuple[datetime | None, str]]] = [((None, ""), (None, ""))]
+# _sqlite_time's memo: the last few values and their texts, newest first, as one tuple replaced whole.
+_TIMES_KEPT = 4
+_last_times: list[tuple[tuple[datetime | None, str], ...]] = [((None, ""),) * _TIMES_KEPT]
 
 
 def _sqlite_time(value: datetime) -> str:
     """How SQLite stores a datetime parameter: the text sqlite3's default adapter writes ("2026-01-05
     09:14:03.120000", which peewee reads back), registered explicitly (that default is deprecated).
-    isoformat costs a µs or two, and a turn's save passes its `now` seven times, with the conversation's
-    start between them, so the last two values' texts are kept (by identity: datetimes are immutable, and
-    the memo is replaced whole, so a thread never reads one value's text for another's)."""
-    last, before = _last_times[0]
-    if last[0] is value:
-        return last[1]
-    if before[0] is value:
-        _last_times[0] = before, last
-        return before[1]
+    isoformat costs about 8k instructions, and a turn's save passes its `now` seven times, with the
+    engine's own clock reading and the conversation's start between them, so the last few values' texts
+    are kept (by identity: datetimes are immutable, and the memo is replaced whole, so a thread never
+    reads one value's text for another's)."""
+    memo = _last_times[0]
+    for known, text in memo:
+        if known is value:
+            return text
     text = value.isoformat(" ")
-    _last_times[0] = (value, text), last
+    _last_times[0] = ((value, text), *memo[:-1])
     return text
 
 
 sqlite3.register_adapter(datetime, _sqlite_time)
+# sqlite3 adapts every parameter but an int, float, str or bytearray; for None, with no adapter registered,
+# that raised and cleared an AttributeError (its protocol's __adapt__) each time, about 4k instructions, and
+# a turn's compare-and-set passes a few. A C callable that gives None back: dict.get of a key never there.
+sqlite3.register_adapter(type(None), {}.get)
 
 DEFAULT_WAIT = 5.0  # seconds to wait for a connection (see open_database)
 IDLE_CHECK = 1.0  # seconds a connection may sit unused before it is checked again at its next use

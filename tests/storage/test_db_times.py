@@ -1,5 +1,5 @@
 """How SQLite stores a datetime parameter: the text peewee reads back, whatever order values come in (the
-adapter keeps the last two values' texts, storage/db.py)."""
+adapter keeps the last few values' texts, storage/db.py); and None, which has an adapter of its own."""
 
 from __future__ import annotations
 
@@ -30,3 +30,28 @@ def test_datetime_parameters_are_stored_as_their_own_text_however_they_repeat_an
     assert len(rows) == 4 * len(values)
     for n, text in rows:
         assert text == values[n % 1000].isoformat(" ") and stored_time(text) == values[n % 1000]
+
+
+def test_more_values_than_the_adapter_keeps_come_back_as_their_own_text(sqlite_db):
+    execute('CREATE TABLE "t" ("n" INTEGER, "at" TEXT)')
+    start = datetime(2026, 1, 5, 9, 14, 3, 120000)
+    values = [start + timedelta(seconds=i) for i in range(6)]
+    order = [0, 1, 2, 3, 4, 5, 0, 5, 1, 4, 2, 3, 0, 0, 5]
+    for n, i in enumerate(order):
+        execute('INSERT INTO "t" VALUES (?, ?)', (n, values[i]))
+
+    rows = execute('SELECT "n", "at" FROM "t" ORDER BY "n"').fetchall()
+    assert [stored_time(text) for _, text in rows] == [values[i] for i in order]
+    assert [text for _, text in rows] == [values[i].isoformat(" ") for i in order]
+
+
+def test_none_parameters_are_stored_as_null_and_compare_as_null(sqlite_db):
+    execute('CREATE TABLE "t" ("a" TEXT, "b" INTEGER)')
+    execute('INSERT INTO "t" VALUES (?, ?)', (None, None))
+
+    assert execute('SELECT typeof("a"), typeof("b"), "a" IS ?, "b" = ? FROM "t"', (None, None)).fetchone() == (
+        "null",
+        "null",
+        1,
+        None,
+    )
