@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import inbox, outbox
 from .contacts import SEEN, TOUCH_SQL
@@ -196,9 +196,10 @@ class ContactBusy(RuntimeError):
     """Another worker holds the contact's claim and did not release it in time."""
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A held claim on one contact's session, with the state as it was when claimed."""
+class Claim(NamedTuple):
+    """A held claim on one contact's session, with the state as it was when claimed. (Immutable, built by
+    tuple's constructor: a frozen dataclass set each of its six fields through object.__setattr__, about
+    3.5k instructions more a turn.)"""
 
     session_id: int | None  # None: no session stored yet (unstored)
     contact_id: int | None  # None: the contact may not be stored yet either (unstored)
