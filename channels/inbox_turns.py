@@ -76,11 +76,14 @@ def process_inbox(
     worker_id: str | None = None,
     in_hand: InHand = IN_HAND,
     on_more: Callable[[], None] | None = None,
+    on_next: Callable[[], None] | None = None,
 ) -> int:
     """Handle up to `limit` unprocessed inbox messages, each contact's oldest first, skipping contacts
     another worker holds; returns how many were handled. Safe to run in many threads and processes.
     on_more is called when a message was taken and another may be waiting (PostgreSQL's pick says whether
     one was; on SQLite it is assumed), so the caller knows to look again and can wake another thread.
+    on_next (PostgreSQL) is called when a claimed turn's save found the contact's next message waiting: it
+    was stored while the turn held the contact, so every look meanwhile passed it by; the caller looks again.
 
     Each message's turn runs first without a claim and saves with a compare-and-set that also marks the
     inbox row processed: one commit (channels/optimistic.py). A new session, a claim that ran out, or a
@@ -103,7 +106,8 @@ def process_inbox(
         taken = _claim_next(claim_token, ctx.clock(), on_more)
         if taken is None:
             break
-        _claimed_turn(*taken, flows, ctx)
+        if _claimed_turn(*taken, flows, ctx) and on_next is not None:
+            on_next()
         done += 1
     return done
 
@@ -131,18 +135,20 @@ def _optimistic(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows:
     return True
 
 
-def _claimed_turn(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows: FlowSet, ctx: TurnContext) -> None:
+def _claimed_turn(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows: FlowSet, ctx: TurnContext) -> bool:
+    """The claimed row's turn and save; whether the save said the contact's next message may be waiting."""
     try:
         with released_on_stop(claim), log_tags(contact, claim):
             # The contact's stored key, whichever id (phone or user id) the message named it by.
             inbound = replace(inbound_from_payload(row.payload), contact=contact)
             result = run_turn(flows, conversation_of(contact, claim.state), inbound, ctx)
-            save(claim, contact, result, ctx, inbox_id=row.id)
+            return save(claim, contact, result, ctx, inbox_id=row.id)
     except Exception as error:
         if unavailable(error):  # the database went away mid-turn: not the message's fault, not counted
             give_back(claim)
             raise
         _failed(claim, contact, row, error, ctx, flows)
+    return True
 
 
 def _failed(

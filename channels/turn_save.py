@@ -108,15 +108,16 @@ def save(
     received: Inbound | None = None,
     wa_id: str | None = None,
     profile_name: str | None = None,
-) -> None:
+) -> bool:
     """The turn's one write transaction: state + claim released, outbox rows, the inbox row processed
-    (inbox_id: a worker's row; received: a message handled as it arrived), events.
+    (inbox_id: a worker's row; received: a message handled as it arrived), events. Returns whether another
+    message of the contact may be waiting (sessions.save_and_release: PostgreSQL's one-statement save of a
+    worker's row says; otherwise True).
     """
     now = ctx.clock()
     stored = claim.session_id is not None
     if stored and (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
-        _save_in_one_statement(claim, contact, result, now, inbox_id, received, wa_id, profile_name)
-        return
+        return _save_in_one_statement(claim, contact, result, now, inbox_id, received, wa_id, profile_name)
     with write_transaction():
         if claim.contact_id is None:  # a first turn read as unstored: the contact is found or created with it
             claim = sessions.with_contact(claim, contact_id(contact, now, wa_id=wa_id, profile_name=profile_name))
@@ -144,6 +145,7 @@ def save(
             events.record_many(
                 EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
             )
+    return True
 
 
 def _save_in_one_statement(
@@ -155,9 +157,9 @@ def _save_in_one_statement(
     received: Inbound | None,
     wa_id: str | None,
     profile_name: str | None,
-) -> None:
+) -> bool:
     """save's writes on PostgreSQL, for a stored session: one statement and one round trip."""
-    sessions.save_and_release(
+    return sessions.save_and_release(
         claim,
         state_of(result.conversation, claim.state),
         sessions.Processed(

@@ -9,7 +9,8 @@
 
 Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
 delivery it stored; a thread that took a message looks again after its turn, and wakes one more idle
-thread, only when another message was waiting beside it; the turn threads and the sweep wake the sender.
+thread, only when another message was waiting beside it; it looks again alone when its save found the
+contact's next message (PostgreSQL); the turn threads and the sweep wake the sender.
 The timeout is the poll for work written by other processes. stop() lets each thread finish what it is
 doing (a turn, a send round) and returns within a bound.
 """
@@ -193,9 +194,9 @@ class Workers:
     def _turn_loop(self, worker_id: str) -> None:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
-            more: list[bool] = []
+            more: list[bool] = []  # True: another message beside the one taken; False: the contact's next
             try:
-                self.run_turn(worker_id, on_more=lambda: more.append(True))
+                self.run_turn(worker_id, on_more=lambda: more.append(True), on_next=lambda: more.append(False))
             except Exception as e:
                 if not outage.failed(e):
                     log.exception("turn thread %s: unexpected error; the message stays in the inbox", worker_id)
@@ -203,20 +204,24 @@ class Workers:
                 self._stop.wait(self.options.error_pause)
                 continue
             outage.ok()
-            # Another message was waiting beside the one taken: one idle thread for it, and look again. Else
-            # wait: a message that arrived meanwhile has left a wake-up, so the wait returns at once. (A
-            # contact's next message stored during its turn, whose own look found the contact held, waits
-            # for the next delivery's look or the poll.)
-            if more:
+            # Another message was waiting beside the one taken: one idle thread for it, and look again. The
+            # save found the contact's next message (stored during the turn, so every look meanwhile found
+            # the contact held): look again, this thread alone. Else wait: a message that arrived meanwhile
+            # has left a wake-up, so the wait returns at once.
+            if True in more:
                 self._inbox_wake.nudge()
-            else:
+            elif not more:
                 self._inbox_wake.wait(self.options.poll_interval)
 
-    def run_turn(self, worker_id: str, on_more: Callable[[], None] | None = None) -> int:
-        """Handle at most one inbox message; returns how many were handled (0 or 1). on_more: see
+    def run_turn(
+        self, worker_id: str, on_more: Callable[[], None] | None = None, on_next: Callable[[], None] | None = None
+    ) -> int:
+        """Handle at most one inbox message; returns how many were handled (0 or 1). on_more, on_next: see
         channels.inbox_turns.process_inbox."""
         started = time.perf_counter()
-        done = self._inbox_turns.process_inbox(self.ctx, self.flows, limit=1, worker_id=worker_id, on_more=on_more)
+        done = self._inbox_turns.process_inbox(
+            self.ctx, self.flows, limit=1, worker_id=worker_id, on_more=on_more, on_next=on_next
+        )
         if done:
             self.metrics.turn_latency.observe(time.perf_counter() - started)
             self.metrics.turns.inc(done)

@@ -358,9 +358,10 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> Pick:
     return Pick.of(True, Claim(session_id, row[0], token, state), row[-1])
 
 
-def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> None:
+def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> bool:
     """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours (or, for
-    a peek's unclaimed Claim, when the session changed since it was read).
+    a peek's unclaimed Claim, when the session changed since it was read). Returns whether another message
+    of the contact may be waiting: only a worker's one-statement save (below) looks; the others say True.
 
     Call inside the write transaction that also writes the outbox and marks the inbox row processed.
 
@@ -370,7 +371,9 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     with the claim released, the outbox rows and the events. Every write depends on the session update:
     when the claim is no longer ours nothing is written and ClaimLost is raised, as in the transaction
     form; ClaimLost too when a message handled as it arrived was marked processed meanwhile (nothing but
-    the session is then written, and only if its state is as this turn read it).
+    the session is then written, and only if its state is as this turn read it). A worker's row: the same
+    statement says whether the contact had another unprocessed message (its snapshot), which nobody could
+    take while this turn held the contact.
     """
     params = [state.get(c) for c in _STATE_COLUMNS]
     params[3] = ascii_json(state.get("vars") or {})
@@ -378,10 +381,11 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     params += [claim.session_id, claim.token]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
         params += claim.read_as
+    more = True
     if claim.session_id is None:  # an unstored read's first turn: the session is created, if still missing
         saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
     elif processed is not None:
-        saved = _save_processed(claim, params, processed)
+        saved, more = _save_processed(claim, params, processed)
     elif not is_postgres() and _kept_params(params) == _kept_state(claim.state):
         # Unchanged since claimed (no one else writes a claimed session) or read (the compare-and-set holds).
         saved = execute(_SAVE_KEEP[claim.read_as is not None], _UNKEPT[len(params)](params)).rowcount
@@ -389,6 +393,7 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:
         raise ClaimLost(f"the claim on session {claim.session_id} ran out before the turn saved")
+    return more
 
 
 def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
@@ -406,15 +411,27 @@ def _writes_under(guard: str, outbound: int, events: int) -> list[str]:
     return parts
 
 
+# A worker's save also says whether the contact has another unprocessed message (the pending contact
+# index, one probe): its next message, stored while this turn held the contact, was found held by every
+# look, so the worker looks again at once instead of leaving it to the next delivery or the poll.
+_NEXT_OF_CONTACT = (
+    'EXISTS (SELECT 1 FROM "inbox_message" p, i WHERE p."contact_id" = i."contact_id" '
+    'AND p."processed_at" IS NULL AND p."id" <> i."id")'
+)
+
+
 @lru_cache(maxsize=64)
 def _save_processed_sql(outbound: int, events: int) -> str:
     parts = [
         # The inbox row is locked first (the lock order of a worker's pick), then the session row.
-        'WITH i AS (SELECT "id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
+        'WITH i AS (SELECT "id", "contact_id" FROM "inbox_message" WHERE "id" = ? FOR UPDATE), '
         "s AS (" + _SAVE + ' AND (SELECT COUNT(*) FROM i) >= 0 RETURNING "id"), '
         'm AS (UPDATE "inbox_message" SET "processed_at" = ?, "error" = NULL WHERE "id" = ? AND EXISTS (SELECT 1 FROM s))'
     ]
-    return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events)) + " SELECT COUNT(*) FROM s"
+    return (
+        ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM s)", outbound, events))
+        + f" SELECT COUNT(*), {_NEXT_OF_CONTACT} FROM s"
+    )
 
 
 @lru_cache(maxsize=64)
@@ -433,7 +450,8 @@ def _save_received_sql(outbound: int, events: int, read: bool) -> str:
     return ", ".join(parts + _writes_under("EXISTS (SELECT 1 FROM i)", outbound, events)) + " SELECT COUNT(*) FROM i"
 
 
-def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> int:
+def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> tuple[int, bool]:
+    """(sessions saved, whether the contact may have another message waiting)."""
     if processed.received is None:
         sql = _save_processed_sql(len(processed.outbound), len(processed.events))
         params = [processed.inbox_id, *params, processed.at, processed.inbox_id]
@@ -445,7 +463,8 @@ def _save_processed(claim: Claim, params: list[Any], processed: Processed) -> in
         params += [claim.contact_id, processed.at, processed.at, *processed.outbound]
     for event in processed.events:
         params += event
-    return execute(sql, params).fetchone()[0]
+    row = execute(sql, params).fetchone()
+    return row[0], processed.received is not None or row[1]
 
 
 def release(claim: Claim) -> None:

@@ -14,7 +14,7 @@ from channels.worker import WorkerOptions, Workers, turn_context
 from engine.context import utcnow
 
 import whatsapp_fakes as wa
-from channel_harness import FLOWS, Channel, store_flows
+from channel_harness import FLOWS, Channel, store_flows, wait_until
 
 
 class Later:
@@ -107,3 +107,36 @@ def test_a_message_stored_with_no_wake_up_is_handled_by_the_poll(channel, graph)
     inbox.add(other, "wamid.elsewhere", payload, utcnow(), utcnow())
     graph.wait_for(2)
     assert graph.texts_to("263770000008") == ["What is 6 times 7?"]
+
+
+def test_a_contacts_next_message_stored_during_its_turn_is_taken_without_the_poll(db, settings, monkeypatch):
+    # The contact's second message is stored (by another process's webhook: no wake-up here) while the
+    # thread runs the first one's turn; every look meanwhile finds the contact held. The save says the
+    # contact has another message waiting, so the thread looks again at once: the poll (a minute) is never
+    # reached. (On SQLite a thread always looks again after a turn.)
+    from channels import inbox_turns
+    from storage import inbox
+    from storage.contacts import upsert_contact
+
+    store_flows(os.path.join(FLOWS, "timed.yaml"))
+    tendai = upsert_contact("263771234567", utcnow(), wa_id="263771234567")
+
+    def store(mid: str, text: str) -> None:
+        payload = {"contact": "263771234567", "message_id": mid, "text": text, "kind": "text"}
+        inbox.add(tendai, mid, payload, utcnow(), utcnow())
+
+    real_turn = inbox_turns.run_turn
+
+    def turn_storing_the_next(flows, conversation, inbound, ctx):
+        if inbound.message_id == "wamid.first":
+            store("wamid.second", "42")
+        return real_turn(flows, conversation, inbound, ctx)
+
+    monkeypatch.setattr(inbox_turns, "run_turn", turn_storing_the_next)
+    store("wamid.first", "quiz")
+    workers = Workers({"settings": settings}, sender=None, options=WorkerOptions(threads=1, poll_interval=60))
+    workers.start()
+    try:
+        assert wait_until(lambda: inbox.is_processed("wamid.second"), timeout=15)
+    finally:
+        workers.stop(timeout=10)

@@ -97,3 +97,25 @@ def test_the_pick_looks_for_more_in_the_pending_index_not_the_handled_history(pg
         execute("DEALLOCATE ALL")
         execute("RESET plan_cache_mode")
     assert "Seq Scan on inbox_message" not in plan, plan
+
+
+def test_a_workers_save_says_whether_its_contact_has_another_message_waiting(pg):
+    # The contact's next message, stored while its turn ran, was passed by every look (the contact was
+    # held): the save says it waits, so the worker looks again instead of leaving it to the poll.
+    _pending(2, 1, NOW)
+
+    def turn(worker: str) -> tuple[sessions.Claim, inbox.InboxRow]:
+        claim = sessions.claim_next(worker, NOW)[1]
+        return claim, inbox.oldest_pending_with_key(claim.contact_id)[0]
+
+    def save(claim: sessions.Claim, row: inbox.InboxRow) -> bool:
+        return sessions.save_and_release(claim, claim.state, sessions.Processed(row.id, NOW, [], []))
+
+    claim, row = turn("w1")
+    assert save(claim, row) is False  # the other contact's message is not this contact's
+    claim, row = turn("w2")
+    inbox.add(claim.contact_id, "wamid.during", {"contact": "x", "text": "next"}, NOW, NOW)
+    assert save(claim, row) is True
+    claim, row = turn("w3")
+    assert row.channel_message_id == "wamid.during"
+    assert save(claim, row) is False
