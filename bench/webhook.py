@@ -3,6 +3,8 @@
     python bench/webhook.py                               # SQLite; PostgreSQL too when TEST_DATABASE_URL is set
     python bench/webhook.py --graph-latency-ms 150        # Meta's real answer time: the sender's pipeline
     python bench/webhook.py --only postgres --processes 3 --send-rate 1000 --graph-latency-ms 150
+    python bench/webhook.py --acks 0 --only postgres --processes 3 --send-rate 1000 --graph-latency-ms 150 \
+        --runs 1 --statements [--checkout /path/to/another/checkout]
 
 For each database it starts `flows serve` as real subprocesses on 127.0.0.1 and measures:
 - acks: signed webhook POSTs (one new message each) from several client threads on keep-alive
@@ -19,7 +21,11 @@ For each database it starts `flows serve` as real subprocesses on 127.0.0.1 and 
 - where the burst's CPU went, per message (from /proc): the servers, on PostgreSQL the backends of the
   benchmark's database and the server's background processes, this process (the clients and the Graph
   stand-in), and the whole machine's busy time (other work on the machine included);
-- idle RSS: the resident memory of a serving process (with workers) once the load is over and idle.
+- idle RSS: the resident memory of a serving process (with workers) once the load is over and idle;
+- with --statements (PostgreSQL): the servers' SQL statements a message, by kind (picks, empty picks,
+  message reads, saves, sender claims and empty claims, marks, BEGIN/COMMIT, …) for each load, run by run,
+  counted in the servers by bench/statements.py: a figure the machine's load does not move, unlike the
+  rates and CPU times. --checkout DIR serves another checkout's code (alternate it with this one).
 Each figure is the median of --runs runs, with the spread (min–max). Loops are bounded by counts.
 
 Goals (issues 5 and 14): ≥ 1,000 acks/s with p99 < 20 ms; ≥ 300 end-to-end messages/s; with the Graph
@@ -47,6 +53,7 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, os.path.join(REPO, "tests", "channels")]
 
 import whatsapp_fakes as wa  # noqa: E402  (the Graph stand-in and payload builders the tests use)
+import statements  # noqa: E402  (bench/statements.py: --statements)
 from benchkit import proc_cpu  # noqa: E402
 
 FLOW = os.path.join(HERE, "flows", "four_steps.yaml")
@@ -123,14 +130,16 @@ class Server:
         raise RuntimeError(f"{args} did not start:\n" + self.log.read().decode(errors="replace"))
 
     @classmethod
-    def flows_serve(cls, url: str, graph_url: str, workers: int, send_rate: float = 80, cwd: str = REPO) -> Server:
-        """`flows serve` of the checkout at cwd (this one by default: `python -m cli` runs the cwd's code)."""
-        return cls(
-            ["-m", "cli", "serve", "--workers", str(workers), "--sandbox"],
-            graph_url,
-            {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))},
-            cwd,
-        )
+    def flows_serve(
+        cls, url: str, graph_url: str, workers: int, send_rate: float = 80, cwd: str = REPO, counts: str | None = None
+    ) -> Server:
+        """`flows serve` of the checkout at cwd (this one by default: `python -m cli` runs the cwd's code);
+        counts: a file where bench/statements.py writes the process's statements."""
+        env = {"DATABASE_URL": url, "WHATSAPP_SEND_RATE": str(max(1, round(send_rate)))}
+        if counts:
+            env["CONVOFLOW_BENCH_STATEMENTS"] = counts
+        start = statements.boot() if counts else ["-m", "cli"]
+        return cls([*start, "serve", "--workers", str(workers), "--sandbox"], graph_url, env, cwd)
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -311,20 +320,36 @@ def bench_acks(url: str, graph: wa.GraphStandIn, n: int, threads: int, run: int)
 def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, processes: int) -> dict[str, float]:
     """Capacity (burst), latency at the offered load, and the idle RSS, with `processes` servers."""
     prepare(url)
-    servers = [Server.flows_serve(url, graph.url, args.workers, args.send_rate / processes) for _ in range(processes)]
+    counted = args.statements and url.startswith("postgres")
+    counts = [tempfile.mktemp(prefix="convoflow-statements-") if counted else None for _ in range(processes)]
+    servers = [
+        Server.flows_serve(url, graph.url, args.workers, args.send_rate / processes, args.checkout, c) for c in counts
+    ]
     try:
         ports = [s.port for s in servers]
         split = CpuSplit(url, servers)
+        before = statement_counts(counts)
         burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
         cpu = split.per_message(args.messages)
+        after_burst = statement_counts(counts)
         steady, lat = end_to_end(
             ports, graph, bodies(args.messages, args.contacts, f"steady{run}"), args.threads, args.offered * processes
         )
+        after_steady = statement_counts(counts)
         time.sleep(1.0)  # let the process go idle before reading its memory
         rss = servers[0].rss_mb()
     finally:
         for s in servers:
             s.stop()
+        for c in counts:
+            for path in (c, f"{c}.tmp") if c else ():
+                if os.path.exists(path):
+                    os.remove(path)
+    per_message = {}
+    if counted:
+        for load, (was, now) in (("burst", (before, after_burst)), ("steady", (after_burst, after_steady))):
+            for kind in now:
+                per_message[f"sql:{load}:{kind}"] = (now[kind] - was.get(kind, 0)) / args.messages
     return {
         "burst": burst,
         "steady": steady,
@@ -333,7 +358,22 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
         "rss": rss,
         "cpu": cpu["servers"],
         **{f"cpu:{part}": ms for part, ms in cpu.items()},
+        **per_message,
     }
+
+
+def statement_counts(paths: list[str | None]) -> dict[str, int]:
+    """The servers' statements so far by kind, summed (bench/statements.py), read once the load has settled:
+    a send's mark follows the Graph API's answer, and the counts are written every statements.STEP s."""
+    if not any(paths):
+        return {}
+    time.sleep(0.5)
+    total: dict[str, int] = defaultdict(int)
+    for path in paths:
+        for kind, n in statements.read(path).items():
+            total[kind] += n
+    total["all"] = sum(n for kind, n in total.items() if kind != "all")
+    return dict(total)
 
 
 def summary(name: str, values: list[float], unit: str, fmt: str = "{:.0f}") -> str:
@@ -354,6 +394,17 @@ def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> N
     print("  " + summary(f"{label}: steady load offered at {offered:.0f}/s", col("steady"), "messages/s"))
     print("  " + summary(f"{label}: POST-to-reply p50", col("p50"), "ms"))
     print("  " + summary(f"{label}: POST-to-reply p99", col("p99"), "ms"))
+    for load in ("burst", "steady"):
+        kinds = sorted({k for r in results for k in r if k.startswith(f"sql:{load}:") and r[k]}, key=_statement_order)
+        if kinds:
+            print(f"    statements a message, {load} (bench/statements.py), run by run:")
+        for key in kinds:
+            print(f"      {key.split(':', 2)[2]:<22} " + " / ".join(f"{r.get(key, 0.0):.3f}" for r in results))
+
+
+def _statement_order(key: str) -> tuple[int, str]:
+    kind = key.split(":", 2)[2]
+    return (kind == "all", kind)
 
 
 def arguments() -> argparse.Namespace:
@@ -369,7 +420,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--send-rate", type=float, default=80, help="the number's messages/s, shared by the processes")
     parser.add_argument("--offered", type=float, default=80, help="steady load per process, messages/s")
     parser.add_argument("--processes", type=int, default=1, help="servers sharing the PostgreSQL database")
-    return parser.parse_args()
+    parser.add_argument(
+        "--statements", action="store_true", help="PostgreSQL: count the servers' statements a message, by kind"
+    )
+    parser.add_argument("--checkout", default=REPO, help="serve this checkout's code (default: this one)")
+    args = parser.parse_args()
+    args.checkout = os.path.abspath(args.checkout)
+    return args
 
 
 def main() -> None:
