@@ -25,6 +25,7 @@ STEP = 0.1  # seconds between two writes of the counts
 # (kind, a piece of SQL only that kind's statements hold), the first match wins. Kinds that end in "?"
 # are counted apart when they return no row ("… empty").
 KINDS = (
+    ("sender mark and claim?", "claimed AS (UPDATE"),  # outbox.record_sent_and_claim: empty, claiming none
     ("pick?", "WITH pick AS ("),  # sessions._CLAIM_NEXT: a turn thread's look
     ("save", 'WITH i AS (SELECT "id"'),  # a worker's one-statement save (sessions._save_processed_sql)
     ("message read?", 'FROM "inbox_message" i JOIN "contact" c ON c."id" = i."contact_id" WHERE i."processed_at"'),

@@ -44,7 +44,7 @@ from urllib3.util.wait import wait_for_read
 from engine.context import utcnow
 from engine.messages import Outbound
 from storage import outbox
-from storage.db import write_transaction
+from storage.db import is_postgres, write_transaction
 from storage.outbox import Claimed
 from storage.settings import Settings
 
@@ -247,7 +247,9 @@ class Sender:
         """Lease the next rows to send (see storage.outbox.claim), leaving out any this process is still
         sending or has an unwritten outcome for."""
         now = self.clock()
-        rows = outbox.claim(now, now + timedelta(seconds=self.policy.lease), limit or self.batch)
+        return self._not_held(outbox.claim(now, now + timedelta(seconds=self.policy.lease), limit or self.batch))
+
+    def _not_held(self, rows: list[Claimed]) -> list[Claimed]:
         with self._lock:
             held = set(self._in_flight) | {row.id for row, _ in self._finished}
         return [row for row in rows if row.id not in held]
@@ -358,8 +360,9 @@ class Sender:
     # ── recording ─────────────────────────────────────────────────────────────────────────────────
 
     def _record(self, tries: int, claim: int = 0, look: bool = True) -> tuple[int, list[Claimed]]:
-        """Write every finished outcome in one transaction, trying `tries` times (a locked SQLite, a lost
-        connection), and lease up to `claim` rows to send next in the same transaction (with look=False
+        """Write every finished outcome in one transaction (on PostgreSQL, when every send was accepted, one
+        statement), trying `tries` times (a locked SQLite, a lost connection), and lease up to `claim` rows
+        to send next in the same transaction (with look=False
         only when an outcome freed its contact's next row); outcomes that could not be written are kept
         for the next call, and the error raised. Returns (how many were written, the rows leased)."""
         with self._lock:
@@ -368,8 +371,19 @@ class Sender:
             return 0, self.claim(claim) if claim > 0 and look else []
         now = self.clock()
         plan = [(row, attempt, self._next_try(row, attempt)) for row, attempt in outcomes]
+        # Every send accepted, on PostgreSQL: the marks and the claim in one statement (no BEGIN, no COMMIT).
+        alone = is_postgres() and all(attempt.ok for _, attempt, _ in plan)
         for n in range(tries):
             try:
+                if alone:
+                    sent = [(row.id, attempt.wamid) for row, attempt, _ in plan]
+                    lease = now + timedelta(seconds=self.policy.lease)
+                    claimed = []
+                    if claim > 0:
+                        claimed = self._not_held(outbox.record_sent_and_claim(sent, now, lease, claim, look))
+                    else:
+                        outbox.record_sent(sent, now)
+                    break
                 with write_transaction():
                     freed = self._write(plan, now)
                     claimed = self.claim(claim) if claim > 0 and (look or freed) else []

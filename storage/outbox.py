@@ -116,7 +116,10 @@ def insert_sql(count: int, guard: str) -> str:
 def claim(now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
     """Lease up to `limit` rows to send (until `lease_until`): the oldest pending, due row of each contact
     with no older pending row, oldest first."""
-    rows = execute(_CLAIM[is_postgres()], (lease_until, now, limit)).fetchall()
+    return _claimed(execute(_CLAIM[is_postgres()], (lease_until, now, limit)).fetchall())
+
+
+def _claimed(rows: list[tuple]) -> list[Claimed]:
     # The contact's address as Meta expects it: its phone number, else its user id (sent as `recipient`).
     return [
         Claimed(id=row_id, contact_key=key, to=address or key, payload=payload, attempts=attempts)
@@ -137,6 +140,31 @@ def _sent_sql(count: int) -> str:
     # The first row's casts type the VALUES list: PostgreSQL cannot infer bare parameters' types there,
     # refused to PREPARE the statement and planned it anew on every mark.
     return _SENT.format(values=", ".join(["(CAST(? AS INTEGER), CAST(? AS TEXT))"] + ["(?, ?)"] * (count - 1)))
+
+
+def record_sent_and_claim(
+    sent: list[tuple[int, str]], at: datetime, lease_until: datetime, limit: int, look: bool
+) -> list[Claimed]:
+    """PostgreSQL, outside a transaction: record_sent and then claim, in one statement (its own
+    transaction, durable at commit) instead of BEGIN, the two and COMMIT. The claim runs when `look`, or
+    when a marked row's contact has a later pending row (record_sent's answer); it reads the statement's
+    snapshot, where the marked rows are still pending, so "first of its contact" leaves them out."""
+    params = [x for pair in sent for x in pair] + [at, lease_until, at, look, limit]
+    return _claimed(execute(_sent_and_claim_sql(len(sent)), params).fetchall())
+
+
+@lru_cache(maxsize=64)
+def _sent_and_claim_sql(count: int) -> str:
+    mark = _sent_sql(count).replace("RETURNING EXISTS", 'RETURNING "contact_id", EXISTS', 1) + ' AS "later"'
+    first = (
+        'f."id" = (SELECT min(p."id") FROM "outbox_message" p WHERE p."contact_id" = f."contact_id" '
+        'AND p."status" = \'pending\' AND p."id" NOT IN (SELECT "id" FROM v))'
+    )
+    claim = _CLAIM_SQL.format(
+        first=f'{first} AND (? OR EXISTS (SELECT 1 FROM m WHERE m."later"))', lock=" FOR UPDATE OF f SKIP LOCKED"
+    )
+    with_v, _, update = mark.partition(") UPDATE ")
+    return f"{with_v}), m AS (UPDATE {update}), claimed AS ({claim}) SELECT * FROM claimed"
 
 
 def retry_later(row_id: int, next_attempt_at: datetime, error: str) -> None:
