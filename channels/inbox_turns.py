@@ -82,9 +82,8 @@ def process_inbox(
     another worker holds; returns how many were handled. Safe to run in many threads and processes.
     on_more is called when a message was taken and another may be waiting (PostgreSQL's pick says whether
     one was; on SQLite it is assumed), so the caller knows to look again and can wake another thread.
-    on_next (PostgreSQL) is called when only the taken message's contact has another message waiting, by
-    the pick or by the turn's save (stored while the turn held the contact, every look meanwhile passed it
-    by): no other thread can take it before this turn ends, so the caller looks again, alone.
+    on_next (PostgreSQL) is called when a claimed turn's save found the contact's next message waiting: it
+    was stored while the turn held the contact, so every look meanwhile passed it by; the caller looks again.
 
     Each message's turn runs first without a claim and saves with a compare-and-set that also marks the
     inbox row processed: one commit (channels/optimistic.py). A new session, a claim that ran out, or a
@@ -104,7 +103,7 @@ def process_inbox(
                 if found[0] is not None and _optimistic(found[0], found[1], found[2], flows, ctx):
                     done += 1
                     continue
-        taken = _claim_next(claim_token, ctx.clock(), on_more, on_next)
+        taken = _claim_next(claim_token, ctx.clock(), on_more)
         if taken is None:
             break
         if _claimed_turn(*taken, flows, ctx) and on_next is not None:
@@ -206,10 +205,7 @@ def _give_up(
 
 
 def _claim_next(
-    claim_token: str,
-    now: datetime,
-    on_more: Callable[[], None] | None = None,
-    on_next: Callable[[], None] | None = None,
+    claim_token: str, now: datetime, on_more: Callable[[], None] | None = None
 ) -> tuple[sessions.Claim, inbox.InboxRow, str] | None:
     """Claim the contact with the oldest unprocessed message nobody holds, and take that message.
 
@@ -225,12 +221,8 @@ def _claim_next(
                 return None
             if claim is None:
                 continue
-            # PostgreSQL's pick says whether the message waiting is another contact's (another thread may
-            # take it) or only this contact's (this thread takes it after its turn); SQLite's assumes both.
-            if on_more is not None and getattr(picked, "others", True):
+            if on_more is not None and getattr(picked, "more", True):
                 on_more()
-            elif on_next is not None and getattr(picked, "more", True):
-                on_next()
             taken = inbox.oldest_pending_with_key(claim.contact_id)
             if taken is None:  # handled by someone else between the pick and the claim
                 sessions.release(claim)

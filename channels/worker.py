@@ -9,9 +9,8 @@
 
 Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
 delivery it stored; a thread that took a message looks again after its turn, and wakes one more idle
-thread, only when another contact's message was waiting beside it; it looks again alone when only its
-contact's next message was (PostgreSQL's pick or save says which); the turn threads and the sweep wake
-the sender.
+thread, only when another message was waiting beside it; it looks again alone when its save found the
+contact's next message (PostgreSQL); the turn threads and the sweep wake the sender.
 The timeout is the poll for work written by other processes. stop() lets each thread finish what it is
 doing (a turn, a send round) and returns within a bound.
 """
@@ -195,7 +194,7 @@ class Workers:
     def _turn_loop(self, worker_id: str) -> None:
         outage = Outage(f"turn thread {worker_id}")
         while not self._stop.is_set():
-            more: list[bool] = []  # True: another contact's message was waiting; False: only this contact's
+            more: list[bool] = []  # True: another message beside the one taken; False: the contact's next
             try:
                 self.run_turn(worker_id, on_more=lambda: more.append(True), on_next=lambda: more.append(False))
             except Exception as e:
@@ -205,10 +204,10 @@ class Workers:
                 self._stop.wait(self.options.error_pause)
                 continue
             outage.ok()
-            # Another contact's message was waiting beside the one taken: one idle thread for it, and look
-            # again. Only this contact's next one (the pick saw it, or the save did: stored during the turn,
-            # every look meanwhile found the contact held): look again, this thread alone. Else wait: a
-            # message that arrived meanwhile has left a wake-up, so the wait returns at once.
+            # Another message was waiting beside the one taken: one idle thread for it, and look again. The
+            # save found the contact's next message (stored during the turn, so every look meanwhile found
+            # the contact held): look again, this thread alone. Else wait: a message that arrived meanwhile
+            # has left a wake-up, so the wait returns at once.
             if True in more:
                 self._inbox_wake.nudge()
             elif not more:

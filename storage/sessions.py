@@ -108,9 +108,8 @@ _CLAIM_BY_KEY = {
 # session) before giving one — several times the CPU of a pick. Which contact goes first among messages
 # sent in the same second does not matter; a contact's own messages are still read in (sent_at, id) order
 # (inbox.oldest_pending_with_key).
-# The last two columns say whether another message was waiting beside the one taken: of a contact nobody
-# held (the worker then wakes one more idle thread, and looks again after its turn), and of this contact
-# (it looks again after its turn, alone: no other thread can take it meanwhile).
+# The last column says whether another message was waiting, of this contact or of one nobody held, beside
+# the one taken: only then does the worker look again after its turn and wake one more idle thread.
 _CLAIM_NEXT = (
     'WITH pick AS (SELECT i."contact_id", i."id" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = '
     'i."contact_id" WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
@@ -119,10 +118,8 @@ _CLAIM_NEXT = (
     "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ") "
     f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))}, '
     '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
-    'WHERE m."processed_at" IS NULL AND m."contact_id" <> pick."contact_id" '
-    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL, '
-    'EXISTS (SELECT 1 FROM "inbox_message" n WHERE n."contact_id" = pick."contact_id" '
-    'AND n."processed_at" IS NULL AND n."id" <> pick."id") '
+    'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
+    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL '
     "FROM pick LEFT JOIN claimed ON true"
 )
 
@@ -335,15 +332,14 @@ def peek_next(token: str, now: datetime, skip: frozenset[int] = frozenset()) -> 
 
 
 class Pick(tuple):
-    """claim_next's (found, claim); `others`: whether a message of another contact nobody held was waiting,
-    `more`: whether any other message was (of such a contact or of this one)."""
+    """claim_next's (found, claim), and in `more` whether another message was waiting to be taken."""
 
-    more = others = False
+    more = False
 
     @classmethod
-    def of(cls, found: bool, claim: Claim | None, others: bool = False, own: bool = False) -> Pick:
+    def of(cls, found: bool, claim: Claim | None, more: bool) -> Pick:
         pick = cls((found, claim))
-        pick.others, pick.more = others, others or own
+        pick.more = more
         return pick
 
 
@@ -351,16 +347,15 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> Pick:
     """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
     holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
     (True, None) when another worker claimed it first, (True, claim) otherwise; its `more` says whether
-    another message was waiting beside it, of this contact or of one nobody held, and its `others` whether
-    one of another contact was (the pick's snapshot).
+    another message was waiting beside it, of this contact or of one nobody held (the pick's snapshot).
     """
     row = execute(_CLAIM_NEXT, (now, token, now + lease, now, now)).fetchone()
     if row is None:
-        return Pick.of(False, None)
+        return Pick.of(False, None, False)
     if row[1] is None:
-        return Pick.of(True, None, row[-2], row[-1])
-    session_id, state = _decode(row[1:-2])
-    return Pick.of(True, Claim(session_id, row[0], token, state), row[-2], row[-1])
+        return Pick.of(True, None, row[-1])
+    session_id, state = _decode(row[1:-1])
+    return Pick.of(True, Claim(session_id, row[0], token, state), row[-1])
 
 
 def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> bool:

@@ -119,18 +119,3 @@ def test_a_workers_save_says_whether_its_contact_has_another_message_waiting(pg)
     claim, row = turn("w3")
     assert row.channel_message_id == "wamid.during"
     assert save(claim, row) is False
-
-
-def test_a_pick_tells_another_contacts_message_from_its_own_contacts_next(pg):
-    # Only another contact's message is worth waking another thread for: the contact's own next one waits
-    # for this turn, and the thread that holds the contact takes it after.
-    own = upsert_contact("263722222222", NOW)
-    for n in range(2):
-        inbox.add(own, f"wamid.own.{n}", {"contact": "263722222222", "text": "hi"}, NOW, NOW)
-    picked = sessions.claim_next("w1", NOW)
-    assert picked[1].contact_id == own and picked.more and not picked.others
-    other = upsert_contact("263733333333", NOW)
-    inbox.add(other, "wamid.other", {"contact": "263733333333", "text": "hi"}, NOW + timedelta(seconds=1), NOW)
-    sessions.release(picked[1])
-    picked = sessions.claim_next("w2", NOW)
-    assert picked[1].contact_id == own and picked.more and picked.others
