@@ -210,10 +210,11 @@ class Settings:
         parse; a secret's value is never repeated.
         """
         if environ is None:
-            if dotenv:
+            path = os.path.join(os.getcwd(), ".env")
+            if dotenv and os.path.isfile(path):  # python-dotenv (a few ms to import) only for a file to read
                 from dotenv import load_dotenv
 
-                load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+                load_dotenv(path, override=False)
             environ = dict(os.environ)
         values = {}
         for f in dataclasses.fields(cls):
