@@ -151,8 +151,20 @@ def time_mistakes(folder: str, sizes: list[int], runs: int) -> None:
     print(f"growth with a mistake in every step: {large} steps take {ratio:.2f}x the time of {small} (medians)")
 
 
-# What validate has no use for: HTTP, the web server, the database (issue 14.4: import only what it needs).
-UNNEEDED = ("requests", "flask", "werkzeug", "peewee", "psycopg2", "storage.payments", "storage.models")
+# What validate has no use for: HTTP, the web server, the database, the other commands' modules (issue 14.4:
+# import only what it needs). Jinja is needed: it reads every condition and every template that does not
+# only show variables.
+UNNEEDED = (
+    "requests",
+    "flask",
+    "werkzeug",
+    "peewee",
+    "psycopg2",
+    "storage.payments",
+    "storage.models",
+    "channels.commands.chat",
+    "channels.commands.channel",
+)
 
 
 def time_subprocess(path: str, env: dict, cpu: list[float] | None = None) -> float:
