@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Callable, Iterator
 
 from channels.claims import give_back, released_on_stop, token
 from channels.optimistic import OptimisticTurn
 from channels.turn_save import conversation_of, inbound_from_payload, log_tags, outbound_dict, persistent, save
 from engine.context import TurnContext
-from engine.messages import Outbound
+from engine.messages import Inbound, Outbound, TurnResult
 from engine.model import FlowSet
 from engine.runner import awaits_secret, run_turn
 from storage import events, inbox, outbox, sessions
@@ -35,6 +36,10 @@ _PICK_TRIES = 5
 # aside with an apology, so one broken message does not hold its contact's later messages up for ever. A
 # database outage never reaches the cap: the failure cannot be counted while the database is down.
 MAX_TURN_ATTEMPTS = 3
+# On SQLite a turn thread takes the waiting messages of up to this many contacts at once and saves their
+# turns in one write transaction (_optimistic_group): one commit, one pick and one wake-up of the sender
+# for the lot instead of one each.
+GROUP = 8
 GAVE_UP_REPLY = (
     "Sorry, something went wrong on our side and I could not handle your last message. Send *menu* to start again."
 )
@@ -54,19 +59,32 @@ class InHand:
         self, claim_token: str, now: datetime
     ) -> Iterator[tuple[sessions.Claim | None, inbox.InboxRow, str] | None]:
         """sessions.peek_next skipping the contacts in hand, the one found held for the body's duration."""
+        with self.picked_group(lambda: claim_token, now, 1) as found:
+            yield found[0] if found else None
+
+    @contextmanager
+    def picked_group(
+        self, tokens: Callable[[], str], now: datetime, contacts: int
+    ) -> Iterator[list[tuple[sessions.Claim | None, inbox.InboxRow, str]]]:
+        """sessions.peek_waiting skipping the contacts in hand, those found held for the body's duration."""
         with self._lock:
-            found = sessions.peek_next(claim_token, now, frozenset(self._contacts))
-            if found is not None:
-                self._contacts.add(found[1].contact_id)
+            found = sessions.peek_waiting(tokens, now, frozenset(self._contacts), contacts)
+            self._contacts.update(row.contact_id for _, row, _ in found)
         try:
             yield found
         finally:
-            if found is not None:
+            if found:
                 with self._lock:
-                    self._contacts.discard(found[1].contact_id)
+                    self._contacts.difference_update(row.contact_id for _, row, _ in found)
 
 
 IN_HAND = InHand()
+
+
+def group_size() -> int:
+    """How many messages a turn thread asks process_inbox for at once: GROUP on SQLite, where they are saved
+    together; one on PostgreSQL, whose pick claims one contact and says whether more is waiting."""
+    return 1 if is_postgres() else GROUP
 
 
 def process_inbox(
@@ -81,29 +99,36 @@ def process_inbox(
     """Handle up to `limit` unprocessed inbox messages, each contact's oldest first, skipping contacts
     another worker holds; returns how many were handled. Safe to run in many threads and processes.
     on_more is called when a message was taken and another may be waiting (PostgreSQL's pick says whether
-    one was; on SQLite it is assumed), so the caller knows to look again and can wake another thread.
-    on_next (PostgreSQL) is called when a claimed turn's save found the contact's next message waiting: it
-    was stored while the turn held the contact, so every look meanwhile passed it by; the caller looks again.
+    one was; on SQLite it is assumed when the pick found as many contacts as it asked for), so the caller
+    knows to look again and can wake another thread. on_next (PostgreSQL) is called when a claimed turn's
+    save found the contact's next message waiting: it was stored while the turn held the contact, so every
+    look meanwhile passed it by; the caller looks again.
 
     Each message's turn runs first without a claim and saves with a compare-and-set that also marks the
-    inbox row processed: one commit (channels/optimistic.py). A new session, a claim that ran out, or a
-    state that moved meanwhile takes the claim path instead (_claim_next), as does PostgreSQL, whose
-    SKIP LOCKED pick keeps several processes off each other's contacts.
+    inbox row processed: one commit (channels/optimistic.py); on SQLite the messages of up to GROUP
+    contacts are picked at once and their turns saved in one commit (_optimistic_group). A new session, a
+    claim that ran out, or a state that moved meanwhile takes the claim path instead (_claim_next), as does
+    PostgreSQL, whose SKIP LOCKED pick keeps several processes off each other's contacts.
     """
     ctx = persistent(ctx)
     done = 0
     while done < limit:
-        claim_token = token(worker_id)
         if not is_postgres():
-            with in_hand.picked(claim_token, ctx.clock()) as found:
-                if found is None:
+            tokens = partial(token, worker_id)
+            with in_hand.picked_group(tokens, ctx.clock(), min(GROUP, limit - done)) as group:
+                if not group:
                     break
-                if on_more is not None:
+                if on_more is not None and len(group) == min(GROUP, limit - done):  # a full group: more may wait
                     on_more()
-                if found[0] is not None and _optimistic(found[0], found[1], found[2], flows, ctx):
-                    done += 1
+                if len(group) > 1:
+                    handled = _optimistic_group(group, flows, ctx)
+                else:
+                    claim, row, contact = group[0]
+                    handled = int(claim is not None and _optimistic(claim, row, contact, flows, ctx))
+                done += handled
+                if handled == len(group):
                     continue
-        taken = _claim_next(claim_token, ctx.clock(), on_more)
+        taken = _claim_next(token(worker_id), ctx.clock(), on_more)
         if taken is None:
             break
         if _claimed_turn(*taken, flows, ctx) and on_next is not None:
@@ -125,14 +150,122 @@ def _optimistic(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows:
         )
         return result is not None
     except Exception as error:
-        if unavailable(error):
-            if turn.claimed:
-                give_back(claim)
-            raise
-        if not turn.claimed and not sessions.claim_read(claim, ctx.clock()):
-            raise  # the state moved on meanwhile: whoever moved it handles the row, or it is picked again
-        _failed(claim, contact, row, error, ctx, flows)
+        _optimistic_failed(turn, row, error, flows, ctx)
     return True
+
+
+def _optimistic_failed(
+    turn: OptimisticTurn, row: inbox.InboxRow, error: Exception, flows: FlowSet, ctx: TurnContext
+) -> None:
+    """An optimistic turn or its save raised `error`: an outage gives back the claim an action took and is
+    raised; otherwise the turn takes the claim (unless it holds it) and fails as a claimed turn does."""
+    claim, contact = turn.claim, turn.inbound.contact
+    if unavailable(error):
+        if turn.claimed:
+            give_back(claim)
+        raise error
+    if not turn.claimed and not sessions.claim_read(claim, ctx.clock()):
+        raise error  # the state moved on meanwhile: whoever moved it handles the row, or it is picked again
+    _failed(claim, contact, row, error, ctx, flows)
+
+
+def _optimistic_group(
+    group: list[tuple[sessions.Claim | None, inbox.InboxRow, str]], flows: FlowSet, ctx: TurnContext
+) -> int:
+    """Several contacts' messages, each one's turn run without a claim as _optimistic runs it, and the turns
+    that reached no action acting outside saved together: one write transaction, each save its own
+    savepoint (a nested write_transaction), so a save that fails or finds its state moved on leaves the
+    others. A turn that took the claim for an action saved alone at once, as on its own. Nothing is
+    acknowledged before the commit: a crash or a failed commit leaves every row of the group unprocessed,
+    and its turn runs again. Returns how many messages were handled (saved, or set aside after failing);
+    the rest (a new session, a state that moved on) are left for the claim path or the next pick.
+    """
+    handled = 0
+    ready: list[tuple[OptimisticTurn, inbox.InboxRow, TurnResult]] = []
+    failed: list[tuple[OptimisticTurn, inbox.InboxRow, Exception]] = []
+    for claim, row, contact in group:
+        if claim is None:  # a new session, or a claim that ran out: the claim path
+            continue
+        inbound = replace(inbound_from_payload(row.payload), contact=contact)
+        turn = OptimisticTurn(claim, inbound)
+        together: list[TurnResult] = []
+        try:
+            result = turn.run(
+                ctx, partial(_turn_of, flows, claim, inbound), partial(_save_or_keep, turn, row, ctx, together)
+            )
+        except Exception as error:
+            failed.append((turn, row, error))
+            continue
+        if result is None:  # the state moved on: nothing saved
+            continue
+        if together:
+            ready.append((turn, row, together[0]))
+        else:
+            handled += 1
+    try:
+        handled += _save_together(ready, ctx, failed)
+    except BaseException:
+        for turn, row, error in failed:  # claims taken for actions are given back, errors noted where possible
+            with suppress(Exception):
+                _optimistic_failed(turn, row, error, flows, ctx)
+        raise
+    first: Exception | None = None
+    for turn, row, error in failed:
+        try:
+            _optimistic_failed(turn, row, error, flows, ctx)
+            handled += 1
+        except Exception as raised:
+            first = first or raised
+    if first is not None:
+        raise first
+    return handled
+
+
+def _turn_of(flows: FlowSet, claim: sessions.Claim, inbound: Inbound, turn_ctx: TurnContext) -> TurnResult:
+    return run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, turn_ctx)
+
+
+def _save_or_keep(
+    turn: OptimisticTurn,
+    row: inbox.InboxRow,
+    ctx: TurnContext,
+    together: list[TurnResult],
+    read: sessions.Claim,
+    result: TurnResult,
+) -> None:
+    """A group's save of one turn: alone at once when the turn took the claim for an action, else kept to
+    be saved with the others."""
+    if turn.claimed:
+        save(read, turn.inbound.contact, result, ctx, inbox_id=row.id)
+    else:
+        together.append(result)
+
+
+def _save_together(
+    ready: list[tuple[OptimisticTurn, inbox.InboxRow, TurnResult]],
+    ctx: TurnContext,
+    failed: list[tuple[OptimisticTurn, inbox.InboxRow, Exception]],
+) -> int:
+    """The kept turns' saves in one write transaction, a savepoint each; returns how many were saved once it
+    committed. A save whose state moved on (ClaimLost) is dropped, its row picked again; one that fails
+    otherwise goes to `failed`; an outage ends the transaction, nothing saved."""
+    if not ready:
+        return 0
+    saved = 0
+    with write_transaction():
+        for turn, row, result in ready:
+            try:
+                with log_tags(turn.inbound.contact, turn.claim):
+                    save(turn.claim, turn.inbound.contact, result, ctx, inbox_id=row.id)
+            except sessions.ClaimLost:
+                continue
+            except Exception as error:
+                if unavailable(error):
+                    raise
+                failed.append((turn, row, error))
+                continue
+            saved += 1
+    return saved
 
 
 def _claimed_turn(claim: sessions.Claim, row: inbox.InboxRow, contact: str, flows: FlowSet, ctx: TurnContext) -> bool:

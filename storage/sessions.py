@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import inbox, outbox
 from .contacts import SEEN, TOUCH_SQL
@@ -176,7 +176,7 @@ _PEEK_NEXT = (
     f's.{_RETURNING.replace(", ", ", s.")}, s."claimed_until" FROM "inbox_message" i '
     'JOIN "contact" c ON c."id" = i."contact_id" LEFT JOIN "session" s ON s."contact_id" = i."contact_id" '
     'WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?){skip} '
-    'ORDER BY i."sent_at", i."id" LIMIT 1'
+    'ORDER BY i."sent_at", i."id" LIMIT {limit}'
 )
 
 _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
@@ -320,15 +320,34 @@ def peek_next(token: str, now: datetime, skip: frozenset[int] = frozenset()) -> 
     contact's key), or None when there is no such message. The Claim is None when the session is new or
     held by a claim that ran out: take the claim path then. See peek for how the read turn saves.
     """
+    found = peek_waiting(lambda: token, now, skip, 1)
+    return found[0] if found else None
+
+
+def peek_waiting(
+    tokens: Callable[[], str], now: datetime, skip: frozenset[int] = frozenset(), contacts: int = 1
+) -> list[tuple[Claim | None, Any, str]]:
+    """peek_next for up to `contacts` contacts at once, in one read: each one's oldest unprocessed message,
+    oldest first, each Claim with a token from `tokens()` (a turn thread's group, channels/inbox_turns.py)."""
     marks = f' AND i."contact_id" NOT IN ({", ".join("?" * len(skip))})' if skip else ""
-    row = execute(_PEEK_NEXT.format(skip=marks), (now, *skip)).fetchone()
-    if row is None:
-        return None
-    message, key, session = inbox.row_of(row[:6]), row[6], row[7:]
-    if session[0] is None or session[-1] is not None:
-        return None, message, key
-    session_id, state = _decode(session[:-1])
-    return Claim(session_id, message.contact_id, token, state, read_as=session[1:-1]), message, key
+    # A contact may have several messages waiting: read a few more rows than contacts, keep each one's first.
+    rows = execute(_PEEK_NEXT.format(skip=marks, limit=contacts if contacts == 1 else 4 * contacts), (now, *skip))
+    rows = rows.fetchall()
+    found: list[tuple[Claim | None, Any, str]] = []
+    seen: set[int] = set()
+    for row in rows:
+        if row[1] in seen:
+            continue
+        seen.add(row[1])
+        message, key, session = inbox.row_of(row[:6]), row[6], row[7:]
+        if session[0] is None or session[-1] is not None:
+            found.append((None, message, key))
+        else:
+            session_id, state = _decode(session[:-1])
+            found.append((Claim(session_id, message.contact_id, tokens(), state, read_as=session[1:-1]), message, key))
+        if len(found) == contacts:
+            break
+    return found
 
 
 class Pick(tuple):
