@@ -421,8 +421,8 @@ class _sqlite_write:
         )
         try:
             if state.transactions:  # nested: a savepoint, as peewee's atomic() makes one
-                self.nested = db.atomic()
-                self.nested.__enter__()
+                self.nested = f"cf_s{id(self):x}"  # unique while this one is open
+                db.run(f'SAVEPOINT "{self.nested}"', ())
                 return
             self.nested = None
             db.run("BEGIN IMMEDIATE", ())
@@ -434,7 +434,7 @@ class _sqlite_write:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self.nested is not None:
-                self.nested.__exit__(exc_type, exc, tb)
+                self._end_savepoint(exc_type is not None)
                 return
             db = self.db
             db._state.transactions.pop()
@@ -449,6 +449,21 @@ class _sqlite_write:
             db._run_commit_callbacks()
         finally:
             self._release()
+
+    def _end_savepoint(self, failed: bool) -> None:
+        """Release the savepoint, or roll back to it and release it: peewee's savepoint without its uuid4 and
+        execute_sql (35 µs against 3.5 a savepoint; a turn thread's group saves each turn in one)."""
+        name = self.nested
+        if not failed:
+            try:
+                self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
+                return
+            except Exception:
+                self.db.run(f'ROLLBACK TO SAVEPOINT "{name}"', ())
+                self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
+                raise
+        self.db.run(f'ROLLBACK TO SAVEPOINT "{name}"', ())
+        self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
 
     def _rollback(self) -> None:
         db = self.db

@@ -232,3 +232,28 @@ def test_groups_in_several_threads_keep_each_contacts_messages_in_order(sqlite_d
         assert texts(contact) == ["one?", "two?", "got first and second", "one?", "two?"]
         assert sessions.get_state(contact)["vars"] == {"contact": contact, "a": "again"}
     assert inbox.backlog() == 0
+
+
+def test_a_nested_write_transaction_is_a_savepoint_that_fails_alone(sqlite_db):
+    # The group's savepoints: write_transaction nested in another (storage/db.py's own SAVEPOINT).
+    from storage.db import write_transaction
+
+    clock = Clock()
+    with write_transaction():
+        upsert_contact("kept", clock())
+        with pytest.raises(ValueError):
+            with write_transaction():
+                upsert_contact("dropped", clock())
+                raise ValueError("this part only")
+        with write_transaction():
+            upsert_contact("also kept", clock())
+    with pytest.raises(ValueError):
+        with write_transaction():
+            with write_transaction():
+                upsert_contact("inner of a failed outer", clock())
+            raise ValueError("the whole transaction")
+
+    from storage.models import Contact
+
+    assert sorted(c.key for c in Contact.select()) == ["also kept", "kept"]
+    assert not sqlite_db.connection().in_transaction
