@@ -488,7 +488,7 @@ def serve(
             host=host,
             port=port,
             ident="convoflow",
-            threads=settings.http_threads,
+            threads=settings.serving_threads(),
             connection_limit=settings.http_connection_limit,
             backlog=settings.http_backlog,
             channel_timeout=settings.http_channel_timeout,
@@ -505,7 +505,7 @@ def serve(
 def pool_size(settings: Settings, workers: int) -> int:
     """PostgreSQL connections a serving process may hold: one per HTTP thread and turn thread, the sender,
     the housekeeping sweep, and a few spare."""
-    return settings.http_threads + workers + 4
+    return settings.serving_threads() + workers + 4
 
 
 def create_from_env(workers: int = 2, sandbox: bool = False) -> Flask:

@@ -18,6 +18,14 @@ from typing import Any, Callable, Iterator
 DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v25.0"
 
 
+# HTTP_THREADS when unset. On SQLite every delivery's write takes its turn at one writer lock, so threads
+# beyond a few only wait there, each woken at a cost: with 4 instead of 8 the server's CPU a message end to
+# end was 0.89-0.93x (bench/peer.py --against), and 200 clients on 1,000 connections waited no longer
+# (bench/connections.py). On PostgreSQL more threads hide the database's round trips.
+HTTP_THREADS_SQLITE = 4
+HTTP_THREADS_POSTGRES = 8
+
+
 class SettingsError(ValueError):
     """A missing or inconsistent setting; the message names it and never shows a secret."""
 
@@ -188,7 +196,13 @@ class Settings:
         "(the webhook then answers 503 and Meta delivers again)",
         positive_int,
     )
-    http_threads: int = setting(8, "HTTP_THREADS", "threads answering HTTP in `flows serve`", positive_int)
+    http_threads: int | None = setting(
+        None,
+        "HTTP_THREADS",
+        f"threads answering HTTP in `flows serve` (unset: {HTTP_THREADS_SQLITE} on SQLite, "
+        f"{HTTP_THREADS_POSTGRES} on PostgreSQL)",
+        positive_int,
+    )
     http_connection_limit: int = setting(
         1000,
         "HTTP_CONNECTION_LIMIT",
@@ -201,6 +215,12 @@ class Settings:
     http_backlog: int = setting(
         2048, "HTTP_BACKLOG", "connections the kernel queues before `flows serve` accepts them", positive_int
     )
+
+    def serving_threads(self) -> int:
+        """The threads answering HTTP: HTTP_THREADS, else the default for the database (see its help)."""
+        if self.http_threads:
+            return self.http_threads
+        return HTTP_THREADS_SQLITE if self.database_url.startswith("sqlite") else HTTP_THREADS_POSTGRES
 
     @classmethod
     def from_env(cls, environ: dict | None = None, dotenv: bool = True) -> "Settings":

@@ -90,7 +90,7 @@ def _sandbox_sms(msisdn: str, text: str) -> None:
     "--http-threads",
     type=click.IntRange(1, 256),
     default=None,
-    help="Threads answering HTTP (default: HTTP_THREADS, 8).",
+    help="Threads answering HTTP (default: HTTP_THREADS; unset, 4 on SQLite and 8 on PostgreSQL).",
 )
 @click.option("--sandbox", is_flag=True, help="Take payments on the built-in O'mari sandbox (no OMARI_MERCHANT_KEY).")
 def serve(host: str, port: int, workers: int, http_threads: int | None, sandbox: bool) -> None:
