@@ -59,10 +59,11 @@ class StoreBusy(RuntimeError):
 
 
 @contextmanager
-def _sqlite_writer(wait: float):
-    """Take the open SQLite database's writer lock (storage/db.py) within wait seconds, or StoreBusy."""
+def _sqlite_writer(wait: float, deadline: float | None = None):
+    """Take the open SQLite database's writer lock (storage/db.py) within wait seconds (or by the
+    time.monotonic() deadline of a wait that began earlier), or StoreBusy."""
     writer = database.obj.writer
-    if not writer.acquire(timeout=wait):
+    if not writer.acquire(timeout=wait if deadline is None else max(0.0, deadline - time.monotonic())):
         raise StoreBusy(f"no turn at the SQLite write lock within {wait:g} s")
     try:
         yield
@@ -126,36 +127,59 @@ _ALONE = object()
 
 class JoinedWrites:
     """SQLite: the usual deliveries (one message from a known contact) that queue for the writer lock are
-    written together by whichever of them gets it first, in one transaction: one commit for the lot
-    instead of one each, and the others find theirs done when their turn at the lock comes. Each request
-    still answers only once its own message is committed: it learns its answer under the lock, after the
-    commit. When the joint write fails, each request writes its own message alone, as before, so an error
-    stays with the delivery that caused it."""
+    written together, in one transaction, by one of them, the leader: one commit for the lot instead of
+    one each. Only the leader waits for the writer lock; the others wait for the leader's word, so a batch
+    costs one turn at the lock, not one each (every hand-off of the lock wakes a thread). Each request
+    still answers only once its own message is committed: the leader gives the answers after the commit.
+    When the joint write fails, each request writes its own message alone, as before, so an error stays
+    with the delivery that caused it."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         self._waiting: list[_Waiting] = []
+        self._leader = False  # a request holds or waits for the writer lock for everyone waiting
 
     def store(self, known: tuple, wait: float) -> bool:
         """inbox.add_for_known_contact(*known), alone or with others waiting; StoreBusy after `wait` s."""
         mine = _Waiting(known)
-        with self._lock:
+        deadline = time.monotonic() + wait
+        with self._cond:
             self._waiting.append(mine)
-        try:
-            with _sqlite_writer(wait):
-                if mine.stored is None:  # nobody took it: write everything waiting, this one included
-                    with self._lock:
+            while mine.stored is None and self._leader:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._give_up(mine)
+                    raise StoreBusy(f"no turn at the SQLite write lock within {wait:g} s")
+                self._cond.wait(left)
+            lead = mine.stored is None
+            if lead:
+                self._leader = True
+        if lead:
+            try:
+                with _sqlite_writer(wait, deadline):
+                    with self._cond:
                         batch, self._waiting = self._waiting, []
-                    if batch:
+                    if batch:  # this one's included (taken by no one else: one leader at a time)
                         self._write(batch)
-                if mine.stored is _ALONE:
-                    mine.stored = inbox.add_for_known_contact(*known)
-                return mine.stored
-        except StoreBusy:
-            with self._lock:
-                if mine in self._waiting:
-                    self._waiting.remove(mine)
-            raise
+                    if mine.stored is _ALONE:
+                        mine.stored = inbox.add_for_known_contact(*known)
+            except StoreBusy:
+                with self._cond:
+                    self._give_up(mine)
+                raise
+            finally:
+                with self._cond:  # after the commit: the batch's answers are given
+                    self._leader = False
+                    self._cond.notify_all()
+        if mine.stored is _ALONE:  # the leader's joint write failed: this one on its own
+            with _sqlite_writer(wait, deadline):
+                mine.stored = inbox.add_for_known_contact(*known)
+        return mine.stored
+
+    def _give_up(self, mine: _Waiting) -> None:
+        """A request that answers 503 leaves the queue (called under _cond), so it is not written later."""
+        if mine in self._waiting:
+            self._waiting.remove(mine)
 
     @staticmethod
     def _write(batch: list[_Waiting]) -> None:

@@ -96,3 +96,28 @@ def test_a_delivery_that_gives_up_waiting_is_not_written_for_it_later(sqlite_db)
             store_webhook(delivery("late", "wamid.late"), NOW, wait=0.1)
     assert store_webhook(delivery("next", "wamid.next"), NOW) == (1, 0)
     assert stored_ids() == {"wamid.first", "wamid.next"}  # Meta delivers the 503'd one again
+
+
+def test_a_delivery_that_gives_up_behind_another_waiting_one_is_not_written_for_it_later(sqlite_db):
+    # Only one queued delivery waits for the writer lock; one queued behind it that runs out of time first
+    # answers 503 and leaves the queue, so the one that gets the lock does not write it.
+    assert store_webhook(delivery("hi", "wamid.first"), NOW) == (1, 0)
+    answers: dict[str, object] = {}
+
+    def post(mid: str, wait: float) -> None:
+        try:
+            answers[mid] = store_webhook(delivery(f"text {mid}", mid), NOW, wait=wait)
+        except Exception as e:
+            answers[mid] = e
+
+    patient = threading.Thread(target=post, args=("wamid.patient", 10))
+    with held_by_another_thread(sqlite_db.writer):
+        patient.start()
+        deadline = time.monotonic() + 10
+        while not joined()._waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        post("wamid.hasty", 0.1)
+        assert isinstance(answers["wamid.hasty"], whatsapp.StoreBusy)
+    patient.join(10)
+    assert answers["wamid.patient"] == (1, 0)
+    assert stored_ids() == {"wamid.first", "wamid.patient"}  # Meta delivers the 503'd one again
