@@ -5,11 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import count
 
-from engine.context import TurnContext
+from engine.context import TurnContext, utcnow
 from engine.messages import Inbound
 from engine.registry import ActionRegistry, Result
-from storage import flowstore
+from storage import flowstore, outbox
+from storage.contacts import upsert_contact
 from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
+
+
+def two_asks(name: str) -> str:
+    """A flow `name` (trigger `go`) that asks two questions and ends showing both answers."""
+    return f"""\
+flow: {name}
+title: {name.capitalize()}
+triggers: [go]
+steps:
+  one:
+    ask: "one?"
+    save: a
+    next: two
+  two:
+    ask: "two?"
+    save: b
+    next: three
+  three:
+    end: "got {{{{ a }}}} and {{{{ b }}}}"
+"""
+
+
+def texts(contact: str) -> list[str]:
+    """The texts of the replies queued for contact, in order."""
+    return [p["text"] for p in outbox.for_contact(upsert_contact(contact, utcnow()))]
 
 
 COUNTER = """\

@@ -18,30 +18,11 @@ from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, sessions
 from storage.contacts import upsert_contact
 from storage.models import InboxMessage, Session
-from storage_kit import Clock, context, message
+from storage_kit import Clock, context, message, texts, two_asks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ASKS = """\
-flow: asks
-title: Asks
-triggers: [go]
-steps:
-  one:
-    ask: "one?"
-    save: a
-    next: two
-  two:
-    ask: "two?"
-    save: b
-    next: three
-  three:
-    end: "got {{ a }} and {{ b }}"
-"""
-
-
-def texts(contact: str) -> list[str]:
-    return [p["text"] for p in outbox.for_contact(upsert_contact(contact, Clock()()))]
+ASKS = two_asks("asks")
 
 
 def setup(contacts: list[str], *said: str):

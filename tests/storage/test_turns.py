@@ -20,12 +20,17 @@ from storage.bookings import add_booking, find_booking
 from storage.contacts import upsert_contact
 from storage.db import is_postgres, write_transaction
 from storage.models import Contact, InboxMessage, OutboxMessage, Session
-from storage_kit import COUNTER, Clock, context, counter_registry, counter_setup, message, store_counter
-
-
-def texts(contact: str) -> list[str]:
-    contact_id = upsert_contact(contact, utcnow())
-    return [p["text"] for p in outbox.for_contact(contact_id)]
+from storage_kit import (
+    COUNTER,
+    Clock,
+    context,
+    counter_registry,
+    counter_setup,
+    message,
+    store_counter,
+    texts,
+    two_asks,
+)
 
 
 def test_a_conversation_is_saved_between_turns_and_its_replies_queued_in_order(db):
@@ -459,22 +464,7 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     assert texts("c1") == ["n=1", "n=2"]
 
 
-STEPS = """\
-flow: steps
-title: Steps
-triggers: [go]
-steps:
-  one:
-    ask: "one?"
-    save: a
-    next: two
-  two:
-    ask: "two?"
-    save: b
-    next: three
-  three:
-    end: "got {{ a }} and {{ b }}"
-"""
+STEPS = two_asks("steps")
 
 
 class MeanwhileClock(Clock):
