@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from itertools import count
+from typing import Callable
 
 from engine.context import TurnContext, utcnow
 from engine.messages import Inbound
@@ -36,6 +38,46 @@ steps:
 def texts(contact: str) -> list[str]:
     """The texts of the replies queued for contact, in order."""
     return [p["text"] for p in outbox.for_contact(upsert_contact(contact, utcnow()))]
+
+
+def in_threads(count: int, work: Callable[[int], None], db) -> list[Exception]:
+    """work(0) … work(count - 1), each in its own thread (which closes its connection to db when done),
+    joined; the errors they raised."""
+    errors: list[Exception] = []
+
+    def run(w: int) -> None:
+        try:
+            work(w)
+        except Exception as error:
+            errors.append(error)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return errors
+
+
+def commits_during(db, run) -> list[str]:
+    """The transactions `run()` commits on this thread's connection (a write outside BEGIN … COMMIT is one)."""
+    commits: list[str] = []
+    connection = db.connection()
+
+    def trace(sql: str) -> None:
+        words = sql.lstrip().split(None, 1)
+        verb = words[0].upper() if words else ""
+        if verb == "COMMIT" or (verb in ("INSERT", "UPDATE", "DELETE", "WITH") and not connection.in_transaction):
+            commits.append(sql)
+
+    connection.set_trace_callback(trace)
+    try:
+        run()
+    finally:
+        connection.set_trace_callback(None)
+    return commits
 
 
 COUNTER = """\

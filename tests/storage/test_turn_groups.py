@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, sessions
 from storage.contacts import upsert_contact
 from storage.models import InboxMessage, Session
-from storage_kit import Clock, context, message, texts, two_asks
+from storage_kit import Clock, commits_during, context, in_threads, message, texts, two_asks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,25 +49,6 @@ def started(contacts: list[str]):
             upsert_contact(contact, clock()), msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock()
         )
     return clock, flows, ctx
-
-
-def commits_during(db, run) -> list[str]:
-    """The transactions `run()` commits on this thread's connection (a write outside BEGIN … COMMIT is one)."""
-    commits: list[str] = []
-    connection = db.connection()
-
-    def trace(sql: str) -> None:
-        words = sql.lstrip().split(None, 1)
-        verb = words[0].upper() if words else ""
-        if verb == "COMMIT" or (verb in ("INSERT", "UPDATE", "DELETE", "WITH") and not connection.in_transaction):
-            commits.append(sql)
-
-    connection.set_trace_callback(trace)
-    try:
-        run()
-    finally:
-        connection.set_trace_callback(None)
-    return commits
 
 
 def test_a_group_of_contacts_turns_is_saved_in_one_commit(sqlite_db):
@@ -191,24 +171,13 @@ def test_a_crash_before_the_groups_commit_loses_nothing_and_each_turn_runs_again
 def test_groups_in_several_threads_keep_each_contacts_messages_in_order(sqlite_db):
     contacts = [f"26377{i:07d}" for i in range(10)]
     clock, flows, ctx = setup(contacts, "go", "first", "second", "go", "again")
-    errors: list[Exception] = []
 
     def work(w: int) -> None:
-        try:
-            for _ in range(100):  # bounded: stops once the inbox is empty
-                if inbox_turns.process_inbox(ctx, flows, limit=8, worker_id=f"w{w}") == 0 and inbox.backlog() == 0:
-                    break
-        except Exception as error:
-            errors.append(error)
-        finally:
-            sqlite_db.close()
+        for _ in range(100):  # bounded: stops once the inbox is empty
+            if inbox_turns.process_inbox(ctx, flows, limit=8, worker_id=f"w{w}") == 0 and inbox.backlog() == 0:
+                break
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
+    assert in_threads(3, work, sqlite_db) == []
     for contact in contacts:
         assert texts(contact) == ["one?", "two?", "got first and second", "one?", "two?"]
         assert sessions.get_state(contact)["vars"] == {"contact": contact, "a": "again"}

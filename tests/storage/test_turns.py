@@ -23,9 +23,11 @@ from storage.models import Contact, InboxMessage, OutboxMessage, Session
 from storage_kit import (
     COUNTER,
     Clock,
+    commits_during,
     context,
     counter_registry,
     counter_setup,
+    in_threads,
     message,
     store_counter,
     texts,
@@ -246,23 +248,13 @@ def test_eight_threads_sending_to_one_contact_lose_no_update(db):
     flows = flowcache.load_flowset(registry)
     ctx = TurnContext(registry=registry)
     turns.handle_message(message("263770000001", "count"), flows, ctx)
-    threads, per_thread, errors = 8, 200, []
+    threads, per_thread = 8, 200
 
     def send(t: int) -> None:
-        try:
-            for i in range(per_thread):
-                turns.handle_message(message("263770000001", f"t{t}-{i}"), flows, ctx, worker_id=f"t{t}")
-        except Exception as error:  # reported below: an assertion in a thread would be lost
-            errors.append(error)
-        finally:
-            db.close()
+        for i in range(per_thread):
+            turns.handle_message(message("263770000001", f"t{t}-{i}"), flows, ctx, worker_id=f"t{t}")
 
-    workers = [threading.Thread(target=send, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-    assert errors == []
+    assert in_threads(threads, send, db) == []  # errors raised in a thread are reported here
     total = 1 + threads * per_thread
     assert sessions.get_state("263770000001")["vars"]["n"] == total
     assert sorted(texts("263770000001"), key=lambda t: int(t[2:])) == [f"n={i}" for i in range(1, total + 1)]
@@ -340,26 +332,16 @@ def test_concurrent_workers_handle_every_message_once_and_each_contact_in_order(
         for i in range(per_contact):
             msg = message(contact, "count" if i == 0 else f"answer {i}", at=start + timedelta(seconds=i))
             inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, start)
-    handled, errors = [], []
+    handled = []
 
     def work(w: int) -> None:
-        try:
-            for _ in range(200):  # bounded: stops once the inbox is empty
-                n = inbox_turns.process_inbox(ctx, flows, limit=5, worker_id=f"w{w}")
-                handled.append(n)
-                if n == 0 and inbox.backlog() == 0:
-                    break
-        except Exception as error:
-            errors.append(error)
-        finally:
-            db.close()
+        for _ in range(200):  # bounded: stops once the inbox is empty
+            n = inbox_turns.process_inbox(ctx, flows, limit=5, worker_id=f"w{w}")
+            handled.append(n)
+            if n == 0 and inbox.backlog() == 0:
+                break
 
-    workers = [threading.Thread(target=work, args=(w,)) for w in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-    assert errors == []
+    assert in_threads(4, work, db) == []
     assert sum(handled) == len(contacts) * per_contact
     for contact in contacts:
         assert texts(contact) == [f"n={i}" for i in range(1, per_contact + 1)]
@@ -620,22 +602,11 @@ def test_a_worker_turn_without_an_action_commits_once_on_sqlite(db):
         pytest.skip("counts SQLite transactions")
     clock, flows, ctx = steps_setup("go", LaterClock())
     queue("c1", "first", clock=clock)
-    commits: list[str] = []
-    connection = db.connection()
+    handled: list[int] = []
 
-    def trace(sql: str) -> None:
-        # A transaction ends at COMMIT; a write outside BEGIN … COMMIT is a transaction of its own.
-        words = sql.lstrip().split(None, 1)
-        verb = words[0].upper() if words else ""
-        if verb == "COMMIT" or (verb in ("INSERT", "UPDATE", "DELETE", "WITH") and not connection.in_transaction):
-            commits.append(sql)
+    commits = commits_during(db, lambda: handled.append(inbox_turns.process_inbox(ctx, flows, worker_id="w1")))
 
-    connection.set_trace_callback(trace)
-    try:
-        assert inbox_turns.process_inbox(ctx, flows, worker_id="w1") == 1
-    finally:
-        connection.set_trace_callback(None)
-
+    assert handled == [1]
     assert len(commits) == 1, commits
     assert texts("c1") == ["one?", "two?"]
     assert inbox.backlog() == 0 and Session.get().claimed_by is None
