@@ -16,7 +16,7 @@ from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
 from storage import events, inbox, logs, outbox, sessions
 from storage.contacts import contact_id, touch, touch_params
-from storage.db import is_postgres, write_transaction
+from storage.db import is_postgres, time_param, write_transaction
 from storage.events import EventRecord
 from storage.text import without
 
@@ -118,20 +118,21 @@ def save(
     stored = claim.session_id is not None
     if stored and (inbox_id is not None or received is not None) and is_postgres() and not result.secret_answer:
         return _save_in_one_statement(claim, contact, result, now, inbox_id, received, wa_id, profile_name)
+    stamp = time_param(now)  # now as every statement below takes it, made once
     with write_transaction():
         if claim.contact_id is None:  # a first turn read as unstored: the contact is found or created with it
             claim = sessions.with_contact(claim, contact_id(contact, now, wa_id=wa_id, profile_name=profile_name))
         # Inbox row before session row: the order a worker's pick takes its locks in (PostgreSQL), so the
         # two never wait on each other in a cycle.
         if inbox_id is not None and claim.read_as is not None:  # a turn without a claim: the row may be done
-            if not inbox.mark_pending_processed(inbox_id, now):
+            if not inbox.mark_pending_processed(inbox_id, stamp):
                 raise sessions.ClaimLost(f"inbox row {inbox_id} was handled while this turn ran")
         elif inbox_id is not None:
-            inbox.mark_processed(inbox_id, now)
+            inbox.mark_processed(inbox_id, stamp)
         if received is not None:
             if (
                 not inbox.add_processed(
-                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
+                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or stamp, stamp
                 )
                 and claim.read_as is not None
             ):
@@ -140,7 +141,7 @@ def save(
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))
-        outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], now)
+        outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], stamp)
         if result.events:
             events.record_many(
                 EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events

@@ -374,6 +374,14 @@ def stored_time(value: Any) -> datetime | None:
 _PEEWEE_TIME = peewee.DateTimeField().python_value
 
 
+def time_param(value: datetime, db: peewee.Database | None = None) -> datetime | str:
+    """A datetime as a statement's parameter, for a value several statements of one transaction pass (a
+    save's now, five times): on SQLite the text its adapter writes, made once, so that sqlite3 does not call
+    the adapter, a Python function, for each (about 2.8k instructions a call); PostgreSQL's driver takes the
+    datetime itself."""
+    return value if is_postgres(db) else _sqlite_time(value)
+
+
 def database_url(url: str | None = None) -> str:
     return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
 

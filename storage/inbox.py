@@ -186,14 +186,14 @@ _ADD_PROCESSED_ROW = _ADD_PROCESSED.format(rows="VALUES (?, ?, ?, ?, ?, ?)")
 
 
 def processed_params(
-    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, at: datetime
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime | str, at: datetime | str
 ) -> tuple:
-    """add_processed's parameters, in the order of its statement."""
+    """add_processed's parameters, in the order of its statement (times as datetimes or db.time_param's form)."""
     return storable(channel_message_id), contact_id, storable_json(payload), sent_at, at, at
 
 
 def add_processed(
-    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime, at: datetime
+    contact_id: int, channel_message_id: str, payload: dict[str, Any], sent_at: datetime | str, at: datetime | str
 ) -> bool:
     """Record a message handled as it arrived (one write instead of insert-then-update); a row already
     stored for it (e.g. by the webhook) is marked processed. Call inside the transaction that saves the turn.
@@ -209,12 +209,12 @@ def add_processed_sql(guard: str) -> str:
     return _ADD_PROCESSED.format(rows=f"SELECT ?, ?, ?, ?, ?, ? WHERE {guard}") + ' RETURNING "id"'
 
 
-def mark_processed(row_id: int, at: datetime, error: str | None = None) -> None:
+def mark_processed(row_id: int, at: datetime | str, error: str | None = None) -> None:
     """Call inside the transaction that saves the turn."""
     execute('UPDATE "inbox_message" SET "processed_at" = ?, "error" = ? WHERE "id" = ?', (at, error, row_id))
 
 
-def mark_pending_processed(row_id: int, at: datetime) -> bool:
+def mark_pending_processed(row_id: int, at: datetime | str) -> bool:
     """mark_processed for a turn run without a claim (sessions.peek_next): only while the row is still
     unprocessed; False when another turn handled it first. Call inside the transaction that saves the turn."""
     return (

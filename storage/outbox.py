@@ -90,8 +90,9 @@ def encode(payload: dict[str, Any]) -> str:
     return compact_json(payload)
 
 
-def enqueue(contact_id: int, payloads: list[dict[str, Any]], now: datetime) -> None:
-    """Queue messages for one contact in the given order (one multi-row INSERT)."""
+def enqueue(contact_id: int, payloads: list[dict[str, Any]], now: datetime | str) -> None:
+    """Queue messages for one contact in the given order (one multi-row INSERT); `now` a datetime or its
+    db.time_param form."""
     if not payloads:
         return
     params: list[Any] = []

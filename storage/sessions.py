@@ -140,9 +140,11 @@ _SAVE_READ = {
     pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
     for pg, cas in _UNCHANGED.items()
 }
-# The same saves leaving flow, flow_version and status alone: SQLite rewrites an index whose column is in
-# the SET list even to the same value, and most turns move the step only (a page fewer written per turn).
-_KEPT = (0, 1, 5)  # their places in _STATE_COLUMNS
+# The same saves leaving flow, flow_version, status and started_at alone: SQLite rewrites an index whose
+# column is in the SET list even to the same value, and most turns move the step only (a page fewer written
+# per turn); a conversation's start, unchanged on every turn but its first, is then not formatted again for
+# SQLite (isoformat and the adapter's call, about 10k instructions a turn).
+_KEPT = (0, 1, 5, 6)  # their places in _STATE_COLUMNS
 _kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
 _kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
 # A save's parameters without the kept columns', for _SAVE_KEEP: the state's, the id and token, the read.
@@ -151,7 +153,7 @@ _UNKEPT = {
     for n in (len(_STATE_COLUMNS) + 2, 2 * len(_STATE_COLUMNS) + 2)
 }
 _SAVE_KEEP = {
-    read: sql.replace('"flow" = ?, "flow_version" = ?, ', "").replace('"status" = ?, ', "")
+    read: sql.replace('"flow" = ?, "flow_version" = ?, ', "").replace('"status" = ?, "started_at" = ?, ', "")
     for read, sql in ((False, _SAVE), (True, _SAVE_READ[False]))
 }
 _CLAIM_READ = {
