@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from storage.db import execute, stored_time
+from storage.db import execute, is_postgres, stored_time, time_param
 
 
 def test_datetime_parameters_are_stored_as_their_own_text_however_they_repeat_and_interleave(sqlite_db):
@@ -55,3 +55,16 @@ def test_none_parameters_are_stored_as_null_and_compare_as_null(sqlite_db):
         1,
         None,
     )
+
+
+def test_a_time_made_once_as_a_parameter_is_stored_and_read_back_as_that_time(db):
+    execute('CREATE TABLE "t" ("n" INTEGER, "at" TIMESTAMP)')
+    value = datetime(2026, 1, 5, 9, 14, 3, 120000)
+    param = time_param(value)
+    for n in range(3):  # one parameter, made once, passed by several statements (a save's now)
+        execute('INSERT INTO "t" VALUES (?, ?)', (n, param))
+
+    rows = execute('SELECT "n", "at" FROM "t" ORDER BY "n"').fetchall()
+    assert [(n, stored_time(at)) for n, at in rows] == [(0, value), (1, value), (2, value)]
+    if not is_postgres():  # the text a datetime parameter is stored as, which peewee reads back
+        assert [at for _, at in rows] == [value.isoformat(" ")] * 3

@@ -6,6 +6,7 @@ moved on meanwhile is never saved: it runs again on the new state."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import pytest
 
@@ -216,3 +217,19 @@ def test_the_optimistic_turns_context_is_the_callers_with_only_its_action_runner
         getattr(ctx, f.name) for f in fields(ctx) if f.name != "invoke"
     ]
     assert not hasattr(TurnContext, "__post_init__")
+
+
+def test_a_turn_that_goes_on_with_a_conversation_leaves_its_stored_start_as_it_was(db):
+    flows, ctx = lookup_setup(lambda actx, params: Result("ok", params["word"].upper()))
+    # A start stored in another form than this code writes (ISO's "T"): only a turn that changes it rewrites it.
+    stored = "2026-01-05T09:14:03" if not is_postgres() else datetime(2026, 1, 5, 9, 14, 3)
+    database.execute_sql('UPDATE "session" SET "started_at" = %s' % ("?" if not is_postgres() else "%s"), (stored,))
+
+    result = turns.handle_message(message("c1", "zebra"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["saw ZEBRA; word?"]
+    state = sessions.get_state("c1")
+    assert state["step"] == "ask_word_again" and state["started_at"] == datetime(2026, 1, 5, 9, 14, 3)
+    raw = database.execute_sql('SELECT "started_at", "updated_at" FROM "session"').fetchone()
+    assert raw[0] == stored  # the text as it was, not written again in this code's form
+    assert raw[1] is not None and raw[1] != stored
