@@ -120,8 +120,9 @@ def _nothing_new(row: tuple, named: tuple, now: datetime) -> bool:
 def holds(stored: tuple | list, given: tuple, seen_at: Any, now: datetime) -> bool:
     """The one rule for "nothing new about this contact": every value given (None gives nothing) equals the
     stored one in the same place, and the row was seen (`seen_at`, as stored) within SEEN_WITHIN of now."""
-    if any(value is not None and value != held for value, held in zip(given, stored)):
-        return False
+    for value, held in zip(given, stored):  # a loop, not any() over a generator: asked on every turn
+        if value is not None and value != held:
+            return False
     seen = stored_time(seen_at)
     return seen is not None and seen >= now - SEEN_WITHIN
 
@@ -196,9 +197,9 @@ def touch(
 ) -> None:
     """Refresh last seen (to the minute: SEEN_WITHIN) and the profile name or wa_id when the channel gave a
     new one; call in the turn's save. `seen`: the row's SEEN columns read earlier, when the caller has them."""
+    if seen is not None and holds(seen[1:], (storable(profile_name), storable(wa_id)), seen[0], now):
+        return  # most turns: the statement's parameters are not even made
     params = touch_params(contact_id, now, wa_id, profile_name)
-    if seen is not None and holds(seen[1:], (params[1], params[2]), seen[0], now):
-        return
     if params[2] is None:
         execute(_TOUCH_KEEP_WA_ID, params[:2] + params[3:-1])
     else:
