@@ -10,7 +10,8 @@ stand-in. It prints messages/s, the server's CPU per message, and that CPU split
 /proc: waitress's request threads, its socket loop in the main thread, the turn threads, the sender's
 loop and its sending threads) with the voluntary context switches per message (mostly waits for the GIL
 or a wake-up). With --against, the other checkout's `flows serve` runs in the same loop, alternating who
-goes first; compare those two, not figures from separate runs on a shared machine.
+goes first, and the two are compared pair by pair (the median of each run's ratio, with its spread);
+compare those two, not figures from separate runs on a shared machine.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def one_run(checkout: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
         before = thread_times(server.proc.pid)
         rate, _ = wb.end_to_end([server.port], graph, wb.bodies(args.messages, 100, tag), args.threads, None)
         after = thread_times(server.proc.pid)
+        names = thread_names(server.proc.pid) | names  # the sending threads start during a cold burst
     finally:
         server.stop()
     kinds: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
@@ -118,6 +120,12 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     for label, runs in results.items():
         report(label, runs)
+    if args.against:
+        ours, theirs = results.values()
+        print("\nthis checkout / --against, pair by pair: median (min–max)")
+        for what, key in (("end to end", "rate"), ("server CPU", "cpu")):
+            pairs = [a[key] / b[key] for a, b in zip(ours, theirs)]
+            print(f"  {what:<19} {statistics.median(pairs):.3f}x ({min(pairs):.3f}–{max(pairs):.3f})")
 
 
 if __name__ == "__main__":
