@@ -356,7 +356,8 @@ def _claim_next(
                 continue
             if on_more is not None and getattr(picked, "more", True):
                 on_more()
-            taken = inbox.oldest_pending_with_key(claim.contact_id)
+            # PostgreSQL's pick hands over the message it took when it is the contact's oldest.
+            taken = getattr(picked, "taken", None) or inbox.oldest_pending_with_key(claim.contact_id)
             if taken is None:  # handled by someone else between the pick and the claim
                 sessions.release(claim)
                 continue
@@ -371,7 +372,8 @@ def _picking(claim_token: str, now: datetime) -> Iterator[tuple[bool, sessions.C
     contact's oldest message. The SQLite/PostgreSQL difference, in one place:
 
     - SQLite: the pick, the claim and the read in one write transaction (`BEGIN IMMEDIATE`);
-    - PostgreSQL: the pick and the claim in one statement, its own transaction (sessions.claim_next); the
+    - PostgreSQL: the pick and the claim in one statement, its own transaction (sessions.claim_next), which
+      also hands over the message it locked when that is the contact's oldest (its `taken`); otherwise the
       read after that committed — a fresh snapshot, so a message the claim's previous holder handled is not
       taken again. A claim committed before the database went away is given back rather than held.
     """

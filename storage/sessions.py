@@ -108,10 +108,18 @@ _CLAIM_BY_KEY = {
 # session) before giving one — several times the CPU of a pick. Which contact goes first among messages
 # sent in the same second does not matter; a contact's own messages are still read in (sent_at, id) order
 # (inbox.oldest_pending_with_key).
-# The last column says whether another message was waiting, of this contact or of one nobody held, beside
-# the one taken: only then does the worker look again after its turn and wake one more idle thread.
+# The column after the session says whether another message was waiting, of this contact or of one nobody
+# held, beside the one taken: only then does the worker look again after its turn and wake one more idle
+# thread. Then the pick hands over the row it took, with its contact's key, when no earlier unprocessed row
+# of the contact shows in the statement's snapshot (one probe of the pending contact index): the row is
+# locked and was checked unprocessed in its latest version, and nobody else may handle it while the claim
+# holds, so the worker needs no read after the claim. Else (another pick had locked the contact's older
+# row, or it was sent in the same second with a lower id) the last column is false and the worker reads
+# the contact's oldest message, as before.
+_PICKED = ("id", "channel_message_id", "payload", "sent_at")
 _CLAIM_NEXT = (
-    'WITH pick AS (SELECT i."contact_id", i."id" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = '
+    f'WITH pick AS (SELECT {", ".join("i." + c for c in ("contact_id", *_PICKED))} FROM "inbox_message" i '
+    'LEFT JOIN "session" s ON s."contact_id" = '
     'i."contact_id" WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
     'ORDER BY i."sent_at" LIMIT 1 FOR UPDATE OF i SKIP LOCKED), '
     "claimed AS (" + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
@@ -119,9 +127,13 @@ _CLAIM_NEXT = (
     f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))}, '
     '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
     'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
-    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL '
-    "FROM pick LEFT JOIN claimed ON true"
+    'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL, '
+    f'{", ".join("pick." + c for c in _PICKED)}, c."key", NOT EXISTS (SELECT 1 FROM "inbox_message" e '
+    'WHERE e."contact_id" = pick."contact_id" AND e."processed_at" IS NULL '
+    'AND (e."sent_at" < pick."sent_at" OR e."sent_at" = pick."sent_at" AND e."id" < pick."id")) '
+    'FROM pick LEFT JOIN claimed ON true JOIN "contact" c ON c."id" = pick."contact_id"'
 )
+_MORE = 1 + len(_STATE_COLUMNS) + 1  # claim_next's row: the contact, the session, more, the row handed over
 
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
@@ -353,14 +365,17 @@ def peek_waiting(
 
 
 class Pick(tuple):
-    """claim_next's (found, claim), and in `more` whether another message was waiting to be taken."""
+    """claim_next's (found, claim), in `more` whether another message was waiting to be taken, and in
+    `taken` the claimed contact's oldest unprocessed message with its key, when the pick could hand it over
+    (else None: read it with inbox.oldest_pending_with_key)."""
 
     more = False
+    taken: tuple[inbox.InboxRow, str] | None = None
 
     @classmethod
-    def of(cls, found: bool, claim: Claim | None, more: bool) -> Pick:
+    def of(cls, found: bool, claim: Claim | None, more: bool, taken: tuple[inbox.InboxRow, str] | None = None) -> Pick:
         pick = cls((found, claim))
-        pick.more = more
+        pick.more, pick.taken = more, taken
         return pick
 
 
@@ -368,15 +383,21 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> Pick:
     """PostgreSQL only, outside a transaction: claim the contact with the oldest unprocessed message nobody
     holds, in one statement (see _CLAIM_NEXT). Returns (False, None) when there is no such contact,
     (True, None) when another worker claimed it first, (True, claim) otherwise; its `more` says whether
-    another message was waiting beside it, of this contact or of one nobody held (the pick's snapshot).
+    another message was waiting beside it, of this contact or of one nobody held (the pick's snapshot), and
+    its `taken` is the message the claim is for, when the pick could hand it over.
     """
     row = execute(_CLAIM_NEXT, (now, token, now + lease, now, now)).fetchone()
     if row is None:
         return Pick.of(False, None, False)
+    more = row[_MORE]
     if row[1] is None:
-        return Pick.of(True, None, row[-1])
-    session_id, state = _decode(row[1:-1])
-    return Pick.of(True, Claim(session_id, row[0], token, state), row[-1])
+        return Pick.of(True, None, more)
+    session_id, state = _decode(row[1:_MORE])
+    taken = None
+    if row[-1]:  # the contact's oldest unprocessed message: handed over
+        message_id, channel_message_id, payload, sent_at, key = row[_MORE + 1 : -1]
+        taken = inbox.row_of((message_id, row[0], channel_message_id, payload, sent_at, None)), key
+    return Pick.of(True, Claim(session_id, row[0], token, state), more, taken)
 
 
 def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> bool:

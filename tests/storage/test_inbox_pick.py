@@ -119,3 +119,40 @@ def test_a_workers_save_says_whether_its_contact_has_another_message_waiting(pg)
     claim, row = turn("w3")
     assert row.channel_message_id == "wamid.during"
     assert save(claim, row) is False
+
+
+def test_the_pick_hands_over_the_message_it_took_when_it_is_the_contacts_oldest(pg):
+    # The worker then needs no read after its claim (one statement a message fewer).
+    (contact,) = _pending(1, 2, NOW)
+    picked = sessions.claim_next("w1", NOW)
+    row, key = picked.taken
+    assert (row, key) == inbox.oldest_pending_with_key(contact)
+    assert row.channel_message_id == "wamid.0" and row.payload == {"contact": "263700000000", "text": "m0"}
+    assert not row.processed and key == "263700000000"
+
+
+def test_a_contacts_older_message_another_pick_has_locked_is_still_taken_first(pg):
+    # SKIP LOCKED passes over the older row another pick holds: the pick may claim the contact through its
+    # newer row, but it does not hand that row over, and the read after the claim finds the older one.
+    import psycopg2
+
+    contact = upsert_contact("263700000000", NOW)
+    inbox.add(contact, "wamid.older", {"contact": "263700000000", "text": "first"}, NOW, NOW)
+    inbox.add(contact, "wamid.newer", {"contact": "263700000000", "text": "second"}, NOW + timedelta(seconds=1), NOW)
+    locker = psycopg2.connect(pg.url)
+    try:
+        locker.cursor().execute(
+            'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', ("wamid.older",)
+        )
+        picked = sessions.claim_next("w1", NOW)
+    finally:
+        locker.close()
+    assert picked[1].contact_id == contact and picked.taken is None
+    assert inbox.oldest_pending_with_key(contact)[0].channel_message_id == "wamid.older"
+
+
+def test_in_one_second_the_pick_hands_over_only_the_contacts_first_message(pg):
+    # The pick orders by sent_at alone; within a second a contact's messages go in id order.
+    (contact,) = _pending(1, 3, NOW)
+    picked = sessions.claim_next("w1", NOW)
+    assert picked.taken is None or picked.taken == inbox.oldest_pending_with_key(contact)

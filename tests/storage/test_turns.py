@@ -408,32 +408,28 @@ def test_stored_flows_that_no_longer_load_are_refused_with_their_problems(db):
         flowcache.load_flowset(ActionRegistry())
 
 
-@pytest.mark.parametrize("where", ["save", "read after the claim"])
+@pytest.mark.parametrize("where", ["save", "pick that reads the message"])
 def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_again_at_once(db, monkeypatch, where):
-    """PostgreSQL ends the worker's session after its claim committed (a restart): between the turn and its
-    save, or before the message is read. The claim is given back as soon as the database answers, so the
-    message runs again at once, not after the lease, and the outage is not counted against the message."""
+    """PostgreSQL ends the worker's session (a restart): after its claim committed, between the turn and its
+    save, or as it picks, the statement that claims the contact and hands over the message (the read after
+    the claim it replaced is cut in the next test). A claim is given back as soon as the database answers,
+    so the message runs again at once, not after the lease, and the outage is not counted against it."""
     if not is_postgres(db):
         pytest.skip("ends a PostgreSQL session")
-    import psycopg2
 
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
     contact_id = upsert_contact("c1", clock())
     msg = message("c1", "next", at=clock())
     inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
-    module, name = (sessions, "save_and_release") if where == "save" else (inbox, "oldest_pending_with_key")
-    real = getattr(module, name)
+    name = "save_and_release" if where == "save" else "claim_next"
+    real = getattr(sessions, name)
 
     def restart_then(*args, **kwargs):
-        pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-        other = psycopg2.connect(db.url)
-        other.autocommit = True
-        other.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
-        other.close()
+        _restart(db)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, name, restart_then)
+    monkeypatch.setattr(sessions, name, restart_then)
     db.idle_check = 3600  # the connection was just used: the next statement meets the dead connection
     with pytest.raises(peewee.OperationalError):
         inbox_turns.process_inbox(ctx, flows, worker_id="w1")
@@ -444,6 +440,61 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     assert row.processed_at is None and row.attempts == 0
     assert inbox_turns.process_inbox(ctx, flows, worker_id="w2") == 1  # same clock: no lease to wait out
     assert texts("c1") == ["n=1", "n=2"]
+
+
+def _restart(db) -> None:
+    """End the test's PostgreSQL session from another one, as a server restart would."""
+    import psycopg2
+
+    pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    other = psycopg2.connect(db.url)
+    other.autocommit = True
+    other.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    other.close()
+
+
+def test_an_outage_before_the_read_after_the_claim_gives_the_claim_back_and_loses_nothing(db, monkeypatch):
+    """The pick could not hand its row over (another pick held the contact's older row locked), so the
+    worker reads the contact's oldest message after its claim committed; PostgreSQL ends the session
+    before that read. The claim is given back at once, neither message is lost or counted, and both run
+    once, the older first."""
+    if not is_postgres(db):
+        pytest.skip("ends a PostgreSQL session")
+    import psycopg2
+
+    clock, flows, ctx = counter_setup()
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    contact_id = upsert_contact("c1", clock())
+    older, newer = message("c1", "next", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
+    for msg in (older, newer):
+        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+    locker = psycopg2.connect(db.url)  # another worker's pick, holding the older row
+    locker.cursor().execute(
+        'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', (older.message_id,)
+    )
+    real = inbox.oldest_pending_with_key
+
+    def restart_then(*args, **kwargs):
+        locker.rollback()
+        _restart(db)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "oldest_pending_with_key", restart_then)
+    db.idle_check = 3600
+    try:
+        with pytest.raises(peewee.OperationalError):
+            inbox_turns.process_inbox(ctx, flows, worker_id="w1")
+    finally:
+        locker.close()
+    monkeypatch.undo()
+
+    assert Session.get().claimed_by is None
+    rows = InboxMessage.select().where(InboxMessage.channel_message_id.in_([older.message_id, newer.message_id]))
+    assert [(r.processed_at, r.attempts) for r in rows] == [(None, 0), (None, 0)]
+    assert inbox_turns.process_inbox(ctx, flows, worker_id="w2") == 2
+    assert texts("c1") == ["n=1", "n=2", "n=3"]
+    handled = InboxMessage.select().where(InboxMessage.processed_at.is_null(False)).order_by(InboxMessage.id)
+    assert [r.channel_message_id for r in handled][-2:] == [older.message_id, newer.message_id]
 
 
 STEPS = two_asks("steps")
