@@ -128,10 +128,11 @@ _CLAIM_NEXT = (
     '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
     'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
     'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL, '
-    f'{", ".join("pick." + c for c in _PICKED)}, c."key", NOT EXISTS (SELECT 1 FROM "inbox_message" e '
-    'WHERE e."contact_id" = pick."contact_id" AND e."processed_at" IS NULL '
-    'AND (e."sent_at" < pick."sent_at" OR e."sent_at" = pick."sent_at" AND e."id" < pick."id")) '
-    'FROM pick LEFT JOIN claimed ON true JOIN "contact" c ON c."id" = pick."contact_id"'
+    f"{', '.join('pick.' + c for c in _PICKED)}, "
+    '(SELECT c."key" FROM "contact" c WHERE c."id" = pick."contact_id"), NOT EXISTS (SELECT 1 FROM '
+    '"inbox_message" e WHERE e."contact_id" = pick."contact_id" AND e."processed_at" IS NULL '
+    'AND e."sent_at" <= pick."sent_at" AND (e."sent_at" < pick."sent_at" OR e."id" < pick."id")) '
+    "FROM pick LEFT JOIN claimed ON true"
 )
 _MORE = 1 + len(_STATE_COLUMNS) + 1  # claim_next's row: the contact, the session, more, the row handed over
 
