@@ -116,10 +116,8 @@ _CLAIM_BY_KEY = {
 # holds, so the worker needs no read after the claim. Else (another pick had locked the contact's older
 # row, or it was sent in the same second with a lower id) the last column is false and the worker reads
 # the contact's oldest message, as before.
-_PICKED = ("id", "channel_message_id", "payload", "sent_at")
 _CLAIM_NEXT = (
-    f'WITH pick AS (SELECT {", ".join("i." + c for c in ("contact_id", *_PICKED))} FROM "inbox_message" i '
-    'LEFT JOIN "session" s ON s."contact_id" = '
+    'WITH pick AS (SELECT i."contact_id", i."id", i."sent_at" FROM "inbox_message" i LEFT JOIN "session" s ON s."contact_id" = '
     'i."contact_id" WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) '
     'ORDER BY i."sent_at" LIMIT 1 FOR UPDATE OF i SKIP LOCKED), '
     "claimed AS (" + _CLAIM_COLUMNS + "SELECT pick.\"contact_id\", '{}', 0, 'ended', ?, ? FROM pick "
@@ -128,11 +126,12 @@ _CLAIM_NEXT = (
     '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
     'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
     'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL, '
-    f"{', '.join('pick.' + c for c in _PICKED)}, "
+    'pick."id", h."channel_message_id", h."payload", pick."sent_at", '
     '(SELECT c."key" FROM "contact" c WHERE c."id" = pick."contact_id"), NOT EXISTS (SELECT 1 FROM '
     '"inbox_message" e WHERE e."contact_id" = pick."contact_id" AND e."processed_at" IS NULL '
     'AND e."sent_at" <= pick."sent_at" AND (e."sent_at" < pick."sent_at" OR e."id" < pick."id")) '
-    "FROM pick LEFT JOIN claimed ON true"
+    "FROM pick LEFT JOIN claimed ON true "
+    'CROSS JOIN LATERAL (SELECT "channel_message_id", "payload" FROM "inbox_message" WHERE "id" = pick."id") h'
 )
 _MORE = 1 + len(_STATE_COLUMNS) + 1  # claim_next's row: the contact, the session, more, the row handed over
 
