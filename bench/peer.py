@@ -56,7 +56,7 @@ def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     from benchkit import fresh_database
 
     import actions
-    from channels import action_results, flowcache, turns
+    from channels import flowcache, turn_save, turns
     from engine.context import TurnContext
     from engine.messages import Inbound
     from engine.registry import registry
@@ -67,7 +67,7 @@ def convoflow_cpu(path: str, work: list[tuple[str, str, str]]) -> float:
     with open(wb.FLOW, encoding="utf-8") as f:
         flowstore.store("four_steps", f.read(), wb.FLOW, datetime(2026, 1, 1))
     flows = flowcache.load_flowset(registry)
-    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
+    ctx = turn_save.persistent(TurnContext(registry=registry))  # as flows serve builds it
     started = time.process_time()
     for contact, mid, text in work:
         assert turns.handle_message(Inbound(contact, mid, text), flows, ctx, worker_id="bench").outbound

@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import actions  # noqa: E402
-from channels import action_results, flowcache, inbox_turns, turns  # noqa: E402
+from channels import flowcache, inbox_turns, turn_save, turns  # noqa: E402
 from engine.context import TurnContext, utcnow  # noqa: E402
 from engine.load import load_text  # noqa: E402
 from engine.messages import Inbound  # noqa: E402
@@ -189,7 +189,7 @@ def seed(db) -> FlowSet:
 
 
 def persisted_turns(flows: FlowSet, contacts: range) -> int:
-    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
+    ctx = turn_save.persistent(TurnContext(registry=registry))  # as flows serve builds it
     done = 0
     for c in contacts:
         contact = f"2637{c:08d}"
@@ -507,7 +507,7 @@ def worker_round(flows: FlowSet, contacts: range) -> tuple[int, float, float]:
             now,
             now,
         )
-    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
+    ctx = turn_save.persistent(TurnContext(registry=registry))  # as flows serve builds it
     start, cpu = time.perf_counter(), time.process_time()
     done = inbox_turns.process_inbox(ctx, flows, limit=len(contacts) + 1, worker_id="bench")
     assert done == len(contacts), done

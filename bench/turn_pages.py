@@ -36,7 +36,7 @@ def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[objec
     """Run the turns on a fresh database at `url`; `counters(db)`, read at the half and at the end, gives
     running totals: returns what each grew by per counted turn."""
     import actions
-    from channels import action_results, flowcache
+    from channels import flowcache, turn_save
     from channels.turns import handle_message
     from engine.context import TurnContext
     from engine.messages import Inbound
@@ -48,7 +48,7 @@ def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[objec
     with open(wb.FLOW, encoding="utf-8") as f:
         flowstore.store("four_steps", f.read(), wb.FLOW, datetime(2026, 1, 1))
     flows = flowcache.load_flowset(registry)
-    ctx = TurnContext(registry=registry, invoke=action_results.stored_invoke)
+    ctx = turn_save.persistent(TurnContext(registry=registry))  # as flows serve builds it
     work = messages(turns, contacts)
     half = len(work) // 2
     for i, (contact, mid, text) in enumerate(work):

@@ -16,7 +16,7 @@ from engine.context import TurnContext, call_handler
 from engine.messages import ACTIVE, Choice, Conversation, Inbound, Outbound, TurnResult
 from storage import events, inbox, logs, outbox, sessions
 from storage.contacts import contact_id, touch, touch_params
-from storage.db import is_postgres, time_param, write_transaction
+from storage.db import is_postgres, time_param, unavailable, write_transaction
 from storage.events import EventRecord
 from storage.text import without
 
@@ -94,8 +94,13 @@ def outbound_dict(message: Outbound) -> dict[str, Any]:
 
 
 def persistent(ctx: TurnContext) -> TurnContext:
-    """Persisted turns store action results: swap the default invoker for stored_invoke."""
-    return replace(ctx, invoke=stored_invoke) if ctx.invoke is call_handler else ctx
+    """Persisted turns store action results (the default invoker swapped for stored_invoke), and a database
+    that goes away during an action stops the turn unsaved, to run again once it answers (storage.db.
+    unavailable as the context's outage), rather than failing the action. A context built so already
+    (worker.turn_context) is returned as it is."""
+    if ctx.invoke is not call_handler and ctx.outage is unavailable:
+        return ctx
+    return replace(ctx, invoke=stored_invoke if ctx.invoke is call_handler else ctx.invoke, outage=unavailable)
 
 
 def save(

@@ -323,17 +323,18 @@ def turn_context(services: Mapping[str, Any]) -> TurnContext:
     """A turn context whose actions see the services and never act twice for one idempotency key; its
     checks use the settings' time zone and mobile prefixes.
     """
-    from channels.action_results import stored_invoke
+    from channels.turn_save import persistent
     from engine.registry import registry
 
     settings = services.get("settings") or Settings()
-    return TurnContext(
-        registry=registry,
-        services=services,
-        invoke=stored_invoke,
-        log=logging.getLogger("convoflow.engine"),
-        business_timezone=settings.business_timezone,
-        zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")),
+    return persistent(
+        TurnContext(
+            registry=registry,
+            services=services,
+            log=logging.getLogger("convoflow.engine"),
+            business_timezone=settings.business_timezone,
+            zw_mobile_prefixes=tuple(settings.zw_mobile_prefixes.split(",")),
+        )
     )
 
 

@@ -44,6 +44,10 @@ class TurnContext:
     services: Mapping[str, Any] = field(default_factory=dict)
     log: logging.Logger = logging.getLogger("convoflow.engine")
     invoke: Invoke = call_handler
+    # True for an error that says the host's own store went away (a database restart, a lock held past
+    # its wait): such an error out of an action stops the turn unsaved, for the host to run it again as
+    # after a crash, instead of becoming the action's failure (an apology, the message marked handled).
+    outage: Callable[[BaseException], bool] = lambda error: False
     max_steps: int = 50
     business_timezone: str = DEFAULT_TIMEZONE  # what day "today" is for `expect: date` (an IANA name)
     zw_mobile_prefixes: tuple[str, ...] = DEFAULT_ZW_PREFIXES  # what `expect: phone_zw` accepts after 263

@@ -87,6 +87,8 @@ def run(turn: "Turn", step: Step) -> str | None:
     try:
         result = ctx.invoke(spec, params, actx)
     except Exception as e:  # a handler's bug or a dead dependency must not reach the user as a traceback
+        if ctx.outage(e):  # the host's store is down, not the action: nothing is saved, the turn runs again
+            raise
         turn.actions.append(ActionCall(step.name, spec.name, recorded, key, "error"))
         raise turn.abort("action.error", f"action '{spec.name}' failed: {type(e).__name__}: {e}") from None
     if not isinstance(result, Result) or result.outcome not in spec.outcomes:

@@ -11,7 +11,7 @@ from decimal import Decimal
 import peewee
 import pytest
 
-from channels import expiry, flowcache, inbox_turns, turn_save, turns
+from channels import action_results, expiry, flowcache, inbox_turns, turn_save, turns
 from engine.context import TurnContext, utcnow
 from engine.messages import ACTIVE, EXPIRED
 from engine.registry import ActionRegistry
@@ -391,6 +391,62 @@ def test_a_stop_in_an_action_gives_back_the_claim_the_turn_took_for_it(db):
     assert texts("c1") == ["n=1", "n=2"]
 
 
+def test_a_database_locked_past_its_wait_during_an_action_stops_the_turn_unsaved_and_it_runs_again(db, monkeypatch):
+    """SQLite: another program holds the writer lock past the turn's wait while the turn's action runs, so
+    the action's result cannot be stored. That is the database's outage, not the action's failure: the turn
+    stops with the database's error and nothing is saved (no apology, the message not marked handled); the
+    claim the action took waits out its lease, as after any failed turn of this path (the worker's gives it
+    back: the test above). The message delivered again runs its turn, its action called with the same
+    idempotency key (an action that acts outside answers the second call from its first: actions/payment.py)."""
+    if is_postgres(db):
+        pytest.skip("SQLite's writer lock, held by another connection")
+    import sqlite3
+
+    from storage.db import limit_wait
+
+    other = sqlite3.connect(db.database, isolation_level=None)
+
+    class LockOnCall(list):  # the action's record of its calls; once armed, another connection takes the lock
+        armed = False
+
+        def append(self, key):
+            super().append(key)
+            if self.armed:
+                other.execute("BEGIN IMMEDIATE")
+
+    calls = LockOnCall()
+    clock, flows, ctx = counter_setup(calls)
+    turns.handle_message(message("c1", "count"), flows, ctx)
+    answer = message("c1", "next")
+    real = action_results.execute
+
+    def then_unlocked(*args):  # the lock goes as soon as the result's store gave up: the save could go on
+        try:
+            return real(*args)
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")
+
+    monkeypatch.setattr(action_results, "execute", then_unlocked)
+    calls.armed = True
+    limit_wait(0.05)
+    try:
+        with pytest.raises(peewee.OperationalError, match="locked"):
+            turns.handle_message(answer, flows, ctx)
+    finally:
+        limit_wait(None)
+        calls.armed = False
+        other.close()
+    monkeypatch.undo()
+
+    assert texts("c1") == ["n=1"]  # no apology queued
+    assert not InboxMessage.select().where(InboxMessage.channel_message_id == answer.message_id).exists()
+    clock.advance(seconds=sessions.LEASE.total_seconds() + 1)
+    turns.handle_message(answer, flows, ctx, wait=0)
+    assert texts("c1") == ["n=1", "n=2"]
+    assert calls[-1] == calls[-2]  # the same idempotency key both times
+
+
 def test_a_contact_held_by_a_live_claim_makes_a_waiting_turn_give_up_with_contact_busy(db):
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
@@ -408,12 +464,14 @@ def test_stored_flows_that_no_longer_load_are_refused_with_their_problems(db):
         flowcache.load_flowset(ActionRegistry())
 
 
-@pytest.mark.parametrize("where", ["save", "pick that reads the message"])
+@pytest.mark.parametrize("where", ["save", "pick that reads the message", "action's stored result"])
 def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_again_at_once(db, monkeypatch, where):
     """PostgreSQL ends the worker's session (a restart): after its claim committed, between the turn and its
-    save, or as it picks, the statement that claims the contact and hands over the message (the read after
-    the claim it replaced is cut in the next test). A claim is given back as soon as the database answers,
-    so the message runs again at once, not after the lease, and the outage is not counted against it."""
+    save; as it picks, the statement that claims the contact and hands over the message (the read after
+    the claim it replaced is cut in the next test); or in the turn's action, as it looks for the action's
+    stored result (the outage is the database's, not the action's: no apology, nothing saved). A claim is
+    given back as soon as the database answers, so the message runs again at once, not after the lease, and
+    the outage is not counted against it."""
     if not is_postgres(db):
         pytest.skip("ends a PostgreSQL session")
 
@@ -422,14 +480,18 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
     contact_id = upsert_contact("c1", clock())
     msg = message("c1", "next", at=clock())
     inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
-    name = "save_and_release" if where == "save" else "claim_next"
-    real = getattr(sessions, name)
+    module, name = {
+        "save": (sessions, "save_and_release"),
+        "pick that reads the message": (sessions, "claim_next"),
+        "action's stored result": (action_results, "execute"),
+    }[where]
+    real = getattr(module, name)
 
     def restart_then(*args, **kwargs):
         _restart(db)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sessions, name, restart_then)
+    monkeypatch.setattr(module, name, restart_then)
     db.idle_check = 3600  # the connection was just used: the next statement meets the dead connection
     with pytest.raises(peewee.OperationalError):
         inbox_turns.process_inbox(ctx, flows, worker_id="w1")
