@@ -1,10 +1,11 @@
 """Action handlers, one module per namespace (`actions/omari.py` holds `omari.*`).
 
-load_all() imports every module here so their @action decorators register, then the modules that
-installed packages name in the `convoflow.actions` entry-point group. It keeps no state of its own: a
-module is imported (and its decorators run) once per process by Python itself, so calling it again only
-re-reads the list of modules (a few ms). The gateways' sandboxes (`*_sandbox.py`) are left out: they
-register no action, and their provider imports one when it is used.
+load_all() imports every module here so their @action decorators register; the modules that installed
+packages name in the `convoflow.actions` entry-point group are imported by the registry when it is first
+asked for a name it does not know (or by registry.load_entry_points, at once). It keeps no state
+of its own: a module is imported (and its decorators run) once per process by Python itself, so calling
+it again only re-reads the list of modules (a few ms). The gateways' sandboxes (`*_sandbox.py`) are left
+out: they register no action, and their provider imports one when it is used.
 
 `flows validate` needs only the contracts on the decorators, so these modules import `requests`, the
 database (`storage.payments`, `storage.bookings`, `storage.models`) and Flask inside the functions that
@@ -20,10 +21,11 @@ from engine.registry import ActionRegistry, registry
 
 
 def load_all() -> ActionRegistry:
-    """Register every shipped action and every plug-in action (their modules are imported once per process);
-    returns the registry they are in, for the caller to hand to what checks or runs flows."""
+    """Register every shipped action (their modules are imported once per process) and return the registry
+    they are in, for the caller to hand to what checks or runs flows. The plug-ins' modules are imported by
+    the registry the first time it is asked for a name it does not know or for all its names, or at once by
+    registry.load_entry_points (serve and worker call it, so a broken plug-in stops them at start)."""
     for mod in pkgutil.iter_modules(__path__):
         if not mod.name.startswith("_") and not mod.name.endswith("_sandbox"):
             importlib.import_module(f"{__name__}.{mod.name}")
-    registry.load_entry_points()
     return registry

@@ -39,15 +39,34 @@ def checked_settings():
         raise CliError(f"{e} (see `flows config` and .env.example)") from None
 
 
-def load_actions() -> ActionRegistry:
+def load_actions(plugins: bool = True) -> ActionRegistry:
     """Register every action (actions.load_all) and return the registry they are in; a broken action module
-    or plug-in is one line saying which."""
+    or plug-in is one line saying which. plugins=False: the plug-ins are left for the registry to import when
+    a name is not found among the shipped actions (run those lookups inside plugin_errors)."""
     import actions
 
     try:
-        return actions.load_all()
+        registry = actions.load_all()
+        if plugins:
+            registry.load_entry_points()
+        return registry
     except Exception as e:
-        raise click.ClickException(f"could not load the actions: {type(e).__name__}: {e}") from None
+        raise _not_loaded(e) from None
+
+
+@contextmanager
+def plugin_errors() -> Iterator[None]:
+    """A plug-in that fails to load at a lookup (the registry's RegistryError) is the same one line."""
+    from engine.registry import RegistryError
+
+    try:
+        yield
+    except RegistryError as e:
+        raise _not_loaded(e) from None
+
+
+def _not_loaded(e: Exception) -> click.ClickException:
+    return click.ClickException(f"could not load the actions: {type(e).__name__}: {e}")
 
 
 @contextmanager
