@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import json
 from functools import cached_property, lru_cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .fast_schema import compile_schema
@@ -216,6 +215,8 @@ def _schema_at(kinds_generation: int, checks_generation: int) -> dict:
 def written_schema() -> dict:
     """The schema file editors load, as shipped: read as package data (so an installed wheel has it). The test
     suite checks it is the same as schema()."""
+    from importlib import resources  # here: with tempfile and zipfile, a new `flows validate` paid for it unused
+
     return json.loads(resources.files("schemas").joinpath("flow.schema.json").read_text(encoding="utf-8"))
 
 
