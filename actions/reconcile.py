@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Mapping
 
-from engine.messages import Outbound
 from engine.templates import money
 from storage.money import format_amount, from_minor
 
@@ -303,6 +302,7 @@ def _not_paid(
 
 def _tell(txn: PaymentTransaction, booking: Booking | None, now: datetime) -> bool:
     """Queue the customer's message about a settled payment (inside the settling transaction)."""
+    from engine.messages import Outbound  # here: actions.load_all imports this module for `flows validate` too
     from storage import payments
     from storage.models import Booking
 

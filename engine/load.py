@@ -19,15 +19,17 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path as FilePath
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow, Route, Step
 from .problems import Problem
 from .registry import ActionRegistry
 from .steps import kinds
 from .validate import FileFacts, check_file, check_set, not_checked, parse_duration
 from .variable_check import check_variables
 from .yaml_source import Source, decode, parse
+
+if TYPE_CHECKING:
+    from .model import Flow, Route, Step
 
 FLOW_SUFFIXES = (".yaml", ".yml")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,6 +154,10 @@ def load_paths(paths: list[str], registry: ActionRegistry, *, build: bool = True
 
 def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Flow:
     """The Flow a checked document describes (only called when it has no errors)."""
+    # engine.model here, not at the top: `flows validate` builds no flow, and its dataclasses (Step's
+    # twenty fields) cost a new process about 1.7 % of its instructions to create.
+    from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow
+
     data = source.data
     steps = {name: _step(name, kinds[name] or "", spec, source) for name, spec in data["steps"].items()}
     cancel = data.get("cancel") or {}
@@ -176,11 +182,15 @@ def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Fl
 
 
 def _step(name: str, kind: str, spec: dict, source: Source) -> Step:
+    from .model import Step
+
     line, col = source.where(("steps", name), key=True)
     return Step(name=name, kind=kind, line=line, col=col, next=_routes(spec.get("next")), **kinds.get(kind).build(spec))
 
 
 def _routes(value: Any) -> tuple[Route, ...]:
+    from .model import Route
+
     if value is None:
         return ()
     if isinstance(value, str):

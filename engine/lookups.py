@@ -10,11 +10,13 @@ from __future__ import annotations
 import unicodedata
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Generic, Mapping, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Mapping, TypeVar
 
 from .inputs import NO, YES
-from .messages import Choice
-from .model import Flow, FlowSet
+
+if TYPE_CHECKING:
+    from .messages import Choice
+    from .model import Flow, FlowSet
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -6,6 +6,8 @@ from dataclasses import MISSING, dataclass, field, fields, asdict, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from .registry import ActionCall  # noqa: F401 (a turn's record of an action: TurnResult.actions)
+
 _T = TypeVar("_T")
 
 
@@ -134,18 +136,6 @@ class Conversation:
             if d.get(k):
                 d[k] = datetime.fromisoformat(d[k])
         return cls(**d)
-
-
-@dataclass(frozen=True)
-class ActionCall:
-    """A record of one action the turn ran (for logs, tests and the audit event log)."""
-
-    step: str
-    name: str
-    params: dict
-    idempotency_key: str
-    outcome: str
-    data: Any = None
 
 
 @dataclass(frozen=True)

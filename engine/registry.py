@@ -63,6 +63,20 @@ class ActionContext:
     vars: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ActionCall:
+    """A record of one action the turn ran (for logs, tests and the audit event log). It lives here, beside
+    what a handler gets and returns, so the action step can write it without engine.messages, which
+    `flows validate` does not need."""
+
+    step: str
+    name: str
+    params: dict
+    idempotency_key: str
+    outcome: str
+    data: Any = None
+
+
 Handler = Callable[[ActionContext, dict], Result]
 
 

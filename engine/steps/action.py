@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..fast_schema import compile_schema
 from ..lookups import per_object
-from ..messages import ActionCall
-from ..model import Step
-from ..registry import ActionContext, ActionRegistry, ActionSpec, Result
+from ..registry import ActionCall, ActionContext, ActionRegistry, ActionSpec, Result
 from ..template_check import is_template
 from . import StepKind, shape
 
 if TYPE_CHECKING:
     import jsonschema
 
+    from ..model import Step
     from ..runner import Turn
     from ..validate import StepChecker
 

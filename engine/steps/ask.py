@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..inputs import CheckArgsError, CheckContext, checks
 from ..lookups import flow_lookups, normalise
-from ..messages import Choice, Inbound
-from ..model import DEFAULT_ATTEMPTS, Expect, Step
 from ..template_check import is_template
 from ..whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits, choices_of
 from . import StepKind, shape
 
 if TYPE_CHECKING:
+    from ..messages import Choice, Inbound
+    from ..model import Expect, Step
     from ..runner import Turn
     from ..validate import StepChecker
 
@@ -90,16 +90,16 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
         if chosen is not None:
             return chosen, None
         return None, PICK_BUTTON if step.buttons else PICK_OPTION
-    expect = step.expect or Expect("text")
-    entry = checks.get(expect.kind)
+    kind, written = (step.expect.kind, step.expect.args) if step.expect is not None else ("text", {})
+    entry = checks.get(kind)
     if entry is None:
-        raise turn.abort("expect.invalid", f"unknown check '{expect.kind}'")
-    args = {k: turn.render_value(v) if k in entry.templates else v for k, v in expect.args.items()}
+        raise turn.abort("expect.invalid", f"unknown check '{kind}'")
+    args = {k: turn.render_value(v) if k in entry.templates else v for k, v in written.items()}
     context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes)
     try:
         result = entry.parse(inbound.text or "", context, **args)
     except (CheckArgsError, TypeError) as e:
-        raise turn.abort("expect.invalid", f"{expect.kind}: {e}") from None
+        raise turn.abort("expect.invalid", f"{kind}: {e}") from None
     return result.value, result.problem
 
 
@@ -108,6 +108,8 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
 
 def build(spec: dict) -> dict:
     """The Step fields of a checked ask mapping."""
+    from ..model import DEFAULT_ATTEMPTS  # engine.model here and below: `flows validate` builds no step
+
     return {
         "text": spec["ask"],
         "save": spec.get("save"),
@@ -122,6 +124,8 @@ def build(spec: dict) -> dict:
 
 
 def _choices(value: Any) -> tuple[Choice, ...]:
+    from ..messages import Choice
+
     return tuple(
         Choice(id=cid, title=title, description=description) for _, cid, title, description in choices_of(value)
     )
@@ -129,6 +133,8 @@ def _choices(value: Any) -> tuple[Choice, ...]:
 
 def _expect(value: Any) -> Expect | None:
     """The check with its arguments by name: {regex: "^BK"} -> Expect("regex", {"pattern": "^BK"})."""
+    from ..model import Expect
+
     if value is None:
         return None
     if isinstance(value, str):

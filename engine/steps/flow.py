@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..model import Step
 from . import StepKind, shape
 
 if TYPE_CHECKING:
+    from ..model import Step
     from ..runner import Turn
     from ..validate import StepChecker
 
