@@ -127,9 +127,7 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
     calls: list[str] = []
     clock, flows, ctx = counter_setup(calls)
     turns.handle_message(message("c1", "count"), flows, ctx)
-    contact_id = upsert_contact("c1", clock())
-    msg = message("c1", "next", at=clock())
-    inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+    (msg,) = queue("c1", "next", clock=clock)
 
     def die(*args, **kwargs):
         raise RuntimeError("worker died")
@@ -157,10 +155,7 @@ def test_a_crash_between_claim_and_save_leaves_the_message_for_later_and_never_a
 def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_next_one_is_handled(db, monkeypatch):
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
-    contact_id = upsert_contact("c1", clock())
-    broken, later = message("c1", "broken", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
-    for msg in (broken, later):
-        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+    broken, later = queue("c1", "broken", "later", clock=clock)
 
     real_run_turn = inbox_turns.run_turn
 
@@ -477,9 +472,7 @@ def test_a_turn_cut_short_by_a_database_outage_gives_its_claim_back_and_runs_aga
 
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
-    contact_id = upsert_contact("c1", clock())
-    msg = message("c1", "next", at=clock())
-    inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+    (msg,) = queue("c1", "next", clock=clock)
     module, name = {
         "save": (sessions, "save_and_release"),
         "pick that reads the message": (sessions, "claim_next"),
@@ -526,10 +519,7 @@ def test_an_outage_before_the_read_after_the_claim_gives_the_claim_back_and_lose
 
     clock, flows, ctx = counter_setup()
     turns.handle_message(message("c1", "count"), flows, ctx)
-    contact_id = upsert_contact("c1", clock())
-    older, newer = message("c1", "next", at=clock()), message("c1", "later", at=clock() + timedelta(seconds=1))
-    for msg in (older, newer):
-        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+    older, newer = queue("c1", "next", "later", clock=clock)
     locker = psycopg2.connect(db.url)  # another worker's pick, holding the older row
     locker.cursor().execute(
         'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', (older.message_id,)
