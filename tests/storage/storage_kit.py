@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import count
 from typing import Callable
 
 from engine.context import TurnContext, utcnow
 from engine.messages import Inbound
 from engine.registry import ActionRegistry, Result
-from storage import flowstore, outbox
+from storage import flowstore, inbox, outbox
 from storage.contacts import upsert_contact
 from clock import START, Clock  # noqa: F401  (re-exported for the tests that use this kit)
 
@@ -164,3 +164,31 @@ def say(contact: str, text: str) -> str:
         TurnContext(registry=registry),
     )
     return "\n".join(m.text for m in result.outbound)
+
+
+def turns_failing(monkeypatch, when: Callable[[Inbound], bool], text: str) -> None:
+    """The inbox workers' turns raise ValueError(text) for the messages `when` picks (a bug in those turns);
+    the others run as usual."""
+    from channels import inbox_turns
+
+    real = inbox_turns.run_turn
+
+    def run_turn(flows, conversation, inbound, ctx):
+        if when(inbound):
+            raise ValueError(text)
+        return real(flows, conversation, inbound, ctx)
+
+    monkeypatch.setattr(inbox_turns, "run_turn", run_turn)
+
+
+def queue(contact: str, *texts_in: str, clock) -> list[Inbound]:
+    """The messages stored in the inbox as the webhook stores them, a second apart."""
+    from channels import turn_save
+
+    contact_id = upsert_contact(contact, clock())
+    out = []
+    for i, text in enumerate(texts_in):
+        msg = message(contact, text, at=clock() + timedelta(seconds=i))
+        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+        out.append(msg)
+    return out

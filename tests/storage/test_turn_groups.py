@@ -17,7 +17,7 @@ from engine.registry import ActionRegistry
 from storage import flowstore, inbox, outbox, sessions
 from storage.contacts import upsert_contact
 from storage.models import InboxMessage, Session
-from storage_kit import Clock, commits_during, context, in_threads, message, texts, two_asks
+from storage_kit import Clock, commits_during, context, in_threads, message, queue, texts, turns_failing, two_asks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,10 +31,7 @@ def setup(contacts: list[str], *said: str):
     flowstore.store("asks", ASKS, "flows/asks.yaml", clock())
     flows = flowcache.load_flowset(ActionRegistry())
     for contact in contacts:
-        contact_id = upsert_contact(contact, clock())
-        for i, text in enumerate(said):
-            msg = message(contact, text, at=clock() + timedelta(seconds=i))
-            inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
+        queue(contact, *said, clock=clock)
     return clock, flows, context(ActionRegistry(), clock)
 
 
@@ -71,14 +68,7 @@ def test_a_group_of_contacts_turns_is_saved_in_one_commit(sqlite_db):
 
 def test_a_failing_turn_in_a_group_leaves_the_others_saved(sqlite_db, monkeypatch):
     clock, flows, ctx = started(["a", "b", "c"])
-    real_run_turn = inbox_turns.run_turn
-
-    def fails_for_b(flows, conversation, inbound, ctx):
-        if inbound.contact == "b":
-            raise ValueError("a bug in b's turn")
-        return real_run_turn(flows, conversation, inbound, ctx)
-
-    monkeypatch.setattr(inbox_turns, "run_turn", fails_for_b)
+    turns_failing(monkeypatch, lambda inbound: inbound.contact == "b", "a bug in b's turn")
     with pytest.raises(ValueError, match="a bug in b's turn"):
         inbox_turns.process_inbox(ctx, flows, limit=8, worker_id="w1")
 

@@ -30,7 +30,9 @@ from storage_kit import (
     in_threads,
     message,
     store_counter,
+    queue,
     texts,
+    turns_failing,
     two_asks,
 )
 
@@ -157,14 +159,7 @@ def test_a_message_whose_turn_always_fails_is_set_aside_with_an_apology_and_the_
     turns.handle_message(message("c1", "count"), flows, ctx)
     broken, later = queue("c1", "broken", "later", clock=clock)
 
-    real_run_turn = inbox_turns.run_turn
-
-    def fails_on_broken(flows, conversation, inbound, ctx):
-        if inbound.text == "broken":
-            raise ValueError("a bug in a turn")
-        return real_run_turn(flows, conversation, inbound, ctx)
-
-    monkeypatch.setattr(inbox_turns, "run_turn", fails_on_broken)
+    turns_failing(monkeypatch, lambda inbound: inbound.text == "broken", "a bug in a turn")
     for attempt in range(1, inbox_turns.MAX_TURN_ATTEMPTS):
         with pytest.raises(ValueError):
             inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="w1")
@@ -683,17 +678,6 @@ class LaterClock(MeanwhileClock):
             self.skip -= 1
             return Clock.__call__(self)
         return super().__call__()
-
-
-def queue(contact: str, *texts_in: str, clock) -> list:
-    """The messages stored in the inbox as the webhook stores them, a second apart."""
-    contact_id = upsert_contact(contact, clock())
-    out = []
-    for i, text in enumerate(texts_in):
-        msg = message(contact, text, at=clock() + timedelta(seconds=i))
-        inbox.add(contact_id, msg.message_id, turn_save.inbound_payload(msg), msg.timestamp, clock())
-        out.append(msg)
-    return out
 
 
 def another_worker(flows, ctx, limit: int = 1):
