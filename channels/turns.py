@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import uuid
 
-from channels.claims import WAIT, claim_contact, released_on_stop, token
+from channels.claims import WAIT, claim_contact, give_back, released_on_stop, token
 from channels.optimistic import OptimisticTurn
 from channels.turn_save import conversation_of, log_tags, persistent, save
 from engine.context import TurnContext
@@ -36,6 +36,7 @@ from engine.messages import Inbound, TurnResult
 from engine.model import FlowSet
 from engine.runner import expire, run_turn, start
 from storage import inbox, sessions
+from storage.db import unavailable
 
 
 def handle_message(
@@ -65,26 +66,44 @@ def handle_message(
         claim, handled = peeked
         if handled:
             return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
-        result = OptimisticTurn(claim, inbound).run(
-            ctx,
-            lambda turn_ctx: run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, turn_ctx),
-            lambda read, turn: save(
-                read, inbound.contact, turn, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name
-            ),
-        )
+        optimistic = OptimisticTurn(claim, inbound)
+        try:
+            result = optimistic.run(
+                ctx,
+                lambda turn_ctx: run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, turn_ctx),
+                lambda read, turn: save(
+                    read, inbound.contact, turn, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name
+                ),
+            )
+        except Exception as error:
+            if optimistic.claimed:
+                _given_back_on_outage(claim, error)
+            raise
         if result is not None:
             return result
     claim = None if unstored else sessions.try_claim_by_key(inbound.contact, claim_token, ctx.clock())
     if claim is None:  # a new contact, or one another worker holds
         claim = claim_contact(inbound.contact, claim_token, ctx, wait, wa_id=wa_id, profile_name=profile_name)
-    # Checked under the claim: whoever handled this id before us for this contact has committed.
-    if inbox.is_processed(inbound.message_id):
-        sessions.release(claim)
-        return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
-    with released_on_stop(claim), log_tags(inbound.contact, claim):
-        result = run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, ctx)
-        save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
+    try:
+        # Checked under the claim: whoever handled this id before us for this contact has committed.
+        if inbox.is_processed(inbound.message_id):
+            sessions.release(claim)
+            return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
+        with released_on_stop(claim), log_tags(inbound.contact, claim):
+            result = run_turn(flows, conversation_of(inbound.contact, claim.state), inbound, ctx)
+            save(claim, inbound.contact, result, ctx, received=inbound, wa_id=wa_id, profile_name=profile_name)
+    except Exception as error:
+        _given_back_on_outage(claim, error)
+        raise
     return result
+
+
+def _given_back_on_outage(claim: sessions.Claim, error: Exception) -> None:
+    """A claimed turn the database cut short (a restart, a lock held past the wait): the claim is given back
+    as soon as the database answers, as the workers do, so the contact's next message (or this one sent
+    again) runs at once rather than after the lease. Any other failure keeps the claim for its lease."""
+    if unavailable(error):
+        give_back(claim)
 
 
 def start_flow(
