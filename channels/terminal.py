@@ -145,20 +145,21 @@ def chat_loop(
 # ── the chat's own store (`flows chat` never publishes) ─────────────────────────────────────────────
 
 CHAT_STORE = "convoflow-chat.db"
+DEMO_STORE = "convoflow-demo.db"
 
 
 class ChatStoreError(ValueError):
     """The chat store named is the live database: a preview must never write there."""
 
 
-def chat_store_url(path: str, live_url: str) -> str:
-    """The SQLite URL of the chat's own store at path: its flow copies, conversations, bookings and
-    payments. Refused when path is the live database's file (DATABASE_URL).
+def chat_store_url(path: str, live_url: str, who: str = "the chat") -> str:
+    """The SQLite URL of the chat's (or the demo's) own store at path: its flow copies, conversations,
+    bookings and payments. Refused when path is the live database's file (DATABASE_URL).
     """
     chat = os.path.realpath(path)
     live = live_url[len("sqlite:///") :] if live_url.startswith("sqlite:///") else None
     if live and os.path.realpath(live) == chat:
-        raise ChatStoreError(f"'{path}' is the live database (DATABASE_URL): give the chat a file of its own")
+        raise ChatStoreError(f"'{path}' is the live database (DATABASE_URL): give {who} a file of its own")
     return f"sqlite:///{chat}"
 
 
@@ -176,6 +177,7 @@ __all__ = [
     "MemoryTurns",
     "PROMPT",
     "CHAT_STORE",
+    "DEMO_STORE",
     "chat_store_url",
     "forget_conversations",
     "ChatStoreError",

@@ -92,12 +92,11 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     are on disk, add the demo booking; with reset, forget its conversations. Returns the store's path and
     the names of the flows on disk.
     """
-    from channels.terminal import ChatStoreError, chat_store_url, forget_conversations
+    from channels.terminal import forget_conversations
     from engine.load import load_paths
     from storage.bookings import BookingExists, add_booking
-    from storage.db import open_database, utcnow
+    from storage.db import utcnow
     from storage.flowstore import store
-    from storage.migrations import upgrade
 
     report = load_paths([settings.flows_dir], load_actions())
     for problem in report.problems:
@@ -108,12 +107,7 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     if not report.flows:
         click.echo(f"no flow files (*.yaml, *.yml) in {settings.flows_dir}", err=True)
         raise CliError()
-    try:
-        upgrade(open_database(chat_store_url(path, settings.database_url)))
-    except ChatStoreError as e:
-        raise click.BadParameter(str(e), param_hint="--store") from None
-    except Exception as e:  # an unwritable folder: say which file, without a traceback
-        raise click.ClickException(f"cannot use the chat store {path}: {type(e).__name__}: {e}") from None
+    open_own_store(path, settings.database_url, "the chat")
     if reset:
         forget_conversations()
     now = utcnow()
@@ -124,6 +118,23 @@ def _open_chat_store(settings, path: str, reset: bool) -> tuple[str, set[str]]:
     except BookingExists:
         pass
     return path, set(report.sources)
+
+
+def open_own_store(path: str, live_url: str, who: str) -> str:
+    """Open the chat's or the demo's own SQLite file at path (never DATABASE_URL), its schema created or
+    upgraded; its URL. The live database's file, or one that cannot be written: one line, no traceback."""
+    from channels.terminal import ChatStoreError, chat_store_url
+    from storage.db import open_database
+    from storage.migrations import upgrade
+
+    try:
+        url = chat_store_url(path, live_url, who)
+        upgrade(open_database(url))
+    except ChatStoreError as e:
+        raise click.BadParameter(str(e), param_hint="--store") from None
+    except Exception as e:  # an unwritable folder: say which file, without a traceback
+        raise click.ClickException(f"cannot use {who} store {path}: {type(e).__name__}: {e}") from None
+    return url
 
 
 def _chat_services(settings, real_omari: bool) -> dict:
@@ -151,11 +162,11 @@ def sandbox_services(settings, fixed_otp: str | None = None) -> dict:
     return providers.services(settings, sandbox=True, sms=sms, fixed_otp=fixed_otp)
 
 
-def _demo_banner(database_url: str, loaded: list, booking, due: str, left_open: bool) -> str:
-    """What `flows demo` says before the chat: the database, the flows, the booking and how to pay."""
+def _demo_banner(path: str, loaded: list, booking, due: str, left_open: bool) -> str:
+    """What `flows demo` says before the chat: its store, the flows, the booking and how to pay."""
     return (
         "convoflow demo: the O'mari payment conversation, in this terminal.\n"
-        f"  database  {database_url.split('://', 1)[0]} (schema upgraded); flows: "
+        f"  store     {path} (its own SQLite file, never DATABASE_URL); flows: "
         + ", ".join(f"{s.name} v{s.version}" for s in loaded)
         + "\n"
         f"  booking   {booking.reference}, {booking.tour}: balance due {due}\n"
@@ -171,13 +182,23 @@ def _demo_banner(database_url: str, loaded: list, booking, due: str, left_open: 
 @click.command()
 @click.option("--contact", default=DEMO_CONTACT, show_default=True, metavar="ID", help="The phone number you chat as.")
 @click.option("--otp", metavar="CODE", help="Make the sandbox send this code every time (for scripts), e.g. 123456.")
-def demo(contact: str, otp: str | None) -> None:
+@click.option(
+    "--store",
+    "store_file",
+    default=None,
+    metavar="FILE",
+    help="The demo's own SQLite file (default: convoflow-demo.db here); never DATABASE_URL.",
+)
+def demo(contact: str, otp: str | None, store_file: str | None) -> None:
     """Pay for a demo booking in this terminal: no WhatsApp, no O'mari account needed.
 
-    Upgrades the database (DATABASE_URL, default sqlite:///convoflow.db), loads the shipped flows, adds the
-    demo booking BK-SLYKER-TECH-20251023 ($300.00) when missing, and opens the chat on the built-in O'mari
-    sandbox, which "texts" the one-time code to this terminal. Scriptable: with standard input not a
-    terminal, each line is one message; --otp fixes the code so a script can type it:
+    Works in a SQLite file of its own (convoflow-demo.db here, or --store), never in DATABASE_URL, so
+    running it beside a real deployment publishes nothing and records no sandbox payment there: creates or
+    upgrades that file, loads the shipped flows into it, adds the demo booking BK-SLYKER-TECH-20251023
+    ($300.00) when missing, and opens the chat on the built-in O'mari sandbox, which "texts" the one-time
+    code to this terminal. The staff commands read the demo's payments and bookings when pointed at the
+    file (DATABASE_URL=sqlite:///convoflow-demo.db flows payments list). Scriptable: with standard input
+    not a terminal, each line is one message; --otp fixes the code so a script can type it:
 
         printf 'pay\\nBK-SLYKER-TECH-20251023\\n50\\n1\\n263771234567\\n123456\\n' | flows demo --otp 123456
     """
@@ -185,7 +206,7 @@ def demo(contact: str, otp: str | None) -> None:
 
     from channels import turns as persisted
     from channels.flowcache import load_flowset
-    from channels.terminal import chat_loop
+    from channels.terminal import DEMO_STORE, chat_loop
     from channels.worker import turn_context
     from engine.registry import registry
     from engine.templates import money
@@ -196,8 +217,10 @@ def demo(contact: str, otp: str | None) -> None:
     from .publishing import load_flows
 
     settings = Settings.from_env()
+    path = store_file or DEMO_STORE
+    url = open_own_store(path, settings.database_url, "the demo")
     with resources.as_file(resources.files("flows")) as shipped:  # package data: also in an installed wheel
-        loaded = load_flows([str(shipped)])
+        loaded = load_flows([str(shipped)], url=url)
     try:
         add_booking(*DEMO_BOOKING)
     except BookingExists:
@@ -212,7 +235,7 @@ def demo(contact: str, otp: str | None) -> None:
     # The sandbox starts empty each run: a payment left waiting for its code last time cannot finish now.
     left_open = persisted.close_conversation(contact, flows, ctx)
     due = money(store.balance_due(booking), booking.currency)
-    click.echo(_demo_banner(settings.database_url, loaded, booking, due, left_open))
+    click.echo(_demo_banner(path, loaded, booking, due, left_open))
     chat_loop(
         lambda inbound: persisted.handle_message(inbound, flows, ctx),
         contact,

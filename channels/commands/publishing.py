@@ -31,16 +31,17 @@ def _checked_flows(paths: list[str]):
     return report
 
 
-def load_flows(paths: list[str], impact: bool = False) -> list:
-    """Check the flow files (see _checked_flows) and store new or changed ones as new versions. With
-    impact=True, print each flow's line and what changes for the conversations running now.
+def load_flows(paths: list[str], impact: bool = False, url: str | None = None) -> list:
+    """Check the flow files (see _checked_flows) and store new or changed ones as new versions in
+    DATABASE_URL (or url: the demo's own store). With impact=True, print each flow's line and what changes
+    for the conversations running now.
     """
     from channels.publish import describe, plan_load
     from storage.db import utcnow
     from storage.flowstore import store
 
     report = _checked_flows(paths)
-    database(upgrade=True)
+    database(upgrade=True, url=url)
     plans = {name: plan_load(name, text) for name, (_, text) in report.sources.items()} if impact else {}
     now = utcnow()
     stored = [store(name, text, file, now) for name, (file, text) in sorted(report.sources.items())]

@@ -112,7 +112,8 @@ def test_demo_takes_a_payment_from_an_empty_directory(installed, user):
     assert "main_menu v1" in done.stdout and "omari_payment v1" in done.stdout
 
     assert "New balance: $250.00" in done.stdout, done.stdout
-    assert (home / "convoflow.db").exists()
+    assert (home / "convoflow-demo.db").exists()  # its own file: DATABASE_URL's default is left alone
+    assert not (home / "convoflow.db").exists()
 
 
 @pytest.mark.slow

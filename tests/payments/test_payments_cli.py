@@ -101,32 +101,55 @@ def test_reconcile_without_the_api_configured_exits_1(url):
     assert result.exit_code == 1 and "OMARI_API_BASE_URL is not set" in result.stderr
 
 
+def demo(tmp_path, *args, input: str):
+    """`flows demo` in its own store (tmp_path/demo.db) beside a live database (tmp_path/live.db)."""
+    return flows(f"sqlite:///{tmp_path / 'live.db'}", "demo", "--store", str(tmp_path / "demo.db"), *args, input=input)
+
+
 def test_demo_pays_the_demo_booking_from_a_script(tmp_path):
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
     script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n123456\n"
-    result = flows(url, "demo", "--otp", "123456", input=script)
+    result = demo(tmp_path, "--otp", "123456", input=script)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "balance due $300.00" in out
     assert "[O'mari sandbox SMS to 2637****4567] Your O'mari OTP is 123456" in out
     assert "Payment successful" in out and "New balance: $250.00" in out
 
-    again = flows(url, "demo", input="")
+    again = demo(tmp_path, input="")
     assert again.exit_code == 0 and "balance due $250.00" in again.stdout  # same booking, not a second one
 
 
 def test_demo_closes_a_payment_left_waiting_for_its_code_so_pay_starts_afresh(tmp_path):
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
-    left = flows(url, "demo", input="pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n")
+    left = demo(tmp_path, input="pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n")
     assert left.exit_code == 0 and "Please enter the code" in left.stdout
 
     script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n123456\n"
-    again = flows(url, "demo", "--otp", "123456", input=script)
+    again = demo(tmp_path, "--otp", "123456", input=script)
     assert again.exit_code == 0, again.output
     assert "The conversation you left open last time has been closed." in again.stdout
     assert "Payment successful" in again.stdout and "New balance: $250.00" in again.stdout
-    statuses = flows(url, "payments", "list", "--json")
+    statuses = flows(f"sqlite:///{tmp_path / 'demo.db'}", "payments", "list", "--json")
     assert sorted(p["status"] for p in json.loads(statuses.stdout)) == ["EXPIRED", "SUCCESS"]
+
+
+def test_demo_never_writes_to_the_live_database(tmp_path):
+    """An operator trying the demo on a deployed machine: DATABASE_URL's flows, bookings and payments are
+    left as they were (the shipped flows are not published over the live ones, no sandbox payment is
+    recorded there); the demo says where it keeps its own, and refuses the live file as its store."""
+    live = f"sqlite:///{tmp_path / 'live.db'}"
+    assert flows(live, "db", "upgrade").exit_code == 0
+    script = "pay\nBK-SLYKER-TECH-20251023\n50\n1\n263771234567\n123456\n"
+    result = demo(tmp_path, "--otp", "123456", input=script)
+    assert result.exit_code == 0 and "Payment successful" in result.stdout
+    assert f"store     {tmp_path / 'demo.db'} (its own SQLite file, never DATABASE_URL)" in result.stdout
+    assert json.loads(flows(live, "list", "--json").stdout) == []
+    assert json.loads(flows(live, "payments", "list", "--json").stdout) == []
+    booked = flows(live, "bookings", "list")
+    assert booked.exit_code == 0 and "BK-SLYKER-TECH-20251023" not in booked.stdout
+
+    refused = flows(live, "demo", "--store", str(tmp_path / "live.db"), input="")
+    assert refused.exit_code == 2
+    assert "is the live database (DATABASE_URL): give the demo a file of its own" in refused.stderr
 
 
 def test_demo_refuses_a_code_that_is_not_digits(tmp_path):
