@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from storage import events
 
-from payment_kit import PHONE, Shop, flows
+from payment_kit import PHONE, REF, Shop, flows
 
 UNKNOWN_WORD = "O'mari reports the status 'Processing', which is not one we know"
 
@@ -76,3 +76,25 @@ def test_it_needs_an_outcome_and_a_known_payment(url):
     assert "--paid or --failed" in flows(url, "payments", "settle", "abc", "--why", "x").stderr
     unknown = flows(url, "payments", "settle", "no-such", "--paid", "--why", "x", "--yes")
     assert unknown.exit_code == 1 and "no payment with reference 'no-such'" in unknown.stderr
+
+
+def test_a_paynow_payment_whose_start_answer_was_lost_is_settled_by_hand_once(url):
+    """Paynow's signed answer to the start never arrived, so there is no poll URL to ask and reconcile
+    leaves the payment to a person (docs/operations.md, Paynow): found paid in the Paynow dashboard, it is
+    settled with the same command as an O'mari one, the booking credited once."""
+    shop = Shop()
+    shop.paynow.inject("remotetransaction", "timeout_after")
+    shop.say("menu")
+    for text in ("4", REF, "50", "1"):
+        shop.say(text)
+    assert "We are confirming your payment with Paynow" in shop.say(PHONE)
+    row = shop.transaction()
+    assert (row.provider, row.status, row.poll_url) == ("paynow", "PENDING", None)
+    assert "look the payment up by its reference in the Paynow dashboard" in row.review_reason
+
+    result = flows(url, "payments", "settle", row.reference, "--paid", "--why", "Paynow dashboard: paid", "--yes")
+    assert result.exit_code == 0, result.output
+    row = shop.transaction()
+    assert row.status == "SUCCESS" and row.review_reason is None and shop.paid() == Decimal("50.00")
+    again = flows(url, "payments", "settle", row.reference, "--paid", "--why", "twice", "--yes")
+    assert again.exit_code == 1 and shop.paid() == Decimal("50.00")
