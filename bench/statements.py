@@ -6,7 +6,9 @@ bench/webhook.py starts each server through `boot()`'s command, which installs t
 `flows serve` opens its database: every psycopg2 connection the process makes counts each statement sent
 on it (a `PREPARE` of a statement at its first use on a connection, each `EXECUTE`, plain SQL, and
 peewee's `BEGIN`, `COMMIT` and `ROLLBACK`, which it sends as statements) and a daemon thread writes the counts, as JSON, to the file named by the
-CONVOFLOW_BENCH_STATEMENTS environment variable every STEP seconds. A statement is classified by its text
+CONVOFLOW_BENCH_STATEMENTS environment variable every STEP seconds, with the CPU seconds of the process's
+threads by what they do (the turn threads, the sender's loop and its sending threads, waitress's request
+threads and socket loop…: thread_cpu) as of bench/webhook.py's last ask, which it prints a message too. A statement is classified by its text
 (KINDS, the first pattern found); a pick, a claim or a read is "empty" when it returned no row (a pick
 whose claim another worker won returns a row: it counts as found). It does not touch the repository's
 code, so a checkout of another commit can be counted the same way (bench/webhook.py --checkout).
@@ -56,6 +58,7 @@ class Counts:
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.prepared: dict[str, str] = {}  # prepared name -> kind (names are per process in storage.db)
+        self.threads: dict[str, float] = {}  # thread_cpu() when last asked
 
     def add(self, kind: str, rows: int) -> None:
         if kind.endswith("?"):
@@ -73,14 +76,57 @@ class Counts:
         return classify(query)
 
     def write(self, path: str) -> None:
+        # The threads' CPU is read only when bench/webhook.py asks (a file path + ".ask", removed once
+        # answered): read from /proc every STEP it cost the server more than some of what it measures.
+        asked = os.path.exists(path + ".ask")
+        if asked:
+            self.threads = thread_cpu()
         with self.lock:
-            text = json.dumps(self.counts)
+            text = json.dumps({**self.counts, **self.threads})
         with open(path + ".tmp", "w") as f:
             f.write(text)
         os.replace(path + ".tmp", path)
+        if asked:
+            os.remove(path + ".ask")
 
 
 COUNTS = Counts()
+
+# The process's threads by what they do (their names' beginnings), for thread_cpu.
+THREADS = (
+    ("convoflow-turns", "turn threads"),
+    ("convoflow-sender", "sender loop"),
+    ("convoflow-send", "sending threads"),
+    ("convoflow-housekeeping", "housekeeping"),
+    ("waitress", "waitress request threads"),
+    ("MainThread", "main (waitress's socket loop)"),
+    ("bench-statements", "this counter"),
+)
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, by what they do ("thread: <group>"), from /proc; the
+    process's total less its live threads' is "thread: ended or unnamed" (a thread that ended takes its
+    CPU with it)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(stat_path: str) -> float:
+        with open(stat_path) as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    live = 0.0
+    for thread in threading.enumerate():
+        try:
+            seconds = cpu(f"/proc/self/task/{thread.native_id}/stat")
+        except (OSError, TypeError):
+            continue
+        group = next((g for prefix, g in THREADS if thread.name.startswith(prefix)), thread.name)
+        out[f"thread: {group}"] = out.get(f"thread: {group}", 0.0) + seconds
+        live += seconds
+    out["thread: ended or unnamed"] = max(0.0, cpu("/proc/self/stat") - live)
+    return out
 
 
 def install(path: str) -> None:
@@ -131,8 +177,9 @@ def boot() -> list[str]:
     ]
 
 
-def read(path: str) -> dict[str, int]:
-    """The counts last written to path (empty before the first write)."""
+def read(path: str) -> dict[str, float]:
+    """The counts last written to path, with the threads' CPU seconds ("thread: …" keys; empty before the
+    first write)."""
     try:
         with open(path) as f:
             return json.load(f)

@@ -25,7 +25,12 @@ For each database it starts `flows serve` as real subprocesses on 127.0.0.1 and 
 - with --statements (PostgreSQL): the servers' SQL statements a message, by kind (picks, empty picks,
   message reads, saves, sender claims and empty claims, marks, BEGIN/COMMIT, …) for each load, run by run,
   counted in the servers by bench/statements.py: a figure the machine's load does not move, unlike the
-  rates and CPU times. --checkout DIR serves another checkout's code (alternate it with this one).
+  rates and CPU times; and the servers' CPU a message by thread (turn threads, the sender's loop and its
+  sending threads, waitress's request threads and socket loop, …), read from /proc in each server.
+  --checkout DIR serves another checkout's code (alternate it with this one). --warm N posts N messages
+  (answered, not measured) before each burst, so the burst leaves out each server's first messages (its
+  database connections and their backends' first statements, its caches), which a burst of 1,200 pays once
+  a process: with more processes, more of it.
 Each figure is the median of --runs runs, with the spread (min–max). Loops are bounded by counts.
 
 Goals (issues 5 and 14): ≥ 1,000 acks/s with p99 < 20 ms; ≥ 300 end-to-end messages/s; with the Graph
@@ -327,6 +332,8 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
     ]
     try:
         ports = [s.port for s in servers]
+        if args.warm:  # each server's first messages: its connections, backends and caches, left out
+            end_to_end(ports, graph, bodies(args.warm, args.contacts, f"warm{run}"), args.threads, None)
         split = CpuSplit(url, servers)
         before = statement_counts(counts)
         burst, _ = end_to_end(ports, graph, bodies(args.messages, args.contacts, f"burst{run}"), args.threads, None)
@@ -342,7 +349,7 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
         for s in servers:
             s.stop()
         for c in counts:
-            for path in (c, f"{c}.tmp") if c else ():
+            for path in (c, f"{c}.tmp", f"{c}.ask") if c else ():
                 if os.path.exists(path):
                     os.remove(path)
     per_message = {}
@@ -362,17 +369,24 @@ def bench_e2e(url: str, graph: TimedGraph, args: argparse.Namespace, run: int, p
     }
 
 
-def statement_counts(paths: list[str | None]) -> dict[str, int]:
-    """The servers' statements so far by kind, summed (bench/statements.py), read once the load has settled:
+def statement_counts(paths: list[str | None]) -> dict[str, float]:
+    """The servers' statements so far by kind, summed, and their threads' CPU seconds by what they do
+    ("thread: …"; bench/statements.py), read once the load has settled:
     a send's mark follows the Graph API's answer, and the counts are written every statements.STEP s."""
     if not any(paths):
         return {}
     time.sleep(0.5)
-    total: dict[str, int] = defaultdict(int)
+    asks = [f"{path}.ask" for path in paths if path]
+    for ask in asks:
+        open(ask, "w").close()
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(ask) for ask in asks) and time.monotonic() < deadline:
+        time.sleep(statements.STEP / 2)
+    total: dict[str, float] = defaultdict(int)
     for path in paths:
         for kind, n in statements.read(path).items():
             total[kind] += n
-    total["all"] = sum(n for kind, n in total.items() if kind != "all")
+    total["all"] = sum(n for kind, n in total.items() if not kind.startswith("thread: "))
     return dict(total)
 
 
@@ -398,8 +412,16 @@ def report_e2e(label: str, results: list[dict[str, float]], offered: float) -> N
         kinds = sorted({k for r in results for k in r if k.startswith(f"sql:{load}:") and r[k]}, key=_statement_order)
         if kinds:
             print(f"    statements a message, {load} (bench/statements.py), run by run:")
-        for key in kinds:
+        for key in [k for k in kinds if not k.split(":", 2)[2].startswith("thread: ")]:
             print(f"      {key.split(':', 2)[2]:<22} " + " / ".join(f"{r.get(key, 0.0):.3f}" for r in results))
+        threads = sorted(
+            (k for k in kinds if k.split(":", 2)[2].startswith("thread: ")), key=lambda k: -results[0].get(k, 0.0)
+        )
+        if threads:
+            print(f"    the servers' CPU a message by thread, {load}, ms (bench/statements.py), run by run:")
+        for key in threads:
+            name = key.split(":", 2)[2][len("thread: ") :]
+            print(f"      {name:<30} " + " / ".join(f"{1000 * r.get(key, 0.0):.3f}" for r in results))
 
 
 def _statement_order(key: str) -> tuple[int, str]:
@@ -422,6 +444,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=1, help="servers sharing the PostgreSQL database")
     parser.add_argument(
         "--statements", action="store_true", help="PostgreSQL: count the servers' statements a message, by kind"
+    )
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="messages each end-to-end run posts and waits for before its burst, not measured "
+        "(4 per contact keep each conversation's script whole)",
     )
     parser.add_argument("--checkout", default=REPO, help="serve this checkout's code (default: this one)")
     args = parser.parse_args()
