@@ -235,7 +235,10 @@ def bodies(n: int, contacts: int, tag: str) -> list[list[bytes]]:
 def post_all(
     ports: list[int], per_contact: list[list[bytes]], threads: int, offered: float | None = None
 ) -> tuple[float, list[float], dict[int, list[float]]]:
-    """Post every body; each thread owns some contacts, posts their messages in order, to one of the ports.
+    """Post every body; each thread owns some contacts and posts their messages in order, message i to
+    ports[i % len(ports)] over a keep-alive connection to each: spread evenly over the servers, as a load
+    balancer in front of them spreads Meta's deliveries, whatever the number of threads (one port per
+    thread gave one of three servers half the load with four threads, and the others chased its backlog).
     offered: messages per second (message i no earlier than i / offered s after the start); None: at once.
     Returns (wall seconds, POST latencies in seconds, the start time of each contact's POSTs)."""
     contacts = len(per_contact)
@@ -246,7 +249,7 @@ def post_all(
     start = time.perf_counter() + 0.05
 
     def run(t: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", ports[t % len(ports)], timeout=30)
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for port in ports]
         mine: list[float] = []
         # The thread's contacts, message by message in global order: each keeps its order, contacts alternate.
         queue = sorted(
@@ -257,6 +260,7 @@ def post_all(
                 time.sleep(max(0.0, start + i / offered - time.perf_counter()))
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": wa.sign(body)}
             sent = time.perf_counter()
+            conn = conns[i % len(conns)]
             conn.request("POST", "/webhook", body=body, headers=headers)
             r = conn.getresponse()
             r.read()
@@ -265,7 +269,8 @@ def post_all(
                 posted[c].append(sent)
             if r.status != 200:
                 errors.append(str(r.status))
-        conn.close()
+        for conn in conns:
+            conn.close()
         with lock:
             latencies.extend(mine)
 
