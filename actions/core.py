@@ -14,11 +14,12 @@ note:
 
 from __future__ import annotations
 
-import logging
-
 from engine.registry import ActionContext, Result, action
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# The levels a flow may log at: logging's own level names, in lower case. logging itself is imported by the
+# action that logs, not here: `flows validate` reads only this contract, and logging's import cost its new
+# process about 1.3 % of its instructions.
+LEVELS = ("debug", "error", "info", "warning")
 
 
 @action(
@@ -44,7 +45,7 @@ def set_value(ctx: ActionContext, params: dict) -> Result:
         "type": "object",
         "properties": {
             "message": {"type": "string", "minLength": 1},
-            "level": {"enum": sorted(LEVELS)},
+            "level": {"enum": list(LEVELS)},
         },
         "required": ["message"],
         "additionalProperties": False,
@@ -54,5 +55,8 @@ def set_value(ctx: ActionContext, params: dict) -> Result:
 )
 def log_line(ctx: ActionContext, params: dict) -> Result:
     """Write a line to the application log, tagged with the contact."""
-    ctx.log.log(LEVELS[params.get("level", "info")], "flow log [%s]: %s", ctx.contact, params["message"])
+    import logging
+
+    level = logging.getLevelNamesMapping()[params.get("level", "info").upper()]
+    ctx.log.log(level, "flow log [%s]: %s", ctx.contact, params["message"])
     return Result("ok")

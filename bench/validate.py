@@ -154,11 +154,19 @@ def time_mistakes(folder: str, sizes: list[int], runs: int) -> None:
 # What validate has no use for: HTTP, the web server, the database, the other commands' modules (issue 14.4:
 # import only what it needs). Jinja is needed: it reads every condition and every template that does not
 # only show variables. importlib.metadata reads the plug-ins' entry points, only for an action name not shipped;
-# engine.model and engine.messages are what a flow is built into and what a turn takes and gives.
+# engine.model and engine.messages are what a flow is built into and what a turn takes and gives; the flow
+# names only core.* actions, so no other action module (each is imported when a flow names its namespace),
+# and logging is imported by the action that logs.
 UNNEEDED = (
     "importlib.metadata",
     "engine.model",
     "engine.messages",
+    "logging",
+    "actions.omari",
+    "actions.paynow",
+    "actions.booking",
+    "actions.payment",
+    "actions.reconcile",
     "requests",
     "flask",
     "werkzeug",

@@ -15,15 +15,18 @@ an ActionContext. What a handler returns as data must be JSON-able (it is saved 
 from __future__ import annotations
 
 import difflib
-import logging
+import importlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from .fast_schema import well_formed
 from .problems import EngineError
 
 if TYPE_CHECKING:
+    import logging
+
     import jsonschema
 
 ENTRY_POINT_GROUP = "convoflow.actions"
@@ -133,10 +136,16 @@ class ActionRegistry:
     time a name is not found among those registered: reading every installed package's entry points and
     importing importlib.metadata cost a new `flows validate` about 4 % of its instructions, and a flow that
     names only shipped actions never needs them.
+
+    defer names modules that register actions, by namespace, to import when a name of theirs is first looked up
+    (`flows validate` defers the shipped ones, see deferring: a flow that names only `core.*` needs none of the
+    others).
     """
 
     def __init__(self, plugins: str | None = None) -> None:
         self._specs: dict[str, ActionSpec] = {}
+        self._deferred: dict[str, str] = {}  # namespace -> module that registers its actions, not imported yet
+        self._deferring = False  # inside deferring(): import_modules defers
         self._plugins = plugins  # the group still to import; None once imported (or when there is none)
         self._plugins_failed: str | None = None  # why they could not be imported, said again at every miss
 
@@ -181,9 +190,40 @@ class ActionRegistry:
             _check_schema(spec)
         self._specs[spec.name] = spec
 
+    def import_modules(self, modules: Mapping[str, str]) -> None:
+        """Import the modules that register actions (namespace -> module name), in order; inside deferring(),
+        defer them instead (actions.load_all hands the shipped ones here)."""
+        if self._deferring:
+            self.defer(modules)
+            return
+        for module in modules.values():
+            importlib.import_module(module)
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """While inside, import_modules defers the modules it is given (`flows validate`'s load of the actions)."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def defer(self, modules: Mapping[str, str]) -> None:
+        """Import modules[namespace] (a module name) the first time a name in that namespace is looked up, and
+        every deferred module before a name is given up as not found or all names are listed: a module that
+        registers a name outside its own namespace is found all the same, only later."""
+        self._deferred.update(modules)
+
     def get(self, name: str) -> ActionSpec | None:
-        """The action registered under name, the plug-ins' included (imported here if name is not found)."""
+        """The action registered under name, the deferred modules' and the plug-ins' included (imported here
+        if name is not found)."""
         spec = self._specs.get(name)
+        if spec is None and self._deferred:
+            self.import_deferred(name.partition(".")[0])
+            spec = self._specs.get(name)
+            if spec is None:
+                self.import_deferred()
+                spec = self._specs.get(name)
         if spec is None and (self._plugins is not None or self._plugins_failed is not None):
             self.load_entry_points()
             spec = self._specs.get(name)
@@ -193,13 +233,31 @@ class ActionRegistry:
         return self.get(name) is not None
 
     def names(self) -> list[str]:
+        self.import_deferred()
         self.load_entry_points()
         return sorted(self._specs)
 
     def suggest(self, name: str) -> str | None:
+        self.import_deferred()
         self.load_entry_points()
         close = difflib.get_close_matches(name, self._specs, n=1, cutoff=0.6)
         return close[0] if close else None
+
+    def import_deferred(self, namespace: str | None = None) -> None:
+        """Import the deferred module of namespace (None: every deferred module). One that fails to import raises
+        RegistryError, now and at every later lookup that needs it (it stays deferred): a name it would have
+        registered is never reported as unknown."""
+        for space in [namespace] if namespace is not None else list(self._deferred):
+            module = self._deferred.get(space)
+            if module is None:
+                continue
+            try:
+                importlib.import_module(module)
+            except RegistryError:
+                raise
+            except Exception as e:
+                raise RegistryError(f"action module '{module}' could not be loaded: {type(e).__name__}: {e}") from None
+            del self._deferred[space]
 
     def load_entry_points(self) -> None:
         """Import the modules named in the plug-in entry-point group, once; their decorators register. A

@@ -39,16 +39,19 @@ def checked_settings():
         raise CliError(f"{e} (see `flows config` and .env.example)") from None
 
 
-def load_actions(plugins: bool = True) -> ActionRegistry:
+def load_actions(lazy: bool = False) -> ActionRegistry:
     """Register every action (actions.load_all) and return the registry they are in; a broken action module
-    or plug-in is one line saying which. plugins=False: the plug-ins are left for the registry to import when
-    a name is not found among the shipped actions (run those lookups inside plugin_errors)."""
+    or plug-in is one line saying which. lazy=True: the shipped action modules and the plug-ins are left for
+    the registry to import when a name is looked up (run those lookups inside plugin_errors)."""
     import actions
+    from engine.registry import registry as shipped
 
     try:
+        if lazy:
+            with shipped.deferring():
+                return actions.load_all()
         registry = actions.load_all()
-        if plugins:
-            registry.load_entry_points()
+        registry.load_entry_points()
         return registry
     except Exception as e:
         raise _not_loaded(e) from None
@@ -56,7 +59,8 @@ def load_actions(plugins: bool = True) -> ActionRegistry:
 
 @contextmanager
 def plugin_errors() -> Iterator[None]:
-    """A plug-in that fails to load at a lookup (the registry's RegistryError) is the same one line."""
+    """A plug-in or deferred action module that fails to load at a lookup (the registry's RegistryError) is the
+    same one line."""
     from engine.registry import RegistryError
 
     try:
