@@ -305,7 +305,8 @@ class _Converter:
 
     def convert(self, node: Node, path: Path, depth: int) -> Any:
         if path not in self.source.values:
-            self.source.values[path] = _place(node.start_mark)
+            mark = node.start_mark
+            self.source.values[path] = (mark.line + 1) << 32 | (mark.column + 1)  # _place, inline
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
@@ -355,17 +356,31 @@ class _Converter:
         if node.tag != _MAP:
             self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
         result: dict[str, Any] = {}
-        first_seen: dict[str, int] = {}
         merged: list[tuple[Node, Node]] = []
-        for key_node, value_node in self._children(node):
-            if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE:
+        values, keys = self.source.values, self.source.keys
+        # A plain value is converted here, as convert would (its place, the count, the depth): most of a flow's
+        # values are, and a call to convert and to scalar for each cost its parse about a fifth.
+        inline = depth < _MAX_DEPTH
+        # The pairs last first, each popped when its turn comes (_children, without a generator's resume per pair):
+        # with consume, node lets go of them and each is let go of once converted.
+        pairs = node.value[::-1]
+        if self.consume:
+            node.value = []
+        next_pair = pairs.pop
+        while pairs:
+            key_node, value_node = next_pair()
+            if type(key_node) is not ScalarNode:
+                if not isinstance(key_node, ScalarNode):
+                    self.fail(
+                        key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping"
+                    )
+                    continue
+            if key_node.tag == _MERGE:
                 merged.extend(self._merge_sources(value_node))
                 continue
-            if not isinstance(key_node, ScalarNode):
-                self.fail(key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping")
-                continue
             key = key_node.value
-            if key in first_seen:
+            here = path + (key,)
+            if key in result:  # merged keys come after: result holds only what this mapping writes itself
                 line, col = _at(key_node.start_mark)
                 self.source.problems.append(
                     Problem(
@@ -374,15 +389,20 @@ class _Converter:
                         col,
                         "error",
                         "yaml.duplicate_key",
-                        f"'{key}' is written twice here (first on line {first_seen[key]}): only one can be kept, remove or rename one",
+                        f"'{key}' is written twice here (first on line {keys[here] >> 32}): only one can be kept, remove or rename one",
                     )
                 )
                 continue
             mark = key_node.start_mark
-            first_seen[key] = mark.line + 1
-            here = path + (key,)
-            self.source.keys[here] = _place(mark)
-            result[key] = self.convert(value_node, here, depth + 1)
+            keys[here] = (mark.line + 1) << 32 | (mark.column + 1)
+            if inline and type(value_node) is ScalarNode and self.nodes < _MAX_NODES:
+                if here not in values:
+                    mark = value_node.start_mark
+                    values[here] = (mark.line + 1) << 32 | (mark.column + 1)
+                self.nodes += 1
+                result[key] = value_node.value if value_node.tag == _STR else self.scalar(value_node)
+            else:
+                result[key] = self.convert(value_node, here, depth + 1)
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_node, value_node in merged:
             if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE:
