@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
@@ -143,36 +144,71 @@ def _by_type(tree: nodes.Node) -> dict[type, list]:
     """Every node below tree, grouped by type, in the order tree.find_all(nodes.Node) gives them.
 
     One walk with a list for a stack: find_all's nested generators cost a frame per level for every node.
+    Each node's children go on the stack last first (its fields and their items in reverse), so popping
+    from the end walks them in order.
     """
     every: dict[type, list] = {}
-    todo = _children(tree)
+    todo = [tree]
+    push, pop, group = todo.append, todo.pop, every.get
+    Node = nodes.Node
+    first = True
     while todo:
-        node = todo.pop()
-        every.setdefault(type(node), []).append(node)
-        todo.extend(_children(node))
+        node = pop()
+        if first:
+            first = False  # the tree itself is not below it
+        else:
+            kind = type(node)
+            found = group(kind)
+            if found is None:
+                every[kind] = [node]
+            else:
+                found.append(node)
+        for name in reversed(node.fields):
+            item = getattr(node, name, None)
+            if type(item) is list:
+                for child in reversed(item):
+                    if isinstance(child, Node):
+                        push(child)
+            elif isinstance(item, Node):
+                push(item)
     return every
 
 
-def _children(node: nodes.Node) -> list[nodes.Node]:
-    """node.iter_child_nodes(), last child first (so popping from the end walks them in order)."""
-    found: list[nodes.Node] = []
-    for name in node.fields:
-        item = getattr(node, name, None)
-        if isinstance(item, list):
-            found.extend(n for n in item if isinstance(n, nodes.Node))
-        elif isinstance(item, nodes.Node):
-            found.append(item)
-    found.reverse()
-    return found
+# What _describe asks of a tree: each question's nodes (a node type or a tuple of them, subclasses included).
+_QUESTIONS: tuple[Any, ...] = (
+    nodes.Name,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Compare,
+    nodes.BinExpr,
+    (nodes.Getattr, nodes.Getitem),
+    nodes.Call,
+)
+_ASKED: dict[type, tuple[Any, ...]] = {}  # node type -> the questions it answers, found once per type
 
 
 class _Nodes:
-    """A template's nodes by type: found(nodes.Getattr, nodes.Getitem) lists those, subclasses included."""
+    """A template's nodes by question: found(nodes.Getattr, nodes.Getitem) lists those, subclasses included,
+    in the order of _by_type's groups (each type's nodes together, the types in the order first met)."""
 
     def __init__(self, every: dict[type, list]) -> None:
         self.every = every
+        self.answers: dict[Any, list] = {}
+        for kind, group in every.items():
+            asked = _ASKED.get(kind)
+            if asked is None:
+                asked = _ASKED[kind] = tuple(q for q in _QUESTIONS if issubclass(kind, q))
+            for question in asked:
+                found = self.answers.get(question)
+                if found is None:
+                    self.answers[question] = list(group)
+                else:
+                    found += group
 
     def __call__(self, *wanted: type) -> list:
+        question = wanted[0] if len(wanted) == 1 else wanted
+        if question in _QUESTIONS:
+            return self.answers.get(question, [])
         return [n for kind, group in self.every.items() if issubclass(kind, wanted) for n in group]
 
 
