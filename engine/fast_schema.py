@@ -83,8 +83,19 @@ def _keyword(name: str, value: Any, schema: dict) -> Check | None:
     if name == "additionalProperties":
         if "patternProperties" in schema:
             raise _Unknown
-        known, extra = frozenset(schema.get("properties", ())), _compile(value)
-        return lambda v: not isinstance(v, dict) or all(extra(v[k]) for k in v if k not in known)
+        known = frozenset(schema.get("properties", ()))
+        if value is False:  # no other name at all: the common case, one set question
+            return lambda v: not isinstance(v, dict) or known.issuperset(v)
+        extra = _compile(value)
+
+        def additional(v: Any) -> bool:
+            if isinstance(v, dict):
+                for k in v:
+                    if k not in known and not extra(v[k]):
+                        return False
+            return True
+
+        return additional
     raise _Unknown
 
 
@@ -92,8 +103,21 @@ def _type(value: Any) -> Check:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or any(n not in _TYPES for n in names):
         raise _Unknown
-    tests = [_TYPES[n] for n in names]
-    return lambda v: any(test(v) for test in tests)
+    return _any([_TYPES[n] for n in names])
+
+
+def _any(checks: list[Check]) -> Check:
+    """Whether any of checks passes (loops, not any(<generator>), and one check as it is: see _every)."""
+    if len(checks) == 1:
+        return checks[0]
+
+    def any_of(v: Any) -> bool:
+        for check in checks:
+            if check(v):
+                return True
+        return False
+
+    return any_of
 
 
 def _properties(value: dict) -> Check:
@@ -113,7 +137,15 @@ def _properties(value: dict) -> Check:
 
 def _items(value: Any) -> Check:
     each = _compile(value)  # (with prefixItems beside it, items would mean the rest: _keyword refuses that)
-    return lambda v: not isinstance(v, list) or all(each(item) for item in v)
+
+    def items(v: Any) -> bool:
+        if isinstance(v, list):
+            for item in v:
+                if not each(item):
+                    return False
+        return True
+
+    return items
 
 
 def _equal_to(value: Any) -> Check:
@@ -129,7 +161,10 @@ def _enum(value: list) -> Check:
     if not isinstance(value, list):
         raise _Unknown
     tests = [_equal_to(each) for each in value]
-    return lambda v: any(test(v) for test in tests)
+    if value and all(isinstance(each, str) for each in value):  # texts only: one set question
+        texts = frozenset(value)
+        return lambda v: isinstance(v, str) and v in texts
+    return _any(tests)
 
 
 def _dependent_required(value: dict) -> Check:
@@ -158,8 +193,7 @@ def _all_of(value: list) -> Check:
 
 
 def _any_of(value: list) -> Check:
-    subs = [_compile(sub) for sub in value]
-    return lambda v: any(check(v) for check in subs)
+    return _any([_compile(sub) for sub in value])
 
 
 def _not(value: Any) -> Check:
@@ -169,7 +203,15 @@ def _not(value: Any) -> Check:
 
 def _required(value: list) -> Check:
     names = tuple(value)
-    return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+
+    def required(v: Any) -> bool:
+        if isinstance(v, dict):
+            for n in names:
+                if n not in v:
+                    return False
+        return True
+
+    return required
 
 
 def _property_names(value: Any) -> Check:

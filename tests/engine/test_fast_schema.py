@@ -142,6 +142,11 @@ def test_the_quick_check_agrees_on_whole_flows():
         ({"propertyNames": {"pattern": "^[a-z]+$"}}, [{"ab": 1}, {"A": 1}, []]),
         ({"items": {"type": "string"}, "minItems": 1}, [[], ["a"], ["a", 1], "a"]),
         ({"properties": {"a": {"type": "string"}}, "additionalProperties": False}, [{"a": "x"}, {"b": 1}, {"a": 1}]),
+        ({"properties": {"a": {}}, "additionalProperties": {"type": "integer"}}, [{"a": "x", "b": 1}, {"b": "x"}, 3]),
+        ({"enum": ["a"]}, ["a", "b", [], {}, None, 1]),
+        ({"enum": ["a", True]}, ["a", True, 1, 1.0, "True", []]),
+        ({"required": ["a", "b"]}, [{"a": 1}, {"a": 1, "b": 2}, {}, [], "ab"]),
+        ({"type": ["null"]}, [None, 0, ""]),
     ],
 )
 def test_each_keyword_means_what_it_means_to_jsonschema(schema, instances):
