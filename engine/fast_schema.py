@@ -169,7 +169,17 @@ def _enum(value: list) -> Check:
 
 def _dependent_required(value: dict) -> Check:
     pairs = [(name, tuple(needs)) for name, needs in value.items()]
-    return lambda v: not isinstance(v, dict) or all(all(n in v for n in needs) for name, needs in pairs if name in v)
+
+    def dependent_required(v: Any) -> bool:
+        if isinstance(v, dict):
+            for name, needs in pairs:
+                if name in v:
+                    for n in needs:
+                        if n not in v:
+                            return False
+        return True
+
+    return dependent_required
 
 
 def _sized(kind: type, compare: Callable[[int, int], bool]) -> Callable[[int], Check]:
@@ -216,7 +226,15 @@ def _required(value: list) -> Check:
 
 def _property_names(value: Any) -> Check:
     each = _compile(value)
-    return lambda v: not isinstance(v, dict) or all(each(k) for k in v)
+
+    def property_names(v: Any) -> bool:
+        if isinstance(v, dict):
+            for k in v:
+                if not each(k):
+                    return False
+        return True
+
+    return property_names
 
 
 def well_formed(schema: Any) -> bool:
