@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from .named import Registry
 from .problems import EngineError
-from .templates import money
+from .templates import CENT, money
 
 DEFAULT_TIMEZONE = "Africa/Harare"
 DEFAULT_ZW_PREFIXES = ("71", "73", "77", "78")
@@ -225,19 +225,26 @@ def phone_zw(text: str, context: CheckContext) -> Checked:
 
 _AMOUNT = re.compile(r"(?:US\$|USD|\$)?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?", re.IGNORECASE | re.ASCII)
 AMOUNT_FORM = "Please send an amount in numbers, like 50 or 50.00."
-_CENT = Decimal("0.01")
 
 
 def _decimal_arg(name: str, value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
-    try:
-        number = Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise CheckArgsError(f"amount {name} '{value}' is not a number") from None
-    if not number.is_finite():
+    number = _finite_decimal(str(value))
+    if number is None:
         raise CheckArgsError(f"amount {name} '{value}' is not a number")
     return number
+
+
+@lru_cache(maxsize=1024)
+def _finite_decimal(text: str) -> Decimal | None:
+    """text as a finite Decimal (thousands commas dropped), else None. Read once per distinct text: a step's
+    min and max are the same few texts on every answer."""
+    try:
+        number = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 @input_check(
@@ -261,7 +268,7 @@ def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -
     whole, cents = match.group(1).replace(",", ""), match.group(2) or ""
     if len(cents) > 2:
         return _fail("Please send an amount with at most 2 decimal places, like 50 or 50.25.")
-    value = Decimal(f"{whole}.{cents or '0'}").quantize(_CENT)
+    value = Decimal(f"{whole}.{cents or '0'}").quantize(CENT)
     if value <= 0:
         return _fail("Please send an amount above zero, like 50 or 50.00.")
     if (low is not None and value < low) or (high is not None and value > high):

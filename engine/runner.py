@@ -232,17 +232,18 @@ class Turn:
         expires_at = None
         if self.status == ACTIVE and flow.expire_after is not None:
             expires_at = self.now + flow.expire_after
+        # Positional, in Conversation's field order: every turn builds one, and keywords cost a third more.
         return Conversation(
-            contact=self.contact,
-            flow=flow.name,
-            version=flow.version,
-            step=self.step,
-            vars=self.vars,
-            attempts=self.attempts,
-            status=self.status,
-            started_at=self.started_at,
-            updated_at=self.now,
-            expires_at=expires_at,
+            self.contact,
+            flow.name,
+            flow.version,
+            self.step,
+            self.vars,
+            self.attempts,
+            self.status,
+            self.started_at,
+            self.now,
+            expires_at,
         )
 
     def result(self, conversation: Conversation | None = None, secret_answer: bool = False) -> TurnResult:

@@ -19,13 +19,16 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
+CENT = Decimal("0.01")  # money's two decimals (made once: a Decimal built from text costs more than the rest)
+
+
 def money(value: Any, currency: str | None = None) -> str:
     """Format an amount (Decimal, int or numeric string) with two decimals and thousands separators."""
     try:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
-    text = f"{amount.quantize(Decimal('0.01')):,.2f}"
+    text = f"{amount.quantize(CENT):,.2f}"
     if currency in (None, "", "USD"):
         return f"${text}" if currency is None or currency == "USD" else text
     return f"{currency} {text}"
@@ -123,7 +126,7 @@ def _fast_parts(source: str) -> tuple | None:
             args = tuple(a if a[0] is None else _fast_path(*a) for a in written)
             if None in args:
                 return None
-        parts.append((value, apply, args))
+        parts.append((name,) if apply is None and name is not None and not value[1] else (value, apply, args))
     return tuple(parts)
 
 
@@ -213,9 +216,18 @@ def _whole_number(node: nodes.Expr | None) -> int | None | bool:
 
 def _render_fast(parts: tuple, vars: dict) -> str:
     """What Jinja renders for these parts when every name and key is there; raises otherwise (a missing
-    name, a value that is not a dict): the caller then lets Jinja render it, errors and all.
+    name, a value that is not a dict): the caller then lets Jinja render it, errors and all. A bare
+    `{{ name }}` is the part (name,), read here without a call (most outputs are one).
     """
-    return "".join([part if type(part) is str else str(_value(vars, part)) for part in parts])
+    out = []
+    for part in parts:
+        if type(part) is str:
+            out.append(part)
+        elif len(part) == 1:
+            out.append(str(vars[part[0]]))
+        else:
+            out.append(str(_value(vars, part)))
+    return "".join(out)
 
 
 def _evaluate_fast(parts: tuple, vars: dict) -> Any:
@@ -229,7 +241,9 @@ def _evaluate_fast(parts: tuple, vars: dict) -> Any:
 def _value(vars: dict, output: tuple) -> Any:
     value, apply, args = output
     value = _look_up(vars, value)
-    return value if apply is None else apply(value, *[_look_up(vars, a) for a in args])
+    if apply is None:
+        return value
+    return apply(value, *[_look_up(vars, a) for a in args]) if args else apply(value)
 
 
 def _look_up(vars: dict, value: tuple) -> Any:

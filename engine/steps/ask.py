@@ -94,7 +94,8 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
     entry = checks.get(kind)
     if entry is None:
         raise turn.abort("expect.invalid", f"unknown check '{kind}'")
-    args = {k: turn.render_value(v) if k in entry.templates else v for k, v in written.items()}
+    templates = entry.templates
+    args = {k: turn.render_value(v) if k in templates else v for k, v in written.items()} if written else {}
     context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes)
     try:
         result = entry.parse(inbound.text or "", context, **args)

@@ -245,3 +245,17 @@ def test_bad_settings_are_named(variable, value):
 )
 def test_the_date_filter_formats_a_saved_date(template, vars, shown):
     assert render(template, vars) == shown
+
+
+def test_an_amount_limit_reads_the_same_every_time():
+    """A limit's text is read once and remembered (the same few texts come with every answer): a second
+    answer gets the same result, and a bad text names the argument it was given as, each time."""
+    for _ in range(2):
+        assert check("amount", "1,500", {"max": "1,000"}).problem == "Please send an amount of at most $1,000.00."
+        assert check("amount", "999.99", {"max": "1,000"}).value == "999.99"
+        with pytest.raises(CheckArgsError, match="max 'abc'"):
+            check("amount", "5", {"max": "abc"})
+        with pytest.raises(CheckArgsError, match="min 'abc'"):
+            check("amount", "5", {"min": "abc"})
+        with pytest.raises(CheckArgsError, match="min 'Infinity'"):
+            check("amount", "5", {"min": "Infinity"})
