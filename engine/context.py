@@ -18,10 +18,13 @@ from .registry import ActionContext, ActionRegistry, ActionSpec, Result
 Invoke = Callable[[ActionSpec, dict, ActionContext], Result]
 
 
+_UTC = timezone.utc  # a global read, not an attribute of the class on every call
+
+
 def utcnow() -> datetime:
     """Naive UTC now: the one time convention of the project. Built with combine: replace(tzinfo=None)
     costs about three times as much (its keyword parsing), and a turn asks the clock at least twice."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(_UTC)
     return datetime.combine(now.date(), now.time())
 
 

@@ -35,9 +35,9 @@ class CheckArgsError(EngineError):
     """A check's arguments are unusable (the flow's fault); the message names the argument."""
 
 
-@dataclass(frozen=True)
-class Checked:
-    """The outcome of one check: the normalised value, or the problem to tell the user."""
+class Checked(NamedTuple):
+    """The outcome of one check: the normalised value, or the problem to tell the user. (A named tuple,
+    as CheckContext: every answer makes one, and a frozen dataclass costs twice as much to make.)"""
 
     value: Any = None
     problem: str | None = None
