@@ -2,10 +2,19 @@
 no-op action, on one core. Goal: >= 10,000 turns/s.
 
     python bench/turns.py [--conversations 4000] [--runs 7]
+    python bench/turns.py --peer [--conversations 4000] [--runs 7]
 
 Each conversation is 5 turns: the trigger, an amount, a button number, a refused local phone number (a
 re-prompt) and a good one. Prints every run, then the median and the spread (min-max), per CPU-second
 of this process (what one core does, even on a busy machine) and per wall-clock second.
+
+--peer runs bench/peer.py's conversation instead (bench/flows/four_steps.yaml, the shipped actions'
+registry, the messages of its CPU part: 100 contacts taking turns, 4 turns a conversation), the engine
+alone with the conversations kept in memory: the engine's share of a stored turn. Its instructions a
+turn (docs/deploying.md, "The engine's own CPU per turn, a sixth pass"):
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=OUT "$(python -c 'import sys; print(sys.executable)')" \
+        -c "import sys; sys.path[:0] = ['.', 'bench']; import turns; turns.peer_turns(300 + N)"
 """
 
 from __future__ import annotations
@@ -95,6 +104,36 @@ def build() -> tuple[FlowSet, TurnContext]:
     return FlowSet.of([flow]), TurnContext(registry=registry, clock=lambda: now, new_id=lambda: "id")
 
 
+def peer_build() -> tuple[FlowSet, TurnContext, list[Inbound]]:
+    """bench/peer.py's flow, the shipped actions' registry and a context as the host builds one (its clock),
+    and the Inbound messages of its CPU part (1,300 of them: enough for the callgrind recipe above)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import actions
+    import peer
+    import webhook
+    from engine.registry import registry
+
+    actions.load_all()
+    with open(webhook.FLOW, encoding="utf-8") as f:
+        flow, problems = load_text(f.read(), webhook.FLOW, registry)
+    if flow is None:
+        raise SystemExit("\n".join(map(str, problems)))
+    work = [Inbound(contact, mid, text) for contact, mid, text in peer.messages(1300, 100)]
+    return FlowSet.of([flow]), TurnContext(registry=registry), work
+
+
+def peer_turns(turns: int, built: tuple | None = None) -> None:
+    """Run the first `turns` of bench/peer.py's messages through the engine, conversations in memory. The
+    messages are made before the first turn, so the difference of two counts is the turns' own."""
+    flows, ctx, work = built or peer_build()
+    conversations: dict = {}
+    for inbound in work[:turns]:
+        result = run_turn(flows, conversations.get(inbound.contact), inbound, ctx)
+        if not result.outbound:
+            raise SystemExit(f"the four-step flow did not answer: {result}")
+        conversations[inbound.contact] = result.conversation
+
+
 def run_once(flows: FlowSet, ctx: TurnContext, conversations: int) -> tuple[int, float, float]:
     """Returns (turns, wall seconds, CPU seconds of this process)."""
     turns = 0
@@ -115,7 +154,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--conversations", type=int, default=4000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--peer", action="store_true", help="bench/peer.py's four-step conversation instead")
     args = parser.parse_args()
+    if args.peer:
+        peer_main(args)
+        return
     flows, ctx = build()
     run_once(flows, ctx, 200)  # warm the template and lookup caches
     rates, cpu_rates = [], []
@@ -138,6 +181,25 @@ def main() -> None:
         f"{1e6 / median:.1f} µs of CPU per turn (spread {1e6 / max(cpu_rates):.1f}-{1e6 / min(cpu_rates):.1f})"
     )
     print(f"median {statistics.median(rates):,.0f} turns/s wall clock (spread {min(rates):,.0f}-{max(rates):,.0f})")
+
+
+def peer_main(args: argparse.Namespace) -> None:
+    """--peer: CPU per turn of the engine alone on bench/peer.py's conversation, median of --runs."""
+    built = peer_build()
+    peer_turns(300, built)  # warm the template and lookup caches
+    turns = min(args.conversations * 4, len(built[2]))
+    per_turn = []
+    for i in range(args.runs):
+        cpu = time.process_time()
+        for _ in range(max(1, args.conversations * 4 // turns)):
+            peer_turns(turns, built)
+        cpu = time.process_time() - cpu
+        per_turn.append(cpu / (turns * max(1, args.conversations * 4 // turns)) * 1e6)
+        print(f"run {i + 1}: {per_turn[-1]:.1f} µs of CPU a turn")
+    print(
+        f"median {statistics.median(per_turn):.1f} µs of CPU a turn (spread {min(per_turn):.1f}-{max(per_turn):.1f}), "
+        "bench/peer.py's four-step conversation, the engine alone"
+    )
 
 
 if __name__ == "__main__":
