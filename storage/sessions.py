@@ -49,7 +49,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from operator import itemgetter
+from operator import eq, itemgetter
 from typing import Any, Callable, NamedTuple
 
 from . import inbox, outbox
@@ -152,32 +152,41 @@ _SAVE_READ = {
     pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
     for pg, cas in _UNCHANGED.items()
 }
-# The same saves leaving flow, flow_version, status and started_at alone: SQLite rewrites an index whose
-# column is in the SET list even to the same value, and most turns move the step only (a page fewer written
-# per turn); a conversation's start, unchanged on every turn but its first, is then not formatted again for
-# SQLite (isoformat and the adapter's call, about 10k instructions a turn).
+# The same saves leaving out of the SET list each of flow, flow_version, status and started_at that the turn
+# left unchanged (SQLite): SQLite rewrites an index whose column is in the SET list even to the same value,
+# and most turns move the step only (a page fewer written per turn); a conversation's start, unchanged on
+# every turn but its first, is then not formatted again for SQLite (isoformat and the adapter's call, about
+# 8k instructions), nor are flow and version bound when a conversation starts again or ends.
 _KEPT = (0, 1, 5, 6)  # their places in _STATE_COLUMNS
 _kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
 _kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
-# A save's parameters without the kept columns', for _SAVE_KEEP: the state's, the id and token, the read.
-_UNKEPT = {
-    n: itemgetter(*(i for i in range(n) if i not in _KEPT))
-    for n in (len(_STATE_COLUMNS) + 2, 2 * len(_STATE_COLUMNS) + 2)
-}
-_SAVE_KEEP = {
-    read: sql.replace('"flow" = ?, "flow_version" = ?, ', "").replace('"status" = ?, "started_at" = ?, ', "")
-    for read, sql in ((False, _SAVE), (True, _SAVE_READ[False]))
-}
+
+
+@lru_cache(maxsize=64)
+def _save_keeping(kept: tuple[bool, ...], read: bool) -> tuple[str, Callable[[list], tuple]]:
+    """The SQLite save (_SAVE, or _SAVE_READ's compare-and-set when `read`) without the kept columns whose
+    place in `kept` is True (unchanged), and the getter of its parameters out of save_and_release's list."""
+    sql = _SAVE_READ[False] if read else _SAVE
+    for place, unchanged in zip(_KEPT, kept):
+        if unchanged:
+            sql = sql.replace(f'"{_STATE_COLUMNS[place]}" = ?, ', "", 1)
+    left_out = {place for place, unchanged in zip(_KEPT, kept) if unchanged}
+    count = 2 * len(_STATE_COLUMNS) + 2 if read else len(_STATE_COLUMNS) + 2
+    return sql, itemgetter(*(i for i in range(count) if i not in left_out))
+
+
 _CLAIM_READ = {
     pg: f'UPDATE "session" SET "claimed_by" = ?, "claimed_until" = ? WHERE "id" = ? AND "claimed_by" IS NULL AND {cas}'
     for pg, cas in _UNCHANGED.items()
 }
 
-# One read, no write: the contact's session as stored, what the turn's touch compares (contacts.SEEN), its
-# claim's end, and whether this message id was handled already.
+# One read, no write: the contact's session as stored, what the turn's touch compares (contacts.SEEN), and
+# in one column NULL when a claim holds the session (live or run out), else whether this message id was
+# handled already (1 or 0; a column fewer to describe and convert than the claim's end and the handled time).
 _PEEK = (
     f'SELECT s.{_RETURNING.replace(", ", ", s.")}, {", ".join("c." + c for c in SEEN)}, s."contact_id", '
-    's."claimed_until", (SELECT i."processed_at" FROM "inbox_message" i WHERE i."channel_message_id" = ?) '
+    'CASE WHEN s."claimed_until" IS NULL THEN EXISTS (SELECT 1 FROM "inbox_message" i '
+    'WHERE i."channel_message_id" = ? AND i."processed_at" IS NOT NULL) END '
     'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
 )
 _PEEK_SEEN = slice(1 + len(_STATE_COLUMNS), 1 + len(_STATE_COLUMNS) + len(SEEN))
@@ -300,11 +309,12 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
     row = execute(_PEEK, (message_id, contact_key)).fetchone()
     if row is None:
         return None
-    if row[-2] is not None:  # claimed, live or run out: the claim path waits for it or takes it over
+    handled = row[-1]
+    if handled is None:  # claimed, live or run out: the claim path waits for it or takes it over
         return None, False
     session_id, state = _decode(row)
-    claim = Claim(session_id, row[-3], token, state, read_as=row[1 : _PEEK_SEEN.start], seen=row[_PEEK_SEEN])
-    return claim, row[-1] is not None
+    claim = Claim(session_id, row[-2], token, state, read_as=row[1 : _PEEK_SEEN.start], seen=row[_PEEK_SEEN])
+    return claim, bool(handled)
 
 
 def unstored(token: str) -> Claim:
@@ -417,7 +427,7 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     statement says whether the contact had another unprocessed message (its snapshot), which nobody could
     take while this turn held the contact.
     """
-    params = [state.get(c) for c in _STATE_COLUMNS]
+    params = list(map(state.get, _STATE_COLUMNS))
     params[3] = ascii_json(state.get("vars") or {})
     params[4] = state.get("attempts") or 0
     params += [claim.session_id, claim.token]
@@ -428,9 +438,13 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
         saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
     elif processed is not None:
         saved, more = _save_processed(claim, params, processed)
-    elif not is_postgres() and _kept_params(params) == _kept_state(claim.state):
-        # Unchanged since claimed (no one else writes a claimed session) or read (the compare-and-set holds).
-        saved = execute(_SAVE_KEEP[claim.read_as is not None], _UNKEPT[len(params)](params)).rowcount
+    elif not is_postgres():
+        # Each kept column unchanged since claimed (no one else writes a claimed session) or read (the
+        # compare-and-set holds) is left out of the SET list.
+        sql, kept_params = _save_keeping(
+            tuple(map(eq, _kept_params(params), _kept_state(claim.state))), claim.read_as is not None
+        )
+        saved = execute(sql, kept_params(params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
     if saved != 1:

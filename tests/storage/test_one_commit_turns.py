@@ -6,16 +6,16 @@ moved on meanwhile is never saved: it runs again on the new state."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
 from channels import flowcache, turns
 from engine.registry import ActionRegistry, Result
-from storage import flowstore, outbox, sessions
+from storage import flowstore, inbox, outbox, sessions
 from storage.db import database, is_postgres
 from storage.models import ActionResult, Contact, InboxMessage, Session
-from storage_kit import Clock, context, message
+from storage_kit import Clock, context, message, two_asks
 
 LOOKUP = """\
 flow: lookup
@@ -233,3 +233,61 @@ def test_a_turn_that_goes_on_with_a_conversation_leaves_its_stored_start_as_it_w
     raw = database.execute_sql('SELECT "started_at", "updated_at" FROM "session"').fetchone()
     assert raw[0] == stored  # the text as it was, not written again in this code's form
     assert raw[1] is not None and raw[1] != stored
+
+
+def test_a_turn_that_ends_a_conversation_leaves_its_stored_start_flow_and_version_as_they_were(db):
+    clock = Clock()
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+    for text in ("go", "x"):
+        turns.handle_message(message("c1", text), flows, ctx)
+    # A start stored in another form than this code writes (ISO's "T"): the ending turn changes the status
+    # only, so it leaves the start's text alone, as a turn that goes on with the conversation does.
+    stored = "2026-01-05T09:14:03" if not is_postgres() else datetime(2026, 1, 5, 9, 14, 3)
+    database.execute_sql('UPDATE "session" SET "started_at" = %s' % ("?" if not is_postgres() else "%s"), (stored,))
+
+    result = turns.handle_message(message("c1", "y"), flows, ctx)
+
+    assert [o.text for o in result.outbound] == ["got x and y"]
+    state = sessions.get_state("c1")
+    assert (state["flow"], state["flow_version"], state["status"]) == ("pair", 1, "ended")
+    assert state["started_at"] == datetime(2026, 1, 5, 9, 14, 3)
+    assert database.execute_sql('SELECT "started_at" FROM "session"').fetchone()[0] == stored
+
+
+def test_a_turn_that_starts_a_conversation_again_stores_its_new_start(db):
+    clock = Clock()
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+    for text in ("go", "x", "y"):
+        turns.handle_message(message("c1", text), flows, ctx)
+    first = sessions.get_state("c1")
+    clock.advance(seconds=90)
+
+    turns.handle_message(message("c1", "go"), flows, ctx)
+
+    state = sessions.get_state("c1")
+    assert (state["flow"], state["flow_version"], state["step"], state["status"]) == ("pair", 1, "one", "active")
+    assert "a" not in state["vars"]
+    assert state["started_at"] == first["started_at"] + timedelta(seconds=90)
+
+
+def test_peek_says_whether_the_message_was_handled_and_gives_nothing_while_a_claim_holds_the_session(db):
+    clock = Clock()
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+    assert sessions.peek("c1", "m1", "t") is None  # no contact, no session yet
+    turns.handle_message(message("c1", "go", message_id="m1"), flows, ctx)
+
+    claim, handled = sessions.peek("c1", "m1", "t")
+    assert handled is True and claim.state["step"] == "one" and claim.read_as is not None
+    claim, handled = sessions.peek("c1", "m2", "t")
+    assert handled is False and claim.state["step"] == "one"
+    contact_id = Contact.get(Contact.key == "c1").id
+    inbox.add(contact_id, "m3", {"text": "x"}, clock(), clock())  # stored by a webhook, not handled yet
+    assert sessions.peek("c1", "m3", "t")[1] is False
+
+    held = sessions.try_claim_by_key("c1", "other", clock())
+    assert held is not None
+    assert sessions.peek("c1", "m1", "t") == (None, False)
+    assert sessions.peek("c1", "m2", "t") == (None, False)
