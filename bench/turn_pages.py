@@ -1,4 +1,4 @@
-"""What a stored turn writes: WAL frames (pages) per turn on SQLite, WAL bytes per turn on PostgreSQL, of
+"""What a stored turn writes: WAL frames (pages) and bytes per turn on SQLite, WAL bytes per turn on PostgreSQL, of
 the peer benchmark's four-step conversation (channels.turns.handle_message).
 
     python bench/turn_pages.py [--turns 2000] [--contacts 100] [--postgres URL]
@@ -60,7 +60,8 @@ def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[objec
     return {name: (after[name] - before[name]) / (len(work) - half) for name in after}
 
 
-def sqlite_frames(turns: int, contacts: int) -> float:
+def sqlite_frames(turns: int, contacts: int) -> dict[str, float]:
+    """Per stored turn: WAL frames (pages) and WAL bytes, with the database's page size."""
     from storage import db as storage_db
 
     storage_db.SQLITE_PRAGMAS["wal_autocheckpoint"] = 0
@@ -68,9 +69,18 @@ def sqlite_frames(turns: int, contacts: int) -> float:
 
     def wal_frames(db) -> dict[str, float]:
         page = db.execute_sql("PRAGMA page_size").fetchone()[0]
-        return {"frames": os.path.getsize(path + "-wal") / (page + 24)}  # a frame: a 24-byte header and the page
+        size = os.path.getsize(path + "-wal")
+        # a frame: a 24-byte header and the page
+        return {"frames": size / (page + 24), "bytes": float(size)}
 
-    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames)["frames"]
+    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames)
+
+
+def _page_size() -> int:
+    """The page size of a new SQLite database (storage.db.SQLITE_PRAGMAS)."""
+    from storage.db import SQLITE_PRAGMAS
+
+    return SQLITE_PRAGMAS.get("page_size", 4096)
 
 
 def postgres_figures(url: str, turns: int, contacts: int) -> dict[str, float]:
@@ -125,7 +135,11 @@ def main() -> None:
     if args.postgres and args.cpu_runs:
         server_cpu(args.postgres, args.turns, args.contacts, args.cpu_runs)
         return
-    print(f"SQLite: WAL frames (pages) written per stored turn: {sqlite_frames(args.turns, args.contacts):.2f}")
+    sqlite = sqlite_frames(args.turns, args.contacts)
+    print(
+        f"SQLite: WAL frames (pages) written per stored turn: {sqlite['frames']:.2f}, "
+        f"{sqlite['bytes']:,.0f} bytes (pages of {_page_size():,} bytes)"
+    )
     if args.postgres:
         figures = postgres_figures(args.postgres, args.turns, args.contacts)
         print("PostgreSQL, per stored turn: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
