@@ -279,7 +279,8 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
             if state.transactions:
                 return state.conn.execute(sql, params)
             self._check()
-            return self.connection().execute(sql, params)
+            # The connection the check kept (None when it dropped one, or none was open: connect then).
+            return (state.conn or self.connection()).execute(sql, params)
         except Exception:
             self._raise_as_peewee()
 
