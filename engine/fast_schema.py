@@ -136,16 +136,22 @@ def _properties(value: dict) -> Check:
 
 
 def _items(value: Any) -> Check:
-    each = _compile(value)  # (with prefixItems beside it, items would mean the rest: _keyword refuses that)
+    # (with prefixItems beside it, items would mean the rest: _keyword refuses that)
+    return _each_member(list, _compile(value))
 
-    def items(v: Any) -> bool:
-        if isinstance(v, list):
-            for item in v:
-                if not each(item):
+
+def _each_member(container: type, each: Check) -> Check:
+    """Passes a value of type container when each of its members (a list's items, a dict's keys) passes
+    each, and any other value (the type is another keyword's to check)."""
+
+    def every(v: Any) -> bool:
+        if isinstance(v, container):
+            for member in v:
+                if not each(member):
                     return False
         return True
 
-    return items
+    return every
 
 
 def _equal_to(value: Any) -> Check:
@@ -225,16 +231,7 @@ def _required(value: list) -> Check:
 
 
 def _property_names(value: Any) -> Check:
-    each = _compile(value)
-
-    def property_names(v: Any) -> bool:
-        if isinstance(v, dict):
-            for k in v:
-                if not each(k):
-                    return False
-        return True
-
-    return property_names
+    return _each_member(dict, _compile(value))
 
 
 def well_formed(schema: Any) -> bool:
