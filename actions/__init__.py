@@ -15,25 +15,29 @@ use them, not at the top: a new process checks a flow without loading them.
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 
 from engine.registry import ActionRegistry, registry
 
 
-def load_all() -> ActionRegistry:
+def load_all(defer: bool = False) -> ActionRegistry:
     """Register every shipped action (their modules are imported once per process) and return the registry
     they are in, for the caller to hand to what checks or runs flows. The plug-ins' modules are imported by
     the registry the first time it is asked for a name it does not know or for all its names, or at once by
     registry.load_entry_points (serve and worker call it, so a broken plug-in stops them at start).
 
-    Inside registry.deferring() (`flows validate`) each module is left for the registry to import when a name
-    of its namespace is first looked up, so checking a flow that names only `core.*` imports no payment
-    gateway's module."""
-    registry.import_modules(
-        {
-            mod.name: f"{__name__}.{mod.name}"
-            for mod in pkgutil.iter_modules(__path__)
-            if not mod.name.startswith("_") and not mod.name.endswith("_sandbox")
-        }
-    )
+    defer=True (`flows validate`): each module is left for the registry to import when a name of its
+    namespace is first looked up (registry.defer), so checking a flow that names only `core.*` imports no
+    payment gateway's module."""
+    modules = {
+        mod.name: f"{__name__}.{mod.name}"
+        for mod in pkgutil.iter_modules(__path__)
+        if not mod.name.startswith("_") and not mod.name.endswith("_sandbox")
+    }
+    if defer:
+        registry.defer(modules)
+    else:
+        for module in modules.values():
+            importlib.import_module(module)
     return registry

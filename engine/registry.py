@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .fast_schema import well_formed
 from .problems import EngineError
@@ -138,14 +137,13 @@ class ActionRegistry:
     names only shipped actions never needs them.
 
     defer names modules that register actions, by namespace, to import when a name of theirs is first looked up
-    (`flows validate` defers the shipped ones, see deferring: a flow that names only `core.*` needs none of the
-    others).
+    (`flows validate` defers the shipped ones, actions.load_all(defer=True): a flow that names only `core.*`
+    needs none of the others).
     """
 
     def __init__(self, plugins: str | None = None) -> None:
         self._specs: dict[str, ActionSpec] = {}
         self._deferred: dict[str, str] = {}  # namespace -> module that registers its actions, not imported yet
-        self._deferring = False  # inside deferring(): import_modules defers
         self._plugins = plugins  # the group still to import; None once imported (or when there is none)
         self._plugins_failed: str | None = None  # why they could not be imported, said again at every miss
 
@@ -189,24 +187,6 @@ class ActionRegistry:
         if not well_formed(spec.params):
             _check_schema(spec)
         self._specs[spec.name] = spec
-
-    def import_modules(self, modules: Mapping[str, str]) -> None:
-        """Import the modules that register actions (namespace -> module name), in order; inside deferring(),
-        defer them instead (actions.load_all hands the shipped ones here)."""
-        if self._deferring:
-            self.defer(modules)
-            return
-        for module in modules.values():
-            importlib.import_module(module)
-
-    @contextmanager
-    def deferring(self) -> Iterator[None]:
-        """While inside, import_modules defers the modules it is given (`flows validate`'s load of the actions)."""
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
 
     def defer(self, modules: Mapping[str, str]) -> None:
         """Import modules[namespace] (a module name) the first time a name in that namespace is looked up, and

@@ -305,8 +305,7 @@ class _Converter:
 
     def convert(self, node: Node, path: Path, depth: int) -> Any:
         if path not in self.source.values:
-            mark = node.start_mark
-            self.source.values[path] = (mark.line + 1) << 32 | (mark.column + 1)  # _place, inline
+            self.source.values[path] = _place(node.start_mark)
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
@@ -357,24 +356,11 @@ class _Converter:
             self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
         result: dict[str, Any] = {}
         merged: list[tuple[Node, Node]] = []
-        values, keys = self.source.values, self.source.keys
-        # A plain value is converted here, as convert would (its place, the count, the depth): most of a flow's
-        # values are, and a call to convert and to scalar for each cost its parse about a fifth.
-        inline = depth < _MAX_DEPTH
-        # The pairs last first, each popped when its turn comes (_children, without a generator's resume per pair):
-        # with consume, node lets go of them and each is let go of once converted.
-        pairs = node.value[::-1]
-        if self.consume:
-            node.value = []
-        next_pair = pairs.pop
-        while pairs:
-            key_node, value_node = next_pair()
-            if type(key_node) is not ScalarNode:
-                if not isinstance(key_node, ScalarNode):
-                    self.fail(
-                        key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping"
-                    )
-                    continue
+        keys = self.source.keys
+        for key_node, value_node in self._children(node):
+            if not isinstance(key_node, ScalarNode):
+                self.fail(key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping")
+                continue
             if key_node.tag == _MERGE:
                 merged.extend(self._merge_sources(value_node))
                 continue
@@ -389,20 +375,12 @@ class _Converter:
                         col,
                         "error",
                         "yaml.duplicate_key",
-                        f"'{key}' is written twice here (first on line {keys[here] >> 32}): only one can be kept, remove or rename one",
+                        f"'{key}' is written twice here (first on line {_line_col(keys[here])[0]}): only one can be kept, remove or rename one",
                     )
                 )
                 continue
-            mark = key_node.start_mark
-            keys[here] = (mark.line + 1) << 32 | (mark.column + 1)
-            if inline and type(value_node) is ScalarNode and self.nodes < _MAX_NODES:
-                if here not in values:
-                    mark = value_node.start_mark
-                    values[here] = (mark.line + 1) << 32 | (mark.column + 1)
-                self.nodes += 1
-                result[key] = value_node.value if value_node.tag == _STR else self.scalar(value_node)
-            else:
-                result[key] = self.convert(value_node, here, depth + 1)
+            keys[here] = _place(key_node.start_mark)
+            result[key] = self.convert(value_node, here, depth + 1)
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_node, value_node in merged:
             if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE:

@@ -44,12 +44,10 @@ def load_actions(lazy: bool = False) -> ActionRegistry:
     or plug-in is one line saying which. lazy=True: the shipped action modules and the plug-ins are left for
     the registry to import when a name is looked up (run those lookups inside plugin_errors)."""
     import actions
-    from engine.registry import registry as shipped
 
     try:
         if lazy:
-            with shipped.deferring():
-                return actions.load_all()
+            return actions.load_all(defer=True)
         registry = actions.load_all()
         registry.load_entry_points()
         return registry

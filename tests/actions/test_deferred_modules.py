@@ -77,8 +77,8 @@ def _in_new_process(code: str) -> list[str]:
 
 
 def test_the_shipped_names_are_the_same_deferred_and_at_once():
-    listing = "import actions\nfrom engine.registry import registry\n{}print(' '.join(actions.load_all().names()))\n"
-    deferred = _in_new_process(listing.format("registry.deferring().__enter__()\n"))
+    listing = "import actions\nprint(' '.join(actions.load_all({}).names()))\n"
+    deferred = _in_new_process(listing.format("defer=True"))
     assert deferred == _in_new_process(listing.format("")) and "omari.initiate" in deferred
 
 

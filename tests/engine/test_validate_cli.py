@@ -128,7 +128,7 @@ def test_a_broken_action_module_is_one_line_not_a_traceback(flows_dir, monkeypat
     import actions
     from engine.registry import RegistryError
 
-    def broken() -> None:
+    def broken(defer: bool = False) -> None:
         raise RegistryError("action 'omari.initiate' is registered twice")
 
     monkeypatch.setattr(actions, "load_all", broken)
