@@ -47,6 +47,7 @@ from storage import outbox
 from storage.db import is_postgres, write_transaction
 from storage.outbox import Claimed
 from storage.settings import Settings
+from storage.text import compact_json
 
 from .metrics import Metrics
 from .payloads import to_cloud_api
@@ -297,7 +298,9 @@ class Sender:
         return Attempt(ok=True, wamid=wamid)
 
     def _post(self, message: dict) -> Attempt:
-        body = json.dumps(message, ensure_ascii=False).encode()
+        # compact_json's encoder is built once; json.dumps with an option builds one a call (about a fifth of
+        # the row's Python before its HTTP exchange)
+        body = compact_json(message).encode()
         try:
             conn = self._connection()
             conn.request("POST", self._path, body=body, headers=self._headers)
