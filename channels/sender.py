@@ -236,6 +236,12 @@ class Sender:
             self._submit(row)
         return recorded + len(claimed)
 
+    def only_records(self) -> bool:
+        """True when sends finished and a pump without a look would only write them down (their rows may
+        free a contact's next one, but the last claim was not full: no more rows are known to be due)."""
+        with self._lock:
+            return bool(self._finished) and not self._filled
+
     def run_once(self) -> int:
         """One round, waited for: claim due rows, send them (different contacts in parallel) and record
         the outcomes. Returns how many rows were attempted."""

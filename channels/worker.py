@@ -45,6 +45,9 @@ class WorkerOptions:
 
     threads: int = 2
     poll_interval: float = 0.5  # seconds an idle thread waits for a wake-up before looking again
+    # seconds a finished send's mark may wait for the next rows this process's turns queue, so that one
+    # statement writes the one and claims the others (only while the turns are queueing: see _sender_loop)
+    record_wait: float = 0.025
     error_pause: float = 1.0  # after an unexpected error, so a persistent fault does not spin
     housekeeping_interval: float = 15.0  # expiry sweep and flow reload check
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -145,6 +148,7 @@ class Workers:
         self._inbox_wake = Wakeups(options.threads)
         self._outbox_wake = threading.Event()
         self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
+        self._queued_at = float("-inf")  # when rows were last queued here (time.monotonic())
         if sender is not None:
             sender.on_done = self._outbox_wake.set  # a finished send frees a sender and maybe its contact's next row
         self._threads: list[threading.Thread] = []
@@ -238,6 +242,7 @@ class Workers:
 
     def _queued(self) -> None:
         """Outbox rows were committed here: the sender claims at once."""
+        self._queued_at = time.monotonic()
         self._outbox_queued.set()
         self._outbox_wake.set()
 
@@ -245,8 +250,23 @@ class Workers:
         assert self.sender is not None
         outage = Outage("sender")
         looked = float("-inf")
+        wait = self.options.record_wait
         while not self._stop.is_set():
             self._outbox_wake.clear()
+            now = time.monotonic()
+            if (
+                now - self._queued_at < wait
+                and now - looked < self.options.poll_interval
+                and self.sender.only_records()
+            ):
+                # Woken by finished sends alone, with no claim due, while this process's turns are queueing
+                # replies (the last within record_wait): their marks wait that long at most for the next rows
+                # queued here, and one statement (on SQLite one transaction) writes them and claims those,
+                # instead of one for the marks and one for the claim. A reply queued here is never held up
+                # (its queueing ends the wait); a row the marks free for another process's claim, at most
+                # record_wait; a process killed meanwhile sends those rows again after their lease, as it
+                # would between a send and its mark.
+                self._outbox_queued.wait(wait)
             # A pump woken only by a finished send claims only when that send freed a row; rows queued by
             # this process's turns or the sweep are claimed at once, anything else (another process's rows,
             # a retry come due, a lease run out) at least every poll_interval.

@@ -4,6 +4,7 @@ versions are picked up, and stop() returns promptly."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -140,3 +141,70 @@ def test_a_contacts_next_message_stored_during_its_turn_is_taken_without_the_pol
         assert wait_until(lambda: inbox.is_processed("wamid.second"), timeout=15)
     finally:
         workers.stop(timeout=10)
+
+
+class Pumps:
+    """The sender as its loop sees it: each pump() noted as (look, whether a finished send was waiting to be
+    written); finish() is a send finishing (its on_done)."""
+
+    more_due = False
+
+    def __init__(self) -> None:
+        from channels.metrics import Metrics
+
+        self.metrics, self.on_done, self.pumps, self._finished = Metrics(), None, [], False
+        self.asked = threading.Event()  # the loop asked whether a pump would only write finished sends down
+
+    def finish(self) -> None:
+        self._finished = True
+        self.on_done()
+
+    def only_records(self) -> bool:
+        if self._finished:
+            self.asked.set()
+        return self._finished
+
+    def pump(self, look: bool = True) -> int:
+        self.pumps.append((look, self._finished))
+        self._finished = False
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+def sender_loop(settings, sender: Pumps) -> Workers:
+    workers = Workers({"settings": settings}, sender=sender, options=WorkerOptions(poll_interval=60, record_wait=30))
+    threading.Thread(target=workers._sender_loop, daemon=True).start()
+    assert wait_until(lambda: sender.pumps == [(True, False)])  # the first look
+    return workers
+
+
+def test_a_finished_send_is_written_with_the_next_claim_while_turns_queue_replies(settings):
+    # While this process's turns are queueing replies, a finished send's mark waits for the next rows they
+    # queue, and one pump (one statement) writes the mark and claims the rows.
+    sender = Pumps()
+    workers = sender_loop(settings, sender)
+    try:
+        workers._queued()  # a turn's replies: claimed at once
+        assert wait_until(lambda: len(sender.pumps) == 2)
+        sender.finish()
+        assert sender.asked.wait(10)  # the loop, woken by the send, chose to wait for the turns' next rows
+        workers._queued()
+        assert wait_until(lambda: (True, True) in sender.pumps)  # the mark with the claim
+        assert sender.pumps[:3] == [(True, False), (True, False), (True, True)]  # not written alone before
+    finally:
+        workers.stop(timeout=5)
+
+
+def test_a_finished_send_is_written_at_once_when_no_turn_is_queueing(settings):
+    # No reply queued here lately: nothing to join, so the send's mark (which may free the contact's next
+    # row, perhaps queued by another process) is written at once, not after record_wait.
+    sender = Pumps()
+    workers = sender_loop(settings, sender)
+    try:
+        sender.finish()
+        assert wait_until(lambda: len(sender.pumps) == 2, timeout=10)
+        assert sender.pumps[1] == (False, True)
+    finally:
+        workers.stop(timeout=5)
