@@ -16,7 +16,9 @@ There is no round: pump() records what finished and claims as many rows as there
 a reply goes out as soon as it is due and one contact's next message as soon as the previous is recorded.
 A pump that only records (`look=False`: woken by a finished send, nothing queued since) claims only when
 a recorded row freed its contact's next one, or its last claim was full: the claim statement that found
-nothing was most of a sender's statements at a steady load.
+nothing was most of a sender's statements at a steady load. And while this process's turns are queueing
+replies, the worker's loop lets finished sends wait a moment (WorkerOptions.record_wait) for the next rows
+they queue, so one statement records the ones and claims the others.
 
 A process killed between 2 and 3 leaves the row pending: when the lease runs out it is sent again. The
 Cloud API has no idempotency key, so that rare case can deliver a message twice; it never loses one.
