@@ -222,6 +222,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         _turn_indexes,
         "a turn writes fewer indexes: none on contact_id, pending outbox rows only, sessions' when they move",
     ),
+    Migration(
+        "0014_session_revision",
+        lambda db, m: _add_columns(db, m, Session, "revision"),
+        "a turn read without a claim checks one count of the session's saves, not every state column",
+    ),
 )
 
 

@@ -57,6 +57,9 @@ class Session(BaseModel):
     # action's HTTP call: see storage/sessions.py.
     claimed_by = pw.CharField(max_length=128, null=True)
     claimed_until = pw.DateTimeField(null=True)
+    # Counts the saves of the state (storage/sessions.py): a turn run on a state read without a claim is saved
+    # only while the count is as it read it, one integer compared instead of every state column.
+    revision = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
 
 # Expiry takes the earliest expires_at of the sessions that have one (active ones of a flow with an expiry:

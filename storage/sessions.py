@@ -31,8 +31,9 @@ A clean stop mid-turn (Ctrl-C, SIGTERM) gives the claim back at once instead of 
 A turn that needs no claim at all (handle_message, and an inbox worker on SQLite through peek_next): the claim's own commit is skipped when
 nothing contends. peek reads the stored session (no write, no commit) with whether the message was handled
 already; the turn runs on that state and its save is a compare-and-set — `… WHERE "id" = ? AND
-("claimed_by" = <token> OR "claimed_by" IS NULL AND <every state column as read>)` — so the turn is saved,
-in one commit, only onto the state it was computed from. When another turn saved in between (or holds a
+("claimed_by" = <token> OR "claimed_by" IS NULL AND "revision" IS <as read> AND "updated_at" IS <as read>)` —
+every save counts itself in the session's revision, so the turn is saved, in one commit, only onto the state it
+was computed from. When another turn saved in between (or holds a
 claim) nothing is written and the turn runs again under a claim; the engine is pure, so running it twice
 changes nothing outside. Only actions act outside: a turn that reaches one first claims the session it
 read with the same compare-and-set (claim_read) and checks the message was not handled meanwhile, so an
@@ -71,6 +72,13 @@ _STATE_COLUMNS = (
     "expires_at",
 )
 _RETURNING = ", ".join(f'"{c}"' for c in ("id", *_STATE_COLUMNS))
+# What the compare-and-set of a turn read without a claim compares (see peek), instead of every state column
+# (nine parameters bound and compared, six of them texts copied: about 7k instructions a turn): the session's
+# revision, which every save below counts one up, and updated_at, which a process of a release before the
+# revision (still serving between `flows db upgrade` and its restart) changes on every save that changes
+# anything. A read row's (revision, updated_at): _read_as, of a row laid out as _PEEK's first columns.
+_READ_COLUMNS = ("revision", "updated_at")
+_read_as = itemgetter(1 + len(_STATE_COLUMNS), 1 + _STATE_COLUMNS.index("updated_at"))
 
 _CLAIM_TAIL = (
     'ON CONFLICT ("contact_id") DO UPDATE SET "claimed_by" = excluded."claimed_by", '
@@ -137,16 +145,16 @@ _MORE = 1 + len(_STATE_COLUMNS) + 1  # claim_next's row: the contact, the sessio
 
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
-    '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "claimed_by" = NULL, "claimed_until" = NULL '
-    'WHERE "id" = ? AND "claimed_by" = ?'
+    '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "revision" = "revision" + 1, "claimed_by" = NULL, '
+    '"claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 )
 
 # handle_message's optimistic turn (see peek): the save and the late claim apply only while the session
-# is unclaimed and still holds the state read — a compare-and-set on the stored columns, so a turn computed
-# from a state someone else has since changed is never saved.
+# is unclaimed and still holds the state read — a compare-and-set on its revision (_READ_COLUMNS), so a turn
+# computed from a state someone else has since changed is never saved.
 _UNCHANGED = {
-    False: " AND ".join(f'"{c}" IS ?' for c in _STATE_COLUMNS),
-    True: " AND ".join(f'"{c}" IS NOT DISTINCT FROM ?' for c in _STATE_COLUMNS),
+    False: " AND ".join(f'"{c}" IS ?' for c in _READ_COLUMNS),
+    True: " AND ".join(f'"{c}" IS NOT DISTINCT FROM ?' for c in _READ_COLUMNS),
 }
 _SAVE_READ = {
     pg: _SAVE.replace('"claimed_by" = ?', f'("claimed_by" = ? OR "claimed_by" IS NULL AND {cas})')
@@ -171,7 +179,7 @@ def _save_keeping(kept: tuple[bool, ...], read: bool) -> tuple[str, Callable[[li
         if unchanged:
             sql = sql.replace(f'"{_STATE_COLUMNS[place]}" = ?, ', "", 1)
     left_out = {place for place, unchanged in zip(_KEPT, kept) if unchanged}
-    count = 2 * len(_STATE_COLUMNS) + 2 if read else len(_STATE_COLUMNS) + 2
+    count = len(_STATE_COLUMNS) + 2 + (len(_READ_COLUMNS) if read else 0)
     return sql, itemgetter(*(i for i in range(count) if i not in left_out))
 
 
@@ -180,23 +188,24 @@ _CLAIM_READ = {
     for pg, cas in _UNCHANGED.items()
 }
 
-# One read, no write: the contact's session as stored, what the turn's touch compares (contacts.SEEN), and
+# One read, no write: the contact's session as stored and its revision, what the turn's touch compares
+# (contacts.SEEN), and
 # in one column NULL when a claim holds the session (live or run out), else whether this message id was
 # handled already (1 or 0; a column fewer to describe and convert than the claim's end and the handled time).
 _PEEK = (
-    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, {", ".join("c." + c for c in SEEN)}, s."contact_id", '
+    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."revision", {", ".join("c." + c for c in SEEN)}, s."contact_id", '
     'CASE WHEN s."claimed_until" IS NULL THEN EXISTS (SELECT 1 FROM "inbox_message" i '
     'WHERE i."channel_message_id" = ? AND i."processed_at" IS NOT NULL) END '
     'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
 )
-_PEEK_SEEN = slice(1 + len(_STATE_COLUMNS), 1 + len(_STATE_COLUMNS) + len(SEEN))
+_PEEK_SEEN = slice(2 + len(_STATE_COLUMNS), 2 + len(_STATE_COLUMNS) + len(SEEN))
 
 # A worker's optimistic pick (peek_next): the oldest unprocessed message of a contact nobody holds and that
 # this process's other threads are not handling, with the contact's key and session as stored: one read,
 # no write, no commit.
 _PEEK_NEXT = (
     f'SELECT {", ".join("i." + c for c in inbox.COLUMNS.split(", "))}, c."key", '
-    f's.{_RETURNING.replace(", ", ", s.")}, s."claimed_until" FROM "inbox_message" i '
+    f's.{_RETURNING.replace(", ", ", s.")}, s."revision", s."claimed_until" FROM "inbox_message" i '
     'JOIN "contact" c ON c."id" = i."contact_id" LEFT JOIN "session" s ON s."contact_id" = i."contact_id" '
     'WHERE i."processed_at" IS NULL AND (s."claimed_until" IS NULL OR s."claimed_until" < ?){skip} '
     'ORDER BY i."sent_at", i."id" LIMIT {limit}'
@@ -228,7 +237,7 @@ class Claim(NamedTuple):
     contact_id: int | None  # None: the contact may not be stored yet either (unstored)
     token: str
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
-    # A read, not yet a claim (peek): the _STATE_COLUMNS as stored, which the save and claim_read compare.
+    # A read, not yet a claim (peek): the _READ_COLUMNS as stored, which the save and claim_read compare.
     read_as: tuple | None = None
     seen: tuple | None = None  # the contact's contacts.SEEN columns as peek read them (the save's touch)
 
@@ -251,6 +260,7 @@ class Processed:
 # A contact's first turn (handle_message): no session row yet, so the turn runs on the state a new row
 # holds and its save inserts the row — unless one appeared meanwhile (then ClaimLost: claim and run again).
 _NEW_STATE = (None, None, None, "{}", 0, "ended", None, None, None)  # the _STATE_COLUMNS of a row _CLAIM inserts
+_NEW_READ = (0, None)  # its _READ_COLUMNS
 _INSERT_NEW = (
     'INSERT INTO "session" ("contact_id", ' + ", ".join(f'"{c}"' for c in _STATE_COLUMNS) + ") "
     'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ("contact_id") DO NOTHING'
@@ -313,7 +323,7 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
     if handled is None:  # claimed, live or run out: the claim path waits for it or takes it over
         return None, False
     session_id, state = _decode(row)
-    claim = Claim(session_id, row[-2], token, state, read_as=row[1 : _PEEK_SEEN.start], seen=row[_PEEK_SEEN])
+    claim = Claim(session_id, row[-2], token, state, read_as=_read_as(row), seen=row[_PEEK_SEEN])
     return claim, bool(handled)
 
 
@@ -321,7 +331,7 @@ def unstored(token: str) -> Claim:
     """A read of a contact with no session yet (peek gave None), for a first turn run like a peek's: its
     save (save_and_release, after `with_contact`) creates the session. It never claims (claim_read finds no
     row), so a turn that reaches an action takes the claim path."""
-    return Claim(None, None, token, _decode((None, *_NEW_STATE))[1], read_as=_NEW_STATE)
+    return Claim(None, None, token, _decode((None, *_NEW_STATE))[1], read_as=_NEW_READ)
 
 
 def with_contact(claim: Claim, contact_id: int) -> Claim:
@@ -368,7 +378,9 @@ def peek_waiting(
             found.append((None, message, key))
         else:
             session_id, state = _decode(session[:-1])
-            found.append((Claim(session_id, message.contact_id, tokens(), state, read_as=session[1:-1]), message, key))
+            found.append(
+                (Claim(session_id, message.contact_id, tokens(), state, read_as=_read_as(session)), message, key)
+            )
         if len(found) == contacts:
             break
     return found
