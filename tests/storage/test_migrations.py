@@ -157,3 +157,28 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
     for index, sql, params in plans:
         plan = " | ".join(row[3] for row in blank_db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
         assert f"INDEX {index}" in plan and "SCAN f |" not in plan and not plan.endswith("SCAN f"), plan
+
+
+def test_session_revision_is_added_to_a_database_before_0014_and_its_rows_start_at_zero(blank_db):
+    upgrade(blank_db)
+    # Put the session table back to how a release before 0014 left it, with a contact's session in it.
+    blank_db.execute_sql('ALTER TABLE "session" DROP COLUMN "revision"')
+    blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0014_session_revision'")
+    blank_db.execute_sql(
+        'INSERT INTO "contact" ("key", "created_at", "last_seen_at") VALUES (\'c1\', \'2026-01-05\', \'2026-01-05\')'
+    )
+    blank_db.execute_sql(
+        'INSERT INTO "session" ("contact_id", "vars", "attempts", "status") SELECT "id", \'{}\', 0, \'ended\' FROM "contact"'
+    )
+    assert upgrade(blank_db) == ["0014_session_revision"]
+    check(blank_db)
+    assert blank_db.execute_sql('SELECT "revision" FROM "session"').fetchall() == [(0,)]
+    # A row inserted without it (a claim's INSERT names no revision) starts at 0 too.
+    blank_db.execute_sql(
+        'INSERT INTO "contact" ("key", "created_at", "last_seen_at") VALUES (\'c2\', \'2026-01-05\', \'2026-01-05\')'
+    )
+    blank_db.execute_sql(
+        'INSERT INTO "session" ("contact_id", "vars", "attempts", "status") '
+        "SELECT \"id\", '{}', 0, 'ended' FROM \"contact\" WHERE \"key\" = 'c2'"
+    )
+    assert blank_db.execute_sql('SELECT "revision" FROM "session" ORDER BY "id"').fetchall() == [(0,), (0,)]
