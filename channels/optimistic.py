@@ -11,6 +11,7 @@ still refuses a moved state. When the state moved before that, nothing is saved 
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Callable
 
 from channels.claims import released_on_stop
@@ -24,6 +25,11 @@ from storage import inbox, sessions
 class StateMoved(BaseException):
     """An optimistic turn reached an action but the session changed since it was read: the turn is run
     again under a claim. A BaseException so that the engine's guard around an action does not report it."""
+
+
+# The optimistic turn running in this context (thread), which an action must claim for first (see
+# _claiming); None outside one, and inside a turn run under a claim from an optimistic turn's engine.
+_running: ContextVar[OptimisticTurn | None] = ContextVar("convoflow_optimistic_turn", default=None)
 
 
 class OptimisticTurn:
@@ -46,9 +52,10 @@ class OptimisticTurn:
         turn under a claim). A lost claim after the turn claimed raises ClaimLost as usual; other errors
         propagate (see `claimed`)."""
         claim, inbound = self.claim, self.inbound
+        running = _running.set(self)
         try:
             with released_on_stop(claim), log_tags(inbound.contact, claim):
-                result = turn(_with_invoke(ctx, self._claim_then(ctx.invoke)))
+                result = turn(_claiming(ctx))
                 save_turn(claim, result)
             return result
         except StateMoved:
@@ -58,18 +65,42 @@ class OptimisticTurn:
             if self.claimed:
                 raise
             return None
+        finally:
+            _running.reset(running)
 
-    def _claim_then(self, invoke: Callable[[ActionSpec, dict, ActionContext], Result]):
+    def before_action(self, spec: ActionSpec, actx: ActionContext) -> None:
+        """Claim the session read before the turn's first action that writes (raise StateMoved when it moved
+        on, or the message was handled meanwhile)."""
+        if not self.claimed and not spec.reads_only:  # a read on a moved state is harmless: the CAS fails
+            if not sessions.claim_read(self.claim, actx.clock()):
+                raise StateMoved
+            self.claimed = True
+            if inbox.is_processed(self.inbound.message_id):  # handled before our claim: leave it
+                raise StateMoved
+
+
+# _claiming's memo: the last host context and its claiming copy, replaced whole (so a thread never reads one
+# context's copy for another's).
+_last_claiming: list[tuple[TurnContext | None, TurnContext | None]] = [(None, None)]
+
+
+def _claiming(ctx: TurnContext) -> TurnContext:
+    """ctx with an invoke that first lets the optimistic turn running in this context claim (before_action),
+    made once per host context rather than copied for every turn (the copy and its closure cost about 8.5k
+    instructions a turn). A turn run under a claim gets the host's ctx itself, so nothing claims for it."""
+    known, claiming = _last_claiming[0]
+    if known is not ctx:
+        invoke = ctx.invoke
+
         def claim_then_invoke(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
-            if not self.claimed and not spec.reads_only:  # a read on a moved state is harmless: the CAS fails
-                if not sessions.claim_read(self.claim, actx.clock()):
-                    raise StateMoved
-                self.claimed = True
-                if inbox.is_processed(self.inbound.message_id):  # handled before our claim: leave it
-                    raise StateMoved
+            running = _running.get()
+            if running is not None:
+                running.before_action(spec, actx)
             return invoke(spec, params, actx)
 
-        return claim_then_invoke
+        claiming = _with_invoke(ctx, claim_then_invoke)
+        _last_claiming[0] = (ctx, claiming)
+    return claiming
 
 
 def _with_invoke(ctx: TurnContext, invoke: Callable[[ActionSpec, dict, ActionContext], Result]) -> TurnContext:
