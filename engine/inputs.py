@@ -262,10 +262,13 @@ def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -
     stripped = text.strip()
     if stripped.startswith("-"):
         return _fail("Please send an amount above zero, like 50 or 50.00.")
-    match = _AMOUNT.fullmatch(stripped)
-    if not match:
-        return _fail(AMOUNT_FORM)
-    whole, cents = match.group(1).replace(",", ""), match.group(2) or ""
+    if stripped.isascii() and stripped.isdigit():
+        whole, cents = stripped, ""  # digits alone, the usual answer: what the pattern's `\d+` reads, without it
+    else:
+        match = _AMOUNT.fullmatch(stripped)
+        if not match:
+            return _fail(AMOUNT_FORM)
+        whole, cents = match.group(1).replace(",", ""), match.group(2) or ""
     if len(cents) > 2:
         return _fail("Please send an amount with at most 2 decimal places, like 50 or 50.25.")
     value = Decimal(f"{whole}.{cents or '0'}").quantize(CENT)

@@ -50,6 +50,10 @@ def normalise(text: str | None) -> str:
     """
     if not text:
         return ""
+    if text.isalnum():
+        # One word of letters and digits ("pay", "50"): nothing to collapse or strip, and a letter or digit
+        # never casefolds to space or punctuation. Skips the split, the join and the edge checks.
+        return text.casefold()
     folded = " ".join(text.split()).casefold()
     if folded[:1].isalnum() and folded[-1:].isalnum():
         return folded  # the common case: a letter or digit at each end is neither space nor punctuation
