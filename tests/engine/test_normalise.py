@@ -1,5 +1,6 @@
 """normalise (how triggers, cancel words and typed choices are compared) takes a shortcut when a message
-starts and ends with a letter or digit; it must give what the edge walk gives for every character.
+starts and ends with a letter or digit, and another when it is one word of letters and digits; both must
+give what the edge walk gives for every character.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def test_every_character_at_either_end_is_kept_or_dropped_as_the_edge_walk_does(
         ch = chr(code)
         for text in (ch + "pay", "Pay" + ch, ch, f" {ch} menu {ch} "):
             assert normalise(text) == _walked(text), hex(code)
+
+
+def test_a_one_word_message_of_any_letter_or_digit_is_what_the_edge_walk_gives():
+    for code in range(0x110000):
+        ch = chr(code)
+        if ch.isalnum():
+            for text in (ch, ch + "1", "A" + ch):
+                assert normalise(text) == _walked(text), hex(code)
 
 
 def test_the_messages_people_send():
