@@ -1,7 +1,7 @@
 """YAML text to plain Python objects, keeping where the author wrote every key and value.
 
-PyYAML's loader throws positions away, so this composes the node graph with the safe loader and
-converts it by hand, recording a 1-based (line, col) for each value and each mapping key under its JSON
+PyYAML's loader throws positions away, so this reads the safe loader's parser events and converts
+them by hand as they come, recording a 1-based (line, col) for each value and each mapping key under its JSON
 path (a tuple of keys and list indexes). On the way it refuses what a loader would silently accept:
 a key written twice (the loader keeps the last), tags, and recursive aliases.
 
@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.composer import ComposerError
+from yaml.events import (
+    AliasEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from .problems import Problem
 
@@ -230,11 +241,9 @@ def _open_quote(rest: str, quote: str) -> bool:
 _EMPTY = "the file is empty: a flow needs at least 'flow:' and 'steps:'"
 
 
-def _compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
-    """The YAML node tree of text, or the one problem that stops it from being read."""
-    try:
-        return yaml.compose(text, Loader=_LOADER), None
-    except yaml.reader.ReaderError as e:
+def _read_problem(e: Exception, text: str, file: str) -> Problem:
+    """The one problem that stops text from being read, for an error the parser or the reading raised."""
+    if isinstance(e, yaml.reader.ReaderError):
         # libyaml counts the position in UTF-8 bytes, the pure-Python reader in characters.
         offset = (
             len(text.encode("utf-8")[: e.position].decode("utf-8", "ignore"))
@@ -244,97 +253,210 @@ def _compose(text: str, file: str) -> tuple[Node | None, Problem | None]:
         line, col = _offset_to_line_col(text, offset)
         char = e.character if isinstance(e.character, str) else chr(e.character)
         message = f"the character {char!r} cannot be used in a flow file: remove it"
-        return None, Problem(file, line, col, "error", "yaml.bad_character", message)
-    except yaml.MarkedYAMLError as e:
+        return Problem(file, line, col, "error", "yaml.bad_character", message)
+    if isinstance(e, yaml.MarkedYAMLError):
         line, col = _at(e.problem_mark or e.context_mark)
         slip = _common_slip(e, text.splitlines(), line)
         line, col, message = slip if slip else (line, col, _syntax_message(e, text))
-        return None, Problem(file, line, col, "error", "yaml.syntax", message)
-    except yaml.YAMLError as e:
-        return None, Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}")
-    except RecursionError:
-        return None, Problem(file, 1, 1, "error", "yaml.too_deep", "the file is nested too deeply to be a flow")
+        return Problem(file, line, col, "error", "yaml.syntax", message)
+    return Problem(file, 1, 1, "error", "yaml.syntax", f"YAML syntax: {e}")
 
 
 def parse(text: str, file: str) -> Source:
-    """Compose text and convert it; every problem found is in the returned Source."""
+    """Read text and convert it; every problem found is in the returned Source."""
     source = Source(file)
     if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
         source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", _EMPTY))
         return source
-    root, problem = _compose(text, file)
-    if problem is not None:
-        source.problems.append(problem)
-        return source
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _TAG + "null" and not root.value):
-        source.problems.append(Problem(file, 1, 1, "error", "yaml.empty", _EMPTY))
-        return source
-    if not isinstance(root, MappingNode):
-        line, col = _at(root.start_mark)
-        message = "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"
-        source.problems.append(Problem(file, line, col, "error", "yaml.not_mapping", message))
-        return source
-    # Without an anchor no node is shared, so each can be let go once converted (see _Converter.consume).
-    converter = _Converter(source, consume="&" not in text)
-    data = converter.convert(root, (), 0)
+    loader = _LOADER(text)
+    converter = _Converter(source, loader, anchored="&" in text)
+    try:
+        data = converter.document()
+    except yaml.YAMLError as e:
+        # Whatever was converted before the mistake is let go: the one problem is all the author sees.
+        return Source(file, problems=[_read_problem(e, text, file)])
+    finally:
+        loader.dispose()
     # Past the size guard the data is cut short, and checking it would only add confusing problems.
     source.data = None if converter.stopped else data
     return source
 
 
-class _Converter:
-    """Node graph to plain objects, recording marks and problems as it goes.
+_STARTS = (MappingStartEvent, SequenceStartEvent)
+_ENDS = (MappingEndEvent, SequenceEndEvent)
 
-    With consume, each node is dropped from its parent as soon as it is converted, so the node graph
-    shrinks while the data grows: a 5,000-step flow's nodes take about 26 MB, and holding them all until
-    the end made parsing peak at 37 MB instead of 28.5 (by tracemalloc; what no longer fits in the
-    processor's cache makes every step of a large flow slower). Only for a graph without anchors, where
-    no node is reached twice.
+
+class _Converter:
+    """The parser's events to plain objects, recording marks and problems as it goes.
+
+    The events are converted as the parser makes them, so no node graph is built: a 5,000-step flow's
+    nodes took about 26 MB, which the conversion then read back from memory the processor's cache no
+    longer held (cachegrind, 32 MB last-level cache: a step's misses nearly doubled from 1,000 steps to
+    5,000). It converts what yaml.compose and the node graph would give: an alias converts the events
+    recorded for its anchor again (with the anchor's marks), as a shared node was converted again where
+    each alias names it; an alias inside what its own anchor marks is refused, as is an anchored mapping
+    or list met again inside itself through another alias.
     """
 
-    def __init__(self, source: Source, consume: bool = False) -> None:
+    def __init__(self, source: Source, loader: Any, anchored: bool = False) -> None:
         self.source = source
-        self.consume = consume
+        self.parse_event = loader.get_event
+        self.resolve = loader.resolve
+        # Only a text with '&' can hold anchors: the others skip the recording on every event.
+        self.anchored = anchored
+        self.anchors: dict[str, list[Event]] = {}  # anchor -> its events, the first one first
+        self.recording: list[list] = []  # [events, open collections] of anchors still being read
+        self.replays: list[Iterator[Event]] = []  # events of aliases (and merged pairs) being converted again
         self.nodes = 0
-        self.active: set[int] = set()  # ids of nodes on the current path, to catch recursive aliases
+        self.active: set[str] = set()  # anchors of the mappings and lists on the current path
         self.stopped = False
 
-    def fail(self, node: Node, code: str, message: str) -> None:
-        line, col = _at(node.start_mark)
+    def next(self) -> Event:
+        """The next event: of the innermost replay, else the parser's (recorded for the anchors open)."""
+        if self.replays:
+            return next(self.replays[-1])
+        event = self.parse_event()
+        if self.anchored:
+            self.record(event)
+        elif type(event) is AliasEvent:  # no '&' in the text, so no anchor for it to name
+            raise ComposerError(None, None, "found undefined alias", event.start_mark)
+        return event
+
+    def record(self, event: Event) -> None:
+        """Append event to every anchor being read, and open a recording for an anchor it starts, with
+        the composer's errors for an alias of no anchor and an anchor written twice."""
+        kind = type(event)
+        step = 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+        for recording in self.recording:
+            recording[0].append(event)
+            recording[1] += step
+        self.recording = [recording for recording in self.recording if recording[1]]
+        if kind is AliasEvent:
+            if event.anchor not in self.anchors:
+                raise ComposerError(None, None, "found undefined alias", event.start_mark)
+        elif kind in _STARTS or kind is ScalarEvent:
+            anchor = event.anchor
+            if anchor is None:
+                return
+            if anchor in self.anchors:
+                first = self.anchors[anchor][0].start_mark
+                raise ComposerError(
+                    "found duplicate anchor; first occurrence", first, "second occurrence", event.start_mark
+                )
+            self.anchors[anchor] = [event]
+            if step:
+                self.recording.append([self.anchors[anchor], 1])
+
+    def skip(self, event: Event) -> None:
+        """Read past the rest of the mapping or list event starts (nothing for a scalar or an alias)."""
+        depth = type(event) in _STARTS
+        while depth:
+            kind = type(self.next())
+            depth += 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+
+    def capture(self, event: Event) -> list[Event]:
+        """The events of the value event starts, read (an alias stays one event)."""
+        events = [event]
+        depth = type(event) in _STARTS
+        while depth:
+            events.append(self.next())
+            kind = type(events[-1])
+            depth += 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+        return events
+
+    def document(self) -> Any:
+        """The single document's data (None without a mapping at its root, with the problem recorded)."""
+        self.next()  # the stream's start
+        started = self.next()
+        if type(started) is StreamEndEvent:
+            return self.empty()
+        root = self.next()
+        if type(root) is MappingStartEvent:
+            data = self.convert(root, (), 0)
+        else:
+            self.skip(root)
+            data = None
+        self.next()  # the document's end
+        ended = self.next()
+        if type(ended) is not StreamEndEvent:
+            raise ComposerError(
+                "expected a single document in the stream",
+                root.start_mark,
+                "but found another document",
+                ended.start_mark,
+            )
+        if type(root) is MappingStartEvent:
+            return data
+        if type(root) is ScalarEvent and self.tag(root) == _NULL and not root.value:
+            return self.empty()
+        line, col = _at(root.start_mark)
+        message = "a flow file must be a set of 'name: value' lines (flow:, title:, steps:, …)"
+        self.source.problems.append(Problem(self.source.file, line, col, "error", "yaml.not_mapping", message))
+        return None
+
+    def empty(self) -> None:
+        self.source.problems.append(Problem(self.source.file, 1, 1, "error", "yaml.empty", _EMPTY))
+
+    def fail(self, event: Event, code: str, message: str) -> None:
+        line, col = _at(event.start_mark)
         self.source.problems.append(Problem(self.source.file, line, col, "error", code, message))
 
-    def convert(self, node: Node, path: Path, depth: int) -> Any:
+    def tag(self, event: Any) -> str:
+        """event's tag, resolved as the composer resolves it when the text leaves it implicit."""
+        tag = event.tag
+        if tag is None or tag == "!":
+            if type(event) is ScalarEvent:
+                return self.resolve(ScalarNode, event.value, event.implicit)
+            return _MAP if type(event) is MappingStartEvent else _SEQ
+        return tag
+
+    def convert(self, event: Event, path: Path, depth: int) -> Any:
+        """The value event starts (an alias: the value its anchor marks), its events read."""
+        recorded = None
+        if type(event) is AliasEvent:
+            recorded = self.anchors[event.anchor]
+            event = recorded[0]
         if path not in self.source.values:
-            self.source.values[path] = _place(node.start_mark)
+            self.source.values[path] = _place(event.start_mark)
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
                 self.stopped = True
                 self.fail(
-                    node, "yaml.too_large", "this file expands to too much data to be a flow (check the '*' aliases)"
+                    event, "yaml.too_large", "this file expands to too much data to be a flow (check the '*' aliases)"
                 )
-            return None
+            return self.skip(event) if recorded is None else None
         if depth > _MAX_DEPTH:
-            self.fail(node, "yaml.too_deep", "this is nested too deeply to be part of a flow")
-            return None
-        if isinstance(node, ScalarNode):
-            return self.scalar(node)
-        if id(node) in self.active:
-            self.fail(node, "yaml.recursive", "this '*' alias refers to itself")
-            return None
-        self.active.add(id(node))
+            self.fail(event, "yaml.too_deep", "this is nested too deeply to be part of a flow")
+            return self.skip(event) if recorded is None else None
+        if type(event) is ScalarEvent:
+            return self.scalar(event)
+        anchor = event.anchor
+        if anchor is not None:
+            if anchor in self.active:
+                self.fail(event, "yaml.recursive", "this '*' alias refers to itself")
+                return self.skip(event) if recorded is None else None
+            self.active.add(anchor)
+        if recorded is not None:
+            self.replays.append(iter(recorded[1:]))
         try:
-            if isinstance(node, SequenceNode):
-                if node.tag != _SEQ:
-                    self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
-                return [self.convert(item, path + (i,), depth + 1) for i, item in enumerate(self._children(node))]
-            return self.mapping(node, path, depth)
+            if type(event) is SequenceStartEvent:
+                tag = self.tag(event)
+                if tag != _SEQ:
+                    self.fail(event, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
+                items: list[Any] = []
+                while type(item := self.next()) is not SequenceEndEvent:
+                    items.append(self.convert(item, path + (len(items),), depth + 1))
+                return items
+            return self.mapping(event, path, depth)
         finally:
-            self.active.discard(id(node))
+            if recorded is not None:
+                self.replays.pop()
+            self.active.discard(anchor)
 
-    def scalar(self, node: ScalarNode) -> Any:
-        tag, value = node.tag, node.value
-        if tag == _STR or (node.style and tag in _SCALAR_TAGS):  # quoted or block: always text
+    def scalar(self, event: ScalarEvent) -> Any:
+        tag, value = self.tag(event), event.value
+        if tag == _STR or (event.style and tag in _SCALAR_TAGS):  # quoted or block: always text
             return value
         if tag == _NULL:
             return None
@@ -348,26 +470,40 @@ class _Converter:
             return float(value) if _FLOAT.fullmatch(value) else value
         if tag == _TIMESTAMP:
             return value
-        self.fail(node, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
+        self.fail(event, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
         return value
 
-    def mapping(self, node: MappingNode, path: Path, depth: int) -> dict:
-        if node.tag != _MAP:
-            self.fail(node, "yaml.tag", f"the tag '{node.tag}' is not supported in a flow: remove it")
+    def key(self, event: Event) -> ScalarEvent | None:
+        """The scalar event a mapping key is (an alias: its anchor's), or None for a mapping or list."""
+        if type(event) is AliasEvent:
+            event = self.anchors[event.anchor][0]
+        return event if type(event) is ScalarEvent else None
+
+    def mapping(self, event: MappingStartEvent, path: Path, depth: int) -> dict:
+        tag = self.tag(event)
+        if tag != _MAP:
+            self.fail(event, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
         result: dict[str, Any] = {}
-        merged: list[tuple[Node, Node]] = []
+        merged: list[tuple[list[Event], list[Event]]] = []
         keys = self.source.keys
-        for key_node, value_node in self._children(node):
-            if not isinstance(key_node, ScalarNode):
-                self.fail(key_node, "yaml.bad_key", "a name before ':' must be a plain word, not a list or a mapping")
+        while type(key_event := self.next()) is not MappingEndEvent:
+            key_start = self.key(key_event)
+            if key_start is None:
+                self.fail(
+                    self.anchors[key_event.anchor][0] if type(key_event) is AliasEvent else key_event,
+                    "yaml.bad_key",
+                    "a name before ':' must be a plain word, not a list or a mapping",
+                )
+                self.skip(key_event)
+                self.skip(self.next())
                 continue
-            if key_node.tag == _MERGE:
-                merged.extend(self._merge_sources(value_node))
+            if self.tag(key_start) == _MERGE:
+                merged.extend(self._merge_sources(self.next(), event.anchor))
                 continue
-            key = key_node.value
+            key = key_start.value
             here = path + (key,)
             if key in result:  # merged keys come after: result holds only what this mapping writes itself
-                line, col = _at(key_node.start_mark)
+                line, col = _at(key_start.start_mark)
                 self.source.problems.append(
                     Problem(
                         self.source.file,
@@ -378,38 +514,68 @@ class _Converter:
                         f"'{key}' is written twice here (first on line {_line_col(keys[here])[0]}): only one can be kept, remove or rename one",
                     )
                 )
+                self.skip(self.next())
                 continue
-            keys[here] = _place(key_node.start_mark)
-            result[key] = self.convert(value_node, here, depth + 1)
+            keys[here] = _place(key_start.start_mark)
+            result[key] = self.convert(self.next(), here, depth + 1)
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
-        for key_node, value_node in merged:
-            if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE:
+        for key_events, value_events in merged:
+            key_start = self.key(key_events[0])
+            if key_start is None or self.tag(key_start) == _MERGE:
                 continue
-            key = key_node.value
+            key = key_start.value
             if key not in result:
-                self.source.keys[path + (key,)] = _place(key_node.start_mark)
-                result[key] = self.convert(value_node, path + (key,), depth + 1)
+                self.source.keys[path + (key,)] = _place(key_start.start_mark)
+                self.replays.append(iter(value_events[1:]))
+                try:
+                    result[key] = self.convert(value_events[0], path + (key,), depth + 1)
+                finally:
+                    self.replays.pop()
         return result
 
-    def _children(self, node: Node) -> Iterator[Any]:
-        """node.value's items in order; with consume, each let go of (by node and by this) once the next is asked."""
-        if not self.consume:
-            yield from node.value
-            return
-        items, node.value = node.value, []
-        items.reverse()
-        while items:
-            yield items.pop()
-
-    def _merge_sources(self, node: Node) -> list[tuple[Node, Node]]:
-        sources = node.value if isinstance(node, SequenceNode) else [node]
-        pairs: list[tuple[Node, Node]] = []
-        for src in sources:
-            if isinstance(src, MappingNode):
-                pairs.extend(src.value)
-            else:
-                self.fail(src, "yaml.bad_merge", "'<<' must be followed by a '*name' alias of a mapping")
+    def _merge_sources(self, event: Event, merging: str | None) -> list[tuple[list[Event], list[Event]]]:
+        """The (key, value) events of the mappings a `<<` value names, the value's events read (merging: the
+        anchor of the mapping that merges them)."""
+        pairs: list[tuple[list[Event], list[Event]]] = []
+        if type(event) is AliasEvent and event.anchor not in self.active:
+            recorded = self.anchors[event.anchor]
+            self.replays.append(iter(recorded[1:]))
+            try:
+                return self._merge_sources(recorded[0], merging)
+            finally:
+                self.replays.pop()
+        if type(event) is not SequenceStartEvent:
+            return self._merge_source(event, merging)
+        while type(item := self.next()) is not SequenceEndEvent:
+            pairs.extend(self._merge_source(item, merging))
         return pairs
+
+    def _merge_source(self, event: Event, merging: str | None) -> list[tuple[list[Event], list[Event]]]:
+        recorded = None
+        if type(event) is AliasEvent:
+            recorded = self.anchors[event.anchor]
+            event = recorded[0]
+            if event.anchor in self.active:
+                # A mapping merging itself gains nothing (it writes every key it has); one it is part of is
+                # still being read.
+                if event.anchor != merging:
+                    self.fail(event, "yaml.recursive", "this '*' alias refers to itself")
+                return []
+        if type(event) is not MappingStartEvent:
+            self.fail(event, "yaml.bad_merge", "'<<' must be followed by a '*name' alias of a mapping")
+            if recorded is None:
+                self.skip(event)
+            return []
+        if recorded is not None:
+            self.replays.append(iter(recorded[1:]))
+        try:
+            pairs = []
+            while type(key_event := self.next()) is not MappingEndEvent:
+                pairs.append((self.capture(key_event), self.capture(self.next())))
+            return pairs
+        finally:
+            if recorded is not None:
+                self.replays.pop()
 
 
 __all__ = ["Source", "parse", "decode"]
