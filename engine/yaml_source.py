@@ -49,7 +49,7 @@ _MAP, _SEQ, _MERGE = _TAG + "map", _TAG + "seq", _TAG + "merge"
 
 
 class _ResolvingLoader(_SAFE_LOADER):  # type: ignore[misc,valid-type]
-    """The safe loader with the same tags, found faster: the composer asks for every node, and the
+    """The safe loader with the same tags, found faster: the converter asks for every plain scalar, and the
     resolver's own method builds two lists per scalar and walks path resolvers nobody registered."""
 
     _first = {first: tuple(found) for first, found in _SAFE_LOADER.yaml_implicit_resolvers.items()}
