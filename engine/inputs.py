@@ -225,6 +225,10 @@ def phone_zw(text: str, context: CheckContext) -> Checked:
 
 _AMOUNT = re.compile(r"(?:US\$|USD|\$)?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?", re.IGNORECASE | re.ASCII)
 AMOUNT_FORM = "Please send an amount in numbers, like 50 or 50.00."
+# The most whole digits an amount may have: 15 (under a quadrillion) keeps its minor units inside the
+# 64-bit integer columns money is stored in, and far inside Decimal's 28 digits, whose quantize raises on
+# a longer number (a 30-digit answer crashed the turn instead of re-prompting).
+AMOUNT_DIGITS = 15
 
 
 def _decimal_arg(name: str, value: Any) -> Decimal | None:
@@ -271,6 +275,8 @@ def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -
         whole, cents = match.group(1).replace(",", ""), match.group(2) or ""
     if len(cents) > 2:
         return _fail("Please send an amount with at most 2 decimal places, like 50 or 50.25.")
+    if len(whole.lstrip("0")) > AMOUNT_DIGITS:
+        return _fail("That amount is too large. Please send an amount like 50 or 50.00.")
     value = Decimal(f"{whole}.{cents or '0'}").quantize(CENT)
     if value <= 0:
         return _fail("Please send an amount above zero, like 50 or 50.00.")

@@ -100,6 +100,14 @@ def test_the_payment_conversation_from_trigger_to_end(chat, calls):
     assert [(a.step, a.name, a.outcome) for a in chat.results[1].actions] == [("find", "booking.lookup", "found")]
 
 
+def test_an_amount_too_long_for_a_decimal_is_re_asked_not_a_crash(chat):
+    """A 30-digit answer made Decimal's quantize raise inside the turn (no re-prompt, no reply)."""
+    chat.say("pay"), chat.say("bk-1")
+    assert chat.say("9" * 30) == ["That amount is too large. Please send an amount like 50 or 50.00."]
+    assert chat.conversation.attempts == 1
+    assert chat.say("150") == ["Choose how you will pay."]
+
+
 @pytest.mark.parametrize(
     "typed, channel",
     [
