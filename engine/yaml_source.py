@@ -13,6 +13,7 @@ Scalars follow YAML 1.2 rather than PyYAML's 1.1 rules, because flow authors wri
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -283,7 +284,8 @@ def parse(text: str, file: str) -> Source:
 
 
 _STARTS = (MappingStartEvent, SequenceStartEvent)
-_ENDS = (MappingEndEvent, SequenceEndEvent)
+# How an event moves the nesting: a mapping or a list opens one level, its end closes it.
+_NESTING = {MappingStartEvent: 1, SequenceStartEvent: 1, MappingEndEvent: -1, SequenceEndEvent: -1}
 
 
 class _Converter:
@@ -326,7 +328,7 @@ class _Converter:
         """Append event to every anchor being read, and open a recording for an anchor it starts, with
         the composer's errors for an alias of no anchor and an anchor written twice."""
         kind = type(event)
-        step = 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+        step = _NESTING.get(kind, 0)
         for recording in self.recording:
             recording[0].append(event)
             recording[1] += step
@@ -349,10 +351,7 @@ class _Converter:
 
     def skip(self, event: Event) -> None:
         """Read past the rest of the mapping or list event starts (nothing for a scalar or an alias)."""
-        depth = type(event) in _STARTS
-        while depth:
-            kind = type(self.next())
-            depth += 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+        self.capture(event)
 
     def capture(self, event: Event) -> list[Event]:
         """The events of the value event starts, read (an alias stays one event)."""
@@ -360,9 +359,17 @@ class _Converter:
         depth = type(event) in _STARTS
         while depth:
             events.append(self.next())
-            kind = type(events[-1])
-            depth += 1 if kind in _STARTS else -1 if kind in _ENDS else 0
+            depth += _NESTING.get(type(events[-1]), 0)
         return events
+
+    @contextmanager
+    def replaying(self, events: list[Event]) -> Iterator[None]:
+        """Read events (recorded earlier) next, then go back to what was being read."""
+        self.replays.append(iter(events))
+        try:
+            yield
+        finally:
+            self.replays.pop()
 
     def document(self) -> Any:
         """The single document's data (None without a mapping at its root, with the problem recorded)."""
@@ -526,11 +533,8 @@ class _Converter:
             key = key_start.value
             if key not in result:
                 self.source.keys[path + (key,)] = _place(key_start.start_mark)
-                self.replays.append(iter(value_events[1:]))
-                try:
+                with self.replaying(value_events[1:]):
                     result[key] = self.convert(value_events[0], path + (key,), depth + 1)
-                finally:
-                    self.replays.pop()
         return result
 
     def _merge_sources(self, event: Event, merging: str | None) -> list[tuple[list[Event], list[Event]]]:
@@ -539,11 +543,8 @@ class _Converter:
         pairs: list[tuple[list[Event], list[Event]]] = []
         if type(event) is AliasEvent and event.anchor not in self.active:
             recorded = self.anchors[event.anchor]
-            self.replays.append(iter(recorded[1:]))
-            try:
+            with self.replaying(recorded[1:]):
                 return self._merge_sources(recorded[0], merging)
-            finally:
-                self.replays.pop()
         if type(event) is not SequenceStartEvent:
             return self._merge_source(event, merging)
         while type(item := self.next()) is not SequenceEndEvent:
@@ -566,16 +567,11 @@ class _Converter:
             if recorded is None:
                 self.skip(event)
             return []
-        if recorded is not None:
-            self.replays.append(iter(recorded[1:]))
-        try:
+        with self.replaying(recorded[1:]) if recorded is not None else nullcontext():
             pairs = []
             while type(key_event := self.next()) is not MappingEndEvent:
                 pairs.append((self.capture(key_event), self.capture(self.next())))
             return pairs
-        finally:
-            if recorded is not None:
-                self.replays.pop()
 
 
 __all__ = ["Source", "parse", "decode"]
