@@ -2,6 +2,8 @@
 the peer benchmark's four-step conversation (channels.turns.handle_message).
 
     python bench/turn_pages.py [--turns 2000] [--contacts 100] [--postgres URL]
+    python bench/turn_pages.py --by-btree    # SQLite's frames a turn by the table or index they belong to
+    python bench/turn_pages.py --expire 10m  # the flow with an expiry, as the payment flows: it moves every turn
     python bench/turn_pages.py --postgres URL --cpu-runs 5   # the backend's CPU per turn, prepared vs plain
 
 Deterministic (no timing): the count follows the indexes a turn's writes touch, the lever on a stored
@@ -32,9 +34,18 @@ from peer import messages  # noqa: E402
 _UPDATES = "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname IN ('session', 'contact')"
 
 
-def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[object], dict[str, float]]) -> dict:
+def counted_turns(
+    url: str,
+    turns: int,
+    contacts: int,
+    counters: Callable[[object], dict[str, float]],
+    expire: str | None = None,
+    after_turn: Callable[[object], object] | None = None,
+) -> dict:
     """Run the turns on a fresh database at `url`; `counters(db)`, read at the half and at the end, gives
-    running totals: returns what each grew by per counted turn."""
+    running totals: returns what each grew by per counted turn. `expire`: the flow's `expire.after` (e.g.
+    "10m", as the payment flows have), so every turn moves the session's expiry. `after_turn(db)` is called
+    after each turn."""
     import actions
     from channels import flowcache, turn_save
     from channels.turns import handle_message
@@ -46,7 +57,8 @@ def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[objec
     actions.load_all()
     db = fresh_database(url)
     with open(wb.FLOW, encoding="utf-8") as f:
-        flowstore.store("four_steps", f.read(), wb.FLOW, datetime(2026, 1, 1))
+        source = f.read() + (f"expire:\n  after: {expire}\n" if expire else "")
+    flowstore.store("four_steps", source, wb.FLOW, datetime(2026, 1, 1))
     flows = flowcache.load_flowset(registry)
     ctx = turn_save.persistent(TurnContext(registry=registry))  # as flows serve builds it
     work = messages(turns, contacts)
@@ -55,12 +67,14 @@ def counted_turns(url: str, turns: int, contacts: int, counters: Callable[[objec
         if i == half:
             before = counters(db)
         handle_message(Inbound(contact, mid, text), flows, ctx, worker_id="bench")
+        if after_turn is not None:
+            after_turn(db)
     after = counters(db)
     db.close()
-    return {name: (after[name] - before[name]) / (len(work) - half) for name in after}
+    return {name: (after[name] - before.get(name, 0.0)) / (len(work) - half) for name in after}
 
 
-def sqlite_frames(turns: int, contacts: int) -> dict[str, float]:
+def sqlite_frames(turns: int, contacts: int, expire: str | None = None) -> dict[str, float]:
     """Per stored turn: WAL frames (pages) and WAL bytes, with the database's page size."""
     from storage import db as storage_db
 
@@ -73,7 +87,39 @@ def sqlite_frames(turns: int, contacts: int) -> dict[str, float]:
         # a frame: a 24-byte header and the page
         return {"frames": size / (page + 24), "bytes": float(size)}
 
-    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames)
+    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames, expire)
+
+
+class FramesByBtree:
+    """Running totals of the WAL's frames by the b-tree (table or index) each page belongs to: called after
+    every turn, it reads the frames that turn appended and names their pages by dbstat's map of the file at
+    that moment (a page freed by one b-tree and reused by another is counted for the one that wrote it)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.read, self.counts = path + "-wal", 32, {"page 1": 0.0}  # 32: the WAL's header
+
+    def __call__(self, db) -> dict[str, float]:
+        owner = dict(db.execute_sql('SELECT "pageno", "name" FROM "dbstat"').fetchall()) | {1: "page 1"}
+        page = db.execute_sql("PRAGMA page_size").fetchone()[0]
+        with open(self.path, "rb") as wal:
+            wal.seek(self.read)
+            while header := wal.read(24):  # a frame: a 24-byte header, its page number first, then the page
+                name = owner.get(int.from_bytes(header[:4], "big"), "free")
+                self.counts[name] = self.counts.get(name, 0.0) + 1
+                wal.seek(page, os.SEEK_CUR)
+            self.read = wal.tell()
+        return dict(self.counts)
+
+
+def sqlite_frames_by_btree(turns: int, contacts: int, expire: str | None = None) -> dict[str, float]:
+    """Per stored turn: WAL frames by b-tree, largest first."""
+    from storage import db as storage_db
+
+    storage_db.SQLITE_PRAGMAS["wal_autocheckpoint"] = 0
+    path = os.path.join(tempfile.mkdtemp(), "pages.db")
+    frames = FramesByBtree(path)
+    got = counted_turns(f"sqlite:///{path}", turns, contacts, frames, expire, after_turn=frames)
+    return dict(sorted(got.items(), key=lambda kv: -kv[1]))
 
 
 def _page_size() -> int:
@@ -83,7 +129,7 @@ def _page_size() -> int:
     return SQLITE_PRAGMAS.get("page_size", 4096)
 
 
-def postgres_figures(url: str, turns: int, contacts: int) -> dict[str, float]:
+def postgres_figures(url: str, turns: int, contacts: int, expire: str | None = None) -> dict[str, float]:
     """Per stored turn: WAL bytes, and the updates of session and contact rows with how many were HOT."""
 
     def totals(db) -> dict[str, float]:
@@ -95,7 +141,7 @@ def postgres_figures(url: str, turns: int, contacts: int) -> dict[str, float]:
             f"{table} {kind}": float(n) for table, upd, hot in rows for kind, n in (("updates", upd), ("HOT", hot))
         }
 
-    return counted_turns(url, turns, contacts, totals)
+    return counted_turns(url, turns, contacts, totals, expire)
 
 
 def server_cpu(url: str, turns: int, contacts: int, runs: int) -> None:
@@ -131,17 +177,26 @@ def main() -> None:
     parser.add_argument(
         "--cpu-runs", type=int, default=0, help="only time the --postgres backend's CPU per turn, this many runs"
     )
+    parser.add_argument("--expire", metavar="AFTER", help="give the flow an expiry (e.g. 10m): every turn moves it")
+    parser.add_argument("--by-btree", action="store_true", help="SQLite's frames a turn by table and index only")
     args = parser.parse_args()
+    if args.by_btree:
+        figures = sqlite_frames_by_btree(args.turns, args.contacts, args.expire)
+        print(
+            "SQLite: WAL frames per stored turn by b-tree: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if v)
+        )
+        return
     if args.postgres and args.cpu_runs:
         server_cpu(args.postgres, args.turns, args.contacts, args.cpu_runs)
         return
-    sqlite = sqlite_frames(args.turns, args.contacts)
+    sqlite = sqlite_frames(args.turns, args.contacts, args.expire)
     print(
         f"SQLite: WAL frames (pages) written per stored turn: {sqlite['frames']:.2f}, "
         f"{sqlite['bytes']:,.0f} bytes (pages of {_page_size():,} bytes)"
     )
     if args.postgres:
-        figures = postgres_figures(args.postgres, args.turns, args.contacts)
+        figures = postgres_figures(args.postgres, args.turns, args.contacts, args.expire)
         print("PostgreSQL, per stored turn: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
 
 
