@@ -4,6 +4,7 @@ the peer benchmark's four-step conversation (channels.turns.handle_message).
     python bench/turn_pages.py [--turns 2000] [--contacts 100] [--postgres URL]
     python bench/turn_pages.py --by-btree    # SQLite's frames a turn by the table or index they belong to
     python bench/turn_pages.py --expire 10m  # the flow with an expiry, as the payment flows: it moves every turn
+    python bench/turn_pages.py --stored-first  # each message stored first, then a worker's turn (WhatsApp's path)
     python bench/turn_pages.py --postgres URL --cpu-runs 5   # the backend's CPU per turn, prepared vs plain
 
 Deterministic (no timing): the count follows the indexes a turn's writes touch, the lever on a stored
@@ -41,18 +42,22 @@ def counted_turns(
     counters: Callable[[object], dict[str, float]],
     expire: str | None = None,
     after_turn: Callable[[object], object] | None = None,
+    stored_first: bool = False,
 ) -> dict:
     """Run the turns on a fresh database at `url`; `counters(db)`, read at the half and at the end, gives
     running totals: returns what each grew by per counted turn. `expire`: the flow's `expire.after` (e.g.
     "10m", as the payment flows have), so every turn moves the session's expiry. `after_turn(db)` is called
-    after each turn."""
+    after each turn. `stored_first` (SQLite): each message is stored unprocessed first, in a commit of its
+    own, as the webhook stores a known contact's message (inbox.add_for_known_contact), and a worker's
+    round then handles it (the WhatsApp path), instead of handle_message's turn that stores it processed."""
     import actions
-    from channels import flowcache, turn_save
+    from channels import flowcache, inbox_turns, turn_save
     from channels.turns import handle_message
     from engine.context import TurnContext
     from engine.messages import Inbound
     from engine.registry import registry
-    from storage import flowstore
+    from storage import contacts as stored_contacts, flowstore, inbox
+    from storage.db import utcnow
 
     actions.load_all()
     db = fresh_database(url)
@@ -66,7 +71,15 @@ def counted_turns(
     for i, (contact, mid, text) in enumerate(work):
         if i == half:
             before = counters(db)
-        handle_message(Inbound(contact, mid, text), flows, ctx, worker_id="bench")
+        if stored_first:
+            now, payload = utcnow(), {"contact": contact, "message_id": mid, "text": text}
+            with db.writer:  # as channels/whatsapp.py stores a known contact's message on SQLite
+                stored = inbox.add_for_known_contact(contact, None, None, mid, payload, now, now)
+            if not stored:  # the contact's first message
+                inbox.add(stored_contacts.upsert_contact(contact, now, wa_id=contact), mid, payload, now, now)
+            assert inbox_turns.process_inbox(ctx, flows, limit=1, worker_id="bench") == 1
+        else:
+            handle_message(Inbound(contact, mid, text), flows, ctx, worker_id="bench")
         if after_turn is not None:
             after_turn(db)
     after = counters(db)
@@ -74,7 +87,7 @@ def counted_turns(
     return {name: (after[name] - before.get(name, 0.0)) / (len(work) - half) for name in after}
 
 
-def sqlite_frames(turns: int, contacts: int, expire: str | None = None) -> dict[str, float]:
+def sqlite_frames(turns: int, contacts: int, expire: str | None = None, stored_first: bool = False) -> dict[str, float]:
     """Per stored turn: WAL frames (pages) and WAL bytes, with the database's page size."""
     from storage import db as storage_db
 
@@ -87,7 +100,7 @@ def sqlite_frames(turns: int, contacts: int, expire: str | None = None) -> dict[
         # a frame: a 24-byte header and the page
         return {"frames": size / (page + 24), "bytes": float(size)}
 
-    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames, expire)
+    return counted_turns(f"sqlite:///{path}", turns, contacts, wal_frames, expire, None, stored_first)
 
 
 class FramesByBtree:
@@ -111,14 +124,16 @@ class FramesByBtree:
         return dict(self.counts)
 
 
-def sqlite_frames_by_btree(turns: int, contacts: int, expire: str | None = None) -> dict[str, float]:
+def sqlite_frames_by_btree(
+    turns: int, contacts: int, expire: str | None = None, stored_first: bool = False
+) -> dict[str, float]:
     """Per stored turn: WAL frames by b-tree, largest first."""
     from storage import db as storage_db
 
     storage_db.SQLITE_PRAGMAS["wal_autocheckpoint"] = 0
     path = os.path.join(tempfile.mkdtemp(), "pages.db")
     frames = FramesByBtree(path)
-    got = counted_turns(f"sqlite:///{path}", turns, contacts, frames, expire, after_turn=frames)
+    got = counted_turns(f"sqlite:///{path}", turns, contacts, frames, expire, frames, stored_first)
     return dict(sorted(got.items(), key=lambda kv: -kv[1]))
 
 
@@ -178,10 +193,13 @@ def main() -> None:
         "--cpu-runs", type=int, default=0, help="only time the --postgres backend's CPU per turn, this many runs"
     )
     parser.add_argument("--expire", metavar="AFTER", help="give the flow an expiry (e.g. 10m): every turn moves it")
+    parser.add_argument(
+        "--stored-first", action="store_true", help="store each message first and let a worker handle it (WhatsApp)"
+    )
     parser.add_argument("--by-btree", action="store_true", help="SQLite's frames a turn by table and index only")
     args = parser.parse_args()
     if args.by_btree:
-        figures = sqlite_frames_by_btree(args.turns, args.contacts, args.expire)
+        figures = sqlite_frames_by_btree(args.turns, args.contacts, args.expire, args.stored_first)
         print(
             "SQLite: WAL frames per stored turn by b-tree: "
             + ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if v)
@@ -190,7 +208,7 @@ def main() -> None:
     if args.postgres and args.cpu_runs:
         server_cpu(args.postgres, args.turns, args.contacts, args.cpu_runs)
         return
-    sqlite = sqlite_frames(args.turns, args.contacts, args.expire)
+    sqlite = sqlite_frames(args.turns, args.contacts, args.expire, args.stored_first)
     print(
         f"SQLite: WAL frames (pages) written per stored turn: {sqlite['frames']:.2f}, "
         f"{sqlite['bytes']:,.0f} bytes (pages of {_page_size():,} bytes)"
