@@ -107,7 +107,7 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         for r in sorted(items, key=lambda r: r.inbound.message_id):
             inserted = _store_message(r, *contacts[r.sender.key], now)
             new, dup = new + inserted, dup + (not inserted)
-        for row_id, error in outbox.record_deliveries((s.wamid, s.status, s.error) for s in hook.statuses):
+        for row_id, error in outbox.record_deliveries(((s.wamid, s.status, s.error) for s in hook.statuses), now):
             log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
     return new, dup
 

@@ -4,8 +4,9 @@
   measured). The persisted turn path takes care of one-contact-at-a-time and timestamp order; several
   threads and several processes (PostgreSQL) share the inbox.
 - One sender thread delivers the outbox (channels/sender.py).
-- One housekeeping thread expires idle conversations (channels.expiry.expire_due) and picks up flows
-  loaded with `flows load` while the process runs.
+- One housekeeping thread expires idle conversations (channels.expiry.expire_due), picks up flows
+  loaded with `flows load` while the process runs, and records the delivery receipts that came before
+  their sends were recorded (storage.outbox.apply_early_receipts).
 
 Idle threads wait for a wake-up with a timeout: the webhook (same process) wakes one turn thread for each
 delivery it stored; a thread that took a message looks again after its turn, and wakes one more idle
@@ -29,6 +30,7 @@ from typing import Any, Callable, Mapping
 from peewee import fn
 
 from engine.context import TurnContext, utcnow
+from storage import outbox
 from storage.db import describe, unavailable
 from storage.models import FlowVersion
 from storage.settings import DEFAULT_WHATSAPP_API_URL, Settings, SettingsError
@@ -317,13 +319,15 @@ class Workers:
         }
 
     def sweep(self) -> int:
-        """Pick up newly loaded flows and expire idle conversations (their expiry messages go to the
-        outbox); returns how many conversations expired."""
+        """Pick up newly loaded flows, expire idle conversations (their expiry messages go to the outbox)
+        and record the early delivery receipts; returns how many conversations expired."""
         self.refresh_flows()
         expired = self._expiry.expire_due(self.ctx, self.flows)
         if expired:
             log.info("expired %d idle conversations", expired)
             self._queued()
+        for row_id, error in outbox.apply_early_receipts(self.ctx.clock()):
+            log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
         return expired
 
     def refresh_flows(self) -> None:

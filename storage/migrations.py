@@ -29,6 +29,7 @@ from .models import (
     ALL_MODELS,
     Contact,
     DeadLetter,
+    EarlyReceipt,
     Event,
     Heartbeat,
     InboxMessage,
@@ -226,6 +227,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0014_session_revision",
         lambda db, m: _add_columns(db, m, Session, "revision"),
         "a turn read without a claim checks one count of the session's saves, not every state column",
+    ),
+    Migration(
+        "0015_early_receipts",
+        lambda db, m: db.create_tables([EarlyReceipt], safe=True),
+        "keep a delivery receipt that arrives before its send is recorded, instead of dropping it",
     ),
 )
 

@@ -211,6 +211,18 @@ class DeadLetter(BaseModel):
     digest = pw.CharField(max_length=64, unique=True)  # sha256 of body and item: a redelivery adds no row
 
 
+class EarlyReceipt(BaseModel):
+    """A delivery receipt that named a wamid no outbox row holds yet: Meta can report "sent" before the
+    sender has recorded the id its post returned. Kept (the highest status only) until the sweep finds the
+    row (storage/outbox.py, apply_early_receipts), or for EARLY_RECEIPT_KEEP when no row ever takes it (a
+    message sent from outside convoflow on the same number)."""
+
+    channel_message_id = pw.CharField(max_length=256, unique=True)
+    status = pw.CharField(max_length=16)  # sent | delivered | read | failed
+    error = pw.TextField(null=True)
+    received_at = pw.DateTimeField(index=True)
+
+
 class Heartbeat(BaseModel):
     """One row per serving process, rewritten by each readiness check (/readyz): proof that a write commits."""
 
@@ -229,5 +241,6 @@ ALL_MODELS = [
     ActionResult,
     Event,
     DeadLetter,
+    EarlyReceipt,
     Heartbeat,
 ]

@@ -3,7 +3,8 @@
 Every statement that touches `outbox_message` lives here: the turn's save queues rows (enqueue, or
 insert_sql inside PostgreSQL's one-statement save), the sender leases and records them (claim,
 record_sent, retry_later, mark_failed) and the webhook records the delivery receipts Meta reports
-(record_deliveries).
+(record_deliveries; one that comes before its send is recorded waits in early_receipt for the sweep,
+apply_early_receipts).
 
 A row is `pending` until the channel accepts it (`sent`, with the id the channel returned) or the sender
 gives up (`failed`). One contact's messages leave in id order: claim() offers a contact's row only when
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Iterable
 
-from .db import execute, is_postgres
-from .models import OutboxMessage
+from .db import execute, is_postgres, write_transaction
+from .models import EarlyReceipt, OutboxMessage
 from .text import compact_json
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -72,6 +73,26 @@ _SENT = (
 
 # Receipts arrive unordered; a later "delivered" must not overwrite "read".
 _STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
+# A receipt that found no row waits this long for one: its send recorded, or never (a message sent from
+# outside convoflow on the same number, or a post whose answer was lost and which was sent again).
+EARLY_RECEIPT_KEEP = timedelta(hours=1)
+
+
+def _rank_sql(column: str) -> str:
+    return f"CASE {column} " + " ".join(f"WHEN '{s}' THEN {r}" for s, r in _STATUS_RANK.items()) + " ELSE 0 END"
+
+
+# Kept receipts keep the highest status reported, as the rows do (two webhooks may report one wamid at once).
+_KEEP_EARLY = (
+    'INSERT INTO "early_receipt" ("channel_message_id", "status", "error", "received_at") VALUES (?, ?, ?, ?) '
+    'ON CONFLICT ("channel_message_id") DO UPDATE SET "status" = excluded."status", "error" = excluded."error" '
+    "WHERE " + _rank_sql('excluded."status"') + " >= " + _rank_sql('"early_receipt"."status"')
+)
+# The kept receipts whose wamid a row now holds (one probe of the wamid index each, in the database).
+_EARLY_FOUND = (
+    'SELECT e."channel_message_id", e."status", e."error" FROM "early_receipt" e '
+    'WHERE EXISTS (SELECT 1 FROM "outbox_message" o WHERE o."channel_message_id" = e."channel_message_id")'
+)
 
 
 @dataclass(frozen=True)
@@ -184,10 +205,11 @@ def mark_failed(row_id: int, error: str) -> None:
     )
 
 
-def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[tuple[int, str]]:
+def record_deliveries(receipts: Iterable[tuple[str, str, str | None]], now: datetime) -> list[tuple[int, str]]:
     """Record the statuses the channel reported ((channel message id, sent|delivered|read|failed, error))
     on the rows it accepted; a status never goes back (read stays read when a late "delivered" arrives).
-    Returns (row id, error) for each message newly reported as not delivered."""
+    A receipt whose row does not hold its id yet (Meta reported it before the sender recorded the send) is
+    kept for apply_early_receipts. Returns (row id, error) for each message newly reported as not delivered."""
     latest: dict[str, tuple[str, str | None]] = {}
     for wamid, status, error in receipts:
         prev = latest.get(wamid)
@@ -195,11 +217,37 @@ def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[t
             latest[wamid] = (status, error)
     if not latest:
         return []
+    undelivered, found = _apply_receipts(latest)
+    for wamid in latest.keys() - found:  # before the sender recorded it: apply_early_receipts, later
+        execute(_KEEP_EARLY, (wamid, *latest[wamid], now))
+    return undelivered
+
+
+def apply_early_receipts(now: datetime) -> list[tuple[int, str]]:
+    """The sweep: record the kept receipts whose rows now hold their ids, and forget those that waited
+    EARLY_RECEIPT_KEEP for none. Returns (row id, error) for each message newly reported as not delivered."""
+    if execute('SELECT 1 FROM "early_receipt" LIMIT 1').fetchone() is None:
+        return []
+    with write_transaction():
+        found = execute(_EARLY_FOUND).fetchall()
+        undelivered, _ = _apply_receipts({wamid: (status, error) for wamid, status, error in found})
+        for wamid, status, _ in found:  # the receipt read: a higher one kept meanwhile waits for the next sweep
+            EarlyReceipt.delete().where(
+                (EarlyReceipt.channel_message_id == wamid) & (EarlyReceipt.status == status)
+            ).execute()
+        EarlyReceipt.delete().where(EarlyReceipt.received_at < now - EARLY_RECEIPT_KEEP).execute()
+    return undelivered
+
+
+def _apply_receipts(latest: dict[str, tuple[str, str | None]]) -> tuple[list[tuple[int, str]], set[str]]:
+    """Each receipt (wamid -> status, error) recorded on the row holding its wamid; (row id, error) of the
+    rows newly reported as not delivered, and the wamids a row held."""
     rows = OutboxMessage.select(
         OutboxMessage.id, OutboxMessage.channel_message_id, OutboxMessage.delivery_status
     ).where(OutboxMessage.channel_message_id.in_(list(latest)))
-    undelivered = []
+    undelivered, found = [], set()
     for row in rows:
+        found.add(row.channel_message_id)
         status, error = latest[row.channel_message_id]
         if _STATUS_RANK.get(status, 0) < _STATUS_RANK.get(row.delivery_status or "", 0):
             continue
@@ -208,7 +256,7 @@ def record_deliveries(receipts: Iterable[tuple[str, str, str | None]]) -> list[t
             changes[OutboxMessage.error] = f"delivery failed: {error}"
             undelivered.append((row.id, error))
         OutboxMessage.update(changes).where(OutboxMessage.id == row.id).execute()
-    return undelivered
+    return undelivered, found
 
 
 def counts_by_status() -> dict[str, int]:

@@ -176,3 +176,35 @@ def test_a_known_contacts_new_username_and_parent_user_id_are_recorded(webhook, 
     assert post(http, webhook, wa.envelope([wa.text(phone, "pay", user_id=user_id)], [later])).status_code == 200
     assert (Contact.get().username, Contact.get().parent_user_id) == ("@sheena", "US.ENT.1181")
     assert InboxMessage.select().count() == 2 and Contact.select().count() == 1
+
+
+REAL_DELIVERED = "/work/shared/reference/whatsapp-payloads/javaapi_textMessageStatusDelivered.json"
+
+
+def test_a_receipt_that_comes_before_its_send_is_recorded_waits_for_it(webhook, http):
+    # A real "delivered" body (see ../shared/reference/whatsapp-payloads/SOURCES.json) when present.
+    import os
+
+    from storage import outbox
+    from storage.models import EarlyReceipt
+
+    if os.path.exists(REAL_DELIVERED):
+        with open(REAL_DELIVERED, "rb") as f:
+            raw = f.read()
+    else:
+        raw = wa.body_of(wa.envelope(statuses=[wa.status("wamid.early.1", "delivered")]))
+    wamid = json.loads(raw)["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+    contact = Contact.create(key="263771234567", wa_id="263771234567", created_at=datetime(2026, 1, 1))
+    now = datetime(2026, 1, 1)
+    row = OutboxMessage.create(contact=contact, payload="{}", next_attempt_at=now, created_at=now)  # being sent
+
+    assert post(http, webhook, raw=raw).status_code == 200
+    assert post(http, webhook, wa.envelope(statuses=[wa.status(wamid, "sent")])).status_code == 200  # lower, later
+    assert OutboxMessage.get_by_id(row.id).delivery_status is None
+    assert [(r.channel_message_id, r.status) for r in EarlyReceipt.select()] == [(wamid, "delivered")]
+
+    outbox.record_sent([(row.id, wamid)], now)  # the sender records the send after Meta's receipt came
+    assert outbox.apply_early_receipts(now) == []
+    assert OutboxMessage.get_by_id(row.id).delivery_status == "delivered"
+    assert EarlyReceipt.select().count() == 0
+    assert InboxMessage.select().count() == 0

@@ -208,3 +208,22 @@ def test_a_finished_send_is_written_at_once_when_no_turn_is_queueing(settings):
         assert sender.pumps[1] == (False, True)
     finally:
         workers.stop(timeout=5)
+
+
+def test_the_sweep_records_a_receipt_that_came_before_its_send_was_recorded(channel, graph, caplog):
+    from storage.models import EarlyReceipt, OutboxMessage
+
+    channel.say("263771234567", wa.text("263771234567", "quiz"))
+    graph.wait_for(1)
+    wait_until(lambda: OutboxMessage.get().status == "sent")
+    error = [{"code": 131047, "title": "Re-engagement message"}]
+    assert channel.post(wa.envelope(statuses=[wa.status("wamid.late.1", "failed", errors=error)])).status_code == 200
+    assert EarlyReceipt.select().count() == 1  # no row holds that wamid yet
+    # As if the sender recorded its send only now, with the id Meta's receipt named.
+    OutboxMessage.update(channel_message_id="wamid.late.1").execute()
+    with caplog.at_level("WARNING", logger="convoflow.worker"):
+        channel.workers.sweep()
+    row = OutboxMessage.get()
+    assert row.delivery_status == "failed" and "131047" in row.error
+    assert EarlyReceipt.select().count() == 0
+    assert f"message {row.id} was not delivered" in caplog.text

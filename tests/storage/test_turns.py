@@ -303,7 +303,7 @@ def test_outbox_offers_one_contacts_messages_one_at_a_time_in_order(db):
     assert [json.loads(r.payload)["text"] for r in outbox.claim(now, lease, 50)] == ["2"]
     outbox.retry_later(first[1].id, now + timedelta(seconds=30), "429")
     assert outbox.claim(now + timedelta(seconds=31), lease, 50)[0].id == first[1].id
-    assert outbox.record_deliveries([("wamid.1", "read", None), ("wamid.1", "delivered", None)]) == []
+    assert outbox.record_deliveries([("wamid.1", "read", None), ("wamid.1", "delivered", None)], now) == []
     assert OutboxMessage.get_by_id(first[0].id).delivery_status == "read"
     assert json.loads(OutboxMessage.get_by_id(first[1].id).payload)["text"] == "3"
 
