@@ -25,7 +25,7 @@ QUERIES = (
     ("the peek's handled probe", lambda: sessions.peek("c1", "wamid.a", "t"), "inbox_message_channel_message_id"),
     ("the sender's claim", lambda: outbox.claim(START, START, 8), "outbox_message_pending_contact"),
     ("the sender's mark", lambda: outbox.record_sent([(1, "wamid.s")], START), "outbox_message_pending_contact"),
-    ("delivery receipts", lambda: outbox.record_deliveries([("wamid.s", "read", None)]), "outbox_message_wamid"),
+    ("delivery receipts", lambda: outbox.record_deliveries([("wamid.s", "read", None)], START), "outbox_message_wamid"),
     ("the expiry sweep", lambda: sessions.due_for_expiry(START), "session_expiring"),
 )
 
