@@ -165,10 +165,20 @@ def test_problems_are_sorted_by_file_line_and_column(tmp_path):
     assert keys == sorted(keys) and len(keys) == 4
 
 
-@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n", "---\n...\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "   \n", "# only a comment\n", "---\n...\n", "# one\r# two\x0c  # three\u2028\n", "\u3000# spaced\n\t\n"],
+)
 def test_empty_files(text):
     flow, problems = load_text(text, "e.yaml", validation_registry())
     assert flow is None and [(p.line, p.col, p.code) for p in problems] == [(1, 1, "yaml.empty")]
+
+
+@pytest.mark.parametrize("text", ["# a note\rflow: x\n", "  # a note\n\n  x: 1\n", "#\x1cflow: x\n"])
+def test_a_line_after_comments_is_not_empty(text):
+    # Lines end where str.splitlines ends them: what follows a comment on the next of those lines is read.
+    flow, problems = load_text(text, "e.yaml", validation_registry())
+    assert "yaml.empty" not in [p.code for p in problems]
 
 
 def test_the_registry_is_always_given_and_is_the_one_used():
