@@ -210,19 +210,19 @@ def test_reading_events_gives_the_composed_nodes_places():
     import yaml
     from yaml.nodes import MappingNode, ScalarNode
 
-    from engine.yaml_source import _LOADER, _line_col, parse
+    from engine.yaml_source import _LOADER, parse
 
     def at(mark):
         return (mark.line + 1, mark.column + 1)
 
     def walk(node, data, path, source):
-        assert _line_col(source.values[path]) == at(node.start_mark)
+        assert path in source.places and source.where(path) == at(node.start_mark)
         if isinstance(node, ScalarNode):
             assert data == node.value or not isinstance(data, str)
         elif isinstance(node, MappingNode):
             assert list(data) == [key.value for key, _ in node.value]
             for key, value in node.value:
-                assert _line_col(source.keys[path + (key.value,)]) == at(key.start_mark)
+                assert source.where(path + (key.value,), key=True) == at(key.start_mark)
                 walk(value, data[key.value], path + (key.value,), source)
         else:
             assert len(data) == len(node.value)
