@@ -197,24 +197,18 @@ def _without_secret(result: TurnResult, secrets: frozenset[str]) -> TurnResult:
 
 def log_tags(contact: str, claim: sessions.Claim) -> logs.context:
     """Tag the turn's log lines: the contact masked, the conversation (contact row and start time, no
-    number in it), its flow and step. The masked number and the conversation are worked out only for a
-    line that is written."""
-    state = claim.state
-    fields: dict[str, str | logs.Deferred] = {"contact": logs.Deferred(_masked, contact)}
-    if state["flow"] is not None:
-        fields["flow"] = state["flow"]
-    if state["step"] is not None:
-        fields["step"] = state["step"]
-    if state["started_at"] is not None:
-        fields["conversation"] = logs.Deferred(_conversation_tag, claim.contact_id, state["started_at"])
-    return logs.context.of(fields)
+    number in it), its flow and step, worked out only for a line that is written."""
+    return logs.context.later(_turn_tags, contact, claim)
 
 
-def _conversation_tag(contact_id: int | None, started: datetime) -> str:
-    return f"{contact_id}-{started:%Y%m%dT%H%M%S}"
-
-
-def _masked(contact: str) -> str:
+def _turn_tags(contact: str, claim: sessions.Claim) -> dict[str, object]:
     from actions.omari_client import mask_msisdn
 
-    return mask_msisdn(contact)
+    state = claim.state
+    started = state["started_at"]
+    return {
+        "contact": mask_msisdn(contact),
+        "flow": state["flow"],
+        "step": state["step"],
+        "conversation": f"{claim.contact_id}-{started:%Y%m%dT%H%M%S}" if started is not None else None,
+    }

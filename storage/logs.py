@@ -24,30 +24,25 @@ from typing import Callable, TextIO
 FIELDS = ("contact", "conversation", "flow", "step", "payment")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(tags)s"
 
-_context: contextvars.ContextVar[dict] = contextvars.ContextVar("convoflow_log_context", default={})
+# The innermost context's fields: a dict of text values, or for a context made by `context.later` the pair
+# (make, args) whose make(*args) gives that dict, worked out by _made when a line is written.
+_context: contextvars.ContextVar[dict | tuple] = contextvars.ContextVar("convoflow_log_context", default={})
 
 
-class Deferred:
-    """A field's value worked out only when a line is written (most turns write none): `fn(*args)`, once."""
-
-    __slots__ = ("_fn", "_args", "_text")
-
-    def __init__(self, fn: Callable[..., object], *args: object) -> None:
-        self._fn, self._args, self._text = fn, args, None
-
-    def __str__(self) -> str:
-        if self._text is None:
-            self._text = str(self._fn(*self._args))
-        return self._text
+def _fields(fields: dict[str, object]) -> dict[str, str]:
+    return {k: str(v) for k, v in fields.items() if v is not None}
 
 
-def _fields(fields: dict[str, object]) -> dict[str, object]:
-    return {k: v if isinstance(v, Deferred) else str(v) for k, v in fields.items() if v is not None}
+def _made(fields: dict | tuple) -> dict[str, str]:
+    """A context's fields as a dict: a `later` context's worked out now (each time a line asks: lines are few)."""
+    if type(fields) is tuple:
+        make, args = fields
+        return _fields(make(*args))
+    return fields
 
 
 class context:
-    """Tag every log line written inside (in this thread) with these fields; None values are left out.
-    A value may be Deferred: worked out for the first line that carries it."""
+    """Tag every log line written inside (in this thread) with these fields; None values are left out."""
 
     __slots__ = ("_fields", "_token")
 
@@ -55,15 +50,17 @@ class context:
         self._fields = _fields(fields)
 
     @classmethod
-    def of(cls, fields: dict[str, str | Deferred]) -> context:
-        """context(**fields) for fields already as tags hold them (text or Deferred, no None): a turn's."""
+    def later(cls, make: Callable[..., dict[str, object]], *args: object) -> context:
+        """A context whose fields are `make(*args)`, worked out only when a line is written inside (most turns
+        write none): a turn's, whose masked number and conversation would cost more to make than the rest
+        of its tags (two deferred values and their dict were about 7k instructions of every turn)."""
         made = cls.__new__(cls)
-        made._fields = fields
+        made._fields = (make, args)
         return made
 
     def __enter__(self) -> None:
         outer = _context.get()
-        self._token = _context.set({**outer, **self._fields} if outer else self._fields)
+        self._token = _context.set({**_made(outer), **_made(self._fields)} if outer else self._fields)
 
     def __exit__(self, *exc: object) -> None:
         _context.reset(self._token)
@@ -72,12 +69,12 @@ class context:
 def tag(**fields: object) -> None:
     """Add fields to the current context until the enclosing `context()` ends (e.g. a payment reference
     learnt halfway through a turn)."""
-    _context.set({**_context.get(), **_fields(fields)})
+    _context.set({**_made(_context.get()), **_fields(fields)})
 
 
 def current() -> dict:
     """The fields the next log line in this thread would carry."""
-    return {k: str(v) for k, v in _context.get().items()}
+    return _made(_context.get())
 
 
 class _Tags(logging.Filter):
