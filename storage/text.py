@@ -43,6 +43,8 @@ _UNSTORABLE_JSON = re.compile(r"[\ud800-\udfff]|\\u0000")
 
 def storable(value: Any) -> Any:
     """value with every string in it (dict keys, list items, nested) holdable by SQLite and PostgreSQL."""
+    if value is None:  # an optional field left out (a turn's profile name and wa_id): three type checks less
+        return value
     if isinstance(value, str):
         # str.isascii is a flag read; the regular expression's scan costs about a hundred instructions a character
         return value if value.isascii() and "\x00" not in value else _UNSTORABLE.sub(REPLACEMENT, value)
