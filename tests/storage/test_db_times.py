@@ -1,10 +1,10 @@
 """How SQLite stores a datetime parameter: the text peewee reads back, whatever order values come in (the
-adapter keeps the last few values' texts, storage/db.py); and None, which has an adapter of its own."""
+adapter keeps the last second's text, storage/db.py); and None, which has an adapter of its own."""
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from storage.db import execute, is_postgres, stored_time, time_param
 
@@ -43,6 +43,17 @@ def test_more_values_than_the_adapter_keeps_come_back_as_their_own_text(sqlite_d
     rows = execute('SELECT "n", "at" FROM "t" ORDER BY "n"').fetchall()
     assert [stored_time(text) for _, text in rows] == [values[i] for i in order]
     assert [text for _, text in rows] == [values[i].isoformat(" ") for i in order]
+
+
+def test_the_adapter_writes_isoformat_s_text_across_seconds_days_and_going_back(sqlite_db):
+    start = datetime(2026, 12, 31, 23, 59, 58, 999_999)
+    values = [start + timedelta(microseconds=i) for i in (0, 1, 2, 1_000_000, 2_000_000, 2_000_001)]
+    values += [start, start.replace(microsecond=0), start.replace(microsecond=1), values[2], values[-1]]
+    values += [datetime(999, 1, 2, 3, 4, 5, 6), datetime(999, 1, 2, 3, 4, 5), datetime.min, datetime.max]
+    values += [start.replace(tzinfo=timezone.utc), start.replace(tzinfo=timezone(timedelta(hours=2)), microsecond=0)]
+    values += [datetime(2026, 1, 5, 9, 14, 3, 120_000, fold=1)]
+
+    assert [execute("SELECT ?", (value,)).fetchone()[0] for value in values] == [v.isoformat(" ") for v in values]
 
 
 def test_none_parameters_are_stored_as_null_and_compare_as_null(sqlite_db):
