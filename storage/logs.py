@@ -74,7 +74,7 @@ def tag(**fields: object) -> None:
 
 def current() -> dict:
     """The fields the next log line in this thread would carry."""
-    return _made(_context.get())
+    return dict(_made(_context.get()))  # a copy: a record's fields are its own
 
 
 class _Tags(logging.Filter):
