@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.messages import Choice, Inbound, Outbound
+from engine.messages import Choice, Inbound, Outbound, quick_init
 from storage.contacts import Identity, is_user_id
 
 log = logging.getLogger("convoflow.whatsapp")
@@ -55,6 +55,7 @@ class PayloadError(ValueError):
 ContactInfo = Identity  # who wrote: phone number and/or user id; .key is the key a new contact gets
 
 
+@quick_init
 @dataclass(frozen=True)
 class StatusReceipt:
     """A delivery receipt for a message we sent (never user input)."""
@@ -64,6 +65,7 @@ class StatusReceipt:
     error: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Received:
     """One item of `messages`: the parsed Inbound, the raw item as Meta sent it and who sent it.
@@ -79,6 +81,7 @@ class Received:
     new_wa_id: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Webhook:
     """Everything one webhook body carried."""
@@ -179,6 +182,8 @@ def _sender(m: dict, people: list[Identity]) -> Identity | None:
         match = people[0]
     if match is None:
         return Identity(wa_id=wa_id, user_id=user_id) if wa_id or user_id else None
+    if (wa_id or match.wa_id) == match.wa_id and (user_id or match.user_id) == match.user_id:
+        return match  # the usual delivery: the message names its sender as contacts[] does (a frozen value)
     return Identity(
         wa_id=wa_id or match.wa_id,
         user_id=user_id or match.user_id,
