@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from channels.worker import WorkerOptions, Workers, turn_context
+from channels.worker import WorkerOptions, Workers, set_once, turn_context
 from engine.context import utcnow
 
 import whatsapp_fakes as wa
@@ -227,3 +227,21 @@ def test_the_sweep_records_a_receipt_that_came_before_its_send_was_recorded(chan
     assert row.delivery_status == "failed" and "131047" in row.error
     assert EarlyReceipt.select().count() == 0
     assert f"message {row.id} was not delivered" in caplog.text
+
+
+def test_set_once_wakes_a_waiter_and_leaves_a_set_event_as_it_is():
+    """set_once is Event.set for whoever waits: a clear event is set and its waiter woken; a set one stays set
+    (the Condition is not taken, nothing else changes)."""
+    event = threading.Event()
+    woken = []
+    waiter = threading.Thread(target=lambda: woken.append(event.wait(10)))
+    waiter.start()
+    wait_until(lambda: event._cond._waiters)  # the waiter waits
+    set_once(event)
+    waiter.join(10)
+    assert woken == [True]
+    set_once(event)
+    assert event.is_set() and not event._cond._waiters
+    event.clear()
+    set_once(event)
+    assert event.wait(0)
