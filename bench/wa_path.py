@@ -14,7 +14,7 @@ the sizes it sees under a burst.
 sent), so the counts of store, store+turns and all three split a message's instructions by stage.
 --instructions counts each under valgrind's cachegrind (PYTHONHASHSEED=0) at 300 and 1,300 messages and
 prints the difference / 1,000: deterministic, unlike timings on a shared machine; --against DIR counts
-another checkout the same way. No threads but the caller's: waitress's loop, the wake-ups between
+another checkout the same way (its own bench/wa_path.py: copy this one into an older checkout first). No threads but the caller's: waitress's loop, the wake-ups between
 threads and the GIL hand-offs are not in these figures (bench/serve_split.py has them by thread).
 """
 
