@@ -333,8 +333,7 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
 def _menu(turn: Turn, step: Step) -> str | None:
     """The menu word at a question: the menu flow (or the flow it triggers); with neither, say so and wait on."""
     menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
-    triggered = flowset_lookups(turn.flows).triggers.get(flow_lookups(turn.flow).menu_word)
-    flow = menu or (turn.flows.latest(triggered) if triggered else None)
+    flow = menu or flowset_lookups(turn.flows).triggers.get(flow_lookups(turn.flow).menu_word)
     if flow is not None:
         return turn.begin(flow)
     turn.say_choices(
@@ -362,8 +361,7 @@ def _cancel(turn: Turn) -> None:
 def _triggered(flows: FlowSet, inbound: Inbound) -> Flow | None:
     if inbound.kind == "other" or not inbound.text:
         return None
-    name = flowset_lookups(flows).triggers.get(normalise(inbound.text))
-    return flows.latest(name) if name else None
+    return flowset_lookups(flows).triggers.get(normalise(inbound.text))
 
 
 def start(flows: FlowSet, contact: str, flow_name: str, ctx: TurnContext, message_id: str = "start") -> TurnResult:
