@@ -19,6 +19,7 @@ Invoke = Callable[[ActionSpec, dict, ActionContext], Result]
 
 
 _UTC = timezone.utc  # a global read, not an attribute of the class on every call
+_NOW = datetime.now  # the same: a classmethod read off the class costs 0.5k of the clock's 4.3k
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=_UTC)
 
@@ -27,7 +28,7 @@ def utcnow() -> datetime:
     """Naive UTC now: the one time convention of the project. The naive epoch plus the time since the aware
     one (exact, to the microsecond): two arithmetic operations cost less than combine(now.date(), now.time())
     and far less than replace(tzinfo=None) (its keyword parsing), and a turn asks the clock at least twice."""
-    return _EPOCH + (datetime.now(_UTC) - _EPOCH_UTC)
+    return _EPOCH + (_NOW(_UTC) - _EPOCH_UTC)
 
 
 def call_handler(spec: ActionSpec, params: dict, actx: ActionContext) -> Result:
