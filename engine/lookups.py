@@ -1,8 +1,9 @@
 """Lookups the runner needs on every turn, computed once per FlowSet / Flow object.
 
 Flows are frozen after loading, so what can be derived from them (normalised triggers, the answers each
-ask step accepts) is built on first use and kept for as long as that object lives. Keyed on the object
-itself (by identity): a reloaded flow set is a new object and gets fresh lookups.
+ask step accepts) is built once and kept for as long as that object lives: a flow's with the flow itself
+(Flow.lookups, made by Flow.__post_init__), a flow set's on first use, keyed on the object itself (by
+identity): a reloaded flow set is a new object and gets fresh lookups.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def yes_no_words(word: str) -> frozenset[str]:
     return frozenset()
 
 
-def _index_flow(flow: Flow) -> FlowLookups:
+def index_flow(flow: Flow) -> FlowLookups:
+    """The lookups of a flow, made with it (Flow.lookups)."""
     choices: dict[str, dict[str, str]] = {}
     ids: dict[str, frozenset[str]] = {}
     for name, step in flow.steps.items():
@@ -151,6 +153,3 @@ def _index_flow(flow: Flow) -> FlowLookups:
         cancel_words=frozenset(normalise(w) for w in flow.cancel_words),
         menu_word=normalise(flow.menu_word),
     )
-
-
-flow_lookups: Callable[[Flow], FlowLookups] = per_object(_index_flow)

@@ -108,6 +108,14 @@ class Flow:
     version: int = 0
     file: str = ""
 
+    def __post_init__(self) -> None:
+        # What the runner looks up in the flow on every answer (engine/lookups.py): made with the flow and
+        # kept inline in it. Set by object.__setattr__ (the flow is frozen), which keeps Python 3.11's
+        # inline values, so the flow's attribute reads stay specialised (cached_property would not).
+        from .lookups import index_flow  # here: engine.lookups imports the templates (Jinja)
+
+        object.__setattr__(self, "lookups", index_flow(self))
+
 
 @dataclass(frozen=True)
 class FlowSet:

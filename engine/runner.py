@@ -27,7 +27,7 @@ from typing import Any
 
 from .context import TurnContext
 from .inputs import checks
-from .lookups import flow_lookups, flowset_lookups, normalise
+from .lookups import flowset_lookups, normalise
 from .messages import ACTIVE, ENDED, EXPIRED, ActionCall, Choice, Conversation, Event, Inbound, Outbound, TurnResult
 from .model import Flow, FlowSet, Step
 from .steps import kinds
@@ -321,7 +321,7 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
     """Handle the message while waiting at step: cancel, menu, or the answer; returns where to walk next."""
     if inbound.kind == "text" and inbound.text:
         typed = normalise(inbound.text)
-        lookups = flow_lookups(turn.flow)
+        lookups = turn.flow.lookups
         if typed not in lookups.choices.get(step.name, ()):
             if typed in lookups.cancel_words:
                 return _cancel(turn)
@@ -333,7 +333,7 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
 def _menu(turn: Turn, step: Step) -> str | None:
     """The menu word at a question: the menu flow (or the flow it triggers); with neither, say so and wait on."""
     menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
-    flow = menu or flowset_lookups(turn.flows).triggers.get(flow_lookups(turn.flow).menu_word)
+    flow = menu or flowset_lookups(turn.flows).triggers.get(turn.flow.lookups.menu_word)
     if flow is not None:
         return turn.begin(flow)
     turn.say_choices(

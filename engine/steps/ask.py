@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..inputs import CheckArgsError, CheckContext, checks
-from ..lookups import flow_lookups, normalise
+from ..lookups import normalise
 from ..template_check import is_template
 from ..whatsapp_limits import MAX_INTERACTIVE_BODY, MAX_TEXT_BODY, check_step_limits, choices_of
 from . import StepKind, shape
@@ -82,7 +82,7 @@ def _hint(step: Step) -> str:
 def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
     """(value, None) for a usable answer, (None, problem) otherwise."""
     if step.buttons or step.options:
-        lookups = flow_lookups(turn.flow)
+        lookups = turn.flow.lookups
         if inbound.kind in ("button", "list") and inbound.reply_id in lookups.choice_ids[step.name]:
             return inbound.reply_id, None
         # A typed answer, or a button from an older message whose title still names a choice here.
