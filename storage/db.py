@@ -38,6 +38,9 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10_000,  # ms: writers queue instead of failing with "database is locked"
     "foreign_keys": 1,
     "synchronous": "normal",  # safe with WAL: a crash loses no committed transaction's consistency
+    # A deleted or overwritten value's bytes are zeroed, not left in a page's free space: a one-time code the
+    # turn redacts must not stay readable in the file. Many builds (this one too) default to it; not all do.
+    "secure_delete": 1,
 }
 
 
