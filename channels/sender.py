@@ -55,6 +55,15 @@ from .metrics import Metrics
 from .payloads import to_cloud_api
 
 log = logging.getLogger("convoflow.sender")
+_receipts_log = logging.getLogger("convoflow.whatsapp")  # where the webhook has always reported them
+
+
+def log_undelivered(rows: list[tuple[int, str]]) -> None:
+    """Meta's word that messages it accepted never reached the person ((outbox row id, error) from a `failed`
+    receipt), whether the webhook recorded it or the sweep did (storage.outbox.apply_early_receipts)."""
+    for row_id, error in rows:
+        _receipts_log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
+
 
 __all__ = ["Attempt", "Claimed", "RateLimiter", "SendPolicy", "Sender", "SenderConfigError"]
 

@@ -35,6 +35,7 @@ from storage.text import storable
 
 from .metrics import Metrics, database_gauges
 from .payloads import PayloadError, Received, Webhook, inbox_payload, parse_webhook
+from .sender import log_undelivered
 
 log = logging.getLogger("convoflow.whatsapp")
 
@@ -107,8 +108,7 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         for r in sorted(items, key=lambda r: r.inbound.message_id):
             inserted = _store_message(r, *contacts[r.sender.key], now)
             new, dup = new + inserted, dup + (not inserted)
-        for row_id, error in outbox.record_deliveries(((s.wamid, s.status, s.error) for s in hook.statuses), now):
-            log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
+        log_undelivered(outbox.record_deliveries(((s.wamid, s.status, s.error) for s in hook.statuses), now))
     return new, dup
 
 

@@ -37,7 +37,7 @@ from storage.models import FlowVersion
 from storage.settings import DEFAULT_WHATSAPP_API_URL, Settings, SettingsError
 
 from .metrics import Metrics
-from .sender import Sender
+from .sender import Sender, log_undelivered
 
 log = logging.getLogger("convoflow.worker")
 
@@ -337,8 +337,7 @@ class Workers:
         if expired:
             log.info("expired %d idle conversations", expired)
             self._queued()
-        for row_id, error in outbox.apply_early_receipts(self.ctx.clock()):
-            log.warning("whatsapp: message %s was not delivered: %s", row_id, error)
+        log_undelivered(outbox.apply_early_receipts(self.ctx.clock()))
         return expired
 
     def refresh_flows(self) -> None:
