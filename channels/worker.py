@@ -161,6 +161,7 @@ class Workers:
         self._outbox_wake = threading.Event()
         self._outbox_queued = threading.Event()  # rows were queued here since the sender last looked
         self._queued_at = float("-inf")  # when rows were last queued here (time.monotonic())
+        self._backfilled_at = float("-inf")  # when the sweep last backfilled expiry checks (time.monotonic())
         if sender is not None:
             # a finished send frees a sender and maybe its contact's next row
             sender.on_done = partial(set_once, self._outbox_wake)
@@ -333,7 +334,10 @@ class Workers:
         """Pick up newly loaded flows, expire idle conversations (their expiry messages go to the outbox)
         and record the early delivery receipts; returns how many conversations expired."""
         self.refresh_flows()
-        expired = self._expiry.expire_due(self.ctx, self.flows)
+        backfill = time.monotonic() - self._backfilled_at >= self._expiry.BACKFILL_EVERY
+        if backfill:
+            self._backfilled_at = time.monotonic()
+        expired = self._expiry.expire_due(self.ctx, self.flows, backfill=backfill)
         if expired:
             log.info("expired %d idle conversations", expired)
             self._queued()

@@ -82,14 +82,25 @@ def _add_columns(db: peewee.Database, migrator: SchemaMigrator, model: type[peew
             migrator.add_column(table, field.column_name, field).run()
 
 
+def _create_indexes(db: peewee.Database, model: type[peewee.Model]) -> None:
+    """Create the model's indexes that are missing (the model's own definitions, partial ones included, which
+    SchemaMigrator.add_index cannot express), leaving out any on a column the table does not have yet: an
+    earlier migration run on an old database must not index a column a later one adds (that one creates
+    its index)."""
+    existing = {c.name for c in db.get_columns(model._meta.table_name)}
+    for index in model._meta.fields_to_index():
+        columns = {e.column_name for e in index._expressions if isinstance(e, peewee.Field)}
+        if columns <= existing:
+            db.execute(model._schema._create_index(index, safe=True))
+
+
 def _event_subject_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
     _add_index(db, migrator, Event._meta.table_name, ("subject",))
 
 
 def _outbox_pending_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # A partial index (WHERE status = 'pending'), which SchemaMigrator.add_index cannot express: the
-    # model's own index definition, created only when missing.
-    OutboxMessage._schema.create_indexes(safe=True)
+    # A partial index (WHERE status = 'pending'): the model's own index definition, created only when missing.
+    _create_indexes(db, OutboxMessage)
 
 
 def _contact_user_ids(db: peewee.Database, migrator: SchemaMigrator) -> None:
@@ -139,7 +150,7 @@ def _lean_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # Every turn writes the inbox and the session: keep only the indexes a query reads. The status index
     # is the first column of (status, flow, flow_version); the (processed_at, contact, sent_at) index held
     # every processed row, where a partial one holds the backlog only.
-    InboxMessage._schema.create_indexes(safe=True)
+    _create_indexes(db, InboxMessage)
     for table, name in (
         ("session", "session_status"),
         ("inbox_message", "inbox_message_processed_at_contact_id_sent_at"),
@@ -150,7 +161,7 @@ def _lean_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
 
 def _outbox_wamid_index(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # The wamid index held a NULL for every reply inserted by a turn; the partial one only sent messages.
-    OutboxMessage._schema.create_indexes(safe=True)
+    _create_indexes(db, OutboxMessage)
     if "outbox_message_channel_message_id" in {ix.name for ix in db.get_indexes("outbox_message")}:
         migrator.drop_index("outbox_message", "outbox_message_channel_message_id").run()
 
@@ -161,8 +172,8 @@ def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     # deleted), the outbox's (status, next_attempt_at) (the claim reads the pending partial index), and
     # the session's expires_at and (status, flow, flow_version), now partial: a turn writes them only when
     # the value moves.
-    Session._schema.create_indexes(safe=True)
-    OutboxMessage._schema.create_indexes(safe=True)  # outbox_message_done: /metrics' count of sent and failed
+    _create_indexes(db, Session)
+    _create_indexes(db, OutboxMessage)  # outbox_message_done: /metrics' count of sent and failed
     for table, name in (
         ("inbox_message", "inbox_message_contact_id"),
         ("outbox_message", "outbox_message_contact_id"),
@@ -172,6 +183,17 @@ def _turn_indexes(db: peewee.Database, migrator: SchemaMigrator) -> None:
     ):
         if name in {ix.name for ix in db.get_indexes(table)}:
             migrator.drop_index(table, name).run()
+
+
+def _expiry_check(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    # The sweep's index moves from expires_at, which a turn of an expiring flow rewrites every time, to a
+    # lower bound of it that a turn writes only when the expiry comes nearer (storage/sessions.py). Every
+    # session with an expiry gets its check at its expiry.
+    _add_columns(db, migrator, Session, "expiry_check_at")
+    execute('UPDATE "session" SET "expiry_check_at" = "expires_at" WHERE "expires_at" IS NOT NULL', db=db)
+    _create_indexes(db, Session)
+    if "session_expiring" in {ix.name for ix in db.get_indexes("session")}:
+        migrator.drop_index("session", "session_expiring").run()
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -232,6 +254,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "0015_early_receipts",
         lambda db, m: db.create_tables([EarlyReceipt], safe=True),
         "keep a delivery receipt that arrives before its send is recorded, instead of dropping it",
+    ),
+    Migration(
+        "0016_expiry_check",
+        _expiry_check,
+        "a turn that only pushes a conversation's expiry later no longer rewrites the expiry sweep's index",
     ),
 )
 

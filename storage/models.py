@@ -52,7 +52,13 @@ class Session(BaseModel):
     status = pw.CharField(max_length=16, default="ended")  # active | ended | expired (session_active: active ones)
     started_at = pw.DateTimeField(null=True)
     updated_at = pw.DateTimeField(null=True)
-    expires_at = pw.DateTimeField(null=True)  # indexed where set (session_expiring, below)
+    expires_at = pw.DateTimeField(null=True)  # not indexed: a turn moves it (expiry_check_at, below)
+    # When the expiry sweep should look at this session next: a lower bound of expires_at (never later than it
+    # while the conversation is active), indexed where set. A turn that pushes expires_at later leaves it
+    # alone, so the index is written when a conversation starts or its expiry comes nearer, not on every
+    # turn; the sweep moves it up to expires_at, or clears it, when it finds the session not due (see
+    # storage/sessions.py, due_for_expiry).
+    expiry_check_at = pw.DateTimeField(null=True)
     # The claim (lease) that serialises one contact's turns without holding a database lock across an
     # action's HTTP call: see storage/sessions.py.
     claimed_by = pw.CharField(max_length=128, null=True)
@@ -62,11 +68,13 @@ class Session(BaseModel):
     revision = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
 
-# Expiry takes the earliest expires_at of the sessions that have one (active ones of a flow with an expiry:
-# ended and expired sessions store none); `flows list`, `flows load` and load_flowset() count active
+# Expiry takes the sessions whose expiry_check_at has come (active ones of a flow with an expiry, and ones
+# that ended since their last check); `flows list`, `flows load` and load_flowset() count active
 # conversations per flow version from session_active alone. Partial, so a turn writes neither unless the
 # value moves: SQLite rewrites an index whose column a turn sets, and a NULL one is in neither.
-Session.add_index(Session.index(Session.expires_at, name="session_expiring").where(Session.expires_at.is_null(False)))
+Session.add_index(
+    Session.index(Session.expiry_check_at, name="session_expiry_check").where(Session.expiry_check_at.is_null(False))
+)
 Session.add_index(
     Session.index(Session.flow, Session.flow_version, name="session_active").where(Session.status == "active")
 )

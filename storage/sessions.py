@@ -143,10 +143,15 @@ _CLAIM_NEXT = (
 )
 _MORE = 1 + len(_STATE_COLUMNS) + 1  # claim_next's row: the contact, the session, more, the row handed over
 
+# The expiry sweep's lower bound of expires_at (storage/models.py): a save sets it only when the turn brings
+# the expiry nearer (a conversation starting, or an expiry earlier than the one read); a NULL parameter
+# keeps it, and SQLite's save leaves it out of the SET list then (_save_keeping), so its index is not
+# rewritten by every turn of an expiring flow.
+_CHECK_SET = '"expiry_check_at" = COALESCE(?, "expiry_check_at"), '
 _SAVE = (
     'UPDATE "session" SET "flow" = ?, "flow_version" = ?, "step" = ?, "vars" = ?, "attempts" = ?, "status" = ?, '
-    '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, "revision" = "revision" + 1, "claimed_by" = NULL, '
-    '"claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
+    '"started_at" = ?, "updated_at" = ?, "expires_at" = ?, ' + _CHECK_SET + '"revision" = "revision" + 1, '
+    '"claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 )
 
 # handle_message's optimistic turn (see peek): the save and the late claim apply only while the session
@@ -168,18 +173,20 @@ _SAVE_READ = {
 _KEPT = (0, 1, 5, 6)  # their places in _STATE_COLUMNS
 _kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
 _kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
+_CHECK = len(_STATE_COLUMNS)  # the expiry check's place in a save's parameters, after the state's
+_SETS = {place: f'"{_STATE_COLUMNS[place]}" = ?, ' for place in _KEPT} | {_CHECK: _CHECK_SET}
 
 
 @lru_cache(maxsize=64)
 def _save_keeping(kept: tuple[bool, ...], read: bool) -> tuple[str, Callable[[list], tuple]]:
     """The SQLite save (_SAVE, or _SAVE_READ's compare-and-set when `read`) without the kept columns whose
-    place in `kept` is True (unchanged), and the getter of its parameters out of save_and_release's list."""
+    place in `kept` is True (each of _KEPT unchanged, then the expiry check kept), and the getter of its
+    parameters out of save_and_release's list."""
     sql = _SAVE_READ[False] if read else _SAVE
-    for place, unchanged in zip(_KEPT, kept):
-        if unchanged:
-            sql = sql.replace(f'"{_STATE_COLUMNS[place]}" = ?, ', "", 1)
-    left_out = {place for place, unchanged in zip(_KEPT, kept) if unchanged}
-    count = len(_STATE_COLUMNS) + 2 + (len(_READ_COLUMNS) if read else 0)
+    left_out = {place for place, unchanged in zip((*_KEPT, _CHECK), kept) if unchanged}
+    for place in left_out:
+        sql = sql.replace(_SETS[place], "", 1)
+    count = len(_STATE_COLUMNS) + 3 + (len(_READ_COLUMNS) if read else 0)
     return sql, itemgetter(*(i for i in range(count) if i not in left_out))
 
 
@@ -213,10 +220,24 @@ _PEEK_NEXT = (
 
 _RELEASE = 'UPDATE "session" SET "claimed_by" = NULL, "claimed_until" = NULL WHERE "id" = ? AND "claimed_by" = ?'
 
+# The expiry sweep (due_for_expiry): first the sessions whose check has come but that are not due move their
+# check up to their expiry (a turn pushed it later) or clear it (ended, or no expiry any more), in one
+# statement over the check's index; then the due ones not claimed are read, in the order they came due.
+_RECHECK = (
+    'UPDATE "session" SET "expiry_check_at" = CASE WHEN "status" = \'active\' THEN "expires_at" END '
+    'WHERE "expiry_check_at" <= ? AND ("status" <> \'active\' OR "expires_at" IS NULL OR "expires_at" > ?)'
+)
 _DUE = (
     'SELECT s."id", s."contact_id", c."key" FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" '
-    'WHERE s."status" = \'active\' AND s."expires_at" <= ? '
-    'AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) ORDER BY s."expires_at" LIMIT ?'
+    'WHERE s."expiry_check_at" <= ? AND s."status" = \'active\' AND s."expires_at" <= ? '
+    'AND (s."claimed_until" IS NULL OR s."claimed_until" < ?) ORDER BY s."expiry_check_at" LIMIT ?'
+)
+# Sessions an older release saved (it wrote expires_at only) whose check is missing or later than their
+# expiry, during a rolling upgrade: given their expiry as check. A scan of the active sessions, run now and
+# then (channels/expiry.py), not on every sweep.
+_BACKFILL = (
+    'UPDATE "session" SET "expiry_check_at" = "expires_at" WHERE "status" = \'active\' AND "expires_at" IS NOT NULL '
+    'AND ("expiry_check_at" IS NULL OR "expiry_check_at" > "expires_at")'
 )
 
 
@@ -262,8 +283,8 @@ class Processed:
 _NEW_STATE = (None, None, None, "{}", 0, "ended", None, None, None)  # the _STATE_COLUMNS of a row _CLAIM inserts
 _NEW_READ = (0, None)  # its _READ_COLUMNS
 _INSERT_NEW = (
-    'INSERT INTO "session" ("contact_id", ' + ", ".join(f'"{c}"' for c in _STATE_COLUMNS) + ") "
-    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ("contact_id") DO NOTHING'
+    'INSERT INTO "session" ("contact_id", ' + ", ".join(f'"{c}"' for c in _STATE_COLUMNS) + ', "expiry_check_at") '
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ("contact_id") DO NOTHING'
 )
 
 
@@ -432,6 +453,19 @@ def claim_next(token: str, now: datetime, lease: timedelta = LEASE) -> Pick:
     return Pick.of(True, Claim(session_id, row[0], token, state), more, taken)
 
 
+def _expiry_check(before: dict[str, Any], expires: datetime | None) -> datetime | None:
+    """The expiry check a save writes (None: keep the stored one). The stored check is at most the expiry
+    `before` held while that conversation was active (the invariant the sweep relies on), so it stays a lower
+    bound when the expiry only moves later: it is set only when an expiry comes where there was none, or
+    nearer than before."""
+    if expires is None:
+        return None  # ended, or no expiry: a check left behind is cleared by the next sweep that reaches it
+    was = before["expires_at"]
+    if was is None or before["status"] != "active" or expires < was:
+        return expires
+    return None
+
+
 def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> bool:
     """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours (or, for
     a peek's unclaimed Claim, when the session changed since it was read). Returns whether another message
@@ -452,20 +486,19 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     params = list(map(state.get, _STATE_COLUMNS))
     params[3] = ascii_json(state.get("vars") or {})
     params[4] = state.get("attempts") or 0
-    params += [claim.session_id, claim.token]
+    params += [_expiry_check(claim.state, params[8]), claim.session_id, claim.token]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
         params += claim.read_as
     more = True
     if claim.session_id is None:  # an unstored read's first turn: the session is created, if still missing
-        saved = execute(_INSERT_NEW, (claim.contact_id, *params[:9])).rowcount
+        saved = execute(_INSERT_NEW, (claim.contact_id, *params[: _CHECK + 1])).rowcount
     elif processed is not None:
         saved, more = _save_processed(claim, params, processed)
     elif not is_postgres():
         # Each kept column unchanged since claimed (no one else writes a claimed session) or read (the
-        # compare-and-set holds) is left out of the SET list.
-        sql, kept_params = _save_keeping(
-            tuple(map(eq, _kept_params(params), _kept_state(claim.state))), claim.read_as is not None
-        )
+        # compare-and-set holds), and the expiry check when kept, is left out of the SET list.
+        kept = (*map(eq, _kept_params(params), _kept_state(claim.state)), params[_CHECK] is None)
+        sql, kept_params = _save_keeping(kept, claim.read_as is not None)
         saved = execute(sql, kept_params(params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
@@ -551,8 +584,18 @@ def release(claim: Claim) -> None:
 
 
 def due_for_expiry(now: datetime, limit: int = 100) -> list[tuple[int, int, str]]:
-    """(session id, contact id, contact key) of active sessions past expires_at and not claimed."""
-    return [tuple(r) for r in execute(_DUE, (now, now, limit)).fetchall()]
+    """(session id, contact id, contact key) of active sessions past expires_at and not claimed, the earliest
+    first. Reads the sessions whose expiry check has come (their index) and moves the check of those that
+    are not due: up to the expiry a turn pushed later, or away when the conversation ended."""
+    execute(_RECHECK, (now, now))
+    return [tuple(r) for r in execute(_DUE, (now, now, now, limit)).fetchall()]
+
+
+def backfill_expiry_checks() -> int:
+    """Give an expiry check to active sessions saved without one (or with one past their expiry) by a process
+    of a release before migration 0016, still serving during a rolling upgrade; returns how many. A scan of
+    the active sessions: for now and then, not for every sweep."""
+    return execute(_BACKFILL).rowcount
 
 
 def get_state(contact_key: str) -> dict[str, Any] | None:

@@ -55,6 +55,24 @@ def test_an_idle_conversation_expires_with_its_message(channel, graph, clock):
     assert channel.workers.sweep() == 0
 
 
+def test_the_sweep_gives_a_check_to_a_conversation_an_older_release_saved_without_one(
+    channel, graph, clock, monkeypatch
+):
+    from channels import expiry
+    from storage.db import execute
+
+    channel.say("263771234567", wa.text("263771234567", "quiz"))
+    graph.wait_for(1)
+    assert channel.workers.sweep() == 0  # the first sweep backfills (nothing to do): the next is 10 minutes on
+    execute('UPDATE "session" SET "expiry_check_at" = NULL')  # saved by a process of the release before 0016
+    clock.offset = timedelta(minutes=11)
+    assert channel.workers.sweep() == 0  # the sweep's index does not hold it
+    monkeypatch.setattr(expiry, "BACKFILL_EVERY", 0.0)
+    assert channel.workers.sweep() == 1
+    graph.wait_for(2)
+    assert graph.texts_to("263771234567")[-1] == "Time is up: send quiz to try again."
+
+
 def test_a_newly_loaded_flow_version_is_picked_up(channel, graph):
     before = channel.workers.flows
     channel.workers.sweep()

@@ -125,13 +125,13 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
     upgrade(blank_db)
     # Put the indexes back to how a release before 0013 left them.
     blank_db.execute_sql('DROP INDEX "session_active"')
-    blank_db.execute_sql('DROP INDEX "session_expiring"')
+    blank_db.execute_sql('DROP INDEX "session_expiry_check"')
     for ddl in TURN_INDEXES_BEFORE_0013:
         blank_db.execute_sql(ddl)
     blank_db.execute_sql("DELETE FROM schema_migrations WHERE name = '0013_turn_indexes'")
     assert upgrade(blank_db) == ["0013_turn_indexes"]
     names = {ix.name for table in ("inbox_message", "outbox_message", "session") for ix in blank_db.get_indexes(table)}
-    assert {"session_active", "session_expiring"} <= names and not names & {
+    assert {"session_active", "session_expiry_check"} <= names and not names & {
         ddl.split('"')[1] for ddl in TURN_INDEXES_BEFORE_0013
     }
     check(blank_db)
@@ -140,7 +140,7 @@ def test_turn_indexes_drop_what_no_query_reads_and_claim_expiry_and_counts_use_w
     plans = (
         # the sender's claim walks the pending rows, never the whole sent history in id order
         ("outbox_message_pending_contact", outbox._CLAIM[False], (None, None, 64)),
-        ("session_expiring", sessions._DUE, (None, None, 100)),
+        ("session_expiry_check", sessions._DUE, (None, None, None, 100)),
         (
             "session_active",
             'SELECT "flow", "flow_version", COUNT(*) FROM "session" WHERE "status" = ? GROUP BY "flow", "flow_version"',

@@ -26,7 +26,7 @@ QUERIES = (
     ("the sender's claim", lambda: outbox.claim(START, START, 8), "outbox_message_pending_contact"),
     ("the sender's mark", lambda: outbox.record_sent([(1, "wamid.s")], START), "outbox_message_pending_contact"),
     ("delivery receipts", lambda: outbox.record_deliveries([("wamid.s", "read", None)], START), "outbox_message_wamid"),
-    ("the expiry sweep", lambda: sessions.due_for_expiry(START), "session_expiring"),
+    ("the expiry sweep", lambda: sessions.due_for_expiry(START), "session_expiry_check"),
 )
 
 # A plan line that reads a whole table: "SCAN t" with no index (a VALUES list or a CTE reads its own rows).
