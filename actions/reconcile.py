@@ -119,7 +119,7 @@ def reconcile(
     """Settle every candidate (oldest first, at most limit) and say what happened to each. clients: the
     providers' clients by name (services), or one client alone, which is O'mari's (older callers).
     """
-    from storage import payments
+    from storage import logs, payments
 
     if not isinstance(clients, Mapping):
         clients = {"omari": clients}
@@ -130,15 +130,16 @@ def reconcile(
         candidates = candidates[:limit]
     report = []
     for row in candidates:
-        try:
-            provider = providers.for_payment(clients, row)
-        except ProviderMissing as e:
-            report.append(_unchanged(row, f"{e}: left for a run that has it"))
-            continue
-        if row.status == payments.INITIATED and provider.start_moves_money:
-            report.append(_start_lost(row, provider, now))
-            continue
-        report.append(settle(row, provider.query(row), now=now, otp_lifetime=otp_lifetime))
+        with logs.context(payment=row.reference):  # every line about it names the payment (the query's too)
+            try:
+                provider = providers.for_payment(clients, row)
+            except ProviderMissing as e:
+                report.append(_unchanged(row, f"{e}: left for a run that has it"))
+                continue
+            if row.status == payments.INITIATED and provider.start_moves_money:
+                report.append(_start_lost(row, provider, now))
+                continue
+            report.append(settle(row, provider.query(row), now=now, otp_lifetime=otp_lifetime))
     return ReconcileReport(report)
 
 

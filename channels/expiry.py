@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from channels.claims import token
-from channels.turn_save import conversation_of, persistent, save
+from channels.turn_save import conversation_of, log_tags, persistent, save
 from engine.context import TurnContext
 from engine.model import FlowSet
 from engine.runner import expire
@@ -46,6 +46,7 @@ def expire_due(
         ):
             sessions.release(claim)  # a turn moved it on between the query and the claim
             continue
-        save(claim, contact, expire(flows, conversation, ctx), ctx)
+        with log_tags(contact, claim):  # its lines (an O'mari void's) tagged as a turn's
+            save(claim, contact, expire(flows, conversation, ctx), ctx)
         done += 1
     return done

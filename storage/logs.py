@@ -2,14 +2,16 @@
 
 `configure(level, fmt)` gives the root logger one handler on stderr; `flows serve`, `flows worker` and the
 gunicorn app factory call it with LOG_LEVEL and LOG_FORMAT (and channels/gunicorn_conf.py routes gunicorn's
-own loggers to the same handler), so they all write the same lines. The turn path tags its work with `context(contact=…, conversation=…, flow=…)`, and
-the O'mari client adds `tag(payment=…)`; every line written inside carries those fields:
+own loggers to the same handler), so they all write the same lines. The turn path (and the expiry, which
+ends a conversation as a turn would) tags its work with `context(contact=…, conversation=…, flow=…)`, and
+the payment clients add `tag(payment=…)`; every line written inside carries those fields:
 
     {"time": "2026-01-05T09:14:03.120Z", "level": "INFO", "logger": "convoflow.omari",
      "message": "omari POST /auth status=200 …", "contact": "2637****4567", "flow": "omari_payment", …}
 
-Callers pass values that are safe to write (the contact masked, a payment's our-side reference); no OTP,
-key or token is ever a field.
+Work on a payment outside a turn (reconcile) opens a `context(payment=…)` of its own: a tag outside any
+context is dropped. Callers pass values that are safe to write (the contact masked, a payment's our-side
+reference); no OTP, key or token is ever a field.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ class context:
 
 def tag(**fields: object) -> None:
     """Add fields to the current context until the enclosing `context()` ends (e.g. a payment reference
-    learnt halfway through a turn)."""
-    _context.set({**_made(_context.get()), **_fields(fields)})
+    learnt halfway through a turn). Outside any context they are dropped: nothing would end them, and every
+    later line of the thread (the workers' housekeeping, a command) would carry them."""
+    fields_now = _context.get(None)
+    if fields_now is not None:
+        _context.set({**_made(fields_now), **_fields(fields)})
 
 
 def current() -> dict:

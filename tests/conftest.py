@@ -5,10 +5,13 @@ same path `flows db upgrade` takes.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 
 import pytest
 
+from storage import logs
 from storage.db import open_database
 from storage.migrations import upgrade
 
@@ -21,6 +24,29 @@ def _fresh_postgres():
     database = open_database(PG_URL)
     database.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     return database
+
+
+@pytest.fixture(autouse=True)
+def no_log_fields_left():
+    """Fail a test that leaves log fields set on the main thread (a storage.logs context entered and never
+    left, a tag kept outside any context): every later test's log lines would carry them."""
+    before = logs.current()
+    yield
+    left = logs.current()
+    assert left == before, f"the test left log fields set on the main thread: {left}"
+
+
+@pytest.fixture
+def json_logs():
+    """Every logger at DEBUG through the JSON handler into a buffer, as LOG_LEVEL=DEBUG LOG_FORMAT=json."""
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    logs.configure("DEBUG", "json", stream)
+    yield stream
+    for handler in [h for h in root.handlers if getattr(h, "convoflow_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,33 +3,15 @@ and payment; and nothing in them a thief could use — no OTP, key, token, app s
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import re
 
-import pytest
-
-from storage import logs
 from storage.models import PaymentTransaction
 
 import whatsapp_fakes as wa
 from channel_harness import REF, TENDAI, Phone
 
 WALLET = "263779876543"  # the number that pays: not the WhatsApp contact's own
-
-
-@pytest.fixture
-def json_logs():
-    """Every logger at DEBUG through the JSON handler into a buffer, as LOG_LEVEL=DEBUG LOG_FORMAT=json."""
-    root = logging.getLogger()
-    level = root.level
-    stream = io.StringIO()
-    logs.configure("DEBUG", "json", stream)
-    yield stream
-    for handler in [h for h in root.handlers if getattr(h, "convoflow_handler", False)]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def pay(phone: Phone, sandbox) -> str:
