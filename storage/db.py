@@ -41,6 +41,10 @@ SQLITE_PRAGMAS = {
     # A deleted or overwritten value's bytes are zeroed, not left in a page's free space: a one-time code the
     # turn redacts must not stay readable in the file. Many builds (this one too) default to it; not all do.
     "secure_delete": 1,
+    # The WAL keeps every page image written since it last started again (a code's page before its redaction
+    # among them); the first write after a checkpoint starts it again from its beginning, overwriting only
+    # as much as that write needs. Limit 0: that write's commit cuts the file there, and the older images go.
+    "journal_size_limit": 0,
 }
 
 

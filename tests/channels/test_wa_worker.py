@@ -88,6 +88,30 @@ def test_a_newly_loaded_flow_version_is_picked_up(channel, graph):
     assert graph.texts_to("263771234567") == ["What is 7 times 6?"]
 
 
+def test_the_sweep_checkpoints_sqlite_so_the_next_write_empties_the_wal(sqlite_db, settings):
+    # With no checkpoint SQLite keeps the WAL's page images until it holds 1,000 pages, a redacted code's
+    # old page among them (docs/operations.md, "The OTP at rest").
+    from storage import inbox
+    from storage.contacts import upsert_contact
+    from storage.db import write_transaction
+
+    store_flows(os.path.join(FLOWS, "timed.yaml"))
+    workers = Workers({"settings": settings}, sender=None)
+    tendai = upsert_contact("263771234567", utcnow(), wa_id="263771234567")
+
+    def store(mid: str, text: str):
+        payload = {"contact": "263771234567", "message_id": mid, "text": text, "kind": "text"}
+        return inbox.add(tendai, mid, payload, utcnow(), utcnow())[0]
+
+    code = store("wamid.code", "73915284")
+    with write_transaction():
+        inbox.redact_answer(code.id)
+    workers.sweep()
+    store("wamid.next", "thanks")
+    with open(sqlite_db.database + "-wal", "rb") as f:
+        assert b"73915284" not in f.read(), "the code's old page is still in the WAL"
+
+
 def test_stop_returns_promptly_when_idle(db, settings):
     store_flows(os.path.join(FLOWS, "timed.yaml"))
     workers = Workers({"settings": settings}, sender=None, options=WorkerOptions(threads=3, poll_interval=5))

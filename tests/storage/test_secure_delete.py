@@ -34,3 +34,31 @@ def test_a_redacted_code_is_not_left_in_the_file(sqlite_db):
     raw = checkpointed_bytes(sqlite_db)
     assert b"one-time code removed" in raw
     assert OTP.encode() not in raw
+
+
+def test_a_redacted_code_leaves_the_wal_at_the_first_write_after_a_checkpoint(sqlite_db):
+    # The WAL keeps every page image a transaction wrote, the code's page before its redaction among them,
+    # and a checkpoint (PASSIVE: the automatic one's and the workers' housekeeping's) copies only the last
+    # image of each page into the database file. The first write after it starts the WAL again from its
+    # beginning, and journal_size_limit (0) cuts the file there: the older images go, not only the few
+    # that write overwrites.
+    now = utcnow()
+    contact = upsert_contact("263771234567", now)
+    for n in range(3):
+        inbox.add(contact, f"wamid.before.{n}", {"text": "hello there " * 5}, now, now)
+    payload = {"contact": "263771234567", "message_id": "wamid.otp", "text": OTP, "raw": {"text": {"body": OTP}}}
+    row, _ = inbox.add(contact, "wamid.otp", payload, now, now)
+    with write_transaction():
+        assert inbox.redact_answer(row.id) == {OTP}
+    assert OTP.encode() in file_bytes(sqlite_db.database + "-wal")  # its page as first written
+
+    busy, frames, copied = sqlite_db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == copied
+    inbox.add(contact, "wamid.next", {"text": "the next message"}, now, now)
+    assert OTP.encode() not in file_bytes(sqlite_db.database + "-wal"), "the code's old page is still in the WAL"
+    assert OTP.encode() not in file_bytes(sqlite_db.database), "the code is in the database file"
+
+
+def file_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
