@@ -72,10 +72,18 @@ def _sqlite_writer(wait: float, deadline: float | None = None):
         writer.release()
 
 
-def signature_ok(secret: str, body: bytes, header: str) -> bool:
-    """True when header is `sha256=<hex HMAC-SHA256 of body under secret>` (constant-time compare)."""
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+def keyed_hmac(secret: str) -> hmac.HMAC:
+    """HMAC-SHA256 under the app secret with nothing fed yet, for signature_ok to copy: the key's padded
+    blocks are hashed once here instead of once a delivery (about a third of a body's HMAC)."""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
+def signature_ok(keyed: hmac.HMAC, body: bytes, header: str) -> bool:
+    """True when header is `sha256=<hex HMAC-SHA256 of body>` under keyed's secret (keyed_hmac; a copy is
+    fed the body, keyed itself is left as it is); a constant-time compare."""
+    mac = keyed.copy()
+    mac.update(body)
+    return hmac.compare_digest(("sha256=" + mac.hexdigest()).encode(), header.strip().encode("utf-8", "replace"))
 
 
 def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> tuple[int, int]:
@@ -342,7 +350,7 @@ class WebhookEndpoint:
     request machinery would be a third of their cost. The signature is checked, then Intake stores the body."""
 
     def __init__(self, secret: str, intake: Intake, metrics: Metrics, clock: Callable[[], datetime]) -> None:
-        self.secret, self.intake, self.metrics, self.clock = secret, intake, metrics, clock
+        self.keyed, self.intake, self.metrics, self.clock = keyed_hmac(secret), intake, metrics, clock
 
     def refused(self, status: int, reason: str, remote: str | None) -> tuple[int, str]:
         self.metrics.webhook_rejected.inc(reason=str(status))
@@ -353,7 +361,7 @@ class WebhookEndpoint:
         """The POST /webhook answer as (status, short text)."""
         if not header:
             return self.refused(401, "missing X-Hub-Signature-256", remote)
-        if not signature_ok(self.secret, body, header):
+        if not signature_ok(self.keyed, body, header):
             return self.refused(403, "bad signature", remote)
         return self.intake.take(body, self.clock())
 
