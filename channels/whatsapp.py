@@ -34,7 +34,7 @@ from storage.settings import Settings
 from storage.text import storable
 
 from .metrics import Metrics, database_gauges
-from .payloads import PayloadError, Received, Webhook, inbox_payload, parse_webhook
+from .payloads import PayloadError, Received, Webhook, inbox_payload, message_fields, parse_webhook
 from .sender import log_undelivered
 
 log = logging.getLogger("convoflow.whatsapp")
@@ -74,7 +74,7 @@ def _sqlite_writer(wait: float, deadline: float | None = None):
 
 def keyed_hmac(secret: str) -> hmac.HMAC:
     """HMAC-SHA256 under the app secret with nothing fed yet, for signature_ok to copy: the key's padded
-    blocks are hashed once here instead of once a delivery (about a third of a body's HMAC)."""
+    blocks are hashed once here instead of once a delivery (about a fifth of a signature check)."""
     return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
@@ -99,7 +99,7 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         # SQLite, one transaction for every such delivery waiting for the writer lock: JoinedWrites).
         r = hook.messages[0]
         i, who = r.inbound, r.sender
-        known = (who.wa_id, who.user_id, who.profile_name, i.message_id, inbox_payload(r), i.timestamp or now, now)
+        known = (who.wa_id, who.user_id, who.profile_name, i.message_id, message_fields(r), i.timestamp or now, now)
         known += (who.parent_user_id, who.username)
         if inbox.add_for_known_contact(*known) if postgres else joined().store(known, wait):
             return 1, 0
@@ -309,7 +309,8 @@ class Intake:
 
     def store(self, hook: Webhook, body: bytes, now: datetime) -> tuple[int, str]:
         hook, too_old = fresh_only(hook, now - self.max_age)
-        self.metrics.too_old.inc(too_old)
+        if too_old:
+            self.metrics.too_old.inc(too_old)
         try:
             try:
                 new, dup = store_webhook(hook, now, self.wait)

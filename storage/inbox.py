@@ -110,13 +110,15 @@ def add_for_known_contact(
     username: str | None = None,
 ) -> bool:
     """Outside a transaction: store one received message from a contact already known by these ids, in one
-    statement that commits on its own; payload["contact"] becomes the contact's key. True when the message
-    was stored; False when it is a duplicate or the contact needs resolving (contacts.resolve). On
+    statement that commits on its own; the stored payload's "contact" is the contact's key, put before the
+    payload's other fields (the webhook's payload has no "contact"; one given is left out, not copied). True
+    when the message was stored; False when it is a duplicate or the contact needs resolving (contacts.resolve). On
     PostgreSQL a stale last seen time or a new profile name is refreshed in the same statement; on SQLite
     only a contact with nothing to refresh is taken (call it holding the SQLite database's writer lock).
     """
-    rest = {k: v for k, v in payload.items() if k != "contact"}
-    tail = "," + storable_json(rest)[1:]  # the object after its "contact"
+    if "contact" in payload:
+        payload = {k: v for k, v in payload.items() if k != "contact"}
+    tail = "," + storable_json(payload)[1:]  # the object after its "contact"
     if not is_postgres():
         if user_id is None and wa_id is None:
             return False
