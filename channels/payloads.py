@@ -99,12 +99,13 @@ def _list(x: Any) -> list:
     return x if isinstance(x, list) else []
 
 
-def _str(x: Any) -> str | None:
-    """A non-empty string from a JSON value (ids sometimes arrive as numbers), else None."""
+def _str(x: Any, limit: int | None = None) -> str | None:
+    """A non-empty string from a JSON value (ids sometimes arrive as numbers), cut to `limit` characters,
+    else None."""
     if isinstance(x, str):  # nearly always: one check instead of three
-        return x.strip() or None
+        return x.strip()[:limit] or None
     if isinstance(x, int) and not isinstance(x, bool):
-        return str(x).strip() or None
+        return str(x).strip()[:limit] or None
     return None
 
 
@@ -159,27 +160,22 @@ def parse_webhook(body: bytes) -> Webhook:
     return Webhook(tuple(contacts.values()), tuple(messages), tuple(statuses))
 
 
-def _cut_id(x: Any, limit: int) -> str | None:
-    s = _str(x)
-    return s[:limit] if s else None
-
-
 def _contact(c: Any) -> Identity | None:
     c = _dict(c)
     profile = _dict(c.get("profile"))
     who = Identity(
-        wa_id=_cut_id(c.get("wa_id"), 32),
-        user_id=_cut_id(c.get("user_id"), 128),
-        parent_user_id=_cut_id(c.get("parent_user_id"), 128),
-        username=_cut_id(profile.get("username") or c.get("username"), 128),
-        profile_name=_cut_id(profile.get("name"), 256),
+        wa_id=_str(c.get("wa_id"), 32),
+        user_id=_str(c.get("user_id"), 128),
+        parent_user_id=_str(c.get("parent_user_id"), 128),
+        username=_str(profile.get("username") or c.get("username"), 128),
+        profile_name=_str(profile.get("name"), 256),
     )
     return who if who.key else None
 
 
 def _sender(m: dict, people: list[Identity]) -> Identity | None:
     """Who sent a message: its `from` / `from_user_id`, completed from the matching contacts[] entry."""
-    wa_id, user_id = _cut_id(m.get("from"), 32), _cut_id(m.get("from_user_id"), 128)
+    wa_id, user_id = _str(m.get("from"), 32), _str(m.get("from_user_id"), 128)
     for match in people:
         if (user_id and match.user_id == user_id) or (wa_id and match.wa_id == wa_id):
             break
@@ -207,7 +203,7 @@ def _event(m: dict, mtype: Any) -> tuple[str | None, str | None]:
     if mtype == "system":
         system = _dict(m.get("system"))
         kind = (_str(system.get("type")) or "unknown")[:48]
-        new_wa_id = _cut_id(system.get("wa_id") or system.get("new_wa_id"), 32) if kind in NUMBER_CHANGES else None
+        new_wa_id = _str(system.get("wa_id") or system.get("new_wa_id"), 32) if kind in NUMBER_CHANGES else None
         return f"system.{kind}", new_wa_id
     return None, None
 
