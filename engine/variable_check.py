@@ -238,9 +238,7 @@ def check_variables(all_facts: list[FileFacts], complete: bool = True) -> list[P
     problems: list[Problem] = []
     hints = Suggestions(known)
     for facts in all_facts:
-        problems.extend(_undefined(facts, saved_anywhere, hints))
-        if facts.source.file in walked:
-            problems.extend(_not_saved_yet(facts, *walked[facts.source.file], known))
+        problems.extend(_unsaved(facts, walked.get(facts.source.file), known, hints))
         problems.extend(_text_as_number(facts, saved))
         problems.extend(_unknown_keys(facts, saved))
     if not complete:
@@ -260,40 +258,43 @@ def _problem(facts: FileFacts, use: VarUse, severity: str, code: str, message: s
     return Problem(facts.source.file, use.line, use.col, severity, code, f"{use.where}: {message}")
 
 
-def _undefined(facts: FileFacts, known: set[str], hints: Suggestions) -> list[Problem]:
-    """template.undefined: a variable no step of the loaded flows saves."""
+def _unsaved(
+    facts: FileFacts,
+    walked: tuple[_SavedBefore, frozenset[str] | None] | None,
+    known: set[str],
+    hints: Suggestions,
+) -> list[Problem]:
+    """template.undefined (a variable no step of the loaded flows saves) and template.not_saved_yet (one some
+    route reaches this read without saving first; walked: None when the file's steps are not all sound).
+
+    One pass over the file's reads for both: each read is either unknown or known, and a 5,000-step flow's
+    16,000 reads no longer fit the processor's cache when a second pass comes back to them.
+    """
     problems: list[Problem] = []
     seen: set[tuple[str, int, int]] = set()
     for use in facts.uses:
-        if use.name in known or use.name in BUILTIN_VARS or (use.name, use.line, use.col) in seen:
-            continue
-        seen.add((use.name, use.line, use.col))
-        problems.append(
-            _problem(
-                facts,
-                use,
-                "error",
-                "template.undefined",
-                f"no step saves '{use.name}', so this would stop the conversation with an apology{hints(use.name)}",
+        if use.name not in known:
+            if (use.name, use.line, use.col) in seen:
+                continue
+            seen.add((use.name, use.line, use.col))
+            problems.append(
+                _problem(
+                    facts,
+                    use,
+                    "error",
+                    "template.undefined",
+                    f"no step saves '{use.name}', so this would stop the conversation with an apology{hints(use.name)}",
+                )
             )
-        )
-    return problems
-
-
-def _not_saved_yet(
-    facts: FileFacts, before: _SavedBefore, entry: frozenset[str] | None, known: set[str]
-) -> list[Problem]:
-    """template.not_saved_yet: a variable some route reaches this read without saving first."""
-    savers = before.savers
-    problems: list[Problem] = []
-    for use in facts.uses:
-        if use.step is None or use.guarded or use.name not in known:
             continue
+        if walked is None or use.step is None or use.guarded:
+            continue
+        before, entry = walked
         if before.saved(use.name, use.step, entry) or (use.after_save and before.own.get(use.step) == use.name):
             continue
         where = (
-            f"it is saved by step '{savers[use.name][0]}', which does not come before on every way here"
-            if use.name in savers
+            f"it is saved by step '{before.savers[use.name][0]}', which does not come before on every way here"
+            if use.name in before.savers
             else "only another flow saves it, and no hand-over brings it here"
         )
         problems.append(
