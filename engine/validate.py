@@ -319,9 +319,13 @@ class _FileChecker:
         exits: dict[str, set[str] | None] = {}  # step -> where it may go; None when it may stop or leave
         names = set(self.steps)
         for name, step in self.steps.items():
-            goes_to = {t for _, t in targets(step, ())}
             kind = kinds.get(self.kinds[name])
-            if kind.waits or kind.leaves or not goes_to or not goes_to <= names:
+            if kind.waits or kind.leaves:
+                exits[name] = None
+                continue
+            # Every step is sound here, so step() recorded its routes: not the step's keys read again.
+            goes_to = {target for target, _ in self.facts.routes[name]}
+            if not goes_to or not goes_to <= names:
                 exits[name] = None
             elif isinstance(step.get("next"), list) and all("if" in r for r in step["next"]):
                 exits[name] = None  # no default route: when no condition holds the walk stops
