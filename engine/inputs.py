@@ -7,8 +7,9 @@ validator, the runner and the docs table all read the entry; adding a check touc
 and the docs.
 
 A check takes what the user typed, the turn's CheckContext (today in the business's time zone, the mobile
-prefixes) and its arguments (templated ones already rendered) and returns a Checked: the normalised value
-to save, or a problem in plain words, which the runner sends when the step has no `retry` of its own.
+prefixes; None at a turn for a check registered with context=False, which reads none of it) and its
+arguments (templated ones already rendered) and returns a Checked: the normalised value to save, or a
+problem in plain words, which the runner sends when the step has no `retry` of its own.
 
 A check whose own arguments are broken (a max that renders to "abc", a regex that does not compile)
 raises CheckArgsError: that is the flow author's mistake, not the user's.
@@ -108,6 +109,9 @@ class InputCheck:
     secret: bool = False  # the answer is kept out of logs (an OTP)
     number: bool = False  # the answer is saved as a number (else as text: compare it with `| int`/`| float`)
     static: Callable[[Mapping[str, Any]], Iterator[tuple[str, str, str]]] | None = None  # more literal checks
+    # parse reads its CheckContext. A check that does not says so (context=False) and is passed None at a
+    # turn: most answers (text, amount) then make no CheckContext, a record built for nothing.
+    context: bool = True
 
     @property
     def bare(self) -> bool:
@@ -253,6 +257,7 @@ def _finite_decimal(text: str) -> Decimal | None:
 
 @input_check(
     "amount",
+    context=False,
     accepts="a positive amount with at most 2 decimals: `50`, `50.00`, `$50`, `1,250.50`. Refuses `abc`, `-5`, "
     "`0`, `1e3`, `50.123`. Settings `min`, `max` (may be templates).",
     saves='`"50.00"`',
@@ -260,7 +265,7 @@ def _finite_decimal(text: str) -> Decimal | None:
     examples=('{amount: {min: "0.01", max: "{{ booking.balance_due }}"}}',),
     **NUMBER_RANGE,
 )
-def amount(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
+def amount(text: str, context: CheckContext | None, min: Any = None, max: Any = None) -> Checked:
     """A positive amount of money with at most 2 decimal places, optionally within [min, max]."""
     low, high = _decimal_arg("min", min), _decimal_arg("max", max)
     stripped = text.strip()
@@ -312,6 +317,7 @@ _CODE_LENGTH = {"type": "integer", "minimum": 1, "maximum": 12}
 
 @input_check(
     "otp",
+    context=False,
     accepts="a one-time code of 4 to 8 digits. Settings `min_length`, `max_length`. The code is a secret: it "
     "never reaches a log.",
     saves='`"123456"`',
@@ -322,7 +328,7 @@ _CODE_LENGTH = {"type": "integer", "minimum": 1, "maximum": 12}
     limits=Limits("min_length", "max_length", _number, "expect.bad_number", "a number", '"10"'),
     secret=True,
 )
-def otp(text: str, context: CheckContext, min_length: Any = 4, max_length: Any = 8) -> Checked:
+def otp(text: str, context: CheckContext | None, min_length: Any = 4, max_length: Any = 8) -> Checked:
     """A one-time code: digits only (spaces ignored), min_length to max_length of them.
 
     The problem never repeats what was typed: a code is a secret.
@@ -343,6 +349,7 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 @input_check(
     "integer",
+    context=False,
     accepts="a whole number. Settings `min`, `max`.",
     saves="`42`",
     hint="a whole number like 3",
@@ -350,7 +357,7 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
     examples=("{integer: {min: 1, max: 10}}",),
     **NUMBER_RANGE,
 )
-def integer(text: str, context: CheckContext, min: Any = None, max: Any = None) -> Checked:
+def integer(text: str, context: CheckContext | None, min: Any = None, max: Any = None) -> Checked:
     """A whole number, optionally within [min, max]."""
     low, high = _int_arg("integer", "min", min), _int_arg("integer", "max", max)
     stripped = text.strip()
@@ -380,12 +387,13 @@ NO = frozenset({"no", "n", "nope", "nah", "2"})
 
 @input_check(
     "yes_no",
+    context=False,
     accepts="yes / y / ok / 1, or no / n / nope / 2, in any case",
     saves='`"yes"` or `"no"`',
     hint="yes or no",
     examples=("yes_no",),
 )
-def yes_no(text: str, context: CheckContext) -> Checked:
+def yes_no(text: str, context: CheckContext | None) -> Checked:
     """yes/y/yeah/ok/1 or no/n/nope/2 in any case, with surrounding punctuation ignored."""
     word = text.strip().strip(".!?,").strip().casefold()
     if word in YES:
@@ -418,6 +426,7 @@ def _pattern_compiles(args: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]
 
 @input_check(
     "regex",
+    context=False,
     accepts="text that matches a pattern (the whole answer). Setting `ignore_case`.",
     saves="the text",
     hint="the text in the form asked for",
@@ -427,7 +436,7 @@ def _pattern_compiles(args: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]
     required=("pattern",),
     static=_pattern_compiles,
 )
-def regex(text: str, context: CheckContext, pattern: Any = None, ignore_case: Any = False) -> Checked:
+def regex(text: str, context: CheckContext | None, pattern: Any = None, ignore_case: Any = False) -> Checked:
     """The whole answer (surrounding space removed) must match pattern."""
     if not isinstance(pattern, str) or not pattern:
         raise CheckArgsError("regex needs a pattern")
@@ -442,6 +451,7 @@ def regex(text: str, context: CheckContext, pattern: Any = None, ignore_case: An
 
 @input_check(
     "choice",
+    context=False,
     accepts="one of a list of words, in any case",
     saves="the word as you wrote it",
     hint="one of the words offered",
@@ -450,7 +460,7 @@ def regex(text: str, context: CheckContext, pattern: Any = None, ignore_case: An
     shorthand="choices",
     required=("choices",),
 )
-def choice(text: str, context: CheckContext, choices: Any = ()) -> Checked:
+def choice(text: str, context: CheckContext | None, choices: Any = ()) -> Checked:
     """One of the allowed words, in any case; the value is the word as the flow wrote it."""
     if isinstance(choices, str) or not choices:
         raise CheckArgsError("choice needs a list of words")
@@ -466,6 +476,7 @@ def choice(text: str, context: CheckContext, choices: Any = ()) -> Checked:
 
 @input_check(
     "text",
+    context=False,
     accepts="any text. Setting `max_length`.",
     saves="the text",
     hint="a reply in words",
@@ -473,7 +484,7 @@ def choice(text: str, context: CheckContext, choices: Any = ()) -> Checked:
     args={"max_length": {"type": "integer", "minimum": 1}},
     templates=frozenset({"max_length"}),
 )
-def text(text: str, context: CheckContext, max_length: Any = None) -> Checked:
+def text(text: str, context: CheckContext | None, max_length: Any = None) -> Checked:
     """Any non-empty text, optionally at most max_length characters."""
     limit = _int_arg("text", "max_length", max_length)
     stripped = text.strip()
@@ -591,12 +602,13 @@ def _between(low: date, high: date) -> str:
 
 @input_check(
     "email",
+    context=False,
     accepts="an email address, checked for its form only (no mail is sent, no domain looked up): `Tino@Example.com`.",
     saves='`"tino@example.com"` (lower-cased)',
     hint="an email address like name@example.com",
     examples=("email",),
 )
-def email(text: str, context: CheckContext) -> Checked:
+def email(text: str, context: CheckContext | None) -> Checked:
     """An email address of a valid form, lower-cased; its domain is not looked up."""
     from email_validator import EmailNotValidError, validate_email  # only turns that check one pay the import
 

@@ -96,7 +96,7 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
         raise turn.abort("expect.invalid", f"unknown check '{kind}'")
     templates = entry.templates
     args = {k: turn.render_value(v) if k in templates else v for k, v in written.items()} if written else {}
-    context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes)
+    context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes) if entry.context else None
     try:
         result = entry.parse(inbound.text or "", context, **args)
     except (CheckArgsError, TypeError) as e:
