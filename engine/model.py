@@ -63,6 +63,17 @@ class Expect:
     kind: str  # the name of an input check (engine.inputs.checks), e.g. amount
     args: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # `rendered`: the arguments an answer renders before the check, those the check takes as templates
+        # whose value may hold one. Worked out with the expect, so an answer to literal limits ("0.01",
+        # "10000") renders nothing; set as Flow sets its lookups (object.__setattr__, the values kept inline).
+        from .inputs import checks  # here: engine.inputs imports the templates (Jinja)
+
+        entry = checks.get(self.kind)
+        templates = entry.templates if entry is not None else frozenset()
+        rendered = tuple(k for k, v in self.args.items() if k in templates and (not isinstance(v, str) or "{" in v))
+        object.__setattr__(self, "rendered", rendered)
+
 
 @dataclass(frozen=True)
 class Step:

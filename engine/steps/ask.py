@@ -90,12 +90,12 @@ def _read(turn: "Turn", step: Step, inbound: Inbound) -> tuple[Any, str | None]:
         if chosen is not None:
             return chosen, None
         return None, PICK_BUTTON if step.buttons else PICK_OPTION
-    kind, written = (step.expect.kind, step.expect.args) if step.expect is not None else ("text", {})
+    expect = step.expect
+    kind, written, rendered = (expect.kind, expect.args, expect.rendered) if expect is not None else ("text", {}, ())
     entry = checks.get(kind)
     if entry is None:
         raise turn.abort("expect.invalid", f"unknown check '{kind}'")
-    templates = entry.templates
-    args = {k: turn.render_value(v) if k in templates else v for k, v in written.items()} if written else {}
+    args = {**written, **{k: turn.render_value(written[k]) for k in rendered}} if rendered else written
     context = CheckContext(turn.now, turn.ctx.business_timezone, turn.ctx.zw_mobile_prefixes) if entry.context else None
     try:
         result = entry.parse(inbound.text or "", context, **args)
