@@ -30,7 +30,7 @@ from .inputs import checks
 from .lookups import flowset_lookups, normalise
 from .messages import ACTIVE, ENDED, EXPIRED, ActionCall, Choice, Conversation, Event, Inbound, Outbound, TurnResult
 from .model import Flow, FlowSet, Step
-from .steps import kinds
+from .steps import StepKind, kinds
 from .templates import evaluate, render
 
 NO_MENU = "There is no *{menu}* here. Please answer the question, or send *{cancel}* to stop.\n\n{question}"
@@ -276,7 +276,8 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
     if waiting:
         flow = flows.get(conversation.flow, conversation.version)
         step = flow.steps.get(conversation.step) if flow is not None else None
-        if step is None or not kinds.get(step.kind).waits:
+        kind = kinds.get(step.kind) if step is not None else None  # asked once: it takes the answer below
+        if kind is None or not kind.waits:
             turn.event(
                 "warning",
                 "conversation.lost",
@@ -288,7 +289,7 @@ def run_turn(flows: FlowSet, conversation: Conversation | None, inbound: Inbound
     try:
         if waiting:
             turn.resume(flow, conversation)
-            turn.walk(_answer(turn, step, inbound))
+            turn.walk(_answer(turn, step, kind, inbound))
         else:
             target = _triggered(flows, inbound)
             if target is None:
@@ -317,8 +318,8 @@ def _asks_secret(step: Step | None) -> bool:
     return check is not None and check.secret
 
 
-def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
-    """Handle the message while waiting at step: cancel, menu, or the answer; returns where to walk next."""
+def _answer(turn: Turn, step: Step, kind: StepKind, inbound: Inbound) -> str | None:
+    """Handle the message while waiting at step (of kind): cancel, menu, or the answer; returns where to walk next."""
     if inbound.kind == "text" and inbound.text:
         typed = normalise(inbound.text)
         lookups = turn.flow.lookups
@@ -327,7 +328,7 @@ def _answer(turn: Turn, step: Step, inbound: Inbound) -> str | None:
                 return _cancel(turn)
             if typed == lookups.menu_word:
                 return _menu(turn, step)
-    return kinds.get(step.kind).answer(turn, step, inbound)
+    return kind.answer(turn, step, inbound)
 
 
 def _menu(turn: Turn, step: Step) -> str | None:
