@@ -1,9 +1,9 @@
 """Lookups the runner needs on every turn, computed once per FlowSet / Flow object.
 
 Flows are frozen after loading, so what can be derived from them (normalised triggers, the answers each
-ask step accepts) is built once and kept for as long as that object lives: a flow's with the flow itself
-(Flow.lookups, made by Flow.__post_init__), a flow set's on first use, keyed on the object itself (by
-identity): a reloaded flow set is a new object and gets fresh lookups.
+ask step accepts) is built once and kept for as long as that object lives, made with the object itself:
+a flow's in Flow.lookups, a flow set's in FlowSet.lookups (their __post_init__). A reloaded flow set is a
+new object and gets fresh lookups. per_object caches what other modules derive from such an object.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ V = TypeVar("V")
 def per_object(build: Callable[[K], V]) -> Callable[[K], V]:
     """build(obj), cached by the identity of obj and dropped when obj is garbage-collected.
 
-    Flow and FlowSet hold dicts, so they are not hashable; identity is also the right key (two equal
-    flow sets loaded twice are cheap to index twice). A function, not an object with __call__, and the
-    miss in a function of its own: the runner asks on every turn, and calling an instance (slot_tp_call)
+    Action specs and the objects they hold are not always hashable; identity is also the right key (two
+    equal objects made twice are cheap to index twice). A function, not an object with __call__, and the
+    miss in a function of its own: an action step asks on every call, and calling an instance (slot_tp_call)
     plus the cells the miss's callback closes over cost 1.1k instructions more a call.
     """
     entries: dict[int, tuple[weakref.ref, V]] = {}
@@ -80,7 +80,8 @@ class FlowSetLookups:
     triggers: Mapping[str, Flow]  # normalised phrase -> the flow it starts (its latest version)
 
 
-def _index_flowset(flows: FlowSet) -> FlowSetLookups:
+def index_flowset(flows: FlowSet) -> FlowSetLookups:
+    """The lookups of a flow set, made with it (FlowSet.lookups)."""
     triggers: dict[str, Flow] = {}
     # Sorted so that a phrase two flows claim (a validation error) still resolves the same way each time.
     for name in sorted(flows.versions):
@@ -91,9 +92,6 @@ def _index_flowset(flows: FlowSet) -> FlowSetLookups:
     if menu is not None:
         triggers[normalise(menu.menu_word)] = menu
     return FlowSetLookups(triggers=triggers)
-
-
-flowset_lookups: Callable[[FlowSet], FlowSetLookups] = per_object(_index_flowset)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,13 @@ class FlowSet:
     default_reply: str = DEFAULT_REPLY
     menu_flow: str | None = "main_menu"
 
+    def __post_init__(self) -> None:
+        # Which flow a message starts (engine/lookups.py), asked at every turn outside a question: made with
+        # the flow set and kept inline in it, as Flow keeps its lookups.
+        from .lookups import index_flowset
+
+        object.__setattr__(self, "lookups", index_flowset(self))
+
     def latest(self, name: str) -> Flow | None:
         by_version = self.versions.get(name)
         return by_version[max(by_version)] if by_version else None

@@ -27,7 +27,7 @@ from typing import Any
 
 from .context import TurnContext
 from .inputs import checks
-from .lookups import flowset_lookups, normalise
+from .lookups import normalise
 from .messages import ACTIVE, ENDED, EXPIRED, ActionCall, Choice, Conversation, Event, Inbound, Outbound, TurnResult
 from .model import Flow, FlowSet, Step
 from .steps import StepKind, kinds
@@ -334,7 +334,7 @@ def _answer(turn: Turn, step: Step, kind: StepKind, inbound: Inbound) -> str | N
 def _menu(turn: Turn, step: Step) -> str | None:
     """The menu word at a question: the menu flow (or the flow it triggers); with neither, say so and wait on."""
     menu = turn.flows.latest(turn.flows.menu_flow) if turn.flows.menu_flow else None
-    flow = menu or flowset_lookups(turn.flows).triggers.get(turn.flow.lookups.menu_word)
+    flow = menu or turn.flows.lookups.triggers.get(turn.flow.lookups.menu_word)
     if flow is not None:
         return turn.begin(flow)
     turn.say_choices(
@@ -362,7 +362,7 @@ def _cancel(turn: Turn) -> None:
 def _triggered(flows: FlowSet, inbound: Inbound) -> Flow | None:
     if inbound.kind == "other" or not inbound.text:
         return None
-    return flowset_lookups(flows).triggers.get(normalise(inbound.text))
+    return flows.lookups.triggers.get(normalise(inbound.text))
 
 
 def start(flows: FlowSet, contact: str, flow_name: str, ctx: TurnContext, message_id: str = "start") -> TurnResult:
