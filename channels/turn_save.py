@@ -46,19 +46,23 @@ def inbound_from_payload(payload: dict[str, Any]) -> Inbound:
 
 
 def conversation_of(contact: str, state: dict[str, Any]) -> Conversation | None:
-    if state["flow"] is None or state["step"] is None:
+    """The engine's Conversation of a stored state (None when no conversation is open). Its ten fields are
+    passed by position, in the order Conversation declares them: by keyword, calling the class packed them
+    into a dict for its __init__ first (about 5k instructions of every turn)."""
+    flow, step = state["flow"], state["step"]
+    if flow is None or step is None:
         return None
     return Conversation(
-        contact=contact,
-        flow=state["flow"],
-        version=state["flow_version"] or 0,
-        step=state["step"],
-        vars=state["vars"],
-        attempts=state["attempts"] or 0,
-        status=state["status"],
-        started_at=state["started_at"],
-        updated_at=state["updated_at"],
-        expires_at=state["expires_at"],
+        contact,
+        flow,
+        state["flow_version"] or 0,
+        step,
+        state["vars"],
+        state["attempts"] or 0,
+        state["status"],
+        state["started_at"],
+        state["updated_at"],
+        state["expires_at"],
     )
 
 
