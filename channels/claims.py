@@ -63,10 +63,15 @@ def _wait_for_claim(contact_id: int, claim_token: str, ctx: TurnContext, wait: f
         pause = min(pause * 2, 0.05)
 
 
+# Ctrl-C and SIGTERM (which flows serve turns into SystemExit): a clean stop, not a crash.
+STOPS = (KeyboardInterrupt, SystemExit)
+
+
 class released_on_stop:
-    """Ctrl-C or SIGTERM mid-turn is a clean stop, not a crash: give the claim back at once so the contact
-    is not held for the rest of the lease. (After a committed save the release matches no row.) A class,
-    not a generator: it wraps every turn.
+    """Ctrl-C or SIGTERM mid-turn is a clean stop, not a crash (STOPS): give the claim back at once so the
+    contact is not held for the rest of the lease. (After a committed save the release matches no row.) A
+    class, not a generator: it wraps every turn. (The optimistic turn, which has a try of its own around its
+    turn, gives its claim back in an `except STOPS` clause instead: channels/optimistic.py.)
     """
 
     __slots__ = ("claim",)
@@ -78,7 +83,7 @@ class released_on_stop:
         pass
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+        if exc_type is not None and issubclass(exc_type, STOPS):
             sessions.release(self.claim)
 
 
