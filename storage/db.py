@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import peewee
@@ -564,12 +564,25 @@ def _execute_sql(name: str, count: int) -> str:
     return f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
 
 
+# The `run` of the database the proxy holds (None when it has none: one opened some other way), kept as the
+# proxy is initialised rather than looked up on each of a turn's statements (about 1k instructions each).
+_run: Callable[[str, Any], Any] | None = None
+
+
+@database.attach_callback
+def _proxied(db: peewee.Database | None) -> None:
+    global _run
+    _run = getattr(db, "run", None)
+
+
 def execute(sql: str, params: tuple | list = (), db: peewee.Database | None = None):
     """Run one SQL statement written with `?` placeholders on either database; returns the cursor.
 
     The turn path uses a handful of fixed statements (upserts with RETURNING, conditional updates);
     writing them once as SQL keeps each turn to a few round trips without building queries every time.
     """
+    if db is None and _run is not None:  # the database the proxy holds, one open_database made
+        return _run(sql, params)
     target = db if db is not None else database.obj
     run = getattr(target, "run", None)  # the lean path of the databases open_database makes
     if run is not None:
