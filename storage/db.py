@@ -421,8 +421,9 @@ def database_url(url: str | None = None) -> str:
 
 
 def is_postgres(db: peewee.Database | None = None) -> bool:
-    target = db if db is not None else database.obj
-    return isinstance(target, peewee.PostgresqlDatabase)
+    if db is None:
+        return _postgres  # the proxy's database, whose kind _proxied keeps (asked three times a turn)
+    return isinstance(db, peewee.PostgresqlDatabase)
 
 
 def write_transaction(db: peewee.Database | None = None):
@@ -564,15 +565,18 @@ def _execute_sql(name: str, count: int) -> str:
     return f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
 
 
-# The `run` of the database the proxy holds (None when it has none: one opened some other way), kept as the
-# proxy is initialised rather than looked up on each of a turn's statements (about 1k instructions each).
+# The `run` of the database the proxy holds (None when it has none: one opened some other way) and whether it
+# is PostgreSQL, kept as the proxy is initialised rather than looked up on each of a turn's statements (about
+# 1k instructions each) and each is_postgres().
 _run: Callable[[str, Any], Any] | None = None
+_postgres = False
 
 
 @database.attach_callback
 def _proxied(db: peewee.Database | None) -> None:
-    global _run
+    global _run, _postgres
     _run = getattr(db, "run", None)
+    _postgres = isinstance(db, peewee.PostgresqlDatabase)
 
 
 def execute(sql: str, params: tuple | list = (), db: peewee.Database | None = None):
