@@ -5,7 +5,7 @@ Tolerant of steps of the wrong shape (only string targets count), so it also ser
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from .yaml_source import Path
 
@@ -28,8 +28,12 @@ def targets(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
         yield base + ("on_fail",), step["on_fail"]
 
 
-def reachable(steps: Mapping[str, Any], root: str) -> set[str]:
-    """Every step a conversation can walk to from root (root included)."""
+def reachable(routes: Mapping[str, Iterable[tuple[str, bool]]], root: str) -> set[str]:
+    """Every step a conversation can walk to from root (root included).
+
+    routes: every step's (target, after its save) pairs as validate recorded them while checking the step
+    (FileFacts.routes), so the steps' data is not read again; a target that is not a step leads nowhere.
+    """
     seen: set[str] = set()
     todo = [root]
     while todo:
@@ -37,9 +41,7 @@ def reachable(steps: Mapping[str, Any], root: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        step = steps[name]
-        if isinstance(step, dict):
-            todo.extend(t for _, t in targets(step, ()) if t in steps and t not in seen)
+        todo.extend(t for t, _ in routes[name] if t in routes and t not in seen)
     return seen
 
 

@@ -282,16 +282,16 @@ class _FileChecker:
     def reachability(self) -> None:
         if not self.steps or any(name not in self.sound for name in self.steps):
             return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
+        # Every step is sound here, so step() recorded its routes: the steps' data is not read again.
+        routes = self.facts.routes
         start = self.data.get("start")
-        seen = reachable(
-            self.steps, start if isinstance(start, str) and start in self.steps else next(iter(self.steps))
-        )
+        seen = reachable(routes, start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
         for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
             root = settings.get("step") if isinstance(settings, dict) else None
             if not isinstance(root, str) or root not in self.steps:
                 continue
-            closing = reachable(self.steps, root)
+            closing = reachable(routes, root)
             seen |= closing
             questions = [n for n in self.steps if n in closing and kinds.get(self.kinds[n]).waits]
             if questions:
