@@ -37,8 +37,7 @@ class VarUse:
     """A template reading a top-level variable, where it is written."""
 
     name: str
-    line: int
-    col: int
+    path: Path  # the template's; Source.where finds its line and column only for a read that is reported
     where: str  # "step 'ask_amount'", "cancel message", …
     step: str | None = None  # the step whose template it is; None for the flow's cancel/expire messages
     after_save: bool = False  # read by a route's condition, once the step's own `save` is done
@@ -268,9 +267,8 @@ class _FileChecker:
             )
         for name in info.unknown_tests:
             self.add(path, "error", "template.unknown_filter", f"{label}: there is no test '{name}'")
-        line, col = self.source.where(path)
         uses = {
-            name: VarUse(name, line, col, label, self.current, self.in_route, name in info.guarded)
+            name: VarUse(name, path, label, self.current, self.in_route, name in info.guarded)
             for name in sorted(info.names)
         }
         self.facts.uses.extend(uses.values())

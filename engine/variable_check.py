@@ -255,7 +255,8 @@ def _saved_by_name(all_facts: list[FileFacts]) -> dict[str, list]:
 
 
 def _problem(facts: FileFacts, use: VarUse, severity: str, code: str, message: str) -> Problem:
-    return Problem(facts.source.file, use.line, use.col, severity, code, f"{use.where}: {message}")
+    line, col = facts.source.where(use.path)
+    return Problem(facts.source.file, line, col, severity, code, f"{use.where}: {message}")
 
 
 def _unsaved(
@@ -271,12 +272,13 @@ def _unsaved(
     16,000 reads no longer fit the processor's cache when a second pass comes back to them.
     """
     problems: list[Problem] = []
-    seen: set[tuple[str, int, int]] = set()
+    seen: set[tuple[str, tuple[int, int]]] = set()
     for use in facts.uses:
         if use.name not in known:
-            if (use.name, use.line, use.col) in seen:
+            place = (use.name, facts.source.where(use.path))
+            if place in seen:
                 continue
-            seen.add((use.name, use.line, use.col))
+            seen.add(place)
             problems.append(
                 _problem(
                     facts,
