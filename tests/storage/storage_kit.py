@@ -35,6 +35,22 @@ steps:
 """
 
 
+def stored_state(**changes: object) -> dict:
+    """A session's state as storage keeps it (sessions._STATE_COLUMNS, times as datetimes, vars decoded): an
+    active conversation of flow `pay`, version 3, at step `ask`; `changes` replace fields."""
+    return {
+        "flow": "pay",
+        "flow_version": 3,
+        "step": "ask",
+        "vars": {"a": [1, "b"]},
+        "attempts": 2,
+        "status": "active",
+        "started_at": datetime(2026, 1, 5, 9, 14, 3),
+        "updated_at": datetime(2026, 1, 5, 9, 14, 3, 120000),
+        "expires_at": datetime(2026, 1, 5, 9, 24, 3),
+    } | changes
+
+
 def texts(contact: str) -> list[str]:
     """The texts of the replies queued for contact, in order."""
     return [p["text"] for p in outbox.for_contact(upsert_contact(contact, utcnow()))]
