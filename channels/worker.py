@@ -32,7 +32,7 @@ from peewee import fn
 
 from engine.context import TurnContext, utcnow
 from storage import outbox
-from storage.db import database, describe, is_postgres, unavailable
+from storage.db import describe, empty_wal, unavailable
 from storage.models import FlowVersion
 from storage.settings import DEFAULT_WHATSAPP_API_URL, Settings, SettingsError
 
@@ -332,7 +332,7 @@ class Workers:
 
     def sweep(self) -> int:
         """Pick up newly loaded flows, expire idle conversations (their expiry messages go to the outbox),
-        record the early delivery receipts and, on SQLite, checkpoint the WAL; returns how many
+        record the early delivery receipts and, on SQLite, empty the WAL (`empty_wal`); returns how many
         conversations expired."""
         self.refresh_flows()
         backfill = time.monotonic() - self._backfilled_at >= self._expiry.BACKFILL_EVERY
@@ -343,11 +343,7 @@ class Workers:
             log.info("expired %d idle conversations", expired)
             self._queued()
         log_undelivered(outbox.apply_early_receipts(self.ctx.clock()))
-        if not is_postgres():
-            # SQLite checkpoints by itself only once the WAL holds 1,000 pages (some 160 turns: days on a
-            # quiet channel); until then the WAL keeps every page image, a redacted code's old page among
-            # them. After this one the next write starts the WAL again and cuts it (journal_size_limit).
-            database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        empty_wal()  # SQLite: no old page image (a redacted code's) stays in the WAL past this sweep
         return expired
 
     def refresh_flows(self) -> None:

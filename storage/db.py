@@ -41,10 +41,10 @@ SQLITE_PRAGMAS = {
     # A deleted or overwritten value's bytes are zeroed, not left in a page's free space: a one-time code the
     # turn redacts must not stay readable in the file. Many builds (this one too) default to it; not all do.
     "secure_delete": 1,
-    # The WAL keeps every page image written since it last started again (a code's page before its redaction
-    # among them); the first write after a checkpoint starts it again from its beginning, overwriting only
-    # as much as that write needs. Limit 0: that write's commit cuts the file there, and the older images go.
-    "journal_size_limit": 0,
+    # No journal_size_limit: with a limit of 0 every restart of the WAL (each automatic checkpoint, some 150
+    # turns) cut the file, and the next ~1,000 pages grew it again, which costs the kernel more than
+    # writing over pages already there (about a third more system time a commit). The WAL's old page
+    # images are cut instead by `empty_wal`, which the workers' housekeeping runs every sweep.
 }
 
 
@@ -424,6 +424,35 @@ def is_postgres(db: peewee.Database | None = None) -> bool:
     if db is None:
         return _postgres  # the proxy's database, whose kind _proxied keeps (asked three times a turn)
     return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def empty_wal(wait: float = 1.0) -> bool:
+    """SQLite: copy the write-ahead log's pages into the database file and cut the log to nothing, so that
+    no page image older than the next write stays in it (a redacted one-time code's page among them); the
+    workers' housekeeping runs it every sweep. SQLite's own checkpoint copies the pages only once the log
+    holds 1,000 and keeps the file for reuse (overwriting it is cheaper for the kernel than growing it), so
+    without this a code's old page could sit in the log for days on a quiet channel.
+
+    The copy runs first without holding anyone up (PASSIVE); the cut then takes the write lock (this
+    process's writers queue on its lock as they do for each other) and waits for readers of older images,
+    at most `wait` seconds in all, a bound set on this thread for the call (it is then back to the default).
+    True when the log was emptied; False when a reader or another process's writer kept it (the next sweep
+    tries again). PostgreSQL has nothing to do: True."""
+    db = database.obj
+    if not isinstance(db, peewee.SqliteDatabase):
+        return True
+    db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    writer = getattr(db, "writer", None)
+    if writer is not None and not writer.acquire(timeout=wait):
+        return False
+    limit_wait(wait)
+    try:
+        busy = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        limit_wait(None)
+        if writer is not None:
+            writer.release()
+    return not busy
 
 
 def write_transaction(db: peewee.Database | None = None):
