@@ -5,7 +5,7 @@ Tolerant of steps of the wrong shape (only string targets count), so it also ser
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .yaml_source import Path
 
@@ -28,20 +28,22 @@ def targets(step: dict, base: Path) -> Iterable[tuple[Path, str]]:
         yield base + ("on_fail",), step["on_fail"]
 
 
-def reachable(routes: Mapping[str, Iterable[tuple[str, bool]]], root: str) -> set[str]:
-    """Every step a conversation can walk to from root (root included).
+def reachable(routes: Mapping[str, Sequence[tuple[str, bool]]], root: str) -> dict[str, None]:
+    """Every step a conversation can walk to from root (root included): a dict's keys, in the order a
+    depth-first walk meets them with each step's targets taken as written, so a step mostly comes after the
+    steps that lead to it (the order variable_check's "saved before" settles in fastest).
 
     routes: every step's (target, after its save) pairs as validate recorded them while checking the step
     (FileFacts.routes), so the steps' data is not read again; a target that is not a step leads nowhere.
     """
-    seen: set[str] = set()
+    seen: dict[str, None] = {}
     todo = [root]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        seen.add(name)
-        todo.extend(t for t, _ in routes[name] if t in routes and t not in seen)
+        seen[name] = None
+        todo.extend(t for t, _ in reversed(routes[name]) if t in routes and t not in seen)
     return seen
 
 

@@ -72,6 +72,8 @@ class FileFacts:
     reads: list[tuple[VarUse, tuple]] = field(default_factory=list)  # a variable read by keys, and the keys
     start: str | None = None
     closing: list[str] = field(default_factory=list)  # the cancel and expire steps
+    # The steps reached from the start or a closing step, in the order reachable() walked them (when sound).
+    reached: dict[str, None] = field(default_factory=dict)
     sound: bool = False  # every step has the right shape: the routes are all known
 
     @property
@@ -115,8 +117,6 @@ class _FileChecker:
             elif isinstance(step, dict) and isinstance(step.get("save"), str):
                 # Still a variable the author means to have: no "nobody saves it" warnings for it elsewhere.
                 self.facts.saves.add(step["save"])
-        self.reachability()
-        self.endless_loops()
         self.facts.sound = all(name in self.sound for name in self.steps)
         start = self.data.get("start")
         self.facts.start = start if isinstance(start, str) and start in self.steps else next(iter(self.steps), None)
@@ -125,6 +125,8 @@ class _FileChecker:
             for s in (self.data.get("cancel"), self.data.get("expire"))
             if isinstance(s, dict) and isinstance(s.get("step"), str) and s["step"] in self.steps
         ]
+        self.reachability()
+        self.endless_loops()
         return self.facts
 
     # ── flow-level settings ────────────────────────────────────────────────────────────────────────
@@ -278,12 +280,12 @@ class _FileChecker:
     # ── the step graph ─────────────────────────────────────────────────────────────────────────────
 
     def reachability(self) -> None:
-        if not self.steps or any(name not in self.sound for name in self.steps):
+        start = self.facts.start  # None: no steps at all
+        if start is None or not self.facts.sound:
             return  # a step of the wrong shape may route anywhere: warning about the rest would mislead
         # Every step is sound here, so step() recorded its routes: the steps' data is not read again.
         routes = self.facts.routes
-        start = self.data.get("start")
-        seen = reachable(routes, start if isinstance(start, str) and start in self.steps else next(iter(self.steps)))
+        seen = reachable(routes, start)
         for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
             root = settings.get("step") if isinstance(settings, dict) else None
@@ -309,10 +311,11 @@ class _FileChecker:
                     f"step '{name}' is never reached: no 'next', 'on' or 'on_fail' leads to it",
                     key=True,
                 )
+        self.facts.reached = seen
 
     def endless_loops(self) -> None:
         """Steps that go round in a circle with no question and no way out: the step limit would stop them."""
-        if not self.steps or any(name not in self.sound for name in self.steps):
+        if not self.steps or not self.facts.sound:
             return
         exits: dict[str, set[str] | None] = {}  # step -> where it may go; None when it may stop or leave
         names = set(self.steps)

@@ -52,17 +52,7 @@ def _saved_before(facts: FileFacts, entry: int, bits: _Bits) -> dict[str, int]:
     Each step's value is as wide as bits: _SavedBefore asks this only about variables several steps save.
     """
     saves = {s.step: bits.index.get(var, 0) for var, saved in facts.saved.items() for s in saved}
-    order: list[str] = []
-    seen: set[str] = set()
-    for root in [facts.start, *facts.closing]:
-        todo = [root] if root else []
-        while todo:  # depth-first, so a step mostly comes after the steps that lead to it
-            name = todo.pop()
-            if name in seen or name not in facts.routes:
-                continue
-            seen.add(name)
-            order.append(name)
-            todo.extend(reversed([t for t, _ in facts.routes[name] if t not in seen]))
+    order = facts.reached  # depth-first from the start, then the closing steps: validate walked it already
     into: dict[str, list[tuple[str, bool]]] = {name: [] for name in order}
     for name in order:
         for target, after_save in facts.routes[name]:

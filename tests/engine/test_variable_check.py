@@ -70,6 +70,7 @@ def _round_robin(facts, entry, bits):
 def test_saved_before_is_the_fixed_point_on_random_step_graphs():
     import random
 
+    from engine.flow_graph import reachable
     from engine.validate import FileFacts, Saved
     from engine.variable_check import _Bits, _saved_before, _SavedBefore
     from engine.yaml_source import Source
@@ -87,6 +88,9 @@ def test_saved_before_is_the_fixed_point_on_random_step_graphs():
                 facts.saved.setdefault(rng.choice(names), []).append(Saved(s))
         facts.start = steps[0]
         facts.closing = rng.sample(steps, rng.randint(0, min(2, len(steps))))
+        facts.reached = reachable(facts.routes, facts.start)  # as validate's reachability() leaves it
+        for root in facts.closing:
+            facts.reached |= reachable(facts.routes, root)
         bits = _Bits(names)
         entry = rng.randint(0, bits.all)
         expected = _round_robin(facts, entry, bits)
