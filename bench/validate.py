@@ -13,7 +13,7 @@ this checkout's CPU over DIR's pair by pair: the goal as a ratio in one run, wha
 The flow mixes every step kind the way real flows do: questions with checks, buttons and option lists,
 actions with templated parameters and outcome routes, branches on conditions, messages and ends, each
 with its own templates (so no cache makes later steps free). Timed two ways: in-process through the
-click command (template caches cleared before each run; CPU time of the process), and as a fresh `flows validate` subprocess
+click command (no answer is cached from one run to the next; CPU time of the process), and as a fresh `flows validate` subprocess
 (interpreter start, imports and all: wall time, and the child's CPU time, which waiting for a busy
 machine's CPU does not inflate). The sizes are timed in turns, so a busy machine slows them all
 alike. Prints every run, the median and the spread (min-max), the CPU time per step of each size (equal
@@ -42,7 +42,6 @@ import cli  # noqa: E402
 import statistics  # noqa: E402
 
 from benchkit import report, timed  # noqa: E402
-from engine.template_check import inspect_expression, inspect_template  # noqa: E402
 
 
 def generate(steps: int) -> str:
@@ -130,8 +129,6 @@ def generate_mistakes(steps: int) -> str:
 
 def time_in_process(path: str, exit_code: int = 0) -> float:
     """CPU seconds of this process for one validate: what it costs, even while other processes share the CPU."""
-    inspect_template.cache_clear()
-    inspect_expression.cache_clear()
     started = time.process_time()
     result = CliRunner().invoke(cli.main, ["validate", path])
     elapsed = time.process_time() - started

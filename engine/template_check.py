@@ -3,14 +3,14 @@
 Parsing goes through the same sandboxed environment the runner renders with, so a template that passes
 here compiles there. Everything is read from jinja2's tree (one walk per template): the names read, the
 names used as numbers as they stand (`rating <= 2`), the keys read (`tours[tour].name`), and the names a
-template guards with `is defined` or `| default`. Results are cached per source text: a generated flow repeats the same templates.
+template guards with `is defined` or `| default`. Nothing is cached here: validate's checker keeps the answers
+for the file it reads (a flow repeats its templates), and they go with it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -24,9 +24,8 @@ _EQUALITY = {"eq": "==", "ne": "!="}
 _ARITHMETIC = {nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/", nodes.FloorDiv: "//", nodes.Mod: "%", nodes.Pow: "**"}
 
 
-# The names of an answer that has none. Every answer stays in the caches below, and the cyclic collector's first
-# collection after a load (engine.load pauses it) visits each of their objects: a set is some 200 bytes to
-# walk, and a 5,000-step flow's 5,000 answers held 3,500 empty ones.
+# The names of an answer that has none: a set is some 200 bytes to make, fill and free, and a 5,000-step flow's
+# 5,000 answers held 3,500 empty ones.
 _NO_NAMES: frozenset[str] = frozenset()
 
 
@@ -62,7 +61,6 @@ def literal_text(text: str) -> str:
     return _TAGS.sub("", text) if "{" in text else text
 
 
-@lru_cache(maxsize=8192)
 def inspect_template(source: str) -> TemplateInfo:
     """Parse a message template."""
     simple = _simple_template(source)
@@ -75,7 +73,6 @@ def inspect_template(source: str) -> TemplateInfo:
     return _describe(tree)
 
 
-@lru_cache(maxsize=8192)
 def inspect_expression(source: str) -> TemplateInfo:
     """Parse a condition such as `amount | float > 100` (what `if:` holds: an expression, no braces)."""
     try:
