@@ -1,5 +1,5 @@
 """How SQLite stores a datetime parameter: the text peewee reads back, whatever order values come in (the
-adapter keeps the last second's text, storage/db.py); and None, which has an adapter of its own."""
+adapter keeps the texts of the last few seconds, storage/db.py); and None, which has an adapter of its own."""
 
 from __future__ import annotations
 
@@ -43,6 +43,30 @@ def test_more_values_than_the_adapter_keeps_come_back_as_their_own_text(sqlite_d
     rows = execute('SELECT "n", "at" FROM "t" ORDER BY "n"').fetchall()
     assert [stored_time(text) for _, text in rows] == [values[i] for i in order]
     assert [text for _, text in rows] == [values[i].isoformat(" ") for i in order]
+
+
+def test_times_in_more_seconds_than_the_adapter_keeps_interleaved_in_threads_keep_their_own_text(sqlite_db):
+    # a store's three seconds (sent_at, now, now less a minute), then a second the adapter has to forget others for
+    execute('CREATE TABLE "t" ("n" INTEGER, "at" TEXT)')
+    start = datetime(2026, 1, 5, 9, 14, 3, 120000)
+    values = [start + timedelta(seconds=i % 5 - 60 * (i % 3), microseconds=i * 1_001) for i in range(40)]
+    values += [start.replace(microsecond=0) - timedelta(seconds=i) for i in range(12)]  # whole seconds
+
+    def write(k: int) -> None:  # each thread from another place in the list
+        for j in range(len(values)):
+            execute('INSERT INTO "t" VALUES (?, ?)', (k * 1000 + j, values[(j + k) % len(values)]))
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    rows = execute('SELECT "n", "at" FROM "t"').fetchall()
+    assert len(rows) == 4 * len(values)
+    for n, text in rows:
+        value = values[(n % 1000 + n // 1000) % len(values)]
+        assert text == value.isoformat(" ") and stored_time(text) == value
 
 
 def test_the_adapter_writes_isoformat_s_text_across_seconds_days_and_going_back(sqlite_db):
