@@ -49,7 +49,7 @@ from storage import outbox
 from storage.db import is_postgres, write_transaction
 from storage.outbox import Claimed
 from storage.settings import Settings
-from storage.text import compact_json
+from storage.text import compact_json, stored_json
 
 from .metrics import Metrics
 from .payloads import to_cloud_api
@@ -296,7 +296,7 @@ class Sender:
         """Post the Cloud API messages for one outbox row, in order, each within the rate. The last
         part's wamid is kept."""
         try:
-            messages = to_cloud_api(Outbound.from_dict(json.loads(row.payload)), to=row.to)
+            messages = to_cloud_api(Outbound.from_dict(stored_json(row.payload)), to=row.to)
         except (ValueError, KeyError, TypeError) as e:
             return Attempt(ok=False, reason=f"unreadable outbox payload ({type(e).__name__})")
         wamid = None

@@ -6,7 +6,6 @@ timestamp order (sent_at, then id) and marked processed in the same transaction 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -14,7 +13,7 @@ from typing import Any
 
 from .contacts import SEEN_WITHIN
 from .db import execute, is_postgres, stored_time
-from .text import secret_forms, storable, storable_json, without
+from .text import secret_forms, storable, storable_json, stored_json, without
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def row_of(r: tuple) -> InboxRow:
 
 
 def _row(r: tuple) -> InboxRow:
-    return InboxRow(r[0], r[1], r[2], json.loads(r[3]), stored_time(r[4]), r[5] is not None)
+    return InboxRow(r[0], r[1], r[2], stored_json(r[3]), stored_time(r[4]), r[5] is not None)
 
 
 def add(
@@ -240,7 +239,7 @@ def redact_answer(row_id: int | None = None, channel_message_id: str | None = No
     ).fetchone()
     if r is None:
         return frozenset()
-    payload = json.loads(r[1])
+    payload = stored_json(r[1])
     secrets = secret_forms(payload.get("text"))
     if secrets:
         body = storable_json({**without(payload, secrets), "redacted": True})

@@ -1,4 +1,5 @@
-"""Text on its way into the database: made storable, and a secret taken out of what a turn keeps.
+"""Text on its way into the database: made storable, and a secret taken out of what a turn keeps; and
+JSON text on its way back (stored_json).
 
 JSON may carry what neither database can hold: a lone surrogate (`"\\ud800"` is valid JSON, but not
 UTF-8) and, for PostgreSQL, a NUL character. One such character from WhatsApp made the whole delivery
@@ -63,6 +64,23 @@ def storable_json(value: Any) -> str:
     if "\\u0000" in text if text.isascii() else _UNSTORABLE_JSON.search(text):
         text = _COMPACT(storable(value))
     return text
+
+
+# The decoder's C scanner: what stored_json calls first.
+_scan_json = json.JSONDecoder().scan_once
+
+
+def stored_json(text: str) -> Any:
+    """JSON text read back from the database (a row's payload), as json.loads reads it. What we store has no
+    whitespace around it, so json's C scanner alone reads it: json.loads checks its argument's type and
+    encoding and JSONDecoder.decode matches whitespace around the text twice with a regular expression (an
+    inbox row's payload 32.3k instructions -> 25.3k). Any other text (blank, spaced, more than one value)
+    goes to json.loads, for its value or its error."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def without(value: Any, secrets: frozenset[str]) -> Any:
