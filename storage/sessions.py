@@ -46,7 +46,6 @@ pick tries one contact per transaction (a failed `ON CONFLICT … WHERE` still l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -56,7 +55,7 @@ from typing import Any, Callable, NamedTuple
 from . import inbox, outbox
 from .contacts import SEEN, TOUCH_SQL
 from .db import execute, is_postgres, stored_time
-from .text import ascii_json
+from .text import ascii_json, stored_json
 
 LEASE = timedelta(seconds=120)
 
@@ -288,11 +287,6 @@ _INSERT_NEW = (
 )
 
 
-# The decoder's C scanner alone: json.loads checks its argument and JSONDecoder.decode matches whitespace
-# around the text twice with a regular expression; vars is our own compact text, never blank ("{}" at least).
-_scan_json = json.JSONDecoder().scan_once
-
-
 def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
     """A row laid out as _RETURNING (the session's id, then _STATE_COLUMNS) as (id, state). One dict literal in
     _STATE_COLUMNS' order, not the columns zipped and three of them set again: about 5k instructions less at
@@ -302,7 +296,7 @@ def _decode(row: tuple) -> tuple[int, dict[str, Any]]:
         "flow": flow,
         "flow_version": version,
         "step": step,
-        "vars": _scan_json(variables or "{}", 0)[0],
+        "vars": stored_json(variables or "{}"),
         "attempts": attempts,
         "status": status,
         "started_at": stored_time(started),
