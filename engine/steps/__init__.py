@@ -67,10 +67,9 @@ class StepKinds(Registry[StepKind]):
 
     def __init__(self) -> None:
         super().__init__(order_by=lambda kind: kind.order)
-
-    def get(self, name: str) -> StepKind:
-        """The kind named name (every step of a loaded flow has one)."""
-        return self._entries[name]
+        # get(name): the kind named name, KeyError for none (every step of a loaded flow has one). The
+        # dict's own __getitem__, bound as Registry binds its `get`: the runner asks at every step it walks.
+        self.get: Callable[[str], StepKind] = self._entries.__getitem__
 
     def keys(self) -> tuple[str, ...]:
         """The fields that name a kind, e.g. ('say', 'ask', 'action', 'flow', 'end')."""
