@@ -11,7 +11,7 @@ of this process (what one core does, even on a busy machine) and per wall-clock 
 --peer runs bench/peer.py's conversation instead (bench/flows/four_steps.yaml, the shipped actions'
 registry, the messages of its CPU part: 100 contacts taking turns, 4 turns a conversation), the engine
 alone with the conversations kept in memory: the engine's share of a stored turn. Its instructions a
-turn (docs/deploying.md, "The engine's own CPU per turn", its sixth to ninth passes):
+turn (docs/deploying.md, "The engine's own CPU per turn", its sixth to tenth passes):
 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=OUT "$(python -c 'import sys; print(sys.executable)')" \
         -c "import sys; sys.path[:0] = ['.', 'bench']; import turns; turns.peer_turns(300 + N)"

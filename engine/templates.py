@@ -240,7 +240,8 @@ def _fast_renderer(parts: tuple) -> Callable[[dict], str]:
 
 
 def _evaluate_fast(parts: tuple, vars: dict) -> Any:
-    """As a template's fast render (_fast_renderer), for what _fast_expression built: the value, or the comparison's result."""
+    """As a template's fast render (_fast_renderer), for what _fast_expression built: the value, or the
+    comparison's result."""
     if len(parts) == 1:
         return _value(vars, parts[0])
     left, compare, right = parts
