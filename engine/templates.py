@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 import re
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, filters, meta, nodes
 from jinja2.parser import Parser
@@ -85,11 +85,9 @@ class Prepared:
     template can read the caller's vars without a copy, and the fast path's parts when it has one.
     """
 
-    __slots__ = ("template", "globals", "shares_vars", "parts", "fast")
+    __slots__ = ("template", "globals", "shares_vars", "parts")
 
-    def __init__(
-        self, template, tree: nodes.Node, parts: tuple | None = None, fast: Callable[[dict], str] | None = None
-    ) -> None:
+    def __init__(self, template, tree: nodes.Node, parts: tuple | None = None) -> None:
         self.template = template
         self.globals = dict(template.globals)
         # A template that names no global can read vars as they are (Jinja's own `shared` context);
@@ -97,7 +95,6 @@ class Prepared:
         names = {node.name for node in tree.find_all(nodes.Name)}
         self.shares_vars = not (names & self.globals.keys())
         self.parts = parts
-        self.fast = fast  # a template's parts as one function (_fast_renderer); None for an expression
 
     def context(self, vars: dict) -> Context:
         parent = vars if self.shares_vars else {**self.globals, **vars}
@@ -217,31 +214,24 @@ def _whole_number(node: nodes.Expr | None) -> int | None | bool:
     return -node.value if negative else node.value
 
 
-def _fast_renderer(parts: tuple) -> Callable[[dict], str]:
-    """What Jinja renders for these parts when every name and key is there, as one function of the vars;
-    it raises otherwise (a missing name, a value that is not a dict): the caller then lets Jinja render
-    it, errors and all. The parts become one f-string, made once per template: text as it is, a bare
-    `{{ name }}` (the part (name,)) read from the vars, any other output through _value, each `!s` as
-    str() (a loop over the parts cost twice as much a render). The template's own text never enters the
-    generated code: each part is a constant the code names (_0, _1, …).
+def _render_fast(parts: tuple, vars: dict) -> str:
+    """What Jinja renders for these parts when every name and key is there; raises otherwise (a missing
+    name, a value that is not a dict): the caller then lets Jinja render it, errors and all. A bare
+    `{{ name }}` is the part (name,), read here without a call (most outputs are one).
     """
-    constants: dict[str, Any] = {"_value": _value}
-    fields = []
-    for i, part in enumerate(parts):
+    out = []
+    for part in parts:
         if type(part) is str:
-            constants[f"_{i}"], field = part, f"{{_{i}}}"
+            out.append(part)
         elif len(part) == 1:
-            constants[f"_{i}"], field = part[0], f"{{vars[_{i}]!s}}"
+            out.append(str(vars[part[0]]))
         else:
-            constants[f"_{i}"], field = part, f"{{_value(vars, _{i})!s}}"
-        fields.append(field)
-    exec(f'def render(vars):\n    return f"{"".join(fields)}"\n', constants)
-    return constants["render"]
+            out.append(str(_value(vars, part)))
+    return "".join(out)
 
 
 def _evaluate_fast(parts: tuple, vars: dict) -> Any:
-    """As a template's fast render (_fast_renderer), for what _fast_expression built: the value, or the
-    comparison's result."""
+    """As _render_fast, for what _fast_expression built: the value, or the comparison's result."""
     if len(parts) == 1:
         return _value(vars, parts[0])
     left, compare, right = parts
@@ -274,8 +264,7 @@ def prepare(source: str) -> Prepared:
     """Compile once per distinct source text; flows render the same templates on every turn."""
     tree = env.parse(source)
     plain = env.autoescape is False and env.finalize is None
-    parts = _fast_parts(source) if plain else None
-    return Prepared(compile_template(source), tree, parts, None if parts is None else _fast_renderer(parts))
+    return Prepared(compile_template(source), tree, _fast_parts(source) if plain else None)
 
 
 @lru_cache(maxsize=4096)
@@ -294,9 +283,9 @@ def render(source: str, vars: dict) -> str:
     if "{" not in source:
         return source
     prepared = prepare(source)
-    if prepared.fast is not None:
+    if prepared.parts is not None:
         try:
-            return prepared.fast(vars)
+            return _render_fast(prepared.parts, vars)
         except Exception:  # a missing name or key, a filter that failed: Jinja says it, in its words
             pass
     return render_jinja(prepared, vars)
