@@ -437,7 +437,8 @@ def empty_wal(wait: float = 1.0) -> bool:
 
     The copy runs first without holding anyone up (PASSIVE); the cut then takes the write lock (this
     process's writers queue on its lock as they do for each other) and waits for readers of older images,
-    at most `wait` seconds in all, a bound set on this thread for the call (it is then back to the default).
+    at most `wait` seconds for each (the lock, then SQLite's busy wait: a bound set on this thread for the
+    call, then back to the default).
     True when the log was emptied; False when a reader or another process's writer kept it (the next sweep
     tries again). PostgreSQL has nothing to do: True."""
     db = database.obj

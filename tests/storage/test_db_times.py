@@ -20,11 +20,7 @@ def test_datetime_parameters_are_stored_as_their_own_text_however_they_repeat_an
         for n, value in enumerate(values):
             execute('INSERT INTO "t" VALUES (?, ?)', (offset + n, value))
 
-    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_four_threads(write, [k * 1000 for k in range(4)])
 
     rows = execute('SELECT "n", "at" FROM "t"').fetchall()
     assert len(rows) == 4 * len(values)
@@ -56,11 +52,7 @@ def test_times_in_more_seconds_than_the_adapter_keeps_interleaved_in_threads_kee
         for j in range(len(values)):
             execute('INSERT INTO "t" VALUES (?, ?)', (k * 1000 + j, values[(j + k) % len(values)]))
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_four_threads(write, list(range(4)))
 
     rows = execute('SELECT "n", "at" FROM "t"').fetchall()
     assert len(rows) == 4 * len(values)
@@ -103,3 +95,12 @@ def test_a_time_made_once_as_a_parameter_is_stored_and_read_back_as_that_time(db
     assert [(n, stored_time(at)) for n, at in rows] == [(0, value), (1, value), (2, value)]
     if not is_postgres():  # the text a datetime parameter is stored as, which peewee reads back
         assert [at for _, at in rows] == [value.isoformat(" ")] * 3
+
+
+def in_four_threads(write, args: list[int]) -> None:
+    """write(arg) for each of the four args, each on its own thread, all at once; back when all are done."""
+    threads = [threading.Thread(target=write, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
