@@ -18,7 +18,7 @@ from storage import events, inbox, logs, outbox, sessions
 from storage.contacts import contact_id, touch, touch_params
 from storage.db import is_postgres, time_param, unavailable, write_transaction
 from storage.events import EventRecord
-from storage.text import without
+from storage.text import json_string, storable_json, unstorable_json, without
 
 
 def inbound_payload(inbound: Inbound) -> dict[str, Any]:
@@ -31,6 +31,22 @@ def inbound_payload(inbound: Inbound) -> dict[str, Any]:
         "reply_id": inbound.reply_id,
         "timestamp": inbound.timestamp.isoformat() if inbound.timestamp else None,
     }
+
+
+def inbound_json(inbound: Inbound) -> str:
+    """storable_json(inbound_payload(inbound)), the same text written by hand in inbound_payload's shape (about
+    5.8k instructions against the C encoder's 16.7k walking the dict, on every turn)."""
+    text, reply_id, stamp = inbound.text, inbound.reply_id, inbound.timestamp
+    try:
+        body = (
+            f'{{"contact":{json_string(inbound.contact)},"message_id":{json_string(inbound.message_id)},'
+            f'"text":{"null" if text is None else json_string(text)},"kind":{json_string(inbound.kind)},'
+            f'"reply_id":{"null" if reply_id is None else json_string(reply_id)},'
+            f'"timestamp":{"null" if stamp is None else json_string(stamp.isoformat())}}}'
+        )
+    except TypeError:  # a field that is not text: the encoder's answer
+        return storable_json(inbound_payload(inbound))
+    return storable_json(inbound_payload(inbound)) if unstorable_json(body) else body
 
 
 def inbound_from_payload(payload: dict[str, Any]) -> Inbound:
@@ -97,6 +113,21 @@ def outbound_dict(message: Outbound) -> dict[str, Any]:
     }
 
 
+def outbound_json(message: Outbound) -> str:
+    """outbox.encode(outbound_dict(message)), the same text written by hand for a message without buttons or
+    options (most replies; about 4k instructions against the C encoder's 14k walking the dict)."""
+    if message.buttons or message.options:
+        return outbox.encode(outbound_dict(message))
+    button = message.list_button
+    try:
+        return (
+            f'{{"to":{json_string(message.to)},"text":{json_string(message.text)},"buttons":[],"options":[],'
+            f'"list_button":{"null" if button is None else json_string(button)}}}'
+        )
+    except TypeError:  # a field that is not text: the encoder's answer
+        return outbox.encode(outbound_dict(message))
+
+
 def persistent(ctx: TurnContext) -> TurnContext:
     """Persisted turns store action results (the default invoker swapped for stored_invoke), and a database
     that goes away during an action stops the turn unsaved, to run again once it answers (storage.db.
@@ -141,7 +172,7 @@ def save(
         if received is not None:
             if (
                 not inbox.add_processed(
-                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or stamp, stamp
+                    claim.contact_id, received.message_id, inbound_json(received), received.timestamp or stamp, stamp
                 )
                 and claim.read_as is not None
             ):
@@ -150,7 +181,7 @@ def save(
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
         sessions.save_and_release(claim, state_of(result.conversation, claim.state))
-        outbox.enqueue(claim.contact_id, [outbound_dict(message) for message in result.outbound], stamp)
+        outbox.enqueue_encoded(claim.contact_id, [outbound_json(message) for message in result.outbound], stamp)
         if result.events:
             events.record_many(
                 EventRecord(now, e.code, contact, None, {"level": e.level, "message": e.message}) for e in result.events
@@ -175,7 +206,7 @@ def _save_in_one_statement(
         sessions.Processed(
             inbox_id,
             now,
-            [outbox.encode(outbound_dict(m)) for m in result.outbound],
+            [outbound_json(m) for m in result.outbound],
             [
                 (now, e.code, contact, None, json.dumps({"level": e.level, "message": e.message}, default=str))
                 for e in result.events
@@ -183,7 +214,7 @@ def _save_in_one_statement(
             received
             and (
                 inbox.processed_params(
-                    claim.contact_id, received.message_id, inbound_payload(received), received.timestamp or now, now
+                    claim.contact_id, received.message_id, inbound_json(received), received.timestamp or now, now
                 ),
                 touch_params(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name),
             ),
