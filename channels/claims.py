@@ -28,7 +28,7 @@ def token(worker_id: str | None) -> str:
     who = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     # 48 random bits from `random`, not os.urandom's system call (every turn makes a token): unguessability
     # is not needed, only uniqueness, and `random` is seeded afresh in each process, a forked one too.
-    return f"{who}:{random.getrandbits(48):012x}"
+    return "%s:%012x" % (who, random.getrandbits(48))  # printf-style: cheaper than an f-string's `:012x` spec
 
 
 def claim_contact(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Callable
 
-from channels.claims import STOPS
+from channels.claims import STOPS, token
 from channels.turn_save import log_tags
 from engine.context import TurnContext
 from engine.messages import Inbound, TurnResult
@@ -34,11 +34,16 @@ _running: ContextVar[OptimisticTurn | None] = ContextVar("convoflow_optimistic_t
 
 class OptimisticTurn:
     """One turn on a peeked session (`claim.read_as` set); `claimed` tells whether it took the claim (it
-    reached an action), which a caller handling an error needs to know."""
+    reached an action), which a caller handling an error needs to know, and `claim` is then the claim taken.
 
-    def __init__(self, claim: sessions.Claim, inbound: Inbound) -> None:
+    A read whose token is None (handle_message's) gets one only when it claims, for `worker_id`: most turns
+    never claim, and making a token costs about 2k instructions; its save compares `"claimed_by" = NULL`,
+    which no session matches, so only the compare-and-set on the state read can save it."""
+
+    def __init__(self, claim: sessions.Claim, inbound: Inbound, worker_id: str | None = None) -> None:
         self.claim = claim
         self.inbound = inbound
+        self.worker_id = worker_id
         self.claimed = False
 
     def run(
@@ -51,18 +56,17 @@ class OptimisticTurn:
         save, a compare-and-set on the read state); None when the state moved on (nothing saved: run the
         turn under a claim). A lost claim after the turn claimed raises ClaimLost as usual; other errors
         propagate (see `claimed`)."""
-        claim, inbound = self.claim, self.inbound
         running = _running.set(self)
         try:
-            with log_tags(inbound.contact, claim):
+            with log_tags(self.inbound.contact, self.claim):
                 result = turn(_claiming(ctx))
-                save_turn(claim, result)
+                save_turn(self.claim, result)  # the claim taken before an action, if the turn took one
             return result
         except StateMoved:
-            sessions.release(claim)
+            sessions.release(self.claim)
             return None
         except STOPS:  # released_on_stop's rule, in the try this turn has anyway (its with cost 3.8k instructions)
-            sessions.release(claim)
+            sessions.release(self.claim)
             raise
         except sessions.ClaimLost:
             if self.claimed:
@@ -75,6 +79,8 @@ class OptimisticTurn:
         """Claim the session read before the turn's first action that writes (raise StateMoved when it moved
         on, or the message was handled meanwhile)."""
         if not self.claimed and not spec.reads_only:  # a read on a moved state is harmless: the CAS fails
+            if self.claim.token is None:
+                self.claim = self.claim._replace(token=token(self.worker_id))
             if not sessions.claim_read(self.claim, actx.clock()):
                 raise StateMoved
             self.claimed = True

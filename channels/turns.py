@@ -56,17 +56,17 @@ def handle_message(
     changes nothing and returns no outbound messages. Raises sessions.ContactBusy when the wait runs out.
     """
     ctx = persistent(ctx)
-    claim_token = token(worker_id)
-    peeked = sessions.peek(inbound.contact, inbound.message_id, claim_token)
+    # Read without a token: the optimistic turn makes one only if it claims (see OptimisticTurn).
+    peeked = sessions.peek(inbound.contact, inbound.message_id, None)
     # A contact (or session) not stored yet: its first turn too is tried in one commit, its save creating both.
     unstored = peeked is None
     if unstored:
-        peeked = sessions.unstored(claim_token), False
+        peeked = sessions.unstored(None), False
     if peeked[0] is not None:
         claim, handled = peeked
         if handled:
             return TurnResult(conversation=conversation_of(inbound.contact, claim.state), outbound=[])
-        optimistic = OptimisticTurn(claim, inbound)
+        optimistic = OptimisticTurn(claim, inbound, worker_id)
         try:
             result = optimistic.run(
                 ctx,
@@ -77,10 +77,11 @@ def handle_message(
             )
         except Exception as error:
             if optimistic.claimed:
-                _given_back_on_outage(claim, error)
+                _given_back_on_outage(optimistic.claim, error)
             raise
         if result is not None:
             return result
+    claim_token = token(worker_id)
     claim = None if unstored else sessions.try_claim_by_key(inbound.contact, claim_token, ctx.clock())
     if claim is None:  # a new contact, or one another worker holds
         claim = claim_contact(inbound.contact, claim_token, ctx, wait, wa_id=wa_id, profile_name=profile_name)

@@ -177,14 +177,18 @@ _SETS = {place: f'"{_STATE_COLUMNS[place]}" = ?, ' for place in _KEPT} | {_CHECK
 
 
 @lru_cache(maxsize=64)
-def _save_keeping(kept: tuple[bool, ...], read: bool) -> tuple[str, Callable[[list], tuple]]:
+def _save_keeping(kept: tuple[bool, ...], read: bool, tokenless: bool = False) -> tuple[str, Callable[[list], tuple]]:
     """The SQLite save (_SAVE, or _SAVE_READ's compare-and-set when `read`) without the kept columns whose
     place in `kept` is True (each of _KEPT unchanged, then the expiry check kept), and the getter of its
-    parameters out of save_and_release's list."""
+    parameters out of save_and_release's list. `tokenless`: a read with no token (see Claim.token), whose
+    save is the compare-and-set alone, its NULL token not bound (sqlite3 adapts a None through a call)."""
     sql = _SAVE_READ[False] if read else _SAVE
     left_out = {place for place, unchanged in zip((*_KEPT, _CHECK), kept) if unchanged}
     for place in left_out:
         sql = sql.replace(_SETS[place], "", 1)
+    if tokenless:
+        sql = sql.replace('"claimed_by" = ? OR ', "", 1)
+        left_out.add(_CHECK + 2)  # the token's place, after the expiry check and the session id
     count = len(_STATE_COLUMNS) + 3 + (len(_READ_COLUMNS) if read else 0)
     return sql, itemgetter(*(i for i in range(count) if i not in left_out))
 
@@ -255,7 +259,7 @@ class Claim(NamedTuple):
 
     session_id: int | None  # None: no session stored yet (unstored)
     contact_id: int | None  # None: the contact may not be stored yet either (unstored)
-    token: str
+    token: str | None  # None: a read that claims nothing yet (handle_message's peek; see OptimisticTurn)
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
     # A read, not yet a claim (peek): the _READ_COLUMNS as stored, which the save and claim_read compare.
     read_as: tuple | None = None
@@ -332,7 +336,7 @@ def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedel
     return Claim(session_id, row[-1], token, state)
 
 
-def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, bool] | None:
+def peek(contact_key: str, message_id: str, token: str | None) -> tuple[Claim | None, bool] | None:
     """Read a stored contact's session without claiming it (one read, no commit), for a turn run
     optimistically: (the unclaimed Claim, whether message_id was handled already). (None, False) when a
     claim holds it, None when the contact or its session is new: take the claim then.
@@ -353,7 +357,7 @@ def peek(contact_key: str, message_id: str, token: str) -> tuple[Claim | None, b
     return claim, bool(handled)
 
 
-def unstored(token: str) -> Claim:
+def unstored(token: str | None) -> Claim:
     """A read of a contact with no session yet (peek gave None), for a first turn run like a peek's: its
     save (save_and_release, after `with_contact`) creates the session. It never claims (claim_read finds no
     row), so a turn that reaches an action takes the claim path."""
@@ -493,7 +497,7 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
         # Each kept column unchanged since claimed (no one else writes a claimed session) or read (the
         # compare-and-set holds), and the expiry check when kept, is left out of the SET list.
         kept = (*map(eq, _kept_params(params), _kept_state(claim.state)), params[_CHECK] is None)
-        sql, kept_params = _save_keeping(kept, claim.read_as is not None)
+        sql, kept_params = _save_keeping(kept, claim.read_as is not None, claim.token is None)
         saved = execute(sql, kept_params(params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount

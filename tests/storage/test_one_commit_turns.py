@@ -15,7 +15,7 @@ from engine.registry import ActionRegistry, Result
 from storage import flowstore, inbox, outbox, sessions
 from storage.db import database, is_postgres
 from storage.models import ActionResult, Contact, InboxMessage, Session
-from storage_kit import Clock, context, message, two_asks
+from storage_kit import Clock, context, counter_setup, message, two_asks
 
 LOOKUP = """\
 flow: lookup
@@ -291,3 +291,34 @@ def test_peek_says_whether_the_message_was_handled_and_gives_nothing_while_a_cla
     assert held is not None
     assert sessions.peek("c1", "m1", "t") == (None, False)
     assert sessions.peek("c1", "m2", "t") == (None, False)
+
+
+def test_a_read_without_a_token_saves_only_onto_the_unclaimed_state_it_read(db):
+    # handle_message peeks without a token (one is made only when its turn claims): its save is the
+    # compare-and-set alone, refused once another worker holds the session or saved over it.
+    clock = Clock()
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+    turns.handle_message(message("c1", "go"), flows, ctx)
+
+    read, _ = sessions.peek("c1", "m2", None)
+    held = sessions.try_claim_by_key("c1", "other", clock())
+    with pytest.raises(sessions.ClaimLost):
+        sessions.save_and_release(read, {**read.state, "step": "two"})
+    sessions.save_and_release(held, held.state)
+    with pytest.raises(sessions.ClaimLost):  # released, but saved over: the revision moved on
+        sessions.save_and_release(read, {**read.state, "step": "two"})
+
+    read, _ = sessions.peek("c1", "m2", None)
+    sessions.save_and_release(read, {**read.state, "step": "two"})
+    assert sessions.get_state("c1")["step"] == "two" and Session.get().claimed_by is None
+
+
+def test_a_turn_read_without_a_token_claims_with_one_before_an_action_that_writes(db):
+    calls: list[str] = []
+    clock, flows, ctx = counter_setup(calls)
+    turns.handle_message(message("c1", "count"), flows, ctx, worker_id="w1")
+    turns.handle_message(message("c1", "again"), flows, ctx, worker_id="w1")
+
+    assert texts("c1") == ["n=1", "n=2"]
+    assert len(calls) == 2 and Session.get().claimed_by is None
