@@ -57,7 +57,7 @@ def handle_message(
     """
     ctx = persistent(ctx)
     # Read without a token: the optimistic turn makes one only if it claims (see OptimisticTurn).
-    peeked = sessions.peek(inbound.contact, inbound.message_id, None)
+    peeked = sessions.peek(inbound.contact, inbound.message_id, None, profile_name is not None or wa_id is not None)
     # A contact (or session) not stored yet: its first turn too is tried in one commit, its save creating both.
     unstored = peeked is None
     if unstored:

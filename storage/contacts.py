@@ -196,7 +196,8 @@ def touch(
     seen: tuple | None = None,
 ) -> None:
     """Refresh last seen (to the minute: SEEN_WITHIN) and the profile name or wa_id when the channel gave a
-    new one; call in the turn's save. `seen`: the row's SEEN columns read earlier, when the caller has them."""
+    new one; call in the turn's save. `seen`: the row's SEEN columns read earlier, when the caller has them
+    (last_seen_at alone will do when profile_name and wa_id are None: only what is given is compared)."""
     if seen is not None and holds(seen[1:], (storable(profile_name), storable(wa_id)), seen[0], now):
         return  # most turns: the statement's parameters are not even made
     params = touch_params(contact_id, now, wa_id, profile_name)

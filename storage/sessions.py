@@ -199,16 +199,20 @@ _CLAIM_READ = {
 }
 
 # One read, no write: the contact's session as stored and its revision, what the turn's touch compares
-# (contacts.SEEN), and
+# (contacts.SEEN; when the channel names nobody, last_seen_at alone: the names would be compared with nothing,
+# and each column read costs about 0.5k instructions), and
 # in one column NULL when a claim holds the session (live or run out), else whether this message id was
 # handled already (1 or 0; a column fewer to describe and convert than the claim's end and the handled time).
-_PEEK = (
-    f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."revision", {", ".join("c." + c for c in SEEN)}, s."contact_id", '
-    'CASE WHEN s."claimed_until" IS NULL THEN EXISTS (SELECT 1 FROM "inbox_message" i '
-    'WHERE i."channel_message_id" = ? AND i."processed_at" IS NOT NULL) END '
-    'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
-)
-_PEEK_SEEN = slice(2 + len(_STATE_COLUMNS), 2 + len(_STATE_COLUMNS) + len(SEEN))
+_PEEK = {
+    names: (
+        f'SELECT s.{_RETURNING.replace(", ", ", s.")}, s."revision", {", ".join("c." + c for c in seen)}, '
+        's."contact_id", CASE WHEN s."claimed_until" IS NULL THEN EXISTS (SELECT 1 FROM "inbox_message" i '
+        'WHERE i."channel_message_id" = ? AND i."processed_at" IS NOT NULL) END '
+        'FROM "session" s JOIN "contact" c ON c."id" = s."contact_id" WHERE c."key" = ?'
+    )
+    for names, seen in ((True, SEEN), (False, SEEN[:1]))
+}
+_PEEK_SEEN = slice(2 + len(_STATE_COLUMNS), -2)
 
 # A worker's optimistic pick (peek_next): the oldest unprocessed message of a contact nobody holds and that
 # this process's other threads are not handling, with the contact's key and session as stored: one read,
@@ -263,7 +267,8 @@ class Claim(NamedTuple):
     state: dict[str, Any]  # the _STATE_COLUMNS, vars decoded, times as datetimes
     # A read, not yet a claim (peek): the _READ_COLUMNS as stored, which the save and claim_read compare.
     read_as: tuple | None = None
-    seen: tuple | None = None  # the contact's contacts.SEEN columns as peek read them (the save's touch)
+    seen: tuple | None = None  # the contact's contacts.SEEN columns as peek read them (the save's touch), or
+    # the first of them alone when the message named nobody (peek's `names`)
 
 
 @dataclass(frozen=True)
@@ -336,16 +341,17 @@ def try_claim_by_key(contact_key: str, token: str, now: datetime, lease: timedel
     return Claim(session_id, row[-1], token, state)
 
 
-def peek(contact_key: str, message_id: str, token: str | None) -> tuple[Claim | None, bool] | None:
+def peek(contact_key: str, message_id: str, token: str | None, names: bool = True) -> tuple[Claim | None, bool] | None:
     """Read a stored contact's session without claiming it (one read, no commit), for a turn run
     optimistically: (the unclaimed Claim, whether message_id was handled already). (None, False) when a
     claim holds it, None when the contact or its session is new: take the claim then.
 
     The turn's save applies only if the session is still unclaimed and unchanged (else ClaimLost, and the
     caller claims and runs the turn again); a turn that reaches an action first claims with claim_read, so
-    an action never runs on a state that moved on.
+    an action never runs on a state that moved on. `names`: whether the message names the person (a profile
+    name or a wa_id for the touch to compare); when not, the Claim's `seen` is last_seen_at alone.
     """
-    row = execute(_PEEK, (message_id, contact_key)).fetchone()
+    row = execute(_PEEK[names], (message_id, contact_key)).fetchone()
     if row is None:
         return None
     handled = row[-1]

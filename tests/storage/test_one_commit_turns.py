@@ -322,3 +322,22 @@ def test_a_turn_read_without_a_token_claims_with_one_before_an_action_that_write
 
     assert texts("c1") == ["n=1", "n=2"]
     assert len(calls) == 2 and Session.get().claimed_by is None
+
+
+def test_a_turn_that_names_the_person_records_the_name_and_one_naming_nobody_keeps_it(db):
+    # A message naming nobody peeks at last_seen_at alone; one with a profile name compares the stored one.
+    clock = Clock()
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+    turns.handle_message(message("c1", "go"), flows, ctx)
+    clock.advance(seconds=5)
+    turns.handle_message(message("c1", "a"), flows, ctx, profile_name="Tendai")
+    assert Contact.get(Contact.key == "c1").profile_name == "Tendai"
+
+    clock.advance(seconds=5)
+    turns.handle_message(message("c1", "b"), flows, ctx)
+    contact = Contact.get(Contact.key == "c1")
+    assert contact.profile_name == "Tendai" and sessions.get_state("c1")["status"] != "active"
+    clock.advance(minutes=2)
+    turns.handle_message(message("c1", "go"), flows, ctx)
+    assert Contact.get(Contact.key == "c1").last_seen_at == clock()

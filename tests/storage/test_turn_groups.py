@@ -83,14 +83,14 @@ def test_a_failing_turn_in_a_group_leaves_the_others_saved(sqlite_db, monkeypatc
 def test_a_save_that_fails_in_a_group_is_rolled_back_alone(sqlite_db, monkeypatch):
     clock, flows, ctx = started(["a", "b", "c"])
     b_id = upsert_contact("b", clock())
-    real_enqueue = outbox.enqueue
+    real_enqueue = outbox.enqueue_encoded  # what a turn's save queues its replies with
 
     def fails_for_b(contact_id, payloads, now):
         if contact_id == b_id:  # after b's session and inbox row were written in its savepoint
             raise ValueError("the outbox refused b's reply")
         return real_enqueue(contact_id, payloads, now)
 
-    monkeypatch.setattr(outbox, "enqueue", fails_for_b)
+    monkeypatch.setattr(outbox, "enqueue_encoded", fails_for_b)
     with pytest.raises(ValueError, match="refused b's reply"):
         inbox_turns.process_inbox(ctx, flows, limit=8, worker_id="w1")
     monkeypatch.undo()
