@@ -63,10 +63,11 @@ class FileFacts:
     kinds: dict[str, str | None] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     name: str | None = None
-    triggers: list[tuple[str, str, int, int]] = field(default_factory=list)  # (normalised, as written, line, col)
+    # Positions as paths: Source.where finds the line only for a problem (a valid flow never builds its places).
+    triggers: list[tuple[str, str, Path]] = field(default_factory=list)  # (normalised, as written, path)
     saves: set[str] = field(default_factory=set)
     uses: list[VarUse] = field(default_factory=list)
-    handovers: list[tuple[str, int, int, str]] = field(default_factory=list)  # (flow, line, col, step)
+    handovers: list[tuple[str, Path, str]] = field(default_factory=list)  # (flow, path of its `flow:`, step)
     saved: dict[str, list[Saved]] = field(default_factory=dict)  # variable -> the steps that save it
     routes: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # step -> (target, after its save)
     numeric: list[tuple[VarUse, str]] = field(default_factory=list)  # a variable used as a number, and how
@@ -146,8 +147,7 @@ class _FileChecker:
         if isinstance(triggers, list):
             for i, phrase in enumerate(triggers):
                 if isinstance(phrase, str):
-                    line, col = self.source.where(("triggers", i))
-                    facts.triggers.append((normalise(phrase), phrase, line, col))
+                    facts.triggers.append((normalise(phrase), phrase, ("triggers", i)))
         start = data.get("start")
         if isinstance(start, str):
             self.target(("start",), start, "the flow's 'start'")
@@ -390,8 +390,7 @@ class StepChecker:
 
     def handover(self, flow: str) -> None:
         """Note a hand-over to another flow, checked once every file is read."""
-        line, col = self.checker.source.where(self.base + ("flow",))
-        self.checker.facts.handovers.append((flow, line, col, self.name))
+        self.checker.facts.handovers.append((flow, self.base + ("flow",), self.name))
 
 
 def _filters() -> list[str]:
@@ -423,34 +422,30 @@ def check_set(all_facts: list[FileFacts]) -> list[Problem]:
                     f"another flow is already named '{facts.name}' ({first.source.file}): flow names must be unique",
                 )
             )
-    claimed: dict[str, tuple[str, str, int]] = {}
+    claimed: dict[str, tuple[FileFacts, Path]] = {}
     for facts in all_facts:
         mine: set[str] = set()
-        for norm, phrase, line, col in facts.triggers:
+        for norm, phrase, path in facts.triggers:
             if norm in mine:
                 continue
             mine.add(norm)
-            owner = claimed.setdefault(norm, (facts.name or "?", facts.source.file, line))
-            if owner[1] != facts.source.file:
+            owner, owner_path = claimed.setdefault(norm, (facts, path))
+            if owner.source.file != facts.source.file:
                 problems.append(
-                    Problem(
-                        facts.source.file,
-                        line,
-                        col,
+                    facts.source.problem(
+                        path,
                         "error",
                         "flow.duplicate_trigger",
-                        f"the trigger '{phrase}' is already claimed by flow '{owner[0]}' "
-                        f"({owner[1]}:{owner[2]}): a message can start only one flow",
+                        f"the trigger '{phrase}' is already claimed by flow '{owner.name or '?'}' "
+                        f"({owner.source.file}:{owner.source.where(owner_path)[0]}): a message can start only one flow",
                     )
                 )
     for facts in all_facts:
-        for target, line, col, step in facts.handovers:
+        for target, path, step in facts.handovers:
             if target not in names:
                 problems.append(
-                    Problem(
-                        facts.source.file,
-                        line,
-                        col,
+                    facts.source.problem(
+                        path,
                         "error",
                         "flow.unknown_flow",
                         f"step '{step}': there is no flow '{target}' to hand over to"

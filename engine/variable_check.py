@@ -194,7 +194,7 @@ def _walk(all_facts: list[FileFacts]) -> dict[str, tuple[_SavedBefore, frozenset
     by_name = {f.name: f for f in all_facts if f.name}
     handed: dict[str, list[tuple[FileFacts, str]]] = {f.name: [] for f in all_facts if f.name}
     for facts in all_facts:
-        for target, _line, _col, step in facts.handovers:
+        for target, _path, step in facts.handovers:
             if target in handed:
                 handed[target].append((facts, step))
     builtin = frozenset(BUILTIN_VARS)

@@ -242,3 +242,17 @@ def test_reading_events_gives_the_composed_nodes_places():
         walk(yaml.compose(text, Loader=_LOADER), source.data, (), source)
         compared += 1
     assert compared > 5
+
+
+def test_places_asked_while_reading_still_place_what_is_read_after():
+    # Source keeps the places as a list until a place is asked; a key written twice asks for the first one
+    # while the file is still being read, and everything read after it must be placed too.
+    from engine.yaml_source import parse
+
+    source = parse("a: 1\na: 2\nb:\n  c: [x, {d: y}]\n", "x.yaml")
+    assert [p.code for p in source.problems] == ["yaml.duplicate_key"]
+    assert "first on line 1" in source.problems[0].message
+    assert source.where(("b",), key=True) == (3, 1)
+    assert source.where(("b", "c", 1, "d")) == (4, 14)
+    assert source.where(("b", "c", 1, "e")) == (4, 10)  # not written: its nearest written parent
+    assert source.places[("a",)] >> 64 == 1 << 32 | 1
