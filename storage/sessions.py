@@ -117,8 +117,14 @@ _CLAIM_BY_KEY = {
 # (inbox.oldest_pending_with_key).
 # The column after the session says whether another message was waiting, of this contact or of one nobody
 # held, beside the one taken: only then does the worker look again after its turn and wake one more idle
-# thread. Then the pick hands over the row it took, with its contact's key, when no earlier unprocessed row
-# of the contact shows in the statement's snapshot (one probe of the pending contact index): the row is
+# thread. It looks from the taken row's sent_at on: every row before it the pick passed over, its contact
+# held, or locked by another pick or a save (SKIP LOCKED), or handled since the snapshot, none of them a
+# message for this thread (when another pick had locked the contact's older row, the worker handles that
+# one and its save's "next" finds the row taken); from the start of the pending index it walked the held
+# contacts' backlog a second time (6 held contacts with 10 waiting messages each: 522 buffer hits a pick,
+# 282 from the taken row).
+# Then the pick hands over the row it took, with its contact's key, when no earlier unprocessed row of the
+# contact shows in the statement's snapshot (one probe of the pending contact index): the row is
 # locked and was checked unprocessed in its latest version, and nobody else may handle it while the claim
 # holds, so the worker needs no read after the claim. Else (another pick had locked the contact's older
 # row, or it was sent in the same second with a lower id) the last column is false and the worker reads
@@ -131,7 +137,7 @@ _CLAIM_NEXT = (
     "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit " + _CLAIM_TAIL + ") "
     f'SELECT pick."contact_id", {", ".join("claimed." + c for c in _RETURNING.split(", "))}, '
     '(SELECT 1 FROM "inbox_message" m LEFT JOIN "session" o ON o."contact_id" = m."contact_id" '
-    'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" '
+    'WHERE m."processed_at" IS NULL AND m."id" <> pick."id" AND m."sent_at" >= pick."sent_at" '
     'AND (o."claimed_until" IS NULL OR o."claimed_until" < ?) ORDER BY m."sent_at" LIMIT 1) IS NOT NULL, '
     'pick."id", h."channel_message_id", h."payload", pick."sent_at", '
     '(SELECT c."key" FROM "contact" c WHERE c."id" = pick."contact_id"), NOT EXISTS (SELECT 1 FROM '

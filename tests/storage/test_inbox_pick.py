@@ -76,6 +76,28 @@ def test_a_pick_says_whether_another_message_is_waiting_to_be_taken(pg):
     assert picked[1].contact_id == later and picked.more  # its own next message: w4 looks again after it
 
 
+def test_a_pick_looks_for_more_from_the_message_it_took_on(pg):
+    # A message before the one taken was passed over by the pick (its contact held, or its row locked by
+    # another pick or a save): not one for this worker to look again for. Walking those again cost the pick
+    # as much again with a backlog behind held contacts (six held contacts ten messages deep: 522 buffer
+    # hits a pick against 282).
+    import psycopg2
+
+    busy, free = (upsert_contact(f"26370000000{n}", NOW) for n in range(2))
+    inbox.add(busy, "wamid.busy", {"contact": "263700000000", "text": "first"}, NOW, NOW)
+    inbox.add(free, "wamid.free", {"contact": "263700000001", "text": "second"}, NOW + timedelta(seconds=1), NOW)
+    locker = psycopg2.connect(pg.url)
+    try:
+        locker.cursor().execute(
+            'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', ("wamid.busy",)
+        )
+        picked = sessions.claim_next("w1", NOW)
+    finally:
+        locker.close()
+    assert picked[1].contact_id == free and not picked.more
+    assert sessions.claim_next("w2", NOW)[1].contact_id == busy  # taken by the next look once it is free
+
+
 def test_the_pick_looks_for_more_in_the_pending_index_not_the_handled_history(pg):
     # Asked as EXISTS, PostgreSQL's generic plan (the one a prepared pick runs) read the table from its
     # start for it, every handled message before the first pending one (96 buffers with 3,000 handled
