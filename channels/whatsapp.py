@@ -18,7 +18,6 @@ import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Callable
 
 import peewee
@@ -101,7 +100,6 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
     if not hook.messages and not hook.statuses:
         return 0, 0
     postgres = is_postgres()
-    writer = nullcontext if postgres else partial(_SqliteWriter, wait)
     if len(hook.messages) == 1 and not hook.statuses and hook.messages[0].event is None:
         # The usual delivery, one message from someone who wrote before: one statement, no transaction (on
         # SQLite, one transaction for every such delivery waiting for the writer lock: JoinedWrites).
@@ -112,7 +110,7 @@ def store_webhook(hook: Webhook, now: datetime, wait: float = DEFAULT_WAIT) -> t
         if inbox.add_for_known_contact(*known) if postgres else joined().store(known, wait):
             return 1, 0
     new = dup = 0
-    with writer(), write_transaction():
+    with nullcontext() if postgres else _SqliteWriter(wait), write_transaction():
         # A redelivered event stops here, before its sender is looked up: after a number change the old
         # number names nobody any more, and looking it up would make a new contact.
         seen = inbox.known_ids([r.inbound.message_id for r in hook.messages if r.event])
@@ -221,15 +219,24 @@ class JoinedWrites:
 
 _joined: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _joined_lock = threading.Lock()
+# The last database asked about (a weak reference, as _joined's keys) and its JoinedWrites: every delivery
+# asks, nearly always about the same database, and the lock and the WeakKeyDictionary's Python get cost
+# about 5k instructions a delivery. One tuple, replaced whole: threads read it without the lock.
+_last_joined: tuple[Callable[[], object], JoinedWrites | None] = (lambda: None, None)
 
 
 def joined() -> JoinedWrites:
     """The open SQLite database's JoinedWrites (one per database, as its writer lock)."""
+    global _last_joined
     db = database.obj
+    ref, writes = _last_joined
+    if ref() is db and writes is not None:
+        return writes
     with _joined_lock:
         writes = _joined.get(db)
         if writes is None:
             writes = _joined[db] = JoinedWrites()
+        _last_joined = (weakref.ref(db), writes)
     return writes
 
 
@@ -283,9 +290,12 @@ def store_apart(hook: Webhook, body: bytes, now: datetime) -> tuple[int, int, in
 def fresh_only(hook: Webhook, oldest: datetime) -> tuple[Webhook, int]:
     """The hook without messages sent before `oldest` (replays of old signed bodies; Meta itself stops
     retrying after 7 days), and how many were dropped. A message without a timestamp is kept."""
-    old = {id(r) for r in hook.messages if r.inbound.timestamp is not None and r.inbound.timestamp < oldest}
-    if not old:
+    for r in hook.messages:  # a loop that stops at the first old one: nearly every delivery has none
+        if r.inbound.timestamp is not None and r.inbound.timestamp < oldest:
+            break
+    else:
         return hook, 0
+    old = {id(r) for r in hook.messages if r.inbound.timestamp is not None and r.inbound.timestamp < oldest}
     for r in hook.messages:
         if id(r) in old:
             log.warning(

@@ -121,10 +121,14 @@ def add_for_known_contact(
     if not is_postgres():
         if user_id is None and wa_id is None:
             return False
-        named = dict(zip(_SQLITE_IDENTITY, (user_id, wa_id, profile_name, parent_user_id, username)))
-        given = tuple(name for name in _SQLITE_IDENTITY if named[name] is not None)
-        params = (storable(channel_message_id), tail, sent_at, now, *(storable(named[n]) for n in given))
-        return execute(_sqlite_add_for_known_contact(given), (*params, now - SEEN_WITHIN)).fetchone() is not None
+        # One loop over the five, no dict or generators: every usual delivery on SQLite comes here.
+        given, params = [], [storable(channel_message_id), tail, sent_at, now]
+        for name, value in zip(_SQLITE_IDENTITY, (user_id, wa_id, profile_name, parent_user_id, username)):
+            if value is not None:
+                given.append(name)
+                params.append(storable(value))
+        params.append(now - SEEN_WITHIN)
+        return execute(_sqlite_add_for_known_contact(tuple(given)), params).fetchone() is not None
     user_id, wa_id, profile_name = storable(user_id), storable(wa_id), storable(profile_name)
     row = execute(
         _ADD_FOR_KNOWN_CONTACT,
