@@ -12,6 +12,7 @@ from channels.payloads import (
     INTERACTIVE_BODY_MAX,
     TEXT_MAX,
     PayloadError,
+    Webhook,
     inbox_payload,
     parse_webhook,
     split_text,
@@ -188,6 +189,52 @@ def test_a_body_that_is_not_a_whatsapp_payload_is_refused_with_a_reason(body, re
     with pytest.raises(PayloadError) as e:
         parse_webhook(body)
     assert str(e.value) == reason
+
+
+def _spaced(text: str) -> str:
+    return " \n" + text + "\n "
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda t: t.encode(),  # what Meta sends: compact UTF-8
+        lambda t: json.dumps(json.loads(t), indent=2, ensure_ascii=False).encode(),
+        lambda t: _spaced(t).encode(),  # whitespace before and after the object
+        lambda t: (t + "  ").encode(),  # after it only: the scanner reads the object, json.loads the rest
+        lambda t: t.encode("utf-8-sig"),
+        lambda t: t.encode("utf-16-le"),  # "{" then NUL: not read as UTF-8
+        lambda t: t.encode("utf-16"),
+        lambda t: t.encode("utf-32-be"),
+        lambda t: t.encode("utf-32"),
+    ],
+)
+def test_a_body_in_any_encoding_json_reads_is_parsed_alike(encode):
+    doc = wa.envelope(
+        [wa.text("263771234567", "Mhoro \u2764 \U0001f600", mid="wamid.enc")], [wa.contact("263771234567")]
+    )
+    text = json.dumps(doc, ensure_ascii=False)
+    hook = parse_webhook(encode(text))
+    assert hook == parse_webhook(text.encode()) and hook.messages[0].inbound.text == "Mhoro \u2764 \U0001f600"
+    assert hook.messages[0].raw == json.loads(text)["entry"][0]["changes"][0]["value"]["messages"][0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b'{"object": "whatsapp_business_account"} {}', b'{"a": }', b"{\xff}", b'{"a": "\xed\xa0\x80"', b"{]"],
+)
+def test_a_broken_body_that_opens_like_an_object_is_refused_as_json_loads_refuses_it(body):
+    with pytest.raises(ValueError):
+        json.loads(body)
+    with pytest.raises(PayloadError) as e:
+        parse_webhook(body)
+    assert str(e.value) == "body is not JSON"
+
+
+def test_a_lone_surrogate_escaped_or_raw_reads_as_json_loads_reads_it():
+    body = b'{"object": "whatsapp_business_account", "entry": [], "x": "\\ud800", "y": "\xed\xa0\x80"}'
+    assert json.loads(body)["y"] == "\ud800"  # json decodes UTF-8 with surrogatepass
+    assert parse_webhook(body) == Webhook((), (), ())
 
 
 def test_odd_items_inside_a_valid_payload_are_skipped_not_fatal():
