@@ -87,7 +87,8 @@ def stored_json(text: str) -> Any:
     whitespace around it, so json's C scanner alone reads it: json.loads checks its argument's type and
     encoding and JSONDecoder.decode matches whitespace around the text twice with a regular expression (an
     inbox row's payload 32.3k instructions -> 25.3k). Any other text (blank, spaced, more than one value)
-    goes to json.loads, for its value or its error."""
+    goes to json.loads, for its value or its error. The webhook reads a UTF-8 body through it too
+    (channels.payloads; one with whitespace after it is read twice, by the scanner then by json.loads)."""
     try:
         value, end = _scan_json(text, 0)
     except StopIteration:
