@@ -126,7 +126,7 @@ def _json_of(body: bytes) -> Any:
     """json.loads(body), its value and its errors. A body that opens with "{" and a byte other than NUL is
     UTF-8 by json's own detect_encoding: it is decoded as json.loads decodes it and read by json's C scanner
     (storage.text.stored_json), without detect_encoding's Python and the decoder's two whitespace matches
-    (about 9k instructions of a body's 34k json.loads); any other body goes to json.loads itself."""
+    (a bench body's json.loads 53.4k instructions, this 41.5k); any other body goes to json.loads itself."""
     if body[:1] == b"{" and body[1:2] != b"\x00":
         return stored_json(body.decode("utf-8", "surrogatepass"))
     return json.loads(body)
