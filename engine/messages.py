@@ -162,3 +162,6 @@ class TurnResult:
     events: list[Event] = field(default_factory=list)
     # The message answered an ask step whose check is `otp`: the store redacts it when saving the turn.
     secret_answer: bool = False
+    # When the turn ran: the clock it read once, at its start (None for a result made outside a turn). A turn
+    # that called no action took microseconds, so its save may take this as its own time (channels/turn_save.py).
+    at: datetime | None = None

@@ -248,7 +248,7 @@ class Turn:
 
     def result(self, conversation: Conversation | None = None, secret_answer: bool = False) -> TurnResult:
         state = self.conversation() if self.flow is not None else conversation
-        return TurnResult(state, self.outbound, self.actions, self.events, secret_answer)
+        return TurnResult(state, self.outbound, self.actions, self.events, secret_answer, self.now)
 
 
 def _loop(trail: list[str]) -> str:
@@ -391,7 +391,7 @@ def expire(flows: FlowSet, conversation: Conversation, ctx: TurnContext) -> Turn
         return TurnResult(conversation, [])
     turn = Turn(flows, ctx, conversation.contact, "", ctx.clock())
     closed = _expire_into(turn, conversation)
-    return TurnResult(closed, turn.outbound, turn.actions, turn.events)
+    return TurnResult(closed, turn.outbound, turn.actions, turn.events, at=turn.now)
 
 
 def _expire_into(turn: Turn, conversation: Conversation) -> Conversation:

@@ -341,3 +341,40 @@ def test_a_turn_that_names_the_person_records_the_name_and_one_naming_nobody_kee
     clock.advance(minutes=2)
     turns.handle_message(message("c1", "go"), flows, ctx)
     assert Contact.get(Contact.key == "c1").last_seen_at == clock()
+
+
+class Ticking(Clock):
+    """A clock that moves a second on every reading: which reading a stored time came from shows."""
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def stored_times() -> tuple[datetime, datetime, datetime]:
+    """(the session's updated_at, the last inbox row's processed_at, the last outbox row's created_at)."""
+    from storage.db import stored_time
+    from storage.models import OutboxMessage
+
+    row = InboxMessage.select().order_by(InboxMessage.id.desc()).get()
+    reply = OutboxMessage.select().order_by(OutboxMessage.id.desc()).get()
+    return (
+        stored_time(Session.get().updated_at),
+        stored_time(row.processed_at),
+        stored_time(reply.created_at),
+    )
+
+
+def test_a_turn_that_calls_no_action_is_saved_at_its_own_time_and_one_after_an_action_at_the_save(db):
+    clock = Ticking()
+    flows, ctx = lookup_flows(lambda actx, params: clock.advance(seconds=30) or Result("ok", "seen"), clock)
+    turns.handle_message(message("c1", "look"), flows, ctx)  # no action: asks for a word
+
+    updated, processed, created = stored_times()
+    assert processed == created == updated  # one reading of the clock, the turn's
+
+    turns.handle_message(message("c1", "zebra"), flows, ctx)  # the action moves the clock on 30 s
+
+    updated, processed, created = stored_times()
+    assert processed == created
+    assert processed >= updated + timedelta(seconds=30)  # read again after the action, not the turn's start
