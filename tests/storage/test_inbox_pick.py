@@ -81,19 +81,10 @@ def test_a_pick_looks_for_more_from_the_message_it_took_on(pg):
     # another pick or a save): not one for this worker to look again for. Walking those again cost the pick
     # as much again with a backlog behind held contacts (six held contacts ten messages deep: 522 buffer
     # hits a pick against 282).
-    import psycopg2
-
     busy, free = (upsert_contact(f"26370000000{n}", NOW) for n in range(2))
     inbox.add(busy, "wamid.busy", {"contact": "263700000000", "text": "first"}, NOW, NOW)
     inbox.add(free, "wamid.free", {"contact": "263700000001", "text": "second"}, NOW + timedelta(seconds=1), NOW)
-    locker = psycopg2.connect(pg.url)
-    try:
-        locker.cursor().execute(
-            'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', ("wamid.busy",)
-        )
-        picked = sessions.claim_next("w1", NOW)
-    finally:
-        locker.close()
+    picked = picked_while_locked(pg, "wamid.busy")
     assert picked[1].contact_id == free and not picked.more
     assert sessions.claim_next("w2", NOW)[1].contact_id == busy  # taken by the next look once it is free
 
@@ -153,22 +144,27 @@ def test_the_pick_hands_over_the_message_it_took_when_it_is_the_contacts_oldest(
     assert not row.processed and key == "263700000000"
 
 
-def test_a_contacts_older_message_another_pick_has_locked_is_still_taken_first(pg):
-    # SKIP LOCKED passes over the older row another pick holds: the pick may claim the contact through its
-    # newer row, but it does not hand that row over, and the read after the claim finds the older one.
+def picked_while_locked(pg, channel_message_id: str) -> sessions.Pick:
+    """A worker's pick while another connection holds the message's row locked (a pick or a save)."""
     import psycopg2
 
-    contact = upsert_contact("263700000000", NOW)
-    inbox.add(contact, "wamid.older", {"contact": "263700000000", "text": "first"}, NOW, NOW)
-    inbox.add(contact, "wamid.newer", {"contact": "263700000000", "text": "second"}, NOW + timedelta(seconds=1), NOW)
     locker = psycopg2.connect(pg.url)
     try:
         locker.cursor().execute(
-            'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', ("wamid.older",)
+            'SELECT 1 FROM "inbox_message" WHERE "channel_message_id" = %s FOR UPDATE', (channel_message_id,)
         )
-        picked = sessions.claim_next("w1", NOW)
+        return sessions.claim_next("w1", NOW)
     finally:
         locker.close()
+
+
+def test_a_contacts_older_message_another_pick_has_locked_is_still_taken_first(pg):
+    # SKIP LOCKED passes over the older row another pick holds: the pick may claim the contact through its
+    # newer row, but it does not hand that row over, and the read after the claim finds the older one.
+    contact = upsert_contact("263700000000", NOW)
+    inbox.add(contact, "wamid.older", {"contact": "263700000000", "text": "first"}, NOW, NOW)
+    inbox.add(contact, "wamid.newer", {"contact": "263700000000", "text": "second"}, NOW + timedelta(seconds=1), NOW)
+    picked = picked_while_locked(pg, "wamid.older")
     assert picked[1].contact_id == contact and picked.taken is None
     assert inbox.oldest_pending_with_key(contact)[0].channel_message_id == "wamid.older"
 
