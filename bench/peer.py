@@ -110,7 +110,7 @@ def end_to_end(
     else:
         server = wb.Server([os.path.join(HERE, "peer_bot.py"), "--db", path, "--threads", "4"], graph.url)
     try:
-        per = wb.bodies(args.messages, args.contacts, f"{which}{run}{graph.latency}")
+        per = wb.deliveries(args.messages, args.contacts, f"{which}{run}{graph.latency}")
         cpu = server.cpu_seconds()
         rate = wb.end_to_end([server.port], graph, per, args.threads, None)[0]
         return rate, (server.cpu_seconds() - cpu) / args.messages * 1e6

@@ -62,10 +62,10 @@ def one_run(checkout: str, folder: str, graph: wb.TimedGraph, args: argparse.Nam
     server = wb.Server.flows_serve(f"sqlite:///{path}", graph.url, 2, args.send_rate, cwd=checkout)
     try:
         if args.warm:
-            wb.end_to_end([server.port], graph, wb.bodies(args.warm, 100, f"warm{tag}"), args.threads, None)
+            wb.end_to_end([server.port], graph, wb.deliveries(args.warm, 100, f"warm{tag}"), args.threads, None)
         names = thread_names(server.proc.pid)
         before = thread_times(server.proc.pid)
-        rate, _ = wb.end_to_end([server.port], graph, wb.bodies(args.messages, 100, tag), args.threads, None)
+        rate, _ = wb.end_to_end([server.port], graph, wb.deliveries(args.messages, 100, tag), args.threads, None)
         after = thread_times(server.proc.pid)
         names = thread_names(server.proc.pid) | names  # the sending threads start during a cold burst
     finally:
