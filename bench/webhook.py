@@ -103,6 +103,7 @@ class TimedGraph:
         self.latency = latency_ms / 1000
         self.arrivals: dict[str, list[float]] = defaultdict(list)
         self.count = 0  # messages accepted so far
+        self._awaited = 0  # the count wait_for waits for: one wake-up when it is reached, not one a message
         self._arrived = threading.Condition()
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v21.0"
@@ -162,7 +163,8 @@ class TimedGraph:
             self.arrivals[to].append(arrived)
             self.count += 1
             wamid = self.count
-            self._arrived.notify_all()
+            if wamid == self._awaited:
+                self._arrived.notify_all()
         data = (
             f'{{"messaging_product":"whatsapp","contacts":[{{"input":"{to}","wa_id":"{to}"}}],'
             f'"messages":[{{"id":"wamid.out.{wamid}"}}]}}'
@@ -179,6 +181,7 @@ class TimedGraph:
     def wait_for(self, n: int, timeout: float = 20.0) -> int:
         """Block until at least n messages were accepted (bounded by timeout); returns how many were."""
         with self._arrived:
+            self._awaited = n
             self._arrived.wait_for(lambda: self.count >= n, timeout)
             return self.count
 
