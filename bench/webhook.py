@@ -135,7 +135,10 @@ class TimedGraph:
                     selector.register(conn, selectors.EVENT_READ)
                     pending[conn] = b""
                     continue
-                data = sock.recv(65536)
+                try:
+                    data = sock.recv(65536)
+                except OSError:  # reset by a sender that dropped its connection: closed, as below
+                    data = b""
                 if not data:
                     selector.unregister(sock)
                     sock.close()

@@ -88,3 +88,17 @@ def test_a_delivery_not_answered_200_fails_the_load():
             wb.post_all([int(server.url.rsplit(":", 1)[1])], wb.deliveries(2, 1, "f"), threads=1)
     finally:
         server.close()
+
+
+def test_the_stand_in_keeps_serving_after_a_sender_resets_its_connection(graph):
+    import socket
+    import struct
+
+    host, port = graph.url.split("//")[1].split("/")[0].split(":")
+    dropped = socket.create_connection((host, int(port)))
+    dropped.sendall(b"POST /v21.0/1/messages HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")  # a send cut short
+    dropped.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    dropped.close()  # a reset, as a sender that gave up on its connection may leave
+
+    answer = requests.post(f"{graph.url}/1/messages", json=_message("263700000003", "hi"), timeout=10)
+    assert answer.status_code == 200 and answer.json()["messages"][0]["id"].startswith("wamid.out.")
