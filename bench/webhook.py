@@ -130,7 +130,10 @@ class TimedGraph:
                 if sock is self._woken:
                     continue
                 if sock is self._listener:
-                    conn, _ = self._listener.accept()
+                    try:
+                        conn, _ = self._listener.accept()
+                    except OSError:  # the connection went before it was taken
+                        continue
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     selector.register(conn, selectors.EVENT_READ)
                     pending[conn] = b""
