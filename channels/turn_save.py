@@ -183,7 +183,7 @@ def save(
             touch(claim.contact_id, now, wa_id=wa_id, profile_name=profile_name, seen=claim.seen)
         if result.secret_answer:  # a one-time code: out of the stored message and the conversation (10.6)
             result = _without_secret(result, inbox.redact_answer(inbox_id, received and received.message_id))
-        sessions.save_and_release(claim, state_of(result.conversation, claim.state))
+        sessions.save_and_release(claim, state_of(result.conversation, claim.state), at=(now, stamp))
         outbox.enqueue_encoded(claim.contact_id, [outbound_json(message) for message in result.outbound], stamp)
         if result.events:
             events.record_many(

@@ -180,18 +180,24 @@ _kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' n
 _kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
 _CHECK = len(_STATE_COLUMNS)  # the expiry check's place in a save's parameters, after the state's
 _SETS = {place: f'"{_STATE_COLUMNS[place]}" = ?, ' for place in _KEPT} | {_CHECK: _CHECK_SET}
+_STARTED, _UPDATED, _EXPIRES = (_STATE_COLUMNS.index(c) for c in ("started_at", "updated_at", "expires_at"))
 
 
 @lru_cache(maxsize=64)
 def _save_keeping(kept: tuple[bool, ...], read: bool, tokenless: bool = False) -> tuple[str, Callable[[list], tuple]]:
     """The SQLite save (_SAVE, or _SAVE_READ's compare-and-set when `read`) without the kept columns whose
     place in `kept` is True (each of _KEPT unchanged, then the expiry check kept), and the getter of its
-    parameters out of save_and_release's list. `tokenless`: a read with no token (see Claim.token), whose
-    save is the compare-and-set alone, its NULL token not bound (sqlite3 adapts a None through a call)."""
+    parameters out of save_and_release's list; `kept`'s last flag says the expiry is None, written as a
+    NULL in the statement (a None parameter goes through sqlite3's adapter lookup and call, about 1.4k
+    instructions). `tokenless`: a read with no token (see Claim.token), whose save is the compare-and-set
+    alone, its NULL token not bound."""
     sql = _SAVE_READ[False] if read else _SAVE
     left_out = {place for place, unchanged in zip((*_KEPT, _CHECK), kept) if unchanged}
     for place in left_out:
         sql = sql.replace(_SETS[place], "", 1)
+    if kept[-1]:
+        sql = sql.replace('"expires_at" = ?', '"expires_at" = NULL', 1)
+        left_out.add(_EXPIRES)
     if tokenless:
         sql = sql.replace('"claimed_by" = ? OR ', "", 1)
         left_out.add(_CHECK + 2)  # the token's place, after the expiry check and the session id
@@ -477,7 +483,9 @@ def _expiry_check(before: dict[str, Any], expires: datetime | None) -> datetime 
     return None
 
 
-def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed | None = None) -> bool:
+def save_and_release(
+    claim: Claim, state: dict[str, Any], processed: Processed | None = None, at: tuple[datetime, Any] | None = None
+) -> bool:
     """Write the new state and release the claim; raise ClaimLost when the claim is no longer ours (or, for
     a peek's unclaimed Claim, when the session changed since it was read). Returns whether another message
     of the contact may be waiting: only a worker's one-statement save (below) looks; the others say True.
@@ -493,6 +501,11 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     the session is then written, and only if its state is as this turn read it). A worker's row: the same
     statement says whether the contact had another unprocessed message (its snapshot), which nobody could
     take while this turn held the contact.
+
+    `at`: the save's time and the form db.time_param made of it, when the caller has made it (a turn's save);
+    a state time that is that very time (the turn's updated_at, and started_at when the conversation started
+    in it) is bound in that form: sqlite3 formats a datetime through its adapter, a Python call, about 6.7k
+    instructions a parameter.
     """
     params = list(map(state.get, _STATE_COLUMNS))
     params[3] = ascii_json(state.get("vars") or {})
@@ -500,6 +513,12 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     params += [_expiry_check(claim.state, params[8]), claim.session_id, claim.token]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
         params += claim.read_as
+    if at is not None:
+        now, stamp = at
+        if params[_UPDATED] is now:
+            params[_UPDATED] = stamp
+        if params[_STARTED] is now:
+            params[_STARTED] = stamp
     more = True
     if claim.session_id is None:  # an unstored read's first turn: the session is created, if still missing
         saved = execute(_INSERT_NEW, (claim.contact_id, *params[: _CHECK + 1])).rowcount
@@ -508,7 +527,11 @@ def save_and_release(claim: Claim, state: dict[str, Any], processed: Processed |
     elif not is_postgres():
         # Each kept column unchanged since claimed (no one else writes a claimed session) or read (the
         # compare-and-set holds), and the expiry check when kept, is left out of the SET list.
-        kept = (*map(eq, _kept_params(params), _kept_state(claim.state)), params[_CHECK] is None)
+        kept = (
+            *map(eq, _kept_params(params), _kept_state(claim.state)),
+            params[_CHECK] is None,
+            params[_EXPIRES] is None,
+        )
         sql, kept_params = _save_keeping(kept, claim.read_as is not None, claim.token is None)
         saved = execute(sql, kept_params(params)).rowcount
     else:

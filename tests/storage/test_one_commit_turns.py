@@ -378,3 +378,23 @@ def test_a_turn_that_calls_no_action_is_saved_at_its_own_time_and_one_after_an_a
     updated, processed, created = stored_times()
     assert processed == created
     assert processed >= updated + timedelta(seconds=30)  # read again after the action, not the turn's start
+
+
+@pytest.mark.parametrize("at", [datetime(2026, 1, 5, 9, 14, 3, 120_500), datetime(2026, 1, 5, 9, 14, 3)])
+def test_a_turns_start_and_save_times_are_stored_as_the_adapter_writes_them_and_no_expiry_as_null(db, at):
+    # The save binds the text the turn made of its time once (not a datetime through sqlite3's adapter): the
+    # same text, with and without a fraction; and an expiry the turn does not set is a NULL in the statement.
+    clock = Clock(at)
+    flowstore.store("pair", two_asks("pair"), "flows/pair.yaml", clock())
+    flows, ctx = flowcache.load_flowset(ActionRegistry()), context(ActionRegistry(), clock)
+
+    for text, step in (("go", "one"), ("x", "two")):
+        clock.advance(seconds=61)
+        turns.handle_message(message("c1", text), flows, ctx)
+        raw = database.execute_sql('SELECT "started_at", "updated_at", "expires_at", "step" FROM "session"').fetchone()
+        if is_postgres():
+            assert raw == (at + timedelta(seconds=61), clock(), None, step)
+        else:
+            assert raw == ((at + timedelta(seconds=61)).isoformat(" "), clock().isoformat(" "), None, step)
+    state = sessions.get_state("c1")
+    assert (state["started_at"], state["updated_at"]) == (at + timedelta(seconds=61), clock())
