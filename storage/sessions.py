@@ -49,7 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from operator import eq, itemgetter
+from operator import itemgetter
 from typing import Any, Callable, NamedTuple
 
 from . import inbox, outbox
@@ -175,27 +175,28 @@ _SAVE_READ = {
 # and most turns move the step only (a page fewer written per turn); a conversation's start, unchanged on
 # every turn but its first, is then not formatted again for SQLite (isoformat and the adapter's call, about
 # 8k instructions), nor are flow and version bound when a conversation starts again or ends.
-_KEPT = (0, 1, 5, 6)  # their places in _STATE_COLUMNS
-_kept_params = itemgetter(*_KEPT)  # of a save's parameters: the kept columns' new values
-_kept_state = itemgetter(*(_STATE_COLUMNS[i] for i in _KEPT))  # of a Claim's state: their values before
+_KEPT = (0, 1, 5, 6)  # their places in _STATE_COLUMNS (save_and_release compares them in this order)
 _CHECK = len(_STATE_COLUMNS)  # the expiry check's place in a save's parameters, after the state's
 _SETS = {place: f'"{_STATE_COLUMNS[place]}" = ?, ' for place in _KEPT} | {_CHECK: _CHECK_SET}
 _STARTED, _UPDATED, _EXPIRES = (_STATE_COLUMNS.index(c) for c in ("started_at", "updated_at", "expires_at"))
 
 
+# One argument, the variant's whole key: an lru_cache of three built and hashed a key tuple of its own (about
+# 0.8k instructions a turn more).
 @lru_cache(maxsize=64)
-def _save_keeping(kept: tuple[bool, ...], read: bool, tokenless: bool = False) -> tuple[str, Callable[[list], tuple]]:
+def _save_keeping(variant: tuple[bool, ...]) -> tuple[str, Callable[[list], tuple]]:
     """The SQLite save (_SAVE, or _SAVE_READ's compare-and-set when `read`) without the kept columns whose
-    place in `kept` is True (each of _KEPT unchanged, then the expiry check kept), and the getter of its
-    parameters out of save_and_release's list; `kept`'s last flag says the expiry is None, written as a
-    NULL in the statement (a None parameter goes through sqlite3's adapter lookup and call, about 1.4k
-    instructions). `tokenless`: a read with no token (see Claim.token), whose save is the compare-and-set
-    alone, its NULL token not bound."""
+    place in `variant` is True (each of _KEPT unchanged, then the expiry check kept), and the getter of its
+    parameters out of save_and_release's list. Then `expires_none`: the expiry is None, written as a NULL
+    in the statement (a None parameter goes through sqlite3's adapter lookup and call, about 1.4k
+    instructions); `read`; and `tokenless`: a read with no token (see Claim.token), whose save is the
+    compare-and-set alone, its NULL token not bound."""
+    *kept, expires_none, read, tokenless = variant
     sql = _SAVE_READ[False] if read else _SAVE
     left_out = {place for place, unchanged in zip((*_KEPT, _CHECK), kept) if unchanged}
     for place in left_out:
         sql = sql.replace(_SETS[place], "", 1)
-    if kept[-1]:
+    if expires_none:
         sql = sql.replace('"expires_at" = ?', '"expires_at" = NULL', 1)
         left_out.add(_EXPIRES)
     if tokenless:
@@ -507,10 +508,23 @@ def save_and_release(
     in it) is bound in that form: sqlite3 formats a datetime through its adapter, a Python call, about 6.7k
     instructions a parameter.
     """
-    params = list(map(state.get, _STATE_COLUMNS))
-    params[3] = ascii_json(state.get("vars") or {})
-    params[4] = state.get("attempts") or 0
-    params += [_expiry_check(claim.state, params[8]), claim.session_id, claim.token]
+    before, expires = claim.state, state["expires_at"]
+    # Each of _STATE_COLUMNS by name, in its order: list(map(state.get, _STATE_COLUMNS)) and the two set
+    # again after it cost about 2.4k instructions more.
+    params = [
+        state["flow"],
+        state["flow_version"],
+        state["step"],
+        ascii_json(state["vars"] or {}),
+        state["attempts"] or 0,
+        state["status"],
+        state["started_at"],
+        state["updated_at"],
+        expires,
+        _expiry_check(before, expires),
+        claim.session_id,
+        claim.token,
+    ]
     if claim.read_as is not None:  # a peek's turn: saved if still ours or unclaimed and unchanged
         params += claim.read_as
     if at is not None:
@@ -526,13 +540,20 @@ def save_and_release(
         saved, more = _save_processed(claim, params, processed)
     elif not is_postgres():
         # Each kept column unchanged since claimed (no one else writes a claimed session) or read (the
-        # compare-and-set holds), and the expiry check when kept, is left out of the SET list.
-        kept = (
-            *map(eq, _kept_params(params), _kept_state(claim.state)),
-            params[_CHECK] is None,
-            params[_EXPIRES] is None,
+        # compare-and-set holds), and the expiry check when kept, is left out of the SET list. _KEPT's
+        # columns compared one by one: map(eq, …) over two itemgetters cost about 3k instructions more.
+        sql, kept_params = _save_keeping(
+            (
+                params[0] == before["flow"],
+                params[1] == before["flow_version"],
+                params[5] == before["status"],
+                params[6] == before["started_at"],
+                params[_CHECK] is None,
+                expires is None,
+                claim.read_as is not None,
+                claim.token is None,
+            )
         )
-        sql, kept_params = _save_keeping(kept, claim.read_as is not None, claim.token is None)
         saved = execute(sql, kept_params(params)).rowcount
     else:
         saved = execute(_SAVE_READ[is_postgres()] if claim.read_as is not None else _SAVE, params).rowcount
