@@ -100,18 +100,22 @@ class _Checked:
     of a threading.local makes its own (about 450 instructions each, some twenty-five times a turn)."""
 
     idle_check = IDLE_CHECK
+    # Whether `_alive` has anything to look at on a connection used within idle_check (PostgreSQL's
+    # conn.closed); where not, it is not called then (about 0.4k instructions, before two statements a turn).
+    check_when_busy = True
 
     def cursor(self, *args, **kwargs):
-        self._check()
+        self._check(self._state.__dict__)
         return super().cursor(*args, **kwargs)
 
-    def _check(self) -> None:
-        """Drop this thread's connection when it is doomed or, after sitting idle, found dead."""
-        here = self._state.__dict__
+    def _check(self, here: dict) -> None:
+        """Drop this thread's connection when it is doomed or, after sitting idle, found dead. here: this
+        thread's connection state (`_state.__dict__`), which the caller has read already."""
         if not here["closed"] and not here["transactions"]:  # inside a transaction it was checked at BEGIN
             now = _monotonic()
             # used_at and doomed are set when the connection opens (connect); ping by position (a keyword costs)
-            if here["doomed"] or not self._alive(here["conn"], now - here["used_at"] > self.idle_check):
+            ping = now - here["used_at"] > self.idle_check
+            if here["doomed"] or ((ping or self.check_when_busy) and not self._alive(here["conn"], ping)):
                 self._drop()
             here["used_at"] = now
 
@@ -298,7 +302,7 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
         try:
             if here["transactions"]:
                 return here["conn"].execute(sql, params)
-            self._check()
+            self._check(here)
             # The connection the check kept (None when it dropped one, or none was open: connect then).
             return (here["conn"] or self.connection()).execute(sql, params)
         except Exception:
@@ -314,7 +318,12 @@ class SqliteCheckedDatabase(_Checked, peewee.SqliteDatabase):
     def connect(self, reuse_if_open=False):
         opened = super().connect(reuse_if_open)
         self._state.identity = _file_identity(self.database)
+        # The cursor a write transaction's own statements (BEGIN, COMMIT, savepoints) run on, rows of none
+        # read: Connection.execute makes and frees a cursor for each, about 1.1k instructions.
+        self._state.control = self._state.conn.cursor()
         return opened
+
+    check_when_busy = False  # _alive answers True without a ping
 
     def _alive(self, conn, ping: bool) -> bool:
         # An open transaction (its COMMIT comes through here) is finished on the file it began on.
@@ -466,7 +475,9 @@ def write_transaction(db: peewee.Database | None = None):
     """
     target = db if db is not None else database.obj
     if isinstance(target, peewee.SqliteDatabase):
-        return _sqlite_write(target)
+        transaction = _sqlite_write()  # its database set here: an __init__ costs a frame (about 0.8k instructions)
+        transaction.db = target
+        return transaction
     return target.atomic()
 
 
@@ -476,15 +487,12 @@ class _sqlite_write:
     which under load cost the turn threads and the sender a sixth of the end-to-end throughput. After the
     thread's own wait on the lock the transaction goes to SQLite anyway, which then decides as before.
 
-    peewee's atomic() without its layers (a dozen µs of a turn): BEGIN and COMMIT go through `run`, so the
-    connection is checked at BEGIN and a driver error is peewee's, and the transaction sits on peewee's
-    stack, so a nested write_transaction or atomic() is a savepoint and model queries see it open. As with
-    peewee, a COMMIT that fails is rolled back and its error raised."""
+    peewee's atomic() without its layers (a dozen µs of a turn): the connection is checked at BEGIN as
+    `run` checks it, a driver error is peewee's (`_control`), and the transaction sits on peewee's stack, so
+    a nested write_transaction or atomic() is a savepoint and model queries see it open. As with peewee, a
+    COMMIT that fails is rolled back and its error raised."""
 
-    __slots__ = ("db", "held", "nested", "here")
-
-    def __init__(self, target: peewee.SqliteDatabase) -> None:
-        self.db = target
+    __slots__ = ("db", "held", "nested", "here")  # db: the peewee.SqliteDatabase, set by write_transaction
 
     def __enter__(self) -> None:
         db = self.db
@@ -497,11 +505,14 @@ class _sqlite_write:
         try:
             if here["transactions"]:  # nested: a savepoint, as peewee's atomic() makes one
                 self.nested = f"cf_s{id(self):x}"  # unique while this one is open
-                db.run(f'SAVEPOINT "{self.nested}"', ())
+                self._control(f'SAVEPOINT "{self.nested}"')
                 return
             self.nested = None
-            db.run("BEGIN IMMEDIATE", ())
-            here["transactions"].append(self)  # the state of the connection BEGIN may have just opened
+            db._check(here)  # the engine may have run for long since the connection's last statement
+            if here["conn"] is None:  # none open, or the check dropped it
+                db.connect()
+            self._control("BEGIN IMMEDIATE")
+            here["transactions"].append(self)
         except BaseException:
             self._release()
             raise
@@ -517,7 +528,7 @@ class _sqlite_write:
                 self._rollback()
                 return
             try:
-                self._end("COMMIT")
+                self._control("COMMIT")
             except Exception:
                 self._rollback()
                 raise
@@ -532,26 +543,28 @@ class _sqlite_write:
         name = self.nested
         if not failed:
             try:
-                self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
+                self._control(f'RELEASE SAVEPOINT "{name}"')
                 return
             except Exception:
-                self.db.run(f'ROLLBACK TO SAVEPOINT "{name}"', ())
-                self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
+                self._control(f'ROLLBACK TO SAVEPOINT "{name}"')
+                self._control(f'RELEASE SAVEPOINT "{name}"')
                 raise
-        self.db.run(f'ROLLBACK TO SAVEPOINT "{name}"', ())
-        self.db.run(f'RELEASE SAVEPOINT "{name}"', ())
+        self._control(f'ROLLBACK TO SAVEPOINT "{name}"')
+        self._control(f'RELEASE SAVEPOINT "{name}"')
 
     def _rollback(self) -> None:
         db = self.db
         conn = self.here["conn"]
         if conn is not None and conn.in_transaction:
-            self._end("ROLLBACK")
+            self._control("ROLLBACK")
         db._clear_commit_callbacks()
 
-    def _end(self, sql: str) -> None:
-        # On the connection the transaction began on, already checked (the idle check has nothing to add).
+    def _control(self, sql: str) -> None:
+        """One of the transaction's own statements (BEGIN, COMMIT, ROLLBACK, a savepoint's), a driver error
+        raised as peewee's. On the connection checked at BEGIN, through the cursor it keeps for them
+        (SqliteCheckedDatabase.connect)."""
         try:
-            self.here["conn"].execute(sql)
+            self.here["control"].execute(sql)
         except Exception:
             self.db._raise_as_peewee()
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 from datetime import datetime
 
 import peewee
 import pytest
 
-from storage.db import execute, is_postgres, open_database
+from storage.db import execute, is_postgres, open_database, write_transaction
 from storage.heartbeat import beat
 from storage.migrations import upgrade
 from storage.models import Heartbeat
@@ -118,6 +119,35 @@ def test_a_replaced_sqlite_file_is_reopened_so_writes_land_in_the_file_now_there
     beat(NOW, "after")
     sqlite_db.close()
     assert rows_in_file(path) == ["after", "before"]
+
+
+def test_a_write_transaction_after_the_sqlite_file_was_replaced_writes_to_the_file_now_there(sqlite_db, tmp_path):
+    # Its BEGIN is checked as a statement is, and runs on the connection opened in place of the dropped one.
+    path = str(tmp_path / "test.db")
+    beat(NOW, "before")
+    sqlite_db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(path, tmp_path / "restored.db")
+    os.replace(tmp_path / "restored.db", path)
+    sqlite_db.idle_check = 0
+    with write_transaction():
+        beat(NOW, "after")
+        beat(NOW, "again")
+    sqlite_db.close()
+    assert rows_in_file(path) == ["after", "again", "before"]
+
+
+def test_a_write_transaction_opens_a_connection_for_a_thread_that_has_none(sqlite_db, tmp_path):
+    def write(process: str) -> None:
+        with write_transaction():
+            beat(NOW, process)
+
+    sqlite_db.close()
+    write("this thread")
+    other = threading.Thread(target=write, args=("another thread",))
+    other.start()
+    other.join()
+    sqlite_db.close()
+    assert rows_in_file(str(tmp_path / "test.db")) == ["another thread", "this thread"]
 
 
 def test_a_vanished_sqlite_file_is_an_error_not_a_new_empty_database(sqlite_db, tmp_path):
