@@ -278,9 +278,13 @@ def report_growth(times: dict[int, list[float]]) -> None:
     for small, large in zip(sizes, sizes[1:]):
         ratio = statistics.median(times[large]) / statistics.median(times[small])
         best = min(times[large]) / min(times[small])
+        # Each round times every size one after the other: a round's own ratio sees the machine as it was then
+        # (a shared machine's speed drifts by a fifth within a minute), as bench/peer.py's pairs do.
+        pairs = sorted(b / a for a, b in zip(times[small], times[large]))
         print(
             f"growth: {large} steps take {ratio:.2f}x the time of {small} (medians; fastest runs {best:.2f}x, "
-            f"slowest {max(times[large]) / max(times[small]):.2f}x); steps x{large / small:g}, goal <= {large / small:g}x"
+            f"slowest {max(times[large]) / max(times[small]):.2f}x; round by round {statistics.median(pairs):.2f}x, "
+            f"{pairs[0]:.2f}-{pairs[-1]:.2f}x); steps x{large / small:g}, goal <= {large / small:g}x"
         )
 
 
