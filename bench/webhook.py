@@ -485,7 +485,7 @@ def end_to_end(
     return n / elapsed, reply_latencies(graph, posted, before)
 
 
-def bench_acks(url: str, graph: wa.GraphStandIn, n: int, threads: int, run: int) -> tuple[float, float, float]:
+def bench_acks(url: str, graph: TimedGraph, n: int, threads: int, run: int) -> tuple[float, float, float]:
     prepare(url)
     server = Server.flows_serve(url, graph.url, workers=0)
     try:
