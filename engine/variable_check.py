@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from .flow_schema import Suggestions, suggest
 from .problems import Problem
-from .validate import BUILTIN_VARS, FileFacts, VarUse
+from .validate import BUILTIN_VARS, FileFacts, Saved, VarUse
 
 # A file judged alone (a stored version loaded at run time) gets these as warnings: refusing a published
 # version for them would take a live flow down, and only the other flows can tell some of them.
@@ -85,45 +85,49 @@ class _SavedBefore:
     """
 
     def __init__(self, facts: FileFacts) -> None:
-        self.savers: dict[str, list[str]] = {var: [s.step for s in saved] for var, saved in facts.saved.items()}
-        self.own = {step: var for var, steps in self.savers.items() for step in steps}
+        self.savers: dict[str, list[Saved]] = facts.saved  # read as they are: a list a variable cost misses
+        self.own = {s.step: var for var, saved in facts.saved.items() for s in saved}
         self.routes = facts.routes
         self.everything = facts.start not in facts.routes or facts.start in facts.closing
-        self.number: dict[Any, int] = {}  # step name, or (step,) for its save -> its place in reverse postorder
+        self.number: dict[str, int] = {}  # step name -> its node; a step that saves has its save's node next
         if not self.everything:
             self._dominators(facts.start)
-        several = [var for var, steps in self.savers.items() if len(steps) > 1]
+        several = [var for var, saved in self.savers.items() if len(saved) > 1]
         self.bits = _Bits(several)
         self.several = _saved_before(facts, 0, self.bits) if several else {}
 
-    def _successors(self, node: Any) -> list[Any]:
-        if isinstance(node, tuple):  # the save of a step: where its routes go once the answer is saved
-            return [t for t, after_save in self.routes[node[0]] if after_save and t in self.routes]
-        if node not in self.own:
-            return [t for t, _ in self.routes[node] if t in self.routes]
-        return [(node,)] + [t for t, after_save in self.routes[node] if not after_save and t in self.routes]
-
     def _dominators(self, start: str) -> None:
-        """Number the nodes reached from start in reverse postorder, find each one's immediate dominator,
-        and lay the dominator tree out so that a subtree is a range of numbers (self.first, self.size)."""
-        postorder: list[Any] = []
-        successors = {start: self._successors(start)}
-        work = [(start, iter(successors[start]))]
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is None:
-                postorder.append(work.pop()[0])
-            elif child not in successors:
-                successors[child] = self._successors(child)
-                work.append((child, iter(successors[child])))
-        nodes = postorder[::-1]
-        self.number = {node: i for i, node in enumerate(nodes)}
-        preds: list[list[int]] = [[] for _ in nodes]
-        for i, node in enumerate(nodes):
-            for child in successors[node]:
-                preds[self.number[child]].append(i)
-        self.first, self.size = _tree_ranges(_immediate_dominators(preds))
+        """Number the nodes reached from start in the order a depth-first walk meets them, find each one's
+        immediate dominator, and lay the dominator tree out so that a subtree is a range of numbers
+        (self.first, self.size).
+
+        One table keyed by step names and flat lists by number, the walk's tree kept as each node's first
+        predecessor: for a 5,000-step flow the name-keyed tables of successors, numbers and tuple nodes
+        (7,500 nodes, each read again by every later pass) were what no longer fitted the cache.
+        """
+        routes, own, number = self.routes, self.own, self.number
+        idom: list[int] = []  # first each node's predecessor in the walk's tree (numbered before it)
+        joins: dict[int, list[int]] = {}  # a node several routes enter -> all its predecessors
+        todo = [(start, 0)]  # (step, the node whose route leads to it), the last pushed walked first
+        while todo:
+            name, source = todo.pop()
+            node = number.get(name)
+            if node is not None:
+                joins.setdefault(node, [idom[node]]).append(source)
+                continue
+            steps = routes.get(name)
+            if steps is None:
+                continue  # a target that is not a step leads nowhere
+            node = number[name] = len(idom)
+            idom.append(source)
+            save = node
+            if name in own:  # the save: after the step, so an `on_fail` route skips it
+                save = node + 1
+                idom.append(node)
+            for target, after_save in reversed(steps):
+                todo.append((target, save if after_save else node))
+        _narrow_dominators(idom, joins)
+        self.first, self.size = _tree_ranges(idom)
 
     def saved(self, var: str, step: str, entry: frozenset[str] | None) -> bool:
         """Whether var is saved on every route from the start to step (before step's own save)."""
@@ -132,8 +136,11 @@ class _SavedBefore:
             return True
         savers = self.savers.get(var, ())
         if len(savers) == 1:
-            save = self.number.get((savers[0],))
-            return save is not None and self.first[save] <= self.first[at] < self.first[save] + self.size[save]
+            step_node = self.number.get(savers[0].step)
+            if step_node is None:
+                return False
+            save = step_node + 1
+            return self.first[save] <= self.first[at] < self.first[save] + self.size[save]
         return bool(self.several.get(step, self.bits.all) & self.bits.index.get(var, 0))
 
     def saved_names(self, step: str, entry: frozenset[str] | None) -> frozenset[str] | None:
@@ -143,22 +150,20 @@ class _SavedBefore:
         return entry | {var for var in self.savers if self.saved(var, step, frozenset())}
 
 
-def _immediate_dominators(preds: list[list[int]]) -> list[int]:
-    """Each node's immediate dominator, nodes numbered in reverse postorder from node 0 (Cooper, Harvey and
-    Kennedy, "A Simple, Fast Dominance Algorithm")."""
-    idom = [-1] * len(preds)
-    idom[0] = 0
+def _narrow_dominators(idom: list[int], joins: dict[int, list[int]]) -> None:
+    """Each node's immediate dominator, in place. idom starts as a tree of the graph rooted at node 0 whose
+    parents are numbered before their children (a walk's): every dominator of a node is on its path there,
+    and a node with one predecessor is dominated by it. So only the nodes several routes enter (joins)
+    narrow, in the order of their numbers, until nothing changes (Cooper, Harvey and Kennedy's "A Simple,
+    Fast Dominance Algorithm", started from the walk's tree instead of from nothing)."""
+    order = sorted(node for node in joins if node)  # node 0 is the start: nothing dominates it
     changed = True
     while changed:
         changed = False
-        for node in range(1, len(preds)):
-            new = -1
-            for pred in preds[node]:
-                if idom[pred] == -1:
-                    continue
-                if new == -1:
-                    new = pred
-                    continue
+        for node in order:
+            preds = iter(joins[node])
+            new = next(preds)
+            for pred in preds:
                 a, b = pred, new
                 while a != b:
                     while a > b:
@@ -168,12 +173,11 @@ def _immediate_dominators(preds: list[list[int]]) -> list[int]:
                 new = a
             if idom[node] != new:
                 idom[node], changed = new, True
-    return idom
 
 
 def _tree_ranges(idom: list[int]) -> tuple[list[int], list[int]]:
     """The dominator tree in preorder: node a dominates b exactly when first[a] <= first[b] < first[a] +
-    size[a]. A node's immediate dominator comes before it in reverse postorder, so two plain passes do."""
+    size[a]. A node's immediate dominator is numbered before it, so two plain passes do."""
     size = [1] * len(idom)
     for node in range(len(idom) - 1, 0, -1):
         size[idom[node]] += size[node]
@@ -285,7 +289,7 @@ def _unsaved(
         if before.saved(use.name, use.step, entry) or (use.after_save and before.own.get(use.step) == use.name):
             continue
         where = (
-            f"it is saved by step '{before.savers[use.name][0]}', which does not come before on every way here"
+            f"it is saved by step '{before.savers[use.name][0].step}', which does not come before on every way here"
             if use.name in before.savers
             else "only another flow saves it, and no hand-over brings it here"
         )
