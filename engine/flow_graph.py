@@ -42,8 +42,13 @@ def reachable(routes: Mapping[str, Sequence[tuple[str, bool]]], root: str) -> di
         name = todo.pop()
         if name in seen:
             continue
+        steps = routes.get(name)
+        if steps is None:
+            continue  # not a step
         seen[name] = None
-        todo.extend(t for t, _ in reversed(routes[name]) if t in routes and t not in seen)
+        # Every target pushed and judged when taken: asked on the way in too, a 5,000-step flow's step
+        # names were looked up twice more each (reading their strings again).
+        todo.extend([t for t, _ in reversed(steps)])
     return seen
 
 
