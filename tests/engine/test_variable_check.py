@@ -102,3 +102,40 @@ def test_saved_before_is_the_fixed_point_on_random_step_graphs():
             for name in names:
                 seen = bool(expected.get(step, bits.all) & bits.index[name])
                 assert asked.saved(name, step, entry_names) is seen, (step, name, facts.routes, facts.saved)
+
+
+def test_saved_before_on_larger_graphs_with_joins_and_loops_back():
+    """Flows as authors write them: mostly forward, branches that meet again and loops back to a question.
+    The dominator tree is started from the walk's tree and narrowed only where several routes enter."""
+    import random
+
+    from engine.flow_graph import reachable
+    from engine.validate import FileFacts, Saved
+    from engine.variable_check import _Bits, _SavedBefore
+    from engine.yaml_source import Source
+
+    rng = random.Random(1414)
+    for _ in range(60):
+        steps = [f"s{i}" for i in range(rng.randint(20, 60))]
+        names = [f"v{i}" for i in range(6)]
+        facts = FileFacts(source=Source("x.yaml"))
+        facts.routes = {
+            s: [
+                (steps[min(len(steps) - 1, i + rng.randint(1, 4))] if rng.random() < 0.8 else rng.choice(steps), ok)
+                for ok in [rng.random() < 0.8 for _ in range(rng.randint(1, 3))]
+            ]
+            for i, s in enumerate(steps)
+        }
+        savers = rng.sample(steps, 12)  # a step saves one variable at most
+        for var in names:
+            for s in [savers.pop() for _ in range(rng.choice([1, 1, 2]))]:
+                facts.saved.setdefault(var, []).append(Saved(s))
+        facts.start = steps[0]
+        facts.reached = reachable(facts.routes, facts.start)
+        bits = _Bits(names)
+        expected = _round_robin(facts, 0, bits)
+        asked = _SavedBefore(facts)
+        for step in steps:
+            for name in names:
+                seen = bool(expected.get(step, bits.all) & bits.index[name])
+                assert asked.saved(name, step, frozenset()) is seen, (step, name)
