@@ -85,7 +85,7 @@ class _SavedBefore:
     """
 
     def __init__(self, facts: FileFacts) -> None:
-        self.savers: dict[str, list[Saved]] = facts.saved  # read as they are: a list a variable cost misses
+        self.savers: dict[str, list[Saved]] = facts.saved  # as they are: a copy of the names cost misses
         self.own = {s.step: var for var, saved in facts.saved.items() for s in saved}
         self.routes = facts.routes
         self.everything = facts.start not in facts.routes or facts.start in facts.closing
