@@ -33,16 +33,25 @@ DURATION = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VarUse:
-    """A template reading a top-level variable, where it is written."""
+    """A template reading a top-level variable, where it is written.
+
+    A 5,000-step flow makes 16,000, kept until variable_check has read them: slotted and with no label of
+    its own (where is said only when a read is reported), each is one small object, not an object, its
+    attributes' array and a label string a step (about 1 MB less alive; fewer cache lines to read and free).
+    """
 
     name: str
     path: Path  # the template's; Source.where finds its line and column only for a read that is reported
-    where: str  # "step 'ask_amount'", "cancel message", …
     step: str | None = None  # the step whose template it is; None for the flow's cancel/expire messages
     after_save: bool = False  # read by a route's condition, once the step's own `save` is done
     guarded: bool = False  # tested with `is defined` or given a `| default`: reading it never fails
+
+    @property
+    def where(self) -> str:
+        """ "step 'ask_amount'", "the cancel message", … (the label the checker reported the template with)."""
+        return f"step '{self.step}'" if self.step is not None else f"the {self.path[0]} message"
 
 
 @dataclass(frozen=True)
@@ -276,8 +285,7 @@ class _FileChecker:
         for name in info.unknown_tests:
             self.add(path, "error", "template.unknown_filter", f"{label}: there is no test '{name}'")
         uses = {
-            name: VarUse(name, path, label, self.current, self.in_route, name in info.guarded)
-            for name in sorted(info.names)
+            name: VarUse(name, path, self.current, self.in_route, name in info.guarded) for name in sorted(info.names)
         }
         self.facts.uses.extend(uses.values())
         self.facts.numeric.extend((uses[name], how) for name, how in info.numeric if name in uses)
