@@ -50,7 +50,7 @@ class VarUse:
 
     @property
     def where(self) -> str:
-        """ "step 'ask_amount'", "the cancel message", … (the label the checker reported the template with)."""
+        """The label the checker gave the template: "step 'ask_amount'", "the cancel message", …"""
         return f"step '{self.step}'" if self.step is not None else f"the {self.path[0]} message"
 
 
