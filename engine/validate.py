@@ -54,7 +54,7 @@ class VarUse:
         return f"step '{self.step}'" if self.step is not None else f"the {self.path[0]} message"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Saved:
     """What a step's `save` keeps: kind "number", "text", "table" (a literal mapping) or "unknown"."""
 
@@ -77,8 +77,9 @@ class FileFacts:
     saves: set[str] = field(default_factory=set)
     uses: list[VarUse] = field(default_factory=list)
     handovers: list[tuple[str, Path, str]] = field(default_factory=list)  # (flow, path of its `flow:`, step)
-    saved: dict[str, list[Saved]] = field(default_factory=dict)  # variable -> the steps that save it
-    routes: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # step -> (target, after its save)
+    # Tuples, not lists: a 5,000-step flow keeps one of each a step until the end (a list is two blocks).
+    saved: dict[str, tuple[Saved, ...]] = field(default_factory=dict)  # variable -> the steps that save it
+    routes: dict[str, tuple[tuple[str, bool], ...]] = field(default_factory=dict)  # step -> (target, after save)
     numeric: list[tuple[VarUse, str]] = field(default_factory=list)  # a variable used as a number, and how
     reads: list[tuple[VarUse, tuple]] = field(default_factory=list)  # a variable read by keys, and the keys
     start: str | None = None
@@ -187,16 +188,17 @@ class _FileChecker:
         base = ("steps", name)
         label = f"step '{name}'"
         self.current = name
-        routes = self.facts.routes.setdefault(name, [])
+        routes = []
         for route_path, target in targets(step, base):
             self.target(route_path, target, label)
             routes.append((target, route_path[2] != "on_fail"))  # on_fail: the answer was never saved
+        self.facts.routes[name] = tuple(routes)
         self.in_route = True
         self.conditions(step, base, label)
         self.in_route = False
         if isinstance(step.get("save"), str):
             self.facts.saves.add(step["save"])
-            self.facts.saved.setdefault(step["save"], []).append(Saved(name))
+            self.facts.saved[step["save"]] = self.facts.saved.get(step["save"], ()) + (Saved(name),)
             if step["save"] in BUILTIN_VARS:
                 self.add(
                     base + ("save",),
@@ -389,8 +391,8 @@ class StepChecker:
 
     def saves(self, kind: str, why: str = "", table: Any = None) -> None:
         """Say what the step's `save` keeps (see Saved), for the checks of how later steps read it."""
-        saved = self.checker.facts.saved[self.step["save"]]
-        saved[-1] = Saved(self.name, kind, why, table)
+        saved = self.checker.facts.saved
+        saved[self.step["save"]] = saved[self.step["save"]][:-1] + (Saved(self.name, kind, why, table),)
 
     def dead_end(self, consequence: str) -> None:
         """Warn when the step has no `next`, saying what happens then."""
