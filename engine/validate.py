@@ -113,6 +113,11 @@ class _FileChecker:
         self.registry = registry
         steps = self.data.get("steps")
         self.steps: dict[str, Any] = steps if isinstance(steps, dict) else {}
+        # Each step's name as the steps' mapping keeps it. The routes, the start and the closing steps hold
+        # that very string, not the equal one the author wrote as a target, so every later lookup of a step
+        # by a target (reachability, the loop check, variable_check's "saved before", the reads' steps)
+        # compares pointers: comparing texts reads both strings, which a 5,000-step flow read long before.
+        self.step_key: dict[str, str] = dict(zip(self.steps, self.steps))
         self.facts = FileFacts(source=source, kinds=kinds)
         self.current: str | None = None  # the step whose templates are being read
         self.in_route = False  # reading a route's condition (after the step's save)
@@ -135,12 +140,12 @@ class _FileChecker:
                 # Still a variable the author means to have: no "nobody saves it" warnings for it elsewhere.
                 self.facts.saves.add(step["save"])
         self.facts.sound = all(name in self.sound for name in self.steps)
-        start = self.data.get("start")
-        self.facts.start = start if isinstance(start, str) and start in self.steps else next(iter(self.steps), None)
+        start = self._key(self.data.get("start"))
+        self.facts.start = start if start is not None else next(iter(self.steps), None)
         self.facts.closing = [
-            s["step"]
+            self.step_key[s["step"]]
             for s in (self.data.get("cancel"), self.data.get("expire"))
-            if isinstance(s, dict) and isinstance(s.get("step"), str) and s["step"] in self.steps
+            if isinstance(s, dict) and self._key(s.get("step")) is not None
         ]
         self.reachability()
         self.endless_loops()
@@ -190,8 +195,8 @@ class _FileChecker:
         self.current = name
         routes = []
         for route_path, target in targets(step, base):
-            self.target(route_path, target, label)
-            routes.append((target, route_path[2] != "on_fail"))  # on_fail: the answer was never saved
+            after_save = route_path[2] != "on_fail"  # on_fail: the answer was never saved
+            routes.append((self.target(route_path, target, label), after_save))
         self.facts.routes[name] = tuple(routes)
         self.in_route = True
         self.conditions(step, base, label)
@@ -223,13 +228,22 @@ class _FileChecker:
 
     # ── targets, conditions, templates ─────────────────────────────────────────────────────────────
 
-    def target(self, path: Path, target: str, label: str) -> None:
-        if self.steps and target not in self.steps:  # no steps at all is reported once, by the schema
+    def _key(self, name: Any) -> str | None:
+        """The steps' own string for name (see step_key); None when name is not a step."""
+        return self.step_key.get(name) if isinstance(name, str) else None
+
+    def target(self, path: Path, target: str, label: str) -> str:
+        """target as the steps' mapping keeps it (see step_key), reported when there is no such step."""
+        key = self.step_key.get(target)
+        if key is not None:
+            return key
+        if self.steps:  # no steps at all is reported once, by the schema
             if self.step_names is None:
                 self.step_names = flow_schema.Suggestions(self.steps)
             self.add(
                 path, "error", "step.unknown_target", f"{label}: there is no step '{target}'{self.step_names(target)}"
             )
+        return target
 
     def conditions(self, step: dict, base: Path, label: str) -> None:
         routes = step.get("next")
@@ -304,8 +318,8 @@ class _FileChecker:
         seen = reachable(routes, start)
         for section, doing in (("cancel", "cancelled"), ("expire", "closed after the wait")):
             settings = self.data.get(section)
-            root = settings.get("step") if isinstance(settings, dict) else None
-            if not isinstance(root, str) or root not in self.steps:
+            root = self._key(settings.get("step")) if isinstance(settings, dict) else None
+            if root is None:
                 continue
             closing = reachable(routes, root)
             seen |= closing
