@@ -118,6 +118,9 @@ class _FileChecker:
         # by a target (reachability, the loop check, variable_check's "saved before", the reads' steps)
         # compares pointers: comparing texts reads both strings, which a 5,000-step flow read long before.
         self.step_key: dict[str, str] = dict(zip(self.steps, self.steps))
+        # Likewise one string a variable, the first one read: every read and save of it holds that one, so
+        # variable_check's lookups of a read's name among the saved ones compare pointers.
+        self.variable: dict[str, str] = {}
         self.facts = FileFacts(source=source, kinds=kinds)
         self.current: str | None = None  # the step whose templates are being read
         self.in_route = False  # reading a route's condition (after the step's save)
@@ -138,7 +141,7 @@ class _FileChecker:
                 self.step(name, step)
             elif isinstance(step, dict) and isinstance(step.get("save"), str):
                 # Still a variable the author means to have: no "nobody saves it" warnings for it elsewhere.
-                self.facts.saves.add(step["save"])
+                self.facts.saves.add(self.variable.setdefault(step["save"], step["save"]))
         self.facts.sound = all(name in self.sound for name in self.steps)
         start = self._key(self.data.get("start"))
         self.facts.start = start if start is not None else next(iter(self.steps), None)
@@ -202,9 +205,10 @@ class _FileChecker:
         self.conditions(step, base, label)
         self.in_route = False
         if isinstance(step.get("save"), str):
-            self.facts.saves.add(step["save"])
-            self.facts.saved[step["save"]] = self.facts.saved.get(step["save"], ()) + (Saved(name),)
-            if step["save"] in BUILTIN_VARS:
+            save = self.variable.setdefault(step["save"], step["save"])
+            self.facts.saves.add(save)
+            self.facts.saved[save] = self.facts.saved.get(save, ()) + (Saved(name),)
+            if save in BUILTIN_VARS:
                 self.add(
                     base + ("save",),
                     "error",
@@ -300,8 +304,10 @@ class _FileChecker:
             )
         for name in info.unknown_tests:
             self.add(path, "error", "template.unknown_filter", f"{label}: there is no test '{name}'")
+        variable = self.variable
         uses = {
-            name: VarUse(name, path, self.current, self.in_route, name in info.guarded) for name in sorted(info.names)
+            name: VarUse(variable.setdefault(name, name), path, self.current, self.in_route, name in info.guarded)
+            for name in sorted(info.names)
         }
         self.facts.uses.extend(uses.values())
         self.facts.numeric.extend((uses[name], how) for name, how in info.numeric if name in uses)
