@@ -17,6 +17,7 @@ from array import array
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from sys import intern
 from typing import Any, Iterator
 
 import yaml
@@ -81,6 +82,7 @@ _LOADER = (
 )
 
 
+_TARGETS = frozenset(("next", "goto", "on_fail"))  # whose text names a step
 _MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
 _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
 
@@ -549,7 +551,11 @@ class _Converter:
             if self.tag(key_start) == _MERGE:
                 merged.extend(self._merge_sources(self.next(), event.anchor))
                 continue
-            key = key_start.value
+            # Keys, and the step names `next:`, `goto:` and `on_fail:` name, interned: a 5,000-step flow's 34,500
+            # keys are then the code's own "next", "say", ... and a target the step's own name, not a new
+            # string each, kept to the end (cachegrind, 8 MB cache: misses beyond five times 1,000 steps'
+            # 578k -> 396k, instructions +0.3 %).
+            key = intern(key_start.value)
             if key in result:  # merged keys come after: result holds only what this mapping writes itself
                 line, col = _at(key_start.start_mark)
                 self.source.problems.append(
@@ -564,13 +570,14 @@ class _Converter:
                 )
                 self.skip(self.next())
                 continue
-            result[key] = self.convert(self.next(), depth + 1, _place(key_start.start_mark))
+            value = self.convert(self.next(), depth + 1, _place(key_start.start_mark))
+            result[key] = intern(value) if key in _TARGETS and type(value) is str else value
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_events, value_events in merged:
             key_start = self.key(key_events[0])
             if key_start is None or self.tag(key_start) == _MERGE:
                 continue
-            key = key_start.value
+            key = intern(key_start.value)
             if key not in result:
                 with self.replaying(value_events[1:]):
                     result[key] = self.convert(value_events[0], depth + 1, _place(key_start.start_mark))
