@@ -1,8 +1,8 @@
 """YAML text to plain Python objects, keeping where the author wrote every key and value.
 
 PyYAML's loader throws positions away, so this reads the safe loader's parser events and converts
-them by hand as they come, recording a 1-based (line, col) for each value and each mapping key under its JSON
-path (a tuple of keys and list indexes). On the way it refuses what a loader would silently accept:
+them by hand as they come, recording a 1-based (line, col) for each value and each mapping key, found by
+its JSON path (a tuple of keys and list indexes). On the way it refuses what a loader would silently accept:
 a key written twice (the loader keeps the last), tags, and recursive aliases.
 
 Scalars follow YAML 1.2 rather than PyYAML's 1.1 rules, because flow authors write words: `yes`, `no`,
@@ -13,8 +13,11 @@ Scalars follow YAML 1.2 rather than PyYAML's 1.1 rules, because flow authors wri
 from __future__ import annotations
 
 import re
+from array import array
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
+from sys import intern
 from typing import Any, Iterator
 
 import yaml
@@ -79,6 +82,7 @@ _LOADER = (
 )
 
 
+_TARGETS = frozenset(("next", "goto", "on_fail"))  # whose text names a step
 _MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
 _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
 
@@ -129,21 +133,22 @@ class Source:
     file: str
     data: Any = None
     problems: list[Problem] = field(default_factory=list)
-    # Each path as it is converted and its place, one after the other (path, place, path, place, ...):
-    # `places` makes them a dict when first asked. A valid flow is never asked (validate reads a place
-    # for a problem only), and 36,000 inserts at random into a 5,000-step flow's 1.3 MB dict were LL
-    # misses that grew with the flow; appended in order they are a 0.6 MB list written once.
-    written: list = field(default_factory=list, repr=False)
-    _places: dict[Path, int] = field(default_factory=dict, repr=False)
+    # Two numbers a value, in the order the values were converted: where its key is written (_place, 0 for a
+    # list item or the document) and where the value starts. No path is kept: `places` walks `data` in the
+    # same order when first asked, and a valid flow is never asked (validate reads a place for a problem
+    # only). A path tuple and a place int a value were 70,000 objects for a 5,000-step flow, each made,
+    # kept and freed at the end (cachegrind: misses of an 8 MB cache that grew with the flow).
+    marks: array = field(default_factory=partial(array, "Q"), repr=False)
+    _places: dict[Path, int] | None = field(default=None, repr=False)
 
     @property
     def places(self) -> dict[Path, int]:
         """path -> where its value starts, and above it where its key is written (a mapping's value), each
-        as line << 32 | column (_place): one int a path, the bulk of what a parsed flow holds."""
-        if self.written:
-            pairs = iter(self.written)
-            self._places.update(zip(pairs, pairs))
-            self.written.clear()  # cleared, not replaced: the converter appends to this list
+        as line << 32 | column (_place)."""
+        if self._places is None:
+            self._places = {}
+            if self.marks:
+                _placed(self.data, (), self.marks, 0, self._places)
         return self._places
 
     def where(self, path: Path, *, key: bool = False) -> tuple[int, int]:
@@ -159,6 +164,23 @@ class Source:
     def problem(self, path: Path, severity: str, code: str, message: str, *, key: bool = False) -> Problem:
         line, col = self.where(path, key=key)
         return Problem(self.file, line, col, severity, code, message)
+
+
+def _placed(value: Any, path: Path, marks: array, at: int, places: dict[Path, int]) -> int:
+    """Place value (converted from marks[at:]) and what it holds under path; the index of the marks after them.
+
+    The converter writes a value's marks, then its items' in order: a mapping's own keys as written, then
+    the keys a `<<` merges in (as the dict holds them); an alias is converted again, to new objects, and a
+    value refused (too deep, recursive, too large) is one None."""
+    places[path] = marks[at] << _KEY | marks[at + 1]
+    at += 2
+    if type(value) is dict:
+        for key, item in value.items():
+            at = _placed(item, path + (key,), marks, at, places)
+    elif type(value) is list:
+        for index, item in enumerate(value):
+            at = _placed(item, path + (index,), marks, at, places)
+    return at
 
 
 def _place(mark: yaml.Mark) -> int:
@@ -321,7 +343,8 @@ class _Converter:
 
     def __init__(self, source: Source, loader: Any, anchored: bool = False) -> None:
         self.source = source
-        self.write = source.written.append
+        self.marks = source.marks
+        self.write = source.marks.append
         self.parse_event = loader.get_event
         self.resolve = loader.resolve
         # Only a text with '&' can hold anchors: the others skip the recording on every event.
@@ -399,7 +422,7 @@ class _Converter:
             return self.empty()
         root = self.next()
         if type(root) is MappingStartEvent:
-            data = self.convert(root, (), 0)
+            data = self.convert(root, 0)
         else:
             self.skip(root)
             data = None
@@ -437,15 +460,15 @@ class _Converter:
             return _MAP if type(event) is MappingStartEvent else _SEQ
         return tag
 
-    def convert(self, event: Event, path: Path, depth: int, key: int = 0) -> Any:
+    def convert(self, event: Event, depth: int, key: int = 0) -> Any:
         """The value event starts (an alias: the value its anchor marks), its events read; key: where its key
         is written (_place), for a mapping's value."""
         recorded = None
         if type(event) is AliasEvent:
             recorded = self.anchors[event.anchor]
             event = recorded[0]
-        self.write(path)
-        self.write(key << _KEY | _place(event.start_mark))
+        self.write(key)
+        self.write(_place(event.start_mark))
         self.nodes += 1
         if self.nodes > _MAX_NODES:
             if not self.stopped:
@@ -474,9 +497,9 @@ class _Converter:
                     self.fail(event, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
                 items: list[Any] = []
                 while type(item := self.next()) is not SequenceEndEvent:
-                    items.append(self.convert(item, path + (len(items),), depth + 1))
+                    items.append(self.convert(item, depth + 1))
                 return items
-            return self.mapping(event, path, depth)
+            return self.mapping(event, depth)
         finally:
             if recorded is not None:
                 self.replays.pop()
@@ -507,11 +530,12 @@ class _Converter:
             event = self.anchors[event.anchor][0]
         return event if type(event) is ScalarEvent else None
 
-    def mapping(self, event: MappingStartEvent, path: Path, depth: int) -> dict:
+    def mapping(self, event: MappingStartEvent, depth: int) -> dict:
         tag = self.tag(event)
         if tag != _MAP:
             self.fail(event, "yaml.tag", f"the tag '{tag}' is not supported in a flow: remove it")
         result: dict[str, Any] = {}
+        first = len(self.marks)  # where the marks of its first value start
         merged: list[tuple[list[Event], list[Event]]] = []
         while type(key_event := self.next()) is not MappingEndEvent:
             key_start = self.key(key_event)
@@ -527,8 +551,11 @@ class _Converter:
             if self.tag(key_start) == _MERGE:
                 merged.extend(self._merge_sources(self.next(), event.anchor))
                 continue
-            key = key_start.value
-            here = path + (key,)
+            # Keys, and the step names `next:`, `goto:` and `on_fail:` name, interned: a 5,000-step flow's 34,500
+            # keys are then the code's own "next", "say", ... and a target the step's own name, not a new
+            # string each, kept to the end (cachegrind, 8 MB cache: misses beyond five times 1,000 steps'
+            # 578k -> 396k, instructions +0.3 %).
+            key = intern(key_start.value)
             if key in result:  # merged keys come after: result holds only what this mapping writes itself
                 line, col = _at(key_start.start_mark)
                 self.source.problems.append(
@@ -538,22 +565,32 @@ class _Converter:
                         col,
                         "error",
                         "yaml.duplicate_key",
-                        f"'{key}' is written twice here (first on line {_line_col(self.source.places[here] >> _KEY)[0]}): only one can be kept, remove or rename one",
+                        f"'{key}' is written twice here (first on line {self.first_line(result, key, first)}): only one can be kept, remove or rename one",
                     )
                 )
                 self.skip(self.next())
                 continue
-            result[key] = self.convert(self.next(), here, depth + 1, _place(key_start.start_mark))
+            value = self.convert(self.next(), depth + 1, _place(key_start.start_mark))
+            result[key] = intern(value) if key in _TARGETS and type(value) is str else value
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_events, value_events in merged:
             key_start = self.key(key_events[0])
             if key_start is None or self.tag(key_start) == _MERGE:
                 continue
-            key = key_start.value
+            key = intern(key_start.value)
             if key not in result:
                 with self.replaying(value_events[1:]):
-                    result[key] = self.convert(value_events[0], path + (key,), depth + 1, _place(key_start.start_mark))
+                    result[key] = self.convert(value_events[0], depth + 1, _place(key_start.start_mark))
         return result
+
+    def first_line(self, result: dict, key: str, at: int) -> int:
+        """The line of key in the mapping being read into result, whose first value's marks start at at: the
+        marks of the values before it counted (rare, so counted rather than kept)."""
+        for written, value in result.items():
+            if written == key:
+                return self.marks[at] >> 32
+            at = _placed(value, (), self.marks, at, {})
+        raise AssertionError(key)
 
     def _merge_sources(self, event: Event, merging: str | None) -> list[tuple[list[Event], list[Event]]]:
         """The (key, value) events of the mappings a `<<` value names, the value's events read (merging: the

@@ -244,8 +244,8 @@ def test_reading_events_gives_the_composed_nodes_places():
     assert compared > 5
 
 
-def test_places_asked_while_reading_still_place_what_is_read_after():
-    # Source keeps the places as a list until a place is asked; a key written twice asks for the first one
+def test_a_key_written_twice_names_the_first_and_what_is_read_after_is_placed():
+    # Source keeps no paths while reading; a key written twice names the line of the first one, found
     # while the file is still being read, and everything read after it must be placed too.
     from engine.yaml_source import parse
 
@@ -256,3 +256,41 @@ def test_places_asked_while_reading_still_place_what_is_read_after():
     assert source.where(("b", "c", 1, "d")) == (4, 14)
     assert source.where(("b", "c", 1, "e")) == (4, 10)  # not written: its nearest written parent
     assert source.places[("a",)] >> 64 == 1 << 32 | 1
+
+
+def test_places_follow_aliases_merges_and_refused_values():
+    # The places are found by walking the data in the order it was converted: an alias is converted again
+    # (placed where its anchor is), merged keys come after the mapping's own, a value refused as too deep
+    # or recursive is one None, and a key written twice is skipped (the first one's line counted past the
+    # values before it).
+    from engine.yaml_source import parse
+
+    text = (
+        "a: &x {b: 1, c: [2, 3]}\n"
+        "d: *x\n"
+        "e:\n  <<: *x\n  b: 4\n  f: 5\n"
+        "g: {h: [1, {i: 2}], j: 3}\n"
+        "k: 6\n"
+        "g: 7\n"
+        "l: " + "[" * 70 + "]" * 70 + "\n"
+        "m: &r [1, *r]\n"
+        "n: 8\n"
+    )
+    source = parse(text, "x.yaml")
+    assert [(p.line, p.col, p.code) for p in source.problems] == [
+        (9, 1, "yaml.duplicate_key"),
+        (10, 68, "yaml.too_deep"),
+        (11, 4, "yaml.recursive"),
+    ]
+    assert "first on line 7" in source.problems[0].message
+    assert source.data["e"] == {"b": 4, "f": 5, "c": [2, 3]}
+    assert source.where(("d", "c", 1)) == (1, 21)
+    assert source.where(("e", "b")) == (5, 6)  # its own, not the merged one
+    assert source.where(("e", "c"), key=True) == (1, 14)
+    assert source.where(("e", "c", 0)) == (1, 18)
+    assert source.where(("e", "f"), key=True) == (6, 3)
+    assert source.where(("g",), key=True) == (7, 1)
+    assert source.where(("k",)) == (8, 4)
+    assert source.where(("l", 0)) == (10, 5)
+    assert source.where(("m", 1)) == (11, 4)
+    assert source.where(("n",)) == (12, 4) and source.where(("n",), key=True) == (12, 1)
