@@ -77,8 +77,9 @@ class FileFacts:
     saves: set[str] = field(default_factory=set)
     uses: list[VarUse] = field(default_factory=list)
     handovers: list[tuple[str, Path, str]] = field(default_factory=list)  # (flow, path of its `flow:`, step)
-    # Tuples, not lists: a 5,000-step flow keeps one of each a step until the end (a list is two blocks).
-    saved: dict[str, tuple[Saved, ...]] = field(default_factory=dict)  # variable -> the steps that save it
+    saved: dict[str, list[Saved]] = field(default_factory=dict)  # variable -> the steps that save it
+    # A tuple, not a list: a 5,000-step flow keeps one a step until the end (a list is two blocks). (saved
+    # stays lists: a tuple grown by one a save copies itself, quadratic when many steps save one variable.)
     routes: dict[str, tuple[tuple[str, bool], ...]] = field(default_factory=dict)  # step -> (target, after save)
     numeric: list[tuple[VarUse, str]] = field(default_factory=list)  # a variable used as a number, and how
     reads: list[tuple[VarUse, tuple]] = field(default_factory=list)  # a variable read by keys, and the keys
@@ -207,7 +208,7 @@ class _FileChecker:
         if isinstance(step.get("save"), str):
             save = self.variable.setdefault(step["save"], step["save"])
             self.facts.saves.add(save)
-            self.facts.saved[save] = self.facts.saved.get(save, ()) + (Saved(name),)
+            self.facts.saved.setdefault(save, []).append(Saved(name))
             if save in BUILTIN_VARS:
                 self.add(
                     base + ("save",),
@@ -411,8 +412,8 @@ class StepChecker:
 
     def saves(self, kind: str, why: str = "", table: Any = None) -> None:
         """Say what the step's `save` keeps (see Saved), for the checks of how later steps read it."""
-        saved = self.checker.facts.saved
-        saved[self.step["save"]] = saved[self.step["save"]][:-1] + (Saved(self.name, kind, why, table),)
+        saved = self.checker.facts.saved[self.step["save"]]
+        saved[-1] = Saved(self.name, kind, why, table)
 
     def dead_end(self, consequence: str) -> None:
         """Warn when the step has no `next`, saying what happens then."""
