@@ -26,7 +26,9 @@ there, misspelt): every one is reported, and "did you mean" must not make the ti
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import shutil
 import resource
 import subprocess
 import sys
@@ -36,6 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import yaml  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 import cli  # noqa: E402
@@ -258,21 +261,94 @@ def time_against(other: str, path: str, runs: int, tmp: str) -> None:
     )
 
 
-def time_sizes(paths: dict[int, str], runs: int) -> dict[int, list[float]]:
-    """In-process CPU seconds of each flow, runs times, the sizes taken in turns (a busy machine slows all alike)."""
+def time_floor(path: str) -> float:
+    """CPU seconds of the floor: the flow read into Python by PyYAML's C loader (`yaml.load`, CSafeLoader),
+    the least any Python program does with the file. What it costs a step at 5,000 steps over 1,000 is this
+    machine's own (its caches hold less of the larger data), whatever the code: validate's growth is read
+    against it. The collector paused while it reads, as engine.load pauses it for validate: running, its
+    full collections over the growing data make the floor itself grow with the square (13x at 5x the steps)."""
+    gc.disable()
+    try:
+        started = time.process_time()
+        with open(path, encoding="utf-8") as f:
+            yaml.load(f.read(), Loader=yaml.CSafeLoader)
+        return time.process_time() - started
+    finally:
+        gc.enable()
+
+
+def time_sizes(paths: dict[int, str], runs: int) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """In-process CPU seconds of each flow and of its floor, runs times, the sizes taken in turns (a busy
+    machine slows them all alike)."""
     time_in_process(paths[min(paths)])  # warm-up: imports and actions.load_all() happen once per process
+    time_floor(paths[min(paths)])
     times: dict[int, list[float]] = {steps: [] for steps in paths}
+    floors: dict[int, list[float]] = {steps: [] for steps in paths}
+    gc.collect()
     for _ in range(runs):
         for steps, path in paths.items():
             times[steps].append(time_in_process(path))
-    return times
+            gc.collect()  # the collector's work for one size not billed to the next, in either timing
+            floors[steps].append(time_floor(path))
+            gc.collect()
+    return times, floors
 
 
-def report_growth(times: dict[int, list[float]]) -> None:
-    """Each size's CPU time, its cost per step, and each size's time over the one before (medians)."""
+def count_instructions(paths: dict[int, str]) -> None:
+    """Instructions of validate a step at each size, counted by valgrind (cachegrind, no cache simulated):
+    the same on every machine and every run, so the growth it shows is the code's alone. A process that
+    validates only the smallest flow is counted too and taken off (each process validates it first, as a
+    warm-up), leaving what each larger flow adds."""
+    if shutil.which("valgrind") is None:
+        print("instructions: valgrind is not installed (apt install valgrind), not counted")
+        return
+    smallest = paths[min(paths)]
+    driver = (
+        "import os, sys; from click.testing import CliRunner; import cli\n"
+        "for path in sys.argv[1:]:\n"
+        "    result = CliRunner().invoke(cli.main, ['validate', path]); assert result.exit_code == 0, result.output\n"
+        "sys.stdout.flush(); os._exit(0)\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {0: [smallest], **{steps: [smallest, path] for steps, path in paths.items() if path != smallest}}
+        procs = {
+            steps: subprocess.Popen(
+                ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={tmp}/{steps}.out"]
+                + [sys.executable, "-c", driver, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for steps, args in runs.items()
+        }
+        counted: dict[int, int] = {}
+        for steps, proc in procs.items():
+            assert proc.wait() == 0, f"valgrind failed on the {steps}-step flow"
+            with open(f"{tmp}/{steps}.out") as out:
+                counted[steps] = next(int(line.split()[1]) for line in out if line.startswith("summary:"))
+    added = {steps: counted[steps] - counted[0] for steps in counted if steps}
+    print(
+        "instructions a step (valgrind): "
+        + ", ".join(f"{steps}: {n / steps / 1000:.1f}k" for steps, n in sorted(added.items()))
+    )
+    sizes = sorted(added)
+    for small, large in zip(sizes, sizes[1:]):
+        print(
+            f"instruction growth: {large} steps take {added[large] / added[small]:.3f}x the instructions of {small}; "
+            f"steps x{large / small:g}"
+        )
+
+
+def report_growth(times: dict[int, list[float]], floors: dict[int, list[float]]) -> None:
+    """Each size's CPU time, its cost per step, and each size's time over the one before (medians); the same
+    for the floor, and validate's growth over the floor's."""
     sizes = sorted(times)
     for steps in sizes:
         report(f"in-process CPU time, {steps} steps (flows validate via click)", times[steps])
+    for steps in sizes:
+        report(f"floor, {steps} steps (yaml.load with the C loader, same rounds)", floors[steps])
     per_step = ", ".join(f"{steps}: {statistics.median(times[steps]) / steps * 1e6:.0f}" for steps in sizes)
     print(f"per step (median): {per_step} us; a linear validate keeps these equal")
     for small, large in zip(sizes, sizes[1:]):
@@ -286,6 +362,18 @@ def report_growth(times: dict[int, list[float]]) -> None:
             f"slowest {max(times[large]) / max(times[small]):.2f}x; round by round {statistics.median(pairs):.2f}x, "
             f"{pairs[0]:.2f}-{pairs[-1]:.2f}x); steps x{large / small:g}, goal <= {large / small:g}x"
         )
+        floor = statistics.median(floors[large]) / statistics.median(floors[small])
+        floor_pairs = sorted(b / a for a, b in zip(floors[small], floors[large]))
+        # Round by round: validate's growth over the floor's in the same round, both seeing the machine as it was.
+        over = sorted(
+            (v5 / v1) / (f5 / f1) for v1, v5, f1, f5 in zip(times[small], times[large], floors[small], floors[large])
+        )
+        print(
+            f"  floor: {large} steps take {floor:.2f}x the time of {small} (round by round "
+            f"{statistics.median(floor_pairs):.2f}x); validate's growth / the floor's: {ratio / floor:.2f} "
+            f"(round by round {statistics.median(over):.2f}, {over[0]:.2f}-{over[-1]:.2f}); <= 1: no faster growth "
+            "than reading the file"
+        )
 
 
 def main() -> None:
@@ -295,6 +383,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100, help="a smaller flow, to show the growth from it")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--mistakes-runs", type=int, default=3, help="runs of the flows with a mistake in each step")
+    parser.add_argument(
+        "--count", action="store_true", help="also count validate's instructions a step with valgrind (~1 min)"
+    )
     parser.add_argument("--against", metavar="DIR", help="another checkout: new processes alternated, CPU ratio only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,7 +393,9 @@ def main() -> None:
             time_against(os.path.abspath(args.against), write_flow(tmp, args.steps), args.runs, tmp)
             return
         paths = {steps: write_flow(tmp, steps) for steps in sorted({args.small, args.steps, args.large})}
-        report_growth(time_sizes(paths, args.runs))
+        report_growth(*time_sizes(paths, args.runs))
+        if args.count:
+            count_instructions(paths)
         small = paths[args.steps]
         env = cached_bytecode_env(os.path.join(tmp, "pycache"))
         time_subprocess(small, env)  # the first run writes the bytecode cache
