@@ -82,7 +82,6 @@ _LOADER = (
 )
 
 
-_TARGETS = frozenset(("next", "goto", "on_fail"))  # whose text names a step
 _MAX_NODES = 500_000  # a guard against alias "billion laughs" bombs; a 1,000-step flow has ~20,000
 _MAX_DEPTH = 64  # flows are a few levels deep; anything deeper is a mistake or an attack
 
@@ -551,10 +550,11 @@ class _Converter:
             if self.tag(key_start) == _MERGE:
                 merged.extend(self._merge_sources(self.next(), event.anchor))
                 continue
-            # Keys, and the step names `next:`, `goto:` and `on_fail:` name, interned: a 5,000-step flow's 34,500
-            # keys are then the code's own "next", "say", ... and a target the step's own name, not a new
-            # string each, kept to the end (cachegrind, 8 MB cache: misses beyond five times 1,000 steps'
-            # 578k -> 396k, instructions +0.3 %).
+            # Keys interned: a 5,000-step flow's 34,500 keys are then the code's own "next", "say", ... not a
+            # new string each, kept to the end. The step names targets hold are validate's to share
+            # (_FileChecker.step_key maps every target, `on:` outcomes and cancel/expire included, to the
+            # step's own name): interning `next:`/`goto:`/`on_fail:` here too cost 3.4k instructions a step
+            # and saved no miss beyond linear once it did (cachegrind, 8 MB cache: 313k with, 314k without).
             key = intern(key_start.value)
             if key in result:  # merged keys come after: result holds only what this mapping writes itself
                 line, col = _at(key_start.start_mark)
@@ -570,8 +570,7 @@ class _Converter:
                 )
                 self.skip(self.next())
                 continue
-            value = self.convert(self.next(), depth + 1, _place(key_start.start_mark))
-            result[key] = intern(value) if key in _TARGETS and type(value) is str else value
+            result[key] = self.convert(self.next(), depth + 1, _place(key_start.start_mark))
         # `<<: *defaults` fills in keys the mapping does not write itself, as YAML's merge key does.
         for key_events, value_events in merged:
             key_start = self.key(key_events[0])
