@@ -159,7 +159,8 @@ def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Fl
     from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow
 
     data = source.data
-    steps = {name: _step(name, kinds[name] or "", spec, source) for name, spec in data["steps"].items()}
+    at = source.key_places(("steps",))
+    steps = {name: _step(name, kinds[name] or "", spec, at[name]) for name, spec in data["steps"].items()}
     cancel = data.get("cancel") or {}
     expire = data.get("expire") or {}
     after = parse_duration(expire["after"]) if "after" in expire else None
@@ -181,10 +182,10 @@ def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Fl
     )
 
 
-def _step(name: str, kind: str, spec: dict, source: Source) -> Step:
+def _step(name: str, kind: str, spec: dict, place: tuple[int, int]) -> Step:
     from .model import Step
 
-    line, col = source.where(("steps", name), key=True)
+    line, col = place
     return Step(name=name, kind=kind, line=line, col=col, next=_routes(spec.get("next")), **kinds.get(kind).build(spec))
 
 

@@ -164,6 +164,31 @@ class Source:
         line, col = self.where(path, key=key)
         return Problem(self.file, line, col, severity, code, message)
 
+    def key_places(self, path: Path) -> dict[Any, tuple[int, int]]:
+        """Where each key of the mapping at path is written: {key: where(path + (key,), key=True)}, for a
+        built flow's steps. Unless `places` was made already, found by counting the values before each
+        (the marks of what a value holds follow its own), with no place made for what they hold: making
+        them all cost a 1,000-step flow's load 2.5 % more instructions."""
+        mapping = self.data
+        for part in path:
+            if type(mapping) is dict:
+                mapping = mapping.get(part)
+            elif type(mapping) is list and type(part) is int and 0 <= part < len(mapping):
+                mapping = mapping[part]
+            else:
+                return {}
+        if type(mapping) is not dict:
+            return {}
+        if self._places is not None or not self.marks:
+            return {key: self.where((*path, key), key=True) for key in mapping}
+        at = _find(self.data, tuple(path), 0)
+        marks, found = self.marks, {}
+        at += 2
+        for key, value in mapping.items():
+            found[key] = _line_col(marks[at] or marks[at + 1])
+            at += 2 * _count(value)
+        return found
+
 
 def _placed(value: Any, path: Path, marks: array, at: int, places: dict[Path, int]) -> int:
     """Place value (converted from marks[at:]) and what it holds under path; the index of the marks after them.
@@ -179,6 +204,28 @@ def _placed(value: Any, path: Path, marks: array, at: int, places: dict[Path, in
     elif type(value) is list:
         for index, item in enumerate(value):
             at = _placed(item, path + (index,), marks, at, places)
+    return at
+
+
+def _count(value: Any) -> int:
+    """How many values value is, itself and all it holds: its marks are twice as many (see _placed)."""
+    if type(value) is dict:
+        return 1 + sum(map(_count, value.values()))
+    if type(value) is list:
+        return 1 + sum(map(_count, value))
+    return 1
+
+
+def _find(value: Any, path: Path, at: int) -> int:
+    """The index in the marks where the value at path (below value, whose marks start at at) starts."""
+    for part in path:
+        at += 2
+        items = value.items() if type(value) is dict else enumerate(value)
+        for key, item in items:
+            if key == part:
+                value = item
+                break
+            at += 2 * _count(item)
     return at
 
 

@@ -294,3 +294,39 @@ def test_places_follow_aliases_merges_and_refused_values():
     assert source.where(("l", 0)) == (10, 5)
     assert source.where(("m", 1)) == (11, 4)
     assert source.where(("n",)) == (12, 4) and source.where(("n",), key=True) == (12, 1)
+
+
+def test_key_places_counted_agree_with_the_places_walked():
+    # A built flow asks where each step is written through key_places, which counts the values before each
+    # step instead of placing all they hold: every mapping's answer must be where()'s, for aliases, merges,
+    # keys written twice and refused values too (one source asked only key_places, another only where).
+    from engine.yaml_source import parse
+
+    texts = [f.read_text(encoding="utf-8") for f in [*SHIPPED.glob("*.yaml"), *FIXTURES.glob("*.yaml")]]
+    texts.append(
+        "a: &x {b: 1, c: [2, 3]}\nd: *x\ne:\n  <<: *x\n  b: 4\n  f: 5\ng: {h: [1, {i: 2}], j: 3}\nk: 6\ng: 7\n"
+        "l: " + "[" * 70 + "]" * 70 + "\nm: &r [1, *r]\nn: {o: {p: [q, {r: s}]}}\n"
+    )
+
+    def mappings(value, path):
+        if isinstance(value, dict):
+            yield path
+            for key, item in value.items():
+                yield from mappings(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from mappings(item, (*path, index))
+
+    compared = 0
+    for text in texts:
+        counted, walked = parse(text, "x.yaml"), parse(text, "x.yaml")
+        for path in mappings(counted.data, ()):
+            mapping = counted.data
+            for part in path:
+                mapping = mapping[part]
+            expected = {key: walked.where((*path, key), key=True) for key in mapping}
+            assert counted.key_places(path) == expected, (path, text[:200])
+            compared += 1
+        assert counted._places is None  # counted, not walked
+    assert compared > 100
+    assert parse("a: [1]\n", "x.yaml").key_places(("a",)) == {} == parse("a: 1\n", "x.yaml").key_places(("b",))
