@@ -159,8 +159,8 @@ def build_flow(source: Source, kinds: dict[str, str | None], version: int) -> Fl
     from .model import DEFAULT_CANCEL_MESSAGE, DEFAULT_CANCEL_WORDS, DEFAULT_MENU_WORD, Flow
 
     data = source.data
-    at = source.key_places(("steps",))
-    steps = {name: _step(name, kinds[name] or "", spec, at[name]) for name, spec in data["steps"].items()}
+    places = source.key_places(("steps",))
+    steps = {name: _step(name, kinds[name] or "", spec, places[name]) for name, spec in data["steps"].items()}
     cancel = data.get("cancel") or {}
     expire = data.get("expire") or {}
     after = parse_duration(expire["after"]) if "after" in expire else None

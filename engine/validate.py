@@ -147,9 +147,9 @@ class _FileChecker:
         start = self._key(self.data.get("start"))
         self.facts.start = start if start is not None else next(iter(self.steps), None)
         self.facts.closing = [
-            self.step_key[s["step"]]
+            key
             for s in (self.data.get("cancel"), self.data.get("expire"))
-            if isinstance(s, dict) and self._key(s.get("step")) is not None
+            if isinstance(s, dict) and (key := self._key(s.get("step"))) is not None
         ]
         self.reachability()
         self.endless_loops()

@@ -18,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from sys import intern
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import yaml
 from yaml.composer import ComposerError
@@ -169,19 +169,12 @@ class Source:
         built flow's steps. Unless `places` was made already, found by counting the values before each
         (the marks of what a value holds follow its own), with no place made for what they hold: making
         them all cost a 1,000-step flow's load 2.5 % more instructions."""
-        mapping = self.data
-        for part in path:
-            if type(mapping) is dict:
-                mapping = mapping.get(part)
-            elif type(mapping) is list and type(part) is int and 0 <= part < len(mapping):
-                mapping = mapping[part]
-            else:
-                return {}
-        if type(mapping) is not dict:
+        found_at = _find(self.data, tuple(path), 0)
+        if found_at is None or type(found_at[0]) is not dict:
             return {}
+        mapping, at = found_at
         if self._places is not None or not self.marks:
             return {key: self.where((*path, key), key=True) for key in mapping}
-        at = _find(self.data, tuple(path), 0)
         marks, found = self.marks, {}
         at += 2
         for key, value in mapping.items():
@@ -216,17 +209,25 @@ def _count(value: Any) -> int:
     return 1
 
 
-def _find(value: Any, path: Path, at: int) -> int:
-    """The index in the marks where the value at path (below value, whose marks start at at) starts."""
+def _find(value: Any, path: Path, at: int) -> tuple[Any, int] | None:
+    """The value at path below value (whose marks start at at) and the index in the marks where its own
+    start; None when path is not there."""
     for part in path:
         at += 2
-        items = value.items() if type(value) is dict else enumerate(value)
+        if type(value) is dict:
+            items: Iterable[tuple[Any, Any]] = value.items()
+        elif type(value) is list:
+            items = enumerate(value)
+        else:
+            return None
         for key, item in items:
             if key == part:
                 value = item
                 break
             at += 2 * _count(item)
-    return at
+        else:
+            return None
+    return value, at
 
 
 def _place(mark: yaml.Mark) -> int:
